@@ -1,0 +1,392 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Mediator's XDP RTP/RTCP relay.
+ *
+ * It executes the forwarding entries mediator-dataplane installed and decides no policy of its own:
+ * a packet whose destination is a relay socket with an entry is checked against the expected
+ * source, rewritten (addresses, ports, MACs, TTL, checksums) and redirected out of the interface the
+ * kernel's FIB names. Everything it does not understand or cannot finish — other protocols,
+ * fragments, IP options, IPv6 extension headers, unknown destinations, a missing neighbour, an
+ * egress device without XDP — goes up the stack with XDP_PASS, where the userspace relay's socket
+ * picks it up. The map ABI is relay_abi.h.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "relay_abi.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1FFF
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MDP_DEFAULT_MAX_STREAMS);
+	__type(key, struct mdp_stream_key);
+	__type(value, struct mdp_stream_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mdp_streams SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MDP_DEFAULT_MAX_STREAMS);
+	__type(key, __u32);
+	__type(value, struct mdp_stream_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mdp_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, MDP_MAX_TX_PORTS);
+	__type(key, __u32);
+	__type(value, struct bpf_devmap_val);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mdp_tx_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mdp_floor_cfg);
+} mdp_floor SEC(".maps");
+
+struct vlan_tag {
+	__be16 tci;
+	__be16 proto;
+};
+
+/* Ones'-complement helpers for RFC 1624 incremental updates: HC' = ~(~HC + ~m + m'). */
+static __always_inline __u32 csum_sub16(__u32 sum, __u16 old)
+{
+	return sum + (__u16)~old;
+}
+
+static __always_inline __u32 csum_bytes(__u32 sum, const __u8 *old, const __u8 *new, int len)
+{
+#pragma unroll
+	for (int i = 0; i < len; i += 2) {
+		sum = csum_sub16(sum, *(const __u16 *)(old + i));
+		sum += *(const __u16 *)(new + i);
+	}
+	return sum;
+}
+
+/* Compares addresses in 32-bit words (clang may not inline __builtin_memcmp for BPF). */
+static __always_inline int addr_eq(const void *a, const void *b, int len)
+{
+	__u32 diff = 0;
+#pragma unroll
+	for (int i = 0; i < len; i += 4)
+		diff |= *(const __u32 *)(a + i) ^ *(const __u32 *)(b + i);
+	return diff == 0;
+}
+
+static __always_inline __u16 csum_finish(__u16 check, __u32 delta)
+{
+	__u32 sum = (__u16)~check;
+	sum += (delta & 0xffff) + (delta >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/*
+ * RFC 3550 receiver statistics (appendix A.1 sequence tracking, A.8 jitter) for one RTP packet.
+ * Per-CPU, so no atomics: userspace merges the CPUs.
+ */
+static __always_inline void rtp_account(struct mdp_stream_stats *st, const struct mdp_stream_entry *e,
+					void *payload, void *end, __u64 now)
+{
+	__u8 *p = payload;
+	if ((void *)(p + 12) > end)
+		return;
+	if ((p[0] >> 6) != 2)
+		return;
+	/* RTCP multiplexed on the RTP port (RFC 5761): packet types 192..223. */
+	if (p[1] >= 192 && p[1] <= 223)
+		return;
+	__u16 seq = ((__u16)p[2] << 8) | p[3];
+	__u32 ts = ((__u32)p[4] << 24) | ((__u32)p[5] << 16) | ((__u32)p[6] << 8) | p[7];
+	__u32 ssrc = ((__u32)p[8] << 24) | ((__u32)p[9] << 16) | ((__u32)p[10] << 8) | p[11];
+	__u32 arrival = 0;
+	if (e->clock_rate)
+		arrival = (__u32)((now / 1000) * e->clock_rate / 1000000);
+	__u32 transit = arrival - ts;
+
+	if (!st->rtp_init || st->ssrc != ssrc) {
+		st->ssrc = ssrc;
+		st->base_seq = seq;
+		st->max_seq = seq;
+		st->rtp_packets = 1;
+		st->jitter_q4 = 0;
+		st->last_transit = transit;
+		st->rtp_init = 1;
+		return;
+	}
+	__u16 max16 = (__u16)st->max_seq;
+	__u16 delta = seq - max16;
+	if (delta != 0 && delta < 0x8000) {
+		__u32 cycles = st->max_seq & 0xffff0000;
+		if (seq < max16)
+			cycles += 0x10000;
+		st->max_seq = cycles | seq;
+	}
+	st->rtp_packets++;
+	if (e->clock_rate) {
+		__s32 d = (__s32)(transit - st->last_transit);
+		if (d < 0)
+			d = -d;
+		st->last_transit = transit;
+		st->jitter_q4 += (__u32)d - ((st->jitter_q4 + 8) >> 4);
+	}
+}
+
+/* The verdict once a packet is known to belong to a stream and its source was checked. */
+static __always_inline int source_verdict(const struct mdp_stream_entry *e, struct mdp_stream_stats *st,
+					  int match)
+{
+	if (match || e->policy == MDP_POLICY_ACCEPT_ANY)
+		return -1; /* forward */
+	st->src_mismatch++;
+	return e->policy == MDP_POLICY_DROP_MISMATCH ? XDP_DROP : XDP_PASS;
+}
+
+/*
+ * Final step shared by both families: MACs from the FIB, drop the VLAN tag when the FIB sends the
+ * packet out of an untagged port, count, redirect.
+ */
+static __always_inline int emit(struct xdp_md *ctx, struct bpf_fib_lookup *fib, int vlan,
+				struct mdp_stream_stats *st, __u16 udp_len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data + (vlan ? sizeof(struct vlan_tag) : 0);
+	if ((void *)(eth + 1) > end)
+		return XDP_PASS;
+	/* With a tag, eth now overlaps the old header so that eth->h_proto is the inner type. */
+	__builtin_memcpy(eth->h_dest, fib->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, fib->smac, ETH_ALEN);
+	if (vlan && bpf_xdp_adjust_head(ctx, (int)sizeof(struct vlan_tag)))
+		return XDP_DROP; /* headers already rewritten: the original packet is gone */
+	st->packets++;
+	st->bytes += udp_len > sizeof(struct udphdr) ? udp_len - sizeof(struct udphdr) : 0;
+	return bpf_redirect_map(&mdp_tx_ports, fib->ifindex, 0);
+}
+
+static __always_inline int fib_ready(struct xdp_md *ctx, struct bpf_fib_lookup *fib)
+{
+	long rc = bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return 0; /* no route, no neighbour yet, ...: userspace sends it and the kernel resolves */
+	return bpf_map_lookup_elem(&mdp_tx_ports, &fib->ifindex) != NULL;
+}
+
+static __always_inline int relay_v4(struct xdp_md *ctx, struct iphdr *ip, void *end, int vlan)
+{
+	if ((void *)(ip + 1) > end)
+		return XDP_PASS;
+	if (ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
+		return XDP_PASS;
+	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return XDP_PASS;
+	struct udphdr *udp = (void *)(ip + 1);
+	if ((void *)(udp + 1) > end)
+		return XDP_PASS;
+
+	struct mdp_stream_key key = {};
+	__builtin_memcpy(key.addr, &ip->daddr, 4);
+	key.port = udp->dest;
+	key.family = MDP_AF_INET;
+	struct mdp_stream_entry *e = bpf_map_lookup_elem(&mdp_streams, &key);
+	if (!e)
+		return XDP_PASS;
+	struct mdp_stream_stats *st = bpf_map_lookup_elem(&mdp_stats, &e->stats_slot);
+	if (!st)
+		return XDP_PASS;
+	__u64 now = bpf_ktime_get_ns();
+	st->last_seen_ns = now;
+	int match = udp->source == e->expect_port &&
+		    addr_eq(&ip->saddr, e->expect_addr, 4);
+	int verdict = source_verdict(e, st, match);
+	if (verdict >= 0)
+		return verdict;
+	if (e->family != MDP_AF_INET || ip->ttl <= 1)
+		return XDP_PASS;
+
+	struct bpf_fib_lookup fib = {};
+	fib.family = AF_INET;
+	fib.l4_protocol = IPPROTO_UDP;
+	fib.sport = e->src_port;
+	fib.dport = e->dst_port;
+	fib.tos = ip->tos;
+	fib.tot_len = bpf_ntohs(ip->tot_len);
+	fib.ifindex = ctx->ingress_ifindex;
+	__builtin_memcpy(&fib.ipv4_src, e->src_addr, 4);
+	__builtin_memcpy(&fib.ipv4_dst, e->dst_addr, 4);
+	if (!fib_ready(ctx, &fib))
+		return XDP_PASS;
+
+	/* Counted as RTP only when it is really going out through XDP. */
+	rtp_account(st, e, udp + 1, end, now);
+
+	__u32 addrs = csum_bytes(0, (__u8 *)&ip->saddr, e->src_addr, 4);
+	addrs = csum_bytes(addrs, (__u8 *)&ip->daddr, e->dst_addr, 4);
+	__u32 ports = csum_sub16(0, udp->source) + e->src_port;
+	ports = csum_sub16(ports, udp->dest) + e->dst_port;
+	__u16 old_ttl = *(__u16 *)&ip->ttl; /* ttl and protocol share one checksum word */
+	ip->ttl--;
+	__u32 ipd = csum_sub16(addrs, old_ttl) + *(__u16 *)&ip->ttl;
+	ip->check = csum_finish(ip->check, ipd);
+	if (udp->check) { /* 0 = no checksum on IPv4 (RFC 768): leave it so */
+		__u16 c = csum_finish(udp->check, addrs + ports);
+		udp->check = c ? c : 0xffff;
+	}
+	__builtin_memcpy(&ip->saddr, e->src_addr, 4);
+	__builtin_memcpy(&ip->daddr, e->dst_addr, 4);
+	udp->source = e->src_port;
+	udp->dest = e->dst_port;
+	return emit(ctx, &fib, vlan, st, bpf_ntohs(udp->len));
+}
+
+static __always_inline int relay_v6(struct xdp_md *ctx, struct ipv6hdr *ip, void *end, int vlan)
+{
+	if ((void *)(ip + 1) > end)
+		return XDP_PASS;
+	if (ip->nexthdr != IPPROTO_UDP) /* extension headers, fragments: the stack's job */
+		return XDP_PASS;
+	struct udphdr *udp = (void *)(ip + 1);
+	if ((void *)(udp + 1) > end)
+		return XDP_PASS;
+
+	struct mdp_stream_key key = {};
+	__builtin_memcpy(key.addr, &ip->daddr, 16);
+	key.port = udp->dest;
+	key.family = MDP_AF_INET6;
+	struct mdp_stream_entry *e = bpf_map_lookup_elem(&mdp_streams, &key);
+	if (!e)
+		return XDP_PASS;
+	struct mdp_stream_stats *st = bpf_map_lookup_elem(&mdp_stats, &e->stats_slot);
+	if (!st)
+		return XDP_PASS;
+	__u64 now = bpf_ktime_get_ns();
+	st->last_seen_ns = now;
+	int match = udp->source == e->expect_port &&
+		    addr_eq(&ip->saddr, e->expect_addr, 16);
+	int verdict = source_verdict(e, st, match);
+	if (verdict >= 0)
+		return verdict;
+	if (e->family != MDP_AF_INET6 || ip->hop_limit <= 1)
+		return XDP_PASS;
+
+	struct bpf_fib_lookup fib = {};
+	fib.family = AF_INET6;
+	fib.l4_protocol = IPPROTO_UDP;
+	fib.sport = e->src_port;
+	fib.dport = e->dst_port;
+	fib.tot_len = bpf_ntohs(ip->payload_len) + sizeof(*ip);
+	fib.ifindex = ctx->ingress_ifindex;
+	__builtin_memcpy(fib.ipv6_src, e->src_addr, 16);
+	__builtin_memcpy(fib.ipv6_dst, e->dst_addr, 16);
+	if (!fib_ready(ctx, &fib))
+		return XDP_PASS;
+
+	rtp_account(st, e, udp + 1, end, now);
+
+	/* IPv6 has no header checksum; the UDP checksum is mandatory and covers the addresses. */
+	__u32 d = csum_bytes(0, (__u8 *)&ip->saddr, e->src_addr, 16);
+	d = csum_bytes(d, (__u8 *)&ip->daddr, e->dst_addr, 16);
+	d = csum_sub16(d, udp->source) + e->src_port;
+	d = csum_sub16(d, udp->dest) + e->dst_port;
+	__u16 c = csum_finish(udp->check, d);
+	udp->check = c ? c : 0xffff;
+	ip->hop_limit--;
+	__builtin_memcpy(&ip->saddr, e->src_addr, 16);
+	__builtin_memcpy(&ip->daddr, e->dst_addr, 16);
+	udp->source = e->src_port;
+	udp->dest = e->dst_port;
+	return emit(ctx, &fib, vlan, st, bpf_ntohs(udp->len));
+}
+
+SEC("xdp")
+int mdp_relay(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end)
+		return XDP_PASS;
+	__be16 proto = eth->h_proto;
+	void *l3 = eth + 1;
+	int vlan = 0;
+	if (proto == bpf_htons(ETH_P_8021Q)) {
+		struct vlan_tag *tag = l3;
+		if ((void *)(tag + 1) > end)
+			return XDP_PASS;
+		proto = tag->proto;
+		l3 = tag + 1;
+		vlan = 1;
+	}
+	if (proto == bpf_htons(ETH_P_IP))
+		return relay_v4(ctx, l3, end, vlan);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return relay_v6(ctx, l3, end, vlan);
+	return XDP_PASS;
+}
+
+/*
+ * The benchmark floor: the least an XDP relay must do on this path (match one port, rewrite
+ * addresses, ports, MACs and checksums from a fixed configuration, redirect). mediator-bench compares
+ * mdp_relay against it.
+ */
+SEC("xdp")
+int mdp_floor_redirect(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct udphdr *udp = (void *)(ip + 1);
+	if ((void *)(udp + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP) || ip->ihl != 5 ||
+	    ip->protocol != IPPROTO_UDP)
+		return XDP_PASS;
+	__u32 zero = 0;
+	struct mdp_floor_cfg *c = bpf_map_lookup_elem(&mdp_floor, &zero);
+	if (!c || udp->dest != c->match_port)
+		return XDP_PASS;
+	__u32 addrs = csum_bytes(0, (__u8 *)&ip->saddr, (__u8 *)&c->src_addr, 4);
+	addrs = csum_bytes(addrs, (__u8 *)&ip->daddr, (__u8 *)&c->dst_addr, 4);
+	__u32 ports = csum_sub16(0, udp->source) + c->src_port;
+	ports = csum_sub16(ports, udp->dest) + c->dst_port;
+	ip->check = csum_finish(ip->check, addrs);
+	if (udp->check) {
+		__u16 s = csum_finish(udp->check, addrs + ports);
+		udp->check = s ? s : 0xffff;
+	}
+	ip->saddr = c->src_addr;
+	ip->daddr = c->dst_addr;
+	udp->source = c->src_port;
+	udp->dest = c->dst_port;
+	__builtin_memcpy(eth->h_dest, c->dst_mac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, c->src_mac, ETH_ALEN);
+	return bpf_redirect_map(&mdp_tx_ports, c->ifindex, 0);
+}
+
+/* Attached to the peers of veths that receive redirected frames (see LAB.md). */
+SEC("xdp")
+int mdp_pass(struct xdp_md *ctx)
+{
+	return XDP_PASS;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

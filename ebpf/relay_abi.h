@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The one ABI between the XDP relay program and mediator-dataplane: every map key and value, map
+ * names, capacities and flag values. The Rust mirror lives in dataplane/src/abi.rs and a test
+ * (dataplane/tests/abi.rs) checks it against this header through the compiled object's BTF.
+ *
+ * Rules: fixed-width integers and byte arrays only; no bool, no enums, no implicit padding (every
+ * hole is an explicit `pad` field). Addresses and ports are in network byte order ("be") so the fast
+ * path never swaps; everything else is host order ("host").
+ */
+#ifndef MEDIATOR_RELAY_ABI_H
+#define MEDIATOR_RELAY_ABI_H
+
+#include <linux/types.h>
+
+/* Map names (as seen by aya and under the bpffs pin directory). */
+#define MDP_MAP_STREAMS "mdp_streams"
+#define MDP_MAP_STATS "mdp_stats"
+#define MDP_MAP_TX_PORTS "mdp_tx_ports"
+#define MDP_MAP_FLOOR "mdp_floor"
+
+/* Default capacities; the daemon may resize mdp_streams/mdp_stats at load time. */
+#define MDP_DEFAULT_MAX_STREAMS 65536
+#define MDP_MAX_TX_PORTS 64
+
+/* mdp_stream_key.family / mdp_stream_entry.family */
+#define MDP_AF_INET 4
+#define MDP_AF_INET6 6
+
+/* mdp_stream_entry.policy: what to do with a packet whose source is not the expected remote. */
+#define MDP_POLICY_ACCEPT_ANY 0       /* forward whatever the source */
+#define MDP_POLICY_DROP_MISMATCH 1    /* strict source: drop and count (RTP bleed protection) */
+#define MDP_POLICY_PASS_MISMATCH 2    /* hand it to userspace (NAT rebinding detection) */
+
+/* mdp_stream_entry.flags */
+#define MDP_FLAG_RTP_STATS 0x1        /* keep RFC 3550 receiver statistics for this stream */
+
+/*
+ * Key of mdp_streams: where the packet was sent to (one of the relay's local media sockets).
+ * IPv4 addresses occupy addr[0..4], the rest zero.
+ */
+struct mdp_stream_key {
+	__u8 addr[16];   /* be */
+	__u16 port;      /* be */
+	__u8 family;     /* MDP_AF_* */
+	__u8 pad;
+};
+
+/* Value of mdp_streams: how to forward a packet that matched the key. */
+struct mdp_stream_entry {
+	__u8 expect_addr[16]; /* be: expected remote source */
+	__u8 src_addr[16];    /* be: new source = the relay's address on the other side */
+	__u8 dst_addr[16];    /* be: new destination = the peer's media address */
+	__u16 expect_port;    /* be */
+	__u16 src_port;       /* be */
+	__u16 dst_port;       /* be */
+	__u8 family;          /* MDP_AF_*; the same on both sides (no 4<->6 translation in XDP) */
+	__u8 policy;          /* MDP_POLICY_* */
+	__u32 stats_slot;     /* host: index into mdp_stats */
+	__u32 clock_rate;     /* host: RTP clock rate in Hz, for jitter */
+	__u32 flags;          /* host: MDP_FLAG_* */
+	__u32 pad;
+};
+
+/*
+ * Value of mdp_stats (a per-CPU array indexed by stats_slot): what this CPU forwarded for one
+ * stream. Userspace sums the CPUs and merges the RTP receiver state (see dataplane/src/stats.rs).
+ */
+struct mdp_stream_stats {
+	__u64 packets;        /* host: forwarded */
+	__u64 bytes;          /* host: forwarded UDP payload bytes */
+	__u64 last_seen_ns;   /* host: CLOCK_MONOTONIC of the last packet seen (forwarded or not) */
+	__u64 src_mismatch;   /* host: packets dropped or passed up for a wrong source */
+	/* RTP receiver state, RFC 3550 appendix A.1 and A.8 */
+	__u32 ssrc;           /* host */
+	__u32 rtp_packets;    /* host: RTP packets seen by this CPU */
+	__u32 base_seq;       /* host: first sequence number seen by this CPU */
+	__u32 max_seq;        /* host: highest sequence number, extended with wrap cycles (cycles<<16 | seq) */
+	__u32 jitter_q4;      /* host: interarrival jitter in RTP units, times 16 */
+	__u32 last_transit;   /* host: arrival (RTP units) - RTP timestamp of the previous packet */
+	__u32 rtp_init;       /* host: 1 once base_seq/last_transit hold a value */
+	__u32 pad;
+};
+
+/*
+ * Value of mdp_floor (a one-entry array): the benchmark floor program's fixed rewrite. It forwards
+ * every IPv4 UDP packet to port `match_port` with this rewrite and does nothing else.
+ */
+struct mdp_floor_cfg {
+	__u8 src_mac[6];
+	__u8 dst_mac[6];
+	__u32 src_addr;       /* be */
+	__u32 dst_addr;       /* be */
+	__u16 src_port;       /* be */
+	__u16 dst_port;       /* be */
+	__u16 match_port;     /* be */
+	__u16 pad;
+	__u32 ifindex;        /* host: egress device */
+};
+
+#endif

@@ -1,0 +1,13 @@
+//! `mediator-proto`: the gRPC API of Mediator — the `.proto` files under `mediator/` and the Rust
+//! code tonic-prost-build generates from them at build time (descriptors compiled by protox, never a
+//! system `protoc`). It holds no logic: conversions to domain types live in the crates that own them.
+
+/// `mediator.dataplane.v1`: what mediator-control (or anyone) uses to program a media relay.
+pub mod dataplane {
+    pub mod v1 {
+        tonic::include_proto!("mediator.dataplane.v1");
+    }
+}
+
+/// The encoded `FileDescriptorSet` of every Mediator service, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mediator_descriptor.bin"));
