@@ -10,4 +10,5 @@ pub mod dataplane {
 }
 
 /// The encoded `FileDescriptorSet` of every Mediator service, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mediator_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/mediator_descriptor.bin"));

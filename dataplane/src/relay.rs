@@ -1,0 +1,359 @@
+//! The userspace relay: one task per relay socket, batched with `recvmmsg`/`sendmmsg`.
+//!
+//! It forwards every stream that is not offloaded and every packet XDP passes up (a new source, a
+//! missing neighbour). Under overload it sheds evenly: each task reads at most one batch per turn
+//! and then yields, so every socket is served in turn and the kernel drops the excess on each
+//! socket's own queue (counted through SO_RXQ_OVFL). No socket is ever left unread: a stream that
+//! overflowed forwards again as soon as the load falls.
+
+use std::cell::RefCell;
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::session::{Media, StreamId, Verdict};
+use crate::stats::monotonic_ns;
+
+const BATCH: usize = 32;
+const BUF: usize = 2048;
+const CTRL: usize = 64;
+
+/// What relay tasks tell the session manager.
+#[derive(Debug)]
+pub enum Notice {
+    /// A stream (re)learned its source: the session may now be offloaded, or must be re-offloaded.
+    Learned(String),
+}
+
+/// A session's state shared between its relay tasks and the manager.
+pub struct SessionShared {
+    pub id: String,
+    pub created_unix_ms: u64,
+    pub media: Mutex<Media>,
+    /// Set (under the media lock) when the session is being deleted: no more offloads.
+    pub deleted: AtomicBool,
+    pub notify: mpsc::UnboundedSender<Notice>,
+}
+
+/// Binds a non-blocking UDP socket for relaying on `addr`, with SO_RXQ_OVFL on.
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_nonblocking(true)?;
+    let _ = sock.set_recv_buffer_size(1 << 20);
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads an int of the size we pass from a live local.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RXQ_OVFL,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    sock.bind(&addr.into())?;
+    Ok(sock.into())
+}
+
+struct Batch {
+    bufs: Vec<[u8; BUF]>,
+    names: [libc::sockaddr_storage; BATCH],
+    iovs: [libc::iovec; BATCH],
+    hdrs: [libc::mmsghdr; BATCH],
+    ctrl: [[u8; CTRL]; BATCH],
+    out_names: [libc::sockaddr_storage; BATCH],
+    out_iovs: [libc::iovec; BATCH],
+    out_hdrs: [libc::mmsghdr; BATCH],
+    /// (buffer index, destination) of what is to be sent.
+    out: Vec<(usize, SocketAddr)>,
+}
+
+impl Batch {
+    fn new() -> Self {
+        // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs for which all-zero is valid.
+        unsafe {
+            Self {
+                bufs: vec![[0; BUF]; BATCH],
+                names: zeroed(),
+                iovs: zeroed(),
+                hdrs: zeroed(),
+                ctrl: [[0; CTRL]; BATCH],
+                out_names: zeroed(),
+                out_iovs: zeroed(),
+                out_hdrs: zeroed(),
+                out: Vec::with_capacity(BATCH),
+            }
+        }
+    }
+
+    fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        for i in 0..BATCH {
+            self.iovs[i] = libc::iovec {
+                iov_base: self.bufs[i].as_mut_ptr().cast(),
+                iov_len: BUF,
+            };
+            let h = &mut self.hdrs[i].msg_hdr;
+            h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &mut self.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = self.ctrl[i].as_mut_ptr().cast();
+            h.msg_controllen = CTRL;
+            h.msg_flags = 0;
+            self.hdrs[i].msg_len = 0;
+        }
+        // SAFETY: every header points into buffers owned by self that outlive the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    /// The cumulative socket drop count the kernel reported with message `i`, if any.
+    fn overflow(&self, i: usize) -> Option<u32> {
+        let h = &self.hdrs[i].msg_hdr;
+        // SAFETY: the CMSG macros walk the control buffer recvmmsg filled, bounded by msg_controllen.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(h);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_RXQ_OVFL {
+                    return Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>()));
+                }
+                c = libc::CMSG_NXTHDR(h, c);
+            }
+        }
+        None
+    }
+
+    /// Sends `self.out`; returns how many went out.
+    fn send(&mut self, fd: RawFd) -> usize {
+        let count = self.out.len();
+        for (j, &(i, dst)) in self.out.iter().enumerate() {
+            let len = self.hdrs[i].msg_len as usize;
+            self.out_iovs[j] = libc::iovec {
+                iov_base: self.bufs[i].as_mut_ptr().cast(),
+                iov_len: len,
+            };
+            let namelen = encode(dst, &mut self.out_names[j]);
+            let h = &mut self.out_hdrs[j].msg_hdr;
+            h.msg_name = (&mut self.out_names[j] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = namelen;
+            h.msg_iov = &mut self.out_iovs[j];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+        }
+        let mut sent = 0;
+        while sent < count {
+            // SAFETY: the headers from `sent` on point into buffers owned by self.
+            let n = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    self.out_hdrs[sent..].as_mut_ptr(),
+                    (count - sent) as u32,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n <= 0 {
+                let e = io::Error::last_os_error();
+                if n < 0 && e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // Full send buffer (EAGAIN) or an unreachable peer: drop the rest of the batch.
+                break;
+            }
+            sent += n as usize;
+        }
+        sent
+    }
+}
+
+fn decode(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(s.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: ss_family says the storage holds a sockaddr_in.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: ss_family says the storage holds a sockaddr_in6.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(a.sin6_port),
+                0,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+fn encode(addr: SocketAddr, s: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(v4) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for a sockaddr_in.
+            let a = unsafe { &mut *(s as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            a.sin_family = libc::AF_INET as libc::sa_family_t;
+            a.sin_port = v4.port().to_be();
+            a.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+            size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(v6) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for a sockaddr_in6.
+            let a =
+                unsafe { &mut *(s as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            a.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            a.sin6_port = v6.port().to_be();
+            a.sin6_flowinfo = 0;
+            a.sin6_addr.s6_addr = v6.ip().octets();
+            a.sin6_scope_id = v6.scope_id();
+            size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+thread_local! {
+    /// One set of batch buffers per relay thread: a batch is received, decided and sent without
+    /// an await in between, so tasks on the same thread never share one at the same time.
+    static SCRATCH: RefCell<Batch> = RefCell::new(Batch::new());
+}
+
+/// Receives one batch on `rx`, decides each packet, sends the forwarded ones from `tx`.
+fn relay_batch(rx: RawFd, tx: RawFd, shared: &SessionShared, id: StreamId) -> io::Result<usize> {
+    SCRATCH.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let b = &mut *guard;
+        let n = b.recv(rx)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let now = monotonic_ns();
+        b.out.clear();
+        let mut learned = false;
+        {
+            let Ok(mut m) = shared.media.lock() else {
+                return Ok(n);
+            };
+            for i in 0..n {
+                let truncated = b.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+                let Some(src) = decode(&b.names[i]) else {
+                    continue;
+                };
+                if truncated {
+                    m.stream_mut(id).dropped += 1;
+                    continue;
+                }
+                let (verdict, l) = m.on_packet(id, unmap(src), now);
+                learned |= l;
+                if let Verdict::Forward(dst) = verdict {
+                    b.out.push((i, dst));
+                }
+            }
+            if let Some(ovfl) = b.overflow(n - 1) {
+                m.stream_mut(id).socket_overflow = ovfl;
+            }
+        }
+        let sent = b.send(tx);
+        if let Ok(mut m) = shared.media.lock() {
+            for &(i, _) in &b.out[..sent] {
+                let len = b.hdrs[i].msg_len as usize;
+                m.forwarded(id, &b.bufs[i][..len], now);
+            }
+            m.stream_mut(id).dropped += (b.out.len() - sent) as u64;
+        }
+        if learned {
+            let _ = shared
+                .notify
+                .send(crate::relay::Notice::Learned(shared.id.clone()));
+        }
+        Ok(n)
+    })
+}
+
+/// IPv4-mapped IPv6 sources (never on our v6-only sockets, but harmless) as plain IPv4.
+fn unmap(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => a,
+        },
+        a => a,
+    }
+}
+
+/// Relays stream `id`: packets arriving on `rx`, sent from `tx`. Runs until aborted.
+pub async fn run_stream(
+    rx: Arc<UdpSocket>,
+    tx: Arc<UdpSocket>,
+    shared: Arc<SessionShared>,
+    id: StreamId,
+) {
+    let (rx_fd, tx_fd) = (rx.as_raw_fd(), tx.as_raw_fd());
+    let mut errors = 0u64;
+    loop {
+        if rx.readable().await.is_err() {
+            return;
+        }
+        match rx.try_io(Interest::READABLE, || {
+            relay_batch(rx_fd, tx_fd, &shared, id)
+        }) {
+            // A full batch: more may be queued, but let every other socket have its turn first.
+            Ok(n) if n == BATCH => tokio::task::yield_now().await,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                errors += 1;
+                if errors.is_power_of_two() {
+                    tracing::warn!(session = %shared.id, stream = ?id, error = %e, errors, "relay socket error");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockaddr_round_trip() {
+        for a in ["198.18.1.2:4000", "[2001:2::5]:6000"] {
+            let a: SocketAddr = a.parse().expect("addr");
+            // SAFETY: all-zero is a valid sockaddr_storage.
+            let mut s: libc::sockaddr_storage = unsafe { zeroed() };
+            encode(a, &mut s);
+            assert_eq!(decode(&s), Some(a));
+        }
+    }
+}

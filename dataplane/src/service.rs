@@ -1,0 +1,468 @@
+//! `mediator.dataplane.v1.DataplaneService`: converts between the wire types and the manager's,
+//! and maps every [`SessionError`] to a `tonic::Status` here and nowhere else.
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use mediator_proto::dataplane::v1 as pb;
+use pb::dataplane_service_server::DataplaneService;
+use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
+use tonic::{Request, Response, Status};
+
+use crate::manager::{
+    CreateSpec, Dataplane, Event, EventKind, LegRequest, SessionError, SessionView, StreamView,
+    UpdateSpec, invalid,
+};
+use crate::session::{Kind, Leg, Options, Remote, Side};
+use crate::xdp::AttachMode;
+
+/// What the daemon found when it set up the fast path, for GetCapabilities.
+#[derive(Clone, Debug)]
+pub struct XdpInfo {
+    pub mode: pb::XdpMode,
+    pub note: String,
+    pub interfaces: Vec<(String, u32, AttachMode)>,
+}
+
+pub struct Service {
+    dp: Arc<Dataplane>,
+    xdp: XdpInfo,
+}
+
+impl Service {
+    pub fn new(dp: Arc<Dataplane>, xdp: XdpInfo) -> Self {
+        Self { dp, xdp }
+    }
+}
+
+fn status(e: SessionError) -> Status {
+    match e {
+        SessionError::Invalid { .. } => Status::invalid_argument(e.to_string()),
+        SessionError::NotFound(_) => Status::not_found(e.to_string()),
+        SessionError::AlreadyExists(_) => Status::already_exists(e.to_string()),
+        SessionError::Exhausted(_) => Status::resource_exhausted(e.to_string()),
+        SessionError::Internal(_) => Status::internal(e.to_string()),
+    }
+}
+
+fn endpoint(field: &str, ep: Option<&pb::Endpoint>) -> Result<Option<SocketAddr>, SessionError> {
+    let Some(ep) = ep else { return Ok(None) };
+    if ep.address.is_empty() && ep.port == 0 {
+        return Ok(None);
+    }
+    let ip: IpAddr = ep.address.parse().map_err(|_| {
+        invalid(
+            format!("{field}.address"),
+            format!("'{}' is not an IPv4 or IPv6 address", ep.address),
+        )
+    })?;
+    if ip.is_multicast() || ip.is_broadcast_v4() {
+        return Err(invalid(
+            format!("{field}.address"),
+            format!("{ip} is not a unicast address"),
+        ));
+    }
+    if ep.port == 0 || ep.port > 65535 {
+        return Err(invalid(
+            format!("{field}.port"),
+            format!("{} is outside 1-65535", ep.port),
+        ));
+    }
+    // 0.0.0.0 / :: is the old SDP way of saying "hold, nowhere to send": not known.
+    if ip.is_unspecified() {
+        return Ok(None);
+    }
+    Ok(Some(SocketAddr::new(ip, ep.port as u16)))
+}
+
+trait BroadcastV4 {
+    fn is_broadcast_v4(&self) -> bool;
+}
+impl BroadcastV4 for IpAddr {
+    fn is_broadcast_v4(&self) -> bool {
+        matches!(self, IpAddr::V4(v4) if v4.is_broadcast())
+    }
+}
+
+fn leg_request(
+    side: &str,
+    spec: Option<&pb::LegSpec>,
+    mux: bool,
+) -> Result<LegRequest, SessionError> {
+    let Some(spec) = spec else {
+        return Ok(LegRequest::default());
+    };
+    let local = if spec.local_address.is_empty() {
+        None
+    } else {
+        Some(spec.local_address.parse::<IpAddr>().map_err(|_| {
+            invalid(
+                format!("{side}.local_address"),
+                format!("'{}' is not an IP address", spec.local_address),
+            )
+        })?)
+    };
+    let rtp = endpoint(&format!("{side}.remote_rtp"), spec.remote_rtp.as_ref())?;
+    let rtcp = endpoint(&format!("{side}.remote_rtcp"), spec.remote_rtcp.as_ref())?;
+    if mux
+        && let (Some(r), Some(c)) = (rtp, rtcp)
+        && r != c
+    {
+        return Err(invalid(
+            format!("{side}.remote_rtcp"),
+            format!(
+                "{c} differs from remote_rtp {r}, but options.rtcp_mux puts RTCP on the RTP port"
+            ),
+        ));
+    }
+    Ok(LegRequest {
+        local,
+        remote: Remote { rtp, rtcp },
+    })
+}
+
+fn options(dp: &Dataplane, o: Option<&pb::SessionOptions>) -> Options {
+    let d = pb::SessionOptions::default();
+    let o = o.unwrap_or(&d);
+    let cfg = dp.config();
+    Options {
+        latching: o.latching,
+        strict_source: o.strict_source,
+        rtcp_mux: o.rtcp_mux,
+        clock_rate: if o.clock_rate == 0 {
+            8000
+        } else {
+            o.clock_rate
+        },
+        media_timeout_secs: if o.media_timeout_secs == 0 {
+            cfg.media_timeout_secs
+        } else {
+            o.media_timeout_secs
+        },
+        hold_timeout_secs: if o.hold_timeout_secs == 0 {
+            cfg.hold_timeout_secs.max(if o.media_timeout_secs == 0 {
+                0
+            } else {
+                o.media_timeout_secs
+            })
+        } else {
+            o.hold_timeout_secs
+        },
+    }
+}
+
+fn pb_side(s: Side) -> i32 {
+    match s {
+        Side::Pool => pb::Side::Pool as i32,
+        Side::Gateway => pb::Side::Gateway as i32,
+    }
+}
+
+fn pb_kind(k: Kind) -> i32 {
+    match k {
+        Kind::Rtp => pb::StreamKind::Rtp as i32,
+        Kind::Rtcp => pb::StreamKind::Rtcp as i32,
+    }
+}
+
+fn pb_endpoint(a: Option<SocketAddr>) -> Option<pb::Endpoint> {
+    a.map(|a| pb::Endpoint {
+        address: a.ip().to_string(),
+        port: u32::from(a.port()),
+    })
+}
+
+fn pb_path(offloaded: bool) -> i32 {
+    if offloaded {
+        pb::ForwardingPath::Xdp as i32
+    } else {
+        pb::ForwardingPath::Userspace as i32
+    }
+}
+
+fn pb_leg(side: Side, leg: &Leg, mux: bool) -> pb::Leg {
+    pb::Leg {
+        side: pb_side(side),
+        local_address: leg.local.to_string(),
+        local_rtp_port: u32::from(leg.rtp_port),
+        local_rtcp_port: u32::from(leg.local_addr(Kind::Rtcp, mux).port()),
+        remote_rtp: pb_endpoint(leg.remote.rtp),
+        remote_rtcp: pb_endpoint(leg.remote.rtcp),
+    }
+}
+
+fn pb_stream(s: &StreamView, clock_rate: u32) -> pb::Stream {
+    pb::Stream {
+        kind: pb_kind(s.id.kind),
+        from_side: pb_side(s.id.from),
+        path: pb_path(s.offloaded),
+        path_reason: s.reason.clone(),
+        expected_source: pb_endpoint(s.expected_source),
+        forward_to: pb_endpoint(s.forward_to),
+        latched: s.latched,
+        counters: Some(pb::Counters {
+            packets: s.merged.packets,
+            bytes: s.merged.bytes,
+            xdp_packets: s.xdp_packets,
+            userspace_packets: s.userspace_packets,
+            source_mismatch: s.merged.src_mismatch,
+            dropped: s.dropped,
+            idle_ms: s.idle_ms,
+        }),
+        rtp: s.merged.rtp.map(|r| pb::RtpStats {
+            ssrc: r.ssrc,
+            received: r.received,
+            expected: r.expected,
+            lost: r.lost,
+            highest_seq: r.highest_seq,
+            jitter: r.jitter,
+            jitter_ms: f64::from(r.jitter) * 1000.0 / f64::from(clock_rate.max(1)),
+        }),
+    }
+}
+
+pub fn pb_session(v: &SessionView) -> pb::Session {
+    let mux = v.options.rtcp_mux;
+    let (xdp, reason) = v.rtp_path();
+    pb::Session {
+        session_id: v.id.clone(),
+        pool: Some(pb_leg(Side::Pool, &v.legs[0], mux)),
+        gateway: Some(pb_leg(Side::Gateway, &v.legs[1], mux)),
+        options: Some(pb::SessionOptions {
+            latching: v.options.latching,
+            strict_source: v.options.strict_source,
+            rtcp_mux: mux,
+            clock_rate: v.options.clock_rate,
+            media_timeout_secs: v.options.media_timeout_secs,
+            hold_timeout_secs: v.options.hold_timeout_secs,
+        }),
+        on_hold: v.on_hold,
+        path: pb_path(xdp),
+        path_reason: reason,
+        streams: v
+            .streams
+            .iter()
+            .map(|s| pb_stream(s, v.options.clock_rate))
+            .collect(),
+        created_unix_ms: v.created_unix_ms,
+    }
+}
+
+fn pb_event(e: Event) -> pb::Event {
+    let kind = match e.kind {
+        EventKind::MediaTimeout { on_hold, idle_ms } => {
+            pb::event::Kind::MediaTimeout(pb::MediaTimeout { on_hold, idle_ms })
+        }
+        EventKind::Offloaded { kind } => pb::event::Kind::Offloaded(pb::Offloaded {
+            kind: pb_kind(kind),
+        }),
+        EventKind::Withdrawn { kind, reason } => pb::event::Kind::Withdrawn(pb::Withdrawn {
+            kind: pb_kind(kind),
+            reason,
+        }),
+    };
+    pb::Event {
+        sequence: e.sequence,
+        unix_ms: e.unix_ms,
+        session_id: e.session_id,
+        kind: Some(kind),
+    }
+}
+
+fn pb_attach(m: AttachMode) -> i32 {
+    match m {
+        AttachMode::Native => pb::XdpMode::Native as i32,
+        AttachMode::Generic => pb::XdpMode::Generic as i32,
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl DataplaneService for Service {
+    async fn get_capabilities(
+        &self,
+        _: Request<pb::GetCapabilitiesRequest>,
+    ) -> Result<Response<pb::GetCapabilitiesResponse>, Status> {
+        let cfg = self.dp.config();
+        let addrs = |side: Side| pb::SideAddresses {
+            side: pb_side(side),
+            addresses: cfg.addresses(side).iter().map(|a| a.to_string()).collect(),
+        };
+        Ok(Response::new(pb::GetCapabilitiesResponse {
+            xdp_mode: self.xdp.mode as i32,
+            xdp_note: self.xdp.note.clone(),
+            interfaces: self
+                .xdp
+                .interfaces
+                .iter()
+                .map(|(name, ifindex, mode)| pb::AttachedInterface {
+                    name: name.clone(),
+                    ifindex: *ifindex,
+                    mode: pb_attach(*mode),
+                })
+                .collect(),
+            media_addresses: vec![addrs(Side::Pool), addrs(Side::Gateway)],
+            port_min: u32::from(cfg.port_min),
+            port_max: u32::from(cfg.port_max),
+            free_ports: self.dp.free_ports(),
+            sessions: self.dp.session_count() as u32,
+            max_sessions: self.dp.max_sessions(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }))
+    }
+
+    async fn create_session(
+        &self,
+        req: Request<pb::CreateSessionRequest>,
+    ) -> Result<Response<pb::CreateSessionResponse>, Status> {
+        let r = req.into_inner();
+        let mux = r.options.as_ref().is_some_and(|o| o.rtcp_mux);
+        let spec = (|| {
+            Ok(CreateSpec {
+                id: r.session_id.clone(),
+                pool: leg_request("pool", r.pool.as_ref(), mux)?,
+                gateway: leg_request("gateway", r.gateway.as_ref(), mux)?,
+                options: options(&self.dp, r.options.as_ref()),
+                on_hold: r.on_hold,
+            })
+        })()
+        .map_err(status)?;
+        let view = self.dp.create(spec).map_err(status)?;
+        tracing::info!(session = %view.id, "session created");
+        Ok(Response::new(pb::CreateSessionResponse {
+            session: Some(pb_session(&view)),
+        }))
+    }
+
+    async fn update_session(
+        &self,
+        req: Request<pb::UpdateSessionRequest>,
+    ) -> Result<Response<pb::UpdateSessionResponse>, Status> {
+        let r = req.into_inner();
+        crate::manager::validate_id(&r.session_id).map_err(status)?;
+        let mux = self.dp.get(&r.session_id).map_err(status)?.options.rtcp_mux;
+        let spec = (|| {
+            Ok(UpdateSpec {
+                id: r.session_id.clone(),
+                pool: r
+                    .pool
+                    .as_ref()
+                    .map(|l| leg_request("pool", Some(l), mux))
+                    .transpose()?,
+                gateway: r
+                    .gateway
+                    .as_ref()
+                    .map(|l| leg_request("gateway", Some(l), mux))
+                    .transpose()?,
+                on_hold: r.on_hold,
+            })
+        })()
+        .map_err(status)?;
+        let view = self.dp.update(spec).map_err(status)?;
+        Ok(Response::new(pb::UpdateSessionResponse {
+            session: Some(pb_session(&view)),
+        }))
+    }
+
+    async fn delete_session(
+        &self,
+        req: Request<pb::DeleteSessionRequest>,
+    ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
+        let view = self
+            .dp
+            .delete(&req.into_inner().session_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeleteSessionResponse {
+            session: Some(pb_session(&view)),
+        }))
+    }
+
+    async fn get_session(
+        &self,
+        req: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::GetSessionResponse>, Status> {
+        let id = req.into_inner().session_id;
+        crate::manager::validate_id(&id).map_err(status)?;
+        let view = self.dp.get(&id).map_err(status)?;
+        Ok(Response::new(pb::GetSessionResponse {
+            session: Some(pb_session(&view)),
+        }))
+    }
+
+    async fn list_sessions(
+        &self,
+        req: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let r = req.into_inner();
+        let size = match r.page_size {
+            0 => 100,
+            n @ 1..=1000 => n as usize,
+            n => {
+                return Err(Status::invalid_argument(format!(
+                    "page_size: {n} is outside 1-1000"
+                )));
+            }
+        };
+        if !r.page_token.is_empty() {
+            crate::manager::validate_id(&r.page_token).map_err(|_| {
+                Status::invalid_argument("page_token: not a token from a previous response")
+            })?;
+        }
+        let (views, more, total) = self.dp.list(&r.page_token, size).map_err(status)?;
+        let next = if more {
+            views.last().map(|v| v.id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListSessionsResponse {
+            sessions: views.iter().map(pb_session).collect(),
+            next_page_token: next,
+            total: total as u32,
+        }))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        _: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let stream = BroadcastStream::new(self.dp.subscribe()).filter_map(|e| match e {
+            Ok(e) => Some(Ok(pb_event(e))),
+            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "an event watcher fell behind");
+                None
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_stats(
+        &self,
+        _: Request<pb::GetStatsRequest>,
+    ) -> Result<Response<pb::GetStatsResponse>, Status> {
+        let t = self.dp.totals();
+        Ok(Response::new(pb::GetStatsResponse {
+            paths: vec![
+                pb::PathTotals {
+                    path: pb::ForwardingPath::Xdp as i32,
+                    packets: t.xdp_packets,
+                    bytes: t.xdp_bytes,
+                },
+                pb::PathTotals {
+                    path: pb::ForwardingPath::Userspace as i32,
+                    packets: t.user_packets,
+                    bytes: t.user_bytes,
+                },
+            ],
+            source_mismatch: t.src_mismatch,
+            dropped: t.dropped,
+            socket_overflow: t.socket_overflow,
+            sessions: self.dp.session_count() as u32,
+            offloaded_streams: self.dp.offloaded_streams(),
+        }))
+    }
+}

@@ -1,0 +1,371 @@
+//! Loading and attaching the XDP relay program with aya, and the XDP [`Forwarder`].
+//!
+//! Maps are pinned by name under the pin directory and links are pinned as `link_<ifname>`, so a
+//! killed daemon leaves forwarding running. At start an existing pinned link has its program
+//! replaced atomically (`bpf_link_update`): not one packet sees a detached interface.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use aya::maps::{DevMapHash, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuValues};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::xdp::XdpLink;
+use aya::programs::{Xdp, XdpMode as AyaXdpMode};
+use aya::{Ebpf, EbpfLoader};
+use serde::{Deserialize, Serialize};
+
+use crate::abi::{self, StreamEntry, StreamKey, StreamStats};
+use crate::config::{Config, XdpMode};
+use crate::forwarder::{ForwardError, Forwarder};
+use crate::netif;
+
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    #[error("bpffs: {0}")]
+    Bpffs(String),
+    #[error("loading the XDP program: {0}")]
+    Load(String),
+    #[error("attaching to {iface}: {reason}")]
+    Attach { iface: String, reason: String },
+}
+
+/// The mode an interface's program runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    Native,
+    Generic,
+}
+
+impl AttachMode {
+    fn aya(self) -> AyaXdpMode {
+        match self {
+            AttachMode::Native => AyaXdpMode::Driver,
+            AttachMode::Generic => AyaXdpMode::Skb,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Attached {
+    pub name: String,
+    pub ifindex: u32,
+    pub mode: AttachMode,
+}
+
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+fn is_bpffs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+}
+
+/// Makes sure /sys/fs/bpf is a bpffs (mounting it if needed) and the pin directory exists.
+pub fn prepare_pin_dir(pin_dir: &Path) -> Result<(), XdpError> {
+    let root = Path::new("/sys/fs/bpf");
+    if pin_dir.starts_with(root) && !is_bpffs(root) {
+        nix::mount::mount(
+            Some("bpf"),
+            root,
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| {
+            XdpError::Bpffs(format!(
+                "/sys/fs/bpf is not a bpffs and mounting one failed: {e}"
+            ))
+        })?;
+    }
+    std::fs::create_dir_all(pin_dir)
+        .map_err(|e| XdpError::Bpffs(format!("creating {}: {e}", pin_dir.display())))?;
+    if !is_bpffs(pin_dir) {
+        return Err(XdpError::Bpffs(format!(
+            "{} is not on a bpffs",
+            pin_dir.display()
+        )));
+    }
+    Ok(())
+}
+
+fn link_pin(pin_dir: &Path, iface: &str) -> PathBuf {
+    pin_dir.join(format!("link_{}", iface.replace('.', "_")))
+}
+
+/// Removes every pinned link and map of a previous run (`--xdp-mode off`, `--cleanup`). The
+/// links detach when their last reference (the pin) goes.
+pub fn remove_pins(pin_dir: &Path) -> std::io::Result<usize> {
+    let mut n = 0;
+    let entries = match std::fs::read_dir(pin_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries.flatten() {
+        std::fs::remove_file(entry.path())?;
+        n += 1;
+    }
+    let _ = std::fs::remove_dir(pin_dir);
+    Ok(n)
+}
+
+struct Maps {
+    streams: BpfHashMap<MapData, StreamKey, StreamEntry>,
+    stats: PerCpuArray<MapData, StreamStats>,
+}
+
+/// The kernel fast path: the loaded program, its pinned links and maps.
+pub struct XdpForwarder {
+    maps: Mutex<Maps>,
+    ncpus: usize,
+    capacity: u32,
+    attached: Vec<Attached>,
+    /// Local media addresses on interfaces the program is attached to.
+    offloadable: HashSet<IpAddr>,
+    _ebpf: Ebpf,
+}
+
+/// The mode each interface ran in last time, so a re-adopted link reports it truthfully.
+fn modes_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("xdp-links.json")
+}
+
+impl XdpForwarder {
+    /// Loads the program (re-using pinned maps), attaches it to every configured interface (native
+    /// first where allowed, generic where refused) or re-adopts a pinned link, and pins the links.
+    pub fn start(cfg: &Config) -> Result<Self, XdpError> {
+        prepare_pin_dir(&cfg.pin_dir)?;
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&cfg.pin_dir)
+            .map_max_entries(abi::MAP_STREAMS, cfg.max_streams)
+            .map_max_entries(abi::MAP_STATS, cfg.max_streams)
+            .load(crate::RELAY_OBJECT)
+            .map_err(|e| XdpError::Load(e.to_string()))?;
+        let program: &mut Xdp = ebpf
+            .program_mut(abi::PROG_RELAY)
+            .ok_or_else(|| XdpError::Load("program mdp_relay missing from the object".into()))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| XdpError::Load(e.to_string()))?;
+        program
+            .load()
+            .map_err(|e| XdpError::Load(format!("{e:#}")))?;
+
+        let mut modes: BTreeMap<String, AttachMode> = std::fs::read(modes_file(&cfg.state_dir))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let mut attached = Vec::new();
+        for iface in &cfg.interfaces {
+            let ifindex = netif::ifindex(iface).ok_or_else(|| XdpError::Attach {
+                iface: iface.clone(),
+                reason: "no such interface".into(),
+            })?;
+            let pin = link_pin(&cfg.pin_dir, iface);
+            let wanted = match cfg.xdp_mode {
+                XdpMode::Generic => Some(AttachMode::Generic),
+                XdpMode::Native => Some(AttachMode::Native),
+                _ => None,
+            };
+            let previous = modes.get(iface).copied();
+            let readopt =
+                pin.exists() && (wanted.is_none() || wanted == previous) && previous.is_some();
+            let mode = if readopt {
+                let mode = previous.unwrap_or(AttachMode::Native);
+                replace_program(program, &pin).map_err(|reason| XdpError::Attach {
+                    iface: iface.clone(),
+                    reason,
+                })?;
+                tracing::info!(
+                    iface,
+                    ?mode,
+                    "re-adopted the pinned XDP link (program replaced atomically)"
+                );
+                mode
+            } else {
+                if pin.exists() {
+                    let _ = std::fs::remove_file(&pin);
+                }
+                let order: &[AttachMode] = match cfg.xdp_mode {
+                    XdpMode::Native => &[AttachMode::Native],
+                    XdpMode::Generic => &[AttachMode::Generic],
+                    _ => &[AttachMode::Native, AttachMode::Generic],
+                };
+                let mut last_err = String::new();
+                let mut chosen = None;
+                for &mode in order {
+                    match attach_and_pin(program, ifindex, mode, &pin) {
+                        Ok(()) => {
+                            chosen = Some(mode);
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(iface, ?mode, error = %e, "XDP attach refused");
+                            last_err = e;
+                        }
+                    }
+                }
+                let mode = chosen.ok_or_else(|| XdpError::Attach {
+                    iface: iface.clone(),
+                    reason: last_err,
+                })?;
+                tracing::info!(iface, ?mode, "XDP program attached");
+                mode
+            };
+            modes.insert(iface.clone(), mode);
+            attached.push(Attached {
+                name: iface.clone(),
+                ifindex,
+                mode,
+            });
+        }
+        if let Ok(json) = serde_json::to_vec(&modes) {
+            let _ = std::fs::create_dir_all(&cfg.state_dir);
+            let _ = std::fs::write(modes_file(&cfg.state_dir), json);
+        }
+
+        let mut tx: DevMapHash<MapData> = DevMapHash::try_from(
+            ebpf.take_map(abi::MAP_TX_PORTS)
+                .ok_or_else(|| XdpError::Load("map mdp_tx_ports missing".into()))?,
+        )
+        .map_err(|e| XdpError::Load(e.to_string()))?;
+        for a in &attached {
+            tx.insert(a.ifindex, a.ifindex, None, 0)
+                .map_err(|e| XdpError::Load(format!("adding {} to mdp_tx_ports: {e}", a.name)))?;
+        }
+        let streams = BpfHashMap::try_from(
+            ebpf.take_map(abi::MAP_STREAMS)
+                .ok_or_else(|| XdpError::Load("map mdp_streams missing".into()))?,
+        )
+        .map_err(|e| XdpError::Load(e.to_string()))?;
+        let stats: PerCpuArray<MapData, StreamStats> = PerCpuArray::try_from(
+            ebpf.take_map(abi::MAP_STATS)
+                .ok_or_else(|| XdpError::Load("map mdp_stats missing".into()))?,
+        )
+        .map_err(|e| XdpError::Load(e.to_string()))?;
+        let capacity = stats.len().min(cfg.max_streams);
+        if stats.len() != cfg.max_streams {
+            tracing::warn!(
+                pinned = stats.len(),
+                configured = cfg.max_streams,
+                "pinned maps from an earlier run keep their size; remove the pins to resize"
+            );
+        }
+        let ncpus =
+            aya::util::nr_cpus().map_err(|(what, e)| XdpError::Load(format!("{what}: {e}")))?;
+        let names: HashSet<&str> = attached.iter().map(|a| a.name.as_str()).collect();
+        let offloadable = cfg
+            .pool_addresses
+            .iter()
+            .chain(&cfg.gateway_addresses)
+            .copied()
+            .filter(|a| netif::owner_of(*a).is_some_and(|o| names.contains(o.as_str())))
+            .collect();
+        Ok(Self {
+            maps: Mutex::new(Maps { streams, stats }),
+            ncpus,
+            capacity,
+            attached,
+            offloadable,
+            _ebpf: ebpf,
+        })
+    }
+
+    pub fn attached(&self) -> &[Attached] {
+        &self.attached
+    }
+}
+
+fn attach_and_pin(
+    program: &mut Xdp,
+    ifindex: u32,
+    mode: AttachMode,
+    pin: &Path,
+) -> Result<(), String> {
+    let id = program
+        .attach_to_if_index(ifindex, mode.aya())
+        .map_err(|e| format!("{e:#}"))?;
+    let link = program.take_link(id).map_err(|e| e.to_string())?;
+    match FdLink::try_from(link) {
+        Ok(fd) => {
+            fd.pin(pin).map_err(|e| format!("pinning the link: {e}"))?;
+            Ok(())
+        }
+        Err(_) => Err("the kernel gave a netlink attachment, which cannot be pinned".into()),
+    }
+}
+
+fn replace_program(program: &mut Xdp, pin: &Path) -> Result<(), String> {
+    let pinned = PinnedLink::from_pin(pin).map_err(|e| format!("opening pinned link: {e}"))?;
+    let fd = pinned.unpin().map_err(|e| format!("unpinning: {e}"))?;
+    let link = XdpLink::try_from(fd).map_err(|e| format!("not an XDP link: {e}"))?;
+    let id = program
+        .attach_to_link(link)
+        .map_err(|e| format!("bpf_link_update: {e}"))?;
+    let link = program.take_link(id).map_err(|e| e.to_string())?;
+    let fd = FdLink::try_from(link).map_err(|e| e.to_string())?;
+    fd.pin(pin)
+        .map_err(|e| format!("re-pinning the link: {e}"))?;
+    Ok(())
+}
+
+impl Forwarder for XdpForwarder {
+    fn can_offload(&self, local: IpAddr) -> Result<(), &'static str> {
+        if self.offloadable.contains(&local) {
+            Ok(())
+        } else {
+            Err("xdp not attached on this address's interface")
+        }
+    }
+
+    fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    fn install(&self, key: StreamKey, entry: StreamEntry) -> Result<(), ForwardError> {
+        let mut maps = self.maps.lock().map_err(|_| ForwardError::Poisoned)?;
+        maps.streams
+            .insert(key, entry, 0)
+            .map_err(|e| ForwardError::Map(e.to_string()))
+    }
+
+    fn remove(&self, key: &StreamKey) -> Result<(), ForwardError> {
+        let mut maps = self.maps.lock().map_err(|_| ForwardError::Poisoned)?;
+        match maps.streams.remove(key) {
+            Ok(()) => Ok(()),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(ForwardError::Map(e.to_string())),
+        }
+    }
+
+    fn reset_stats(&self, slot: u32) -> Result<(), ForwardError> {
+        let mut maps = self.maps.lock().map_err(|_| ForwardError::Poisoned)?;
+        let zero = PerCpuValues::try_from(vec![StreamStats::default(); self.ncpus])
+            .map_err(|e| ForwardError::Map(e.to_string()))?;
+        maps.stats
+            .set(slot, zero, 0)
+            .map_err(|e| ForwardError::Map(e.to_string()))
+    }
+
+    fn read_stats(&self, slot: u32) -> Result<Vec<StreamStats>, ForwardError> {
+        let maps = self.maps.lock().map_err(|_| ForwardError::Poisoned)?;
+        let v = maps
+            .stats
+            .get(&slot, 0)
+            .map_err(|e| ForwardError::Map(e.to_string()))?;
+        Ok(v.iter().copied().collect())
+    }
+
+    fn entries(&self) -> Result<Vec<(StreamKey, StreamEntry)>, ForwardError> {
+        let maps = self.maps.lock().map_err(|_| ForwardError::Poisoned)?;
+        maps.streams
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ForwardError::Map(e.to_string()))
+    }
+}
