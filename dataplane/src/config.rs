@@ -76,6 +76,7 @@ pub struct FileConfig {
     pub media_timeout_secs: Option<u32>,
     pub hold_timeout_secs: Option<u32>,
     pub log_format: Option<LogFormat>,
+    pub enable_forwarding: Option<bool>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
@@ -114,6 +115,9 @@ pub struct Config {
     pub media_timeout_secs: u32,
     pub hold_timeout_secs: u32,
     pub log_format: LogFormat,
+    /// Turn on IPv4/IPv6 forwarding on the attached interfaces: the kernel's FIB lookup helper
+    /// refuses (BPF_FIB_LKUP_RET_FWD_DISABLED) on interfaces where it is off.
+    pub enable_forwarding: bool,
 }
 
 impl Default for Config {
@@ -133,6 +137,7 @@ impl Default for Config {
             media_timeout_secs: 60,
             hold_timeout_secs: 3600,
             log_format: LogFormat::Plain,
+            enable_forwarding: true,
         }
     }
 }
@@ -170,7 +175,7 @@ impl Config {
             media_timeout_secs,
             hold_timeout_secs
         );
-        take!(log_format);
+        take!(log_format, enable_forwarding);
         Ok(cfg)
     }
 
@@ -182,7 +187,7 @@ impl Config {
                 format!("{} is below 1024", self.port_min),
             ));
         }
-        if self.port_min % 2 != 0 {
+        if !self.port_min.is_multiple_of(2) {
             return Err(invalid(
                 "port_min",
                 format!("{} is odd; RTP ports are even", self.port_min),
@@ -260,7 +265,7 @@ impl Config {
 
     /// Number of ports in the range, rounded down to whole RTP/RTCP pairs.
     pub fn port_pairs(&self) -> u32 {
-        (u32::from(self.port_max) - u32::from(self.port_min) + 1) / 2
+        (u32::from(self.port_max) - u32::from(self.port_min)).div_ceil(2)
     }
 }
 
@@ -332,7 +337,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_field() {
-        let cases: Vec<(Box<dyn Fn(&mut Config)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut Config)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|c| c.port_min = 31), "port_min"),
             (Box::new(|c| c.port_min = 30001), "port_min"),
             (Box::new(|c| c.port_max = 30001), "port_max"),

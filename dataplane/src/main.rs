@@ -83,6 +83,9 @@ struct Args {
     /// plain or json.
     #[arg(long, env = "MEDIATOR_LOG_FORMAT")]
     log_format: Option<LogFormat>,
+    /// Leave IPv4/IPv6 forwarding on the attached interfaces as it is (XDP then needs it on already).
+    #[arg(long)]
+    keep_forwarding: bool,
     /// Validate the settings, print them and exit (0 valid, 78 invalid).
     #[arg(long)]
     check_config: bool,
@@ -142,6 +145,9 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
         hold_timeout_secs,
         log_format
     );
+    if args.keep_forwarding {
+        cfg.enable_forwarding = false;
+    }
     cfg.validate()?;
     Ok(cfg)
 }

@@ -50,23 +50,33 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
         sock.set_only_v6(true)?;
     }
     sock.set_nonblocking(true)?;
-    let _ = sock.set_recv_buffer_size(1 << 20);
-    let one: libc::c_int = 1;
+    // Room for bursts: past net.core.rmem_max when privileged (SO_RCVBUFFORCE), else up to it.
+    if setsockopt_int(&sock, libc::SO_RCVBUFFORCE, RECV_BUFFER).is_err() {
+        let _ = sock.set_recv_buffer_size(RECV_BUFFER as usize);
+    }
+    setsockopt_int(&sock, libc::SO_RXQ_OVFL, 1)?;
+    sock.bind(&addr.into())?;
+    Ok(sock.into())
+}
+
+const RECV_BUFFER: libc::c_int = 1 << 20;
+
+fn setsockopt_int(sock: &Socket, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: setsockopt reads an int of the size we pass from a live local.
     let rc = unsafe {
         libc::setsockopt(
             sock.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_RXQ_OVFL,
-            (&one as *const libc::c_int).cast(),
+            opt,
+            (&value as *const libc::c_int).cast(),
             size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
-    sock.bind(&addr.into())?;
-    Ok(sock.into())
 }
 
 struct Batch {

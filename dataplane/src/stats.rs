@@ -151,11 +151,7 @@ pub fn merge<'a>(parts: impl IntoIterator<Item = &'a StreamStats>) -> Merged {
         expected,
         lost: expected as i64 - received as i64,
         highest_seq: highest,
-        jitter: if received == 0 {
-            0
-        } else {
-            (jitter_weighted / received) as u32
-        },
+        jitter: jitter_weighted.checked_div(received).unwrap_or(0) as u32,
     });
     m
 }

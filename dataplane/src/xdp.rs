@@ -58,7 +58,7 @@ pub struct Attached {
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 fn is_bpffs(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 == BPF_FS_MAGIC)
 }
 
 /// Makes sure /sys/fs/bpf is a bpffs (mounting it if needed) and the pin directory exists.
@@ -157,6 +157,7 @@ impl XdpForwarder {
             .unwrap_or_default();
         let mut attached = Vec::new();
         for iface in &cfg.interfaces {
+            forwarding(iface, cfg.enable_forwarding);
             let ifindex = netif::ifindex(iface).ok_or_else(|| XdpError::Attach {
                 iface: iface.clone(),
                 reason: "no such interface".into(),
@@ -273,6 +274,37 @@ impl XdpForwarder {
 
     pub fn attached(&self) -> &[Attached] {
         &self.attached
+    }
+}
+
+/// bpf_fib_lookup answers FWD_DISABLED on an ingress device whose forwarding is off, and every
+/// packet would go up to userspace. Turn it on (per interface only) or say why XDP will not forward.
+fn forwarding(iface: &str, enable: bool) {
+    for family in ["ipv4", "ipv6"] {
+        let path = format!("/proc/sys/net/{family}/conf/{iface}/forwarding");
+        let on = std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "1");
+        if on {
+            continue;
+        }
+        if !enable {
+            tracing::warn!(
+                iface,
+                family,
+                "forwarding is off and enable_forwarding = false: the XDP FIB lookup \
+                will refuse and these streams will be relayed in userspace"
+            );
+            continue;
+        }
+        match std::fs::write(&path, "1") {
+            Ok(()) => tracing::info!(
+                iface,
+                family,
+                "forwarding enabled on the interface (needed by the XDP FIB lookup)"
+            ),
+            Err(e) => {
+                tracing::warn!(iface, family, error = %e, "cannot enable forwarding; XDP will pass packets up")
+            }
+        }
     }
 }
 

@@ -1,1 +1,8 @@
-//! x
+//! `mediator-tests`: the network-namespace lab (RAII fixtures for namespaces, veths and daemon
+//! processes that clean up even when a test panics), the integration tests that use it, and the
+//! benchmark harness. Test traffic only ever goes to loopback or to 198.18.0.0/15 and 2001:2::/48
+//! addresses inside namespaces the lab itself created.
+
+pub mod daemon;
+pub mod lab;
+pub mod rtp;

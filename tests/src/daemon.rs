@@ -1,0 +1,195 @@
+//! A `mediator-dataplane` process as a test fixture: started (optionally inside a lab namespace),
+//! killed and restarted at will, and on drop killed with its pinned BPF objects and state removed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hyper_util::rt::TokioIo;
+use mediator_proto::dataplane::v1::GetCapabilitiesRequest;
+use mediator_proto::dataplane::v1::dataplane_service_client::DataplaneServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::lab::in_netns;
+
+pub type Client = DataplaneServiceClient<Channel>;
+
+/// The daemon binary of this workspace's build (cargo builds it for `cargo test --workspace`).
+pub fn binary() -> PathBuf {
+    if let Ok(p) = std::env::var("MEDIATOR_DATAPLANE_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> -> target/<profile>/mediator-dataplane
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("mediator-dataplane");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build --workspace --bins` (or set MEDIATOR_DATAPLANE_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+pub struct Daemon {
+    pub ns: Option<String>,
+    pub grpc: SocketAddr,
+    pub pin_dir: PathBuf,
+    pub state_dir: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Starts the daemon with `args` (plus its gRPC address, pin and state directories).
+    pub fn start(
+        tag: &str,
+        ns: Option<&str>,
+        grpc: SocketAddr,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let unique = format!("{}_{}", std::process::id(), tag);
+        let mut d = Self {
+            ns: ns.map(str::to_string),
+            grpc,
+            pin_dir: PathBuf::from(format!("/sys/fs/bpf/mediator_test_{unique}")),
+            state_dir: std::env::temp_dir().join(format!("mediator-test-{unique}")),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            log: std::env::temp_dir().join(format!("mediator-test-{unique}.log")),
+            child: None,
+        };
+        let _ = std::fs::remove_dir_all(&d.state_dir);
+        d.spawn()?;
+        Ok(d)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let mut cmd = match &self.ns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}"))
+                    .arg("--")
+                    .arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
+        cmd.arg("--grpc-listen")
+            .arg(self.grpc.to_string())
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .args(&self.args)
+            .env("MEDIATOR_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        self.child = Some(cmd.spawn().context("spawning mediator-dataplane")?);
+        Ok(())
+    }
+
+    /// Connects, waiting until the daemon answers (or fails with its log).
+    pub async fn client(&mut self) -> anyhow::Result<Client> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(child) = &mut self.child
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("mediator-dataplane exited ({status}):\n{}", self.log());
+            }
+            if let Ok(mut c) = self.connect().await
+                && c.get_capabilities(GetCapabilitiesRequest {}).await.is_ok()
+            {
+                return Ok(c);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "mediator-dataplane did not answer within 20 s:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn connect(&self) -> anyhow::Result<Client> {
+        let ns = self.ns.clone();
+        let addr = self.grpc;
+        let channel = Endpoint::from_static("http://dataplane.invalid")
+            .connect_with_connector(tower::service_fn(move |_| {
+                let ns = ns.clone();
+                async move {
+                    let std = tokio::task::spawn_blocking(move || match ns {
+                        Some(ns) => in_netns(&ns, move || std::net::TcpStream::connect(addr)),
+                        None => std::net::TcpStream::connect(addr),
+                    })
+                    .await
+                    .map_err(std::io::Error::other)??;
+                    std.set_nonblocking(true)?;
+                    Ok::<_, std::io::Error>(TokioIo::new(tokio::net::TcpStream::from_std(std)?))
+                }
+            }))
+            .await?;
+        Ok(DataplaneServiceClient::new(channel))
+    }
+
+    /// SIGKILL: no chance to clean up, as in a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: a graceful stop.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        c.wait().ok()
+    }
+
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        self.spawn()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("---- mediator-dataplane log ----\n{}", self.log());
+        }
+        if let Ok(entries) = std::fs::read_dir(&self.pin_dir) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.pin_dir);
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// A loopback TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}

@@ -1,0 +1,77 @@
+//! Test traffic: RTP packets, UDP sockets inside lab namespaces, kernel UDP counters.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use crate::lab::in_netns;
+
+/// An RTP v2 packet (PT 0, PCMU) with `payload` bytes of payload.
+pub fn rtp_packet(seq: u16, ts: u32, ssrc: u32, payload: usize) -> Vec<u8> {
+    let mut p = Vec::with_capacity(12 + payload);
+    p.extend_from_slice(&[0x80, 0x00]);
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend((0..payload).map(|i| (i as u8) ^ (seq as u8)));
+    p
+}
+
+/// An RTCP receiver report (PT 201) with no report blocks.
+pub fn rtcp_packet(ssrc: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 201, 0, 1];
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p
+}
+
+/// A UDP socket bound to `addr` inside namespace `ns`.
+pub fn udp_in(ns: &str, addr: SocketAddr) -> UdpSocket {
+    let s =
+        in_netns(ns, move || UdpSocket::bind(addr)).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    // The tests send a burst before they read: give the peer room for all of it.
+    let size: libc::c_int = 8 << 20;
+    // SAFETY: setsockopt reads an int from a live local; SO_RCVBUFFORCE needs root, as the lab does.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&s),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    s
+}
+
+/// Everything `sock` receives until it has been quiet for `quiet`.
+pub fn drain(sock: &UdpSocket, quiet: Duration) -> Vec<(Vec<u8>, SocketAddr)> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 2048];
+    let mut last = Instant::now();
+    while last.elapsed() < quiet {
+        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+            out.push((buf[..n].to_vec(), from));
+            last = Instant::now();
+        }
+    }
+    out
+}
+
+/// `UdpInCsumErrors` and `InErrors` of namespace `ns` (/proc/net/snmp as seen from inside).
+pub fn udp_errors(ns: &str) -> (u64, u64) {
+    in_netns(ns, || {
+        let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp").expect("snmp");
+        let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
+        let (names, values) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+        let get = |key: &str| {
+            names
+                .split_whitespace()
+                .position(|n| n == key)
+                .and_then(|i| values.split_whitespace().nth(i))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (get("InCsumErrors"), get("InErrors"))
+    })
+}

@@ -1,0 +1,674 @@
+//! One conformance suite, run against XDP native, XDP generic and the userspace fallback (xdp off):
+//! the same sessions, the same packets, the same expected results. Needs root (namespaces, XDP).
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use mediator_proto::dataplane::v1 as pb;
+use mediator_tests::daemon::{Client, Daemon};
+use mediator_tests::lab::*;
+use mediator_tests::rtp::{drain, rtcp_packet, rtp_packet, udp_errors, udp_in};
+
+const QUIET: Duration = Duration::from_millis(300);
+
+fn sa(ip: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.parse::<IpAddr>().expect("ip"), port)
+}
+
+fn ep(a: SocketAddr) -> Option<pb::Endpoint> {
+    Some(pb::Endpoint {
+        address: a.ip().to_string(),
+        port: u32::from(a.port()),
+    })
+}
+
+fn leg(remote: SocketAddr) -> Option<pb::LegSpec> {
+    Some(pb::LegSpec {
+        local_address: String::new(),
+        remote_rtp: ep(remote),
+        remote_rtcp: None,
+    })
+}
+
+fn create(
+    id: &str,
+    pool: SocketAddr,
+    gw: SocketAddr,
+    opts: pb::SessionOptions,
+) -> pb::CreateSessionRequest {
+    pb::CreateSessionRequest {
+        session_id: id.into(),
+        pool: leg(pool),
+        gateway: leg(gw),
+        options: Some(opts),
+        on_hold: false,
+    }
+}
+
+fn strict() -> pb::SessionOptions {
+    pb::SessionOptions {
+        strict_source: true,
+        ..Default::default()
+    }
+}
+
+async fn session(c: &mut Client, req: pb::CreateSessionRequest) -> pb::Session {
+    c.create_session(req)
+        .await
+        .expect("create")
+        .into_inner()
+        .session
+        .expect("session")
+}
+
+async fn get(c: &mut Client, id: &str) -> pb::Session {
+    c.get_session(pb::GetSessionRequest {
+        session_id: id.into(),
+    })
+    .await
+    .expect("get")
+    .into_inner()
+    .session
+    .expect("session")
+}
+
+fn stream(s: &pb::Session, from: pb::Side, kind: pb::StreamKind) -> pb::Stream {
+    s.streams
+        .iter()
+        .find(|st| st.from_side == from as i32 && st.kind == kind as i32)
+        .cloned()
+        .expect("stream")
+}
+
+fn relay_ports(s: &pb::Session) -> (u16, u16) {
+    let p = s.pool.as_ref().expect("pool leg").local_rtp_port as u16;
+    let g = s.gateway.as_ref().expect("gateway leg").local_rtp_port as u16;
+    (p, g)
+}
+
+/// Sends `n` RTP packets from `from` to `to`, paced lightly; returns the payload bytes sent.
+fn send_rtp(
+    from: &UdpSocket,
+    to: SocketAddr,
+    ssrc: u32,
+    seqs: impl IntoIterator<Item = u16>,
+) -> u64 {
+    let mut bytes = 0;
+    for (i, seq) in seqs.into_iter().enumerate() {
+        let p = rtp_packet(seq, u32::from(seq) * 160, ssrc, 160);
+        bytes += p.len() as u64;
+        from.send_to(&p, to).expect("send");
+        if i % 16 == 15 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    bytes
+}
+
+struct Suite {
+    lab: Lab,
+    daemon: Daemon,
+    c: Client,
+    xdp: bool,
+}
+
+impl Suite {
+    async fn start(mode: &str) -> Self {
+        let lab = Lab::new(mode).expect("lab");
+        let mut daemon = Daemon::start(
+            mode,
+            Some(&lab.relay.name),
+            sa("127.0.0.1", 7400),
+            &[
+                "--xdp-mode",
+                mode,
+                "--interface",
+                "rp",
+                "--interface",
+                "rg",
+                "--pool-address",
+                POOL_RELAY,
+                "--pool-address",
+                POOL_RELAY6,
+                "--gateway-address",
+                GW_RELAY,
+                "--gateway-address",
+                GW_RELAY6,
+                "--port-range",
+                "30000-30999",
+            ],
+        )
+        .expect("daemon");
+        let mut c = daemon.client().await.expect("client");
+        let caps = c
+            .get_capabilities(pb::GetCapabilitiesRequest {})
+            .await
+            .expect("caps")
+            .into_inner();
+        let want = match mode {
+            "native" => pb::XdpMode::Native,
+            "generic" => pb::XdpMode::Generic,
+            _ => pb::XdpMode::Off,
+        };
+        assert_eq!(
+            caps.xdp_mode, want as i32,
+            "mode in force: {}",
+            caps.xdp_note
+        );
+        assert_eq!(caps.free_ports, 1000);
+        Self {
+            lab,
+            daemon,
+            c,
+            xdp: mode != "off",
+        }
+    }
+
+    fn check_path(&self, st: &pb::Stream, sent: u64) {
+        let cnt = st.counters.expect("counters");
+        assert_eq!(cnt.packets, sent, "forwarded packets, both paths: {st:?}");
+        assert_eq!(cnt.xdp_packets + cnt.userspace_packets, sent);
+        if self.xdp {
+            assert_eq!(st.path, pb::ForwardingPath::Xdp as i32, "{st:?}");
+            // The first packets may go up while the kernel resolves the neighbour.
+            assert!(cnt.xdp_packets >= sent / 2, "mostly in the kernel: {cnt:?}");
+        } else {
+            assert_eq!(st.path, pb::ForwardingPath::Userspace as i32);
+            assert_eq!(cnt.xdp_packets, 0);
+        }
+    }
+
+    /// RTP and RTCP, both directions, right addresses and ports, valid checksums, counters.
+    async fn forwarding(&mut self, v6: bool) {
+        let (pp, pr, gr, gp) = if v6 {
+            (POOL_PEER6, POOL_RELAY6, GW_RELAY6, GW_PEER6)
+        } else {
+            (POOL_PEER, POOL_RELAY, GW_RELAY, GW_PEER)
+        };
+        let id = if v6 { "fwd6" } else { "fwd4" };
+        let (pool, gw) = (&self.lab.pool.name, &self.lab.gw.name);
+        let pool_rtp = udp_in(pool, sa(pp, 4000));
+        let pool_rtcp = udp_in(pool, sa(pp, 4001));
+        let gw_rtp = udp_in(gw, sa(gp, 5000));
+        let gw_rtcp = udp_in(gw, sa(gp, 5001));
+        let s = session(
+            &mut self.c,
+            create(id, sa(pp, 4000), sa(gp, 5000), strict()),
+        )
+        .await;
+        let (p, g) = relay_ports(&s);
+        let errors_before = (udp_errors(pool), udp_errors(gw));
+
+        let n = 300u16;
+        let bytes = send_rtp(&pool_rtp, sa(pr, p), 0x1111, 0..n);
+        let got = drain(&gw_rtp, QUIET);
+        assert_eq!(got.len(), usize::from(n), "pool -> gateway RTP");
+        for (i, (payload, from)) in got.iter().enumerate() {
+            assert_eq!(
+                *from,
+                sa(gr, g),
+                "source rewritten to the relay's gateway side"
+            );
+            assert_eq!(
+                payload,
+                &rtp_packet(i as u16, i as u32 * 160, 0x1111, 160),
+                "payload intact"
+            );
+        }
+        send_rtp(&gw_rtp, sa(gr, g), 0x2222, 0..n);
+        let back = drain(&pool_rtp, QUIET);
+        assert_eq!(back.len(), usize::from(n), "gateway -> pool RTP");
+        assert!(back.iter().all(|(_, from)| *from == sa(pr, p)));
+
+        for _ in 0..5 {
+            pool_rtcp
+                .send_to(&rtcp_packet(0x1111), sa(pr, p + 1))
+                .expect("send");
+            gw_rtcp
+                .send_to(&rtcp_packet(0x2222), sa(gr, g + 1))
+                .expect("send");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let rtcp_at_gw = drain(&gw_rtcp, QUIET);
+        let rtcp_at_pool = drain(&pool_rtcp, QUIET);
+        assert_eq!(rtcp_at_gw.len(), 5, "RTCP pool -> gateway");
+        assert_eq!(rtcp_at_pool.len(), 5, "RTCP gateway -> pool");
+        assert!(
+            rtcp_at_gw
+                .iter()
+                .all(|(p, f)| *f == sa(gr, g + 1) && *p == rtcp_packet(0x1111))
+        );
+        assert!(rtcp_at_pool.iter().all(|(_, f)| *f == sa(pr, p + 1)));
+        assert_eq!(
+            (udp_errors(pool), udp_errors(gw)),
+            errors_before,
+            "no checksum or UDP errors at the peers"
+        );
+
+        let s = get(&mut self.c, id).await;
+        let up = stream(&s, pb::Side::Pool, pb::StreamKind::Rtp);
+        self.check_path(&up, u64::from(n));
+        assert_eq!(up.counters.expect("counters").bytes, bytes);
+        let rtp = up.rtp.expect("rtp stats");
+        assert_eq!(
+            (rtp.ssrc, rtp.received, rtp.expected, rtp.lost),
+            (0x1111, 300, 300, 0)
+        );
+        self.check_path(
+            &stream(&s, pb::Side::Gateway, pb::StreamKind::Rtp),
+            u64::from(n),
+        );
+        let rtcp = stream(&s, pb::Side::Pool, pb::StreamKind::Rtcp);
+        assert_eq!(rtcp.counters.expect("counters").packets, 5);
+        assert!(rtcp.rtp.is_none(), "RTCP is not counted as RTP");
+        assert_eq!(
+            s.path,
+            if self.xdp {
+                pb::ForwardingPath::Xdp
+            } else {
+                pb::ForwardingPath::Userspace
+            } as i32
+        );
+    }
+
+    /// Strict source: a spoofer's packets are dropped and counted (RTP bleed).
+    async fn strict_source(&mut self) {
+        let (pool, gw) = (&self.lab.pool.name, &self.lab.gw.name);
+        let legit = udp_in(pool, sa(POOL_PEER, 4100));
+        let spoofer = udp_in(pool, sa(POOL_OTHER, 4100));
+        let gw_rtp = udp_in(gw, sa(GW_PEER, 5100));
+        let s = session(
+            &mut self.c,
+            create("strict", sa(POOL_PEER, 4100), sa(GW_PEER, 5100), strict()),
+        )
+        .await;
+        let (p, _) = relay_ports(&s);
+        send_rtp(&legit, sa(POOL_RELAY, p), 1, 0..20);
+        send_rtp(&spoofer, sa(POOL_RELAY, p), 666, 0..30);
+        let got = drain(&gw_rtp, QUIET);
+        assert_eq!(got.len(), 20, "only the expected source gets through");
+        let st = stream(
+            &get(&mut self.c, "strict").await,
+            pb::Side::Pool,
+            pb::StreamKind::Rtp,
+        );
+        let cnt = st.counters.expect("counters");
+        assert_eq!((cnt.packets, cnt.source_mismatch), (20, 30));
+        assert_eq!(
+            st.rtp.expect("rtp").ssrc,
+            1,
+            "the spoofer did not touch the statistics"
+        );
+    }
+
+    /// Latching: a pool peer behind NAT (SDP says :4200, it sends from :4444) is learned; replies
+    /// go to the real source; once both ways are confirmed the session is offloaded and a packet
+    /// from the SDP address is then a spoof.
+    async fn latching(&mut self) {
+        let (pool, gw) = (&self.lab.pool.name, &self.lab.gw.name);
+        let natted = udp_in(pool, sa(POOL_PEER, 4444));
+        let sdp_addr = udp_in(pool, sa(POOL_PEER, 4200));
+        let gw_rtp = udp_in(gw, sa(GW_PEER, 5200));
+        let opts = pb::SessionOptions {
+            latching: true,
+            strict_source: true,
+            ..Default::default()
+        };
+        let s = session(
+            &mut self.c,
+            create("latch", sa(POOL_PEER, 4200), sa(GW_PEER, 5200), opts),
+        )
+        .await;
+        assert_eq!(s.path, pb::ForwardingPath::Userspace as i32);
+        let why = if self.xdp {
+            "latching"
+        } else {
+            "xdp off by configuration"
+        };
+        assert_eq!(s.path_reason, why);
+        let (p, g) = relay_ports(&s);
+        send_rtp(&natted, sa(POOL_RELAY, p), 7, 0..10);
+        assert_eq!(drain(&gw_rtp, QUIET).len(), 10);
+        send_rtp(&gw_rtp, sa(GW_RELAY, g), 8, 0..10);
+        assert_eq!(
+            drain(&natted, QUIET).len(),
+            10,
+            "replies go to the latched source"
+        );
+        assert!(
+            drain(&sdp_addr, Duration::from_millis(50)).is_empty(),
+            "not to the SDP address"
+        );
+        let s = get(&mut self.c, "latch").await;
+        let up = stream(&s, pb::Side::Pool, pb::StreamKind::Rtp);
+        assert!(up.latched);
+        assert_eq!(up.expected_source, ep(sa(POOL_PEER, 4444)));
+        if self.xdp {
+            assert_eq!(
+                s.path,
+                pb::ForwardingPath::Xdp as i32,
+                "offloaded once both ways confirmed: {s:?}"
+            );
+        }
+        send_rtp(&natted, sa(POOL_RELAY, p), 7, 10..60);
+        send_rtp(&sdp_addr, sa(POOL_RELAY, p), 9, 0..5);
+        assert_eq!(drain(&gw_rtp, QUIET).len(), 50);
+        let up = stream(
+            &get(&mut self.c, "latch").await,
+            pb::Side::Pool,
+            pb::StreamKind::Rtp,
+        );
+        let cnt = up.counters.expect("counters");
+        assert_eq!((cnt.packets, cnt.source_mismatch), (60, 5));
+        if self.xdp {
+            assert!(cnt.xdp_packets >= 40, "{cnt:?}");
+        }
+    }
+
+    /// Loss and reordering as RFC 3550 counts them, and interarrival jitter.
+    async fn loss_and_jitter(&mut self) {
+        let (pool, gw) = (&self.lab.pool.name, &self.lab.gw.name);
+        let src = udp_in(pool, sa(POOL_PEER, 4300));
+        let gw_rtp = udp_in(gw, sa(GW_PEER, 5300));
+        let s = session(
+            &mut self.c,
+            create("loss", sa(POOL_PEER, 4300), sa(GW_PEER, 5300), strict()),
+        )
+        .await;
+        let (p, _) = relay_ports(&s);
+        let mut seqs: Vec<u16> = (0..100)
+            .filter(|s| ![10, 11, 40, 70, 99].contains(s))
+            .collect();
+        seqs.swap(20, 21);
+        seqs.swap(50, 53);
+        send_rtp(&src, sa(POOL_RELAY, p), 42, seqs.iter().copied());
+        assert_eq!(drain(&gw_rtp, QUIET).len(), 95);
+        let rtp = stream(
+            &get(&mut self.c, "loss").await,
+            pb::Side::Pool,
+            pb::StreamKind::Rtp,
+        )
+        .rtp
+        .expect("rtp");
+        // 99 was never sent, so the highest seen is 98: 99 expected, 95 received.
+        assert_eq!(
+            (rtp.received, rtp.expected, rtp.lost, rtp.highest_seq),
+            (95, 99, 4, 98)
+        );
+
+        // Jitter: 20 ms of RTP time per packet, sent alternately 10 ms and 30 ms apart: |D| = 10 ms.
+        let src = udp_in(pool, sa(POOL_PEER, 4301));
+        let s = session(
+            &mut self.c,
+            create("jitter", sa(POOL_PEER, 4301), sa(GW_PEER, 5300), strict()),
+        )
+        .await;
+        let (p, _) = relay_ports(&s);
+        for seq in 0..60u16 {
+            src.send_to(
+                &rtp_packet(seq, u32::from(seq) * 160, 43, 160),
+                sa(POOL_RELAY, p),
+            )
+            .expect("send");
+            std::thread::sleep(Duration::from_millis(if seq % 2 == 0 { 10 } else { 30 }));
+        }
+        drain(&gw_rtp, QUIET);
+        let rtp = stream(
+            &get(&mut self.c, "jitter").await,
+            pb::Side::Pool,
+            pb::StreamKind::Rtp,
+        )
+        .rtp
+        .expect("rtp");
+        assert_eq!(rtp.lost, 0);
+        assert!(
+            (5.0..=20.0).contains(&rtp.jitter_ms),
+            "jitter {} ms, expected about 10",
+            rtp.jitter_ms
+        );
+    }
+
+    /// IPv4 on one side, IPv6 on the other: relayed in userspace, and it says why.
+    async fn family_change(&mut self) {
+        let (pool, gw) = (&self.lab.pool.name, &self.lab.gw.name);
+        let src = udp_in(pool, sa(POOL_PEER, 4400));
+        let dst = udp_in(gw, sa(GW_PEER6, 5400));
+        let s = session(
+            &mut self.c,
+            create("mixed", sa(POOL_PEER, 4400), sa(GW_PEER6, 5400), strict()),
+        )
+        .await;
+        let (p, g) = relay_ports(&s);
+        if self.xdp {
+            assert_eq!(s.path_reason, "address family change");
+        }
+        send_rtp(&src, sa(POOL_RELAY, p), 5, 0..20);
+        let got = drain(&dst, QUIET);
+        assert_eq!(got.len(), 20);
+        assert!(got.iter().all(|(_, f)| *f == sa(GW_RELAY6, g)));
+    }
+
+    /// rtcp-mux: RTP and RTCP on one port each side.
+    async fn rtcp_mux(&mut self) {
+        let (pool, gw) = (&self.lab.pool.name, &self.lab.gw.name);
+        let src = udp_in(pool, sa(POOL_PEER, 4500));
+        let dst = udp_in(gw, sa(GW_PEER, 5500));
+        let opts = pb::SessionOptions {
+            rtcp_mux: true,
+            strict_source: true,
+            ..Default::default()
+        };
+        let s = session(
+            &mut self.c,
+            create("mux", sa(POOL_PEER, 4500), sa(GW_PEER, 5500), opts),
+        )
+        .await;
+        let (p, _) = relay_ports(&s);
+        assert_eq!(s.streams.len(), 2, "no separate RTCP streams");
+        send_rtp(&src, sa(POOL_RELAY, p), 11, 0..20);
+        src.send_to(&rtcp_packet(11), sa(POOL_RELAY, p))
+            .expect("send");
+        let got = drain(&dst, QUIET);
+        assert_eq!(got.len(), 21);
+        let rtp = stream(
+            &get(&mut self.c, "mux").await,
+            pb::Side::Pool,
+            pb::StreamKind::Rtp,
+        );
+        assert_eq!(rtp.counters.expect("counters").packets, 21);
+        assert_eq!(
+            rtp.rtp.expect("rtp").received,
+            20,
+            "the RTCP packet is not RTP"
+        );
+    }
+
+    /// Update with new endpoints withdraws the offload (with a reason) and forwards to the new peer.
+    async fn update_and_events(&mut self) {
+        let mut events = self
+            .c
+            .watch_events(pb::WatchEventsRequest {})
+            .await
+            .expect("watch")
+            .into_inner();
+        let (pool, gw) = (&self.lab.pool.name, &self.lab.gw.name);
+        let src = udp_in(pool, sa(POOL_PEER, 4600));
+        let old = udp_in(gw, sa(GW_PEER, 5600));
+        let new = udp_in(gw, sa(GW_PEER, 5602));
+        let s = session(
+            &mut self.c,
+            create("upd", sa(POOL_PEER, 4600), sa(GW_PEER, 5600), strict()),
+        )
+        .await;
+        let (p, _) = relay_ports(&s);
+        send_rtp(&src, sa(POOL_RELAY, p), 3, 0..10);
+        assert_eq!(drain(&old, QUIET).len(), 10);
+        self.c
+            .update_session(pb::UpdateSessionRequest {
+                session_id: "upd".into(),
+                gateway: leg(sa(GW_PEER, 5602)),
+                ..Default::default()
+            })
+            .await
+            .expect("update");
+        send_rtp(&src, sa(POOL_RELAY, p), 3, 10..20);
+        assert_eq!(
+            drain(&new, QUIET).len(),
+            10,
+            "forwarded to the new endpoint"
+        );
+        assert!(drain(&old, Duration::from_millis(50)).is_empty());
+        if self.xdp {
+            let mut seen = Vec::new();
+            while let Ok(Ok(Some(e))) =
+                tokio::time::timeout(Duration::from_millis(500), events.message()).await
+            {
+                if e.session_id == "upd" {
+                    seen.push(e.kind.expect("kind"));
+                }
+                if seen.len() >= 6 {
+                    break;
+                }
+            }
+            let withdrawn = seen.iter().any(
+                |k| matches!(k, pb::event::Kind::Withdrawn(w) if w.reason == "update: new endpoints"),
+            );
+            let offloaded = seen
+                .iter()
+                .filter(|k| matches!(k, pb::event::Kind::Offloaded(_)))
+                .count();
+            assert!(withdrawn, "a withdraw event with its reason: {seen:?}");
+            assert!(
+                offloaded >= 2,
+                "offloaded at create and again after the update: {seen:?}"
+            );
+        }
+    }
+
+    /// Delete stops forwarding and frees the ports.
+    async fn delete(&mut self) {
+        let (pool, gw) = (&self.lab.pool.name, &self.lab.gw.name);
+        let src = udp_in(pool, sa(POOL_PEER, 4000));
+        let dst = udp_in(gw, sa(GW_PEER, 5000));
+        let before = self
+            .c
+            .get_capabilities(pb::GetCapabilitiesRequest {})
+            .await
+            .expect("caps")
+            .into_inner();
+        let s = get(&mut self.c, "fwd4").await;
+        let (p, g) = relay_ports(&s);
+        let gone = self
+            .c
+            .delete_session(pb::DeleteSessionRequest {
+                session_id: "fwd4".into(),
+            })
+            .await
+            .expect("delete")
+            .into_inner()
+            .session
+            .expect("final figures");
+        assert_eq!(
+            stream(&gone, pb::Side::Pool, pb::StreamKind::Rtp)
+                .counters
+                .expect("c")
+                .packets,
+            300
+        );
+        send_rtp(&src, sa(POOL_RELAY, p), 1, 0..10);
+        assert!(
+            drain(&dst, QUIET).is_empty(),
+            "nothing forwarded after delete"
+        );
+        let after = self
+            .c
+            .get_capabilities(pb::GetCapabilitiesRequest {})
+            .await
+            .expect("caps")
+            .into_inner();
+        assert_eq!(after.free_ports, before.free_ports + 4);
+        let relay = self.lab.relay.name.clone();
+        for port in [p, p + 1] {
+            in_netns(&relay, move || UdpSocket::bind(sa(POOL_RELAY, port)))
+                .expect("pool-side port is free again");
+        }
+        for port in [g, g + 1] {
+            in_netns(&relay, move || UdpSocket::bind(sa(GW_RELAY, port)))
+                .expect("gateway-side port is free again");
+        }
+    }
+
+    /// No media for the timeout raises an event; on hold the longer hold timeout applies.
+    async fn media_timeouts(&mut self) {
+        let mut events = self
+            .c
+            .watch_events(pb::WatchEventsRequest {})
+            .await
+            .expect("watch")
+            .into_inner();
+        let opts = pb::SessionOptions {
+            media_timeout_secs: 1,
+            hold_timeout_secs: 3,
+            ..strict()
+        };
+        session(
+            &mut self.c,
+            create("idle", sa(POOL_PEER, 4700), sa(GW_PEER, 5700), opts),
+        )
+        .await;
+        let mut held = create("held", sa(POOL_PEER, 4702), sa(GW_PEER, 5702), opts);
+        held.on_hold = true;
+        session(&mut self.c, held).await;
+        let mut got = std::collections::HashMap::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+        while got.len() < 2 && tokio::time::Instant::now() < deadline {
+            if let Ok(Ok(Some(e))) =
+                tokio::time::timeout(Duration::from_secs(1), events.message()).await
+                && let Some(pb::event::Kind::MediaTimeout(t)) = e.kind
+            {
+                got.insert(e.session_id.clone(), t);
+            }
+        }
+        let idle = got.get("idle").expect("media timeout for the idle session");
+        let held = got.get("held").expect("media timeout for the held session");
+        assert!(
+            !idle.on_hold && (1000..2600).contains(&idle.idle_ms),
+            "{idle:?}"
+        );
+        assert!(held.on_hold && held.idle_ms >= 3000, "{held:?}");
+    }
+}
+
+async fn conformance(mode: &str) {
+    if !privileged(&format!("conformance_{mode}")) {
+        return;
+    }
+    let mut s = Suite::start(mode).await;
+    s.forwarding(false).await;
+    s.forwarding(true).await;
+    s.strict_source().await;
+    s.latching().await;
+    s.loss_and_jitter().await;
+    s.family_change().await;
+    s.rtcp_mux().await;
+    s.update_and_events().await;
+    s.delete().await;
+    s.media_timeouts().await;
+    let log = s.daemon.log();
+    assert!(!log.contains("panicked"), "the daemon panicked:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conformance_xdp_native() {
+    conformance("native").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conformance_xdp_generic() {
+    conformance("generic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conformance_userspace() {
+    conformance("off").await;
+}
