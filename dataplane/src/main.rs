@@ -235,7 +235,22 @@ fn fast_path(cfg: &Config) -> anyhow::Result<(Arc<dyn Forwarder>, XdpInfo)> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(64); // EX_USAGE
+        }
+    };
     let cfg = match settings(&args) {
         Ok(c) => c,
         Err(e) => {

@@ -1,0 +1,185 @@
+//! `kill -9` of mediator-dataplane while media flows: sessions forwarded by XDP lose no packet,
+//! and after the restart every session is listed again and userspace-forwarded ones resume.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use mediator_proto::dataplane::v1 as pb;
+use mediator_tests::daemon::Daemon;
+use mediator_tests::lab::*;
+use mediator_tests::rtp::{drain, rtp_packet, udp_in};
+
+fn sa(ip: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.parse::<IpAddr>().expect("ip"), port)
+}
+
+fn leg(a: SocketAddr) -> Option<pb::LegSpec> {
+    Some(pb::LegSpec {
+        remote_rtp: Some(pb::Endpoint {
+            address: a.ip().to_string(),
+            port: u32::from(a.port()),
+        }),
+        ..Default::default()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_loses_no_xdp_packet_and_sessions_come_back() {
+    if !privileged("kill_9_loses_no_xdp_packet_and_sessions_come_back") {
+        return;
+    }
+    let lab = Lab::new("rst").expect("lab");
+    let mut d = Daemon::start(
+        "restart",
+        Some(&lab.relay.name),
+        sa("127.0.0.1", 7400),
+        &[
+            "--xdp-mode",
+            "native",
+            "--interface",
+            "rp",
+            "--interface",
+            "rg",
+            "--pool-address",
+            POOL_RELAY,
+            "--gateway-address",
+            GW_RELAY,
+            "--port-range",
+            "31000-31099",
+        ],
+    )
+    .expect("daemon");
+    let mut c = d.client().await.expect("client");
+
+    let a_src = udp_in(&lab.pool.name, sa(POOL_PEER, 4000));
+    let a_dst = udp_in(&lab.gw.name, sa(GW_PEER, 5000));
+    let b_src = udp_in(&lab.pool.name, sa(POOL_PEER, 4100));
+    let b_dst = udp_in(&lab.gw.name, sa(GW_PEER, 5100));
+    let opts = pb::SessionOptions {
+        strict_source: true,
+        ..Default::default()
+    };
+    let a = c
+        .create_session(pb::CreateSessionRequest {
+            session_id: "kernel".into(),
+            pool: leg(sa(POOL_PEER, 4000)),
+            gateway: leg(sa(GW_PEER, 5000)),
+            options: Some(opts),
+            on_hold: false,
+        })
+        .await
+        .expect("create a")
+        .into_inner()
+        .session
+        .expect("a");
+    assert_eq!(a.path, pb::ForwardingPath::Xdp as i32);
+    // Latching with only one direction ever confirmed: this one stays in userspace.
+    let b = c
+        .create_session(pb::CreateSessionRequest {
+            session_id: "user".into(),
+            pool: leg(sa(POOL_PEER, 4100)),
+            gateway: leg(sa(GW_PEER, 5100)),
+            options: Some(pb::SessionOptions {
+                latching: true,
+                ..Default::default()
+            }),
+            on_hold: false,
+        })
+        .await
+        .expect("create b")
+        .into_inner()
+        .session
+        .expect("b");
+    let a_port = a.pool.expect("leg").local_rtp_port as u16;
+    let b_port = b.pool.expect("leg").local_rtp_port as u16;
+    b_src
+        .send_to(&rtp_packet(0, 0, 9, 160), sa(POOL_RELAY, b_port))
+        .expect("send");
+    assert_eq!(drain(&b_dst, Duration::from_millis(200)).len(), 1);
+
+    // 3000 packets at one per millisecond through session a, while the daemon is killed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let counter = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                if a_dst.recv_from(&mut buf).is_ok() {
+                    n += 1;
+                }
+            }
+            n
+        })
+    };
+    let sender = std::thread::spawn(move || {
+        for seq in 0..3000u16 {
+            a_src
+                .send_to(
+                    &rtp_packet(seq, u32::from(seq) * 160, 7, 160),
+                    sa(POOL_RELAY, a_port),
+                )
+                .expect("send");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    d.kill9();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    d.restart().expect("restart");
+    let mut c = d.client().await.expect("client after restart");
+    sender.join().expect("sender");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let received = counter.join().expect("counter");
+    assert_eq!(
+        received, 3000,
+        "no packet of the XDP session lost across kill -9 and restart"
+    );
+
+    let list = c
+        .list_sessions(pb::ListSessionsRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
+    let ids: Vec<&str> = list
+        .sessions
+        .iter()
+        .map(|s| s.session_id.as_str())
+        .collect();
+    assert_eq!(ids, ["kernel", "user"], "both sessions re-adopted");
+    let a = &list.sessions[0];
+    assert_eq!(
+        a.path,
+        pb::ForwardingPath::Xdp as i32,
+        "still offloaded: {a:?}"
+    );
+    let up = a
+        .streams
+        .iter()
+        .find(|s| s.from_side == pb::Side::Pool as i32 && s.kind == pb::StreamKind::Rtp as i32);
+    let cnt = up.expect("stream").counters.expect("counters");
+    assert_eq!(
+        cnt.xdp_packets, 3000,
+        "the kernel's counters survived in the pinned map"
+    );
+
+    // The userspace session resumes on its re-bound sockets.
+    for seq in 1..=20u16 {
+        b_src
+            .send_to(&rtp_packet(seq, 0, 9, 160), sa(POOL_RELAY, b_port))
+            .expect("send");
+    }
+    assert_eq!(
+        drain(&b_dst, Duration::from_millis(300)).len(),
+        20,
+        "userspace session resumes"
+    );
+    assert!(
+        d.log().contains("re-adopted the pinned XDP link"),
+        "{}",
+        d.log()
+    );
+}
