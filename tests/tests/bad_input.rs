@@ -78,7 +78,8 @@ async fn create_session_rejects_bad_input_and_leaks_nothing() {
     let ports = free_ports(&mut c).await;
     assert_eq!(ports, 8);
 
-    let cases: Vec<(Box<dyn Fn(&mut pb::CreateSessionRequest)>, Code, &str)> = vec![
+    type Mutation = Box<dyn Fn(&mut pb::CreateSessionRequest)>;
+    let cases: Vec<(Mutation, Code, &str)> = vec![
         (
             Box::new(|r| r.session_id.clear()),
             Code::InvalidArgument,
