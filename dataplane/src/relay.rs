@@ -23,7 +23,8 @@ use crate::session::{Media, StreamId, Verdict};
 use crate::stats::monotonic_ns;
 
 const BATCH: usize = 32;
-const BUF: usize = 2048;
+/// The largest UDP payload: fragmented datagrams the kernel reassembled are relayed whole.
+const BUF: usize = 65536;
 const CTRL: usize = 64;
 
 /// What relay tasks tell the session manager.
@@ -97,7 +98,7 @@ impl Batch {
         // SAFETY: sockaddr_storage, iovec and mmsghdr are plain C structs for which all-zero is valid.
         unsafe {
             Self {
-                bufs: vec![[0; BUF]; BATCH],
+                bufs: (0..BATCH).map(|_| [0; BUF]).collect(),
                 names: zeroed(),
                 iovs: zeroed(),
                 hdrs: zeroed(),

@@ -47,7 +47,7 @@ pub fn udp_in(ns: &str, addr: SocketAddr) -> UdpSocket {
 /// Everything `sock` receives until it has been quiet for `quiet`.
 pub fn drain(sock: &UdpSocket, quiet: Duration) -> Vec<(Vec<u8>, SocketAddr)> {
     let mut out = Vec::new();
-    let mut buf = [0u8; 2048];
+    let mut buf = vec![0u8; 65536];
     let mut last = Instant::now();
     while last.elapsed() < quiet {
         if let Ok((n, from)) = sock.recv_from(&mut buf) {
@@ -74,4 +74,87 @@ pub fn udp_errors(ns: &str) -> (u64, u64) {
         };
         (get("InCsumErrors"), get("InErrors"))
     })
+}
+
+/// UDP checksums (as sent on the wire) of the IPv4 UDP packets to `port` that arrive on `dev` in
+/// namespace `ns` during `window`, read with an AF_PACKET socket.
+pub fn capture_udp_checksums(
+    ns: &str,
+    dev: &'static str,
+    port: u16,
+    window: Duration,
+) -> std::thread::JoinHandle<Vec<u16>> {
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        in_netns(&ns, move || {
+            // SAFETY: plain socket syscalls on an fd we own and close; buffers outlive the calls.
+            unsafe {
+                let proto = (libc::ETH_P_IP as u16).to_be();
+                let fd = libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM, i32::from(proto));
+                assert!(
+                    fd >= 0,
+                    "AF_PACKET socket: {}",
+                    std::io::Error::last_os_error()
+                );
+                let name = std::ffi::CString::new(dev).expect("dev");
+                let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+                sll.sll_family = libc::AF_PACKET as u16;
+                sll.sll_protocol = proto;
+                sll.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
+                let rc = libc::bind(
+                    fd,
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                );
+                assert_eq!(rc, 0, "bind AF_PACKET");
+                let tv = libc::timeval {
+                    tv_sec: 0,
+                    tv_usec: 50_000,
+                };
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    (&tv as *const libc::timeval).cast(),
+                    std::mem::size_of::<libc::timeval>() as u32,
+                );
+                let mut out = Vec::new();
+                let mut buf = [0u8; 2048];
+                let start = Instant::now();
+                while start.elapsed() < window {
+                    let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+                    if n < 28 || buf[9] != 17 {
+                        continue;
+                    }
+                    let ihl = usize::from(buf[0] & 0x0f) * 4;
+                    let udp = &buf[ihl..];
+                    if u16::from_be_bytes([udp[2], udp[3]]) == port {
+                        out.push(u16::from_be_bytes([udp[6], udp[7]]));
+                    }
+                }
+                libc::close(fd);
+                out
+            }
+        })
+    })
+}
+
+/// Sets an integer socket option (for SO_NO_CHECK, IP_OPTIONS and the like in tests).
+pub fn set_opt(sock: &UdpSocket, level: i32, opt: i32, value: &[u8]) {
+    // SAFETY: setsockopt reads `value.len()` bytes from a live slice.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(sock),
+            level,
+            opt,
+            value.as_ptr().cast(),
+            value.len() as u32,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setsockopt {level}/{opt}: {}",
+        std::io::Error::last_os_error()
+    );
 }

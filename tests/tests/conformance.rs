@@ -7,7 +7,9 @@ use std::time::Duration;
 use mediator_proto::dataplane::v1 as pb;
 use mediator_tests::daemon::{Client, Daemon};
 use mediator_tests::lab::*;
-use mediator_tests::rtp::{drain, rtcp_packet, rtp_packet, udp_errors, udp_in};
+use mediator_tests::rtp::{
+    capture_udp_checksums, drain, rtcp_packet, rtp_packet, set_opt, udp_errors, udp_in,
+};
 
 const QUIET: Duration = Duration::from_millis(300);
 
@@ -545,6 +547,106 @@ impl Suite {
         }
     }
 
+    fn counters(s: &pb::Session) -> pb::Counters {
+        stream(s, pb::Side::Pool, pb::StreamKind::Rtp)
+            .counters
+            .expect("counters")
+    }
+
+    /// What XDP does not handle goes up the stack and is still relayed (fragments, IP options, a
+    /// next hop without a neighbour entry yet), and a UDP checksum of 0 stays 0 through XDP.
+    async fn pass_up(&mut self) {
+        let (pool, gw) = (self.lab.pool.name.clone(), self.lab.gw.name.clone());
+        let src = udp_in(&pool, sa(POOL_PEER, 4800));
+        let dst = udp_in(&gw, sa(GW_PEER, 5800));
+        let s = session(
+            &mut self.c,
+            create("passup", sa(POOL_PEER, 4800), sa(GW_PEER, 5800), strict()),
+        )
+        .await;
+        let to = sa(POOL_RELAY, relay_ports(&s).0);
+
+        set_opt(
+            &src,
+            libc::SOL_SOCKET,
+            libc::SO_NO_CHECK,
+            &1i32.to_ne_bytes(),
+        );
+        let capture = capture_udp_checksums(&gw, "g0", 5800, Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(100));
+        send_rtp(&src, to, 1, 0..10);
+        assert_eq!(
+            drain(&dst, QUIET).len(),
+            10,
+            "checksum-0 packets are accepted at the peer"
+        );
+        let sums = capture.join().expect("capture");
+        assert_eq!(sums.len(), 10, "captured");
+        if self.xdp {
+            assert!(
+                sums.iter().all(|&c| c == 0),
+                "IPv4 UDP checksum 0 stays 0 (RFC 768): {sums:?}"
+            );
+        }
+        set_opt(
+            &src,
+            libc::SOL_SOCKET,
+            libc::SO_NO_CHECK,
+            &0i32.to_ne_bytes(),
+        );
+
+        let before = Self::counters(&get(&mut self.c, "passup").await);
+        src.send_to(&vec![0x80; 3000], to)
+            .expect("send a fragmented datagram");
+        let got = drain(&dst, QUIET);
+        assert_eq!(
+            got.iter().map(|(p, _)| p.len()).collect::<Vec<_>>(),
+            [3000],
+            "reassembled and relayed"
+        );
+        set_opt(&src, libc::IPPROTO_IP, libc::IP_OPTIONS, &[1, 1, 1, 0]);
+        send_rtp(&src, to, 1, 10..15);
+        assert_eq!(
+            drain(&dst, QUIET).len(),
+            5,
+            "packets with IP options relayed"
+        );
+        set_opt(&src, libc::IPPROTO_IP, libc::IP_OPTIONS, &[]);
+        let after = Self::counters(&get(&mut self.c, "passup").await);
+        assert_eq!(
+            after.userspace_packets - before.userspace_packets,
+            6,
+            "went up the stack, not dropped"
+        );
+        assert_eq!(after.packets - before.packets, 6);
+
+        self.lab
+            .relay
+            .ip(&["neigh", "del", GW_PEER, "dev", "rg"])
+            .expect("neigh del");
+        send_rtp(&src, to, 1, 15..16);
+        assert_eq!(
+            drain(&dst, QUIET).len(),
+            1,
+            "sent by userspace while the kernel resolves"
+        );
+        send_rtp(&src, to, 1, 16..36);
+        assert_eq!(drain(&dst, QUIET).len(), 20);
+        let last = Self::counters(&get(&mut self.c, "passup").await);
+        let (user, xdp) = (
+            last.userspace_packets - after.userspace_packets,
+            last.xdp_packets - after.xdp_packets,
+        );
+        assert_eq!(user + xdp, 21);
+        if self.xdp {
+            assert!(
+                user >= 1 && xdp >= 15,
+                "first up to userspace, then XDP: user {user}, xdp {xdp}"
+            );
+        }
+        self.lab.set_neighbours().expect("neighbours");
+    }
+
     /// Delete stops forwarding and frees the ports.
     async fn delete(&mut self) {
         let (pool, gw) = (&self.lab.pool.name, &self.lab.gw.name);
@@ -651,6 +753,7 @@ async fn conformance(mode: &str) {
     s.loss_and_jitter().await;
     s.family_change().await;
     s.rtcp_mux().await;
+    s.pass_up().await;
     s.update_and_events().await;
     s.delete().await;
     s.media_timeouts().await;
