@@ -1,5 +1,9 @@
 //! Session records on disk, so a restarted daemon re-adopts its sessions. One JSON file per
-//! session, replaced atomically (write to a temporary name, fsync, rename).
+//! session, replaced atomically (write to a temporary name, rename).
+//!
+//! No fsync: a record has to outlive the daemon process (kill -9, upgrade), not the host — after a
+//! reboot there are no sockets, no XDP entries and no calls to re-adopt — and the page cache keeps
+//! a renamed file across a process crash. The default state directory is on tmpfs (/run).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,7 +39,6 @@ impl Store {
         let tmp = self.dir.join(format!(".{}.tmp", rec.id));
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&json)?;
-        f.sync_data()?;
         std::fs::rename(&tmp, self.path(&rec.id))
     }
 

@@ -141,6 +141,11 @@ impl Daemon {
         Ok(DataplaneServiceClient::new(channel))
     }
 
+    /// The daemon's process id (nsenter execs it, so this is the daemon itself).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL: no chance to clean up, as in a crash.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -158,3 +158,58 @@ pub fn set_opt(sock: &UdpSocket, level: i32, opt: i32, value: &[u8]) {
         std::io::Error::last_os_error()
     );
 }
+
+/// Sends every (destination, payload) pair with `sendmmsg`, in batches; returns how many went out.
+/// IPv4 destinations only (the load generators use the IPv4 lab addresses).
+pub fn send_many(sock: &UdpSocket, packets: &[(SocketAddr, &[u8])]) -> usize {
+    let mut sent = 0;
+    for chunk in packets.chunks(64) {
+        // SAFETY: the headers point at names, iovecs and payloads that live until sendmmsg returns.
+        unsafe {
+            let mut names: Vec<libc::sockaddr_in> = Vec::with_capacity(chunk.len());
+            let mut iovs: Vec<libc::iovec> = Vec::with_capacity(chunk.len());
+            for (dst, payload) in chunk {
+                let SocketAddr::V4(v4) = dst else { continue };
+                let mut sin: libc::sockaddr_in = std::mem::zeroed();
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = v4.port().to_be();
+                sin.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+                names.push(sin);
+                iovs.push(libc::iovec {
+                    iov_base: payload.as_ptr() as *mut _,
+                    iov_len: payload.len(),
+                });
+            }
+            let mut hdrs: Vec<libc::mmsghdr> = (0..names.len())
+                .map(|i| {
+                    let mut h: libc::mmsghdr = std::mem::zeroed();
+                    h.msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_in).cast();
+                    h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+                    h.msg_hdr.msg_iov = &mut iovs[i];
+                    h.msg_hdr.msg_iovlen = 1;
+                    h
+                })
+                .collect();
+            let n = libc::sendmmsg(
+                std::os::fd::AsRawFd::as_raw_fd(sock),
+                hdrs.as_mut_ptr(),
+                hdrs.len() as u32,
+                0,
+            );
+            if n > 0 {
+                sent += n as usize;
+            }
+        }
+    }
+    sent
+}
+
+/// Pins the calling thread to one CPU.
+pub fn pin_thread(cpu: usize) {
+    // SAFETY: cpu_set_t is plain data; sched_setaffinity(0, ..) applies to the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
