@@ -22,8 +22,9 @@ pub enum ForwardError {
 }
 
 pub trait Forwarder: Send + Sync + 'static {
-    /// Whether a stream arriving on `local` can be forwarded by this path (or why not).
-    fn can_offload(&self, local: IpAddr) -> Result<(), &'static str>;
+    /// Whether a stream arriving on local address `ingress` and leaving from local address
+    /// `egress` can be forwarded by this path (or why not).
+    fn can_offload(&self, ingress: IpAddr, egress: IpAddr) -> Result<(), &'static str>;
     /// How many streams (statistics slots) the fast path holds.
     fn capacity(&self) -> u32;
     fn install(&self, key: StreamKey, entry: StreamEntry) -> Result<(), ForwardError>;
@@ -43,7 +44,7 @@ pub struct NoOffload {
 }
 
 impl Forwarder for NoOffload {
-    fn can_offload(&self, _: IpAddr) -> Result<(), &'static str> {
+    fn can_offload(&self, _: IpAddr, _: IpAddr) -> Result<(), &'static str> {
         Err(self.reason)
     }
     fn capacity(&self) -> u32 {
@@ -74,7 +75,7 @@ pub struct FakeForwarder {
 }
 
 impl Forwarder for FakeForwarder {
-    fn can_offload(&self, _: IpAddr) -> Result<(), &'static str> {
+    fn can_offload(&self, _: IpAddr, _: IpAddr) -> Result<(), &'static str> {
         Ok(())
     }
     fn capacity(&self) -> u32 {

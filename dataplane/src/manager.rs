@@ -579,8 +579,7 @@ impl Dataplane {
             let remote_side = m.leg(id.from.other()).local;
             let plan = self
                 .forwarder
-                .can_offload(local)
-                .and_then(|()| self.forwarder.can_offload(remote_side))
+                .can_offload(local, remote_side)
                 .and_then(|()| m.offload_entry(id));
             let key = StreamKey::new(m.leg(id.from).local_addr(id.kind, m.options.rtcp_mux));
             match plan {

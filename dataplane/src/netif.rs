@@ -27,3 +27,32 @@ pub fn owner_of(addr: IpAddr) -> Option<String> {
     }
     None
 }
+
+/// The device a VLAN interface sits on, from /proc/net/vlan/config (present once the 8021q module
+/// is loaded, i.e. whenever a VLAN device exists).
+pub fn vlan_parent(name: &str) -> Option<String> {
+    let config = std::fs::read_to_string("/proc/net/vlan/config").ok()?;
+    parse_vlan_config(&config, name)
+}
+
+fn parse_vlan_config(config: &str, name: &str) -> Option<String> {
+    config.lines().skip(2).find_map(|line| {
+        let mut cols = line.split('|').map(str::trim);
+        let (dev, _vid, parent) = (cols.next()?, cols.next()?, cols.next()?);
+        (dev == name).then(|| parent.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_the_vlan_parent() {
+        let config = "VLAN Dev name\t | VLAN ID\nName-Type: VLAN_NAME_TYPE_RAW_PLUS_VID_NO_PAD\n\
+                      rp.100         | 100  | rp\neth0.7         | 7  | eth0\n";
+        assert_eq!(
+            super::parse_vlan_config(config, "eth0.7").as_deref(),
+            Some("eth0")
+        );
+        assert_eq!(super::parse_vlan_config(config, "rp"), None);
+    }
+}

@@ -121,8 +121,12 @@ pub struct XdpForwarder {
     ncpus: usize,
     capacity: u32,
     attached: Vec<Attached>,
-    /// Local media addresses on interfaces the program is attached to.
-    offloadable: HashSet<IpAddr>,
+    /// Local media addresses whose packets reach the program: on an attached interface or on a
+    /// VLAN device on top of one (the program parses one 802.1Q tag).
+    ingress_ok: HashSet<IpAddr>,
+    /// Local media addresses the program can send from: on an attached interface itself (it strips
+    /// a tag but cannot push one).
+    egress_ok: HashSet<IpAddr>,
     _ebpf: Ebpf,
 }
 
@@ -255,19 +259,26 @@ impl XdpForwarder {
         let ncpus =
             aya::util::nr_cpus().map_err(|(what, e)| XdpError::Load(format!("{what}: {e}")))?;
         let names: HashSet<&str> = attached.iter().map(|a| a.name.as_str()).collect();
-        let offloadable = cfg
-            .pool_addresses
-            .iter()
-            .chain(&cfg.gateway_addresses)
-            .copied()
-            .filter(|a| netif::owner_of(*a).is_some_and(|o| names.contains(o.as_str())))
-            .collect();
+        let (mut ingress_ok, mut egress_ok) = (HashSet::new(), HashSet::new());
+        for &addr in cfg.pool_addresses.iter().chain(&cfg.gateway_addresses) {
+            let Some(owner) = netif::owner_of(addr) else {
+                continue;
+            };
+            if names.contains(owner.as_str()) {
+                ingress_ok.insert(addr);
+                egress_ok.insert(addr);
+            } else if netif::vlan_parent(&owner).is_some_and(|p| names.contains(p.as_str())) {
+                tracing::info!(%addr, vlan = owner, "media address on a VLAN device: XDP serves it on ingress only");
+                ingress_ok.insert(addr);
+            }
+        }
         Ok(Self {
             maps: Mutex::new(Maps { streams, stats }),
             ncpus,
             capacity,
             attached,
-            offloadable,
+            ingress_ok,
+            egress_ok,
             _ebpf: ebpf,
         })
     }
@@ -342,12 +353,14 @@ fn replace_program(program: &mut Xdp, pin: &Path) -> Result<(), String> {
 }
 
 impl Forwarder for XdpForwarder {
-    fn can_offload(&self, local: IpAddr) -> Result<(), &'static str> {
-        if self.offloadable.contains(&local) {
-            Ok(())
-        } else {
-            Err("xdp not attached on this address's interface")
+    fn can_offload(&self, ingress: IpAddr, egress: IpAddr) -> Result<(), &'static str> {
+        if !self.ingress_ok.contains(&ingress) {
+            return Err("xdp not attached on the ingress interface");
         }
+        if !self.egress_ok.contains(&egress) {
+            return Err("egress interface not served by xdp (not attached, or a VLAN device)");
+        }
+        Ok(())
     }
 
     fn capacity(&self) -> u32 {

@@ -213,7 +213,7 @@ impl Lab {
     }
 }
 
-fn mac(ns: &Netns, dev: &str) -> anyhow::Result<String> {
+pub fn mac(ns: &Netns, dev: &str) -> anyhow::Result<String> {
     let out = ns.ip(&["link", "show", "dev", dev])?;
     out.split_whitespace()
         .skip_while(|w| *w != "link/ether")

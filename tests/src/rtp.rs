@@ -213,3 +213,138 @@ pub fn pin_thread(cpu: usize) {
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
 }
+
+/// Ones'-complement sum for IP and UDP checksums.
+fn csum(data: &[u8], mut sum: u32) -> u16 {
+    for pair in data.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An Ethernet frame carrying IPv4/UDP `payload`, optionally with one 802.1Q tag, with valid
+/// IP and UDP checksums.
+pub fn udp4_frame(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    vlan: Option<u16>,
+    src: std::net::SocketAddrV4,
+    dst: std::net::SocketAddrV4,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut f = Vec::with_capacity(64 + payload.len());
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    if let Some(vid) = vlan {
+        f.extend_from_slice(&[0x81, 0x00]);
+        f.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
+    }
+    f.extend_from_slice(&[0x08, 0x00]);
+    let udp_len = 8 + payload.len() as u16;
+    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    ip[2..4].copy_from_slice(&(20 + udp_len).to_be_bytes());
+    ip.extend_from_slice(&src.ip().octets());
+    ip.extend_from_slice(&dst.ip().octets());
+    let c = csum(&ip, 0);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut udp = Vec::with_capacity(udp_len as usize);
+    udp.extend_from_slice(&src.port().to_be_bytes());
+    udp.extend_from_slice(&dst.port().to_be_bytes());
+    udp.extend_from_slice(&udp_len.to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(payload);
+    let mut pseudo = Vec::with_capacity(12);
+    pseudo.extend_from_slice(&src.ip().octets());
+    pseudo.extend_from_slice(&dst.ip().octets());
+    pseudo.extend_from_slice(&[0, 17]);
+    pseudo.extend_from_slice(&udp_len.to_be_bytes());
+    let pseudo_sum = u32::from(!csum(&pseudo, 0));
+    let c = match csum(&udp, pseudo_sum) {
+        0 => 0xffff,
+        c => c,
+    };
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&udp);
+    f
+}
+
+/// A raw AF_PACKET socket bound to `dev` in namespace `ns`, for sending whole frames.
+pub fn raw_socket(ns: &str, dev: &'static str) -> std::os::fd::OwnedFd {
+    in_netns(ns, move || {
+        // SAFETY: socket/bind on an fd we then own; sockaddr_ll is plain data.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            assert!(
+                fd >= 0,
+                "AF_PACKET socket: {}",
+                std::io::Error::last_os_error()
+            );
+            let name = std::ffi::CString::new(dev).expect("dev");
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
+            let rc = libc::bind(
+                fd,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert_eq!(rc, 0, "bind AF_PACKET to {dev}");
+            std::os::fd::FromRawFd::from_raw_fd(fd)
+        }
+    })
+}
+
+pub fn send_frame(fd: &std::os::fd::OwnedFd, frame: &[u8]) {
+    // SAFETY: send reads `frame.len()` bytes from a live slice.
+    let n = unsafe {
+        libc::send(
+            std::os::fd::AsRawFd::as_raw_fd(fd),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        n,
+        frame.len() as isize,
+        "send frame: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// A MAC address "aa:bb:cc:dd:ee:ff" as bytes.
+pub fn parse_mac(s: &str) -> [u8; 6] {
+    let mut out = [0u8; 6];
+    for (o, part) in out.iter_mut().zip(s.split(':')) {
+        *o = u8::from_str_radix(part, 16).expect("mac");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn frame_checksums_verify() {
+        let f = super::udp4_frame(
+            [2; 6],
+            [4; 6],
+            Some(100),
+            "198.18.1.2:4000".parse().expect("a"),
+            "198.18.1.1:30000".parse().expect("a"),
+            b"hello rtp",
+        );
+        assert_eq!(&f[12..14], &[0x81, 0x00]);
+        let ip = &f[18..38];
+        assert_eq!(super::csum(ip, 0), 0, "IP header checksum verifies");
+        let udp = &f[38..];
+        let mut pseudo = ip[12..20].to_vec();
+        pseudo.extend_from_slice(&[0, 17]);
+        pseudo.extend_from_slice(&(udp.len() as u16).to_be_bytes());
+        let sum = u32::from(!super::csum(&pseudo, 0));
+        assert_eq!(super::csum(udp, sum), 0, "UDP checksum verifies");
+    }
+}
