@@ -105,9 +105,10 @@ pub fn merge<'a>(parts: impl IntoIterator<Item = &'a StreamStats>) -> Merged {
     let parts: Vec<&StreamStats> = parts.into_iter().collect();
     let mut m = Merged::default();
     for p in &parts {
-        m.packets += p.packets;
-        m.bytes += p.bytes;
-        m.src_mismatch += p.src_mismatch;
+        // Saturating: the parts come from a map anyone with CAP_BPF can write.
+        m.packets = m.packets.saturating_add(p.packets);
+        m.bytes = m.bytes.saturating_add(p.bytes);
+        m.src_mismatch = m.src_mismatch.saturating_add(p.src_mismatch);
         if p.last_seen_ns != 0 {
             m.last_seen_ns = Some(
                 m.last_seen_ns
@@ -285,6 +286,38 @@ mod tests {
             (99, 100, 1, 99)
         );
         assert_eq!(m.packets, 99);
+    }
+
+    proptest::proptest! {
+        /// Whatever arrives from the network: no panic, every packet counted, and the RTP figures
+        /// stay consistent (received <= packets; expected >= 1 once RTP was seen).
+        #[test]
+        fn any_payloads_are_safe(packets in proptest::collection::vec(
+            (proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), 0u64..1_000_000_000_000),
+            0..60,
+        ), clock in proptest::prelude::any::<u32>()) {
+            let mut st = StreamStats::default();
+            for (p, t) in &packets {
+                account_packet(&mut st, clock, p, *t);
+            }
+            let m = merge([&st, &StreamStats::default()]);
+            proptest::prop_assert_eq!(m.packets, packets.len() as u64);
+            if let Some(r) = m.rtp {
+                proptest::prop_assert!(r.received <= packets.len() as u64);
+                proptest::prop_assert!(r.expected >= 1);
+            }
+        }
+
+        /// Merging arbitrary per-CPU parts (as a corrupted or foreign map could hold) never panics.
+        #[test]
+        fn merge_of_any_parts_is_safe(parts in proptest::collection::vec(
+            proptest::prelude::any::<(u64, u64, u64, u32, u32, u32, u32, u32, u32)>(), 0..8)) {
+            let parts: Vec<StreamStats> = parts.into_iter().map(|(a, b, c, d, e, f, g, h, i)| StreamStats {
+                packets: a >> 1, bytes: b >> 1, last_seen_ns: c, src_mismatch: 0, ssrc: d,
+                rtp_packets: e, base_seq: f, max_seq: g, jitter_q4: h, last_transit: 0, rtp_init: i & 1, pad: 0,
+            }).collect();
+            let _ = merge(parts.iter());
+        }
     }
 
     #[test]

@@ -612,25 +612,33 @@ impl Suite {
             "packets with IP options relayed"
         );
         set_opt(&src, libc::IPPROTO_IP, libc::IP_OPTIONS, &[]);
+        set_opt(&src, libc::IPPROTO_IP, libc::IP_TTL, &1i32.to_ne_bytes());
+        send_rtp(&src, to, 1, 15..18);
+        assert_eq!(
+            drain(&dst, QUIET).len(),
+            3,
+            "TTL 1: delivered locally and relayed, not forwarded by XDP"
+        );
+        set_opt(&src, libc::IPPROTO_IP, libc::IP_TTL, &64i32.to_ne_bytes());
         let after = Self::counters(&get(&mut self.c, "passup").await);
         assert_eq!(
             after.userspace_packets - before.userspace_packets,
-            6,
+            9,
             "went up the stack, not dropped"
         );
-        assert_eq!(after.packets - before.packets, 6);
+        assert_eq!(after.packets - before.packets, 9);
 
         self.lab
             .relay
             .ip(&["neigh", "del", GW_PEER, "dev", "rg"])
             .expect("neigh del");
-        send_rtp(&src, to, 1, 15..16);
+        send_rtp(&src, to, 1, 18..19);
         assert_eq!(
             drain(&dst, QUIET).len(),
             1,
             "sent by userspace while the kernel resolves"
         );
-        send_rtp(&src, to, 1, 16..36);
+        send_rtp(&src, to, 1, 19..39);
         assert_eq!(drain(&dst, QUIET).len(), 20);
         let last = Self::counters(&get(&mut self.c, "passup").await);
         let (user, xdp) = (
