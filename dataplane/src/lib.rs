@@ -6,6 +6,7 @@
 
 pub mod abi;
 pub mod config;
+pub mod floor;
 pub mod forwarder;
 pub mod manager;
 pub mod netif;

@@ -22,15 +22,19 @@ pub fn binary() -> PathBuf {
         return p.into();
     }
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test> -> target/<profile>/mediator-dataplane
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("mediator-dataplane");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build --workspace --bins` (or set MEDIATOR_DATAPLANE_BIN)",
-        bin.display()
-    );
-    bin
+    // target/<profile>/mediator-bench or target/<profile>/deps/<test>: look beside, then one up.
+    let beside = exe.parent().map(|d| d.join("mediator-dataplane"));
+    let above = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("mediator-dataplane"));
+    [beside, above].into_iter().flatten().find(|p| p.exists()).unwrap_or_else(|| {
+        panic!(
+            "mediator-dataplane is not built beside {}: build it with `cargo build --workspace --bins` \
+             (or set MEDIATOR_DATAPLANE_BIN)",
+            exe.display()
+        )
+    })
 }
 
 pub struct Daemon {

@@ -3,6 +3,7 @@
 //! benchmark harness. Test traffic only ever goes to loopback or to 198.18.0.0/15 and 2001:2::/48
 //! addresses inside namespaces the lab itself created.
 
+pub mod bench;
 pub mod daemon;
 pub mod lab;
 pub mod rtp;
