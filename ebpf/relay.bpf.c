@@ -192,6 +192,54 @@ static __always_inline int fib_ready(struct xdp_md *ctx, struct bpf_fib_lookup *
 	return bpf_map_lookup_elem(&mdp_tx_ports, &fib->ifindex) != NULL;
 }
 
+/* The stream a packet was sent to, after its source was checked. */
+struct stream_match {
+	struct mdp_stream_entry *e;
+	struct mdp_stream_stats *st;
+	__u64 now;
+};
+
+/*
+ * Looks up the stream for (daddr, udp->dest), counts the sighting and checks the source against
+ * the entry's policy. Returns -1 with `m` filled when the packet is to be forwarded, else the
+ * verdict. `alen` is 4 or 16, a constant after inlining.
+ */
+static __always_inline int match_stream(const void *daddr, const void *saddr, int alen, __u8 family,
+					struct udphdr *udp, struct stream_match *m)
+{
+	struct mdp_stream_key key = {};
+	__builtin_memcpy(key.addr, daddr, alen);
+	key.port = udp->dest;
+	key.family = family;
+	m->e = bpf_map_lookup_elem(&mdp_streams, &key);
+	if (!m->e)
+		return XDP_PASS;
+	m->st = bpf_map_lookup_elem(&mdp_stats, &m->e->stats_slot);
+	if (!m->st)
+		return XDP_PASS;
+	m->now = bpf_ktime_get_ns();
+	m->st->last_seen_ns = m->now;
+	int match = udp->source == m->e->expect_port && addr_eq(saddr, m->e->expect_addr, alen);
+	int verdict = source_verdict(m->e, m->st, match);
+	if (verdict >= 0)
+		return verdict;
+	if (m->e->family != family) /* no 4<->6 translation here */
+		return XDP_PASS;
+	return -1;
+}
+
+/* The FIB query for the rewritten packet: from the relay's other side to the peer. */
+static __always_inline void fib_init(struct bpf_fib_lookup *fib, struct xdp_md *ctx,
+				     const struct mdp_stream_entry *e, __u8 af, __u16 tot_len)
+{
+	fib->family = af;
+	fib->l4_protocol = IPPROTO_UDP;
+	fib->sport = e->src_port;
+	fib->dport = e->dst_port;
+	fib->tot_len = tot_len;
+	fib->ifindex = ctx->ingress_ifindex;
+}
+
 static __always_inline int relay_v4(struct xdp_md *ctx, struct iphdr *ip, void *end, int vlan)
 {
 	if ((void *)(ip + 1) > end)
@@ -204,41 +252,25 @@ static __always_inline int relay_v4(struct xdp_md *ctx, struct iphdr *ip, void *
 	if ((void *)(udp + 1) > end)
 		return XDP_PASS;
 
-	struct mdp_stream_key key = {};
-	__builtin_memcpy(key.addr, &ip->daddr, 4);
-	key.port = udp->dest;
-	key.family = MDP_AF_INET;
-	struct mdp_stream_entry *e = bpf_map_lookup_elem(&mdp_streams, &key);
-	if (!e)
-		return XDP_PASS;
-	struct mdp_stream_stats *st = bpf_map_lookup_elem(&mdp_stats, &e->stats_slot);
-	if (!st)
-		return XDP_PASS;
-	__u64 now = bpf_ktime_get_ns();
-	st->last_seen_ns = now;
-	int match = udp->source == e->expect_port &&
-		    addr_eq(&ip->saddr, e->expect_addr, 4);
-	int verdict = source_verdict(e, st, match);
+	struct stream_match m;
+	int verdict = match_stream(&ip->daddr, &ip->saddr, 4, MDP_AF_INET, udp, &m);
 	if (verdict >= 0)
 		return verdict;
-	if (e->family != MDP_AF_INET || ip->ttl <= 1)
+	struct mdp_stream_entry *e = m.e;
+	struct mdp_stream_stats *st = m.st;
+	if (ip->ttl <= 1) /* the stack answers with ICMP time exceeded */
 		return XDP_PASS;
 
 	struct bpf_fib_lookup fib = {};
-	fib.family = AF_INET;
-	fib.l4_protocol = IPPROTO_UDP;
-	fib.sport = e->src_port;
-	fib.dport = e->dst_port;
+	fib_init(&fib, ctx, e, AF_INET, bpf_ntohs(ip->tot_len));
 	fib.tos = ip->tos;
-	fib.tot_len = bpf_ntohs(ip->tot_len);
-	fib.ifindex = ctx->ingress_ifindex;
 	__builtin_memcpy(&fib.ipv4_src, e->src_addr, 4);
 	__builtin_memcpy(&fib.ipv4_dst, e->dst_addr, 4);
 	if (!fib_ready(ctx, &fib))
 		return XDP_PASS;
 
 	/* Counted as RTP only when it is really going out through XDP. */
-	rtp_account(st, e, udp + 1, end, now);
+	rtp_account(st, e, udp + 1, end, m.now);
 
 	__u32 addrs = csum_bytes(0, (__u8 *)&ip->saddr, e->src_addr, 4);
 	addrs = csum_bytes(addrs, (__u8 *)&ip->daddr, e->dst_addr, 4);
@@ -269,39 +301,23 @@ static __always_inline int relay_v6(struct xdp_md *ctx, struct ipv6hdr *ip, void
 	if ((void *)(udp + 1) > end)
 		return XDP_PASS;
 
-	struct mdp_stream_key key = {};
-	__builtin_memcpy(key.addr, &ip->daddr, 16);
-	key.port = udp->dest;
-	key.family = MDP_AF_INET6;
-	struct mdp_stream_entry *e = bpf_map_lookup_elem(&mdp_streams, &key);
-	if (!e)
-		return XDP_PASS;
-	struct mdp_stream_stats *st = bpf_map_lookup_elem(&mdp_stats, &e->stats_slot);
-	if (!st)
-		return XDP_PASS;
-	__u64 now = bpf_ktime_get_ns();
-	st->last_seen_ns = now;
-	int match = udp->source == e->expect_port &&
-		    addr_eq(&ip->saddr, e->expect_addr, 16);
-	int verdict = source_verdict(e, st, match);
+	struct stream_match m;
+	int verdict = match_stream(&ip->daddr, &ip->saddr, 16, MDP_AF_INET6, udp, &m);
 	if (verdict >= 0)
 		return verdict;
-	if (e->family != MDP_AF_INET6 || ip->hop_limit <= 1)
+	struct mdp_stream_entry *e = m.e;
+	struct mdp_stream_stats *st = m.st;
+	if (ip->hop_limit <= 1)
 		return XDP_PASS;
 
 	struct bpf_fib_lookup fib = {};
-	fib.family = AF_INET6;
-	fib.l4_protocol = IPPROTO_UDP;
-	fib.sport = e->src_port;
-	fib.dport = e->dst_port;
-	fib.tot_len = bpf_ntohs(ip->payload_len) + sizeof(*ip);
-	fib.ifindex = ctx->ingress_ifindex;
+	fib_init(&fib, ctx, e, AF_INET6, bpf_ntohs(ip->payload_len) + sizeof(*ip));
 	__builtin_memcpy(fib.ipv6_src, e->src_addr, 16);
 	__builtin_memcpy(fib.ipv6_dst, e->dst_addr, 16);
 	if (!fib_ready(ctx, &fib))
 		return XDP_PASS;
 
-	rtp_account(st, e, udp + 1, end, now);
+	rtp_account(st, e, udp + 1, end, m.now);
 
 	/* IPv6 has no header checksum; the UDP checksum is mandatory and covers the addresses. */
 	__u32 d = csum_bytes(0, (__u8 *)&ip->saddr, e->src_addr, 16);

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use mediator_proto::dataplane::v1 as pb;
 
 use crate::daemon::Daemon;
+use crate::fixture::{create, relay_daemon, relay_ports, sa, strict};
 use crate::lab::{GW_PEER, GW_RELAY, Lab, POOL_PEER, POOL_RELAY, in_netns, mac, sh};
 use crate::rtp::{parse_mac, pin_thread, rtp_packet, send_many, udp_in};
 
@@ -246,59 +246,19 @@ fn drive(lab: &Lab, to: SocketAddr, sink: &UdpSocket, params: &Params) -> (u64, 
     (offered.0, received.load(Ordering::Relaxed), offered.1)
 }
 
-fn sa(ip: &str, port: u16) -> SocketAddr {
-    SocketAddr::new(ip.parse().expect("ip"), port)
-}
-
 async fn daemon_session(bl: &BenchLab, tag: &str, xdp: &str) -> anyhow::Result<(Daemon, u16, u16)> {
-    let mut d = Daemon::start(
-        tag,
-        Some(&bl.lab.relay.name),
-        sa("127.0.0.1", 7400),
-        &[
-            "--xdp-mode",
-            xdp,
-            "--interface",
-            "rp",
-            "--interface",
-            "rg",
-            "--pool-address",
-            POOL_RELAY,
-            "--gateway-address",
-            GW_RELAY,
-            "--port-range",
-            "34000-34999",
-        ],
-    )?;
+    let mut d = relay_daemon(&bl.lab, tag, xdp, "34000-34999", &[])?;
     let mut c = d.client().await?;
-    let leg = |a: SocketAddr| {
-        Some(pb::LegSpec {
-            remote_rtp: Some(pb::Endpoint {
-                address: a.ip().to_string(),
-                port: u32::from(a.port()),
-            }),
-            ..Default::default()
-        })
-    };
+    let req = create("bench", sa(POOL_PEER, 4000), sa(GW_PEER, 5000), strict());
     let s = c
-        .create_session(pb::CreateSessionRequest {
-            session_id: "bench".into(),
-            pool: leg(sa(POOL_PEER, 4000)),
-            gateway: leg(sa(GW_PEER, 5000)),
-            options: Some(pb::SessionOptions {
-                strict_source: true,
-                ..Default::default()
-            }),
-            on_hold: false,
-        })
+        .create_session(req)
         .await?
         .into_inner()
         .session
         .context("no session")?;
     let pid = d.pid().context("daemon pid")?;
     sh("taskset", &["-a", "-cp", "0", &pid.to_string()])?;
-    let p = s.pool.context("leg")?.local_rtp_port as u16;
-    let g = s.gateway.context("leg")?.local_rtp_port as u16;
+    let (p, g) = relay_ports(&s);
     Ok((d, p, g))
 }
 
@@ -367,18 +327,40 @@ fn bare_relay(
     })
 }
 
-/// Runs one mode and measures it.
-pub async fn run_mode(bl: &mut BenchLab, mode: Mode, params: &Params) -> anyhow::Result<Outcome> {
-    let sink = udp_in(&bl.lab.gw.name, sa(GW_PEER, 5000));
-    let napi_before = kthreads("napi/rp-");
-    let cpu = |bl: &BenchLab, pid: Option<u32>, tid: Option<u64>| {
+/// Drives traffic to `to` and charges the relay CPU of the NAPI thread plus `pid`'s threads or
+/// thread `tid` of this process.
+fn measure(
+    bl: &BenchLab,
+    mode: Mode,
+    to: SocketAddr,
+    sink: &UdpSocket,
+    params: &Params,
+    pid: Option<u32>,
+    tid: Option<u64>,
+) -> Outcome {
+    let cpu = || {
         bl.napi_cpu()
             + pid.map_or(0, process_cpu)
             + tid.map_or(0, |t| {
                 schedstat(&format!("/proc/{}/task/{t}/schedstat", std::process::id()))
             })
     };
-    let outcome = match mode {
+    let before = cpu();
+    let (offered, forwarded, seconds) = drive(&bl.lab, to, sink, params);
+    let relay_cpu_ns = cpu().saturating_sub(before);
+    Outcome {
+        mode,
+        offered,
+        forwarded,
+        seconds,
+        relay_cpu_ns,
+    }
+}
+
+/// Runs one mode and measures it.
+pub async fn run_mode(bl: &mut BenchLab, mode: Mode, params: &Params) -> anyhow::Result<Outcome> {
+    let sink = udp_in(&bl.lab.gw.name, sa(GW_PEER, 5000));
+    match mode {
         Mode::XdpNative | Mode::XdpGeneric | Mode::Userspace => {
             let xdp = match mode {
                 Mode::XdpNative => "native",
@@ -387,18 +369,15 @@ pub async fn run_mode(bl: &mut BenchLab, mode: Mode, params: &Params) -> anyhow:
             };
             let (d, p, _) = daemon_session(bl, &format!("bench{}", mode.name()), xdp).await?;
             bl.refresh_napi(&[]);
-            let pid = d.pid();
-            let before = cpu(bl, pid, None);
-            let (offered, forwarded, secs) = drive(&bl.lab, sa(POOL_RELAY, p), &sink, params);
-            let after = cpu(bl, pid, None);
-            drop(d);
-            Outcome {
+            Ok(measure(
+                bl,
                 mode,
-                offered,
-                forwarded,
-                seconds: secs,
-                relay_cpu_ns: after - before,
-            }
+                sa(POOL_RELAY, p),
+                &sink,
+                params,
+                d.pid(),
+                None,
+            ))
         }
         Mode::XdpFloor => {
             let route = mediator_dataplane::floor::FloorRoute {
@@ -408,23 +387,21 @@ pub async fn run_mode(bl: &mut BenchLab, mode: Mode, params: &Params) -> anyhow:
                 src_mac: parse_mac(&mac(&bl.lab.relay, "rg")?),
                 dst_mac: parse_mac(&mac(&bl.lab.gw, "g0")?),
             };
-            let floor = in_netns(&bl.lab.relay.name, move || {
+            let _floor = in_netns(&bl.lab.relay.name, move || {
                 mediator_dataplane::floor::Floor::attach("rp", "rg", true, route)
                     .map_err(|e| e.to_string())
             })
             .map_err(anyhow::Error::msg)?;
             bl.refresh_napi(&[]);
-            let before = cpu(bl, None, None);
-            let (offered, forwarded, secs) = drive(&bl.lab, sa(POOL_RELAY, 34000), &sink, params);
-            let after = cpu(bl, None, None);
-            drop(floor);
-            Outcome {
+            Ok(measure(
+                bl,
                 mode,
-                offered,
-                forwarded,
-                seconds: secs,
-                relay_cpu_ns: after - before,
-            }
+                sa(POOL_RELAY, 34000),
+                &sink,
+                params,
+                None,
+                None,
+            ))
         }
         Mode::BareRelay => {
             let stop = Arc::new(AtomicBool::new(false));
@@ -433,75 +410,159 @@ pub async fn run_mode(bl: &mut BenchLab, mode: Mode, params: &Params) -> anyhow:
             std::thread::sleep(Duration::from_millis(50));
             bl.refresh_napi(&[]);
             let t = Some(tid.load(Ordering::Relaxed));
-            let before = cpu(bl, None, t);
-            let (offered, forwarded, secs) = drive(&bl.lab, sa(POOL_RELAY, 34000), &sink, params);
-            let after = cpu(bl, None, t);
+            let outcome = measure(bl, mode, sa(POOL_RELAY, 34000), &sink, params, None, t);
             stop.store(true, Ordering::Relaxed);
             let _ = handle.join();
-            Outcome {
-                mode,
-                offered,
-                forwarded,
-                seconds: secs,
-                relay_cpu_ns: after - before,
-            }
+            Ok(outcome)
         }
-    };
-    let _ = napi_before;
-    Ok(outcome)
+    }
 }
 
-/// The results as a table, each mode with its ratio to its floor from the same run.
-pub fn table(results: &[Outcome]) -> String {
+/// A mode's runs, and the median it is judged by.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub mode: Mode,
+    pub runs: Vec<Outcome>,
+}
+
+impl Summary {
+    pub fn median_ns(&self) -> f64 {
+        median(self.runs.iter().map(Outcome::ns_per_packet).collect())
+    }
+    fn median_of(&self, f: impl Fn(&Outcome) -> f64) -> f64 {
+        median(self.runs.iter().map(f).collect())
+    }
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Groups interleaved runs by mode, in first-seen order.
+pub fn summarize(runs: &[Outcome]) -> Vec<Summary> {
+    let mut out: Vec<Summary> = Vec::new();
+    for r in runs {
+        match out.iter_mut().find(|s| s.mode == r.mode) {
+            Some(s) => s.runs.push(r.clone()),
+            None => out.push(Summary {
+                mode: r.mode,
+                runs: vec![r.clone()],
+            }),
+        }
+    }
+    out
+}
+
+/// The results as a table: each mode's median relay CPU per packet, every run's figure, and the
+/// ratio of medians to the mode's floor.
+pub fn table(summaries: &[Summary]) -> String {
     let mut out = String::from(
-        "mode          offered/s  forwarded/s    loss   relay CPU/packet   vs floor\n",
+        "mode          offered/s  forwarded/s    loss   CPU/packet (median)   runs (ns)              vs floor\n",
     );
-    for r in results {
-        let ratio = r
+    for s in summaries {
+        let ratio = s
             .mode
             .floor()
-            .and_then(|f| results.iter().find(|x| x.mode == f))
-            .map(|f| {
-                format!(
-                    "{:.2}x {}",
-                    r.ns_per_packet() / f.ns_per_packet(),
-                    f.mode.name()
-                )
-            })
+            .and_then(|f| summaries.iter().find(|x| x.mode == f))
+            .map(|f| format!("{:.2}x {}", s.median_ns() / f.median_ns(), f.mode.name()))
             .unwrap_or_else(|| "(floor)".into());
+        let runs: Vec<String> = s
+            .runs
+            .iter()
+            .map(|r| format!("{:.0}", r.ns_per_packet()))
+            .collect();
         out.push_str(&format!(
-            "{:<12} {:>10.0} {:>12.0} {:>7.3}% {:>14.0} ns   {}\n",
-            r.mode.name(),
-            r.offered as f64 / r.seconds,
-            r.forwarded as f64 / r.seconds,
-            r.loss() * 100.0,
-            r.ns_per_packet(),
+            "{:<12} {:>10.0} {:>12.0} {:>7.3}% {:>14.0} ns      {:<22} {}\n",
+            s.mode.name(),
+            s.median_of(|r| r.offered as f64 / r.seconds),
+            s.median_of(|r| r.forwarded as f64 / r.seconds),
+            s.median_of(Outcome::loss) * 100.0,
+            s.median_ns(),
+            runs.join(" "),
             ratio
         ));
     }
     out
 }
 
-pub fn json(results: &[Outcome], params: &Params) -> String {
-    let rows: Vec<String> = results
+pub fn json(summaries: &[Summary], params: &Params) -> String {
+    let modes: Vec<String> = summaries
         .iter()
-        .map(|r| {
+        .map(|s| {
+            let runs: Vec<String> = s
+                .runs
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{{\"offered\":{},\"forwarded\":{},\"seconds\":{:.3},\"relay_cpu_ns\":{},\"ns_per_packet\":{:.1}}}",
+                        r.offered,
+                        r.forwarded,
+                        r.seconds,
+                        r.relay_cpu_ns,
+                        r.ns_per_packet()
+                    )
+                })
+                .collect();
+            let floor = s.mode.floor().map_or("null".to_string(), |f| format!("\"{}\"", f.name()));
             format!(
-                "{{\"mode\":\"{}\",\"offered\":{},\"forwarded\":{},\"seconds\":{:.3},\"relay_cpu_ns\":{},\"ns_per_packet\":{:.1}}}",
-                r.mode.name(),
-                r.offered,
-                r.forwarded,
-                r.seconds,
-                r.relay_cpu_ns,
-                r.ns_per_packet()
+                "{{\"mode\":\"{}\",\"floor\":{},\"median_ns_per_packet\":{:.1},\"runs\":[{}]}}",
+                s.mode.name(),
+                floor,
+                s.median_ns(),
+                runs.join(",")
             )
         })
         .collect();
     format!(
-        "{{\"rate_pps\":{},\"duration_s\":{},\"payload\":{},\"results\":[{}]}}",
+        "{{\"rate_pps\":{},\"duration_s\":{},\"payload\":{},\"modes\":[{}]}}",
         params.rate_pps,
         params.duration.as_secs_f64(),
         params.payload,
-        rows.join(",")
+        modes.join(",")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(mode: Mode, cpu: u64, fwd: u64) -> Outcome {
+        Outcome {
+            mode,
+            offered: fwd,
+            forwarded: fwd,
+            seconds: 1.0,
+            relay_cpu_ns: cpu,
+        }
+    }
+
+    #[test]
+    fn medians_and_grouping() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(vec![f64::NAN]).is_nan());
+        let runs = [
+            run(Mode::XdpFloor, 1000, 10),
+            run(Mode::XdpNative, 1200, 10),
+            run(Mode::XdpFloor, 3000, 10),
+            run(Mode::XdpNative, 1100, 10),
+            run(Mode::XdpFloor, 2000, 10),
+            run(Mode::XdpNative, 9000, 10),
+        ];
+        let s = summarize(&runs);
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].median_ns(), s[1].median_ns()), (200.0, 120.0));
+        let t = table(&s);
+        assert!(t.contains("0.60x xdp-floor"), "{t}");
+    }
 }

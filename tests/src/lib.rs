@@ -5,5 +5,6 @@
 
 pub mod bench;
 pub mod daemon;
+pub mod fixture;
 pub mod lab;
 pub mod rtp;

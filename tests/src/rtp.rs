@@ -1,6 +1,7 @@
 //! Test traffic: RTP packets, UDP sockets inside lab namespaces, kernel UDP counters.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::IntoRawFd;
 use std::time::{Duration, Instant};
 
 use crate::lab::in_netns;
@@ -89,24 +90,7 @@ pub fn capture_udp_checksums(
         in_netns(&ns, move || {
             // SAFETY: plain socket syscalls on an fd we own and close; buffers outlive the calls.
             unsafe {
-                let proto = (libc::ETH_P_IP as u16).to_be();
-                let fd = libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM, i32::from(proto));
-                assert!(
-                    fd >= 0,
-                    "AF_PACKET socket: {}",
-                    std::io::Error::last_os_error()
-                );
-                let name = std::ffi::CString::new(dev).expect("dev");
-                let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-                sll.sll_family = libc::AF_PACKET as u16;
-                sll.sll_protocol = proto;
-                sll.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
-                let rc = libc::bind(
-                    fd,
-                    (&sll as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                );
-                assert_eq!(rc, 0, "bind AF_PACKET");
+                let fd = af_packet(dev, libc::SOCK_DGRAM, libc::ETH_P_IP as u16).into_raw_fd();
                 let tv = libc::timeval {
                     tv_sec: 0,
                     tv_usec: 50_000,
@@ -272,30 +256,40 @@ pub fn udp4_frame(
     f
 }
 
+/// An AF_PACKET socket of `kind` for `proto` (host order; 0 = none), bound to `dev` in the calling
+/// thread's network namespace.
+fn af_packet(dev: &str, kind: i32, proto: u16) -> std::os::fd::OwnedFd {
+    // SAFETY: socket/bind on an fd we then own; sockaddr_ll is plain data.
+    unsafe {
+        let fd = libc::socket(libc::AF_PACKET, kind, i32::from(proto.to_be()));
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let name = std::ffi::CString::new(dev).expect("dev");
+        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto.to_be();
+        sll.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
+        let rc = libc::bind(
+            fd,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        );
+        assert_eq!(
+            rc,
+            0,
+            "bind AF_PACKET to {dev}: {}",
+            std::io::Error::last_os_error()
+        );
+        std::os::fd::FromRawFd::from_raw_fd(fd)
+    }
+}
+
 /// A raw AF_PACKET socket bound to `dev` in namespace `ns`, for sending whole frames.
 pub fn raw_socket(ns: &str, dev: &'static str) -> std::os::fd::OwnedFd {
-    in_netns(ns, move || {
-        // SAFETY: socket/bind on an fd we then own; sockaddr_ll is plain data.
-        unsafe {
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-            assert!(
-                fd >= 0,
-                "AF_PACKET socket: {}",
-                std::io::Error::last_os_error()
-            );
-            let name = std::ffi::CString::new(dev).expect("dev");
-            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-            sll.sll_family = libc::AF_PACKET as u16;
-            sll.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
-            let rc = libc::bind(
-                fd,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            );
-            assert_eq!(rc, 0, "bind AF_PACKET to {dev}");
-            std::os::fd::FromRawFd::from_raw_fd(fd)
-        }
-    })
+    in_netns(ns, move || af_packet(dev, libc::SOCK_RAW, 0))
 }
 
 pub fn send_frame(fd: &std::os::fd::OwnedFd, frame: &[u8]) {

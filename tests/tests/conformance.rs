@@ -1,58 +1,18 @@
 //! One conformance suite, run against XDP native, XDP generic and the userspace fallback (xdp off):
 //! the same sessions, the same packets, the same expected results. Needs root (namespaces, XDP).
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use mediator_proto::dataplane::v1 as pb;
 use mediator_tests::daemon::{Client, Daemon};
+use mediator_tests::fixture::{create, ep, leg, relay_daemon, relay_ports, sa, stream, strict};
 use mediator_tests::lab::*;
 use mediator_tests::rtp::{
     capture_udp_checksums, drain, rtcp_packet, rtp_packet, set_opt, udp_errors, udp_in,
 };
 
 const QUIET: Duration = Duration::from_millis(300);
-
-fn sa(ip: &str, port: u16) -> SocketAddr {
-    SocketAddr::new(ip.parse::<IpAddr>().expect("ip"), port)
-}
-
-fn ep(a: SocketAddr) -> Option<pb::Endpoint> {
-    Some(pb::Endpoint {
-        address: a.ip().to_string(),
-        port: u32::from(a.port()),
-    })
-}
-
-fn leg(remote: SocketAddr) -> Option<pb::LegSpec> {
-    Some(pb::LegSpec {
-        local_address: String::new(),
-        remote_rtp: ep(remote),
-        remote_rtcp: None,
-    })
-}
-
-fn create(
-    id: &str,
-    pool: SocketAddr,
-    gw: SocketAddr,
-    opts: pb::SessionOptions,
-) -> pb::CreateSessionRequest {
-    pb::CreateSessionRequest {
-        session_id: id.into(),
-        pool: leg(pool),
-        gateway: leg(gw),
-        options: Some(opts),
-        on_hold: false,
-    }
-}
-
-fn strict() -> pb::SessionOptions {
-    pb::SessionOptions {
-        strict_source: true,
-        ..Default::default()
-    }
-}
 
 async fn session(c: &mut Client, req: pb::CreateSessionRequest) -> pb::Session {
     c.create_session(req)
@@ -72,20 +32,6 @@ async fn get(c: &mut Client, id: &str) -> pb::Session {
     .into_inner()
     .session
     .expect("session")
-}
-
-fn stream(s: &pb::Session, from: pb::Side, kind: pb::StreamKind) -> pb::Stream {
-    s.streams
-        .iter()
-        .find(|st| st.from_side == from as i32 && st.kind == kind as i32)
-        .cloned()
-        .expect("stream")
-}
-
-fn relay_ports(s: &pb::Session) -> (u16, u16) {
-    let p = s.pool.as_ref().expect("pool leg").local_rtp_port as u16;
-    let g = s.gateway.as_ref().expect("gateway leg").local_rtp_port as u16;
-    (p, g)
 }
 
 /// Sends `n` RTP packets from `from` to `to`, paced lightly; returns the payload bytes sent.
@@ -117,30 +63,7 @@ struct Suite {
 impl Suite {
     async fn start(mode: &str) -> Self {
         let lab = Lab::new(mode).expect("lab");
-        let mut daemon = Daemon::start(
-            mode,
-            Some(&lab.relay.name),
-            sa("127.0.0.1", 7400),
-            &[
-                "--xdp-mode",
-                mode,
-                "--interface",
-                "rp",
-                "--interface",
-                "rg",
-                "--pool-address",
-                POOL_RELAY,
-                "--pool-address",
-                POOL_RELAY6,
-                "--gateway-address",
-                GW_RELAY,
-                "--gateway-address",
-                GW_RELAY6,
-                "--port-range",
-                "30000-30999",
-            ],
-        )
-        .expect("daemon");
+        let mut daemon = relay_daemon(&lab, mode, mode, "30000-30999", &[]).expect("daemon");
         let mut c = daemon.client().await.expect("client");
         let caps = c
             .get_capabilities(pb::GetCapabilitiesRequest {})

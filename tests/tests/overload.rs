@@ -2,31 +2,18 @@
 //! streams, and once the load ends every stream forwards again (rtpengine's userspace mode stops
 //! reading a socket that keeps overflowing and leaves that stream dead).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mediator_proto::dataplane::v1 as pb;
-use mediator_tests::daemon::{Client, Daemon};
+use mediator_tests::daemon::Client;
+use mediator_tests::fixture::{create, relay_daemon, relay_ports, sa};
 use mediator_tests::lab::*;
 use mediator_tests::rtp::{pin_thread, rtp_packet, send_many, udp_in};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 const SESSIONS: usize = 16;
-
-fn sa(ip: &str, port: u16) -> SocketAddr {
-    SocketAddr::new(ip.parse::<IpAddr>().expect("ip"), port)
-}
-
-fn leg(a: SocketAddr) -> Option<pb::LegSpec> {
-    Some(pb::LegSpec {
-        remote_rtp: Some(pb::Endpoint {
-            address: a.ip().to_string(),
-            port: u32::from(a.port()),
-        }),
-        ..Default::default()
-    })
-}
 
 async fn forwarded(c: &mut Client) -> Vec<u64> {
     let list = c
@@ -54,22 +41,12 @@ async fn userspace_relay_sheds_evenly_and_mutes_no_stream() {
         return;
     }
     let lab = Lab::new("ovl").expect("lab");
-    let mut d = Daemon::start(
+    let mut d = relay_daemon(
+        &lab,
         "overload",
-        Some(&lab.relay.name),
-        sa("127.0.0.1", 7400),
-        &[
-            "--xdp-mode",
-            "off",
-            "--pool-address",
-            POOL_RELAY,
-            "--gateway-address",
-            GW_RELAY,
-            "--port-range",
-            "32000-32199",
-            "--relay-threads",
-            "1",
-        ],
+        "off",
+        "32000-32199",
+        &["--relay-threads", "1"],
     )
     .expect("daemon");
     let mut c = d.client().await.expect("client");
@@ -79,20 +56,20 @@ async fn userspace_relay_sheds_evenly_and_mutes_no_stream() {
     let sink = udp_in(&lab.gw.name, sa(GW_PEER, 5999));
     let mut ports = Vec::new();
     for i in 0..SESSIONS {
+        let req = create(
+            &format!("s{i:02}"),
+            sa(POOL_PEER, 4000),
+            sa(GW_PEER, 5999),
+            Default::default(),
+        );
         let s = c
-            .create_session(pb::CreateSessionRequest {
-                session_id: format!("s{i:02}"),
-                pool: leg(sa(POOL_PEER, 4000)),
-                gateway: leg(sa(GW_PEER, 5999)),
-                options: None,
-                on_hold: false,
-            })
+            .create_session(req)
             .await
             .expect("create")
             .into_inner()
             .session
             .expect("session");
-        ports.push(s.pool.expect("leg").local_rtp_port as u16);
+        ports.push(relay_ports(&s).0);
     }
 
     let src = udp_in(&lab.pool.name, sa(POOL_PEER, 4000));

@@ -1,29 +1,14 @@
 //! `kill -9` of mediator-dataplane while media flows: sessions forwarded by XDP lose no packet,
 //! and after the restart every session is listed again and userspace-forwarded ones resume.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mediator_proto::dataplane::v1 as pb;
-use mediator_tests::daemon::Daemon;
+use mediator_tests::fixture::{create, relay_daemon, relay_ports, sa, strict};
 use mediator_tests::lab::*;
 use mediator_tests::rtp::{drain, rtp_packet, udp_in};
-
-fn sa(ip: &str, port: u16) -> SocketAddr {
-    SocketAddr::new(ip.parse::<IpAddr>().expect("ip"), port)
-}
-
-fn leg(a: SocketAddr) -> Option<pb::LegSpec> {
-    Some(pb::LegSpec {
-        remote_rtp: Some(pb::Endpoint {
-            address: a.ip().to_string(),
-            port: u32::from(a.port()),
-        }),
-        ..Default::default()
-    })
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_loses_no_xdp_packet_and_sessions_come_back() {
@@ -31,44 +16,16 @@ async fn kill_9_loses_no_xdp_packet_and_sessions_come_back() {
         return;
     }
     let lab = Lab::new("rst").expect("lab");
-    let mut d = Daemon::start(
-        "restart",
-        Some(&lab.relay.name),
-        sa("127.0.0.1", 7400),
-        &[
-            "--xdp-mode",
-            "native",
-            "--interface",
-            "rp",
-            "--interface",
-            "rg",
-            "--pool-address",
-            POOL_RELAY,
-            "--gateway-address",
-            GW_RELAY,
-            "--port-range",
-            "31000-31099",
-        ],
-    )
-    .expect("daemon");
+    let mut d = relay_daemon(&lab, "restart", "native", "31000-31099", &[]).expect("daemon");
     let mut c = d.client().await.expect("client");
 
     let a_src = udp_in(&lab.pool.name, sa(POOL_PEER, 4000));
     let a_dst = udp_in(&lab.gw.name, sa(GW_PEER, 5000));
     let b_src = udp_in(&lab.pool.name, sa(POOL_PEER, 4100));
     let b_dst = udp_in(&lab.gw.name, sa(GW_PEER, 5100));
-    let opts = pb::SessionOptions {
-        strict_source: true,
-        ..Default::default()
-    };
+    let req = create("kernel", sa(POOL_PEER, 4000), sa(GW_PEER, 5000), strict());
     let a = c
-        .create_session(pb::CreateSessionRequest {
-            session_id: "kernel".into(),
-            pool: leg(sa(POOL_PEER, 4000)),
-            gateway: leg(sa(GW_PEER, 5000)),
-            options: Some(opts),
-            on_hold: false,
-        })
+        .create_session(req)
         .await
         .expect("create a")
         .into_inner()
@@ -76,24 +33,19 @@ async fn kill_9_loses_no_xdp_packet_and_sessions_come_back() {
         .expect("a");
     assert_eq!(a.path, pb::ForwardingPath::Xdp as i32);
     // Latching with only one direction ever confirmed: this one stays in userspace.
+    let latching = pb::SessionOptions {
+        latching: true,
+        ..Default::default()
+    };
+    let req = create("user", sa(POOL_PEER, 4100), sa(GW_PEER, 5100), latching);
     let b = c
-        .create_session(pb::CreateSessionRequest {
-            session_id: "user".into(),
-            pool: leg(sa(POOL_PEER, 4100)),
-            gateway: leg(sa(GW_PEER, 5100)),
-            options: Some(pb::SessionOptions {
-                latching: true,
-                ..Default::default()
-            }),
-            on_hold: false,
-        })
+        .create_session(req)
         .await
         .expect("create b")
         .into_inner()
         .session
         .expect("b");
-    let a_port = a.pool.expect("leg").local_rtp_port as u16;
-    let b_port = b.pool.expect("leg").local_rtp_port as u16;
+    let (a_port, b_port) = (relay_ports(&a).0, relay_ports(&b).0);
     b_src
         .send_to(&rtp_packet(0, 0, 9, 160), sa(POOL_RELAY, b_port))
         .expect("send");

@@ -3,77 +3,34 @@
 //! XDP parses the tag, matches the stream, strips the tag as the FIB sends the packet out of an
 //! untagged port, and the gateway peer receives it with valid checksums.
 
-use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use mediator_proto::dataplane::v1 as pb;
-use mediator_tests::daemon::Daemon;
+use mediator_tests::fixture::{create, relay_daemon, relay_ports, sa, stream, strict};
 use mediator_tests::lab::*;
 use mediator_tests::rtp::{
     drain, parse_mac, raw_socket, rtp_packet, send_frame, udp_errors, udp_in, udp4_frame,
 };
-
-fn sa(ip: &str, port: u16) -> SocketAddr {
-    SocketAddr::new(ip.parse::<IpAddr>().expect("ip"), port)
-}
-
-fn leg(a: SocketAddr) -> Option<pb::LegSpec> {
-    Some(pb::LegSpec {
-        remote_rtp: Some(pb::Endpoint {
-            address: a.ip().to_string(),
-            port: u32::from(a.port()),
-        }),
-        ..Default::default()
-    })
-}
 
 async fn tagged_frames(mode: &str) {
     if !privileged(&format!("vlan_{mode}")) {
         return;
     }
     let lab = Lab::new(&format!("v{mode}")).expect("lab");
-    let mut d = Daemon::start(
-        &format!("vlan{mode}"),
-        Some(&lab.relay.name),
-        sa("127.0.0.1", 7400),
-        &[
-            "--xdp-mode",
-            mode,
-            "--interface",
-            "rp",
-            "--interface",
-            "rg",
-            "--pool-address",
-            POOL_RELAY,
-            "--gateway-address",
-            GW_RELAY,
-            "--port-range",
-            "33000-33099",
-        ],
-    )
-    .expect("daemon");
+    let mut d =
+        relay_daemon(&lab, &format!("vlan{mode}"), mode, "33000-33099", &[]).expect("daemon");
     let mut c = d.client().await.expect("client");
     let gw = udp_in(&lab.gw.name, sa(GW_PEER, 5000));
+    let req = create("vlan", sa(POOL_PEER, 4000), sa(GW_PEER, 5000), strict());
     let s = c
-        .create_session(pb::CreateSessionRequest {
-            session_id: "vlan".into(),
-            pool: leg(sa(POOL_PEER, 4000)),
-            gateway: leg(sa(GW_PEER, 5000)),
-            options: Some(pb::SessionOptions {
-                strict_source: true,
-                ..Default::default()
-            }),
-            on_hold: false,
-        })
+        .create_session(req)
         .await
         .expect("create")
         .into_inner()
         .session
         .expect("session");
-    let (p, g) = (
-        s.pool.expect("leg").local_rtp_port as u16,
-        s.gateway.expect("leg").local_rtp_port as u16,
-    );
+    let (p, g) = relay_ports(&s);
     let src_mac = parse_mac(&mac(&lab.pool, "p0").expect("mac"));
     let dst_mac = parse_mac(&mac(&lab.relay, "rp").expect("mac"));
     let raw = raw_socket(&lab.pool.name, "p0");
@@ -104,11 +61,7 @@ async fn tagged_frames(mode: &str) {
         .await
         .expect("get");
     let s = s.into_inner().session.expect("session");
-    let up = s
-        .streams
-        .iter()
-        .find(|st| st.from_side == pb::Side::Pool as i32 && st.kind == pb::StreamKind::Rtp as i32)
-        .expect("stream");
+    let up = stream(&s, pb::Side::Pool, pb::StreamKind::Rtp);
     let cnt = up.counters.expect("counters");
     assert_eq!(
         (cnt.packets, cnt.xdp_packets),

@@ -13,7 +13,7 @@ use mediator_tests::bench::{self, BenchLab, Mode, Params};
 #[derive(Parser, Debug)]
 #[command(after_help = "\
 Examples:
-  mediator-bench                                   # all modes, 100 kpps for 3 s each
+  mediator-bench                                   # all modes, 100 kpps, 3 s each, 3 interleaved cycles
   mediator-bench --rate 50000 --seconds 2 --modes xdp-floor,xdp-native
   mediator-bench --json results.json")]
 struct Args {
@@ -33,6 +33,9 @@ struct Args {
         default_value = "xdp-floor,xdp-native,xdp-generic,bare-relay,userspace"
     )]
     modes: Vec<String>,
+    /// Cycles through the modes this many times; each mode is judged by its median (1-9).
+    #[arg(long, default_value_t = 3)]
+    repeat: u32,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -65,19 +68,24 @@ async fn main() -> anyhow::Result<()> {
         payload: args.payload,
     };
     let mut lab = BenchLab::new()?;
-    let mut results = Vec::new();
-    for mode in modes {
-        eprintln!(
-            "measuring {} at {} pps for {} s ...",
-            mode.name(),
-            args.rate,
-            args.seconds
-        );
-        results.push(bench::run_mode(&mut lab, mode, &params).await?);
+    let mut runs = Vec::new();
+    // Interleaved, so slow drift on the machine touches every mode alike.
+    for cycle in 1..=args.repeat {
+        for &mode in &modes {
+            eprintln!(
+                "[{cycle}/{}] {} at {} pps for {} s ...",
+                args.repeat,
+                mode.name(),
+                args.rate,
+                args.seconds
+            );
+            runs.push(bench::run_mode(&mut lab, mode, &params).await?);
+        }
     }
-    print!("{}", bench::table(&results));
+    let summaries = bench::summarize(&runs);
+    print!("{}", bench::table(&summaries));
     if let Some(path) = args.json {
-        std::fs::write(&path, bench::json(&results, &params))
+        std::fs::write(&path, bench::json(&summaries, &params))
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
