@@ -106,10 +106,11 @@ static __always_inline __u16 csum_finish(__u16 check, __u32 delta)
  * Per-CPU, so no atomics: userspace merges the CPUs.
  */
 static __always_inline void rtp_account(struct mdp_stream_stats *st, const struct mdp_stream_entry *e,
-					void *payload, void *end, __u64 now)
+					void *payload, void *end, __u16 udp_len, __u64 now)
 {
 	__u8 *p = payload;
-	if ((void *)(p + 12) > end)
+	/* Bounded by the UDP length too, not only the frame: Ethernet padding is not payload. */
+	if (udp_len < sizeof(struct udphdr) + 12 || (void *)(p + 12) > end)
 		return;
 	if ((p[0] >> 6) != 2)
 		return;
@@ -270,7 +271,7 @@ static __always_inline int relay_v4(struct xdp_md *ctx, struct iphdr *ip, void *
 		return XDP_PASS;
 
 	/* Counted as RTP only when it is really going out through XDP. */
-	rtp_account(st, e, udp + 1, end, m.now);
+	rtp_account(st, e, udp + 1, end, bpf_ntohs(udp->len), m.now);
 
 	__u32 addrs = csum_bytes(0, (__u8 *)&ip->saddr, e->src_addr, 4);
 	addrs = csum_bytes(addrs, (__u8 *)&ip->daddr, e->dst_addr, 4);
@@ -300,6 +301,8 @@ static __always_inline int relay_v6(struct xdp_md *ctx, struct ipv6hdr *ip, void
 	struct udphdr *udp = (void *)(ip + 1);
 	if ((void *)(udp + 1) > end)
 		return XDP_PASS;
+	if (udp->check == 0) /* invalid on IPv6 (RFC 8200): the stack drops it, so do not forward it */
+		return XDP_PASS;
 
 	struct stream_match m;
 	int verdict = match_stream(&ip->daddr, &ip->saddr, 16, MDP_AF_INET6, udp, &m);
@@ -317,7 +320,7 @@ static __always_inline int relay_v6(struct xdp_md *ctx, struct ipv6hdr *ip, void
 	if (!fib_ready(ctx, &fib))
 		return XDP_PASS;
 
-	rtp_account(st, e, udp + 1, end, m.now);
+	rtp_account(st, e, udp + 1, end, bpf_ntohs(udp->len), m.now);
 
 	/* IPv6 has no header checksum; the UDP checksum is mandatory and covers the addresses. */
 	__u32 d = csum_bytes(0, (__u8 *)&ip->saddr, e->src_addr, 16);

@@ -34,6 +34,8 @@ pub enum SessionError {
     #[error("{0}")]
     Exhausted(String),
     #[error("{0}")]
+    Busy(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -207,12 +209,17 @@ impl IndexPool {
 struct Entry {
     shared: Arc<SessionShared>,
     tasks: Vec<JoinHandle<()>>,
+    /// Every socket of the session, including an rtcp-mux session's idle RTCP ones, so their
+    /// ports stay held for as long as the session lives.
+    sockets: Vec<Arc<UdpSocket>>,
     created_mono_ns: u64,
     timed_out: bool,
 }
 
 struct Inner {
     sessions: BTreeMap<String, Entry>,
+    /// Sessions whose teardown is under way: their id cannot be reused until it ends.
+    deleting: std::collections::HashSet<String>,
     pairs: IndexPool,
     slots: IndexPool,
     retired: Totals,
@@ -275,6 +282,7 @@ impl Dataplane {
         let dp = Arc::new(Self {
             inner: Mutex::new(Inner {
                 sessions: BTreeMap::new(),
+                deleting: Default::default(),
                 pairs: IndexPool::new(cfg.port_pairs() as usize),
                 slots: IndexPool::new(slots),
                 retired: Totals::default(),
@@ -368,6 +376,7 @@ impl Dataplane {
             ("remote_rtp", req.remote.rtp),
             ("remote_rtcp", req.remote.rtcp),
         ] {
+            self.check_not_self(format!("{}.{name}", side.name()), a)?;
             if let Some(a) = a
                 && a.is_ipv4() != local.is_ipv4()
             {
@@ -378,6 +387,24 @@ impl Dataplane {
             }
         }
         Ok(local)
+    }
+
+    /// A remote must not be one of this relay's own media sockets: one packet would loop forever.
+    fn check_not_self(
+        &self,
+        field: String,
+        remote: Option<SocketAddr>,
+    ) -> Result<(), SessionError> {
+        let Some(a) = remote else { return Ok(()) };
+        let ours = self.cfg.pool_addresses.contains(&a.ip())
+            || self.cfg.gateway_addresses.contains(&a.ip());
+        if ours && (self.cfg.port_min..=self.cfg.port_max).contains(&a.port()) {
+            return Err(invalid(
+                field,
+                format!("{a} is one of this relay's own media sockets"),
+            ));
+        }
+        Ok(())
     }
 
     fn validate_options(o: &Options) -> Result<(), SessionError> {
@@ -449,6 +476,12 @@ impl Dataplane {
             if inner.sessions.contains_key(&spec.id) {
                 return Err(SessionError::AlreadyExists(spec.id));
             }
+            if inner.deleting.contains(&spec.id) {
+                return Err(SessionError::Busy(format!(
+                    "session '{}' is being deleted; retry",
+                    spec.id
+                )));
+            }
             if inner.slots.free < 4 {
                 return Err(SessionError::Exhausted(format!(
                     "all {} stream slots are in use (max_streams)",
@@ -497,11 +530,16 @@ impl Dataplane {
                 media: media.clone(),
             };
             let started = self.start_session(&rec, [[rtp0, rtcp0], [rtp1, rtcp1]]);
-            let persisted = started.and_then(|entry| {
-                self.store.save(&rec).map_err(|e| {
-                    SessionError::Internal(format!("saving the session record: {e}"))
-                })?;
-                Ok(entry)
+            let persisted = started.and_then(|entry| match self.store.save(&rec) {
+                Ok(()) => Ok(entry),
+                Err(e) => {
+                    // Dropping a JoinHandle would detach the tasks, still relaying on ports
+                    // about to be handed out again: stop them.
+                    entry.tasks.iter().for_each(JoinHandle::abort);
+                    Err(SessionError::Internal(format!(
+                        "saving the session record: {e}"
+                    )))
+                }
             });
             let entry = match persisted {
                 Ok(entry) => entry,
@@ -560,6 +598,7 @@ impl Dataplane {
         Ok(Entry {
             shared,
             tasks,
+            sockets: wrapped.into_iter().flatten().collect(),
             created_mono_ns: monotonic_ns(),
             timed_out: false,
         })
@@ -630,6 +669,9 @@ impl Dataplane {
     }
 
     fn persist(&self, shared: &SessionShared, m: &Media) {
+        if shared.deleted.load(Ordering::Acquire) {
+            return; // its record is being removed: never write it back
+        }
         let rec = Record {
             id: shared.id.clone(),
             created_unix_ms: shared.created_unix_ms,
@@ -689,6 +731,7 @@ impl Dataplane {
                     ("remote_rtp", req.remote.rtp),
                     ("remote_rtcp", req.remote.rtcp),
                 ] {
+                    self.check_not_self(format!("{}.{name}", side.name()), a)?;
                     if let Some(a) = a
                         && a.is_ipv4() != leg.local.is_ipv4()
                     {
@@ -738,17 +781,32 @@ impl Dataplane {
             .ok_or_else(|| SessionError::NotFound(id.into()))
     }
 
-    pub async fn delete(&self, id: &str) -> Result<SessionView, SessionError> {
+    /// Deletes a session. The teardown runs in its own task: a cancelled RPC cannot leave it half
+    /// done (ports or slots lost, a record left behind to be re-adopted).
+    pub async fn delete(self: &Arc<Self>, id: &str) -> Result<SessionView, SessionError> {
         validate_id(id)?;
         let entry = {
             let mut inner = self.inner.lock().map_err(lock_err)?;
-            inner
+            let entry = inner
                 .sessions
                 .remove(id)
-                .ok_or_else(|| SessionError::NotFound(id.into()))?
+                .ok_or_else(|| SessionError::NotFound(id.into()))?;
+            inner.deleting.insert(id.to_string());
+            entry
         };
+        let dp = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move { dp.teardown(id, entry).await })
+            .await
+            .map_err(|e| SessionError::Internal(format!("deleting the session: {e}")))
+    }
+
+    async fn teardown(&self, id: String, entry: Entry) -> SessionView {
         let (pairs, slots) = {
-            let mut m = entry.shared.media.lock().map_err(lock_err)?;
+            let mut m = match entry.shared.media.lock() {
+                Ok(m) => m,
+                Err(p) => p.into_inner(),
+            };
             entry.shared.deleted.store(true, Ordering::Release);
             for sid in m.active_streams().collect::<Vec<_>>() {
                 if m.stream(sid).offloaded {
@@ -775,11 +833,15 @@ impl Dataplane {
         for t in entry.tasks {
             let _ = t.await;
         }
+        drop(entry.sockets);
         drop(entry.shared);
-        if let Err(e) = self.store.remove(id) {
-            tracing::error!(session = id, error = %e, "removing the session record failed");
+        if let Err(e) = self.store.remove(&id) {
+            tracing::error!(session = %id, error = %e, "removing the session record failed");
         }
-        let mut inner = self.inner.lock().map_err(lock_err)?;
+        let mut inner = match self.inner.lock() {
+            Ok(i) => i,
+            Err(p) => p.into_inner(),
+        };
         for p in pairs {
             inner.pairs.release(p);
         }
@@ -789,8 +851,9 @@ impl Dataplane {
         for s in &view.streams {
             inner.retired.add(s);
         }
-        tracing::info!(session = id, "session deleted");
-        Ok(view)
+        inner.deleting.remove(&id);
+        tracing::info!(session = %id, "session deleted");
+        view
     }
 
     pub fn get(&self, id: &str) -> Result<SessionView, SessionError> {
@@ -836,8 +899,8 @@ impl Dataplane {
             .map(|id| {
                 let st = m.stream(id);
                 let kernel = self.forwarder.read_stats(st.stats_slot).unwrap_or_default();
-                let xdp_packets = kernel.iter().map(|k| k.packets).sum();
-                let xdp_bytes = kernel.iter().map(|k| k.bytes).sum();
+                let xdp_packets = kernel.iter().fold(0u64, |a, k| a.saturating_add(k.packets));
+                let xdp_bytes = kernel.iter().fold(0u64, |a, k| a.saturating_add(k.bytes));
                 let merged = stats::merge(kernel.iter().chain(std::iter::once(&st.user)));
                 StreamView {
                     id,
@@ -976,6 +1039,88 @@ impl Dataplane {
         }
     }
 
+    /// Re-adopts one recorded session: reserves its pairs and slots, re-binds its sockets, marks
+    /// the streams whose XDP entries are still installed, starts its relay tasks. On any failure
+    /// everything it reserved is given back. Returns the session and the kernel keys it owns.
+    fn adopt_one(
+        &self,
+        rec: &mut Record,
+        kernel: &HashMap<StreamKey, StreamEntry>,
+    ) -> Result<(Arc<SessionShared>, Vec<StreamKey>), String> {
+        validate_id(&rec.id).map_err(|e| e.to_string())?;
+        let mut inner = self
+            .inner
+            .lock()
+            .map_err(|_| "internal lock poisoned".to_string())?;
+        let mut took_pairs = Vec::new();
+        let mut took_slots = Vec::new();
+        let result = (|| {
+            for l in &rec.media.legs {
+                let pair = self
+                    .pair_of_port(l.rtp_port)
+                    .ok_or(format!("port {} is outside the range", l.rtp_port))?;
+                if !inner.pairs.reserve(pair) {
+                    return Err(format!("port {} is taken", l.rtp_port));
+                }
+                took_pairs.push(pair);
+            }
+            for st in &rec.media.streams {
+                if !inner.slots.reserve(st.stats_slot as usize) {
+                    return Err(format!(
+                        "stats slot {} is taken or out of range",
+                        st.stats_slot
+                    ));
+                }
+                took_slots.push(st.stats_slot as usize);
+            }
+            let bind = |l: &Leg| -> std::io::Result<[std::net::UdpSocket; 2]> {
+                Ok([
+                    relay::bind(SocketAddr::new(l.local, l.rtp_port))?,
+                    relay::bind(SocketAddr::new(l.local, l.rtp_port + 1))?,
+                ])
+            };
+            let pool =
+                bind(&rec.media.legs[0]).map_err(|e| format!("re-binding its ports: {e}"))?;
+            let gateway =
+                bind(&rec.media.legs[1]).map_err(|e| format!("re-binding its ports: {e}"))?;
+            let mux = rec.media.options.rtcp_mux;
+            let mut keys = Vec::new();
+            for id in StreamId::ALL {
+                let key = StreamKey::new(rec.media.leg(id.from).local_addr(id.kind, mux));
+                let st = rec.media.stream_mut(id);
+                st.installed = kernel
+                    .get(&key)
+                    .copied()
+                    .filter(|_| !(mux && id.kind == Kind::Rtcp));
+                st.offloaded = st.installed.is_some();
+                st.path_reason = if st.offloaded {
+                    "offloaded".into()
+                } else {
+                    "re-adopted".into()
+                };
+                if st.offloaded {
+                    keys.push(key);
+                }
+            }
+            let entry = self
+                .start_session(rec, [pool, gateway])
+                .map_err(|e| e.to_string())?;
+            Ok((entry, keys))
+        })();
+        match result {
+            Ok((entry, keys)) => {
+                let shared = entry.shared.clone();
+                inner.sessions.insert(rec.id.clone(), entry);
+                Ok((shared, keys))
+            }
+            Err(e) => {
+                took_pairs.into_iter().for_each(|p| inner.pairs.release(p));
+                took_slots.into_iter().for_each(|s| inner.slots.release(s));
+                Err(e)
+            }
+        }
+    }
+
     /// Re-adopts the sessions an earlier run recorded: re-binds their sockets, recognises the XDP
     /// entries that kept forwarding meanwhile, and removes entries that belong to no session.
     fn readopt(&self) {
@@ -989,84 +1134,11 @@ impl Dataplane {
         let mut claimed = Vec::new();
         let mut adopted = Vec::new();
         for mut rec in records {
-            let result = (|| -> Result<Arc<SessionShared>, String> {
-                validate_id(&rec.id).map_err(|e| e.to_string())?;
-                let mut inner = self.inner.lock().map_err(|_| "lock".to_string())?;
-                let pairs: Vec<usize> = rec
-                    .media
-                    .legs
-                    .iter()
-                    .map(|l| {
-                        self.pair_of_port(l.rtp_port)
-                            .ok_or(format!("port {} outside the range", l.rtp_port))
-                    })
-                    .collect::<Result<_, _>>()?;
-                let slots: Vec<usize> = rec
-                    .media
-                    .streams
-                    .iter()
-                    .map(|s| s.stats_slot as usize)
-                    .collect();
-                let mut took_pairs = Vec::new();
-                let mut took_slots = Vec::new();
-                let ok = pairs
-                    .iter()
-                    .all(|&p| inner.pairs.reserve(p).then(|| took_pairs.push(p)).is_some())
-                    && slots
-                        .iter()
-                        .all(|&s| inner.slots.reserve(s).then(|| took_slots.push(s)).is_some());
-                let bound = if ok {
-                    rec.media
-                        .legs
-                        .iter()
-                        .map(|l| {
-                            Ok([
-                                relay::bind(SocketAddr::new(l.local, l.rtp_port))?,
-                                relay::bind(SocketAddr::new(l.local, l.rtp_port + 1))?,
-                            ])
-                        })
-                        .collect::<std::io::Result<Vec<_>>>()
-                        .map_err(|e| format!("re-binding its ports: {e}"))
-                } else {
-                    Err("its ports or slots are taken".to_string())
-                };
-                let sockets = match bound {
-                    Ok(s) => s,
-                    Err(e) => {
-                        took_pairs.into_iter().for_each(|p| inner.pairs.release(p));
-                        took_slots.into_iter().for_each(|s| inner.slots.release(s));
-                        return Err(e);
-                    }
-                };
-                let mux = rec.media.options.rtcp_mux;
-                for id in StreamId::ALL {
-                    let key = StreamKey::new(rec.media.leg(id.from).local_addr(id.kind, mux));
-                    let st = rec.media.stream_mut(id);
-                    st.installed = kernel
-                        .get(&key)
-                        .copied()
-                        .filter(|_| !(mux && id.kind == Kind::Rtcp));
-                    st.offloaded = st.installed.is_some();
-                    st.path_reason = if st.offloaded {
-                        "offloaded".into()
-                    } else {
-                        "re-adopted".into()
-                    };
-                    if st.offloaded {
-                        claimed.push(key);
-                    }
-                }
-                let mut it = sockets.into_iter();
-                let (Some([a0, a1]), Some([b0, b1])) = (it.next(), it.next()) else {
-                    return Err("a session has two legs".into());
-                };
-                let entry = self
-                    .start_session(&rec, [[a0, a1], [b0, b1]])
-                    .map_err(|e| e.to_string())?;
-                let shared = entry.shared.clone();
-                inner.sessions.insert(rec.id.clone(), entry);
-                Ok(shared)
-            })();
+            let result = self.adopt_one(&mut rec, &kernel);
+            let result = result.map(|(shared, keys)| {
+                claimed.extend(keys);
+                shared
+            });
             match result {
                 Ok(shared) => {
                     tracing::info!(session = %rec.id, "session re-adopted");

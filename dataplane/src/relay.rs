@@ -80,12 +80,17 @@ fn setsockopt_int(sock: &Socket, opt: libc::c_int, value: libc::c_int) -> io::Re
     }
 }
 
+/// A control-message buffer aligned for `cmsghdr`, which the CMSG macros read through.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct Ctrl([u8; CTRL]);
+
 struct Batch {
     bufs: Vec<[u8; BUF]>,
     names: [libc::sockaddr_storage; BATCH],
     iovs: [libc::iovec; BATCH],
     hdrs: [libc::mmsghdr; BATCH],
-    ctrl: [[u8; CTRL]; BATCH],
+    ctrl: [Ctrl; BATCH],
     out_names: [libc::sockaddr_storage; BATCH],
     out_iovs: [libc::iovec; BATCH],
     out_hdrs: [libc::mmsghdr; BATCH],
@@ -102,7 +107,7 @@ impl Batch {
                 names: zeroed(),
                 iovs: zeroed(),
                 hdrs: zeroed(),
-                ctrl: [[0; CTRL]; BATCH],
+                ctrl: [Ctrl([0; CTRL]); BATCH],
                 out_names: zeroed(),
                 out_iovs: zeroed(),
                 out_hdrs: zeroed(),
@@ -122,7 +127,7 @@ impl Batch {
             h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_iov = &mut self.iovs[i];
             h.msg_iovlen = 1;
-            h.msg_control = self.ctrl[i].as_mut_ptr().cast();
+            h.msg_control = self.ctrl[i].0.as_mut_ptr().cast();
             h.msg_controllen = CTRL;
             h.msg_flags = 0;
             self.hdrs[i].msg_len = 0;

@@ -42,6 +42,7 @@ fn status(e: SessionError) -> Status {
         SessionError::NotFound(_) => Status::not_found(e.to_string()),
         SessionError::AlreadyExists(_) => Status::already_exists(e.to_string()),
         SessionError::Exhausted(_) => Status::resource_exhausted(e.to_string()),
+        SessionError::Busy(_) => Status::aborted(e.to_string()),
         SessionError::Internal(_) => Status::internal(e.to_string()),
     }
 }
@@ -57,6 +58,14 @@ fn endpoint(field: &str, ep: Option<&pb::Endpoint>) -> Result<Option<SocketAddr>
             format!("'{}' is not an IPv4 or IPv6 address", ep.address),
         )
     })?;
+    if let IpAddr::V6(v6) = ip
+        && let Some(v4) = v6.to_ipv4_mapped()
+    {
+        return Err(invalid(
+            format!("{field}.address"),
+            format!("{ip} is IPv4-mapped: write it as {v4}"),
+        ));
+    }
     if ip.is_multicast() || ip.is_broadcast_v4() {
         return Err(invalid(
             format!("{field}.address"),

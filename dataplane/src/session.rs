@@ -243,8 +243,8 @@ impl Media {
                     return (Verdict::DropMismatch, false);
                 }
                 if latching {
-                    // Not strict: follow the peer to its new source (NAT rebinding).
-                    self.stream_mut(id).user.src_mismatch += 1;
+                    // Not strict: follow the peer to its new source (NAT rebinding). Not counted
+                    // as a mismatch here: when offloaded, the kernel counted it as it passed it up.
                     self.stream_mut(id).learned = Some(src);
                     learned = true;
                 }

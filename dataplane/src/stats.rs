@@ -24,7 +24,8 @@ pub fn account_rtp(st: &mut StreamStats, clock_rate: u32, p: &[u8], now_ns: u64)
     let ts = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
     let ssrc = u32::from_be_bytes([p[8], p[9], p[10], p[11]]);
     let arrival = if clock_rate != 0 {
-        ((now_ns / 1000) * u64::from(clock_rate) / 1_000_000) as u32
+        // Wrapping, as the kernel's 64-bit arithmetic does (only the differences matter).
+        ((now_ns / 1000).wrapping_mul(u64::from(clock_rate)) / 1_000_000) as u32
     } else {
         0
     };
@@ -81,19 +82,16 @@ pub struct RtpSummary {
     pub jitter: u32,
 }
 
-/// Maps a 16-bit sequence number into the extended space of `reference` (nearest wrap cycle).
-fn extend_near(seq16: u32, reference: u32) -> u32 {
-    let base = reference & 0xffff_0000;
-    let candidates = [
-        base.wrapping_sub(0x1_0000),
-        base,
-        base.wrapping_add(0x1_0000),
-    ];
-    candidates
+/// Places the extended number `ext` of another part in the extended space of `reference`: same
+/// low 16 bits, the wrap cycle (possibly one before the reference's first) closest to it.
+fn extend_near(ext: u32, reference: i64) -> i64 {
+    let low = i64::from(ext & 0xffff);
+    let base = reference & !0xffff;
+    [base - 0x1_0000, base, base + 0x1_0000]
         .into_iter()
-        .map(|c| c | (seq16 & 0xffff))
-        .min_by_key(|&c| (i64::from(c) - i64::from(reference)).unsigned_abs())
-        .unwrap_or(seq16)
+        .map(|c| c + low)
+        .min_by_key(|&c| (c - reference).abs())
+        .unwrap_or(low)
 }
 
 /// Merges the parts of one stream (one per CPU from the kernel, plus the userspace relay's).
@@ -131,21 +129,25 @@ pub fn merge<'a>(parts: impl IntoIterator<Item = &'a StreamStats>) -> Merged {
     let Some(reference) = same.iter().max_by_key(|p| p.rtp_packets) else {
         return m;
     };
-    let mut base = u32::MAX;
-    let mut highest = 0u32;
+    // In signed space: a part that saw the packets before a wrap lands one cycle below.
+    let reference_max = i64::from(reference.max_seq);
+    let mut base = i64::MAX;
+    let mut highest = i64::MIN;
     let mut received = 0u64;
     let mut jitter_weighted = 0u64;
     for p in &same {
-        // base_seq is in the part's own cycle 0, so max - base is the part's span; put that span
-        // into the reference's extended space.
-        let span = p.max_seq.wrapping_sub(p.base_seq);
-        let max = extend_near(p.max_seq, reference.max_seq);
-        base = base.min(max.wrapping_sub(span));
+        // base_seq is in the part's own cycle 0, so max - base is the part's span.
+        let span = i64::from(p.max_seq.wrapping_sub(p.base_seq));
+        let max = extend_near(p.max_seq, reference_max);
+        base = base.min(max - span);
         highest = highest.max(max);
         received += u64::from(p.rtp_packets);
-        jitter_weighted += u64::from(p.jitter_q4 >> 4) * u64::from(p.rtp_packets);
+        jitter_weighted = jitter_weighted
+            .saturating_add(u64::from(p.jitter_q4 >> 4).saturating_mul(u64::from(p.rtp_packets)));
     }
-    let expected = u64::from(highest.wrapping_sub(base)) + 1;
+    let expected = (highest - base + 1).max(0) as u64;
+    // Reported relative to the earliest part's first cycle, as a single receiver would count.
+    let highest = (highest - (base & !0xffff)) as u32;
     m.rtp = Some(RtpSummary {
         ssrc,
         received,
@@ -318,6 +320,38 @@ mod tests {
             }).collect();
             let _ = merge(parts.iter());
         }
+    }
+
+    #[test]
+    fn parts_merge_across_a_wrap() {
+        // Userspace relays 65500-65535 before the offload; XDP then sees 0-30000 (and is busiest).
+        let (mut user, mut xdp) = (StreamStats::default(), StreamStats::default());
+        for s in 65500..=65535u16 {
+            account_packet(
+                &mut user,
+                8000,
+                &rtp(s, u32::from(s) * 160, 4),
+                1_000 + u64::from(s),
+            );
+        }
+        for s in 0..=30000u16 {
+            account_packet(
+                &mut xdp,
+                8000,
+                &rtp(s, u32::from(s) * 160, 4),
+                10_000_000 + u64::from(s),
+            );
+        }
+        let r = merge([&xdp, &user]).rtp.expect("rtp");
+        assert_eq!(
+            (r.received, r.expected, r.lost),
+            (36 + 30001, 36 + 30001, 0)
+        );
+        assert_eq!(
+            r.highest_seq,
+            0x1_0000 + 30000,
+            "one wrap since the first packet"
+        );
     }
 
     #[test]

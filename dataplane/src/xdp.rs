@@ -5,6 +5,7 @@
 //! replaced atomically (`bpf_link_update`): not one packet sees a detached interface.
 
 use std::collections::{BTreeMap, HashSet};
+use std::mem::size_of;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -93,8 +94,64 @@ fn link_pin(pin_dir: &Path, iface: &str) -> PathBuf {
     pin_dir.join(format!("link_{}", iface.replace('.', "_")))
 }
 
-/// Removes every pinned link and map of a previous run (`--xdp-mode off`, `--cleanup`). The
-/// links detach when their last reference (the pin) goes.
+/// Detaches a pinned link now and removes its pin. Unlinking the pin alone frees the link from a
+/// deferred kernel work item, so an immediate re-attach to the interface could still find it busy.
+fn detach_pinned_link(pin: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    const BPF_OBJ_GET: libc::c_long = 7;
+    const BPF_LINK_DETACH: libc::c_long = 34;
+    #[repr(C)]
+    struct ObjGet {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+        path_fd: i32,
+        /// The kernel insists that attr bytes it does not know are zero: no implicit padding.
+        pad: u32,
+    }
+    #[repr(C)]
+    struct LinkDetach {
+        link_fd: u32,
+    }
+    let path = std::ffi::CString::new(pin.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    let get = ObjGet {
+        pathname: path.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+        path_fd: 0,
+        pad: 0,
+    };
+    // SAFETY: bpf(BPF_OBJ_GET) reads the attr we pass (and the NUL-terminated path it points to).
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET,
+            &get as *const ObjGet,
+            size_of::<ObjGet>(),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let detach = LinkDetach { link_fd: fd as u32 };
+    // SAFETY: bpf(BPF_LINK_DETACH) reads the attr we pass; fd is ours and closed right after.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_DETACH,
+            &detach as *const LinkDetach,
+            size_of::<LinkDetach>(),
+        )
+    };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: closing the fd BPF_OBJ_GET gave us.
+    unsafe { libc::close(fd as i32) };
+    std::fs::remove_file(pin)?;
+    if rc < 0 { Err(err) } else { Ok(()) }
+}
+
+/// Removes every pinned link (detached at once) and map of a previous run (`--xdp-mode off`,
+/// `--cleanup`).
 pub fn remove_pins(pin_dir: &Path) -> std::io::Result<usize> {
     let mut n = 0;
     let entries = match std::fs::read_dir(pin_dir) {
@@ -103,7 +160,15 @@ pub fn remove_pins(pin_dir: &Path) -> std::io::Result<usize> {
         Err(e) => return Err(e),
     };
     for entry in entries.flatten() {
-        std::fs::remove_file(entry.path())?;
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with("link_") {
+            if let Err(e) = detach_pinned_link(&path) {
+                tracing::warn!(pin = %path.display(), error = %e, "detaching a pinned link failed; unpinning it");
+                let _ = std::fs::remove_file(&path);
+            }
+        } else {
+            std::fs::remove_file(&path)?;
+        }
         n += 1;
     }
     let _ = std::fs::remove_dir(pin_dir);
@@ -159,71 +224,34 @@ impl XdpForwarder {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
+        // One mode on every interface: a native redirect into a device that only runs generic XDP
+        // could fail after the rewrite and lose the packet. In auto, native where all allow it.
+        let order: &[AttachMode] = match cfg.xdp_mode {
+            XdpMode::Native => &[AttachMode::Native],
+            XdpMode::Generic => &[AttachMode::Generic],
+            _ => &[AttachMode::Native, AttachMode::Generic],
+        };
         let mut attached = Vec::new();
-        for iface in &cfg.interfaces {
-            forwarding(iface, cfg.enable_forwarding);
-            let ifindex = netif::ifindex(iface).ok_or_else(|| XdpError::Attach {
-                iface: iface.clone(),
-                reason: "no such interface".into(),
-            })?;
-            let pin = link_pin(&cfg.pin_dir, iface);
-            let wanted = match cfg.xdp_mode {
-                XdpMode::Generic => Some(AttachMode::Generic),
-                XdpMode::Native => Some(AttachMode::Native),
-                _ => None,
-            };
-            let previous = modes.get(iface).copied();
-            let readopt =
-                pin.exists() && (wanted.is_none() || wanted == previous) && previous.is_some();
-            let mode = if readopt {
-                let mode = previous.unwrap_or(AttachMode::Native);
-                replace_program(program, &pin).map_err(|reason| XdpError::Attach {
-                    iface: iface.clone(),
-                    reason,
-                })?;
-                tracing::info!(
-                    iface,
-                    ?mode,
-                    "re-adopted the pinned XDP link (program replaced atomically)"
-                );
-                mode
-            } else {
-                if pin.exists() {
-                    let _ = std::fs::remove_file(&pin);
+        let mut last_err = None;
+        for (n, &mode) in order.iter().enumerate() {
+            match attach_all(program, cfg, mode, &modes) {
+                Ok(a) => {
+                    attached = a;
+                    last_err = None;
+                    break;
                 }
-                let order: &[AttachMode] = match cfg.xdp_mode {
-                    XdpMode::Native => &[AttachMode::Native],
-                    XdpMode::Generic => &[AttachMode::Generic],
-                    _ => &[AttachMode::Native, AttachMode::Generic],
-                };
-                let mut last_err = String::new();
-                let mut chosen = None;
-                for &mode in order {
-                    match attach_and_pin(program, ifindex, mode, &pin) {
-                        Ok(()) => {
-                            chosen = Some(mode);
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::warn!(iface, ?mode, error = %e, "XDP attach refused");
-                            last_err = e;
-                        }
+                Err(e) => {
+                    if n + 1 < order.len() {
+                        tracing::warn!(error = %e, ?mode, "XDP attach refused; trying the next mode on every interface");
                     }
+                    last_err = Some(e);
                 }
-                let mode = chosen.ok_or_else(|| XdpError::Attach {
-                    iface: iface.clone(),
-                    reason: last_err,
-                })?;
-                tracing::info!(iface, ?mode, "XDP program attached");
-                mode
-            };
-            modes.insert(iface.clone(), mode);
-            attached.push(Attached {
-                name: iface.clone(),
-                ifindex,
-                mode,
-            });
+            }
         }
+        if let Some(e) = last_err {
+            return Err(e);
+        }
+        modes = attached.iter().map(|a| (a.name.clone(), a.mode)).collect();
         if let Ok(json) = serde_json::to_vec(&modes) {
             let _ = std::fs::create_dir_all(&cfg.state_dir);
             let _ = std::fs::write(modes_file(&cfg.state_dir), json);
@@ -319,6 +347,75 @@ fn forwarding(iface: &str, enable: bool) {
     }
 }
 
+/// Attaches (or re-adopts) the program on every configured interface in `mode`. On a refusal the
+/// links made by this call are removed again, so the caller can try another mode cleanly.
+fn attach_all(
+    program: &mut Xdp,
+    cfg: &Config,
+    mode: AttachMode,
+    previous: &BTreeMap<String, AttachMode>,
+) -> Result<Vec<Attached>, XdpError> {
+    let mut attached = Vec::new();
+    for iface in &cfg.interfaces {
+        forwarding(iface, cfg.enable_forwarding);
+        let result = (|| {
+            let ifindex = netif::ifindex(iface).ok_or_else(|| "no such interface".to_string())?;
+            let pin = link_pin(&cfg.pin_dir, iface);
+            if pin.exists() && previous.get(iface) == Some(&mode) {
+                replace_program(program, &pin)?;
+                tracing::info!(
+                    iface,
+                    ?mode,
+                    "re-adopted the pinned XDP link (program replaced atomically)"
+                );
+            } else {
+                if pin.exists() {
+                    // A link of another mode from an earlier run: off first, or the attach is refused.
+                    detach_pinned_link(&pin)
+                        .map_err(|e| format!("detaching the earlier link: {e}"))?;
+                }
+                attach_and_pin(program, ifindex, mode, &pin)?;
+                tracing::info!(iface, ?mode, "XDP program attached");
+            }
+            Ok::<_, String>(ifindex)
+        })();
+        match result {
+            Ok(ifindex) => attached.push(Attached {
+                name: iface.clone(),
+                ifindex,
+                mode,
+            }),
+            Err(reason) => {
+                tracing::warn!(iface, ?mode, error = %reason, "XDP attach refused");
+                for a in &attached {
+                    let pin = link_pin(&cfg.pin_dir, &a.name);
+                    if let Err(e) = detach_pinned_link(&pin) {
+                        tracing::warn!(pin = %pin.display(), error = %e, "detaching a link failed; unpinning it");
+                        let _ = std::fs::remove_file(&pin);
+                    }
+                }
+                return Err(XdpError::Attach {
+                    iface: iface.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+    Ok(attached)
+}
+
+/// An error with its causes ("bpf_link_create failed: Device or resource busy").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}
+
 fn attach_and_pin(
     program: &mut Xdp,
     ifindex: u32,
@@ -327,7 +424,7 @@ fn attach_and_pin(
 ) -> Result<(), String> {
     let id = program
         .attach_to_if_index(ifindex, mode.aya())
-        .map_err(|e| format!("{e:#}"))?;
+        .map_err(|e| error_chain(&e))?;
     let link = program.take_link(id).map_err(|e| e.to_string())?;
     match FdLink::try_from(link) {
         Ok(fd) => {
