@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use prost::Message;
 
-const PROTOS: &[&str] = &["mediator/dataplane/v1/dataplane.proto"];
+const PROTOS: &[&str] = &[
+    "mediator/dataplane/v1/dataplane.proto",
+    "mediator/control/v1/control.proto",
+];
 
 fn main() -> anyhow::Result<()> {
     for proto in PROTOS {

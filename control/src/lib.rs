@@ -1,4 +1,9 @@
-//! `mediator-control`: Mediator's control plane — SIP B2BUA, topology, routing, persistence and the
-//! control gRPC API. It drives dataplanes only over gRPC and must never touch BPF or the map ABI.
-//!
-//! Empty until the control-plane issue: nothing here is implemented yet.
+//! `mediator-control`: Mediator's control plane — the Lync-style topology (pools, gateways,
+//! trunks, trunk configuration, PSTN usages, voice routes), its durable store, routing decisions
+//! and the `mediator.control.v1` gRPC API, plus the `mediatorctl` CLI. It drives dataplanes only
+//! over gRPC and must never touch BPF or the map ABI. (SIP is not built yet.)
+
+pub mod model;
+pub mod routing;
+pub mod store;
+pub mod topology;

@@ -9,6 +9,13 @@ pub mod dataplane {
     }
 }
 
+/// `mediator.control.v1`: the topology API of mediator-control, used by mediatorctl.
+pub mod control {
+    pub mod v1 {
+        tonic::include_proto!("mediator.control.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every Mediator service, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/mediator_descriptor.bin"));

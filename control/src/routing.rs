@@ -1,0 +1,393 @@
+//! Routing decisions on a topology, with no I/O: the effective trunk configuration (global, then
+//! the gateway's site, then the trunk — the most specific setting wins), number translation, and
+//! Lync's Test-CsVoiceRoute (which routes and trunks a dialled number tries, in order).
+
+use crate::model::{FieldError, Scope, Settings, TranslationRule, field_error};
+use crate::topology::{Topology, TopologyError};
+
+/// The merged settings of a trunk and, for each setting, the scope it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Effective {
+    pub settings: Settings,
+    pub sources: Vec<(&'static str, String)>,
+}
+
+impl Topology {
+    pub fn effective(&self, trunk: &str) -> Result<Effective, TopologyError> {
+        let t = &self.get::<crate::model::Trunk>(trunk)?.value;
+        let site = self.gateways.get(&t.gateway).map(|g| g.value.site.clone());
+        let scopes: Vec<Scope> = [
+            Some(Scope::Trunk(trunk.into())),
+            site.map(Scope::Site),
+            Some(Scope::Global),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let layers: Vec<(String, &Settings)> = scopes
+            .iter()
+            .filter_map(|s| {
+                self.configs
+                    .get(&s.to_string())
+                    .map(|c| (s.to_string(), &c.value.settings))
+            })
+            .collect();
+        let mut settings = Settings::default();
+        let mut sources = Vec::new();
+        macro_rules! merge {
+            ($f:ident) => {
+                if let Some((scope, value)) = layers
+                    .iter()
+                    .find_map(|(scope, l)| l.$f.clone().map(|v| (scope, v)))
+                {
+                    settings.$f = Some(value);
+                    sources.push((stringify!($f), scope.clone()));
+                }
+            };
+        }
+        crate::for_each_setting!(merge);
+        Ok(Effective { settings, sources })
+    }
+}
+
+/// Applies the first rule whose pattern matches `number`; returns the result and the rule's name.
+pub fn translate(
+    rules: &[TranslationRule],
+    number: &str,
+) -> Result<(String, Option<String>), FieldError> {
+    for (i, r) in rules.iter().enumerate() {
+        let re = regex::Regex::new(&r.pattern)
+            .map_err(|e| field_error(format!("rules[{i}].pattern"), e.to_string()))?;
+        if re.is_match(number) {
+            return Ok((
+                re.replace(number, r.translation.as_str()).into_owned(),
+                Some(r.name.clone()),
+            ));
+        }
+    }
+    Ok((number.to_string(), None))
+}
+
+/// One trunk a call would try.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub usage: String,
+    pub route: String,
+    pub trunk: String,
+    pub gateway: String,
+    pub pool: String,
+    pub called: String,
+    pub calling: String,
+    pub called_rule: Option<String>,
+    pub calling_rule: Option<String>,
+}
+
+impl Topology {
+    /// The usages in the order a call tries them when it names none: ascending priority, then name.
+    pub fn usage_order(&self) -> Vec<String> {
+        let mut v: Vec<_> = self
+            .usages
+            .values()
+            .map(|u| (u.value.priority, u.value.name.clone()))
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, n)| n).collect()
+    }
+
+    /// Lync's Test-CsVoiceRoute: for each usage in order, the routes of that usage whose pattern
+    /// matches (by priority, then name), and each route's trunks in order, with the numbers as the
+    /// gateway would receive them. A (route, trunk) pair is tried once even under two usages.
+    pub fn test_route(
+        &self,
+        dialed: &str,
+        usages: &[String],
+        calling: &str,
+    ) -> Result<Vec<Attempt>, TopologyError> {
+        if dialed.is_empty() || dialed.len() > 64 || dialed.chars().any(char::is_control) {
+            return Err(field_error("dialed_number", "must be 1-64 printable characters").into());
+        }
+        let order = if usages.is_empty() {
+            self.usage_order()
+        } else {
+            usages.to_vec()
+        };
+        for (i, u) in order.iter().enumerate() {
+            if !self.usages.contains_key(u) {
+                return Err(field_error(
+                    format!("pstn_usages[{i}]"),
+                    format!("PSTN usage '{u}' does not exist"),
+                )
+                .into());
+            }
+        }
+        let mut out: Vec<Attempt> = Vec::new();
+        for usage in &order {
+            let mut routes: Vec<_> = self
+                .routes
+                .values()
+                .map(|r| &r.value)
+                .filter(|r| r.pstn_usages.contains(usage))
+                .collect();
+            routes.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
+            for route in routes {
+                let re = regex::Regex::new(&route.pattern)
+                    .map_err(|e| TopologyError::Invalid(field_error("pattern", e.to_string())))?;
+                if !re.is_match(dialed) {
+                    continue;
+                }
+                for trunk in &route.trunks {
+                    if out
+                        .iter()
+                        .any(|a| a.route == route.name && a.trunk == *trunk)
+                    {
+                        continue;
+                    }
+                    out.push(self.attempt(usage, route, trunk, dialed, calling)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn attempt(
+        &self,
+        usage: &str,
+        route: &crate::model::VoiceRoute,
+        trunk: &str,
+        dialed: &str,
+        calling: &str,
+    ) -> Result<Attempt, TopologyError> {
+        let t = &self.get::<crate::model::Trunk>(trunk)?.value;
+        let eff = self.effective(trunk)?.settings;
+        let (mut called, called_rule) = translate(
+            eff.called_number_rules.as_deref().unwrap_or_default(),
+            dialed,
+        )?;
+        let calling_in = if route.suppress_caller_id {
+            route.alternate_caller_id.as_str()
+        } else {
+            calling
+        };
+        let (mut calling, calling_rule) = if calling_in.is_empty() {
+            (String::new(), None)
+        } else {
+            translate(
+                eff.calling_number_rules.as_deref().unwrap_or_default(),
+                calling_in,
+            )?
+        };
+        if eff.remove_plus_from_uri == Some(true) {
+            called = called.trim_start_matches('+').to_string();
+            calling = calling.trim_start_matches('+').to_string();
+        }
+        Ok(Attempt {
+            usage: usage.into(),
+            route: route.name.clone(),
+            trunk: trunk.into(),
+            gateway: t.gateway.clone(),
+            pool: t.pool.clone(),
+            called,
+            calling,
+            called_rule,
+            calling_rule,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{PstnUsage, VoiceRoute};
+    use crate::topology::tests::sample;
+    use crate::topology::{Changes, Item, TrunkConfig};
+
+    fn rule(name: &str, pattern: &str, translation: &str) -> TranslationRule {
+        TranslationRule {
+            name: name.into(),
+            pattern: pattern.into(),
+            translation: translation.into(),
+        }
+    }
+
+    fn route(
+        name: &str,
+        pattern: &str,
+        priority: u32,
+        trunks: &[&str],
+        usages: &[&str],
+    ) -> VoiceRoute {
+        VoiceRoute {
+            name: name.into(),
+            pattern: pattern.into(),
+            priority,
+            trunks: trunks.iter().map(|s| s.to_string()).collect(),
+            pstn_usages: usages.iter().map(|s| s.to_string()).collect(),
+            suppress_caller_id: false,
+            alternate_caller_id: String::new(),
+            description: String::new(),
+        }
+    }
+
+    fn routed() -> Topology {
+        let mut t = sample();
+        let mut ch = Changes::default();
+        for (name, prio) in [("Local", 1), ("Long Distance", 2)] {
+            t.create(
+                PstnUsage {
+                    name: name.into(),
+                    priority: prio,
+                    description: String::new(),
+                },
+                1,
+                &mut ch,
+            )
+            .expect("usage");
+        }
+        t.create(
+            route(
+                "redmond",
+                r"^\+1425(\d{7})$",
+                0,
+                &["gw1-5068", "gw1.contoso.com"],
+                &["Local"],
+            ),
+            1,
+            &mut ch,
+        )
+        .expect("route");
+        t.create(
+            route(
+                "us",
+                r"^\+1(\d{10})$",
+                5,
+                &["gw1.contoso.com"],
+                &["Long Distance", "Local"],
+            ),
+            1,
+            &mut ch,
+        )
+        .expect("route");
+        t.create(
+            TrunkConfig {
+                name: "trunk:gw1-5068".into(),
+                settings: Settings {
+                    called_number_rules: Some(vec![rule("national", r"^\+1(\d{10})$", "1$1")]),
+                    remove_plus_from_uri: Some(true),
+                    ..Default::default()
+                },
+            },
+            1,
+            &mut ch,
+        )
+        .expect("config");
+        t
+    }
+
+    #[test]
+    fn routes_in_usage_then_priority_order_with_failover_trunks() {
+        let t = routed();
+        let a = t
+            .test_route("+14255550100", &[], "+14255550111")
+            .expect("test");
+        let got: Vec<(&str, &str, &str)> = a
+            .iter()
+            .map(|x| (x.route.as_str(), x.trunk.as_str(), x.called.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("redmond", "gw1-5068", "14255550100"),
+                ("redmond", "gw1.contoso.com", "+14255550100"),
+                ("us", "gw1.contoso.com", "+14255550100"),
+            ]
+        );
+        assert_eq!(a[0].called_rule.as_deref(), Some("national"));
+        assert_eq!(
+            a[0].calling, "14255550111",
+            "remove_plus_from_uri applies to the calling number too"
+        );
+        assert_eq!(a[1].called_rule, None);
+    }
+
+    #[test]
+    fn usage_list_restricts_and_orders() {
+        let t = routed();
+        let a = t
+            .test_route("+12065550100", &["Long Distance".into()], "")
+            .expect("test");
+        assert_eq!(a.len(), 1);
+        assert_eq!(
+            (a[0].usage.as_str(), a[0].route.as_str()),
+            ("Long Distance", "us")
+        );
+        assert!(
+            t.test_route("+4930123456", &[], "")
+                .expect("test")
+                .is_empty(),
+            "no pattern matches"
+        );
+        let e = t
+            .test_route("+1", &["Nope".into()], "")
+            .expect_err("unknown usage");
+        assert!(e.to_string().contains("pstn_usages[0]"), "{e}");
+    }
+
+    #[test]
+    fn suppressed_caller_id_uses_the_alternate() {
+        let mut t = routed();
+        let mut r = t.routes["us"].value.clone();
+        r.suppress_caller_id = true;
+        r.alternate_caller_id = "+14255550000".into();
+        t.routes.insert(
+            "us".into(),
+            Item {
+                meta: Default::default(),
+                value: r,
+            },
+        );
+        let a = t
+            .test_route("+12065550100", &[], "+14255550111")
+            .expect("test");
+        assert_eq!(a[0].calling, "+14255550000");
+    }
+
+    #[test]
+    fn effective_settings_name_their_scope() {
+        let mut t = routed();
+        let mut ch = Changes::default();
+        t.create(
+            TrunkConfig {
+                name: "site:redmond".into(),
+                settings: Settings {
+                    media_bypass: Some(true),
+                    remove_plus_from_uri: Some(false),
+                    ..Default::default()
+                },
+            },
+            1,
+            &mut ch,
+        )
+        .expect("site config");
+        let e = t.effective("gw1-5068").expect("effective");
+        let src = |n: &str| {
+            e.sources
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, s)| s.as_str())
+        };
+        assert_eq!(
+            src("remove_plus_from_uri"),
+            Some("trunk:gw1-5068"),
+            "trunk beats site"
+        );
+        assert_eq!(src("media_bypass"), Some("site:redmond"));
+        assert_eq!(src("fast_failover_timeout_secs"), Some("global"));
+        assert_eq!(e.settings.media_bypass, Some(true));
+        assert_eq!(
+            e.sources.len(),
+            crate::model::SETTING_NAMES.len(),
+            "every setting has a value and a source"
+        );
+        assert!(e.settings.missing().is_empty());
+    }
+}
