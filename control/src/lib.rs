@@ -3,7 +3,10 @@
 //! and the `mediator.control.v1` gRPC API, plus the `mediatorctl` CLI. It drives dataplanes only
 //! over gRPC and must never touch BPF or the map ABI. (SIP is not built yet.)
 
+pub mod convert;
+pub mod document;
 pub mod model;
+pub mod registry;
 pub mod routing;
 pub mod store;
 pub mod topology;
