@@ -3,6 +3,7 @@
 //! and the `mediator.control.v1` gRPC API, plus the `mediatorctl` CLI. It drives dataplanes only
 //! over gRPC and must never touch BPF or the map ABI. (SIP is not built yet.)
 
+pub mod api;
 pub mod convert;
 pub mod document;
 pub mod model;

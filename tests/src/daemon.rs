@@ -21,20 +21,25 @@ pub fn binary() -> PathBuf {
     if let Ok(p) = std::env::var("MEDIATOR_DATAPLANE_BIN") {
         return p.into();
     }
+    built_binary("mediator-dataplane")
+}
+
+/// A binary of this workspace's build, found beside the running test or harness.
+pub fn built_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/mediator-bench or target/<profile>/deps/<test>: look beside, then one up.
-    let beside = exe.parent().map(|d| d.join("mediator-dataplane"));
-    let above = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .map(|d| d.join("mediator-dataplane"));
-    [beside, above].into_iter().flatten().find(|p| p.exists()).unwrap_or_else(|| {
-        panic!(
-            "mediator-dataplane is not built beside {}: build it with `cargo build --workspace --bins` \
-             (or set MEDIATOR_DATAPLANE_BIN)",
-            exe.display()
-        )
-    })
+    let beside = exe.parent().map(|d| d.join(name));
+    let above = exe.parent().and_then(|d| d.parent()).map(|d| d.join(name));
+    [beside, above]
+        .into_iter()
+        .flatten()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is not built beside {}: build it with `cargo build --workspace --bins`",
+                exe.display()
+            )
+        })
 }
 
 pub struct Daemon {

@@ -1,0 +1,193 @@
+//! The `mediator-control` daemon: opens (or creates) the topology store in its data directory and
+//! serves `mediator.control.v1` over gRPC, with the standard health service and server
+//! reflection. Starts with no arguments on an embedded default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use mediator_control::api::Api;
+use mediator_control::registry::Registry;
+use mediator_proto::control::v1::topology_service_server::TopologyServiceServer;
+use serde::Deserialize;
+
+/// Mediator's control plane: the Lync-style topology (pools, gateways, trunks, trunk
+/// configuration, PSTN usages, voice routes), served over gRPC (mediator.control.v1).
+///
+/// Settings come from --config (TOML), overridden by MEDIATOR_* environment variables, overridden
+/// by flags. The topology itself lives in the store and is managed with mediatorctl.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    after_help = "\
+Examples:
+  mediator-control                                   # data in /var/lib/mediator-control, gRPC on 127.0.0.1:7300
+  mediator-control --data-dir /srv/mediator --grpc-listen 127.0.0.1:7300
+  mediator-control --check-config --config /etc/mediator/control.toml"
+)]
+struct Args {
+    /// TOML settings file.
+    #[arg(long, env = "MEDIATOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the topology store lives.
+    #[arg(long, env = "MEDIATOR_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// gRPC listen address.
+    #[arg(long, env = "MEDIATOR_GRPC_LISTEN")]
+    grpc_listen: Option<SocketAddr>,
+    /// plain or json.
+    #[arg(long, env = "MEDIATOR_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Validate the settings, print them and exit (0 valid, 78 invalid).
+    #[arg(long)]
+    check_config: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    grpc_listen: Option<SocketAddr>,
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Debug)]
+struct Config {
+    data_dir: PathBuf,
+    grpc_listen: SocketAddr,
+    log_format: LogFormat,
+}
+
+fn settings(args: &Args) -> anyhow::Result<Config> {
+    let file: FileConfig = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let cfg = Config {
+        data_dir: args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("/var/lib/mediator-control")),
+        grpc_listen: args
+            .grpc_listen
+            .or(file.grpc_listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7300))),
+        log_format: args
+            .log_format
+            .or(file.log_format)
+            .unwrap_or(LogFormat::Plain),
+    };
+    if cfg.data_dir.as_os_str().is_empty() {
+        anyhow::bail!("data_dir: must not be empty");
+    }
+    if cfg.data_dir.exists() && !cfg.data_dir.is_dir() {
+        anyhow::bail!(
+            "data_dir: {} exists and is not a directory",
+            cfg.data_dir.display()
+        );
+    }
+    Ok(cfg)
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(64);
+        }
+    };
+    let cfg = match settings(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mediator-control: invalid settings: {e:#}");
+            return ExitCode::from(78);
+        }
+    };
+    if args.check_config {
+        println!("settings are valid:\n{cfg:#?}");
+        return ExitCode::SUCCESS;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MEDIATOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.log_format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    match run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("mediator-control: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cfg: Config) -> anyhow::Result<()> {
+    let registry = Arc::new(Registry::open(&cfg.data_dir)?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("mediator-control")
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<TopologyServiceServer<Api>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(mediator_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("building the reflection service")?;
+        let listener = tokio::net::TcpListener::bind(cfg.grpc_listen)
+            .await
+            .with_context(|| format!("grpc_listen: cannot listen on {}", cfg.grpc_listen))?;
+        tracing::info!(listen = %cfg.grpc_listen, data_dir = %cfg.data_dir.display(), "serving mediator.control.v1");
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(TopologyServiceServer::new(Api::new(registry)))
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
+                // SIGTERM or Ctrl-C; every acknowledged write is already durable.
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut term) => tokio::select! {
+                        _ = term.recv() => {}
+                        _ = tokio::signal::ctrl_c() => {}
+                    },
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
+            })
+            .await
+            .context("gRPC server")?;
+        Ok::<_, anyhow::Error>(())
+    })
+}
