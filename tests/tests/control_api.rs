@@ -1005,3 +1005,54 @@ async fn kill_9_during_writes_keeps_every_acknowledged_write() {
         "at most the one in flight beyond the acknowledged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_and_reflection_answer_as_grpcurl_needs() {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_request::MessageRequest,
+        server_reflection_response::MessageResponse,
+    };
+    let mut d = Control::start("refl").expect("daemon");
+    d.client().await.expect("up");
+    let channel = tonic::transport::Channel::from_shared(d.endpoint())
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let h = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "mediator.control.v1.TopologyService".into(),
+        })
+        .await
+        .expect("health")
+        .into_inner();
+    assert_eq!(
+        h.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    let mut refl = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = refl
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let resp = stream
+        .message()
+        .await
+        .expect("answer")
+        .expect("one message");
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("not a service list")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"mediator.control.v1.TopologyService".to_string()),
+        "{names:?}"
+    );
+}
