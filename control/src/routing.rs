@@ -194,6 +194,74 @@ impl Topology {
     }
 }
 
+/// Where a call from a gateway goes: the trunk it arrived on, that trunk's pool and the pool's
+/// next hop, with the numbers after the trunk's inbound translation rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inbound {
+    pub trunk: String,
+    pub pool: String,
+    pub next_hop: crate::model::HostPort,
+    pub called: String,
+    pub calling: String,
+    pub called_rule: Option<String>,
+    pub calling_rule: Option<String>,
+}
+
+impl Topology {
+    /// The trunk a call from `gateway` to the pool's listening port `pool_port` arrived on: the
+    /// integrity rules make it unique. `None` for a peer or port that is not configured (the call
+    /// is refused).
+    pub fn trunk_for(
+        &self,
+        gateway: &str,
+        pool: &str,
+        pool_port: u16,
+    ) -> Option<&crate::model::Trunk> {
+        self.trunks
+            .values()
+            .map(|t| &t.value)
+            .find(|t| t.gateway == gateway && t.pool == pool && t.pool_port == pool_port)
+    }
+
+    /// Inbound routing: a call from a gateway's trunk goes to the trunk's pool and on to the pool's
+    /// next hop, after the trunk's inbound translation rules.
+    pub fn inbound(
+        &self,
+        trunk: &str,
+        called: &str,
+        calling: &str,
+    ) -> Result<Inbound, TopologyError> {
+        let t = &self.get::<crate::model::Trunk>(trunk)?.value;
+        let pool = &self.get::<crate::model::Pool>(&t.pool)?.value;
+        let eff = self.effective(trunk)?.settings;
+        let (called, called_rule) = translate(
+            eff.inbound_called_number_rules
+                .as_deref()
+                .unwrap_or_default(),
+            called,
+        )?;
+        let (calling, calling_rule) = if calling.is_empty() {
+            (String::new(), None)
+        } else {
+            translate(
+                eff.inbound_calling_number_rules
+                    .as_deref()
+                    .unwrap_or_default(),
+                calling,
+            )?
+        };
+        Ok(Inbound {
+            trunk: trunk.into(),
+            pool: pool.name.clone(),
+            next_hop: pool.next_hop.clone(),
+            called,
+            calling,
+            called_rule,
+            calling_rule,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,6 +417,51 @@ mod tests {
             .test_route("+12065550100", &[], "+14255550111")
             .expect("test");
         assert_eq!(a[0].calling, "+14255550000");
+    }
+
+    #[test]
+    fn inbound_calls_go_to_the_trunks_pool_after_inbound_rules() {
+        let mut t = routed();
+        let mut ch = Changes::default();
+        t.update::<TrunkConfig>("trunk:gw1-5068", 0, 2, &mut ch, |c| {
+            c.settings.inbound_called_number_rules =
+                Some(vec![rule("e164", r"^(\d{10})$", "+1$1")]);
+            Ok(())
+        })
+        .expect("config");
+        let tr = t
+            .trunk_for("gw1.contoso.com", "pool1.contoso.com", 5068)
+            .expect("trunk by pool port");
+        assert_eq!(tr.name, "gw1-5068");
+        assert!(
+            t.trunk_for("gw1.contoso.com", "pool1.contoso.com", 5999)
+                .is_none(),
+            "unknown port: refused"
+        );
+        assert!(
+            t.trunk_for("gw9.contoso.com", "pool1.contoso.com", 5068)
+                .is_none(),
+            "unknown peer: refused"
+        );
+        let i = t
+            .inbound("gw1-5068", "4255550100", "2065550111")
+            .expect("inbound");
+        assert_eq!(
+            (i.pool.as_str(), i.next_hop.host.as_str(), i.next_hop.port),
+            ("pool1.contoso.com", "fe.contoso.com", 5061)
+        );
+        assert_eq!(
+            (i.called.as_str(), i.called_rule.as_deref()),
+            ("+14255550100", Some("e164"))
+        );
+        assert_eq!(i.calling, "2065550111", "no calling rule: unchanged");
+        let root = t
+            .inbound("gw1.contoso.com", "4255550100", "")
+            .expect("root trunk");
+        assert_eq!(
+            root.called, "4255550100",
+            "the root trunk has no inbound rules"
+        );
     }
 
     #[test]
