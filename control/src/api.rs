@@ -667,6 +667,7 @@ impl TopologyService for Api {
                     action: c.action.into(),
                     kind: c.kind.name().into(),
                     name: c.name.clone(),
+                    fields: c.fields.clone(),
                 })
                 .collect(),
             applied: !r.dry_run,

@@ -56,6 +56,23 @@ pub struct Change {
     pub action: &'static str,
     pub kind: Kind,
     pub name: String,
+    /// For an update: each changed field as "field: old -> new".
+    pub fields: Vec<String>,
+}
+
+/// The top-level fields that differ between two values of a resource.
+fn changed_fields<R: Resource>(old: &R, new: &R) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(old), serde_json::to_value(new))
+    else {
+        return Vec::new();
+    };
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let show = |v: Option<&serde_json::Value>| v.map_or("(unset)".to_string(), |v| v.to_string());
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| format!("{k}: {} -> {}", show(a.get(k)), show(b.get(k))))
+        .collect()
 }
 
 const HEADER: &str = "# Mediator topology document (mediatorctl topology export / import).\n\
@@ -288,11 +305,13 @@ fn diff(current: &Topology, next: &Topology) -> Vec<Change> {
                     action: "create",
                     kind: R::KIND,
                     name: name.clone(),
+                    fields: Vec::new(),
                 }),
                 Some(old) if old.value != item.value => out.push(Change {
                     action: "update",
                     kind: R::KIND,
                     name: name.clone(),
+                    fields: changed_fields(&old.value, &item.value),
                 }),
                 _ => {}
             }
@@ -302,6 +321,7 @@ fn diff(current: &Topology, next: &Topology) -> Vec<Change> {
                 action: "delete",
                 kind: R::KIND,
                 name: name.clone(),
+                fields: Vec::new(),
             });
         }
     }
@@ -472,10 +492,13 @@ pstn_usages = ["Local"]
             7,
             "{changes:?}"
         );
-        assert_eq!(
-            changes.iter().filter(|c| c.action == "update").count(),
-            1,
-            "the global configuration"
+        let updates: Vec<&Change> = changes.iter().filter(|c| c.action == "update").collect();
+        assert_eq!(updates.len(), 1, "the global configuration");
+        assert_eq!(updates[0].fields.len(), 1, "{:?}", updates[0].fields);
+        assert!(
+            updates[0].fields[0].starts_with("settings: "),
+            "the diff names the field: {:?}",
+            updates[0].fields
         );
         let exported = r.export().expect("export");
         let (r2, dir2) = registry("rt2");

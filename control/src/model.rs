@@ -556,6 +556,12 @@ impl Pool {
     pub fn validate(&self) -> Result<(), FieldError> {
         check_fqdn("name", &self.name)?;
         check_label("site", &self.site)?;
+        if self.dataplanes.is_empty() {
+            return Err(field_error(
+                "dataplanes",
+                "a pool needs at least one dataplane (host:port of a mediator-dataplane)",
+            ));
+        }
         for (i, d) in self.dataplanes.iter().enumerate() {
             check_dataplane(&format!("dataplanes[{i}]"), d)?;
         }

@@ -184,6 +184,8 @@ async fn exit_codes_and_error_messages() {
         "pool1.contoso.com",
         "--site",
         "redmond",
+        "--dataplane",
+        "198.18.1.1:7400",
         "--pool-side-listen",
         "198.18.1.1:5060",
         "--gateway-side-address",

@@ -919,6 +919,26 @@ async fn documents_moves_and_persistence() {
         doc
     );
 
+    // The dry run is a diff: an edited document names the changed field, old and new.
+    let edited = doc.replace("gateway_port = 5068", "gateway_port = 5069");
+    let dry = c2
+        .import_topology(pb::ImportTopologyRequest {
+            toml: edited,
+            dry_run: true,
+        })
+        .await
+        .expect("dry run")
+        .into_inner();
+    let update = dry
+        .changes
+        .iter()
+        .find(|x| x.action == "update")
+        .expect("an update");
+    assert_eq!(
+        (update.kind.as_str(), update.name.as_str()),
+        ("trunk", "gw1-5068")
+    );
+    assert_eq!(update.fields, ["gateway_port: 5068 -> 5069"]);
     // A bad document changes nothing and names every error with its place.
     let bad = doc.replace("pool_port = 5068", "pool_port = 5068\n\n[[trunk]]\nname = \"t2\"\ngateway = \"gw7.contoso.com\"\ngateway_port = 1\ntransport = \"tcp\"\npool = \"pool1.contoso.com\"\npool_port = 0\n");
     let e = c2

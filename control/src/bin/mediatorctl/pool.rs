@@ -33,8 +33,7 @@ const SET_EXAMPLES: &str = "\
 Examples:
   mediatorctl pool set pool1.contoso.com --next-hop fe2.contoso.com:5061
   mediatorctl pool set pool1.contoso.com --next-hop-transport tcp --revision 4
-  mediatorctl pool set pool1.contoso.com --dataplane 198.18.1.20:7400 --dataplane 198.18.1.22:7400
-  mediatorctl pool set pool1.contoso.com --clear-dataplanes";
+  mediatorctl pool set pool1.contoso.com --dataplane 198.18.1.20:7400 --dataplane 198.18.1.22:7400";
 
 const SHOW_EXAMPLES: &str = "\
 Examples:
@@ -128,9 +127,6 @@ pub struct PoolSet {
     /// Dataplane gRPC address; the ones given replace the whole list (repeat for several).
     #[arg(long = "dataplane", value_name = "HOST:PORT", value_parser = parse::dataplane)]
     pub dataplanes: Vec<String>,
-    /// Remove every dataplane from the pool.
-    #[arg(long, conflicts_with = "dataplanes")]
-    pub clear_dataplanes: bool,
     #[command(flatten)]
     pub revision: RevisionArg,
 }
@@ -149,15 +145,13 @@ impl PoolSet {
             || self.gateway_side_address.is_some()
             || self.next_hop.is_some()
             || self.next_hop_transport.is_some()
-            || !self.dataplanes.is_empty()
-            || self.clear_dataplanes;
+            || !self.dataplanes.is_empty();
         if given {
             return Ok(());
         }
         Err(usage_error(format!(
             "nothing to change for pool {}: give at least one of --site, --pool-side-listen, \
-             --gateway-side-address, --next-hop, --next-hop-transport, --dataplane, \
-             --clear-dataplanes",
+             --gateway-side-address, --next-hop, --next-hop-transport, --dataplane",
             self.name
         )))
     }
@@ -198,7 +192,7 @@ pub fn update_request(
         pool.site = site.clone();
         paths.push("site");
     }
-    if !a.dataplanes.is_empty() || a.clear_dataplanes {
+    if !a.dataplanes.is_empty() {
         pool.dataplanes = a.dataplanes.clone();
         paths.push("dataplanes");
     }
@@ -386,22 +380,6 @@ mod tests {
         let p = r.pool.unwrap_or_default();
         assert_eq!(p.site, "dublin");
         assert_eq!(p.name, "pool1.contoso.com");
-    }
-
-    #[test]
-    fn clearing_dataplanes_masks_an_empty_list() {
-        let r = update_request(&set(&["--clear-dataplanes"]), None).expect("request");
-        assert_eq!(paths(&r), ["dataplanes"]);
-        assert!(r.pool.unwrap_or_default().dataplanes.is_empty());
-        let a = T::try_parse_from([
-            "t",
-            "set",
-            "p.contoso.com",
-            "--clear-dataplanes",
-            "--dataplane",
-            "198.18.1.20:7400",
-        ]);
-        assert!(a.is_err());
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub fn import_report(r: &pb::ImportTopologyResponse, dry_run: bool) -> String {
     let mut text = String::new();
     for c in &r.changes {
         text.push_str(&format!("{} {} {}\n", c.action, c.kind, c.name));
+        for f in &c.fields {
+            text.push_str(&format!("    {f}\n"));
+        }
     }
     let n = r.changes.len();
     let changes = if n == 1 {
@@ -137,7 +140,7 @@ pub async fn run(ctx: &mut Ctx, cmd: TopologyCmd) -> Result<(), Failure> {
                     let changes: Vec<_> = r
                         .changes
                         .iter()
-                        .map(|c| json!({ "action": c.action, "kind": c.kind, "name": c.name }))
+                        .map(|c| json!({ "action": c.action, "kind": c.kind, "name": c.name, "fields": c.fields }))
                         .collect();
                     print_json(&json!({
                         "applied": r.applied,
@@ -160,6 +163,7 @@ mod tests {
             action: action.into(),
             kind: kind.into(),
             name: name.into(),
+            fields: Vec::new(),
         }
     }
 
