@@ -9,5 +9,6 @@ pub mod document;
 pub mod model;
 pub mod registry;
 pub mod routing;
+pub mod sdp;
 pub mod store;
 pub mod topology;

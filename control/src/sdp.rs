@@ -1,0 +1,445 @@
+//! SDP (RFC 4566) as a media-anchoring B2BUA needs it: read where each stream's peer receives
+//! RTP and RTCP and whether the call is on hold, and rewrite the connection addresses and ports of
+//! the streams the relay anchors. Every line it does not own passes through byte for byte. No
+//! I/O: text in, text out.
+//!
+//! Anchored: `audio` and `video` m-lines with an RTP profile and a non-zero port. Rejected streams
+//! (port 0) and other media (T.38 `image`, `application` …) keep their addresses and ports.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// Limits on what a peer can make us parse.
+pub const MAX_SDP_BYTES: usize = 16 * 1024;
+pub const MAX_LINES: usize = 512;
+pub const MAX_MEDIA: usize = 16;
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("SDP line {line}: {reason}")]
+pub struct SdpError {
+    /// 1-based; 0 for the body as a whole.
+    pub line: usize,
+    pub reason: String,
+}
+
+fn err(line: usize, reason: impl Into<String>) -> SdpError {
+    SdpError {
+        line,
+        reason: reason.into(),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    fn parse(attr: &str) -> Option<Direction> {
+        match attr {
+            "sendrecv" => Some(Direction::SendRecv),
+            "sendonly" => Some(Direction::SendOnly),
+            "recvonly" => Some(Direction::RecvOnly),
+            "inactive" => Some(Direction::Inactive),
+            _ => None,
+        }
+    }
+}
+
+/// One m-line and what belongs to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Media {
+    pub kind: String,
+    pub port: u16,
+    pub proto: String,
+    /// Its own c= address (index of the line, address).
+    conn: Option<(usize, IpAddr)>,
+    /// a=rtcp (index of the line, port, address if given).
+    rtcp: Option<(usize, u16, Option<IpAddr>)>,
+    pub rtcp_mux: bool,
+    direction: Option<Direction>,
+    /// Index of the m-line and one past its last line.
+    start: usize,
+    end: usize,
+}
+
+impl Media {
+    /// Whether the relay anchors this stream.
+    pub fn anchored(&self) -> bool {
+        self.port != 0
+            && matches!(self.kind.as_str(), "audio" | "video")
+            && self.proto.starts_with("RTP/")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sdp {
+    lines: Vec<String>,
+    origin: usize,
+    session_conn: Option<(usize, IpAddr)>,
+    session_direction: Option<Direction>,
+    pub media: Vec<Media>,
+}
+
+/// Where a stream's peer receives media, for the dataplane session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stream {
+    /// Index of the m-line.
+    pub index: usize,
+    /// None when the peer gave no usable address (0.0.0.0 hold).
+    pub rtp: Option<SocketAddr>,
+    pub rtcp: Option<SocketAddr>,
+    pub rtcp_mux: bool,
+    pub direction: Direction,
+}
+
+/// What the relay puts in place of a stream's address and ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Anchor {
+    pub addr: IpAddr,
+    pub rtp_port: u16,
+    pub rtcp_port: u16,
+}
+
+fn parse_conn(value: &str, n: usize) -> Result<IpAddr, SdpError> {
+    let mut parts = value.split_whitespace();
+    let (net, family, addr) = (parts.next(), parts.next(), parts.next());
+    if net != Some("IN") {
+        return Err(err(
+            n,
+            format!("c=: network type must be IN, got '{value}'"),
+        ));
+    }
+    let addr = addr.ok_or_else(|| err(n, "c=: no address"))?;
+    if addr.contains('/') {
+        return Err(err(n, "c=: multicast addresses are not supported"));
+    }
+    let ip: IpAddr = addr.parse().map_err(|_| {
+        err(
+            n,
+            format!("c=: '{addr}' is not an IP address (FQDNs are not supported)"),
+        )
+    })?;
+    match (family, ip) {
+        (Some("IP4"), IpAddr::V4(_)) | (Some("IP6"), IpAddr::V6(_)) => Ok(ip),
+        _ => Err(err(n, format!("c=: address type does not match '{addr}'"))),
+    }
+}
+
+fn family(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() { "IP4" } else { "IP6" }
+}
+
+impl Sdp {
+    pub fn parse(text: &str) -> Result<Sdp, SdpError> {
+        if text.len() > MAX_SDP_BYTES {
+            return Err(err(0, format!("larger than {MAX_SDP_BYTES} bytes")));
+        }
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| l.trim_end_matches('\r').to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        if lines.len() > MAX_LINES {
+            return Err(err(0, format!("more than {MAX_LINES} lines")));
+        }
+        if lines.first().map(String::as_str) != Some("v=0") {
+            return Err(err(1, "must start with v=0"));
+        }
+        let mut sdp = Sdp {
+            lines: Vec::new(),
+            origin: usize::MAX,
+            session_conn: None,
+            session_direction: None,
+            media: Vec::new(),
+        };
+        for (i, line) in lines.iter().enumerate() {
+            let n = i + 1;
+            let bytes = line.as_bytes();
+            if bytes.len() < 2 || bytes[1] != b'=' || !bytes[0].is_ascii_lowercase() {
+                return Err(err(
+                    n,
+                    format!(
+                        "'{}' is not type=value",
+                        line.chars().take(40).collect::<String>()
+                    ),
+                ));
+            }
+            let value = &line[2..];
+            let media = sdp.media.last_mut();
+            match (bytes[0], media) {
+                (b'o', None) => {
+                    if value.split_whitespace().count() != 6 {
+                        return Err(err(n, "o=: needs 6 fields"));
+                    }
+                    sdp.origin = i;
+                }
+                (b'c', None) => sdp.session_conn = Some((i, parse_conn(value, n)?)),
+                (b'c', Some(m)) => m.conn = Some((i, parse_conn(value, n)?)),
+                (b'm', _) => {
+                    if sdp.media.len() >= MAX_MEDIA {
+                        return Err(err(n, format!("more than {MAX_MEDIA} m-lines")));
+                    }
+                    let mut parts = value.split_whitespace();
+                    let kind = parts.next().ok_or_else(|| err(n, "m=: empty"))?;
+                    let port = parts.next().ok_or_else(|| err(n, "m=: no port"))?;
+                    let proto = parts.next().ok_or_else(|| err(n, "m=: no protocol"))?;
+                    if parts.next().is_none() {
+                        return Err(err(n, "m=: no formats"));
+                    }
+                    let (port, count) = port
+                        .split_once('/')
+                        .map_or((port, None), |(p, c)| (p, Some(c)));
+                    if count.is_some() {
+                        return Err(err(n, "m=: port counts are not supported"));
+                    }
+                    let port: u16 = port
+                        .parse()
+                        .map_err(|_| err(n, format!("m=: '{port}' is not a port")))?;
+                    if let Some(m) = sdp.media.last_mut() {
+                        m.end = i;
+                    }
+                    sdp.media.push(Media {
+                        kind: kind.into(),
+                        port,
+                        proto: proto.into(),
+                        conn: None,
+                        rtcp: None,
+                        rtcp_mux: false,
+                        direction: None,
+                        start: i,
+                        end: lines.len(),
+                    });
+                }
+                (b'a', media) => {
+                    let (name, arg) = value.split_once(':').unwrap_or((value, ""));
+                    match (name, media) {
+                        ("rtcp", Some(m)) => {
+                            let mut parts = arg.split_whitespace();
+                            let port: u16 = parts
+                                .next()
+                                .and_then(|p| p.parse().ok())
+                                .filter(|&p| p != 0)
+                                .ok_or_else(|| err(n, format!("a=rtcp: '{arg}' has no port")))?;
+                            let addr = match parts.next() {
+                                None => None,
+                                Some(_) => {
+                                    Some(parse_conn(arg.split_once(' ').map_or("", |x| x.1), n)?)
+                                }
+                            };
+                            m.rtcp = Some((i, port, addr));
+                        }
+                        ("rtcp-mux", Some(m)) => m.rtcp_mux = true,
+                        (d, Some(m)) if Direction::parse(d).is_some() => {
+                            m.direction = Direction::parse(d)
+                        }
+                        (d, None) if Direction::parse(d).is_some() => {
+                            sdp.session_direction = Direction::parse(d)
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        if sdp.origin == usize::MAX {
+            return Err(err(0, "no o= line"));
+        }
+        for m in &sdp.media {
+            let line = m.start + 1;
+            if m.anchored() && m.conn.is_none() && sdp.session_conn.is_none() {
+                return Err(err(
+                    line,
+                    "no c= for this stream, at media or session level",
+                ));
+            }
+        }
+        sdp.lines = lines;
+        Ok(sdp)
+    }
+
+    fn conn_of(&self, m: &Media) -> Option<IpAddr> {
+        m.conn.or(self.session_conn).map(|(_, ip)| ip)
+    }
+
+    /// Where the peer receives each anchored stream.
+    pub fn streams(&self) -> Vec<Stream> {
+        self.media
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.anchored())
+            .map(|(index, m)| {
+                let ip = self.conn_of(m).filter(|ip| !ip.is_unspecified());
+                let rtp = ip.map(|ip| SocketAddr::new(ip, m.port));
+                let rtcp = match m.rtcp {
+                    Some((_, port, addr)) => addr
+                        .or(ip)
+                        .filter(|a| !a.is_unspecified())
+                        .map(|a| SocketAddr::new(a, port)),
+                    None if m.rtcp_mux => rtp,
+                    None => ip.map(|ip| SocketAddr::new(ip, m.port.wrapping_add(1))),
+                };
+                Stream {
+                    index,
+                    rtp,
+                    rtcp,
+                    rtcp_mux: m.rtcp_mux,
+                    direction: m
+                        .direction
+                        .or(self.session_direction)
+                        .unwrap_or(Direction::SendRecv),
+                }
+            })
+            .collect()
+    }
+
+    /// On hold: every anchored stream is sendonly, recvonly or inactive, or has the old
+    /// (RFC 2543) 0.0.0.0 address.
+    pub fn on_hold(&self) -> bool {
+        let streams = self.streams();
+        !streams.is_empty()
+            && streams
+                .iter()
+                .all(|s| s.rtp.is_none() || s.direction != Direction::SendRecv)
+    }
+
+    /// The SDP with each anchored stream pointing at its anchor (`anchors[i]` for m-line i;
+    /// `None` leaves a stream as it is). A stream on the old 0.0.0.0 hold keeps 0.0.0.0 so the far
+    /// side keeps not sending. Lines end with CRLF.
+    pub fn rewrite(&self, anchors: &[Option<Anchor>]) -> Result<String, SdpError> {
+        let mut lines = self.lines.clone();
+        let mut inserts: Vec<(usize, String)> = Vec::new();
+        let relay: Vec<(usize, &Media, Anchor)> = self
+            .media
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.anchored())
+            .filter_map(|(i, m)| anchors.get(i).copied().flatten().map(|a| (i, m, a)))
+            .collect();
+        let Some(first) = relay.first().map(|r| r.2) else {
+            return Ok(join(&lines));
+        };
+        // Session-level c= moves to the relay; streams that are not anchored but relied on it
+        // keep the original address in a c= of their own.
+        if let Some((idx, orig)) = self.session_conn {
+            lines[idx] = format!("c=IN {} {}", family(first.addr), first.addr);
+            for (i, m) in self.media.iter().enumerate() {
+                let anchored = relay.iter().any(|r| r.0 == i);
+                let on_hold_zero = anchored && m.conn.is_none() && orig.is_unspecified();
+                if (!anchored || on_hold_zero) && m.conn.is_none() && m.port != 0 {
+                    inserts.push((m.start + 1, format!("c=IN {} {}", family(orig), orig)));
+                }
+            }
+        }
+        for (_, m, a) in &relay {
+            let conn = self.conn_of(m);
+            let zero_hold = conn.is_some_and(|ip| ip.is_unspecified());
+            let mut fields: Vec<&str> = lines[m.start][2..].split(' ').collect();
+            let port = a.rtp_port.to_string();
+            fields[1] = &port;
+            lines[m.start] = format!("m={}", fields.join(" "));
+            // A 0.0.0.0 c= (old-style hold) stays: the far side must keep not sending.
+            if let Some((idx, ip)) = m.conn
+                && !ip.is_unspecified()
+            {
+                lines[idx] = format!("c=IN {} {}", family(a.addr), a.addr);
+            }
+            if let Some((idx, _, addr)) = m.rtcp {
+                lines[idx] = match addr {
+                    Some(_) if !zero_hold => {
+                        format!("a=rtcp:{} IN {} {}", a.rtcp_port, family(a.addr), a.addr)
+                    }
+                    Some(orig) => format!("a=rtcp:{} IN {} {}", a.rtcp_port, family(orig), orig),
+                    None => format!("a=rtcp:{}", a.rtcp_port),
+                };
+            }
+        }
+        // o= names the relay, not the peer behind it.
+        let mut o: Vec<String> = lines[self.origin][2..]
+            .split(' ')
+            .map(str::to_string)
+            .collect();
+        if o.len() == 6 {
+            o[4] = family(first.addr).into();
+            o[5] = first.addr.to_string();
+            lines[self.origin] = format!("o={}", o.join(" "));
+        }
+        inserts.sort_by(|a, b| b.0.cmp(&a.0));
+        for (at, line) in inserts {
+            lines.insert(at, line);
+        }
+        Ok(join(&lines))
+    }
+}
+
+fn join(lines: &[String]) -> String {
+    let mut out = lines.join("\r\n");
+    out.push_str("\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASIC: &str = "v=0\r\no=- 1 1 IN IP4 198.18.1.2\r\ns=-\r\nc=IN IP4 198.18.1.2\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\n";
+
+    #[test]
+    fn reads_streams_and_hold() {
+        let s = Sdp::parse(BASIC).expect("parse");
+        let st = s.streams();
+        assert_eq!(st.len(), 1);
+        assert_eq!(st[0].rtp, Some("198.18.1.2:4000".parse().expect("a")));
+        assert_eq!(st[0].rtcp, Some("198.18.1.2:4001".parse().expect("a")));
+        assert!(!s.on_hold());
+        let held =
+            Sdp::parse(&BASIC.replace("a=ptime:20", "a=ptime:20\r\na=sendonly")).expect("parse");
+        assert!(held.on_hold());
+        let old =
+            Sdp::parse(&BASIC.replace("c=IN IP4 198.18.1.2", "c=IN IP4 0.0.0.0")).expect("parse");
+        assert!(old.on_hold());
+        assert_eq!(old.streams()[0].rtp, None);
+    }
+
+    #[test]
+    fn bad_sdp_names_the_line() {
+        for (text, line) in [
+            ("v=1\r\n", 1),
+            ("v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nX=1\r\n", 3),
+            (
+                "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nc=IN IP4 example.com\r\n",
+                3,
+            ),
+            (
+                "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nm=audio 70000 RTP/AVP 0\r\n",
+                3,
+            ),
+            (
+                "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 0\r\n",
+                3,
+            ),
+            (
+                "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 0\r\na=rtcp:x\r\n",
+                5,
+            ),
+        ] {
+            assert_eq!(Sdp::parse(text).map_err(|e| e.line), Err(line), "{text:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever a peer sends: no panic, and a rewrite of what parsed parses again.
+        #[test]
+        fn any_input_is_safe(body in "(v=0\r\n)?([a-z]=[ -~]{0,30}\r\n){0,20}") {
+            if let Ok(s) = Sdp::parse(&body) {
+                let anchors: Vec<Option<Anchor>> = s.media.iter().map(|_| Some(Anchor {
+                    addr: "198.18.2.1".parse().expect("ip"), rtp_port: 40000, rtcp_port: 40001,
+                })).collect();
+                let out = s.rewrite(&anchors).expect("rewrite");
+                proptest::prop_assert!(Sdp::parse(&out).is_ok(), "{}", out);
+            }
+        }
+    }
+}
