@@ -366,7 +366,7 @@ impl Sdp {
             o[5] = first.addr.to_string();
             lines[self.origin] = format!("o={}", o.join(" "));
         }
-        inserts.sort_by(|a, b| b.0.cmp(&a.0));
+        inserts.sort_by_key(|i| std::cmp::Reverse(i.0));
         for (at, line) in inserts {
             lines.insert(at, line);
         }
