@@ -10,5 +10,6 @@ pub mod model;
 pub mod registry;
 pub mod routing;
 pub mod sdp;
+pub mod sip;
 pub mod store;
 pub mod topology;
