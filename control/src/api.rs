@@ -438,7 +438,7 @@ impl TopologyService for Api {
         let incoming = c
             .settings
             .as_ref()
-            .map(settings_from_pb)
+            .map(settings_from_pb_unchecked)
             .transpose()
             .map_err(invalid)?
             .unwrap_or_default();

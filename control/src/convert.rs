@@ -229,6 +229,14 @@ fn rules_to_pb(r: &Option<Vec<TranslationRule>>) -> Option<pb::RuleList> {
 }
 
 pub fn settings_from_pb(s: &pb::TrunkSettings) -> Result<Settings, FieldError> {
+    let settings = settings_from_pb_unchecked(s)?;
+    settings.validate("settings.")?;
+    Ok(settings)
+}
+
+/// The conversion alone: an update validates the merged result, so fields outside its mask
+/// are ignored, as a field mask promises, rather than refused.
+pub fn settings_from_pb_unchecked(s: &pb::TrunkSettings) -> Result<Settings, FieldError> {
     let codes = match &s.response_code_rules {
         None => None,
         Some(l) => Some(
@@ -281,7 +289,6 @@ pub fn settings_from_pb(s: &pb::TrunkSettings) -> Result<Settings, FieldError> {
         ),
         response_code_rules: codes,
     };
-    settings.validate("settings.")?;
     Ok(settings)
 }
 

@@ -173,7 +173,12 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(TopologyServiceServer::new(Api::new(registry)))
+            // Topology documents may be large: up to the 16 MiB the importer accepts.
+            .add_service(
+                TopologyServiceServer::new(Api::new(registry))
+                    .max_decoding_message_size(17 << 20)
+                    .max_encoding_message_size(64 << 20),
+            )
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
                 // SIGTERM or Ctrl-C; every acknowledged write is already durable.
                 match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -347,12 +347,17 @@ impl Settings {
                     ));
                 }
                 check_regex(&format!("{at}.pattern"), &r.pattern)?;
-                if r.translation.is_empty() || r.translation.len() > 256 {
+                if r.translation.is_empty() {
                     return Err(field_error(
                         format!("{at}.translation"),
-                        "must be 1-256 characters",
+                        "must not be empty",
                     ));
                 }
+                check_text(&format!("{at}.translation"), &r.translation, 256)?;
+                let groups = compile_pattern(&r.pattern)
+                    .map(|re| re.captures_len())
+                    .unwrap_or(1);
+                normalize_translation(&format!("{at}.translation"), &r.translation, groups)?;
             }
         }
         if let Some(rules) = &self.response_code_rules {
@@ -501,36 +506,105 @@ pub fn check_port(field: &str, p: u16) -> Result<(), FieldError> {
     }
 }
 
+/// Compiles a number pattern so that it must match the whole number (as Lync's anchored
+/// patterns mean), with a bounded program size.
+pub fn compile_pattern(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(1 << 20)
+        .build()
+}
+
 pub fn check_regex(field: &str, pattern: &str) -> Result<(), FieldError> {
     if pattern.is_empty() || pattern.len() > 1024 {
         return Err(field_error(field, "must be 1-1024 characters"));
     }
-    regex::RegexBuilder::new(pattern)
-        .size_limit(1 << 20)
-        .build()
-        .map(|_| ())
-        .map_err(|e| {
-            field_error(
+    compile_pattern(pattern).map(|_| ()).map_err(|e| {
+        field_error(
+            field,
+            format!(
+                "not a valid regular expression: {}",
+                one_line(&e.to_string())
+            ),
+        )
+    })
+}
+
+/// A translation: `$1`, `$2` … name the pattern's groups (all of which must exist); anything
+/// else is literal. Returns it in the regex crate's unambiguous `${n}` form.
+pub fn normalize_translation(
+    field: &str,
+    translation: &str,
+    groups: usize,
+) -> Result<String, FieldError> {
+    let mut out = String::with_capacity(translation.len() + 8);
+    let mut chars = translation.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '$' {
+            out.push(c);
+            continue;
+        }
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+            digits.push(d);
+            chars.next();
+        }
+        if digits.is_empty() {
+            return Err(field_error(
                 field,
-                format!(
-                    "not a valid regular expression: {}",
-                    one_line(&e.to_string())
-                ),
-            )
-        })
+                "'$' must be followed by a group number ($1, $2 …)",
+            ));
+        }
+        let n: usize = digits
+            .parse()
+            .map_err(|_| field_error(field, "group number too large"))?;
+        if n == 0 || n >= groups {
+            return Err(field_error(
+                field,
+                format!("${n} names a group the pattern does not have"),
+            ));
+        }
+        out.push_str(&format!("${{{n}}}"));
+    }
+    Ok(out)
+}
+
+fn check_text(field: &str, s: &str, max: usize) -> Result<(), FieldError> {
+    if s.len() > max || s.chars().any(char::is_control) {
+        return Err(field_error(
+            field,
+            format!("at most {max} characters, no control characters"),
+        ));
+    }
+    Ok(())
 }
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// A dataplane address: host:port.
+/// A dataplane address: host:port, an IPv6 host in brackets.
 pub fn check_dataplane(field: &str, s: &str) -> Result<(), FieldError> {
-    let (host, port) = s
-        .rsplit_once(':')
-        .ok_or_else(|| field_error(field, format!("'{s}' is not host:port")))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    check_host(field, host)?;
+    let bad = || {
+        field_error(
+            field,
+            format!("'{s}' is not host:port (IPv6 as [addr]:port)"),
+        )
+    };
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, p) = rest.split_once("]:").ok_or_else(bad)?;
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(bad());
+        }
+        (h, p)
+    } else {
+        let (h, p) = s.rsplit_once(':').ok_or_else(bad)?;
+        if h.contains(':') {
+            return Err(bad());
+        }
+        check_host(field, h)?;
+        (h, p)
+    };
+    let _ = host;
     match port.parse::<u16>() {
         Ok(p) if p > 0 => Ok(()),
         _ => Err(field_error(
@@ -564,6 +638,12 @@ impl Pool {
         }
         for (i, d) in self.dataplanes.iter().enumerate() {
             check_dataplane(&format!("dataplanes[{i}]"), d)?;
+            if self.dataplanes[..i].contains(d) {
+                return Err(field_error(
+                    format!("dataplanes[{i}]"),
+                    format!("'{d}' appears twice"),
+                ));
+            }
         }
         if self.pool_side_listen.port() == 0 {
             return Err(field_error("pool_side_listen", "needs a port"));
@@ -576,6 +656,19 @@ impl Pool {
 impl Gateway {
     pub fn validate(&self) -> Result<(), FieldError> {
         check_host("name", &self.name)?;
+        // One spelling per peer: 2001:DB8::1 and 2001:db8:0::1 must not be two gateways.
+        if let Ok(ip) = self.name.parse::<IpAddr>() {
+            let canonical = match ip {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+                v4 => v4,
+            };
+            if canonical.to_string() != self.name {
+                return Err(field_error(
+                    "name",
+                    format!("write the address as {canonical}"),
+                ));
+            }
+        }
         check_label("site", &self.site)
     }
 }
@@ -593,10 +686,7 @@ impl Trunk {
 impl PstnUsage {
     pub fn validate(&self) -> Result<(), FieldError> {
         check_name("name", &self.name)?;
-        if self.description.len() > 512 {
-            return Err(field_error("description", "at most 512 characters"));
-        }
-        Ok(())
+        check_text("description", &self.description, 512)
     }
 }
 
@@ -632,10 +722,7 @@ impl VoiceRoute {
                 "only meaningful with suppress_caller_id",
             ));
         }
-        if self.description.len() > 512 {
-            return Err(field_error("description", "at most 512 characters"));
-        }
-        Ok(())
+        check_text("description", &self.description, 512)
     }
 }
 
@@ -664,6 +751,25 @@ mod tests {
         assert!(check_name("n", "a/b").is_err());
         assert!(check_dataplane("d", "198.18.1.1:7400").is_ok());
         assert!(check_dataplane("d", "[2001:2::1]:7400").is_ok());
+        assert!(
+            check_dataplane("d", "::1:7400").is_err(),
+            "ambiguous without brackets"
+        );
+        assert!(check_dataplane("d", "[relay.contoso.com]:7400").is_err());
+        for (name, ok) in [
+            ("gw1.contoso.com", true),
+            ("198.18.2.2", true),
+            ("2001:db8::1", true),
+            ("2001:DB8:0::1", false),
+            ("::ffff:198.18.2.2", false),
+        ] {
+            let g = Gateway {
+                name: name.into(),
+                kind: GatewayKind::Sbc,
+                site: "s".into(),
+            };
+            assert_eq!(g.validate().is_ok(), ok, "{name}");
+        }
         assert!(check_dataplane("d", "relay1.contoso.com:0").is_err());
         assert!(check_number("c", "+14255550100").is_ok());
         assert!(check_number("c", "+1-425").is_err());

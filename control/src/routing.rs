@@ -50,19 +50,24 @@ impl Topology {
     }
 }
 
-/// Applies the first rule whose pattern matches `number`; returns the result and the rule's name.
+/// Applies the first rule whose pattern matches the whole `number`; returns the result and the
+/// rule's name.
 pub fn translate(
     rules: &[TranslationRule],
     number: &str,
 ) -> Result<(String, Option<String>), FieldError> {
     for (i, r) in rules.iter().enumerate() {
-        let re = regex::Regex::new(&r.pattern)
+        let re = crate::model::compile_pattern(&r.pattern)
             .map_err(|e| field_error(format!("rules[{i}].pattern"), e.to_string()))?;
-        if re.is_match(number) {
-            return Ok((
-                re.replace(number, r.translation.as_str()).into_owned(),
-                Some(r.name.clone()),
-            ));
+        if let Some(caps) = re.captures(number) {
+            let template = crate::model::normalize_translation(
+                &format!("rules[{i}].translation"),
+                &r.translation,
+                re.captures_len(),
+            )?;
+            let mut out = String::new();
+            caps.expand(&template, &mut out);
+            return Ok((out, Some(r.name.clone())));
         }
     }
     Ok((number.to_string(), None))
@@ -130,7 +135,7 @@ impl Topology {
                 .collect();
             routes.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
             for route in routes {
-                let re = regex::Regex::new(&route.pattern)
+                let re = crate::model::compile_pattern(&route.pattern)
                     .map_err(|e| TopologyError::Invalid(field_error("pattern", e.to_string())))?;
                 if !re.is_match(dialed) {
                     continue;
@@ -375,6 +380,40 @@ mod tests {
             "remove_plus_from_uri applies to the calling number too"
         );
         assert_eq!(a[1].called_rule, None);
+    }
+
+    #[test]
+    fn patterns_and_rules_match_the_whole_number() {
+        let t = routed();
+        assert!(
+            t.test_route("+142555501009", &[], "")
+                .expect("test")
+                .iter()
+                .all(|a| a.route != "redmond"),
+            "one digit too many"
+        );
+        assert!(
+            t.test_route("9+14255550100", &[], "")
+                .expect("test")
+                .is_empty(),
+            "prefix"
+        );
+        let rules = [rule("e164", r"(\d{10})", "+1$1")];
+        assert_eq!(
+            translate(&rules, "14255550100").expect("t").0,
+            "14255550100",
+            "11 digits: no match"
+        );
+        assert_eq!(
+            translate(&rules, "4255550100").expect("t").0,
+            "+14255550100"
+        );
+        let rules = [rule("x", r"(\d)(\d+)", "$1x$2")];
+        assert_eq!(
+            translate(&rules, "123").expect("t").0,
+            "1x23",
+            "$1x is group 1 then 'x'"
+        );
     }
 
     #[test]

@@ -47,6 +47,11 @@ pub enum StoreError {
         name: String,
         message: String,
     },
+    #[error("the stored topology in {path} is inconsistent (edited by hand, or a bug): {}", .problems.join("; "))]
+    Inconsistent {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
 }
 
 pub struct Store {
@@ -91,6 +96,10 @@ impl Store {
             Some(_) => {}
         }
         let topology = store.load()?;
+        let problems = topology.load_errors();
+        if !problems.is_empty() {
+            return Err(StoreError::Inconsistent { path, problems });
+        }
         Ok((store, topology))
     }
 
@@ -167,7 +176,12 @@ impl Store {
         read(&txn, Kind::TrunkConfiguration, &mut t.configs)?;
         read(&txn, Kind::PstnUsage, &mut t.usages)?;
         read(&txn, Kind::VoiceRoute, &mut t.routes)?;
-        if let Ok(moves) = txn.open_table(MOVES) {
+        let moves = match txn.open_table(MOVES) {
+            Ok(m) => Some(m),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(db_err(&e)),
+        };
+        if let Some(moves) = moves {
             for row in moves.iter().map_err(|e| db_err(&e))? {
                 let (_, v) = row.map_err(|e| db_err(&e))?;
                 let m: TrunkMove =
@@ -249,6 +263,36 @@ mod tests {
         let (_, t2) = Store::open(&dir, 8).expect("reopen");
         assert_eq!(t2.pools, sample.pools);
         assert_eq!(t2.configs, t.configs);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_inconsistent_store_is_not_served() {
+        let dir = tmp("inconsistent");
+        let (store, _) = Store::open(&dir, 1).expect("open");
+        // A trunk whose gateway and pool do not exist, as a hand edit could leave it.
+        let t =
+            crate::topology::tests::trunk("t1", "gw9.contoso.com", 5060, "nope.contoso.com", 5060);
+        let item = Item {
+            meta: crate::model::Meta::default(),
+            value: t,
+        };
+        let ch = Changes {
+            puts: vec![(
+                Kind::Trunk,
+                "t1".into(),
+                serde_json::to_vec(&item).expect("json"),
+            )],
+            ..Default::default()
+        };
+        store.apply(&ch).expect("apply");
+        drop(store);
+        let e = Store::open(&dir, 2).err().expect("refused");
+        assert!(
+            e.to_string()
+                .contains("trunk 't1': gateway: gateway 'gw9.contoso.com' does not exist"),
+            "{e}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -185,6 +185,33 @@ impl Resource for Pool {
     fn validate(&self) -> Result<(), FieldError> {
         Pool::validate(self)
     }
+    fn check_refs(&self, t: &Topology) -> Result<(), FieldError> {
+        // Trunks are told apart by (gateway, pool, port): two pools on one address would listen
+        // on the same socket.
+        for other in t
+            .pools
+            .values()
+            .map(|p| &p.value)
+            .filter(|o| o.name != self.name)
+        {
+            if other.gateway_side_address == self.gateway_side_address {
+                return Err(field_error(
+                    "gateway_side_address",
+                    format!(
+                        "{} is pool '{}'s address too",
+                        self.gateway_side_address, other.name
+                    ),
+                ));
+            }
+            if other.pool_side_listen == self.pool_side_listen {
+                return Err(field_error(
+                    "pool_side_listen",
+                    format!("{} is pool '{}'s too", self.pool_side_listen, other.name),
+                ));
+            }
+        }
+        Ok(())
+    }
     fn dependents(&self, t: &Topology) -> Vec<String> {
         t.trunks
             .values()
@@ -481,6 +508,38 @@ impl Topology {
         Ok(())
     }
 
+    /// Every problem of a topology read back from the store: field validation, keys that do not
+    /// match names, and integrity. A store that fails this is not served.
+    pub fn load_errors(&self) -> Vec<String> {
+        fn each<R: Resource>(t: &Topology, out: &mut Vec<String>) {
+            for (key, item) in R::map(t) {
+                if key != item.value.name() {
+                    out.push(format!(
+                        "{} stored under '{key}' is named '{}'",
+                        R::KIND.name(),
+                        item.value.name()
+                    ));
+                }
+                if let Err(e) = item.value.validate() {
+                    out.push(format!("{} '{key}': {e}", R::KIND.name()));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        each::<Pool>(self, &mut out);
+        each::<Gateway>(self, &mut out);
+        each::<Trunk>(self, &mut out);
+        each::<TrunkConfig>(self, &mut out);
+        each::<PstnUsage>(self, &mut out);
+        each::<VoiceRoute>(self, &mut out);
+        out.extend(
+            self.integrity_errors()
+                .into_iter()
+                .map(|(k, n, e)| format!("{} '{n}': {e}", k.name())),
+        );
+        out
+    }
+
     /// Every integrity problem of the whole topology (for a document import).
     pub fn integrity_errors(&self) -> Vec<(Kind, String, FieldError)> {
         fn each<R: Resource>(t: &Topology, out: &mut Vec<(Kind, String, FieldError)>) {
@@ -491,6 +550,7 @@ impl Topology {
             }
         }
         let mut out = Vec::new();
+        each::<Pool>(self, &mut out);
         each::<Gateway>(self, &mut out);
         each::<Trunk>(self, &mut out);
         each::<TrunkConfig>(self, &mut out);
@@ -536,13 +596,15 @@ pub(crate) mod tests {
     use super::*;
     use crate::model::{GatewayKind, HostPort, Transport};
 
+    /// A pool with addresses of its own (derived from its name).
     pub fn pool(name: &str) -> Pool {
+        let n = name.bytes().map(u32::from).sum::<u32>() % 200 + 1;
         Pool {
             name: name.into(),
             site: "redmond".into(),
             dataplanes: vec!["127.0.0.1:7400".into()],
-            pool_side_listen: "198.18.1.1:5060".parse().expect("addr"),
-            gateway_side_address: "198.18.2.1".parse().expect("addr"),
+            pool_side_listen: format!("198.18.1.{n}:5060").parse().expect("addr"),
+            gateway_side_address: format!("198.18.2.{n}").parse().expect("addr"),
             next_hop: HostPort {
                 host: "fe.contoso.com".into(),
                 port: 5061,

@@ -13,13 +13,15 @@ fn mask(paths: &[&str]) -> Option<FieldMask> {
     })
 }
 
+/// A pool with addresses of its own (derived from its name).
 fn pool(name: &str, site: &str) -> pb::Pool {
+    let n = name.bytes().map(u32::from).sum::<u32>() % 200 + 1;
     pb::Pool {
         name: name.into(),
         site: site.into(),
-        dataplanes: vec!["198.18.1.1:7400".into()],
-        pool_side_listen: "198.18.1.1:5060".into(),
-        gateway_side_address: "198.18.2.1".into(),
+        dataplanes: vec![format!("198.18.1.{n}:7400")],
+        pool_side_listen: format!("198.18.1.{n}:5060"),
+        gateway_side_address: format!("198.18.2.{n}"),
         next_hop: Some(pb::HostPort {
             host: "fe.contoso.com".into(),
             port: 5061,
