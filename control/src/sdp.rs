@@ -321,50 +321,83 @@ impl Sdp {
         let Some(first) = relay.first().map(|r| r.2) else {
             return Ok(join(&lines));
         };
-        // Session-level c= moves to the relay; streams that are not anchored but relied on it
-        // keep the original address in a c= of their own.
+        let c_line = |ip: IpAddr| format!("c=IN {} {ip}", family(ip));
+        // RFC 4566 order within a media section: m=, i=, c=, b=, k=, a=.
+        let conn_slot = |m: &Media| {
+            if self
+                .lines
+                .get(m.start + 1)
+                .is_some_and(|l| l.starts_with("i="))
+            {
+                m.start + 2
+            } else {
+                m.start + 1
+            }
+        };
+        // Session-level c= moves to the first anchor; a stream that relied on it and now needs
+        // another address (not anchored, a 0.0.0.0 hold, another anchor) gets a c= of its own.
         if let Some((idx, orig)) = self.session_conn {
-            lines[idx] = format!("c=IN {} {}", family(first.addr), first.addr);
+            lines[idx] = c_line(first.addr);
             for (i, m) in self.media.iter().enumerate() {
-                let anchored = relay.iter().any(|r| r.0 == i);
-                let on_hold_zero = anchored && m.conn.is_none() && orig.is_unspecified();
-                if (!anchored || on_hold_zero) && m.conn.is_none() && m.port != 0 {
-                    inserts.push((m.start + 1, format!("c=IN {} {}", family(orig), orig)));
+                if m.conn.is_some() || m.port == 0 {
+                    continue;
+                }
+                let own = match relay.iter().find(|r| r.0 == i) {
+                    None => Some(orig),
+                    Some(_) if orig.is_unspecified() => Some(orig),
+                    Some((_, _, a)) if a.addr != first.addr => Some(a.addr),
+                    Some(_) => None,
+                };
+                if let Some(ip) = own {
+                    inserts.push((conn_slot(m), c_line(ip)));
                 }
             }
         }
         for (_, m, a) in &relay {
-            let conn = self.conn_of(m);
-            let zero_hold = conn.is_some_and(|ip| ip.is_unspecified());
-            let mut fields: Vec<&str> = lines[m.start][2..].split(' ').collect();
-            let port = a.rtp_port.to_string();
-            fields[1] = &port;
-            lines[m.start] = format!("m={}", fields.join(" "));
-            // A 0.0.0.0 c= (old-style hold) stays: the far side must keep not sending.
+            // A 0.0.0.0 c= (old-style hold) stays, with its a=rtcp: the far side must keep not sending.
+            let zero_hold = self.conn_of(m).is_some_and(|ip| ip.is_unspecified());
+            // Rebuilt from tokens: peers separate fields with tabs or several spaces too.
+            let mut tokens: Vec<String> = self.lines[m.start][2..]
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+            if tokens.len() < 4 {
+                return Err(err(m.start + 1, "m=: malformed"));
+            }
+            tokens[1] = a.rtp_port.to_string();
+            lines[m.start] = format!("m={}", tokens.join(" "));
             if let Some((idx, ip)) = m.conn
                 && !ip.is_unspecified()
             {
-                lines[idx] = format!("c=IN {} {}", family(a.addr), a.addr);
+                lines[idx] = c_line(a.addr);
             }
-            if let Some((idx, _, addr)) = m.rtcp {
-                lines[idx] = match addr {
-                    Some(_) if !zero_hold => {
-                        format!("a=rtcp:{} IN {} {}", a.rtcp_port, family(a.addr), a.addr)
-                    }
-                    Some(orig) => format!("a=rtcp:{} IN {} {}", a.rtcp_port, family(orig), orig),
-                    None => format!("a=rtcp:{}", a.rtcp_port),
-                };
+            match m.rtcp {
+                Some(_) if zero_hold => {}
+                Some((idx, _, Some(_))) => {
+                    lines[idx] = format!("a=rtcp:{} IN {} {}", a.rtcp_port, family(a.addr), a.addr)
+                }
+                Some((idx, _, None)) => lines[idx] = format!("a=rtcp:{}", a.rtcp_port),
+                // Without a=rtcp a peer sends RTCP to RTP + 1 (RFC 3605): say so when it is not.
+                None if !m.rtcp_mux
+                    && !zero_hold
+                    && Some(a.rtcp_port) != a.rtp_port.checked_add(1) =>
+                {
+                    inserts.push((m.end, format!("a=rtcp:{}", a.rtcp_port)));
+                }
+                None => {}
             }
         }
         // o= names the relay, not the peer behind it.
-        let mut o: Vec<String> = lines[self.origin][2..]
-            .split(' ')
-            .map(str::to_string)
-            .collect();
+        let o: Vec<&str> = self.lines[self.origin][2..].split_whitespace().collect();
         if o.len() == 6 {
-            o[4] = family(first.addr).into();
-            o[5] = first.addr.to_string();
-            lines[self.origin] = format!("o={}", o.join(" "));
+            lines[self.origin] = format!(
+                "o={} {} {} IN {} {}",
+                o[0],
+                o[1],
+                o[2],
+                family(first.addr),
+                first.addr
+            );
         }
         inserts.sort_by_key(|i| std::cmp::Reverse(i.0));
         for (at, line) in inserts {
@@ -429,10 +462,66 @@ mod tests {
         }
     }
 
+    fn anchor(addr: &str, rtp: u16, rtcp: u16) -> Option<Anchor> {
+        Some(Anchor {
+            addr: addr.parse().expect("ip"),
+            rtp_port: rtp,
+            rtcp_port: rtcp,
+        })
+    }
+
+    #[test]
+    fn tabs_and_extra_spaces_in_fields_do_not_break_the_rewrite() {
+        let text = BASIC
+            .replace(
+                "m=audio 4000 RTP/AVP 0 101",
+                "m=audio\t4000  RTP/AVP\t0 101",
+            )
+            .replace("o=- 1 1 IN IP4", "o=-\t1 1 IN  IP4");
+        let out = Sdp::parse(&text)
+            .expect("parse")
+            .rewrite(&[anchor("198.18.2.1", 40000, 40001)])
+            .expect("rewrite");
+        assert!(out.contains("m=audio 40000 RTP/AVP 0 101\r\n"), "{out}");
+        assert!(
+            out.contains("o=- 1 1 IN IP4 198.18.2.1\r\n"),
+            "the peer's address does not leak: {out}"
+        );
+    }
+
+    #[test]
+    fn rtcp_port_other_than_rtp_plus_one_is_announced() {
+        let out = Sdp::parse(BASIC)
+            .expect("parse")
+            .rewrite(&[anchor("198.18.2.1", 40000, 40007)])
+            .expect("rewrite");
+        assert!(out.ends_with("a=ptime:20\r\na=rtcp:40007\r\n"), "{out}");
+    }
+
+    #[test]
+    fn streams_on_other_anchors_get_their_own_c_line_after_i() {
+        let text = BASIC.replace(
+            "a=ptime:20\r\n",
+            "a=ptime:20\r\nm=video 5000 RTP/AVP 96\r\ni=camera\r\na=rtpmap:96 H264/90000\r\n",
+        );
+        let out = Sdp::parse(&text)
+            .expect("parse")
+            .rewrite(&[
+                anchor("198.18.2.1", 40000, 40001),
+                anchor("198.18.2.9", 40002, 40003),
+            ])
+            .expect("rewrite");
+        assert!(
+            out.contains("m=video 40002 RTP/AVP 96\r\ni=camera\r\nc=IN IP4 198.18.2.9\r\n"),
+            "{out}"
+        );
+        assert!(out.contains("c=IN IP4 198.18.2.1\r\nt=0 0"), "{out}");
+    }
+
     proptest::proptest! {
         /// Whatever a peer sends: no panic, and a rewrite of what parsed parses again.
         #[test]
-        fn any_input_is_safe(body in "(v=0\r\n)?([a-z]=[ -~]{0,30}\r\n){0,20}") {
+        fn any_input_is_safe(body in "(v=0\r\n)?([a-z]=[\t -~]{0,30}\r\n){0,20}") {
             if let Ok(s) = Sdp::parse(&body) {
                 let anchors: Vec<Option<Anchor>> = s.media.iter().map(|_| Some(Anchor {
                     addr: "198.18.2.1".parse().expect("ip"), rtp_port: 40000, rtcp_port: 40001,

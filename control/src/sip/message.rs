@@ -34,8 +34,9 @@ pub struct Summary {
     pub call_id: String,
     pub cseq: u32,
     pub cseq_method: String,
-    /// The top Via's branch (the transaction id under RFC 3261's magic cookie).
+    /// The top Via's branch (the transaction id under RFC 3261's magic cookie) and sent-by.
     pub branch: String,
+    pub sent_by: String,
     pub via_count: usize,
     pub from_tag: Option<String>,
     pub to_tag: Option<String>,
@@ -200,6 +201,7 @@ fn summarise(m: &rsip::SipMessage) -> Result<Summary, SipError> {
         cseq: cseq.seq,
         cseq_method: cseq.method.to_string(),
         branch,
+        sent_by: top.sent_by().to_string(),
         via_count: vias.len(),
         from_tag: tag_of(&from.params),
         to_tag: tag_of(&to.params),

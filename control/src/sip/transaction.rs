@@ -37,11 +37,13 @@ pub enum Output {
     AckTimeout,
 }
 
-/// Transactions are matched by the top Via branch and the method, ACK going with its INVITE
-/// (RFC 3261 17.1.3, 17.2.3).
+/// Transactions are matched by the top Via's branch and sent-by and the method, ACK going with
+/// its INVITE (RFC 3261 17.1.3, 17.2.3): two clients that happen to pick one branch value do not
+/// collide.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TxKey {
     pub branch: String,
+    pub sent_by: String,
     pub method: String,
 }
 
@@ -54,6 +56,7 @@ impl TxKey {
         };
         TxKey {
             branch: m.summary.branch.clone(),
+            sent_by: m.summary.sent_by.clone(),
             method,
         }
     }
@@ -290,6 +293,10 @@ impl ServerTx {
 
     /// The transaction user's response with its status.
     pub fn respond(&mut self, status: u16, bytes: Vec<u8>, now: Instant) -> Vec<Output> {
+        // RFC 6026: in Accepted the user retransmits its 2xx through the transaction.
+        if self.state == State::Accepted && (200..=299).contains(&status) {
+            return vec![Output::Send(bytes)];
+        }
         if !matches!(self.state, State::Initial | State::Proceeding) {
             return Vec::new();
         }
@@ -499,6 +506,38 @@ mod tests {
             tx.on_timer(t0 + Duration::from_secs(32)).as_slice(),
             [Output::AckTimeout]
         ));
+    }
+
+    #[test]
+    fn invite_server_passes_2xx_retransmissions_while_accepted() {
+        let t0 = Instant::now();
+        let req = invite();
+        let (mut tx, _) = ServerTx::new(&req, false, Timers::default(), None);
+        let ok = response_to(&req, 200, "OK", "t");
+        assert_eq!(sends(&tx.respond(200, ok.clone(), t0)), 1);
+        assert_eq!(tx.state, State::Accepted);
+        assert_eq!(
+            sends(&tx.respond(200, ok, t0 + Duration::from_millis(500))),
+            1,
+            "the dialog's retransmission goes out"
+        );
+        assert!(
+            tx.respond(486, response_to(&req, 486, "Busy", "t"), t0)
+                .is_empty(),
+            "no second final"
+        );
+    }
+
+    #[test]
+    fn keys_tell_clients_with_the_same_branch_apart() {
+        let a = invite();
+        let b = Message::parse(
+            INVITE
+                .replace("198.18.1.1:5060;branch", "198.18.1.9:5060;branch")
+                .as_bytes(),
+        )
+        .expect("b");
+        assert_ne!(TxKey::of(&a), TxKey::of(&b));
     }
 
     #[test]
