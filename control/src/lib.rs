@@ -6,6 +6,7 @@
 pub mod api;
 pub mod convert;
 pub mod document;
+pub mod media;
 pub mod model;
 pub mod registry;
 pub mod routing;

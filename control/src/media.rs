@@ -1,0 +1,257 @@
+//! The control plane's side of a pool's dataplanes (stand-alone media relays), over gRPC only:
+//! sessions are created round-robin among the healthy relays, every call is bounded in time, and a
+//! relay that cannot be reached is skipped and marked down — so a call attempt fails cleanly
+//! (SIP 503) instead of hanging. A session stays on the relay that created it.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use mediator_proto::dataplane::v1 as pb;
+use pb::dataplane_service_client::DataplaneServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// No relay answered in time: the call attempt gets 503.
+    #[error("no media relay available: {0}")]
+    Unavailable(String),
+    /// A relay refused the request itself (bad input, port range exhausted …).
+    #[error("media relay {relay} refused: {status}")]
+    Refused {
+        relay: String,
+        status: tonic::Status,
+    },
+}
+
+impl MediaError {
+    /// The SIP status a call attempt answers with.
+    pub fn sip_status(&self) -> u16 {
+        match self {
+            MediaError::Unavailable(_) => 503,
+            MediaError::Refused { status, .. }
+                if status.code() == tonic::Code::ResourceExhausted =>
+            {
+                503
+            }
+            MediaError::Refused { .. } => 500,
+        }
+    }
+}
+
+struct Relay {
+    addr: String,
+    client: DataplaneServiceClient<Channel>,
+    healthy: AtomicBool,
+    last_error: Mutex<String>,
+}
+
+/// The dataplanes of one pool.
+pub struct Relays {
+    relays: Vec<Relay>,
+    next: AtomicUsize,
+    timeout: Duration,
+}
+
+/// Whether a status means the relay itself is unreachable or broken (try another) rather than a
+/// refusal of this request.
+fn transport_failure(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+    )
+}
+
+impl Relays {
+    /// `addrs` are host:port of mediator-dataplane gRPC services. Connections are made lazily.
+    pub fn new(addrs: &[String], timeout: Duration) -> Result<Relays, MediaError> {
+        let relays = addrs
+            .iter()
+            .map(|addr| {
+                let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+                    .map_err(|e| MediaError::Unavailable(format!("{addr}: {e}")))?
+                    .connect_timeout(timeout)
+                    .timeout(timeout);
+                Ok(Relay {
+                    addr: addr.clone(),
+                    client: DataplaneServiceClient::new(endpoint.connect_lazy()),
+                    healthy: AtomicBool::new(true),
+                    last_error: Mutex::new(String::new()),
+                })
+            })
+            .collect::<Result<Vec<_>, MediaError>>()?;
+        Ok(Relays {
+            relays,
+            next: AtomicUsize::new(0),
+            timeout,
+        })
+    }
+
+    /// (address, healthy, last error) of every relay.
+    pub fn health(&self) -> Vec<(String, bool, String)> {
+        self.relays
+            .iter()
+            .map(|r| {
+                let err = r.last_error.lock().map(|e| e.clone()).unwrap_or_default();
+                (r.addr.clone(), r.healthy.load(Ordering::Relaxed), err)
+            })
+            .collect()
+    }
+
+    fn mark(&self, i: usize, ok: bool, error: &str) {
+        let r = &self.relays[i];
+        let was = r.healthy.swap(ok, Ordering::Relaxed);
+        if was != ok {
+            if ok {
+                tracing::info!(relay = %r.addr, "media relay is back");
+            } else {
+                tracing::warn!(relay = %r.addr, error, "media relay down");
+            }
+        }
+        if let Ok(mut e) = r.last_error.lock() {
+            *e = error.to_string();
+        }
+    }
+
+    /// The order to try relays in: round-robin over the healthy ones, then the ones marked down
+    /// (they may be back).
+    fn order(&self) -> Vec<usize> {
+        let n = self.relays.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let ring: Vec<usize> = (0..n).map(|k| (start + k) % n).collect();
+        let (up, down): (Vec<usize>, Vec<usize>) = ring
+            .into_iter()
+            .partition(|&i| self.relays[i].healthy.load(Ordering::Relaxed));
+        up.into_iter().chain(down).collect()
+    }
+
+    /// Creates a session on the next healthy relay; returns the relay's address with it.
+    pub async fn create_session(
+        &self,
+        req: pb::CreateSessionRequest,
+    ) -> Result<(String, pb::Session), MediaError> {
+        if self.relays.is_empty() {
+            return Err(MediaError::Unavailable("the pool has no dataplanes".into()));
+        }
+        let mut errors = Vec::new();
+        for i in self.order() {
+            let relay = &self.relays[i];
+            let mut client = relay.client.clone();
+            let result =
+                tokio::time::timeout(self.timeout, client.create_session(req.clone())).await;
+            match result {
+                Ok(Ok(resp)) => {
+                    self.mark(i, true, "");
+                    let session = resp.into_inner().session.ok_or_else(|| {
+                        MediaError::Unavailable(format!("{}: empty answer", relay.addr))
+                    })?;
+                    return Ok((relay.addr.clone(), session));
+                }
+                Ok(Err(status)) if !transport_failure(&status) => {
+                    self.mark(i, true, "");
+                    return Err(MediaError::Refused {
+                        relay: relay.addr.clone(),
+                        status,
+                    });
+                }
+                Ok(Err(status)) => {
+                    self.mark(i, false, status.message());
+                    errors.push(format!("{}: {}", relay.addr, status.message()));
+                }
+                Err(_) => {
+                    self.mark(i, false, "timed out");
+                    errors.push(format!(
+                        "{}: no answer within {:?}",
+                        relay.addr, self.timeout
+                    ));
+                }
+            }
+        }
+        Err(MediaError::Unavailable(errors.join("; ")))
+    }
+
+    fn relay(&self, addr: &str) -> Result<&Relay, MediaError> {
+        self.relays.iter().find(|r| r.addr == addr).ok_or_else(|| {
+            MediaError::Unavailable(format!("{addr} is not a dataplane of this pool"))
+        })
+    }
+
+    /// Updates a session on the relay that holds it.
+    pub async fn update_session(
+        &self,
+        relay: &str,
+        req: pb::UpdateSessionRequest,
+    ) -> Result<pb::Session, MediaError> {
+        let r = self.relay(relay)?;
+        let mut client = r.client.clone();
+        match tokio::time::timeout(self.timeout, client.update_session(req)).await {
+            Ok(Ok(resp)) => resp
+                .into_inner()
+                .session
+                .ok_or_else(|| MediaError::Unavailable(format!("{relay}: empty answer"))),
+            Ok(Err(status)) if transport_failure(&status) => Err(MediaError::Unavailable(format!(
+                "{relay}: {}",
+                status.message()
+            ))),
+            Ok(Err(status)) => Err(MediaError::Refused {
+                relay: relay.into(),
+                status,
+            }),
+            Err(_) => Err(MediaError::Unavailable(format!(
+                "{relay}: no answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    /// Deletes a session; returns its final figures when the relay answered.
+    pub async fn delete_session(
+        &self,
+        relay: &str,
+        session_id: &str,
+    ) -> Result<pb::Session, MediaError> {
+        let r = self.relay(relay)?;
+        let mut client = r.client.clone();
+        let req = pb::DeleteSessionRequest {
+            session_id: session_id.into(),
+        };
+        match tokio::time::timeout(self.timeout, client.delete_session(req)).await {
+            Ok(Ok(resp)) => resp
+                .into_inner()
+                .session
+                .ok_or_else(|| MediaError::Unavailable(format!("{relay}: empty answer"))),
+            Ok(Err(status)) if transport_failure(&status) => Err(MediaError::Unavailable(format!(
+                "{relay}: {}",
+                status.message()
+            ))),
+            Ok(Err(status)) => Err(MediaError::Refused {
+                relay: relay.into(),
+                status,
+            }),
+            Err(_) => Err(MediaError::Unavailable(format!(
+                "{relay}: no answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    /// Asks every relay for its capabilities and marks it up or down accordingly.
+    pub async fn probe(&self) {
+        for i in 0..self.relays.len() {
+            let mut client = self.relays[i].client.clone();
+            match tokio::time::timeout(
+                self.timeout,
+                client.get_capabilities(pb::GetCapabilitiesRequest {}),
+            )
+            .await
+            {
+                Ok(Ok(_)) => self.mark(i, true, ""),
+                Ok(Err(s)) => self.mark(i, false, s.message()),
+                Err(_) => self.mark(i, false, "timed out"),
+            }
+        }
+    }
+}
