@@ -207,3 +207,26 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// Asserts that the standard gRPC health service at `endpoint` (http://host:port) says SERVING for
+/// `service`.
+pub async fn assert_serving(endpoint: &str, service: &str) {
+    let channel = tonic::transport::Channel::from_shared(endpoint.to_string())
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let h = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .expect("health")
+        .into_inner();
+    assert_eq!(
+        h.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+        "{service}"
+    );
+}

@@ -346,22 +346,11 @@ async fn other_rpcs_reject_bad_input() {
         ("t", "")
     );
     // The standard health service says SERVING for the dataplane service.
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://{}", d.grpc)).expect("uri");
-    let mut health = tonic_health::pb::health_client::HealthClient::new(
-        channel.connect().await.expect("connect"),
-    );
-    let h = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "mediator.dataplane.v1.DataplaneService".into(),
-        })
-        .await
-        .expect("health")
-        .into_inner();
-    assert_eq!(
-        h.status,
-        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-    );
+    mediator_tests::daemon::assert_serving(
+        &format!("http://{}", d.grpc),
+        "mediator.dataplane.v1.DataplaneService",
+    )
+    .await;
     // GetStats and WatchEvents take no input; they answer.
     c.get_stats(pb::GetStatsRequest {}).await.expect("stats");
     c.watch_events(pb::WatchEventsRequest {})

@@ -1042,18 +1042,8 @@ async fn health_and_reflection_answer_as_grpcurl_needs() {
         .connect()
         .await
         .expect("connect");
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-    let h = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "mediator.control.v1.TopologyService".into(),
-        })
-        .await
-        .expect("health")
-        .into_inner();
-    assert_eq!(
-        h.status,
-        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-    );
+    mediator_tests::daemon::assert_serving(&d.endpoint(), "mediator.control.v1.TopologyService")
+        .await;
     let mut refl = ServerReflectionClient::new(channel);
     let req = ServerReflectionRequest {
         host: String::new(),
