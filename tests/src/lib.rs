@@ -9,3 +9,4 @@ pub mod daemon;
 pub mod fixture;
 pub mod lab;
 pub mod rtp;
+pub mod sipp;

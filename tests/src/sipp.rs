@@ -1,0 +1,181 @@
+//! SIPp (Debian's sip-tester) as a lab peer: a UAS left running in a namespace, and UAC runs that
+//! place a bounded number of calls and must end by themselves. Killed on drop, so a failing test
+//! leaves no SIPp behind.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// The captures SIPp ships (G.711 audio, RFC 2833 DTMF), for RTP in calls.
+pub const PCAP_DIR: &str = "/usr/share/sip-tester";
+
+fn sipp(ns: &str) -> Command {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/run/netns/{ns}"))
+        .arg("--")
+        .arg("sipp");
+    c
+}
+
+fn workdir(tag: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("mediator-sipp-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A SIPp server left running (killed on drop).
+pub struct Uas {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Uas {
+    /// Starts `sipp -sn uas` (or the scenario in `args`) bound to `ip:port` in `ns`, echoing RTP.
+    pub fn start(ns: &str, ip: &str, port: u16, args: &[&str]) -> anyhow::Result<Uas> {
+        let dir = workdir(&format!("uas{port}"))?;
+        let child = sipp(ns)
+            .args([
+                "-i",
+                ip,
+                "-p",
+                &port.to_string(),
+                "-rtp_echo",
+                "-mi",
+                ip,
+                "-trace_err",
+                "-nostdin",
+            ])
+            .args(if args.is_empty() {
+                &["-sn", "uas"][..]
+            } else {
+                args
+            })
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting sipp (is sip-tester installed? .ci/setup installs it)")?;
+        // Give the server a moment to bind before callers arrive.
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(Uas {
+            child: Some(child),
+            dir,
+        })
+    }
+}
+
+impl Drop for Uas {
+    fn drop(&mut self) {
+        // Not -bg: the server stays our child (nsenter execs it), so this kills exactly it.
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What a UAC run did.
+#[derive(Debug)]
+pub struct UacRun {
+    pub exit_code: i32,
+    pub successful: u64,
+    pub failed: u64,
+    pub errors: String,
+}
+
+/// Places `calls` calls from `ip` in `ns` to `target`, at `rate` per second, and waits for SIPp
+/// to finish (at most `limit`). Extra arguments pick the scenario (default: `-sn uac_pcap`, RTP
+/// from SIPp's G.711 capture).
+pub fn uac(
+    ns: &str,
+    ip: &str,
+    target: &str,
+    calls: u32,
+    rate: u32,
+    limit: Duration,
+    args: &[&str],
+) -> anyhow::Result<UacRun> {
+    let dir = workdir(&format!("uac{}", std::process::id()))?;
+    // The built-in uac_pcap scenario plays pcap/g711a.pcap and DTMF captures from its working
+    // directory: point pcap/ at the ones SIPp ships.
+    let link = dir.join("pcap");
+    if !link.exists() {
+        std::os::unix::fs::symlink(PCAP_DIR, &link)
+            .with_context(|| format!("linking {PCAP_DIR}"))?;
+    }
+    let mut child = sipp(ns)
+        .args([
+            "-i",
+            ip,
+            "-mi",
+            ip,
+            "-m",
+            &calls.to_string(),
+            "-r",
+            &rate.to_string(),
+            "-trace_stat",
+            "-stf",
+            "stats.csv",
+        ])
+        .args([
+            "-trace_err",
+            "-nostdin",
+            "-timeout",
+            &format!("{}s", limit.as_secs().max(1)),
+        ])
+        .args(if args.is_empty() {
+            &["-sn", "uac_pcap"][..]
+        } else {
+            args
+        })
+        .arg(target)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting sipp (is sip-tester installed? .ci/setup installs it)")?;
+    let deadline = Instant::now() + limit + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("sipp did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let csv = std::fs::read_to_string(dir.join("stats.csv")).unwrap_or_default();
+    let column = |name: &str| -> u64 {
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap_or_default().split(';').collect();
+        let last: Vec<&str> = lines.last().unwrap_or_default().split(';').collect();
+        header
+            .iter()
+            .position(|h| *h == name)
+            .and_then(|i| last.get(i))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let errors = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect::<String>();
+    let run = UacRun {
+        exit_code: status.code().unwrap_or(-1),
+        successful: column("SuccessfulCall(C)"),
+        failed: column("FailedCall(C)"),
+        errors,
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(run)
+}
