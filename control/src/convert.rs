@@ -201,8 +201,7 @@ pub fn trunk_to_pb(item: &Item<Trunk>) -> pb::Trunk {
 
 // ---- trunk configuration ------------------------------------------------------------------
 
-fn rules_from_pb(field: &str, r: &Option<pb::RuleList>) -> Option<Vec<TranslationRule>> {
-    let _ = field;
+fn rules_from_pb(r: &Option<pb::RuleList>) -> Option<Vec<TranslationRule>> {
     r.as_ref().map(|l| {
         l.rules
             .iter()
@@ -277,16 +276,10 @@ pub fn settings_from_pb_unchecked(s: &pb::TrunkSettings) -> Result<Settings, Fie
         rtp_latching: s.rtp_latching,
         forward_pai: s.forward_pai,
         forward_call_history: s.forward_call_history,
-        called_number_rules: rules_from_pb("called_number_rules", &s.called_number_rules),
-        calling_number_rules: rules_from_pb("calling_number_rules", &s.calling_number_rules),
-        inbound_called_number_rules: rules_from_pb(
-            "inbound_called_number_rules",
-            &s.inbound_called_number_rules,
-        ),
-        inbound_calling_number_rules: rules_from_pb(
-            "inbound_calling_number_rules",
-            &s.inbound_calling_number_rules,
-        ),
+        called_number_rules: rules_from_pb(&s.called_number_rules),
+        calling_number_rules: rules_from_pb(&s.calling_number_rules),
+        inbound_called_number_rules: rules_from_pb(&s.inbound_called_number_rules),
+        inbound_calling_number_rules: rules_from_pb(&s.inbound_calling_number_rules),
         response_code_rules: codes,
     };
     Ok(settings)

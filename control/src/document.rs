@@ -142,12 +142,11 @@ fn header_lines(text: &str) -> BTreeMap<&'static str, Vec<usize>> {
     out
 }
 
-struct Locator<'a> {
+struct Locator {
     lines: BTreeMap<&'static str, Vec<usize>>,
-    _text: &'a str,
 }
 
-impl Locator<'_> {
+impl Locator {
     fn at(&self, kind: Kind, index: usize, name: &str) -> String {
         let line = self
             .lines
@@ -165,7 +164,7 @@ struct Builder<'a> {
     t: Topology,
     current: &'a Topology,
     now: u64,
-    loc: &'a Locator<'a>,
+    loc: &'a Locator,
     errors: Vec<DocError>,
     index: BTreeMap<(Kind, String), usize>,
 }
@@ -361,7 +360,6 @@ impl Registry {
         })?;
         let loc = Locator {
             lines: header_lines(text),
-            _text: text,
         };
         self.write(|t, ch, now| {
             let builder = Builder {

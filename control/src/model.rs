@@ -590,21 +590,20 @@ pub fn check_dataplane(field: &str, s: &str) -> Result<(), FieldError> {
             format!("'{s}' is not host:port (IPv6 as [addr]:port)"),
         )
     };
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+    let port = if let Some(rest) = s.strip_prefix('[') {
         let (h, p) = rest.split_once("]:").ok_or_else(bad)?;
         if h.parse::<std::net::Ipv6Addr>().is_err() {
             return Err(bad());
         }
-        (h, p)
+        p
     } else {
         let (h, p) = s.rsplit_once(':').ok_or_else(bad)?;
         if h.contains(':') {
             return Err(bad());
         }
         check_host(field, h)?;
-        (h, p)
+        p
     };
-    let _ = host;
     match port.parse::<u16>() {
         Ok(p) if p > 0 => Ok(()),
         _ => Err(field_error(
