@@ -8,6 +8,7 @@ use prost::Message;
 const PROTOS: &[&str] = &[
     "mediator/dataplane/v1/dataplane.proto",
     "mediator/control/v1/control.proto",
+    "mediator/control/v1/calls.proto",
 ];
 
 fn main() -> anyhow::Result<()> {

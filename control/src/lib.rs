@@ -4,6 +4,9 @@
 //! over gRPC and must never touch BPF or the map ABI. (SIP is not built yet.)
 
 pub mod api;
+pub mod call;
+pub mod calls;
+pub mod calls_api;
 pub mod convert;
 pub mod document;
 pub mod media;

@@ -10,11 +10,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use mediator_control::api::Api;
+use mediator_control::calls_api::CallApi;
 use mediator_control::registry::Registry;
+use mediator_proto::control::v1::call_service_server::CallServiceServer;
 use mediator_proto::control::v1::topology_service_server::TopologyServiceServer;
 use serde::Deserialize;
 
-/// Mediator's control plane: the Lync-style topology (pools, gateways, trunks, trunk
+/// Mediator's control plane: the SIP B2BUA that routes calls over trunks and anchors their media
+/// on the pools' dataplanes, and the Lync-style topology (pools, gateways, trunks, trunk
 /// configuration, PSTN usages, voice routes), served over gRPC (mediator.control.v1).
 ///
 /// Settings come from --config (TOML), overridden by MEDIATOR_* environment variables, overridden
@@ -38,6 +41,9 @@ struct Args {
     /// gRPC listen address.
     #[arg(long, env = "MEDIATOR_GRPC_LISTEN")]
     grpc_listen: Option<SocketAddr>,
+    /// Calls held at most; beyond it a new call is answered 503.
+    #[arg(long, env = "MEDIATOR_MAX_CALLS")]
+    max_calls: Option<usize>,
     /// plain or json.
     #[arg(long, env = "MEDIATOR_LOG_FORMAT")]
     log_format: Option<LogFormat>,
@@ -58,6 +64,7 @@ enum LogFormat {
 struct FileConfig {
     data_dir: Option<PathBuf>,
     grpc_listen: Option<SocketAddr>,
+    max_calls: Option<usize>,
     log_format: Option<LogFormat>,
 }
 
@@ -65,6 +72,7 @@ struct FileConfig {
 struct Config {
     data_dir: PathBuf,
     grpc_listen: SocketAddr,
+    max_calls: usize,
     log_format: LogFormat,
 }
 
@@ -87,11 +95,15 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
             .grpc_listen
             .or(file.grpc_listen)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7300))),
+        max_calls: args.max_calls.or(file.max_calls).unwrap_or(20_000),
         log_format: args
             .log_format
             .or(file.log_format)
             .unwrap_or(LogFormat::Plain),
     };
+    if cfg.max_calls == 0 {
+        anyhow::bail!("max_calls: must be at least 1");
+    }
     if cfg.data_dir.as_os_str().is_empty() {
         anyhow::bail!("data_dir: must not be empty");
     }
@@ -160,8 +172,16 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async {
+        let calls = mediator_control::calls::start(
+            registry.clone(),
+            mediator_control::call::Config {
+                max_calls: cfg.max_calls,
+                ..Default::default()
+            },
+        );
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<TopologyServiceServer<Api>>().await;
+        health.set_serving::<CallServiceServer<CallApi>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(mediator_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
@@ -174,6 +194,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             .add_service(health_service)
             .add_service(reflection)
             // Topology documents may be large: up to the 16 MiB the importer accepts.
+            .add_service(CallServiceServer::new(CallApi::new(calls)))
             .add_service(
                 TopologyServiceServer::new(Api::new(registry))
                     .max_decoding_message_size(17 << 20)

@@ -238,6 +238,33 @@ impl Relays {
         }
     }
 
+    /// A session's current figures from the relay that holds it.
+    pub async fn get_session(
+        &self,
+        relay: &str,
+        session_id: &str,
+    ) -> Result<pb::Session, MediaError> {
+        let r = self.relay(relay)?;
+        let mut client = r.client.clone();
+        let req = pb::GetSessionRequest {
+            session_id: session_id.into(),
+        };
+        match tokio::time::timeout(self.timeout, client.get_session(req)).await {
+            Ok(Ok(resp)) => resp
+                .into_inner()
+                .session
+                .ok_or_else(|| MediaError::Unavailable(format!("{relay}: empty answer"))),
+            Ok(Err(status)) => Err(MediaError::Refused {
+                relay: relay.into(),
+                status,
+            }),
+            Err(_) => Err(MediaError::Unavailable(format!(
+                "{relay}: no answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
     /// Asks every relay for its capabilities and marks it up or down accordingly.
     pub async fn probe(&self) {
         for i in 0..self.relays.len() {

@@ -7,15 +7,20 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use mediator_proto::control::v1::ListPoolsRequest;
+use mediator_proto::control::v1::call_service_client::CallServiceClient;
 use mediator_proto::control::v1::topology_service_client::TopologyServiceClient;
 use tonic::transport::Channel;
 
-use crate::daemon::{built_binary, free_port};
+use crate::daemon::{built_binary, free_port, ns_channel};
 
 pub type Topo = TopologyServiceClient<Channel>;
 
 pub struct Control {
     pub grpc: SocketAddr,
+    /// The network namespace it runs in (None: here).
+    pub ns: Option<String>,
+    args: Vec<String>,
     pub data_dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -23,11 +28,18 @@ pub struct Control {
 
 impl Control {
     pub fn start(tag: &str) -> anyhow::Result<Self> {
+        Self::start_in(tag, None, &[])
+    }
+
+    /// Starts it in namespace `ns` (SIP listens on the lab's addresses there) with `args`.
+    pub fn start_in(tag: &str, ns: Option<&str>, args: &[&str]) -> anyhow::Result<Self> {
         let unique = format!("{}-{tag}", std::process::id());
         let data_dir = std::env::temp_dir().join(format!("mediator-control-test-{unique}"));
         let _ = std::fs::remove_dir_all(&data_dir);
         let mut c = Self {
             grpc: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            ns: ns.map(str::to_string),
+            args: args.iter().map(|s| s.to_string()).collect(),
             data_dir,
             log: std::env::temp_dir().join(format!("mediator-control-test-{unique}.log")),
             child: None,
@@ -41,7 +53,19 @@ impl Control {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let child = Command::new(built_binary("mediator-control"))
+        let mut cmd = match &self.ns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}"))
+                    .arg("--")
+                    .arg(built_binary("mediator-control"));
+                c
+            }
+            None => Command::new(built_binary("mediator-control")),
+        };
+        let child = cmd
+            .args(&self.args)
+            .env("MEDIATOR_LOG", "info")
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--grpc-listen")
@@ -67,8 +91,11 @@ impl Control {
             {
                 bail!("mediator-control exited ({status}):\n{}", self.log());
             }
-            if let Ok(c) = TopologyServiceClient::connect(self.endpoint()).await {
-                return Ok(c);
+            if let Ok(ch) = self.channel().await {
+                let mut c = TopologyServiceClient::new(ch);
+                if c.list_pools(ListPoolsRequest::default()).await.is_ok() {
+                    return Ok(c);
+                }
             }
             if Instant::now() > deadline {
                 bail!(
@@ -78,6 +105,15 @@ impl Control {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// A channel to its gRPC service (through its namespace when it has one).
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        ns_channel(self.ns.clone(), self.grpc).await
+    }
+
+    pub async fn calls(&self) -> anyhow::Result<CallServiceClient<Channel>> {
+        Ok(CallServiceClient::new(self.channel().await?))
     }
 
     pub fn kill9(&mut self) {

@@ -130,24 +130,9 @@ impl Daemon {
     }
 
     async fn connect(&self) -> anyhow::Result<Client> {
-        let ns = self.ns.clone();
-        let addr = self.grpc;
-        let channel = Endpoint::from_static("http://dataplane.invalid")
-            .connect_with_connector(tower::service_fn(move |_| {
-                let ns = ns.clone();
-                async move {
-                    let std = tokio::task::spawn_blocking(move || match ns {
-                        Some(ns) => in_netns(&ns, move || std::net::TcpStream::connect(addr)),
-                        None => std::net::TcpStream::connect(addr),
-                    })
-                    .await
-                    .map_err(std::io::Error::other)??;
-                    std.set_nonblocking(true)?;
-                    Ok::<_, std::io::Error>(TokioIo::new(tokio::net::TcpStream::from_std(std)?))
-                }
-            }))
-            .await?;
-        Ok(DataplaneServiceClient::new(channel))
+        Ok(DataplaneServiceClient::new(
+            ns_channel(self.ns.clone(), self.grpc).await?,
+        ))
     }
 
     /// The daemon's process id (nsenter execs it, so this is the daemon itself).
@@ -201,6 +186,26 @@ impl Drop for Daemon {
 }
 
 /// A loopback TCP port that was free a moment ago.
+/// A gRPC channel to `addr` inside namespace `ns` (or here): each connection is made from a thread
+/// that entered the namespace, so daemons can listen on their namespace's loopback.
+pub async fn ns_channel(ns: Option<String>, addr: SocketAddr) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_static("http://mediator.invalid")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let ns = ns.clone();
+            async move {
+                let std = tokio::task::spawn_blocking(move || match ns {
+                    Some(ns) => in_netns(&ns, move || std::net::TcpStream::connect(addr)),
+                    None => std::net::TcpStream::connect(addr),
+                })
+                .await
+                .map_err(std::io::Error::other)??;
+                std.set_nonblocking(true)?;
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::TcpStream::from_std(std)?))
+            }
+        }))
+        .await?)
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -4,6 +4,7 @@
 //! addresses inside namespaces the lab itself created.
 
 pub mod bench;
+pub mod calls;
 pub mod control;
 pub mod daemon;
 pub mod fixture;

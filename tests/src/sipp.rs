@@ -45,6 +45,7 @@ impl Uas {
                 "-mi",
                 ip,
                 "-trace_err",
+                "-trace_msg",
                 "-nostdin",
             ])
             .args(if args.is_empty() {
@@ -64,6 +65,19 @@ impl Uas {
             child: Some(child),
             dir,
         })
+    }
+}
+
+impl Uas {
+    /// Every message the server sent and received so far (SIPp's -trace_msg log).
+    pub fn messages(&self) -> String {
+        std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with("_messages.log"))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect()
     }
 }
 

@@ -4,10 +4,10 @@
 //! bytes to send (with their peer) and user events out.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::message::{Message, Start, response_to};
+use super::Peer;
+use super::message::{Message, Start, reason_phrase, response_to};
 use super::transaction::{ClientTx, Output, ServerTx, State, Timers, TxKey};
 
 /// Something for the transaction user.
@@ -16,21 +16,18 @@ pub enum Event {
     /// A new request (its server transaction exists; answer with [`Layer::respond`]).
     Request {
         key: TxKey,
-        from: SocketAddr,
+        from: Peer,
         message: Box<Message>,
     },
     /// An ACK for a 2xx, or any request outside a transaction the layer keeps: the dialog's.
-    Ack {
-        from: SocketAddr,
-        message: Box<Message>,
-    },
+    Ack { from: Peer, message: Box<Message> },
     /// A response to a client transaction.
     Response { key: TxKey, message: Box<Message> },
     /// A client transaction got no final response in time.
     Timeout { key: TxKey },
     /// A malformed request was answered with an error by the layer itself.
     Refused {
-        from: SocketAddr,
+        from: Peer,
         status: u16,
         reason: String,
     },
@@ -39,18 +36,18 @@ pub enum Event {
 /// What the caller must do.
 #[derive(Debug, Default)]
 pub struct Step {
-    pub send: Vec<(SocketAddr, Vec<u8>)>,
+    pub send: Vec<(Peer, Vec<u8>)>,
     pub events: Vec<Event>,
 }
 
 struct Client {
     tx: ClientTx,
-    peer: SocketAddr,
+    peer: Peer,
 }
 
 struct Server {
     tx: ServerTx,
-    peer: SocketAddr,
+    peer: Peer,
 }
 
 /// How many transactions the layer holds at most, so a flood cannot exhaust memory.
@@ -79,7 +76,7 @@ impl Layer {
         self.len() == 0
     }
 
-    fn apply(step: &mut Step, key: &TxKey, peer: SocketAddr, out: Vec<Output>) {
+    fn apply(step: &mut Step, key: &TxKey, peer: Peer, out: Vec<Output>) {
         for o in out {
             match o {
                 Output::Send(b) => step.send.push((peer, b)),
@@ -93,14 +90,9 @@ impl Layer {
         }
     }
 
-    /// Bytes from `from` over a transport that is `reliable` (TCP/TLS) or not (UDP).
-    pub fn on_bytes(
-        &mut self,
-        bytes: &[u8],
-        from: SocketAddr,
-        reliable: bool,
-        now: Instant,
-    ) -> Step {
+    /// Bytes from `from`; retransmission timers run only when its transport is UDP.
+    pub fn on_bytes(&mut self, bytes: &[u8], from: Peer, now: Instant) -> Step {
+        let reliable = from.reliable();
         let mut step = Step::default();
         let message = match Message::parse(bytes) {
             Ok(m) => m,
@@ -177,15 +169,9 @@ impl Layer {
     }
 
     /// Sends a request to `to` in a new client transaction.
-    pub fn request(
-        &mut self,
-        message: Message,
-        to: SocketAddr,
-        reliable: bool,
-        now: Instant,
-    ) -> (TxKey, Step) {
+    pub fn request(&mut self, message: Message, to: Peer, now: Instant) -> (TxKey, Step) {
         let key = TxKey::of(&message);
-        let (tx, out) = ClientTx::start(message, reliable, self.timers, now);
+        let (tx, out) = ClientTx::start(message, to.reliable(), self.timers, now);
         let mut step = Step::default();
         Self::apply(&mut step, &key, to, out);
         self.clients.insert(key.clone(), Client { tx, peer: to });
@@ -282,41 +268,27 @@ fn error_reply(bytes: &[u8], status: u16, reason: &str) -> Option<Vec<u8>> {
     Some(out.into_bytes())
 }
 
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        483 => "Too Many Hops",
-        513 => "Message Too Large",
-        _ => "Error",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sip::message::tests::INVITE;
     use std::time::Duration;
 
-    fn peer() -> SocketAddr {
-        "198.18.1.2:5060".parse().expect("addr")
+    fn peer() -> Peer {
+        Peer::udp("198.18.1.2:5060", "198.18.1.1:5070")
     }
 
     #[test]
     fn a_new_invite_starts_a_transaction_and_its_retransmission_is_answered_by_the_layer() {
         let t0 = Instant::now();
         let mut l = Layer::new(Timers::default());
-        let step = l.on_bytes(INVITE.as_bytes(), peer(), false, t0);
+        let step = l.on_bytes(INVITE.as_bytes(), peer(), t0);
         assert_eq!(step.send.len(), 1, "100 Trying");
         let Some(Event::Request { key, .. }) = step.events.first() else {
             panic!("request event")
         };
         let key = key.clone();
-        let again = l.on_bytes(
-            INVITE.as_bytes(),
-            peer(),
-            false,
-            t0 + Duration::from_millis(500),
-        );
+        let again = l.on_bytes(INVITE.as_bytes(), peer(), t0 + Duration::from_millis(500));
         assert!(again.events.is_empty(), "the user sees it once");
         assert_eq!(again.send.len(), 1, "the last provisional again");
         let req = Message::parse(INVITE.as_bytes()).expect("parse");
@@ -330,7 +302,7 @@ mod tests {
                 "To: <sip:+14255550100@contoso.com>",
                 "To: <sip:+14255550100@contoso.com>;tag=t1",
             );
-        let step = l.on_bytes(ack.as_bytes(), peer(), false, t0 + Duration::from_secs(1));
+        let step = l.on_bytes(ack.as_bytes(), peer(), t0 + Duration::from_secs(1));
         assert!(
             step.events.is_empty() && step.send.is_empty(),
             "the ACK of a negative final stays in the layer"
@@ -343,7 +315,7 @@ mod tests {
     fn malformed_requests_are_answered_with_their_error() {
         let mut l = Layer::new(Timers::default());
         let bad = INVITE.replace("Max-Forwards: 70", "Max-Forwards: 0");
-        let step = l.on_bytes(bad.as_bytes(), peer(), false, Instant::now());
+        let step = l.on_bytes(bad.as_bytes(), peer(), Instant::now());
         assert!(matches!(
             step.events.as_slice(),
             [Event::Refused { status: 483, .. }]
@@ -352,7 +324,7 @@ mod tests {
         assert_eq!(*to, peer());
         let reply = Message::parse(reply).expect("our error response parses");
         assert_eq!(reply.summary.start, Start::Response { status: 483 });
-        let garbage = l.on_bytes(b"\x00\x01garbage", peer(), false, Instant::now());
+        let garbage = l.on_bytes(b"\x00\x01garbage", peer(), Instant::now());
         assert!(garbage.send.is_empty(), "nothing to address a reply to");
         assert!(l.is_empty());
     }
@@ -361,13 +333,8 @@ mod tests {
     fn client_transactions_retransmit_time_out_and_drop_strays() {
         let t0 = Instant::now();
         let mut l = Layer::new(Timers::default());
-        let to: SocketAddr = "198.18.2.2:5067".parse().expect("addr");
-        let (key, step) = l.request(
-            Message::parse(INVITE.as_bytes()).expect("invite"),
-            to,
-            false,
-            t0,
-        );
+        let to = Peer::udp("198.18.2.2:5067", "198.18.2.1:5068");
+        let (key, step) = l.request(Message::parse(INVITE.as_bytes()).expect("invite"), to, t0);
         assert_eq!(step.send.len(), 1);
         assert_eq!(step.send[0].0, to, "sent to the peer");
         let sent = Message::parse(&step.send[0].1).expect("what we send parses");
@@ -391,7 +358,7 @@ mod tests {
             "x",
         );
         assert!(
-            l.on_bytes(&stray, to, false, t0).events.is_empty(),
+            l.on_bytes(&stray, to, t0).events.is_empty(),
             "a response to nothing is dropped"
         );
     }

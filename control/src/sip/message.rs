@@ -212,9 +212,23 @@ fn summarise(m: &rsip::SipMessage) -> Result<Summary, SipError> {
 /// A response to `req` (RFC 3261 8.2.6): its Vias, From, To (with `to_tag` added when the request's
 /// To has none), Call-ID and CSeq, with status and reason and no body.
 pub fn response_to(req: &Message, status: u16, reason: &str, to_tag: &str) -> Vec<u8> {
+    build_response(req, status, reason, to_tag, &[], None)
+}
+
+/// A response to `req` as [`response_to`], with `extra` headers (name, value) and an optional body
+/// (content type, bytes).
+pub fn build_response(
+    req: &Message,
+    status: u16,
+    reason: &str,
+    to_tag: &str,
+    extra: &[(&str, String)],
+    body: Option<(&str, &[u8])>,
+) -> Vec<u8> {
     let rsip::SipMessage::Request(req) = &req.inner else {
         return Vec::new();
     };
+    let reason = clean(reason);
     let mut out = format!("SIP/2.0 {status} {reason}\r\n");
     for h in req.headers.iter() {
         match h {
@@ -226,7 +240,7 @@ pub fn response_to(req: &Message, status: u16, reason: &str, to_tag: &str) -> Ve
             }
             rsip::Header::To(to) => {
                 let has_tag = to.typed().ok().is_some_and(|t| tag_of(&t.params).is_some());
-                if has_tag || status == 100 {
+                if has_tag || status == 100 || to_tag.is_empty() {
                     out.push_str(&format!("{h}\r\n"));
                 } else {
                     out.push_str(&format!("{h};tag={to_tag}\r\n"));
@@ -235,8 +249,199 @@ pub fn response_to(req: &Message, status: u16, reason: &str, to_tag: &str) -> Ve
             _ => {}
         }
     }
-    out.push_str("Content-Length: 0\r\n\r\n");
-    out.into_bytes()
+    let mut out = out.into_bytes();
+    finish(&mut out, extra, body);
+    out
+}
+
+/// Headers, Content-Type/Length and body after a start line and the headers already written.
+fn finish(out: &mut Vec<u8>, extra: &[(&str, String)], body: Option<(&str, &[u8])>) {
+    for (name, value) in extra {
+        out.extend_from_slice(format!("{name}: {}\r\n", clean(value)).as_bytes());
+    }
+    match body {
+        Some((ctype, bytes)) if !bytes.is_empty() => {
+            out.extend_from_slice(
+                format!(
+                    "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
+                    bytes.len()
+                )
+                .as_bytes(),
+            );
+            out.extend_from_slice(bytes);
+        }
+        _ => out.extend_from_slice(b"Content-Length: 0\r\n\r\n"),
+    }
+}
+
+/// A header value or reason phrase with no line breaks: what a peer sent can never inject a
+/// header into what Mediator writes.
+fn clean(value: &str) -> String {
+    value.replace(['\r', '\n'], " ")
+}
+
+/// A request Mediator originates: start line, `headers` in order, optional body. It is parsed
+/// back with the same checks as a received message, so nothing malformed leaves Mediator.
+pub fn build_request(
+    method: &str,
+    uri: &str,
+    headers: &[(&str, String)],
+    body: Option<(&str, &[u8])>,
+) -> Result<Message, SipError> {
+    let mut out = format!("{method} {} SIP/2.0\r\n", clean(uri)).into_bytes();
+    finish(&mut out, headers, body);
+    Message::parse(&out)
+}
+
+/// The standard reason phrase of a status Mediator answers with itself.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Trying",
+        180 => "Ringing",
+        183 => "Session Progress",
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        415 => "Unsupported Media Type",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        491 => "Request Pending",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        513 => "Message Too Large",
+        _ => "Error",
+    }
+}
+
+/// The compact form of a header name (RFC 3261 7.3.3, RFC 3515, RFC 4028), if it has one.
+fn compact(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "via" => "v",
+        "from" => "f",
+        "to" => "t",
+        "call-id" => "i",
+        "contact" => "m",
+        "content-length" => "l",
+        "content-type" => "c",
+        "supported" => "k",
+        "subject" => "s",
+        "event" => "o",
+        "refer-to" => "r",
+        "referred-by" => "b",
+        "session-expires" => "x",
+        _ => return None,
+    })
+}
+
+impl Message {
+    /// The values of every header called `name` (case-insensitive, compact forms included), in
+    /// order, as text.
+    pub fn headers_named(&self, name: &str) -> Vec<String> {
+        let name = name.to_ascii_lowercase();
+        let short = compact(&name);
+        self.inner
+            .headers()
+            .iter()
+            .filter_map(|h| {
+                let line = h.to_string();
+                let (n, v) = line.split_once(':')?;
+                let n = n.trim().to_ascii_lowercase();
+                (n == name || Some(n.as_str()) == short).then(|| v.trim().to_string())
+            })
+            .collect()
+    }
+
+    /// The first header called `name`.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers_named(name).into_iter().next()
+    }
+
+    pub fn body(&self) -> &[u8] {
+        self.inner.body()
+    }
+
+    pub fn method(&self) -> Option<&str> {
+        match &self.summary.start {
+            Start::Request { method, .. } => Some(method),
+            Start::Response { .. } => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self.summary.start {
+            Start::Response { status } => Some(status),
+            Start::Request { .. } => None,
+        }
+    }
+
+    /// The reason phrase of a response.
+    pub fn reason(&self) -> String {
+        match &self.inner {
+            rsip::SipMessage::Response(r) => {
+                let line = r.status_code().to_string();
+                line.split_once(' ')
+                    .map(|(_, rest)| rest.to_string())
+                    .unwrap_or(line)
+            }
+            rsip::SipMessage::Request(_) => String::new(),
+        }
+    }
+
+    pub fn request_uri(&self) -> Option<&str> {
+        match &self.summary.start {
+            Start::Request { uri, .. } => Some(uri),
+            Start::Response { .. } => None,
+        }
+    }
+}
+
+/// The URI of a name-addr or addr-spec header value: inside `<>`, or up to the first `;`.
+pub fn uri_of(value: &str) -> String {
+    match (value.find('<'), value.find('>')) {
+        (Some(a), Some(b)) if a < b => value[a + 1..b].trim().to_string(),
+        _ => value
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    }
+}
+
+/// The user part of a `sip:`/`sips:` URI, or the number of a `tel:` URI, without parameters.
+pub fn user_of(uri: &str) -> Option<String> {
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))
+        .or_else(|| uri.strip_prefix("tel:"))?;
+    let user = match rest.split_once('@') {
+        Some((u, _)) => u,
+        None if uri.starts_with("tel:") => rest,
+        None => return None,
+    };
+    let user = user.split([';', ':']).next().unwrap_or_default();
+    (!user.is_empty()).then(|| user.to_string())
+}
+
+/// The value of parameter `name` in a header value (`;name=value`), case-insensitive.
+pub fn param_of(value: &str, name: &str) -> Option<String> {
+    let after = value.rsplit_once('>').map(|(_, p)| p).unwrap_or(value);
+    after.split(';').skip(1).find_map(|p| {
+        let (n, v) = p.split_once('=').unwrap_or((p, ""));
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
 }
 
 /// The ACK a client INVITE transaction sends for a non-2xx final response (RFC 3261 17.1.1.3):
@@ -276,6 +481,38 @@ pub fn ack_for(invite: &Message, response: &Message) -> Vec<u8> {
     }
     out.push_str("Content-Length: 0\r\n\r\n");
     out.into_bytes()
+}
+
+/// The CANCEL for a client INVITE (RFC 3261 9.1): the INVITE's Request-URI, top Via (so it has the
+/// INVITE's branch), Route, From, To, Call-ID and CSeq number.
+pub fn cancel_for(invite: &Message) -> Result<Message, SipError> {
+    let (Start::Request { uri, .. }, rsip::SipMessage::Request(req)) =
+        (&invite.summary.start, &invite.inner)
+    else {
+        return Err(bad("CANCEL of a response"));
+    };
+    let mut out = format!("CANCEL {uri} SIP/2.0\r\n");
+    let mut via_done = false;
+    for h in req.headers.iter() {
+        match h {
+            rsip::Header::Via(_) if !via_done => {
+                out.push_str(&format!("{h}\r\n"));
+                via_done = true;
+            }
+            rsip::Header::Route(_)
+            | rsip::Header::From(_)
+            | rsip::Header::To(_)
+            | rsip::Header::CallId(_)
+            | rsip::Header::MaxForwards(_) => out.push_str(&format!("{h}\r\n")),
+            rsip::Header::CSeq(c) => {
+                let seq = c.typed().map(|c| c.seq).unwrap_or_default();
+                out.push_str(&format!("CSeq: {seq} CANCEL\r\n"));
+            }
+            _ => {}
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    Message::parse(out.as_bytes())
 }
 
 #[cfg(test)]

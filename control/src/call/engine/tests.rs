@@ -1,0 +1,423 @@
+//! The engine on virtual time with the lab topology: whole calls as message exchanges, checked
+//! message by message.
+
+use super::*;
+use crate::registry::Registry;
+
+const LAB: &str = include_str!("../../../../tests/lab/topology.toml");
+
+fn topology(tag: &str) -> Topology {
+    let dir = std::env::temp_dir().join(format!("mediator-engine-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let r = Registry::open(&dir).expect("registry");
+    r.import(LAB, false).expect("the lab topology imports");
+    let t = r.read(|t| t.clone());
+    let _ = std::fs::remove_dir_all(&dir);
+    t
+}
+
+fn fe() -> Peer {
+    Peer::udp("198.18.1.2:5060", "198.18.1.1:5060")
+}
+
+fn gw(port: u16, local: u16) -> Peer {
+    Peer::udp(
+        &format!("198.18.2.2:{port}"),
+        &format!("198.18.2.1:{local}"),
+    )
+}
+
+const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 198.18.1.2\r\ns=-\r\nc=IN IP4 198.18.1.2\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+const ANSWER: &str = "v=0\r\no=- 2 2 IN IP4 198.18.2.2\r\ns=-\r\nc=IN IP4 198.18.2.2\r\nt=0 0\r\nm=audio 7000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+
+fn invite(dialed: &str, call_id: &str) -> Vec<u8> {
+    format!(
+        "INVITE sip:{dialed}@198.18.1.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 198.18.1.2:5060;branch=z9hG4bK-fe-{call_id}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:+14255551000@198.18.1.2>;tag=fe1\r\n\
+         To: <sip:{dialed}@198.18.1.1>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 7 INVITE\r\n\
+         Contact: <sip:fe@198.18.1.2:5060>\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{OFFER}",
+        OFFER.len()
+    )
+    .into_bytes()
+}
+
+/// A request from the Front End in the dialog of `ok` (our 2xx to it).
+fn fe_in_dialog(method: &str, ok: &Message, cseq: u32, branch: &str) -> Vec<u8> {
+    let to = ok.header("to").expect("to");
+    format!(
+        "{method} sip:mediator@198.18.1.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 198.18.1.2:5060;branch=z9hG4bK-{branch}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:+14255551000@198.18.1.2>;tag=fe1\r\n\
+         To: {to}\r\n\
+         Call-ID: {}\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Content-Length: 0\r\n\r\n",
+        ok.summary.call_id
+    )
+    .into_bytes()
+}
+
+struct Run {
+    e: Engine,
+    t: Topology,
+    now: Instant,
+}
+
+impl Run {
+    fn new(tag: &str) -> Run {
+        Run {
+            e: Engine::new(Config::default()),
+            t: topology(tag),
+            now: Instant::now(),
+        }
+    }
+
+    fn msg(&mut self, bytes: &[u8], from: Peer) -> Vec<Action> {
+        self.e.on_message(&self.t, bytes, from, self.now)
+    }
+
+    fn created(&mut self, call: CallId) -> Vec<Action> {
+        let session = pb::Session {
+            session_id: "s".into(),
+            pool: Some(pb::Leg {
+                local_address: "198.18.1.1".into(),
+                local_rtp_port: 30000,
+                local_rtcp_port: 30001,
+                ..Default::default()
+            }),
+            gateway: Some(pb::Leg {
+                local_address: "198.18.2.1".into(),
+                local_rtp_port: 30002,
+                local_rtcp_port: 30003,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.e.on_media_created(
+            call,
+            "pool.lab.mediator",
+            Ok(vec![("relay".into(), session)]),
+            self.now,
+        )
+    }
+
+    fn advance(&mut self, d: Duration) -> Vec<Action> {
+        self.now += d;
+        self.e.on_timer(&self.t, self.now)
+    }
+}
+
+/// The messages sent to `to`, parsed.
+fn sent_to(actions: &[Action], to: Peer) -> Vec<Message> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { to: t, bytes } if *t == to => {
+                Some(Message::parse(bytes).expect("what Mediator sends parses"))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn statuses(ms: &[Message]) -> Vec<u16> {
+    ms.iter().filter_map(|m| m.status()).collect()
+}
+
+fn requests(ms: &[Message]) -> Vec<&Message> {
+    ms.iter().filter(|m| m.is_request()).collect()
+}
+
+fn media_call(actions: &[Action]) -> CallId {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::CreateMedia { call, requests, .. } => {
+                let pool_leg = requests[0].pool.as_ref().expect("pool leg");
+                assert_eq!(
+                    pool_leg
+                        .remote_rtp
+                        .as_ref()
+                        .map(|e| (e.address.as_str(), e.port)),
+                    Some(("198.18.1.2", 6000)),
+                    "the session is made with the caller's media address"
+                );
+                Some(*call)
+            }
+            _ => None,
+        })
+        .expect("a dataplane session is created before the INVITE goes on")
+}
+
+fn ended(actions: &[Action]) -> Option<&CallInfo> {
+    actions.iter().find_map(|a| match a {
+        Action::Ended { record, .. } => Some(record.as_ref()),
+        _ => None,
+    })
+}
+
+fn respond(req: &Message, status: u16, tag: &str, sdp: Option<&str>) -> Vec<u8> {
+    build_response(
+        req,
+        status,
+        reason_phrase(status),
+        tag,
+        &[("Contact", "<sip:gw@198.18.2.2:5060>".into())],
+        sdp.map(|s| ("application/sdp", s.as_bytes())),
+    )
+}
+
+#[test]
+fn an_outbound_call_is_routed_translated_anchored_answered_and_hung_up() {
+    let mut r = Run::new("basic");
+    let a = r.msg(&invite("+14255550100", "c1"), fe());
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![100]);
+    let id = media_call(&a);
+    let a = r.created(id);
+    let out = sent_to(&a, gw(5060, 5060));
+    let inv = requests(&out)[0].clone();
+    assert_eq!(
+        inv.request_uri(),
+        Some("sip:14255550100@198.18.2.2:5060;user=phone"),
+        "the trunk's called-number rule applied"
+    );
+    let body = String::from_utf8_lossy(inv.body()).to_string();
+    assert!(
+        body.contains("c=IN IP4 198.18.2.1") && body.contains("m=audio 30002 RTP/AVP 8"),
+        "the gateway is offered the relay's gateway side:\n{body}"
+    );
+    assert_ne!(inv.summary.call_id, "c1", "a B2BUA's own dialog");
+
+    let a = r.msg(&respond(&inv, 180, "gw1", None), gw(5060, 5060));
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![180]);
+    let a = r.msg(&respond(&inv, 200, "gw1", Some(ANSWER)), gw(5060, 5060));
+    assert!(
+        a.iter().any(|x| matches!(x, Action::UpdateMedia { request, .. }
+            if request.gateway.as_ref().and_then(|g| g.remote_rtp.as_ref()).map(|e| e.port) == Some(7000))),
+        "the session learns the gateway's media address"
+    );
+    let to_fe = sent_to(&a, fe());
+    let ok = to_fe[0].clone();
+    assert_eq!(ok.status(), Some(200));
+    let body = String::from_utf8_lossy(ok.body()).to_string();
+    assert!(
+        body.contains("c=IN IP4 198.18.1.1") && body.contains("m=audio 30000 "),
+        "the caller is answered with the relay's pool side:\n{body}"
+    );
+    assert!(
+        sent_to(&a, gw(5060, 5060)).is_empty(),
+        "B is ACKed when A ACKs"
+    );
+    // No ACK yet: the 2xx is retransmitted (RFC 3261 13.3.1.4).
+    let a = r.advance(Duration::from_millis(600));
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![200]);
+    let a = r.msg(&fe_in_dialog("ACK", &ok, 7, "ack1"), fe());
+    let acks = sent_to(&a, gw(5060, 5060));
+    assert_eq!(acks[0].method(), Some("ACK"));
+    assert_eq!(acks[0].summary.cseq, inv.summary.cseq);
+    let a = r.advance(Duration::from_secs(2));
+    assert!(
+        sent_to(&a, fe()).is_empty(),
+        "no 2xx retransmission after the ACK"
+    );
+    assert_eq!(r.e.calls(r.now)[0].state, "confirmed");
+
+    // BYE from the gateway: 200 to it, BYE to the caller, the call's record.
+    let bye = format!(
+        "BYE sip:mediator@198.18.2.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.2:5060;branch=z9hG4bK-gwbye\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+        respond_to_header(&inv),
+        inv.header("from").expect("from"),
+        inv.summary.call_id
+    );
+    let a = r.msg(bye.as_bytes(), gw(5060, 5060));
+    assert_eq!(statuses(&sent_to(&a, gw(5060, 5060))), vec![200]);
+    assert_eq!(requests(&sent_to(&a, fe()))[0].method(), Some("BYE"));
+    let rec = ended(&a).expect("a record");
+    assert_eq!(
+        (rec.status, rec.end_reason.as_str(), rec.trunk.as_str()),
+        (200, "BYE from the gateway side", "198.18.2.2")
+    );
+    assert_eq!(rec.called, "14255550100");
+    assert!(r.e.calls(r.now).is_empty());
+}
+
+/// The To of the gateway's responses (with its tag), as the From of its requests.
+fn respond_to_header(inv: &Message) -> String {
+    format!("{};tag=gw1", inv.header("to").expect("to"))
+}
+
+#[test]
+fn a_503_fails_over_to_the_next_trunk_and_a_486_ends_the_call() {
+    let mut r = Run::new("failover");
+    let a = r.msg(&invite("+15555550100", "c2"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let first = requests(&sent_to(&a, gw(5062, 5062)))[0].clone();
+    let a = r.msg(&respond(&first, 503, "x1", None), gw(5062, 5062));
+    let acks = sent_to(&a, gw(5062, 5062));
+    assert_eq!(acks[0].method(), Some("ACK"), "the 503 is acknowledged");
+    let second = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    assert_eq!(second.method(), Some("INVITE"), "the next trunk is tried");
+    assert!(
+        statuses(&sent_to(&a, fe())).is_empty(),
+        "the caller sees nothing yet"
+    );
+    let a = r.msg(&respond(&second, 486, "x2", None), gw(5060, 5060));
+    assert_eq!(
+        statuses(&sent_to(&a, fe())),
+        vec![486],
+        "a 4xx is not failed over"
+    );
+    let rec = ended(&a).expect("record");
+    assert_eq!(
+        rec.attempts,
+        vec![
+            ("gw-5062".to_string(), 503),
+            ("198.18.2.2".to_string(), 486)
+        ]
+    );
+}
+
+#[test]
+fn fast_failover_tries_the_next_trunk_when_no_provisional_comes_in_time() {
+    let mut r = Run::new("fast");
+    let a = r.msg(&invite("+16665550100", "c3"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    assert_eq!(requests(&sent_to(&a, gw(5064, 5064))).len(), 1);
+    let a = r.advance(Duration::from_millis(1900));
+    assert!(
+        sent_to(&a, gw(5060, 5060)).is_empty(),
+        "not before the 2 s timeout"
+    );
+    let a = r.advance(Duration::from_millis(200));
+    let next = requests(&sent_to(&a, gw(5060, 5060)))
+        .first()
+        .map(|m| m.method().map(str::to_string));
+    assert_eq!(next, Some(Some("INVITE".into())), "failed over after 2 s");
+}
+
+#[test]
+fn cancel_before_answer_reaches_the_gateway_and_ends_the_call() {
+    let mut r = Run::new("cancel");
+    let a = r.msg(&invite("+14255550100", "c4"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    r.msg(&respond(&inv, 180, "gw1", None), gw(5060, 5060));
+    let cancel = String::from_utf8(invite("+14255550100", "c4"))
+        .expect("utf8")
+        .replacen("INVITE sip:", "CANCEL sip:", 1)
+        .replace("CSeq: 7 INVITE", "CSeq: 7 CANCEL");
+    let cancel = cancel
+        .split("Content-Type")
+        .next()
+        .expect("head")
+        .to_string()
+        + "Content-Length: 0\r\n\r\n";
+    let a = r.msg(cancel.as_bytes(), fe());
+    let mut st = statuses(&sent_to(&a, fe()));
+    st.sort();
+    assert_eq!(st, vec![200, 487], "200 to the CANCEL, 487 to the INVITE");
+    let to_gw = sent_to(&a, gw(5060, 5060));
+    let c = requests(&to_gw)[0];
+    assert_eq!(c.method(), Some("CANCEL"));
+    assert_eq!(c.summary.branch, inv.summary.branch, "the INVITE's branch");
+    assert_eq!(ended(&a).expect("record").status, 487);
+}
+
+#[test]
+fn unknown_peers_malformed_and_out_of_dialog_requests_get_their_errors() {
+    let mut r = Run::new("errors");
+    let stranger = Peer::udp("198.18.1.99:5060", "198.18.1.1:5060");
+    let a = r.msg(&invite("+14255550100", "c5"), stranger);
+    assert_eq!(statuses(&sent_to(&a, stranger)), vec![403]);
+    assert_eq!(r.e.transactions(), 0, "nothing is kept for a stranger");
+
+    let bye = String::from_utf8(invite("+14255550100", "c6"))
+        .expect("utf8")
+        .replacen("INVITE sip:", "BYE sip:", 1)
+        .replace("CSeq: 7 INVITE", "CSeq: 7 BYE")
+        .replace(
+            "To: <sip:+14255550100@198.18.1.1>",
+            "To: <sip:+14255550100@198.18.1.1>;tag=nope",
+        );
+    let a = r.msg(bye.as_bytes(), fe());
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![481]);
+
+    let opt = String::from_utf8(invite("x", "c7"))
+        .expect("utf8")
+        .replacen("INVITE sip:", "OPTIONS sip:", 1)
+        .replace("CSeq: 7 INVITE", "CSeq: 7 OPTIONS");
+    let a = r.msg(opt.as_bytes(), fe());
+    let ok = &sent_to(&a, fe())[0];
+    assert_eq!(ok.status(), Some(200));
+    assert!(ok.header("allow").is_some_and(|v| v.contains("INVITE")));
+
+    let refer = opt
+        .replacen("OPTIONS sip:", "REFER sip:", 1)
+        .replace("CSeq: 7 OPTIONS", "CSeq: 7 REFER")
+        .replace("Call-ID: c7", "Call-ID: c8")
+        .replace("branch=z9hG4bK-fe-c7", "branch=z9hG4bK-fe-c8");
+    let a = r.msg(refer.as_bytes(), fe());
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![405]);
+
+    let a = r.msg(&invite("+19995550100", "c9"), fe());
+    let st = sent_to(&a, fe());
+    assert_eq!(statuses(&st), vec![100, 404], "no route");
+    assert!(
+        st[1]
+            .header("warning")
+            .is_some_and(|w| w.contains("no voice route"))
+    );
+
+    // A call that comes back through Mediator is a loop.
+    let looped = String::from_utf8(invite("+14255550100", "c10"))
+        .expect("utf8")
+        .replace(
+            "Max-Forwards: 70",
+            "Via: SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bK-med-0123\r\nMax-Forwards: 70",
+        );
+    let a = r.msg(looped.as_bytes(), fe());
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![100, 482]);
+
+    // Garbage never reaches a call, and is answered when it can be.
+    let a = r.msg(b"INVITE sip:x SIP/2.0\r\n\r\n", fe());
+    assert!(a.iter().all(|x| !matches!(x, Action::CreateMedia { .. })));
+    assert!(r.e.calls(r.now).is_empty());
+}
+
+#[test]
+fn a_caller_leaving_while_the_relay_works_gets_its_sessions_deleted() {
+    let mut r = Run::new("gone");
+    let a = r.msg(&invite("+14255550100", "c11"), fe());
+    let id = media_call(&a);
+    let cancel = String::from_utf8(invite("+14255550100", "c11"))
+        .expect("utf8")
+        .replacen("INVITE sip:", "CANCEL sip:", 1)
+        .replace("CSeq: 7 INVITE", "CSeq: 7 CANCEL");
+    let cancel = cancel
+        .split("Content-Type")
+        .next()
+        .expect("head")
+        .to_string()
+        + "Content-Length: 0\r\n\r\n";
+    r.msg(cancel.as_bytes(), fe());
+    let a = r.created(id);
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, Action::DeleteMedia { sessions, .. } if sessions.len() == 1)),
+        "{a:?}"
+    );
+    assert!(
+        sent_to(&a, gw(5060, 5060)).is_empty(),
+        "no INVITE for a cancelled call"
+    );
+}

@@ -1,0 +1,388 @@
+//! The SIP runtime, at the edge: one task owns the [`Engine`], feeds it what the transports
+//! receive and its timers, carries out its actions (sends, dataplane sessions over gRPC, call
+//! records), and keeps the listening sockets and the pools' relay clients in step with the
+//! topology. The API reads calls through a [`CallHandle`].
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mediator_proto::dataplane::v1 as pb;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::call::{Action, CallId, CallInfo, Config, Engine};
+use crate::media::Relays;
+use crate::model::Transport;
+use crate::registry::Registry;
+use crate::sip::transport::{Inbound, Transports};
+use crate::topology::Topology;
+
+/// Ended calls kept for the API's recent-calls list.
+pub const RECENT: usize = 1000;
+/// How often listeners and relay clients are checked against the topology.
+const RECONCILE: Duration = Duration::from_secs(1);
+/// Bound on every dataplane call made for a call.
+const MEDIA_TIMEOUT: Duration = Duration::from_secs(2);
+
+enum Cmd {
+    Created {
+        call: CallId,
+        pool: String,
+        result: Result<Vec<(String, pb::Session)>, (u16, String)>,
+    },
+    List(oneshot::Sender<Vec<CallInfo>>),
+    Get(CallId, oneshot::Sender<Option<CallInfo>>),
+}
+
+/// The API's view of the calls.
+#[derive(Clone)]
+pub struct CallHandle {
+    cmd: mpsc::Sender<Cmd>,
+    recent: Arc<Mutex<VecDeque<CallInfo>>>,
+    relays: Arc<Mutex<HashMap<String, Arc<Relays>>>>,
+}
+
+impl CallHandle {
+    pub async fn list(&self) -> Vec<CallInfo> {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd.send(Cmd::List(tx)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// A call in progress with its streams' live figures, or a recent one.
+    pub async fn get(&self, id: CallId) -> Option<CallInfo> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(Cmd::Get(id, tx)).await.ok()?;
+        match rx.await.ok().flatten() {
+            Some(mut c) => {
+                let relays = self.relays_of(&c.pool);
+                if let Some(r) = relays {
+                    for s in &mut c.streams {
+                        s.session = r.get_session(&s.relay, &s.session_id).await.ok();
+                    }
+                }
+                Some(c)
+            }
+            None => self
+                .recent
+                .lock()
+                .ok()?
+                .iter()
+                .find(|c| c.id == id)
+                .cloned(),
+        }
+    }
+
+    /// Ended calls, newest first.
+    pub fn recent(&self) -> Vec<CallInfo> {
+        self.recent
+            .lock()
+            .map(|r| r.iter().rev().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn relays_of(&self, pool: &str) -> Option<Arc<Relays>> {
+        self.relays.lock().ok()?.get(pool).cloned()
+    }
+}
+
+/// Where Mediator listens for SIP according to the topology: each pool's pool-side address, and
+/// each trunk's listening port on its pool's gateway-side address, with the trunk's transport.
+pub fn listen_set(t: &Topology) -> BTreeSet<(std::net::SocketAddr, Transport)> {
+    let mut set = BTreeSet::new();
+    for p in t.pools.values().map(|p| &p.value) {
+        set.insert((p.pool_side_listen, p.next_hop.transport));
+    }
+    for tr in t.trunks.values().map(|t| &t.value) {
+        if let Some(p) = t.pools.get(&tr.pool) {
+            set.insert((
+                std::net::SocketAddr::new(p.value.gateway_side_address, tr.pool_port),
+                tr.transport,
+            ));
+        }
+    }
+    set
+}
+
+/// Starts the SIP runtime on the current tokio runtime.
+pub fn start(registry: Arc<Registry>, cfg: Config) -> CallHandle {
+    let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+    let (in_tx, in_rx) = mpsc::channel(16 * 1024);
+    let handle = CallHandle {
+        cmd: cmd_tx.clone(),
+        recent: Arc::new(Mutex::new(VecDeque::new())),
+        relays: Arc::new(Mutex::new(HashMap::new())),
+    };
+    let rt = Runtime {
+        engine: Engine::new(cfg),
+        registry,
+        transports: Transports::new(in_tx),
+        relay_addrs: HashMap::new(),
+        handle: handle.clone(),
+        cmd_tx,
+        bind_errors: Vec::new(),
+    };
+    tokio::spawn(rt.run(cmd_rx, in_rx));
+    handle
+}
+
+struct Runtime {
+    engine: Engine,
+    registry: Arc<Registry>,
+    transports: Transports,
+    relay_addrs: HashMap<String, Vec<String>>,
+    handle: CallHandle,
+    cmd_tx: mpsc::Sender<Cmd>,
+    bind_errors: Vec<String>,
+}
+
+impl Runtime {
+    async fn run(mut self, mut cmd_rx: mpsc::Receiver<Cmd>, mut in_rx: mpsc::Receiver<Inbound>) {
+        let mut tick = tokio::time::interval(RECONCILE);
+        loop {
+            let deadline = self
+                .engine
+                .next_deadline()
+                .map(Instant::from_std)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                Some(m) = in_rx.recv() => {
+                    self.inbound(m);
+                    // Drain what else is queued before looking at timers again.
+                    for _ in 0..256 {
+                        match in_rx.try_recv() {
+                            Ok(m) => self.inbound(m),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some(c) = cmd_rx.recv() => self.command(c),
+                _ = tokio::time::sleep_until(deadline) => {
+                    let now = std::time::Instant::now();
+                    let engine = &mut self.engine;
+                    let actions = self.registry.read(|t| engine.on_timer(t, now));
+                    self.act(actions);
+                }
+                _ = tick.tick() => self.reconcile(),
+            }
+        }
+    }
+
+    fn inbound(&mut self, m: Inbound) {
+        let now = std::time::Instant::now();
+        let engine = &mut self.engine;
+        let actions = self
+            .registry
+            .read(|t| engine.on_message(t, &m.bytes, m.peer, now));
+        self.act(actions);
+    }
+
+    fn command(&mut self, c: Cmd) {
+        let now = std::time::Instant::now();
+        match c {
+            Cmd::Created { call, pool, result } => {
+                let actions = self.engine.on_media_created(call, &pool, result, now);
+                self.act(actions);
+            }
+            Cmd::List(tx) => {
+                let _ = tx.send(self.engine.calls(now));
+            }
+            Cmd::Get(id, tx) => {
+                let _ = tx.send(self.engine.call(id, now));
+            }
+        }
+    }
+
+    fn reconcile(&mut self) {
+        let (wanted, pools) = self.registry.read(|t| {
+            let pools: HashMap<String, Vec<String>> = t
+                .pools
+                .values()
+                .map(|p| (p.value.name.clone(), p.value.dataplanes.clone()))
+                .collect();
+            (listen_set(t), pools)
+        });
+        let errors = self.transports.reconcile(&wanted);
+        if errors != self.bind_errors {
+            for e in &errors {
+                tracing::error!(error = %e, "cannot listen for SIP");
+            }
+            self.bind_errors = errors;
+        }
+        if pools != self.relay_addrs {
+            let mut map = HashMap::new();
+            for (pool, addrs) in &pools {
+                match Relays::new(addrs, MEDIA_TIMEOUT) {
+                    Ok(r) => {
+                        map.insert(pool.clone(), Arc::new(r));
+                    }
+                    Err(e) => tracing::error!(pool, error = %e, "bad dataplane address"),
+                }
+            }
+            if let Ok(mut r) = self.handle.relays.lock() {
+                *r = map;
+            }
+            self.relay_addrs = pools;
+        }
+    }
+
+    fn relays(&self, pool: &str) -> Option<Arc<Relays>> {
+        self.handle.relays_of(pool)
+    }
+
+    fn act(&mut self, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Send { to, bytes } => self.transports.send(to, bytes),
+                Action::CreateMedia {
+                    call,
+                    pool,
+                    requests,
+                } => {
+                    let relays = self.relays(&pool);
+                    let tx = self.cmd_tx.clone();
+                    tokio::spawn(async move {
+                        let result = create_all(relays, requests).await;
+                        let _ = tx.send(Cmd::Created { call, pool, result }).await;
+                    });
+                }
+                Action::UpdateMedia {
+                    pool,
+                    relay,
+                    request,
+                } => {
+                    let Some(relays) = self.relays(&pool) else {
+                        continue;
+                    };
+                    tokio::spawn(async move {
+                        if let Err(e) = relays.update_session(&relay, request).await {
+                            tracing::warn!(relay, error = %e, "updating a media session failed");
+                        }
+                    });
+                }
+                Action::DeleteMedia { pool, sessions } => {
+                    let relays = self.relays(&pool);
+                    tokio::spawn(async move {
+                        if let Some(r) = relays {
+                            for (relay, id) in sessions {
+                                let _ = r.delete_session(&relay, &id).await;
+                            }
+                        }
+                    });
+                }
+                Action::Ended {
+                    record,
+                    pool,
+                    sessions,
+                } => {
+                    let relays = self.relays(&pool);
+                    let recent = self.handle.recent.clone();
+                    tokio::spawn(async move {
+                        let mut record = *record;
+                        if let Some(r) = relays {
+                            for (relay, id) in sessions {
+                                let last = r.delete_session(&relay, &id).await;
+                                if let Some(s) =
+                                    record.streams.iter_mut().find(|s| s.session_id == id)
+                                {
+                                    s.session = last.ok();
+                                }
+                            }
+                        }
+                        log_record(&record);
+                        if let Ok(mut q) = recent.lock() {
+                            if q.len() >= RECENT {
+                                q.pop_front();
+                            }
+                            q.push_back(record);
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
+
+async fn create_all(
+    relays: Option<Arc<Relays>>,
+    requests: Vec<pb::CreateSessionRequest>,
+) -> Result<Vec<(String, pb::Session)>, (u16, String)> {
+    let Some(relays) = relays else {
+        return Err((503, "the pool has no media relays configured".into()));
+    };
+    let mut made: Vec<(String, pb::Session)> = Vec::new();
+    for req in requests {
+        match relays.create_session(req).await {
+            Ok(s) => made.push(s),
+            Err(e) => {
+                for (relay, s) in &made {
+                    let _ = relays.delete_session(relay, &s.session_id).await;
+                }
+                return Err((e.sip_status(), e.to_string()));
+            }
+        }
+    }
+    Ok(made)
+}
+
+/// Packets, loss and jitter of a stream's session in one line of figures.
+pub fn media_summary(s: &pb::Session) -> String {
+    s.streams
+        .iter()
+        .map(|f| {
+            let c = f.counters.unwrap_or_default();
+            let (lost, jitter) = f.rtp.map(|r| (r.lost, r.jitter_ms)).unwrap_or((0, 0.0));
+            format!(
+                "{}:{} {} pkts (xdp {}, user {}) lost {} jitter {:.2}ms",
+                pb::Side::try_from(f.from_side)
+                    .map(|s| s.as_str_name())
+                    .unwrap_or("?"),
+                pb::StreamKind::try_from(f.kind)
+                    .map(|k| k.as_str_name())
+                    .unwrap_or("?"),
+                c.packets,
+                c.xdp_packets,
+                c.userspace_packets,
+                lost,
+                jitter
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The end-of-call record as one structured log line.
+fn log_record(r: &CallInfo) {
+    let media: Vec<String> = r
+        .streams
+        .iter()
+        .map(|s| match &s.session {
+            Some(sess) => format!("#{} {}", s.index, media_summary(sess)),
+            None => format!("#{} (no figures: relay did not answer)", s.index),
+        })
+        .collect();
+    let attempts: Vec<String> = r.attempts.iter().map(|(t, s)| format!("{t}:{s}")).collect();
+    tracing::info!(
+        target: "mediator::cdr",
+        call = r.id,
+        direction = r.direction,
+        pool = %r.pool,
+        trunk = %r.trunk,
+        route = %r.route,
+        caller = %r.caller,
+        dialed = %r.dialed,
+        calling = %r.calling,
+        called = %r.called,
+        attempts = %attempts.join(","),
+        answered = r.answered_unix_ms.is_some(),
+        duration_ms = r.duration_ms,
+        status = r.status,
+        end_reason = %r.end_reason,
+        media_bypass = r.media_bypass,
+        media = %media.join(" | "),
+        "call record"
+    );
+}

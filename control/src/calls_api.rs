@@ -1,0 +1,155 @@
+//! `mediator.control.v1.CallService`: calls in progress and recent call records, with their
+//! media figures from the dataplane.
+
+use mediator_proto::control::v1 as pb;
+use mediator_proto::dataplane::v1 as dp;
+use tonic::{Request, Response, Status};
+
+use crate::call::CallInfo;
+use crate::calls::CallHandle;
+
+pub struct CallApi {
+    calls: CallHandle,
+}
+
+impl CallApi {
+    pub fn new(calls: CallHandle) -> Self {
+        Self { calls }
+    }
+}
+
+fn path_name(p: i32) -> &'static str {
+    match dp::ForwardingPath::try_from(p) {
+        Ok(dp::ForwardingPath::Xdp) => "xdp",
+        Ok(dp::ForwardingPath::Userspace) => "userspace",
+        _ => "",
+    }
+}
+
+fn side_name(s: i32) -> &'static str {
+    match dp::Side::try_from(s) {
+        Ok(dp::Side::Pool) => "pool",
+        Ok(dp::Side::Gateway) => "gateway",
+        _ => "",
+    }
+}
+
+pub fn to_pb(c: &CallInfo) -> pb::Call {
+    pb::Call {
+        id: c.id,
+        direction: c.direction.into(),
+        state: c.state.into(),
+        pool: c.pool.clone(),
+        trunk: c.trunk.clone(),
+        route: c.route.clone(),
+        gateway: c.gateway.clone(),
+        dialed: c.dialed.clone(),
+        caller: c.caller.clone(),
+        called: c.called.clone(),
+        calling: c.calling.clone(),
+        legs: c
+            .legs
+            .iter()
+            .map(|l| pb::CallLeg {
+                side: l.side.name().into(),
+                sip_call_id: l.sip_call_id.clone(),
+                peer: l.peer.to_string(),
+                local: l.local.to_string(),
+                transport: l.transport.name().into(),
+            })
+            .collect(),
+        attempts: c
+            .attempts
+            .iter()
+            .map(|(trunk, status)| pb::Attempt {
+                trunk: trunk.clone(),
+                status: u32::from(*status),
+            })
+            .collect(),
+        media_bypass: c.media_bypass,
+        streams: c
+            .streams
+            .iter()
+            .map(|s| pb::CallStream {
+                index: s.index as u32,
+                session_id: s.session_id.clone(),
+                relay: s.relay.clone(),
+                path: s
+                    .session
+                    .as_ref()
+                    .map(|x| path_name(x.path).to_string())
+                    .unwrap_or_default(),
+                flows: s
+                    .session
+                    .iter()
+                    .flat_map(|x| x.streams.iter())
+                    .map(|f| {
+                        let counters = f.counters.unwrap_or_default();
+                        pb::MediaFlow {
+                            kind: match dp::StreamKind::try_from(f.kind) {
+                                Ok(dp::StreamKind::Rtcp) => "rtcp".into(),
+                                _ => "rtp".into(),
+                            },
+                            from_side: side_name(f.from_side).into(),
+                            path: path_name(f.path).into(),
+                            path_reason: f.path_reason.clone(),
+                            packets: counters.packets,
+                            bytes: counters.bytes,
+                            xdp_packets: counters.xdp_packets,
+                            userspace_packets: counters.userspace_packets,
+                            lost: f.rtp.map(|r| r.lost).unwrap_or(0),
+                            jitter_ms: f.rtp.map(|r| r.jitter_ms).unwrap_or(0.0),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect(),
+        started_unix_ms: c.started_unix_ms,
+        answered_unix_ms: c.answered_unix_ms.unwrap_or(0),
+        ended_unix_ms: c.ended_unix_ms.unwrap_or(0),
+        duration_ms: c.duration_ms,
+        status: u32::from(c.status),
+        end_reason: c.end_reason.clone(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::call_service_server::CallService for CallApi {
+    async fn list_calls(
+        &self,
+        _req: Request<pb::ListCallsRequest>,
+    ) -> Result<Response<pb::ListCallsResponse>, Status> {
+        let calls = self.calls.list().await.iter().map(to_pb).collect();
+        Ok(Response::new(pb::ListCallsResponse { calls }))
+    }
+
+    async fn get_call(
+        &self,
+        req: Request<pb::GetCallRequest>,
+    ) -> Result<Response<pb::Call>, Status> {
+        let id = req.into_inner().id;
+        if id == 0 {
+            return Err(Status::invalid_argument(
+                "id: must be a call id (1 or more)",
+            ));
+        }
+        match self.calls.get(id).await {
+            Some(c) => Ok(Response::new(to_pb(&c))),
+            None => Err(Status::not_found(format!(
+                "call {id} is neither in progress nor among the recent calls"
+            ))),
+        }
+    }
+
+    async fn list_recent_calls(
+        &self,
+        req: Request<pb::ListRecentCallsRequest>,
+    ) -> Result<Response<pb::ListCallsResponse>, Status> {
+        let limit = req.into_inner().limit as usize;
+        let mut calls: Vec<pb::Call> = self.calls.recent().iter().map(to_pb).collect();
+        if limit > 0 {
+            calls.truncate(limit);
+        }
+        Ok(Response::new(pb::ListCallsResponse { calls }))
+    }
+}

@@ -1,0 +1,135 @@
+//! The call lab: the namespace lab with mediator-dataplane (XDP native) and mediator-control in
+//! the relay namespace, the lab topology (`tests/lab/topology.toml`) imported, and helpers to run
+//! SIPp on either side and read the calls back over the API.
+
+use std::time::Duration;
+
+use mediator_proto::control::v1 as pb;
+
+use crate::control::Control;
+use crate::daemon::Daemon;
+use crate::fixture::relay_daemon;
+use crate::lab::{GW_PEER, GW_RELAY, Lab, POOL_PEER, POOL_RELAY};
+use crate::sipp::{UacRun, uac};
+
+/// The lab topology, as the quick start also uses it.
+pub const TOPOLOGY: &str = include_str!("../lab/topology.toml");
+
+/// SIPp scenarios for the call tests.
+pub fn scenario(name: &str) -> String {
+    format!("{}/sipp/{name}.xml", env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct CallLab {
+    // Dropped in this order: control, dataplane, then the lab.
+    pub control: Control,
+    pub dataplane: Daemon,
+    pub lab: Lab,
+}
+
+impl CallLab {
+    pub async fn new(tag: &str) -> anyhow::Result<CallLab> {
+        let lab = Lab::new(tag)?;
+        let mut dataplane = relay_daemon(&lab, tag, "native", "30000-30999", &[])?;
+        dataplane.client().await?;
+        let mut control = Control::start_in(tag, Some(&lab.relay.name), &[])?;
+        let mut topo = control.client().await?;
+        topo.import_topology(pb::ImportTopologyRequest {
+            toml: TOPOLOGY.into(),
+            dry_run: false,
+        })
+        .await?;
+        // The runtime binds the topology's SIP addresses within a second.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        Ok(CallLab {
+            control,
+            dataplane,
+            lab,
+        })
+    }
+
+    /// SIPp calls from the pool side (the Front End) to `dialed` through Mediator.
+    pub fn from_pool(&self, dialed: &str, calls: u32, args: &[&str]) -> anyhow::Result<UacRun> {
+        let mut a = vec!["-s", dialed];
+        a.extend_from_slice(if args.is_empty() {
+            &["-sn", "uac_pcap"][..]
+        } else {
+            args
+        });
+        uac(
+            &self.lab.pool.name,
+            POOL_PEER,
+            &format!("{POOL_RELAY}:5060"),
+            calls,
+            10,
+            Duration::from_secs(60),
+            &a,
+        )
+    }
+
+    /// SIPp calls from the gateway to `dialed` on Mediator's gateway-side `port`.
+    pub fn from_gateway(
+        &self,
+        dialed: &str,
+        port: u16,
+        calls: u32,
+        args: &[&str],
+    ) -> anyhow::Result<UacRun> {
+        let mut a = vec!["-s", dialed];
+        a.extend_from_slice(if args.is_empty() {
+            &["-sn", "uac_pcap"][..]
+        } else {
+            args
+        });
+        uac(
+            &self.lab.gw.name,
+            GW_PEER,
+            &format!("{GW_RELAY}:{port}"),
+            calls,
+            10,
+            Duration::from_secs(60),
+            &a,
+        )
+    }
+
+    pub async fn recent(&self) -> anyhow::Result<Vec<pb::Call>> {
+        let mut c = self.control.calls().await?;
+        Ok(c.list_recent_calls(pb::ListRecentCallsRequest { limit: 0 })
+            .await?
+            .into_inner()
+            .calls)
+    }
+
+    /// Waits until `n` calls have ended (their records are written once the relays answered).
+    pub async fn wait_recent(&self, n: usize) -> anyhow::Result<Vec<pb::Call>> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = self.recent().await?;
+            if r.len() >= n || std::time::Instant::now() > deadline {
+                return Ok(r);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn active(&self) -> anyhow::Result<Vec<pb::Call>> {
+        let mut c = self.control.calls().await?;
+        Ok(c.list_calls(pb::ListCallsRequest {})
+            .await?
+            .into_inner()
+            .calls)
+    }
+
+    pub fn log(&self) -> String {
+        self.control.log()
+    }
+}
+
+/// Packets of a call's flows from `side` (rtp), and how many of them went through XDP.
+pub fn flow(call: &pb::Call, side: &str) -> (u64, u64) {
+    call.streams
+        .iter()
+        .flat_map(|s| s.flows.iter())
+        .filter(|f| f.from_side == side && f.kind == "rtp")
+        .fold((0, 0), |(p, x), f| (p + f.packets, x + f.xdp_packets))
+}
