@@ -19,8 +19,11 @@ fn sipp(ns: &str) -> Command {
     c
 }
 
+/// A working directory of its own for every SIPp run (tests run in parallel in one process).
 fn workdir(tag: &str) -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("mediator-sipp-{}-{tag}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("mediator-sipp-{}-{tag}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
@@ -113,7 +116,7 @@ pub fn uac(
     limit: Duration,
     args: &[&str],
 ) -> anyhow::Result<UacRun> {
-    let dir = workdir(&format!("uac{}", std::process::id()))?;
+    let dir = workdir("uac")?;
     // The built-in uac_pcap scenario plays pcap/g711a.pcap and DTMF captures from its working
     // directory: point pcap/ at the ones SIPp ships.
     let link = dir.join("pcap");

@@ -2,9 +2,21 @@
 //! gateway side, in the namespace lab, with mediator-control and mediator-dataplane (XDP native)
 //! in the relay namespace and the lab topology (tests/lab/topology.toml).
 
-use mediator_tests::calls::{CallLab, flow};
-use mediator_tests::lab::{GW_PEER, POOL_PEER, privileged};
+use std::time::Duration;
+
+use mediator_tests::calls::{CallLab, flow, scenario};
+use mediator_tests::lab::{GW_PEER, POOL_OTHER, POOL_PEER, POOL_RELAY, in_netns, privileged};
 use mediator_tests::sipp::Uas;
+
+fn uas(lab: &CallLab, port: u16, name: &str) -> Uas {
+    let sf = scenario(name);
+    let args: Vec<&str> = if name == "uas" {
+        vec![]
+    } else {
+        vec!["-sf", &sf]
+    };
+    Uas::start(&lab.lab.gw.name, GW_PEER, port, &args).expect("gateway uas")
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn basic_calls_both_ways_with_media_through_xdp() {
@@ -26,6 +38,7 @@ async fn basic_calls_both_ways_with_media_through_xdp() {
     assert_eq!(c.trunk, "198.18.2.2");
     assert_eq!(c.status, 200, "{c:?}");
     assert_eq!(c.called, "14255550100", "translated for the gateway");
+    assert_eq!(c.end_reason, "BYE from the pool side");
     let (from_pool, xdp_pool) = flow(c, "pool");
     let (from_gw, xdp_gw) = flow(c, "gateway");
     assert!(from_pool > 100 && from_gw > 100, "RTP both ways: {c:#?}");
@@ -60,4 +73,255 @@ async fn basic_calls_both_ways_with_media_through_xdp() {
         "forwarded by XDP both ways: {c:#?}"
     );
     assert!(lab.active().await.expect("active").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejections_failover_and_fast_failover() {
+    if !privileged("rejections_failover_and_fast_failover") {
+        return;
+    }
+    let lab = CallLab::new("fail").await.expect("call lab");
+    // 486 from the gateway reaches the caller; it is not failed over.
+    let busy = uas(&lab, 5060, "uas_486");
+    let sf = scenario("uac_486");
+    let run = lab
+        .from_pool("+14255550100", 1, &["-sf", &sf])
+        .expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "{run:?}\n{}",
+        lab.log()
+    );
+    let c = &lab.wait_recent(1).await.expect("recent")[0];
+    assert_eq!(c.status, 486);
+    assert_eq!(c.attempts.len(), 1, "no failover on 486: {c:?}");
+    drop(busy);
+
+    // 503 from the first trunk: the second one answers.
+    let _down = uas(&lab, 5062, "uas_503");
+    let _up = uas(&lab, 5060, "uas");
+    let run = lab.from_pool("+15555550100", 1, &[]).expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "{run:?}\n{}",
+        lab.log()
+    );
+    let c = &lab.wait_recent(2).await.expect("recent")[0];
+    let tried: Vec<(&str, u32)> = c
+        .attempts
+        .iter()
+        .map(|a| (a.trunk.as_str(), a.status))
+        .collect();
+    assert_eq!(tried, vec![("gw-5062", 503), ("198.18.2.2", 200)]);
+    assert_eq!((c.status, c.trunk.as_str()), (200, "198.18.2.2"));
+
+    // Nothing answers on the first trunk: fast failover after its 2 s timeout.
+    let start = std::time::Instant::now();
+    let run = lab.from_pool("+16665550100", 1, &[]).expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "{run:?}\n{}",
+        lab.log()
+    );
+    let c = &lab.wait_recent(3).await.expect("recent")[0];
+    let tried: Vec<(&str, u32)> = c
+        .attempts
+        .iter()
+        .map(|a| (a.trunk.as_str(), a.status))
+        .collect();
+    assert_eq!(tried, vec![("gw-silent", 408), ("198.18.2.2", 200)]);
+    assert!(start.elapsed() >= Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_bye_from_the_gateway_and_hold_resume() {
+    if !privileged("cancel_bye_from_the_gateway_and_hold_resume") {
+        return;
+    }
+    let lab = CallLab::new("dlg").await.expect("call lab");
+    let ring = uas(&lab, 5060, "uas_ring");
+    let sf = scenario("uac_cancel");
+    let run = lab
+        .from_pool("+14255550100", 1, &["-sf", &sf])
+        .expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "{run:?}\n{}",
+        lab.log()
+    );
+    let c = &lab.wait_recent(1).await.expect("recent")[0];
+    assert_eq!(
+        (c.status, c.end_reason.as_str()),
+        (487, "cancelled by the caller")
+    );
+    assert!(
+        ring.messages().contains("CANCEL sip:"),
+        "the gateway got the CANCEL"
+    );
+    drop(ring);
+
+    let bye = uas(&lab, 5060, "uas_bye");
+    let sf = scenario("uac_wait_bye");
+    let run = lab
+        .from_pool("+14255550100", 1, &["-sf", &sf])
+        .expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "{run:?}\n{}",
+        lab.log()
+    );
+    let c = &lab.wait_recent(2).await.expect("recent")[0];
+    assert_eq!(c.end_reason, "BYE from the gateway side");
+    drop(bye);
+
+    let hold = uas(&lab, 5060, "uas_hold");
+    let sf = scenario("uac_hold");
+    let run = lab
+        .from_pool("+14255550100", 1, &["-sf", &sf])
+        .expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "{run:?}\n{}",
+        lab.log()
+    );
+    let msgs = hold.messages();
+    let reinvites: Vec<&str> = msgs.split("INVITE sip:").skip(2).collect();
+    assert!(
+        reinvites.len() >= 2
+            && reinvites[0].contains("a=sendonly")
+            && reinvites[1].contains("a=sendrecv")
+            && reinvites.iter().all(|r| r.contains("c=IN IP4 198.18.2.1")),
+        "hold then resume reach the gateway, anchored on the relay:\n{msgs}"
+    );
+    let c = &lab.wait_recent(3).await.expect("recent")[0];
+    assert_eq!(
+        (c.status, c.end_reason.as_str()),
+        (200, "BYE from the pool side")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tcp_trunk_media_bypass_and_refused_strangers() {
+    if !privileged("tcp_trunk_media_bypass_and_refused_strangers") {
+        return;
+    }
+    let lab = CallLab::new("tcp").await.expect("call lab");
+    // Pool over UDP, gateway over TCP, both directions.
+    let _tcp =
+        Uas::start(&lab.lab.gw.name, GW_PEER, 5070, &["-sn", "uas", "-t", "t1"]).expect("uas");
+    let run = lab.from_pool("+17775550100", 1, &[]).expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "{run:?}\n{}",
+        lab.log()
+    );
+    let c = &lab.wait_recent(1).await.expect("recent")[0];
+    assert_eq!(
+        c.legs
+            .iter()
+            .map(|l| l.transport.as_str())
+            .collect::<Vec<_>>(),
+        vec!["udp", "tcp"]
+    );
+    let (p, g) = (flow(c, "pool").0, flow(c, "gateway").0);
+    assert!(
+        p > 100 && g > 100,
+        "media flows on a TCP-signalled call: {c:#?}"
+    );
+    let _fe = Uas::start(&lab.lab.pool.name, POOL_PEER, 5060, &[]).expect("pool uas");
+    let run = lab
+        .from_gateway("+14255550199", 5070, 1, &["-sn", "uac_pcap", "-t", "t1"])
+        .expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "{run:?}\n{}",
+        lab.log()
+    );
+
+    // media_bypass: the gateway sees the Front End's own media address, no session is made.
+    let bypass = uas(&lab, 5066, "uas");
+    let run = lab.from_pool("+18885550100", 1, &[]).expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "{run:?}\n{}",
+        lab.log()
+    );
+    let c = &lab.wait_recent(3).await.expect("recent")[0];
+    assert!(c.media_bypass && c.streams.is_empty(), "{c:#?}");
+    let msgs = bypass.messages();
+    assert!(
+        msgs.contains(&format!("c=IN IP4 {POOL_PEER}")),
+        "SDP untouched:\n{msgs}"
+    );
+
+    // While a call is in progress: a stranger's INVITE gets 403, garbage gets 400, the call is
+    // unaffected.
+    let _gw = uas(&lab, 5060, "uas");
+    let pool_ns = lab.lab.pool.name.clone();
+    let caller = {
+        let lab_pool = lab.lab.pool.name.clone();
+        std::thread::spawn(move || {
+            mediator_tests::sipp::uac(
+                &lab_pool,
+                POOL_PEER,
+                &format!("{POOL_RELAY}:5060"),
+                1,
+                10,
+                Duration::from_secs(60),
+                &["-s", "+14255550100", "-sn", "uac_pcap"],
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let replies = in_netns(&pool_ns, || {
+        let ask = |from: &str, what: &[u8]| -> String {
+            let s = std::net::UdpSocket::bind(format!("{from}:0")).expect("bind");
+            s.set_read_timeout(Some(Duration::from_secs(2)))
+                .expect("timeout");
+            s.send_to(what, format!("{POOL_RELAY}:5060")).expect("send");
+            let mut buf = [0u8; 4096];
+            match s.recv(&mut buf) {
+                Ok(n) => String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+                Err(_) => "no answer".into(),
+            }
+        };
+        let invite = |from: &str| {
+            format!(
+                "INVITE sip:+14255550100@{POOL_RELAY}:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {from}:5999;branch=z9hG4bK-x1\r\nMax-Forwards: 70\r\nFrom: <sip:x@{from}>;tag=1\r\nTo: <sip:+14255550100@{POOL_RELAY}>\r\nCall-ID: stranger\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        let no_max_forwards = invite(POOL_PEER).replace("Max-Forwards: 70\r\n", "");
+        (
+            ask(POOL_OTHER, invite(POOL_OTHER).as_bytes()),
+            ask(POOL_PEER, no_max_forwards.as_bytes()),
+        )
+    });
+    assert!(
+        replies.0.starts_with("SIP/2.0 403"),
+        "stranger: {replies:?}"
+    );
+    assert!(
+        replies.1.starts_with("SIP/2.0 400"),
+        "malformed: {replies:?}"
+    );
+    let run = caller.join().expect("uac thread").expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "{run:?}\n{}",
+        lab.log()
+    );
 }
