@@ -123,6 +123,23 @@ impl CallLab {
     pub fn log(&self) -> String {
         self.control.log()
     }
+
+    /// Runs mediatorctl against this control daemon (inside the relay namespace); returns its
+    /// exit code and stdout.
+    pub fn ctl(&self, args: &[&str]) -> anyhow::Result<(i32, String)> {
+        let out = std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.lab.relay.name))
+            .arg("--")
+            .arg(crate::daemon::built_binary("mediatorctl"))
+            .arg("--endpoint")
+            .arg(self.control.grpc.to_string())
+            .args(args)
+            .output()?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    }
 }
 
 /// Packets of a call's flows from `side` (rtp), and how many of them went through XDP.

@@ -3,6 +3,7 @@
 //! pools, gateways, trunks, trunk configuration, PSTN usages and voice routes — test routes,
 //! export and import the topology document and move trunks between pools.
 
+mod call;
 mod gateway;
 mod output;
 mod parse;
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use mediator_proto::control::v1 as pb;
+use mediator_proto::control::v1::call_service_client::CallServiceClient;
 use pb::topology_service_client::TopologyServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
@@ -127,6 +129,12 @@ enum Command {
         #[command(subcommand)]
         cmd: topology::TopologyCmd,
     },
+    /// Calls in progress and recent call records (list, show, recent).
+    #[command(after_help = call::EXAMPLES, subcommand_required = true)]
+    Call {
+        #[command(subcommand)]
+        cmd: call::CallCmd,
+    },
     /// Print a shell completion script to stdout.
     #[command(after_help = COMPLETION_EXAMPLES)]
     Completions {
@@ -185,6 +193,7 @@ pub fn usage_error(msg: impl Into<String>) -> Failure {
 /// The shared state of one command: the channel and how to print.
 pub struct Ctx {
     pub client: Client,
+    pub calls: CallServiceClient<Channel>,
     pub out: Output,
 }
 
@@ -254,8 +263,10 @@ async fn run(cli: Cli, url: &str) -> Result<(), Failure> {
     let endpoint = endpoint(url)?;
     // Lazily: commands that fail their own checks never touch the network, and an unreachable
     // server surfaces as the first RPC's status, which `report` recognises.
+    let channel = endpoint.connect_lazy();
     let mut ctx = Ctx {
-        client: TopologyServiceClient::new(endpoint.connect_lazy()),
+        client: TopologyServiceClient::new(channel.clone()),
+        calls: CallServiceClient::new(channel),
         out: cli.output,
     };
     match cli.command {
@@ -266,6 +277,7 @@ async fn run(cli: Cli, url: &str) -> Result<(), Failure> {
         Command::Usage { cmd } => usage::run(&mut ctx, cmd).await,
         Command::Route { cmd } => route::run(&mut ctx, cmd).await,
         Command::Topology { cmd } => topology::run(&mut ctx, cmd).await,
+        Command::Call { cmd } => call::run(&mut ctx, cmd).await,
         Command::Completions { shell } => completions(shell),
     }
 }

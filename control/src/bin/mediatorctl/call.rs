@@ -1,0 +1,231 @@
+//! `mediatorctl call …`: calls in progress and recent call records, with their media figures.
+
+use clap::Subcommand;
+use mediator_proto::control::v1 as pb;
+use serde_json::{Value, json};
+
+use crate::output::{Show, or_dash, print_list, print_one, when};
+use crate::{Ctx, Failure, usage_error};
+
+pub const EXAMPLES: &str = "\
+Examples:
+  mediatorctl call list
+  mediatorctl call show 42
+  mediatorctl call recent --limit 20
+  mediatorctl --output json call show 42";
+
+#[derive(Subcommand, Debug)]
+pub enum CallCmd {
+    /// Calls in progress.
+    #[command(
+        after_help = "Examples:\n  mediatorctl call list\n  mediatorctl --output json call list"
+    )]
+    List,
+    /// One call (in progress or recent) with its legs and, per stream, the forwarding path,
+    /// packets, bytes, loss and jitter from the dataplane.
+    #[command(after_help = "Examples:\n  mediatorctl call show 42")]
+    Show {
+        /// The call's id (from `call list` or `call recent`).
+        id: String,
+    },
+    /// Records of ended calls, newest first.
+    #[command(
+        after_help = "Examples:\n  mediatorctl call recent\n  mediatorctl call recent --limit 5"
+    )]
+    Recent {
+        /// At most this many (0: all that are kept, up to 1000).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        limit: u32,
+    },
+}
+
+pub async fn run(ctx: &mut Ctx, cmd: CallCmd) -> Result<(), Failure> {
+    let out = ctx.out;
+    let client = &mut ctx.calls;
+    match cmd {
+        CallCmd::List => {
+            let calls = client
+                .list_calls(pb::ListCallsRequest {})
+                .await?
+                .into_inner();
+            print_list(out, &calls.calls)
+        }
+        CallCmd::Show { id } => {
+            let id: u64 = id.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                usage_error(format!("call id '{id}' is not a number of 1 or more"))
+            })?;
+            let c = client
+                .get_call(pb::GetCallRequest { id })
+                .await?
+                .into_inner();
+            print_one(out, &c)
+        }
+        CallCmd::Recent { limit } => {
+            let calls = client
+                .list_recent_calls(pb::ListRecentCallsRequest { limit })
+                .await?
+                .into_inner();
+            print_list(out, &calls.calls)
+        }
+    }
+}
+
+fn duration(ms: u64) -> String {
+    format!("{}.{:01}s", ms / 1000, ms % 1000 / 100)
+}
+
+fn flow_text(f: &pb::MediaFlow) -> String {
+    format!(
+        "{} from {}: {} via {}, {} pkts / {} bytes (xdp {}, userspace {}), lost {}, jitter {:.2} ms",
+        f.kind,
+        f.from_side,
+        f.path,
+        if f.path_reason.is_empty() {
+            "-"
+        } else {
+            &f.path_reason
+        },
+        f.packets,
+        f.bytes,
+        f.xdp_packets,
+        f.userspace_packets,
+        f.lost,
+        f.jitter_ms
+    )
+}
+
+impl Show for pb::Call {
+    const PLURAL: &'static str = "calls";
+    const COLUMNS: &'static [&'static str] = &[
+        "ID",
+        "DIRECTION",
+        "STATE",
+        "TRUNK",
+        "CALLER",
+        "DIALED",
+        "DURATION",
+        "STATUS",
+        "END",
+    ];
+
+    fn json(&self) -> Result<Value, Failure> {
+        Ok(json!({
+            "id": self.id,
+            "direction": self.direction,
+            "state": self.state,
+            "pool": self.pool,
+            "trunk": self.trunk,
+            "route": self.route,
+            "gateway": self.gateway,
+            "dialed": self.dialed,
+            "caller": self.caller,
+            "called": self.called,
+            "calling": self.calling,
+            "legs": self.legs.iter().map(|l| json!({
+                "side": l.side, "sip_call_id": l.sip_call_id, "peer": l.peer,
+                "local": l.local, "transport": l.transport,
+            })).collect::<Vec<_>>(),
+            "attempts": self.attempts.iter().map(|a| json!({"trunk": a.trunk, "status": a.status})).collect::<Vec<_>>(),
+            "media_bypass": self.media_bypass,
+            "streams": self.streams.iter().map(|s| json!({
+                "index": s.index, "session_id": s.session_id, "relay": s.relay, "path": s.path,
+                "flows": s.flows.iter().map(|f| json!({
+                    "kind": f.kind, "from_side": f.from_side, "path": f.path,
+                    "path_reason": f.path_reason, "packets": f.packets, "bytes": f.bytes,
+                    "xdp_packets": f.xdp_packets, "userspace_packets": f.userspace_packets,
+                    "lost": f.lost, "jitter_ms": f.jitter_ms,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "started_unix_ms": self.started_unix_ms,
+            "answered_unix_ms": self.answered_unix_ms,
+            "ended_unix_ms": self.ended_unix_ms,
+            "duration_ms": self.duration_ms,
+            "status": self.status,
+            "end_reason": self.end_reason,
+        }))
+    }
+
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.id.to_string(),
+            self.direction.clone(),
+            self.state.clone(),
+            or_dash(self.trunk.clone()),
+            or_dash(self.caller.clone()),
+            or_dash(self.dialed.clone()),
+            duration(self.duration_ms),
+            if self.status == 0 {
+                "-".into()
+            } else {
+                self.status.to_string()
+            },
+            or_dash(self.end_reason.clone()),
+        ]
+    }
+
+    fn fields(&self) -> Vec<(String, String)> {
+        let mut f = vec![
+            ("id".into(), self.id.to_string()),
+            ("direction".into(), self.direction.clone()),
+            ("state".into(), self.state.clone()),
+            ("pool".into(), self.pool.clone()),
+            ("trunk".into(), or_dash(self.trunk.clone())),
+            ("route".into(), or_dash(self.route.clone())),
+            ("gateway".into(), or_dash(self.gateway.clone())),
+            (
+                "caller / dialed".into(),
+                format!(
+                    "{} -> {}",
+                    or_dash(self.caller.clone()),
+                    or_dash(self.dialed.clone())
+                ),
+            ),
+            (
+                "sent as".into(),
+                format!(
+                    "{} -> {}",
+                    or_dash(self.calling.clone()),
+                    or_dash(self.called.clone())
+                ),
+            ),
+        ];
+        for (i, l) in self.legs.iter().enumerate() {
+            f.push((
+                if i == 0 { "legs".into() } else { String::new() },
+                format!(
+                    "{}: {} {} via {} (Call-ID {})",
+                    l.side, l.transport, l.peer, l.local, l.sip_call_id
+                ),
+            ));
+        }
+        let tried: Vec<String> = self
+            .attempts
+            .iter()
+            .map(|a| format!("{} {}", a.trunk, a.status))
+            .collect();
+        f.push(("attempts".into(), or_dash(tried.join(", "))));
+        f.push(("started".into(), when(self.started_unix_ms)));
+        f.push(("answered".into(), when(self.answered_unix_ms)));
+        f.push(("ended".into(), when(self.ended_unix_ms)));
+        f.push(("duration".into(), duration(self.duration_ms)));
+        if self.status != 0 {
+            f.push(("end".into(), format!("{} {}", self.status, self.end_reason)));
+        }
+        f.push(("media bypass".into(), self.media_bypass.to_string()));
+        for s in &self.streams {
+            f.push((
+                format!("stream {}", s.index),
+                format!(
+                    "{} on {} path {}",
+                    s.session_id,
+                    s.relay,
+                    or_dash(s.path.clone())
+                ),
+            ));
+            for fl in &s.flows {
+                f.push((String::new(), flow_text(fl)));
+            }
+        }
+        f
+    }
+}
