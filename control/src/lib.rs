@@ -1,7 +1,8 @@
-//! `mediator-control`: Mediator's control plane — the Lync-style topology (pools, gateways,
-//! trunks, trunk configuration, PSTN usages, voice routes), its durable store, routing decisions
-//! and the `mediator.control.v1` gRPC API, plus the `mediatorctl` CLI. It drives dataplanes only
-//! over gRPC and must never touch BPF or the map ABI. (SIP is not built yet.)
+//! `mediator-control`: Mediator's control plane — the SIP B2BUA that routes calls over trunks
+//! (`sip`, `call`, `calls`), the Lync-style topology (pools, gateways, trunks, trunk
+//! configuration, PSTN usages, voice routes), its durable store, routing decisions and the
+//! `mediator.control.v1` gRPC API, plus the `mediatorctl` CLI. It drives dataplanes only over
+//! gRPC and must never touch BPF or the map ABI.
 
 pub mod api;
 pub mod call;

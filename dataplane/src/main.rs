@@ -283,7 +283,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// Each session holds four sockets (RTP and RTCP on both sides): raise the soft limit on open
+/// files to the hard one, and say how many sessions that leaves room for.
+fn raise_open_files() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) => {
+            if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
+                tracing::warn!(soft, hard, "could not raise the open-files limit");
+            }
+            let now = getrlimit(Resource::RLIMIT_NOFILE).map_or(soft, |l| l.0);
+            tracing::info!(
+                open_files = now,
+                sessions = now.saturating_sub(64) / 4,
+                "open-files limit (four sockets per session)"
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-files limit"),
+    }
+}
+
 fn run(cfg: Config) -> anyhow::Result<()> {
+    raise_open_files();
     let relay = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.relay_threads)
         .thread_name("mdp-relay")

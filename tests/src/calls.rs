@@ -21,21 +21,63 @@ pub fn scenario(name: &str) -> String {
 }
 
 pub struct CallLab {
-    // Dropped in this order: control, dataplane, then the lab.
+    // Dropped in this order: control, dataplanes, then the lab.
     pub control: Control,
     pub dataplane: Daemon,
+    /// More dataplanes of the pool (userspace, gRPC on 7401, 7402 …), for the call benchmark.
+    pub extra: Vec<Daemon>,
     pub lab: Lab,
 }
 
 impl CallLab {
     pub async fn new(tag: &str) -> anyhow::Result<CallLab> {
+        Self::with_ports(tag, "30000-30999").await
+    }
+
+    /// With the dataplane's media port range `ports` ("MIN-MAX"; each call takes an RTP/RTCP
+    /// pair per side).
+    pub async fn with_ports(tag: &str, ports: &str) -> anyhow::Result<CallLab> {
+        Self::with_relays(tag, &[ports]).await
+    }
+
+    /// A pool with one dataplane per port range: the first with XDP (gRPC 127.0.0.1:7400), the
+    /// others userspace-only on the same addresses (7401, 7402 …) — one process holds four
+    /// sockets per session, and the open-files limit caps how many sessions one can hold.
+    pub async fn with_relays(tag: &str, ranges: &[&str]) -> anyhow::Result<CallLab> {
         let lab = Lab::new(tag)?;
-        let mut dataplane = relay_daemon(&lab, tag, "native", "30000-30999", &[])?;
+        let mut dataplane = relay_daemon(&lab, tag, "native", ranges[0], &[])?;
         dataplane.client().await?;
+        let mut extra = Vec::new();
+        let mut addrs = vec!["\"127.0.0.1:7400\"".to_string()];
+        for (i, ports) in ranges.iter().enumerate().skip(1) {
+            let port = 7400 + i as u16;
+            let mut d = Daemon::start(
+                &format!("{tag}{i}"),
+                Some(&lab.relay.name),
+                crate::fixture::sa("127.0.0.1", port),
+                &[
+                    "--xdp-mode",
+                    "off",
+                    "--pool-address",
+                    POOL_RELAY,
+                    "--gateway-address",
+                    GW_RELAY,
+                    "--port-range",
+                    ports,
+                ],
+            )?;
+            d.client().await?;
+            extra.push(d);
+            addrs.push(format!("\"127.0.0.1:{port}\""));
+        }
+        let toml = TOPOLOGY.replace(
+            "dataplanes = [\"127.0.0.1:7400\"]",
+            &format!("dataplanes = [{}]", addrs.join(", ")),
+        );
         let mut control = Control::start_in(tag, Some(&lab.relay.name), &[])?;
         let mut topo = control.client().await?;
         topo.import_topology(pb::ImportTopologyRequest {
-            toml: TOPOLOGY.into(),
+            toml,
             dry_run: false,
         })
         .await?;
@@ -44,6 +86,7 @@ impl CallLab {
         Ok(CallLab {
             control,
             dataplane,
+            extra,
             lab,
         })
     }

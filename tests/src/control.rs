@@ -116,6 +116,11 @@ impl Control {
         Ok(CallServiceClient::new(self.channel().await?))
     }
 
+    /// The daemon's process id (nsenter execs it, so this is the daemon itself).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

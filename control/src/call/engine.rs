@@ -1,8 +1,9 @@
 //! The B2BUA engine: the transaction layer, every call and the indexes that find a call from a
 //! message. Events in (bytes, media results, time), actions out.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -325,6 +326,9 @@ pub struct Engine {
     hasher: RandomState,
     counter: u64,
     prefix: String,
+    /// When calls want waking (fast failover, 2xx retransmission, ACK wait). Entries are hints:
+    /// a call whose deadline moved is simply found not due.
+    wake: BinaryHeap<Reverse<(Instant, CallId)>>,
 }
 
 impl Engine {
@@ -343,6 +347,7 @@ impl Engine {
             hasher,
             counter: 0,
             prefix,
+            wake: BinaryHeap::new(),
         }
     }
 
@@ -1055,6 +1060,9 @@ impl Engine {
             provisional: false,
             deadline: t.fast_failover.map(|d| now + d),
         });
+        if let Some(d) = t.fast_failover {
+            self.wake.push(Reverse((now + d, id)));
+        }
         self.by_client.insert(key, Purpose::Invite { call: id });
         for (to, bytes) in step.send {
             out.push(Action::Send { to, bytes });
@@ -1291,6 +1299,8 @@ impl Engine {
                     });
                 }
                 call.ack_deadline = Some(now + 64 * self.cfg.timers.t1);
+                self.wake.push(Reverse((now + self.cfg.timers.t1, id)));
+                self.wake.push(Reverse((now + 64 * self.cfg.timers.t1, id)));
                 let step = self.layer.respond(&akey, status, bytes, now);
                 for (to, bytes) in step.send {
                     out.push(Action::Send { to, bytes });
@@ -1798,6 +1808,7 @@ impl Engine {
                     interval: self.cfg.timers.t1,
                     side: from_side,
                 });
+                self.wake.push(Reverse((now + self.cfg.timers.t1, id)));
             }
         }
         let step = self.layer.respond(&skey, status, bytes, now);
@@ -1809,35 +1820,24 @@ impl Engine {
     // ---- time -------------------------------------------------------------------------------
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        let calls = self.calls.values().flat_map(|c| {
-            [
-                c.attempt.as_ref().and_then(|a| a.deadline),
-                c.retx.as_ref().map(|r| r.at),
-                c.ack_deadline,
-            ]
-            .into_iter()
-            .flatten()
-        });
-        calls.chain(self.layer.next_deadline()).min()
+        let calls = self.wake.peek().map(|Reverse((at, _))| *at);
+        calls.into_iter().chain(self.layer.next_deadline()).min()
     }
 
     pub fn on_timer(&mut self, topo: &Topology, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
         let step = self.layer.on_timer(now);
         self.absorb(step, &mut out, topo, now);
-        let due: Vec<CallId> = self
-            .calls
-            .values()
-            .filter(|c| {
-                c.attempt
-                    .as_ref()
-                    .and_then(|a| a.deadline)
-                    .is_some_and(|d| d <= now)
-                    || c.retx.as_ref().is_some_and(|r| r.at <= now)
-                    || c.ack_deadline.is_some_and(|d| d <= now)
-            })
-            .map(|c| c.id)
-            .collect();
+        let mut due: Vec<CallId> = Vec::new();
+        while let Some(Reverse((at, id))) = self.wake.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.wake.pop();
+            if !due.contains(&id) {
+                due.push(id);
+            }
+        }
         for id in due {
             let Some(call) = self.calls.get_mut(&id) else {
                 continue;
@@ -1847,6 +1847,7 @@ impl Engine {
             {
                 r.interval = (r.interval * 2).min(self.cfg.timers.t2);
                 r.at = now + r.interval;
+                self.wake.push(Reverse((r.at, id)));
                 let (key, bytes) = (r.key.clone(), r.bytes.clone());
                 let step = self.layer.respond(&key, 200, bytes, now);
                 for (to, bytes) in step.send {

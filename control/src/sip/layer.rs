@@ -3,7 +3,7 @@
 //! retransmissions itself, and tells the transaction user only what is new. Bytes and time in;
 //! bytes to send (with their peer) and user events out.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use super::Peer;
@@ -53,10 +53,17 @@ struct Server {
 /// How many transactions the layer holds at most, so a flood cannot exhaust memory.
 pub const MAX_TRANSACTIONS: usize = 200_000;
 
+/// A transaction in the timer index: client (true) or server, and its key.
+type Slot = (bool, TxKey);
+
 pub struct Layer {
     timers: Timers,
     clients: HashMap<TxKey, Client>,
     servers: HashMap<TxKey, Server>,
+    /// Every transaction's next deadline, ordered, so finding what is due costs O(log n) however
+    /// many transactions linger in their Completed/Accepted states.
+    schedule: BTreeSet<(Instant, Slot)>,
+    scheduled: HashMap<Slot, Instant>,
 }
 
 impl Layer {
@@ -65,6 +72,40 @@ impl Layer {
             timers,
             clients: HashMap::new(),
             servers: HashMap::new(),
+            schedule: BTreeSet::new(),
+            scheduled: HashMap::new(),
+        }
+    }
+
+    /// Re-files a transaction's deadline after anything that may have changed it; forgets a
+    /// terminated one.
+    fn resched(&mut self, client: bool, key: &TxKey) {
+        let slot = (client, key.clone());
+        if let Some(at) = self.scheduled.remove(&slot) {
+            self.schedule.remove(&(at, slot.clone()));
+        }
+        let (state, next) = if client {
+            match self.clients.get(key) {
+                Some(c) => (c.tx.state, c.tx.next_deadline()),
+                None => return,
+            }
+        } else {
+            match self.servers.get(key) {
+                Some(s) => (s.tx.state, s.tx.next_deadline()),
+                None => return,
+            }
+        };
+        if state == State::Terminated {
+            if client {
+                self.clients.remove(key);
+            } else {
+                self.servers.remove(key);
+            }
+            return;
+        }
+        if let Some(at) = next {
+            self.schedule.insert((at, slot.clone()));
+            self.scheduled.insert(slot, at);
         }
     }
 
@@ -119,6 +160,7 @@ impl Layer {
                     let out = c.tx.on_response(message, now);
                     let peer = c.peer;
                     Self::apply(&mut step, &key, peer, out);
+                    self.resched(true, &key);
                 }
                 // A response to no transaction of ours is dropped (RFC 3261 18.1.2).
             }
@@ -129,6 +171,7 @@ impl Layer {
                     let out = s.tx.on_request(&message, now);
                     let peer = s.peer;
                     Self::apply(&mut step, &key, peer, out);
+                    self.resched(false, &key);
                     if is_ack && accepted {
                         step.events.push(Event::Ack {
                             from,
@@ -157,6 +200,7 @@ impl Layer {
                     let (tx, out) = ServerTx::new(&message, reliable, self.timers, trying);
                     Self::apply(&mut step, &key, from, out);
                     self.servers.insert(key.clone(), Server { tx, peer: from });
+                    self.resched(false, &key);
                     step.events.push(Event::Request {
                         key,
                         from,
@@ -175,6 +219,7 @@ impl Layer {
         let mut step = Step::default();
         Self::apply(&mut step, &key, to, out);
         self.clients.insert(key.clone(), Client { tx, peer: to });
+        self.resched(true, &key);
         (key, step)
     }
 
@@ -185,48 +230,41 @@ impl Layer {
             let out = s.tx.respond(status, bytes, now);
             let peer = s.peer;
             Self::apply(&mut step, key, peer, out);
+            self.resched(false, key);
         }
         step
     }
 
     /// The earliest time any transaction needs to be woken.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let c = self.clients.values().filter_map(|c| c.tx.next_deadline());
-        let s = self.servers.values().filter_map(|s| s.tx.next_deadline());
-        c.chain(s).min()
+        self.schedule.first().map(|(at, _)| *at)
     }
 
     /// Runs every due timer and forgets terminated transactions.
     pub fn on_timer(&mut self, now: Instant) -> Step {
         let mut step = Step::default();
-        let due: Vec<TxKey> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| c.tx.next_deadline().is_some_and(|d| d <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            if let Some(c) = self.clients.get_mut(&key) {
-                let out = c.tx.on_timer(now);
-                let peer = c.peer;
-                Self::apply(&mut step, &key, peer, out);
+        while let Some((at, (client, key))) = self.schedule.first().cloned() {
+            if at > now {
+                break;
             }
-        }
-        let due: Vec<TxKey> = self
-            .servers
-            .iter()
-            .filter(|(_, s)| s.tx.next_deadline().is_some_and(|d| d <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            if let Some(s) = self.servers.get_mut(&key) {
+            if client {
+                if let Some(c) = self.clients.get_mut(&key) {
+                    let out = c.tx.on_timer(now);
+                    let peer = c.peer;
+                    Self::apply(&mut step, &key, peer, out);
+                }
+            } else if let Some(s) = self.servers.get_mut(&key) {
                 let out = s.tx.on_timer(now);
                 let peer = s.peer;
                 Self::apply(&mut step, &key, peer, out);
             }
+            self.resched(client, &key);
+            // A timer that did not move its deadline (it cannot, but never spin on it).
+            if self.scheduled.get(&(client, key.clone())) == Some(&at) {
+                self.schedule.remove(&(at, (client, key.clone())));
+                self.scheduled.remove(&(client, key));
+            }
         }
-        self.clients.retain(|_, c| c.tx.state != State::Terminated);
-        self.servers.retain(|_, s| s.tx.state != State::Terminated);
         step
     }
 }
