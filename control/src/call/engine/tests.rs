@@ -421,3 +421,132 @@ fn a_caller_leaving_while_the_relay_works_gets_its_sessions_deleted() {
         "no INVITE for a cancelled call"
     );
 }
+
+/// Sets up an answered, acknowledged call to +1425…; returns the INVITE the gateway got and the
+/// 2xx the caller got.
+fn answered(r: &mut Run, call_id: &str) -> (Message, Message) {
+    let a = r.msg(&invite("+14255550100", call_id), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let a = r.msg(&respond(&inv, 200, "gw1", Some(ANSWER)), gw(5060, 5060));
+    let ok = sent_to(&a, fe())[0].clone();
+    r.msg(
+        &fe_in_dialog("ACK", &ok, 7, &format!("ack-{call_id}")),
+        fe(),
+    );
+    (inv, ok)
+}
+
+#[test]
+fn in_dialog_requests_are_passed_across_and_refer_obeys_the_trunk() {
+    let mut r = Run::new("indialog");
+    let (_inv, ok) = answered(&mut r, "c20");
+    // INFO from the caller reaches the gateway in the gateway leg's dialog; its 200 comes back.
+    let a = r.msg(&fe_in_dialog("INFO", &ok, 8, "info1"), fe());
+    let info = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    assert_eq!(info.method(), Some("INFO"));
+    assert_eq!(info.summary.to_tag.as_deref(), Some("gw1"));
+    let a = r.msg(&respond(&info, 200, "", None), gw(5060, 5060));
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![200]);
+    // refer_support off on this trunk: REFER is refused, naming the trunk.
+    r.t.configs
+        .get_mut("trunk:198.18.2.2")
+        .expect("trunk config")
+        .value
+        .settings
+        .refer_support = Some(false);
+    let (_inv, ok) = answered(&mut r, "c21");
+    let a = r.msg(&fe_in_dialog("REFER", &ok, 8, "refer1"), fe());
+    let st = sent_to(&a, fe());
+    assert_eq!(statuses(&st), vec![403]);
+    assert!(
+        st[0]
+            .header("warning")
+            .is_some_and(|w| w.contains("198.18.2.2"))
+    );
+    assert!(sent_to(&a, gw(5060, 5060)).is_empty());
+}
+
+#[test]
+fn a_re_invite_updates_the_session_and_marks_hold() {
+    let mut r = Run::new("hold");
+    let (_inv, ok) = answered(&mut r, "c22");
+    let held = OFFER.replace(
+        "a=rtpmap:8 PCMA/8000\r\n",
+        "a=rtpmap:8 PCMA/8000\r\na=sendonly\r\n",
+    );
+    let reinvite = String::from_utf8(fe_in_dialog("INVITE", &ok, 8, "re1"))
+        .expect("utf8")
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Contact: <sip:fe@198.18.1.2:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{held}",
+                held.len()
+            ),
+        );
+    let a = r.msg(reinvite.as_bytes(), fe());
+    assert!(
+        a.iter().any(
+            |x| matches!(x, Action::UpdateMedia { request, .. } if request.on_hold == Some(true))
+        ),
+        "the session goes on hold"
+    );
+    let to_gw = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let body = String::from_utf8_lossy(to_gw.body()).to_string();
+    assert!(
+        body.contains("a=sendonly") && body.contains("m=audio 30002 "),
+        "{body}"
+    );
+    // A second offer before the first is answered: 491.
+    let again = reinvite
+        .replace("branch=z9hG4bK-re1", "branch=z9hG4bK-re2")
+        .replace("CSeq: 8", "CSeq: 9");
+    let a = r.msg(again.as_bytes(), fe());
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![100, 491]);
+}
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// Whatever a configured peer sends — a real call's messages with bytes flipped, cut or
+        /// repeated, in any order — the engine answers or drops it and never panics.
+        #[test]
+        fn mutated_call_traffic(
+            flips in proptest::collection::vec((0usize..2000, any::<u8>()), 0..8),
+            cut in 0usize..2000,
+            steps in proptest::collection::vec(0u8..6, 1..12),
+        ) {
+            let mut r = Run::new("prop");
+            let mut base = invite("+14255550100", "p1");
+            let len = base.len();
+            for (i, b) in &flips {
+                base[*i % len] = *b;
+            }
+            let cut_base = base[..cut.min(base.len())].to_vec();
+            let mut last_invite: Option<Message> = None;
+            for s in steps {
+                let a = match s {
+                    0 => r.msg(&base, fe()),
+                    1 => r.msg(&cut_base, fe()),
+                    2 => r.created(1),
+                    3 => match &last_invite {
+                        Some(inv) => r.msg(&respond(inv, 200, "gw1", Some(ANSWER)), gw(5060, 5060)),
+                        None => Vec::new(),
+                    },
+                    4 => match &last_invite {
+                        Some(inv) => r.msg(&respond(inv, 503, "gw1", None), gw(5060, 5060)),
+                        None => Vec::new(),
+                    },
+                    _ => r.advance(Duration::from_secs(3)),
+                };
+                if let Some(m) = requests(&sent_to(&a, gw(5060, 5060))).first() {
+                    last_invite = Some((*m).clone());
+                }
+            }
+        }
+    }
+}
