@@ -65,6 +65,31 @@ fn transport_failure(s: &tonic::Status) -> bool {
     )
 }
 
+/// A session from a relay's answer to an RPC bounded by `timeout`: an outage (try elsewhere, or
+/// 503) told apart from a refusal of the request.
+fn session_of<T>(
+    relay: &str,
+    timeout: Duration,
+    answer: Result<Result<tonic::Response<T>, tonic::Status>, tokio::time::error::Elapsed>,
+    session: impl FnOnce(T) -> Option<pb::Session>,
+) -> Result<pb::Session, MediaError> {
+    match answer {
+        Ok(Ok(resp)) => session(resp.into_inner())
+            .ok_or_else(|| MediaError::Unavailable(format!("{relay}: empty answer"))),
+        Ok(Err(status)) if transport_failure(&status) => Err(MediaError::Unavailable(format!(
+            "{relay}: {}",
+            status.message()
+        ))),
+        Ok(Err(status)) => Err(MediaError::Refused {
+            relay: relay.into(),
+            status,
+        }),
+        Err(_) => Err(MediaError::Unavailable(format!(
+            "{relay}: no answer within {timeout:?}"
+        ))),
+    }
+}
+
 impl Relays {
     /// `addrs` are host:port of mediator-dataplane gRPC services. Connections are made lazily.
     pub fn new(addrs: &[String], timeout: Duration) -> Result<Relays, MediaError> {
@@ -187,24 +212,8 @@ impl Relays {
     ) -> Result<pb::Session, MediaError> {
         let r = self.relay(relay)?;
         let mut client = r.client.clone();
-        match tokio::time::timeout(self.timeout, client.update_session(req)).await {
-            Ok(Ok(resp)) => resp
-                .into_inner()
-                .session
-                .ok_or_else(|| MediaError::Unavailable(format!("{relay}: empty answer"))),
-            Ok(Err(status)) if transport_failure(&status) => Err(MediaError::Unavailable(format!(
-                "{relay}: {}",
-                status.message()
-            ))),
-            Ok(Err(status)) => Err(MediaError::Refused {
-                relay: relay.into(),
-                status,
-            }),
-            Err(_) => Err(MediaError::Unavailable(format!(
-                "{relay}: no answer within {:?}",
-                self.timeout
-            ))),
-        }
+        let answer = tokio::time::timeout(self.timeout, client.update_session(req)).await;
+        session_of(relay, self.timeout, answer, |r| r.session)
     }
 
     /// Deletes a session; returns its final figures when the relay answered.
@@ -218,24 +227,8 @@ impl Relays {
         let req = pb::DeleteSessionRequest {
             session_id: session_id.into(),
         };
-        match tokio::time::timeout(self.timeout, client.delete_session(req)).await {
-            Ok(Ok(resp)) => resp
-                .into_inner()
-                .session
-                .ok_or_else(|| MediaError::Unavailable(format!("{relay}: empty answer"))),
-            Ok(Err(status)) if transport_failure(&status) => Err(MediaError::Unavailable(format!(
-                "{relay}: {}",
-                status.message()
-            ))),
-            Ok(Err(status)) => Err(MediaError::Refused {
-                relay: relay.into(),
-                status,
-            }),
-            Err(_) => Err(MediaError::Unavailable(format!(
-                "{relay}: no answer within {:?}",
-                self.timeout
-            ))),
-        }
+        let answer = tokio::time::timeout(self.timeout, client.delete_session(req)).await;
+        session_of(relay, self.timeout, answer, |r| r.session)
     }
 
     /// A session's current figures from the relay that holds it.
@@ -249,20 +242,8 @@ impl Relays {
         let req = pb::GetSessionRequest {
             session_id: session_id.into(),
         };
-        match tokio::time::timeout(self.timeout, client.get_session(req)).await {
-            Ok(Ok(resp)) => resp
-                .into_inner()
-                .session
-                .ok_or_else(|| MediaError::Unavailable(format!("{relay}: empty answer"))),
-            Ok(Err(status)) => Err(MediaError::Refused {
-                relay: relay.into(),
-                status,
-            }),
-            Err(_) => Err(MediaError::Unavailable(format!(
-                "{relay}: no answer within {:?}",
-                self.timeout
-            ))),
-        }
+        let answer = tokio::time::timeout(self.timeout, client.get_session(req)).await;
+        session_of(relay, self.timeout, answer, |r| r.session)
     }
 
     /// Asks every relay for its capabilities and marks it up or down accordingly.

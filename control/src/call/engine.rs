@@ -453,9 +453,7 @@ impl Engine {
         let tag = self.token();
         let bytes = build_response(req, status, reason_phrase(status), &tag[..10], &extra, None);
         let step = self.layer.respond(key, status, bytes, now);
-        for (to, bytes) in step.send {
-            out.push(Action::Send { to, bytes });
-        }
+        emit(out, step);
     }
 
     fn request(
@@ -1064,9 +1062,7 @@ impl Engine {
             self.wake.push(Reverse((now + d, id)));
         }
         self.by_client.insert(key, Purpose::Invite { call: id });
-        for (to, bytes) in step.send {
-            out.push(Action::Send { to, bytes });
-        }
+        emit(out, step);
     }
 
     /// Answers the caller with a final error and ends the call.
@@ -1085,9 +1081,7 @@ impl Engine {
             None,
         );
         let step = self.layer.respond(&key, status, bytes, now);
-        for (to, bytes) in step.send {
-            out.push(Action::Send { to, bytes });
-        }
+        emit(out, step);
         self.end(id, status, why, out, now);
     }
 
@@ -1126,9 +1120,7 @@ impl Engine {
                     let _ = (call, to);
                     let skey = skey.clone();
                     let step = self.layer.respond(&skey, status, bytes, now);
-                    for (to, bytes) in step.send {
-                        out.push(Action::Send { to, bytes });
-                    }
+                    emit(out, step);
                 }
             }
             Purpose::Orphan(_) => {
@@ -1142,9 +1134,7 @@ impl Engine {
                         {
                             o.cancelled = true;
                             let (_, step) = self.layer.request(c, o.leg.peer, now);
-                            for (to, bytes) in step.send {
-                                out.push(Action::Send { to, bytes });
-                            }
+                            emit(out, step);
                         }
                         self.by_client.insert(key, Purpose::Orphan(o));
                     }
@@ -1168,9 +1158,7 @@ impl Engine {
                         if let Ok(bye) = o.leg.request("BYE", &bye_branch, None, &[], None) {
                             let (k, step) = self.layer.request(bye, o.leg.peer, now);
                             self.by_client.insert(k, Purpose::Ignore);
-                            for (to, bytes) in step.send {
-                                out.push(Action::Send { to, bytes });
-                            }
+                            emit(out, step);
                         }
                     }
                     _ => {}
@@ -1246,9 +1234,7 @@ impl Engine {
                     body.as_deref().map(|b| (SDP, b)),
                 );
                 let step = self.layer.respond(&call.a_key.clone(), status, bytes, now);
-                for (to, bytes) in step.send {
-                    out.push(Action::Send { to, bytes });
-                }
+                emit(out, step);
             }
             200..=299 => {
                 let Some(mut att) = call.attempt.take() else {
@@ -1302,9 +1288,7 @@ impl Engine {
                 self.wake.push(Reverse((now + self.cfg.timers.t1, id)));
                 self.wake.push(Reverse((now + 64 * self.cfg.timers.t1, id)));
                 let step = self.layer.respond(&akey, status, bytes, now);
-                for (to, bytes) in step.send {
-                    out.push(Action::Send { to, bytes });
-                }
+                emit(out, step);
             }
             _ => {
                 let Some(att) = call.attempt.take() else {
@@ -1342,9 +1326,7 @@ impl Engine {
                     );
                     let akey = call.a_key.clone();
                     let step = self.layer.respond(&akey, translated, bytes, now);
-                    for (to, bytes) in step.send {
-                        out.push(Action::Send { to, bytes });
-                    }
+                    emit(out, step);
                     self.end(id, translated, &format!("{translated} {reason}"), out, now);
                 }
                 let _ = topo;
@@ -1358,9 +1340,7 @@ impl Engine {
         if provisional && let Ok(c) = cancel_for(&att.invite) {
             let (k, step) = self.layer.request(c, att.leg.peer, now);
             self.by_client.insert(k, Purpose::Ignore);
-            for (to, bytes) in step.send {
-                out.push(Action::Send { to, bytes });
-            }
+            emit(out, step);
             cancelled = true;
         }
         self.dialogs.remove(&att.leg.key());
@@ -1458,9 +1438,7 @@ impl Engine {
                 if let Some((skey, sreq)) = server {
                     let bytes = build_response(&sreq, 408, "Request Timeout", "", &[], None);
                     let step = self.layer.respond(&skey, 408, bytes, now);
-                    for (to, bytes) in step.send {
-                        out.push(Action::Send { to, bytes });
-                    }
+                    emit(out, step);
                     if let Some(c) = self.calls.get_mut(&call) {
                         c.negotiating = false;
                     }
@@ -1484,9 +1462,7 @@ impl Engine {
         };
         let ok = build_response(&m, 200, "OK", &self.token()[..10], &[], None);
         let step = self.layer.respond(&key, 200, ok, now);
-        for (to, bytes) in step.send {
-            out.push(Action::Send { to, bytes });
-        }
+        emit(out, step);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -1494,6 +1470,16 @@ impl Engine {
             return; // too late: the call was answered
         }
         tracing::info!(call = id, "cancelled by the caller");
+        self.terminate_caller(id, out, now);
+        self.end(id, 487, "cancelled by the caller", out, now);
+    }
+
+    /// Ends the caller's INVITE with 487 and gives up the attempt in progress (CANCELled once it
+    /// has had a provisional).
+    fn terminate_caller(&mut self, id: CallId, out: &mut Vec<Action>, now: Instant) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         let bytes = build_response(
             &call.a_invite,
             487,
@@ -1503,15 +1489,13 @@ impl Engine {
             None,
         );
         let akey = call.a_key.clone();
+        let attempt = call.attempt.take();
         let step = self.layer.respond(&akey, 487, bytes, now);
-        for (to, bytes) in step.send {
-            out.push(Action::Send { to, bytes });
-        }
-        if let Some(att) = call.attempt.take() {
+        emit(out, step);
+        if let Some(att) = attempt {
             let provisional = att.provisional;
             self.orphan(att, provisional, out, now);
         }
-        self.end(id, 487, "cancelled by the caller", out, now);
     }
 
     fn ack(&mut self, from: Peer, m: Message, out: &mut Vec<Action>) {
@@ -1578,9 +1562,7 @@ impl Engine {
     ) {
         let ok = build_response(&m, 200, "OK", "", &[], None);
         let step = self.layer.respond(&key, 200, ok, now);
-        for (to, bytes) in step.send {
-            out.push(Action::Send { to, bytes });
-        }
+        emit(out, step);
         let Some(call) = self.calls.get(&id) else {
             return;
         };
@@ -1592,25 +1574,7 @@ impl Engine {
             return;
         }
         if side == call.a_side && !matches!(call.phase, Phase::Answered | Phase::Confirmed) {
-            let bytes = build_response(
-                &call.a_invite,
-                487,
-                "Request Terminated",
-                &call.a.local_tag,
-                &[],
-                None,
-            );
-            let akey = call.a_key.clone();
-            let step = self.layer.respond(&akey, 487, bytes, now);
-            for (to, bytes) in step.send {
-                out.push(Action::Send { to, bytes });
-            }
-            if let Some(call) = self.calls.get_mut(&id)
-                && let Some(att) = call.attempt.take()
-            {
-                let p = att.provisional;
-                self.orphan(att, p, out, now);
-            }
+            self.terminate_caller(id, out, now);
             self.end(id, 200, &reason, out, now);
             return;
         }
@@ -1628,9 +1592,7 @@ impl Engine {
         if let Ok(bye) = leg.request("BYE", &branch, None, &[], None) {
             let (k, step) = self.layer.request(bye, peer, now);
             self.by_client.insert(k, Purpose::Ignore);
-            for (to, bytes) in step.send {
-                out.push(Action::Send { to, bytes });
-            }
+            emit(out, step);
         }
     }
 
@@ -1737,9 +1699,7 @@ impl Engine {
                 server: Some((key, Box::new(m))),
             },
         );
-        for (to, bytes) in step.send {
-            out.push(Action::Send { to, bytes });
-        }
+        emit(out, step);
     }
 
     fn relay_response(
@@ -1812,9 +1772,7 @@ impl Engine {
             }
         }
         let step = self.layer.respond(&skey, status, bytes, now);
-        for (to, bytes) in step.send {
-            out.push(Action::Send { to, bytes });
-        }
+        emit(out, step);
     }
 
     // ---- time -------------------------------------------------------------------------------
@@ -1850,9 +1808,7 @@ impl Engine {
                 self.wake.push(Reverse((r.at, id)));
                 let (key, bytes) = (r.key.clone(), r.bytes.clone());
                 let step = self.layer.respond(&key, 200, bytes, now);
-                for (to, bytes) in step.send {
-                    out.push(Action::Send { to, bytes });
-                }
+                emit(&mut out, step);
             }
             let Some(call) = self.calls.get_mut(&id) else {
                 continue;
@@ -1937,6 +1893,13 @@ impl Engine {
 
     pub fn call(&self, id: CallId, now: Instant) -> Option<CallInfo> {
         self.calls.get(&id).map(|c| info(c, now))
+    }
+}
+
+/// The sends of a layer step (one that has no events: a response or a new request).
+fn emit(out: &mut Vec<Action>, step: Step) {
+    for (to, bytes) in step.send {
+        out.push(Action::Send { to, bytes });
     }
 }
 
