@@ -107,8 +107,12 @@ pub fn listen_set(t: &Topology) -> BTreeSet<(std::net::SocketAddr, Transport)> {
     set
 }
 
-/// Starts the SIP runtime on the current tokio runtime.
-pub fn start(registry: Arc<Registry>, cfg: Config) -> CallHandle {
+/// Starts the SIP runtime on the current tokio runtime (`tls`: for TLS trunks and next hops).
+pub fn start(
+    registry: Arc<Registry>,
+    cfg: Config,
+    tls: Option<crate::sip::tls::Tls>,
+) -> CallHandle {
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (in_tx, in_rx) = mpsc::channel(16 * 1024);
     let handle = CallHandle {
@@ -119,7 +123,7 @@ pub fn start(registry: Arc<Registry>, cfg: Config) -> CallHandle {
     let rt = Runtime {
         engine: Engine::new(cfg),
         registry,
-        transports: Transports::new(in_tx),
+        transports: Transports::new(in_tx, tls),
         relay_addrs: HashMap::new(),
         handle: handle.clone(),
         cmd_tx,

@@ -44,6 +44,15 @@ struct Args {
     /// Calls held at most; beyond it a new call is answered 503.
     #[arg(long, env = "MEDIATOR_MAX_CALLS")]
     max_calls: Option<usize>,
+    /// Mediator's TLS certificate chain (PEM), for TLS trunks and next hops.
+    #[arg(long, env = "MEDIATOR_TLS_CERTIFICATE")]
+    tls_certificate: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "MEDIATOR_TLS_PRIVATE_KEY")]
+    tls_private_key: Option<PathBuf>,
+    /// The CA certificates (PEM) peers' certificates must chain to.
+    #[arg(long, env = "MEDIATOR_TLS_CA")]
+    tls_ca: Option<PathBuf>,
     /// plain or json.
     #[arg(long, env = "MEDIATOR_LOG_FORMAT")]
     log_format: Option<LogFormat>,
@@ -65,6 +74,9 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     grpc_listen: Option<SocketAddr>,
     max_calls: Option<usize>,
+    tls_certificate: Option<PathBuf>,
+    tls_private_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
     log_format: Option<LogFormat>,
 }
 
@@ -73,6 +85,7 @@ struct Config {
     data_dir: PathBuf,
     grpc_listen: SocketAddr,
     max_calls: usize,
+    tls: Option<(PathBuf, PathBuf, PathBuf)>,
     log_format: LogFormat,
 }
 
@@ -96,11 +109,25 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
             .or(file.grpc_listen)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7300))),
         max_calls: args.max_calls.or(file.max_calls).unwrap_or(20_000),
+        tls: match (
+            args.tls_certificate.clone().or(file.tls_certificate),
+            args.tls_private_key.clone().or(file.tls_private_key),
+            args.tls_ca.clone().or(file.tls_ca),
+        ) {
+            (None, None, None) => None,
+            (Some(c), Some(k), Some(a)) => Some((c, k, a)),
+            _ => {
+                anyhow::bail!("tls_certificate, tls_private_key and tls_ca: give all three or none")
+            }
+        },
         log_format: args
             .log_format
             .or(file.log_format)
             .unwrap_or(LogFormat::Plain),
     };
+    if let Some((c, k, a)) = &cfg.tls {
+        mediator_control::sip::tls::load(c, k, a)?;
+    }
     if cfg.max_calls == 0 {
         anyhow::bail!("max_calls: must be at least 1");
     }
@@ -172,12 +199,17 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async {
+        let tls = match &cfg.tls {
+            Some((c, k, a)) => Some(mediator_control::sip::tls::load(c, k, a)?),
+            None => None,
+        };
         let calls = mediator_control::calls::start(
             registry.clone(),
             mediator_control::call::Config {
                 max_calls: cfg.max_calls,
                 ..Default::default()
             },
+            tls,
         );
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<TopologyServiceServer<Api>>().await;

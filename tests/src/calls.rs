@@ -44,6 +44,16 @@ impl CallLab {
     /// others userspace-only on the same addresses (7401, 7402 …) — one process holds four
     /// sockets per session, and the open-files limit caps how many sessions one can hold.
     pub async fn with_relays(tag: &str, ranges: &[&str]) -> anyhow::Result<CallLab> {
+        Self::build(tag, ranges, &[]).await
+    }
+
+    /// The general form: dataplane port ranges as [`Self::with_relays`], extra flags for
+    /// mediator-control.
+    pub async fn build(
+        tag: &str,
+        ranges: &[&str],
+        control_args: &[&str],
+    ) -> anyhow::Result<CallLab> {
         let lab = Lab::new(tag)?;
         let mut dataplane = relay_daemon(&lab, tag, "native", ranges[0], &[])?;
         dataplane.client().await?;
@@ -74,7 +84,7 @@ impl CallLab {
             "dataplanes = [\"127.0.0.1:7400\"]",
             &format!("dataplanes = [{}]", addrs.join(", ")),
         );
-        let mut control = Control::start_in(tag, Some(&lab.relay.name), &[])?;
+        let mut control = Control::start_in(tag, Some(&lab.relay.name), control_args)?;
         let mut topo = control.client().await?;
         topo.import_topology(pb::ImportTopologyRequest {
             toml,

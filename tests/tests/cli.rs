@@ -379,6 +379,25 @@ fn control_daemon_settings_errors_are_named() {
     );
     assert_eq!(code, 78, "{text}");
     assert!(text.contains("data_dri"), "{text}");
+    // TLS settings: all three or none, and a file that is not a certificate is named.
+    let (code, text) = run(
+        &["--check-config", "--tls-certificate", "/nonexistent.pem"],
+        &[],
+    );
+    assert!(code == 78 && text.contains("all three or none"), "{text}");
+    let (code, text) = run(
+        &[
+            "--check-config",
+            "--tls-certificate",
+            file.to_str().expect("path"),
+            "--tls-private-key",
+            file.to_str().expect("path"),
+            "--tls-ca",
+            file.to_str().expect("path"),
+        ],
+        &[],
+    );
+    assert!(code == 78 && text.contains("tls_certificate"), "{text}");
     std::fs::write(&file, "grpc_listen = \"127.0.0.1:7311\"\n").expect("write");
     let (code, text) = run(
         &["--check-config", "--config", file.to_str().expect("path")],

@@ -54,6 +54,9 @@ pub enum Start {
 pub struct Message {
     pub inner: rsip::SipMessage,
     pub summary: Summary,
+    /// The bytes as received or built: what is sent and retransmitted, byte for byte (rsip
+    /// would re-serialise parameters in its own spelling).
+    raw: Vec<u8>,
 }
 
 fn tag_of(params: &[rsip::Param]) -> Option<String> {
@@ -88,7 +91,11 @@ impl Message {
         {
             *uri = String::from_utf8_lossy(raw).into_owned();
         }
-        Ok(Message { inner, summary })
+        Ok(Message {
+            inner,
+            summary,
+            raw: bytes.to_vec(),
+        })
     }
 
     pub fn is_request(&self) -> bool {
@@ -96,7 +103,7 @@ impl Message {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.inner.to_string().into_bytes()
+        self.raw.clone()
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod framing;
 pub mod layer;
 pub mod message;
+pub mod tls;
 pub mod transaction;
 pub mod transport;
 

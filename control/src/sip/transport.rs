@@ -1,5 +1,6 @@
-//! SIP transports, the I/O edge: UDP sockets and TCP listeners on every address the topology
-//! defines, TCP connections (accepted or opened on demand, framed with [`super::framing`]), and
+//! SIP transports, the I/O edge: UDP sockets and TCP and TLS listeners on every address the
+//! topology defines, TCP and TLS connections (accepted or opened on demand, framed with
+//! [`super::framing`]; TLS verifies the peer against the configured CAs), and
 //! one channel of [`Inbound`] messages for the engine. Bounded everywhere: a datagram is at most
 //! 64 KiB, a TCP peer that sends an unframeable stream is disconnected, and a full engine queue
 //! drops UDP (the peer retransmits) rather than growing.
@@ -8,13 +9,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::Peer;
 use super::framing::{Frame, Framer};
+use super::tls::Tls;
 use crate::model::Transport;
 
 /// A message (or a datagram that may be one) from a peer.
@@ -33,6 +35,8 @@ type Conns = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
 pub struct Transports {
     udp: HashMap<SocketAddr, (Arc<UdpSocket>, JoinHandle<()>)>,
     tcp: HashMap<SocketAddr, JoinHandle<()>>,
+    tls_listeners: HashMap<SocketAddr, JoinHandle<()>>,
+    tls: Option<Tls>,
     conns: Conns,
     tx: mpsc::Sender<Inbound>,
 }
@@ -52,10 +56,13 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 }
 
 impl Transports {
-    pub fn new(tx: mpsc::Sender<Inbound>) -> Transports {
+    /// `tls`: Mediator's certificate and trusted CAs; without it TLS addresses cannot listen.
+    pub fn new(tx: mpsc::Sender<Inbound>, tls: Option<Tls>) -> Transports {
         Transports {
             udp: HashMap::new(),
             tcp: HashMap::new(),
+            tls_listeners: HashMap::new(),
+            tls,
             conns: Arc::new(Mutex::new(HashMap::new())),
             tx,
         }
@@ -65,7 +72,8 @@ impl Transports {
     pub fn listening(&self) -> BTreeSet<(SocketAddr, Transport)> {
         let u = self.udp.keys().map(|a| (*a, Transport::Udp));
         let t = self.tcp.keys().map(|a| (*a, Transport::Tcp));
-        u.chain(t).collect()
+        let s = self.tls_listeners.keys().map(|a| (*a, Transport::Tls));
+        u.chain(t).chain(s).collect()
     }
 
     /// Listens on exactly `wanted`: binds what is new, closes what is gone. Returns an error per
@@ -88,6 +96,14 @@ impl Transports {
             }
             keep
         });
+        self.tls_listeners.retain(|a, task| {
+            let keep = wanted.contains(&(*a, Transport::Tls));
+            if !keep {
+                task.abort();
+                tracing::info!(listen = %a, "SIP/TLS closed");
+            }
+            keep
+        });
         for (addr, transport) in wanted {
             match transport {
                 Transport::Udp if !self.udp.contains_key(addr) => match udp_socket(*addr) {
@@ -99,26 +115,49 @@ impl Transports {
                     }
                     Err(e) => errors.push(format!("udp {addr}: {e}")),
                 },
-                Transport::Tcp if !self.tcp.contains_key(addr) => {
-                    match std::net::TcpListener::bind(addr).and_then(|l| {
-                        l.set_nonblocking(true)?;
-                        TcpListener::from_std(l)
-                    }) {
+                Transport::Tcp if !self.tcp.contains_key(addr) => match tcp_listener(addr) {
+                    Ok(l) => {
+                        let task = tokio::spawn(accept_loop(
+                            l,
+                            Peer {
+                                remote: *addr,
+                                local: *addr,
+                                transport: Transport::Tcp,
+                            },
+                            None,
+                            self.conns.clone(),
+                            self.tx.clone(),
+                        ));
+                        tracing::info!(listen = %addr, "SIP/TCP listening");
+                        self.tcp.insert(*addr, task);
+                    }
+                    Err(e) => errors.push(format!("tcp {addr}: {e}")),
+                },
+                Transport::Tls if !self.tls_listeners.contains_key(addr) => {
+                    let Some(tls) = &self.tls else {
+                        errors.push(format!(
+                            "tls {addr}: no TLS certificate configured (tls_certificate, tls_private_key, tls_ca)"
+                        ));
+                        continue;
+                    };
+                    match tcp_listener(addr) {
                         Ok(l) => {
                             let task = tokio::spawn(accept_loop(
                                 l,
-                                *addr,
+                                Peer {
+                                    remote: *addr,
+                                    local: *addr,
+                                    transport: Transport::Tls,
+                                },
+                                Some(tls.clone()),
                                 self.conns.clone(),
                                 self.tx.clone(),
                             ));
-                            tracing::info!(listen = %addr, "SIP/TCP listening");
-                            self.tcp.insert(*addr, task);
+                            tracing::info!(listen = %addr, "SIP/TLS listening");
+                            self.tls_listeners.insert(*addr, task);
                         }
-                        Err(e) => errors.push(format!("tcp {addr}: {e}")),
+                        Err(e) => errors.push(format!("tls {addr}: {e}")),
                     }
-                }
-                Transport::Tls => {
-                    errors.push(format!("tls {addr}: TLS is not supported yet"));
                 }
                 _ => {}
             }
@@ -138,7 +177,7 @@ impl Transports {
                     tracing::debug!(to = %to.remote, error = %e, "UDP send failed (retransmission will retry)");
                 }
             }
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
                 let existing = self
                     .conns
                     .lock()
@@ -150,12 +189,20 @@ impl Transports {
                             tracing::warn!(to = %to.remote, "TCP connection queue full or closed; message dropped");
                         }
                     }
+                    None if to.transport == Transport::Tls && self.tls.is_none() => {
+                        tracing::warn!(to = %to.remote, "no TLS certificate configured: cannot connect");
+                    }
                     None => {
-                        tokio::spawn(connect(to, bytes, self.conns.clone(), self.tx.clone()));
+                        tokio::spawn(connect(
+                            to,
+                            bytes,
+                            self.tls.clone(),
+                            self.conns.clone(),
+                            self.tx.clone(),
+                        ));
                     }
                 }
             }
-            Transport::Tls => tracing::warn!(to = %to.remote, "TLS is not supported yet"),
         }
     }
 }
@@ -188,17 +235,46 @@ async fn udp_loop(sock: Arc<UdpSocket>, local: SocketAddr, tx: mpsc::Sender<Inbo
     }
 }
 
-async fn accept_loop(l: TcpListener, local: SocketAddr, conns: Conns, tx: mpsc::Sender<Inbound>) {
+fn tcp_listener(addr: &SocketAddr) -> std::io::Result<TcpListener> {
+    let l = std::net::TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    TcpListener::from_std(l)
+}
+
+/// How long a TLS handshake may take before the connection is dropped.
+const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accepts connections on `listen` (its local address and transport), with TLS when `tls` is set.
+async fn accept_loop(
+    l: TcpListener,
+    listen: Peer,
+    tls: Option<Tls>,
+    conns: Conns,
+    tx: mpsc::Sender<Inbound>,
+) {
     loop {
         match l.accept().await {
             Ok((stream, remote)) => {
                 let _ = stream.set_nodelay(true);
-                let peer = Peer {
-                    remote,
-                    local,
-                    transport: Transport::Tcp,
-                };
-                tokio::spawn(run_conn(stream, peer, conns.clone(), tx.clone(), None));
+                let peer = Peer { remote, ..listen };
+                let (conns, tx) = (conns.clone(), tx.clone());
+                match &tls {
+                    None => {
+                        tokio::spawn(run_conn(stream, peer, conns, tx, None));
+                    }
+                    Some(tls) => {
+                        let acceptor = tls.acceptor.clone();
+                        tokio::spawn(async move {
+                            match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => run_conn(s, peer, conns, tx, None).await,
+                                Ok(Err(e)) => {
+                                    tracing::info!(peer = %remote, error = %e, "TLS handshake failed")
+                                }
+                                Err(_) => tracing::info!(peer = %remote, "TLS handshake timed out"),
+                            }
+                        });
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "TCP accept failed");
@@ -208,8 +284,15 @@ async fn accept_loop(l: TcpListener, local: SocketAddr, conns: Conns, tx: mpsc::
     }
 }
 
-/// Opens a connection to `to` from its local address (an ephemeral port) and sends `first`.
-async fn connect(to: Peer, first: Vec<u8>, conns: Conns, tx: mpsc::Sender<Inbound>) {
+/// Opens a connection to `to` from its local address (an ephemeral port), over TLS when its
+/// transport is TLS (the peer's certificate must be valid for its IP address), and sends `first`.
+async fn connect(
+    to: Peer,
+    first: Vec<u8>,
+    tls: Option<Tls>,
+    conns: Conns,
+    tx: mpsc::Sender<Inbound>,
+) {
     let socket = match to.remote {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
@@ -225,20 +308,35 @@ async fn connect(to: Peer, first: Vec<u8>, conns: Conns, tx: mpsc::Sender<Inboun
     match result {
         Ok(stream) => {
             let _ = stream.set_nodelay(true);
-            run_conn(stream, to, conns, tx, Some(first)).await;
+            match (to.transport, tls) {
+                (Transport::Tls, Some(tls)) => {
+                    let name = rustls::pki_types::ServerName::IpAddress(to.remote.ip().into());
+                    match tokio::time::timeout(HANDSHAKE, tls.connector.connect(name, stream)).await
+                    {
+                        Ok(Ok(s)) => run_conn(s, to, conns, tx, Some(first)).await,
+                        Ok(Err(e)) => {
+                            tracing::warn!(to = %to.remote, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::warn!(to = %to.remote, "TLS handshake timed out"),
+                    }
+                }
+                _ => run_conn(stream, to, conns, tx, Some(first)).await,
+            }
         }
         Err(e) => tracing::warn!(to = %to.remote, error = %e, "SIP/TCP connect failed"),
     }
 }
 
-async fn run_conn(
-    stream: TcpStream,
+async fn run_conn<S>(
+    stream: S,
     peer: Peer,
     conns: Conns,
     tx: mpsc::Sender<Inbound>,
     first: Option<Vec<u8>>,
-) {
-    let (mut rd, mut wr) = stream.into_split();
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (qtx, mut qrx) = mpsc::channel::<Vec<u8>>(CONN_QUEUE);
     if let Some(f) = first {
         let _ = qtx.try_send(f);
