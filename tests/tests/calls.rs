@@ -137,8 +137,8 @@ async fn rejections_failover_and_fast_failover() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn cancel_bye_from_the_gateway_and_hold_resume() {
-    if !privileged("cancel_bye_from_the_gateway_and_hold_resume") {
+async fn cancel_bye_from_the_gateway_hold_resume_and_prack() {
+    if !privileged("cancel_bye_from_the_gateway_hold_resume_and_prack") {
         return;
     }
     let lab = CallLab::new("dlg").await.expect("call lab");
@@ -204,6 +204,27 @@ async fn cancel_bye_from_the_gateway_and_hold_resume() {
         (c.status, c.end_reason.as_str()),
         (200, "BYE from the pool side")
     );
+    drop(hold);
+
+    // 100rel end to end: a reliable 183 with early media, PRACKed across, then the answer.
+    let prack = uas(&lab, 5060, "uas_prack");
+    let sf = scenario("uac_prack");
+    let run = lab
+        .from_pool("+14255550100", 1, &["-sf", &sf])
+        .expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "{run:?}\n{}",
+        lab.log()
+    );
+    let msgs = prack.messages();
+    assert!(
+        msgs.contains("PRACK sip:") && msgs.contains("RAck: 1 1 INVITE"),
+        "the gateway got the PRACK with its RAck:\n{msgs}"
+    );
+    let c = &lab.wait_recent(4).await.expect("recent")[0];
+    assert_eq!(c.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]

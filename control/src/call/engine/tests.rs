@@ -550,3 +550,66 @@ mod never_panics {
         }
     }
 }
+
+#[test]
+fn a_relay_failure_answers_503_and_response_code_rules_decide_failover() {
+    let mut r = Run::new("relayfail");
+    let a = r.msg(&invite("+14255550100", "c30"), fe());
+    let id = media_call(&a);
+    let a = r.e.on_media_created(
+        id,
+        "pool.lab.mediator",
+        Err((
+            503,
+            "no media relay available: 127.0.0.1:7400: connection refused".into(),
+        )),
+        r.now,
+    );
+    let st = sent_to(&a, fe());
+    assert_eq!(statuses(&st), vec![503]);
+    assert!(
+        st[0]
+            .header("warning")
+            .is_some_and(|w| w.contains("media relay"))
+    );
+    assert!(
+        sent_to(&a, gw(5060, 5060)).is_empty(),
+        "no INVITE without media"
+    );
+
+    // 486 translated to 503 everywhere: a busy first trunk now fails over, and the caller sees
+    // the translated code when the last one is busy too.
+    r.t.configs
+        .get_mut("global")
+        .expect("global config")
+        .value
+        .settings
+        .response_code_rules = Some(vec![crate::model::ResponseCodeRule {
+        received: 486,
+        translated: 503,
+    }]);
+    let a = r.msg(&invite("+15555550100", "c31"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let first = requests(&sent_to(&a, gw(5062, 5062)))[0].clone();
+    let a = r.msg(&respond(&first, 486, "b1", None), gw(5062, 5062));
+    let second = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    assert_eq!(
+        second.method(),
+        Some("INVITE"),
+        "a translated 486 fails over"
+    );
+    let a = r.msg(&respond(&second, 486, "b2", None), gw(5060, 5060));
+    assert_eq!(
+        statuses(&sent_to(&a, fe())),
+        vec![503],
+        "the caller sees the translated code"
+    );
+    assert_eq!(
+        ended(&a).expect("record").attempts,
+        vec![
+            ("gw-5062".to_string(), 486),
+            ("198.18.2.2".to_string(), 486)
+        ]
+    );
+}
