@@ -613,3 +613,58 @@ fn a_relay_failure_answers_503_and_response_code_rules_decide_failover() {
         ]
     );
 }
+
+#[test]
+fn refer_notify_and_update_are_passed_across_when_allowed() {
+    let mut r = Run::new("refer");
+    let (inv, ok) = answered(&mut r, "c40");
+    // REFER from the caller (refer_support is on by default) reaches the gateway with Refer-To.
+    let refer = String::from_utf8(fe_in_dialog("REFER", &ok, 8, "refer2"))
+        .expect("utf8")
+        .replace(
+            "Content-Length: 0",
+            "Refer-To: <sip:+14255550199@198.18.1.2>\r\nContent-Length: 0",
+        );
+    let a = r.msg(refer.as_bytes(), fe());
+    let to_gw = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    assert_eq!(to_gw.method(), Some("REFER"));
+    assert!(
+        to_gw
+            .header("refer-to")
+            .is_some_and(|v| v.contains("+14255550199"))
+    );
+    let a = r.msg(&respond(&to_gw, 202, "", None), gw(5060, 5060));
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![202]);
+    // NOTIFY from the gateway in its dialog reaches the caller with Event and Subscription-State.
+    let notify = format!(
+        "NOTIFY sip:mediator@198.18.2.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.2:5060;branch=z9hG4bK-gwn1\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 NOTIFY\r\nEvent: refer\r\nSubscription-State: terminated;reason=noresource\r\nContent-Type: message/sipfrag\r\nContent-Length: 16\r\n\r\nSIP/2.0 200 OK\r\n",
+        respond_to_header(&inv),
+        inv.header("from").expect("from"),
+        inv.summary.call_id
+    );
+    let a = r.msg(notify.as_bytes(), gw(5060, 5060));
+    let to_fe = requests(&sent_to(&a, fe()))[0].clone();
+    assert_eq!(to_fe.method(), Some("NOTIFY"));
+    assert_eq!(to_fe.header("event").as_deref(), Some("refer"));
+    assert_eq!(
+        to_fe.body(),
+        b"SIP/2.0 200 OK\r\n",
+        "the sipfrag body passes unchanged"
+    );
+    // UPDATE with an offer from the gateway: the session learns its new address, the caller is
+    // offered the relay's pool side.
+    let offer = ANSWER.replace("m=audio 7000", "m=audio 7100");
+    let update = format!(
+        "UPDATE sip:mediator@198.18.2.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.2:5060;branch=z9hG4bK-gwu1\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 3 UPDATE\r\nContact: <sip:gw@198.18.2.2:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
+        respond_to_header(&inv),
+        inv.header("from").expect("from"),
+        inv.summary.call_id,
+        offer.len()
+    );
+    let a = r.msg(update.as_bytes(), gw(5060, 5060));
+    assert!(a.iter().any(|x| matches!(x, Action::UpdateMedia { request, .. }
+        if request.gateway.as_ref().and_then(|g| g.remote_rtp.as_ref()).map(|e| e.port) == Some(7100))));
+    let to_fe = requests(&sent_to(&a, fe()))[0].clone();
+    assert_eq!(to_fe.method(), Some("UPDATE"));
+    assert!(String::from_utf8_lossy(to_fe.body()).contains("m=audio 30000 "));
+}
