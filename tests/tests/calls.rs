@@ -46,6 +46,24 @@ async fn basic_calls_both_ways_with_media_through_xdp() {
         xdp_pool > 0 && xdp_gw > 0,
         "forwarded by XDP both ways: {c:#?}"
     );
+    // What an operator sees with mediatorctl.
+    let (code, text) = lab
+        .ctl(&["call", "show", &c.id.to_string()])
+        .expect("mediatorctl");
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("rtp from pool: ")
+            && text.contains("rtp from gateway: ")
+            && text.contains(&format!("by xdp {xdp_pool} / userspace")),
+        "per-stream figures and what carried them:\n{text}"
+    );
+    let (code, text) = lab.ctl(&["call", "recent"]).expect("mediatorctl");
+    assert!(
+        code == 0 && text.contains("BYE from the pool side"),
+        "{text}"
+    );
+    let (code, _) = lab.ctl(&["call", "show", "nope"]).expect("mediatorctl");
+    assert_eq!(code, 64, "a bad id is a usage error");
     let msgs = gw.messages();
     assert!(
         msgs.contains("INVITE sip:14255550100@198.18.2.2:5060"),

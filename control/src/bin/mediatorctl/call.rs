@@ -74,17 +74,20 @@ fn duration(ms: u64) -> String {
     format!("{}.{:01}s", ms / 1000, ms % 1000 / 100)
 }
 
-fn flow_text(f: &pb::MediaFlow) -> String {
+/// One direction's figures; the current path only while the call is up (a deleted session has
+/// been withdrawn, so its counters say what carried it).
+fn flow_text(f: &pb::MediaFlow, live: bool) -> String {
+    let now = if !live {
+        String::new()
+    } else if f.path_reason.is_empty() {
+        format!(", now {}", f.path)
+    } else {
+        format!(", now {} ({})", f.path, f.path_reason)
+    };
     format!(
-        "{} from {}: {} via {}, {} pkts / {} bytes (xdp {}, userspace {}), lost {}, jitter {:.2} ms",
+        "{} from {}: {} pkts / {} bytes, by xdp {} / userspace {}{now}; lost {}, jitter {:.2} ms",
         f.kind,
         f.from_side,
-        f.path,
-        if f.path_reason.is_empty() {
-            "-"
-        } else {
-            &f.path_reason
-        },
         f.packets,
         f.bytes,
         f.xdp_packets,
@@ -212,18 +215,14 @@ impl Show for pb::Call {
             f.push(("end".into(), format!("{} {}", self.status, self.end_reason)));
         }
         f.push(("media bypass".into(), self.media_bypass.to_string()));
+        let live = self.state != "ended";
         for s in &self.streams {
             f.push((
                 format!("stream {}", s.index),
-                format!(
-                    "{} on {} path {}",
-                    s.session_id,
-                    s.relay,
-                    or_dash(s.path.clone())
-                ),
+                format!("session {} on relay {}", s.session_id, s.relay),
             ));
-            for fl in &s.flows {
-                f.push((String::new(), flow_text(fl)));
+            for fl in s.flows.iter().filter(|fl| fl.packets > 0 || live) {
+                f.push((String::new(), flow_text(fl, live)));
             }
         }
         f
