@@ -103,21 +103,8 @@ impl CallLab {
 
     /// SIPp calls from the pool side (the Front End) to `dialed` through Mediator.
     pub fn from_pool(&self, dialed: &str, calls: u32, args: &[&str]) -> anyhow::Result<UacRun> {
-        let mut a = vec!["-s", dialed];
-        a.extend_from_slice(if args.is_empty() {
-            &["-sn", "uac_pcap"][..]
-        } else {
-            args
-        });
-        uac(
-            &self.lab.pool.name,
-            POOL_PEER,
-            &format!("{POOL_RELAY}:5060"),
-            calls,
-            10,
-            Duration::from_secs(60),
-            &a,
-        )
+        let target = format!("{POOL_RELAY}:5060");
+        call_from(&self.lab.pool.name, POOL_PEER, &target, dialed, calls, args)
     }
 
     /// SIPp calls from the gateway to `dialed` on Mediator's gateway-side `port`.
@@ -128,21 +115,8 @@ impl CallLab {
         calls: u32,
         args: &[&str],
     ) -> anyhow::Result<UacRun> {
-        let mut a = vec!["-s", dialed];
-        a.extend_from_slice(if args.is_empty() {
-            &["-sn", "uac_pcap"][..]
-        } else {
-            args
-        });
-        uac(
-            &self.lab.gw.name,
-            GW_PEER,
-            &format!("{GW_RELAY}:{port}"),
-            calls,
-            10,
-            Duration::from_secs(60),
-            &a,
-        )
+        let target = format!("{GW_RELAY}:{port}");
+        call_from(&self.lab.gw.name, GW_PEER, &target, dialed, calls, args)
     }
 
     pub async fn recent(&self) -> anyhow::Result<Vec<pb::Call>> {
@@ -193,6 +167,25 @@ impl CallLab {
             String::from_utf8_lossy(&out.stdout).into_owned(),
         ))
     }
+}
+
+/// `calls` SIPp calls from `ip` in `ns` to `dialed` at `target`, 10 per second, within a minute;
+/// `args` pick the scenario (default: `uac_pcap`, G.711 RTP from SIPp's capture).
+pub fn call_from(
+    ns: &str,
+    ip: &str,
+    target: &str,
+    dialed: &str,
+    calls: u32,
+    args: &[&str],
+) -> anyhow::Result<UacRun> {
+    let mut a = vec!["-s", dialed];
+    a.extend_from_slice(if args.is_empty() {
+        &["-sn", "uac_pcap"][..]
+    } else {
+        args
+    });
+    uac(ns, ip, target, calls, 10, Duration::from_secs(60), &a)
 }
 
 /// Packets of a call's flows from `side` (rtp), and how many of them went through XDP.

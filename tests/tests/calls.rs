@@ -309,14 +309,13 @@ async fn tcp_trunk_media_bypass_and_refused_strangers() {
     let caller = {
         let lab_pool = lab.lab.pool.name.clone();
         std::thread::spawn(move || {
-            mediator_tests::sipp::uac(
+            mediator_tests::calls::call_from(
                 &lab_pool,
                 POOL_PEER,
                 &format!("{POOL_RELAY}:5060"),
+                "+14255550100",
                 1,
-                10,
-                Duration::from_secs(60),
-                &["-s", "+14255550100", "-sn", "uac_pcap"],
+                &[],
             )
         })
     };

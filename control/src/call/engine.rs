@@ -94,6 +94,54 @@ struct Stream {
     anchors: [Anchor; 2],
 }
 
+impl Target {
+    /// A target on `peer` with the numbers as that side receives them and the trunk's effective
+    /// `settings`.
+    fn new(
+        trunk: &str,
+        gateway: &str,
+        peer: Peer,
+        called: String,
+        calling: String,
+        s: &crate::model::Settings,
+    ) -> Target {
+        let host = host_of(peer.remote);
+        let from_hdr = if calling.is_empty() {
+            "\"Anonymous\" <sip:anonymous@anonymous.invalid>".to_string()
+        } else {
+            format!("<sip:{calling}@{};user=phone>", host_of(peer.local))
+        };
+        Target {
+            trunk: trunk.into(),
+            route: String::new(),
+            gateway: gateway.into(),
+            request_uri: format!(
+                "sip:{called}@{host}:{};user=phone{}",
+                peer.remote.port(),
+                transport_param(&peer)
+            ),
+            to_hdr: format!("<sip:{called}@{host};user=phone>"),
+            from_hdr,
+            called,
+            calling,
+            bypass: s.media_bypass.unwrap_or(false),
+            latching: s.rtp_latching.unwrap_or(false),
+            refer: s.refer_support.unwrap_or(true),
+            forward_pai: s.forward_pai.unwrap_or(false),
+            fast_failover: s.fast_failover.unwrap_or(false).then(|| {
+                Duration::from_secs(u64::from(s.fast_failover_timeout_secs.unwrap_or(10)))
+            }),
+            code_rules: s
+                .response_code_rules
+                .iter()
+                .flatten()
+                .map(|r| (r.received, r.translated))
+                .collect(),
+            peer,
+        }
+    }
+}
+
 fn slot(side: Side) -> usize {
     match side {
         Side::Pool => 0,
@@ -419,9 +467,9 @@ impl Engine {
             Event::Request { key, from, message } => {
                 self.request(key, from, *message, out, topo, now)
             }
-            Event::Ack { from, message } => self.ack(from, *message, out),
-            Event::Response { key, message } => self.response(key, *message, out, topo, now),
-            Event::Timeout { key } => self.timeout(key, out, topo, now),
+            Event::Ack { message, .. } => self.ack(*message, out),
+            Event::Response { key, message } => self.response(key, *message, out, now),
+            Event::Timeout { key } => self.timeout(key, out, now),
             Event::Refused {
                 from,
                 status,
@@ -710,47 +758,21 @@ impl Engine {
                 tracing::warn!(trunk = %t.name, gateway = %t.gateway, "skipped: the gateway is not an IP address (FQDN gateways are not supported yet)");
                 continue;
             };
-            let s = eff.settings;
             let peer = Peer {
                 remote: SocketAddr::new(gw, t.gateway_port),
                 local: SocketAddr::new(pool_v.gateway_side_address, t.pool_port),
                 transport: t.transport,
             };
-            let host = host_of(peer.remote);
-            let from_hdr = if a.calling.is_empty() {
-                "\"Anonymous\" <sip:anonymous@anonymous.invalid>".to_string()
-            } else {
-                format!("<sip:{}@{};user=phone>", a.calling, host_of(peer.local))
-            };
-            targets.push(Target {
-                trunk: a.trunk.clone(),
-                route: a.route.clone(),
-                gateway: t.gateway.clone(),
-                request_uri: format!(
-                    "sip:{}@{host}:{};user=phone{}",
-                    a.called,
-                    peer.remote.port(),
-                    transport_param(&peer)
-                ),
-                to_hdr: format!("<sip:{}@{host};user=phone>", a.called),
-                from_hdr,
-                called: a.called,
-                calling: a.calling,
-                bypass: s.media_bypass.unwrap_or(false),
-                latching: s.rtp_latching.unwrap_or(false),
-                refer: s.refer_support.unwrap_or(true),
-                forward_pai: s.forward_pai.unwrap_or(false),
-                fast_failover: s.fast_failover.unwrap_or(false).then(|| {
-                    Duration::from_secs(u64::from(s.fast_failover_timeout_secs.unwrap_or(10)))
-                }),
-                code_rules: s
-                    .response_code_rules
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|r| (r.received, r.translated))
-                    .collect(),
+            let mut target = Target::new(
+                &a.trunk,
+                &t.gateway,
                 peer,
-            });
+                a.called,
+                a.calling,
+                &eff.settings,
+            );
+            target.route = a.route;
+            targets.push(target);
         }
         if targets.is_empty() {
             return Err((
@@ -793,37 +815,16 @@ impl Engine {
             local: pool_v.pool_side_listen,
             transport: inb.next_hop.transport,
         };
-        let host = host_of(peer.remote);
-        let from_hdr = if inb.calling.is_empty() {
-            "\"Anonymous\" <sip:anonymous@anonymous.invalid>".to_string()
-        } else {
-            format!("<sip:{}@{};user=phone>", inb.calling, host_of(peer.local))
-        };
-        Ok(Target {
-            trunk: trunk.into(),
-            route: String::new(),
-            gateway: topo
-                .get::<crate::model::Trunk>(trunk)
-                .map(|t| t.value.gateway.clone())
-                .unwrap_or_default(),
-            request_uri: format!(
-                "sip:{}@{host}:{};user=phone{}",
-                inb.called,
-                peer.remote.port(),
-                transport_param(&peer)
-            ),
-            to_hdr: format!("<sip:{}@{host};user=phone>", inb.called),
-            from_hdr,
-            called: inb.called,
-            calling: inb.calling,
-            bypass: s.media_bypass.unwrap_or(false),
-            latching: s.rtp_latching.unwrap_or(false),
-            refer: s.refer_support.unwrap_or(true),
-            forward_pai: true,
-            fast_failover: None,
-            code_rules: Vec::new(),
-            peer,
-        })
+        let gateway = topo
+            .get::<crate::model::Trunk>(trunk)
+            .map(|t| t.value.gateway.clone())
+            .unwrap_or_default();
+        let mut target = Target::new(trunk, &gateway, peer, inb.called, inb.calling, &s);
+        // Toward the pool: its own identity headers pass, and no trunk-side failover applies.
+        target.forward_pai = true;
+        target.fast_failover = None;
+        target.code_rules.clear();
+        Ok(target)
     }
 
     /// Tries the next target, or answers the caller with the last meaningful response.
@@ -1087,14 +1088,7 @@ impl Engine {
 
     // ---- responses --------------------------------------------------------------------------
 
-    fn response(
-        &mut self,
-        key: TxKey,
-        m: Message,
-        out: &mut Vec<Action>,
-        topo: &Topology,
-        now: Instant,
-    ) {
+    fn response(&mut self, key: TxKey, m: Message, out: &mut Vec<Action>, now: Instant) {
         let status = m.status().unwrap_or(0);
         let Some(purpose) = self.by_client.get(&key) else {
             return;
@@ -1102,7 +1096,7 @@ impl Engine {
         match purpose {
             Purpose::Invite { call } => {
                 let id = *call;
-                self.invite_response(id, key, m, status, out, topo, now);
+                self.invite_response(id, key, m, status, out, now);
             }
             Purpose::InDialog { .. } => {
                 if status >= 200
@@ -1110,14 +1104,12 @@ impl Engine {
                         self.by_client.remove(&key)
                 {
                     self.relay_response(call, to, server, m, out, now);
-                } else if let Some(Purpose::InDialog { call, to, server }) =
-                    self.by_client.get(&key)
+                } else if let Some(Purpose::InDialog { server, .. }) = self.by_client.get(&key)
                     && status > 100
                     && let Some((skey, sreq)) = server
                 {
                     // A provisional of a relayed in-dialog INVITE.
                     let bytes = build_response(sreq, status, &m.reason(), "", &passed(&m), None);
-                    let _ = (call, to);
                     let skey = skey.clone();
                     let step = self.layer.respond(&skey, status, bytes, now);
                     emit(out, step);
@@ -1172,7 +1164,6 @@ impl Engine {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn invite_response(
         &mut self,
         id: CallId,
@@ -1180,7 +1171,6 @@ impl Engine {
         m: Message,
         status: u16,
         out: &mut Vec<Action>,
-        topo: &Topology,
         now: Instant,
     ) {
         let Some(call) = self.calls.get_mut(&id) else {
@@ -1329,7 +1319,6 @@ impl Engine {
                     emit(out, step);
                     self.end(id, translated, &format!("{translated} {reason}"), out, now);
                 }
-                let _ = topo;
             }
         }
     }
@@ -1414,7 +1403,7 @@ impl Engine {
             .map_err(|e| e.to_string())
     }
 
-    fn timeout(&mut self, key: TxKey, out: &mut Vec<Action>, topo: &Topology, now: Instant) {
+    fn timeout(&mut self, key: TxKey, out: &mut Vec<Action>, now: Instant) {
         match self.by_client.remove(&key) {
             Some(Purpose::Invite { call }) => {
                 let Some(c) = self.calls.get_mut(&call) else {
@@ -1446,7 +1435,6 @@ impl Engine {
             }
             _ => {}
         }
-        let _ = topo;
     }
 
     // ---- the caller's CANCEL and ACK --------------------------------------------------------
@@ -1498,14 +1486,13 @@ impl Engine {
         }
     }
 
-    fn ack(&mut self, from: Peer, m: Message, out: &mut Vec<Action>) {
+    fn ack(&mut self, m: Message, out: &mut Vec<Action>) {
         let Some(tag) = m.summary.to_tag.clone() else {
             return;
         };
         let Some(&(id, side)) = self.dialogs.get(&(m.summary.call_id.clone(), tag)) else {
             return;
         };
-        let _ = from;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };

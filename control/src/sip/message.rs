@@ -451,54 +451,16 @@ pub fn param_of(value: &str, name: &str) -> Option<String> {
     })
 }
 
-/// The ACK a client INVITE transaction sends for a non-2xx final response (RFC 3261 17.1.1.3):
-/// the request's Request-URI, top Via, Route, From, Call-ID and CSeq number, the response's To.
-pub fn ack_for(invite: &Message, response: &Message) -> Vec<u8> {
-    let (
-        Start::Request { uri, .. },
-        rsip::SipMessage::Request(invite),
-        rsip::SipMessage::Response(response),
-    ) = (&invite.summary.start, &invite.inner, &response.inner)
-    else {
-        return Vec::new();
-    };
-    let mut out = format!("ACK {uri} SIP/2.0\r\n");
-    let mut via_done = false;
-    for h in invite.headers.iter() {
-        match h {
-            rsip::Header::Via(_) if !via_done => {
-                out.push_str(&format!("{h}\r\n"));
-                via_done = true;
-            }
-            rsip::Header::Route(_)
-            | rsip::Header::From(_)
-            | rsip::Header::CallId(_)
-            | rsip::Header::MaxForwards(_) => {
-                out.push_str(&format!("{h}\r\n"));
-            }
-            rsip::Header::CSeq(c) => {
-                let seq = c.typed().map(|c| c.seq).unwrap_or_default();
-                out.push_str(&format!("CSeq: {seq} ACK\r\n"));
-            }
-            _ => {}
-        }
-    }
-    if let Ok(to) = response.to_header() {
-        out.push_str(&format!("{}\r\n", rsip::Header::To(to.clone())));
-    }
-    out.push_str("Content-Length: 0\r\n\r\n");
-    out.into_bytes()
-}
-
-/// The CANCEL for a client INVITE (RFC 3261 9.1): the INVITE's Request-URI, top Via (so it has the
-/// INVITE's branch), Route, From, To, Call-ID and CSeq number.
-pub fn cancel_for(invite: &Message) -> Result<Message, SipError> {
+/// A request in a client INVITE's own transaction: its Request-URI, top Via (so the INVITE's
+/// branch), Route, From, Call-ID, Max-Forwards and CSeq number with `method`; then `to` as the To
+/// header, or the INVITE's own To when `to` is `None`.
+fn in_invite_transaction(invite: &Message, method: &str, to: Option<String>) -> Option<String> {
     let (Start::Request { uri, .. }, rsip::SipMessage::Request(req)) =
         (&invite.summary.start, &invite.inner)
     else {
-        return Err(bad("CANCEL of a response"));
+        return None;
     };
-    let mut out = format!("CANCEL {uri} SIP/2.0\r\n");
+    let mut out = format!("{method} {uri} SIP/2.0\r\n");
     let mut via_done = false;
     for h in req.headers.iter() {
         match h {
@@ -506,20 +468,47 @@ pub fn cancel_for(invite: &Message) -> Result<Message, SipError> {
                 out.push_str(&format!("{h}\r\n"));
                 via_done = true;
             }
+            rsip::Header::To(_) if to.is_none() => out.push_str(&format!("{h}\r\n")),
             rsip::Header::Route(_)
             | rsip::Header::From(_)
-            | rsip::Header::To(_)
             | rsip::Header::CallId(_)
             | rsip::Header::MaxForwards(_) => out.push_str(&format!("{h}\r\n")),
             rsip::Header::CSeq(c) => {
                 let seq = c.typed().map(|c| c.seq).unwrap_or_default();
-                out.push_str(&format!("CSeq: {seq} CANCEL\r\n"));
+                out.push_str(&format!("CSeq: {seq} {method}\r\n"));
             }
             _ => {}
         }
     }
+    if let Some(to) = to {
+        out.push_str(&format!("{to}\r\n"));
+    }
     out.push_str("Content-Length: 0\r\n\r\n");
-    Message::parse(out.as_bytes())
+    Some(out)
+}
+
+/// The ACK a client INVITE transaction sends for a non-2xx final response (RFC 3261 17.1.1.3):
+/// the request's Request-URI, top Via, Route, From, Call-ID and CSeq number, the response's To.
+pub fn ack_for(invite: &Message, response: &Message) -> Vec<u8> {
+    let rsip::SipMessage::Response(response) = &response.inner else {
+        return Vec::new();
+    };
+    let to = response
+        .to_header()
+        .ok()
+        .map(|to| rsip::Header::To(to.clone()).to_string());
+    // Every parsed response has a To; without one the INVITE's would do.
+    in_invite_transaction(invite, "ACK", to)
+        .map(String::into_bytes)
+        .unwrap_or_default()
+}
+
+/// The CANCEL for a client INVITE (RFC 3261 9.1): the INVITE's Request-URI, top Via (so it has the
+/// INVITE's branch), Route, From, To, Call-ID and CSeq number.
+pub fn cancel_for(invite: &Message) -> Result<Message, SipError> {
+    let text =
+        in_invite_transaction(invite, "CANCEL", None).ok_or_else(|| bad("CANCEL of a response"))?;
+    Message::parse(text.as_bytes())
 }
 
 #[cfg(test)]

@@ -68,14 +68,6 @@ impl Transports {
         }
     }
 
-    /// What is listening now.
-    pub fn listening(&self) -> BTreeSet<(SocketAddr, Transport)> {
-        let u = self.udp.keys().map(|a| (*a, Transport::Udp));
-        let t = self.tcp.keys().map(|a| (*a, Transport::Tcp));
-        let s = self.tls_listeners.keys().map(|a| (*a, Transport::Tls));
-        u.chain(t).chain(s).collect()
-    }
-
     /// Listens on exactly `wanted`: binds what is new, closes what is gone. Returns an error per
     /// address that cannot be bound (the rest still listen).
     pub fn reconcile(&mut self, wanted: &BTreeSet<(SocketAddr, Transport)>) -> Vec<String> {
