@@ -56,10 +56,25 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, struct mdp_floor_cfg);
 } mdp_floor SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mdp_inject_cfg);
+} mdp_inject_cfg SEC(".maps");
+
+/* One entry by default so the daemon's load costs nothing; mediator-bench resizes it at load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mdp_inject_stream);
+} mdp_inject_streams SEC(".maps");
 
 struct vlan_tag {
 	__be16 tci;
@@ -364,9 +379,9 @@ int mdp_relay(struct xdp_md *ctx)
 }
 
 /*
- * The benchmark floor: the least an XDP relay must do on this path (match one port, rewrite
- * addresses, ports, MACs and checksums from a fixed configuration, redirect). mediator-bench compares
- * mdp_relay against it.
+ * The benchmark floor: the least an XDP relay must do on this path (match a port range, rewrite
+ * addresses, ports, MACs and checksums from a fixed configuration per direction, redirect).
+ * mediator-bench compares mdp_relay against it.
  */
 SEC("xdp")
 int mdp_floor_redirect(struct xdp_md *ctx)
@@ -379,9 +394,16 @@ int mdp_floor_redirect(struct xdp_md *ctx)
 	if ((void *)(udp + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP) || ip->ihl != 5 ||
 	    ip->protocol != IPPROTO_UDP)
 		return XDP_PASS;
-	__u32 zero = 0;
-	struct mdp_floor_cfg *c = bpf_map_lookup_elem(&mdp_floor, &zero);
-	if (!c || udp->dest != c->match_port)
+	__u32 key = 0;
+	struct mdp_floor_cfg *c = bpf_map_lookup_elem(&mdp_floor, &key);
+	if (c && c->in_ifindex != ctx->ingress_ifindex) {
+		key = 1;
+		c = bpf_map_lookup_elem(&mdp_floor, &key);
+	}
+	if (!c || c->in_ifindex != ctx->ingress_ifindex)
+		return XDP_PASS;
+	__u16 port = bpf_ntohs(udp->dest);
+	if (port < c->port_min || port > c->port_max)
 		return XDP_PASS;
 	__u32 addrs = csum_bytes(0, (__u8 *)&ip->saddr, (__u8 *)&c->src_addr, 4);
 	addrs = csum_bytes(addrs, (__u8 *)&ip->daddr, (__u8 *)&c->dst_addr, 4);
@@ -406,6 +428,106 @@ SEC("xdp")
 int mdp_pass(struct xdp_md *ctx)
 {
 	return XDP_PASS;
+}
+
+
+/* The words mdp_inject writes, in frame order; all at even offsets from the UDP header, so their
+ * 16-bit ones'-complement sum is what they add to the UDP checksum. No implicit padding. */
+struct inject_words {
+	__be16 dst_port;
+	__be16 rtp_seq;
+	__be32 rtp_ts;
+	__be32 ssrc;
+	__be32 magic;
+	__be32 probe_id;
+	__be32 seq_hi;
+	__be32 seq_lo;
+	__be32 sent_hi;
+	__be32 sent_lo;
+};
+
+/*
+ * mediator-bench's frame injector, run with BPF_PROG_RUN and BPF_F_TEST_XDP_LIVE_FRAMES on a template
+ * frame (Ethernet/IPv4/UDP/RTP with a payload of at least the probe). Each run makes the next packet
+ * of the next stream: destination port, RTP sequence, timestamp and SSRC, and the probe (stream,
+ * sequence, CLOCK_MONOTONIC send time); the UDP checksum is the template's plus those words. The
+ * frame's previous contents are never read: a recycled page comes back as the relay under test
+ * rewrote it, so the headers are written afresh from the template's copy in the config.
+ *
+ * Pacing: a run makes a frame only when one is due at `rate` (in bursts of `burst`); the others end
+ * in XDP_DROP having made nothing. After a pause (between BPF_PROG_RUN calls) the missed frames
+ * are skipped, not sent in one flood, so `made` is what was really offered.
+ */
+SEC("xdp")
+int mdp_inject(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct udphdr *udp = (void *)(ip + 1);
+	__u8 *rtp = (void *)(udp + 1);
+	if ((void *)(rtp + 12 + 24) > end)
+		return XDP_ABORTED;
+	__u32 zero = 0;
+	struct mdp_inject_cfg *c = bpf_map_lookup_elem(&mdp_inject_cfg, &zero);
+	if (!c || c->streams == 0)
+		return XDP_ABORTED;
+	__u64 now = bpf_ktime_get_ns();
+	if (c->rate) {
+		if (c->start_ns == 0 || c->start_ns > now) {
+			/* (Re)start the clock as if exactly `made` frames were due now. */
+			__u64 behind = c->made * 1000000000ULL / c->rate;
+			c->start_ns = now - (behind < now ? behind : now);
+		}
+		__u64 due = (now - c->start_ns) * c->rate / 1000000000ULL;
+		__u32 burst = c->burst ? c->burst : 1;
+		if (due > c->made + 4 * (__u64)burst) {
+			/* Fell behind (a pause between calls): skip what was missed. */
+			c->start_ns = now - (c->made + burst) * 1000000000ULL / c->rate;
+			due = c->made + burst;
+		}
+		if (c->bursting == 0) {
+			if (due < c->made + burst)
+				return XDP_DROP;
+			c->bursting = burst;
+		}
+		c->bursting--;
+	}
+	__u64 n = c->made++;
+	__u32 idx = n % c->streams;
+	__u64 seq = n / c->streams;
+	struct mdp_inject_stream *s = bpf_map_lookup_elem(&mdp_inject_streams, &idx);
+	if (!s)
+		return XDP_ABORTED;
+	struct inject_words w = {
+		.dst_port = s->dst_port,
+		.rtp_seq = bpf_htons((__u16)seq),
+		.rtp_ts = bpf_htonl((__u32)(seq * c->samples)),
+		.ssrc = bpf_htonl(s->ssrc),
+		.magic = bpf_htonl(MDP_PROBE_MAGIC),
+		.probe_id = bpf_htonl(s->probe_id),
+		.seq_hi = bpf_htonl((__u32)(seq >> 32)),
+		.seq_lo = bpf_htonl((__u32)seq),
+		.sent_hi = bpf_htonl((__u32)(now >> 32)),
+		.sent_lo = bpf_htonl((__u32)now),
+	};
+	__u32 sum = (__u16)~c->base_check;
+	const __u16 *p = (const __u16 *)&w;
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(w) / 2); i++)
+		sum += p[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	__u16 check = (__u16)~sum;
+	__builtin_memcpy(data, c->head, sizeof(c->head));
+	udp->dest = w.dst_port;
+	udp->check = check ? check : 0xffff;
+	__builtin_memcpy(rtp + 2, &w.rtp_seq, 2);
+	__builtin_memcpy(rtp + 4, &w.rtp_ts, 4);
+	__builtin_memcpy(rtp + 8, &w.ssrc, 4);
+	__builtin_memcpy(rtp + 12, &w.magic, 24);
+	return bpf_redirect(c->ifindex, 0);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -18,10 +18,15 @@
 #define MDP_MAP_STATS "mdp_stats"
 #define MDP_MAP_TX_PORTS "mdp_tx_ports"
 #define MDP_MAP_FLOOR "mdp_floor"
+#define MDP_MAP_INJECT_CFG "mdp_inject_cfg"
+#define MDP_MAP_INJECT_STREAMS "mdp_inject_streams"
 
 /* Default capacities; the daemon may resize mdp_streams/mdp_stats at load time. */
 #define MDP_DEFAULT_MAX_STREAMS 65536
 #define MDP_MAX_TX_PORTS 64
+
+/* The benchmark probe mdp_inject writes after the RTP header (tests/src/probe.rs reads it). */
+#define MDP_PROBE_MAGIC 0x4d445042
 
 /* mdp_stream_key.family / mdp_stream_entry.family */
 #define MDP_AF_INET 4
@@ -83,8 +88,9 @@ struct mdp_stream_stats {
 };
 
 /*
- * Value of mdp_floor (a one-entry array): the benchmark floor program's fixed rewrite. It forwards
- * every IPv4 UDP packet to port `match_port` with this rewrite and does nothing else.
+ * Value of mdp_floor (a two-entry array, one per direction): the benchmark floor program's fixed
+ * rewrite. It forwards every IPv4 UDP packet that arrives on `in_ifindex` for a port in
+ * [port_min, port_max] with this rewrite and does nothing else.
  */
 struct mdp_floor_cfg {
 	__u8 src_mac[6];
@@ -93,9 +99,41 @@ struct mdp_floor_cfg {
 	__u32 dst_addr;       /* be */
 	__u16 src_port;       /* be */
 	__u16 dst_port;       /* be */
-	__u16 match_port;     /* be */
-	__u16 pad;
+	__u16 port_min;       /* host */
+	__u16 port_max;       /* host */
 	__u32 ifindex;        /* host: egress device */
+	__u32 in_ifindex;     /* host: ingress device this entry is for */
+};
+
+/*
+ * mediator-bench's frame injector (program mdp_inject, run only through BPF_PROG_RUN with live
+ * frames, never attached). Value of mdp_inject_cfg (one entry): each run turns the template frame
+ * into the next RTP packet of the next stream, round robin, and redirects it out of `ifindex`.
+ * Recycled frames come back as the relay rewrote them, so every header is written from `head`.
+ */
+struct mdp_inject_cfg {
+	__u64 made;           /* host: frames made so far (the program's own counter) */
+	__u64 start_ns;       /* host: CLOCK_MONOTONIC the pacing counts from; 0 = the next run */
+	__u32 streams;        /* host: entries of mdp_inject_streams in use */
+	__u32 ifindex;        /* host: device the frames leave by */
+	__u32 samples;        /* host: RTP timestamp step per packet */
+	__u32 rate;           /* host: frames per second; 0 = as fast as the runs go */
+	__u32 burst;          /* host: frames made back to back once that many are due */
+	__u32 bursting;       /* host: frames left in the current burst (the program's own) */
+	__u16 base_check;     /* the template's UDP checksum with every field the program writes at zero,
+	                         as the bytes lie in the frame */
+	__u16 pad;
+	__u32 pad2;
+	__u8 head[44];        /* the template's Ethernet, IPv4 and UDP headers and first two RTP bytes */
+	__u32 pad3;
+};
+
+/* Value of mdp_inject_streams (an array, index = stream in round-robin order). */
+struct mdp_inject_stream {
+	__u32 ssrc;           /* host */
+	__u32 probe_id;       /* host: stream id in the benchmark probe */
+	__u16 dst_port;       /* be: the relay port the stream is sent to */
+	__u16 pad;
 };
 
 #endif

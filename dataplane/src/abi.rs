@@ -9,12 +9,17 @@ pub const MAP_STREAMS: &str = "mdp_streams";
 pub const MAP_STATS: &str = "mdp_stats";
 pub const MAP_TX_PORTS: &str = "mdp_tx_ports";
 pub const MAP_FLOOR: &str = "mdp_floor";
+pub const MAP_INJECT_CFG: &str = "mdp_inject_cfg";
+pub const MAP_INJECT_STREAMS: &str = "mdp_inject_streams";
 pub const PROG_RELAY: &str = "mdp_relay";
 pub const PROG_FLOOR: &str = "mdp_floor_redirect";
 pub const PROG_PASS: &str = "mdp_pass";
+pub const PROG_INJECT: &str = "mdp_inject";
 
 pub const DEFAULT_MAX_STREAMS: u32 = 65536;
 pub const MAX_TX_PORTS: u32 = 64;
+/// The benchmark probe's magic word (tests/src/probe.rs).
+pub const PROBE_MAGIC: u32 = 0x4d445042;
 
 pub const AF_INET: u8 = 4;
 pub const AF_INET6: u8 = 6;
@@ -81,9 +86,59 @@ pub struct FloorCfg {
     pub dst_addr: u32,
     pub src_port: u16,
     pub dst_port: u16,
-    pub match_port: u16,
-    pub pad: u16,
+    pub port_min: u16,
+    pub port_max: u16,
     pub ifindex: u32,
+    pub in_ifindex: u32,
+}
+
+/// `struct mdp_inject_cfg`: the benchmark frame injector's state and settings.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InjectCfg {
+    pub made: u64,
+    pub start_ns: u64,
+    pub streams: u32,
+    pub ifindex: u32,
+    pub samples: u32,
+    pub rate: u32,
+    pub burst: u32,
+    pub bursting: u32,
+    pub base_check: u16,
+    pub pad: u16,
+    pub pad2: u32,
+    pub head: [u8; 44],
+    pub pad3: u32,
+}
+
+impl Default for InjectCfg {
+    fn default() -> Self {
+        Self {
+            made: 0,
+            start_ns: 0,
+            streams: 0,
+            ifindex: 0,
+            samples: 0,
+            rate: 0,
+            burst: 0,
+            bursting: 0,
+            base_check: 0,
+            pad: 0,
+            pad2: 0,
+            head: [0; 44],
+            pad3: 0,
+        }
+    }
+}
+
+/// `struct mdp_inject_stream`: one stream the injector makes packets for.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InjectStream {
+    pub ssrc: u32,
+    pub probe_id: u32,
+    pub dst_port: u16,
+    pub pad: u16,
 }
 
 // SAFETY: all four are #[repr(C)], made only of integers and byte arrays, with every hole filled
@@ -96,6 +151,10 @@ unsafe impl aya::Pod for StreamEntry {}
 unsafe impl aya::Pod for StreamStats {}
 // SAFETY: as above.
 unsafe impl aya::Pod for FloorCfg {}
+// SAFETY: as above.
+unsafe impl aya::Pod for InjectCfg {}
+// SAFETY: as above.
+unsafe impl aya::Pod for InjectStream {}
 
 /// An IP address as the ABI stores it: family and 16 bytes, IPv4 in the first four.
 pub fn ip_bytes(ip: IpAddr) -> (u8, [u8; 16]) {

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::mem::{offset_of, size_of};
 
-use mediator_dataplane::abi::{FloorCfg, StreamEntry, StreamKey, StreamStats};
+use mediator_dataplane::abi::{
+    FloorCfg, InjectCfg, InjectStream, StreamEntry, StreamKey, StreamStats,
+};
 use object::{Object, ObjectSection};
 
 /// name → (size, [(field, byte offset)]) for every named struct in the BTF.
@@ -125,8 +127,24 @@ fn rust_mirror_matches_the_c_header() {
         "mdp_floor_cfg",
         FloorCfg,
         [
-            src_mac, dst_mac, src_addr, dst_addr, src_port, dst_port, match_port, pad, ifindex
+            src_mac, dst_mac, src_addr, dst_addr, src_port, dst_port, port_min, port_max, ifindex,
+            in_ifindex
         ]
+    );
+    check_struct!(
+        structs,
+        "mdp_inject_cfg",
+        InjectCfg,
+        [
+            made, start_ns, streams, ifindex, samples, rate, burst, bursting, base_check, pad,
+            pad2, head, pad3
+        ]
+    );
+    check_struct!(
+        structs,
+        "mdp_inject_stream",
+        InjectStream,
+        [ssrc, probe_id, dst_port, pad]
     );
 }
 
@@ -139,6 +157,12 @@ fn map_names_and_constants_match_the_c_header() {
         ("MDP_MAP_STATS", format!("\"{MAP_STATS}\"")),
         ("MDP_MAP_TX_PORTS", format!("\"{MAP_TX_PORTS}\"")),
         ("MDP_MAP_FLOOR", format!("\"{MAP_FLOOR}\"")),
+        ("MDP_MAP_INJECT_CFG", format!("\"{MAP_INJECT_CFG}\"")),
+        (
+            "MDP_MAP_INJECT_STREAMS",
+            format!("\"{MAP_INJECT_STREAMS}\""),
+        ),
+        ("MDP_PROBE_MAGIC", format!("0x{PROBE_MAGIC:x}")),
         ("MDP_DEFAULT_MAX_STREAMS", DEFAULT_MAX_STREAMS.to_string()),
         ("MDP_MAX_TX_PORTS", MAX_TX_PORTS.to_string()),
         ("MDP_AF_INET", AF_INET.to_string()),
