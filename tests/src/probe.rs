@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use hdrhistogram::Histogram;
 
 /// Marks a probe, so stray packets are not counted.
-pub const MAGIC: u32 = 0x4d_44_50_42; // "MDPB"
+pub const MAGIC: u32 = mediator_dataplane::abi::PROBE_MAGIC; // "MDPB"
 /// Bytes a probe takes in a payload.
 pub const PROBE_LEN: usize = 24;
 /// How far back (in sequence numbers) a repeat is recognised as a duplicate.
@@ -103,7 +103,7 @@ pub struct Receiver {
 }
 
 /// One run's figures.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Report {
     pub sent: u64,
     /// Distinct probes received (duplicates not counted).
