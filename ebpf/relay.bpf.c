@@ -475,13 +475,13 @@ int mdp_inject(struct xdp_md *ctx)
 		return XDP_ABORTED;
 	__u64 now = bpf_ktime_get_ns();
 	if (c->rate) {
+		__u32 burst = c->burst ? c->burst : 1;
 		if (c->start_ns == 0 || c->start_ns > now) {
-			/* (Re)start the clock as if exactly `made` frames were due now. */
-			__u64 behind = c->made * 1000000000ULL / c->rate;
+			/* (Re)start the clock with the next burst due now. */
+			__u64 behind = (c->made + burst) * 1000000000ULL / c->rate;
 			c->start_ns = now - (behind < now ? behind : now);
 		}
 		__u64 due = (now - c->start_ns) * c->rate / 1000000000ULL;
-		__u32 burst = c->burst ? c->burst : 1;
 		if (due > c->made + 4 * (__u64)burst) {
 			/* Fell behind (a pause between calls): skip what was missed. */
 			c->start_ns = now - (c->made + burst) * 1000000000ULL / c->rate;

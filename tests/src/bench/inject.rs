@@ -163,7 +163,7 @@ impl Injector {
             netns,
             ids: streams.iter().map(|s| s.id).collect(),
             pin_dir,
-            repeat: 1 << 16,
+            repeat: 1 << 20,
         };
         inj.configure(media)?;
         Ok(inj)
@@ -282,7 +282,7 @@ impl Injector {
         }
         // Aim the next call at `span`; the per-run cost depends on how many runs make a frame.
         let took = started.elapsed().as_secs_f64().max(1e-4);
-        let scale = (span.as_secs_f64() / took).clamp(0.25, 4.0);
+        let scale = (span.as_secs_f64() / took).clamp(0.1, 16.0);
         self.repeat = ((f64::from(n) * scale) as u32).clamp(1 << 12, 1 << 26);
         Ok(())
     }

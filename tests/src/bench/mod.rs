@@ -196,8 +196,14 @@ impl BenchLab {
         if self.napi.is_empty() {
             bail!("no NAPI thread for the relay's veths appeared");
         }
+        // Real-time priority, as softirq work preempts any process on a real NIC's core: at
+        // normal priority the relay's own threads could keep a NAPI thread waiting past the
+        // 256 frames a veth ring holds (about a millisecond at 200 kpps).
         for pid in &self.napi {
-            let _ = sh("taskset", &["-pc", "0", &pid.to_string()]);
+            let pid = pid.to_string();
+            let _ = sh("taskset", &["-pc", "0", &pid]);
+            sh("chrt", &["-f", "-p", "50", &pid])
+                .context("real-time priority for a relay NAPI thread")?;
         }
         // The peers' NAPI threads share CPU 1 with the traffic driver, which never sleeps under
         // load: real-time priority lets them preempt it, so the receiving side never drops what
