@@ -200,6 +200,7 @@ pub async fn ns_channel(ns: Option<String>, addr: SocketAddr) -> anyhow::Result<
                 .await
                 .map_err(std::io::Error::other)??;
                 std.set_nonblocking(true)?;
+                std.set_nodelay(true)?;
                 Ok::<_, std::io::Error>(TokioIo::new(tokio::net::TcpStream::from_std(std)?))
             }
         }))

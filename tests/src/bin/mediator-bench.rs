@@ -168,7 +168,16 @@ fn natural_rate(sessions: usize, media: &Media) -> u64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let result = run_bench(Args::parse()).await;
+    if bench::stop_requested() {
+        // Everything the run made (namespaces, daemons, programs, pins) was dropped on the way out.
+        eprintln!("interrupted: the lab is torn down");
+        std::process::exit(130);
+    }
+    result
+}
+
+async fn run_bench(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(
         nix::unistd::geteuid().is_root(),
         "mediator-bench needs root (network namespaces, XDP)"
