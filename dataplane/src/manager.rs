@@ -214,6 +214,9 @@ struct Entry {
     sockets: Vec<Arc<UdpSocket>>,
     created_mono_ns: u64,
     timed_out: bool,
+    /// When the session could next time out, for the timeout it was last checked with: until
+    /// then its kernel counters need no reading (a syscall per stream).
+    next_check: Option<(u64, u32)>,
 }
 
 struct Inner {
@@ -601,6 +604,7 @@ impl Dataplane {
             sockets: wrapped.into_iter().flatten().collect(),
             created_mono_ns: monotonic_ns(),
             timed_out: false,
+            next_check: None,
         })
     }
 
@@ -767,6 +771,7 @@ impl Dataplane {
             && let Some(e) = inner.sessions.get_mut(&spec.id)
         {
             e.timed_out = false;
+            e.next_check = None;
         }
         self.evaluate(&shared);
         self.get(&spec.id)
@@ -988,15 +993,16 @@ impl Dataplane {
 
     pub fn check_timeouts(&self) {
         let now = monotonic_ns();
-        let sessions: Vec<(String, Arc<SessionShared>, u64)> = match self.inner.lock() {
+        type Due = Option<(u64, u32)>;
+        let sessions: Vec<(String, Arc<SessionShared>, u64, Due)> = match self.inner.lock() {
             Ok(i) => i
                 .sessions
                 .iter()
-                .map(|(k, e)| (k.clone(), e.shared.clone(), e.created_mono_ns))
+                .map(|(k, e)| (k.clone(), e.shared.clone(), e.created_mono_ns, e.next_check))
                 .collect(),
             Err(_) => return,
         };
-        for (id, shared, created) in sessions {
+        for (id, shared, created, next_check) in sessions {
             let (slots, user_last, on_hold, timeout) = {
                 let Ok(m) = shared.media.lock() else { continue };
                 let t = if m.on_hold {
@@ -1013,6 +1019,12 @@ impl Dataplane {
                     .unwrap_or(0);
                 (slots, user, m.on_hold, t)
             };
+            // Media seen recently enough that the session cannot have timed out yet: skip the
+            // kernel counters (with thousands of sessions, reading them every second cost more
+            // CPU than forwarding their packets).
+            if next_check.is_some_and(|(at, with)| with == timeout && now < at) {
+                continue;
+            }
             let kernel_last = slots
                 .iter()
                 .flat_map(|&s| self.forwarder.read_stats(s).unwrap_or_default())
@@ -1031,6 +1043,10 @@ impl Dataplane {
                 };
                 let fire = expired && !e.timed_out;
                 e.timed_out = expired;
+                // Not expired: nothing can change that before `last + timeout`. Expired: look
+                // again at every tick, to see media come back.
+                e.next_check =
+                    (!expired).then(|| (last + u64::from(timeout) * 1_000_000_000, timeout));
                 fire
             };
             if fire {

@@ -208,13 +208,14 @@ impl Injector {
         Ok(())
     }
 
-    /// Lets the pacing clock start again at the next run, so the pause between this injector's
-    /// turns is not made up in one flood.
-    pub fn resume(&mut self) -> anyhow::Result<()> {
+    /// Lets the pacing clock start again at the next run, at `rate` frames per second, so the
+    /// pause between this injector's turns is not made up in one flood.
+    pub fn resume(&mut self, rate: u32) -> anyhow::Result<()> {
         let mut map = self.cfg_map()?;
         let mut cfg = map.get(&0, 0)?;
         cfg.start_ns = 0;
         cfg.bursting = 0;
+        cfg.rate = rate;
         map.set(0, cfg, 0)?;
         Ok(())
     }
