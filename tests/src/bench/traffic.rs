@@ -210,17 +210,17 @@ impl Driven {
     pub fn offered(&self) -> u64 {
         self.sent.values().sum()
     }
-    /// Streams that offered packets and got none through.
-    pub fn muted(&self, receiver_counts: &HashMap<u32, u64>) -> Vec<u32> {
-        let mut m: Vec<u32> = self
-            .sent
-            .iter()
-            .filter(|(id, n)| **n > 0 && receiver_counts.get(id).copied().unwrap_or(0) == 0)
-            .map(|(id, _)| *id)
-            .collect();
-        m.sort_unstable();
-        m
-    }
+}
+
+/// Streams that were sent packets (`sent`) and got none through (`got`), by id.
+pub fn muted(sent: &HashMap<u32, u64>, got: &HashMap<u32, u64>) -> Vec<u32> {
+    let mut m: Vec<u32> = sent
+        .iter()
+        .filter(|(id, n)| **n > 0 && got.get(id).copied().unwrap_or(0) == 0)
+        .map(|(id, _)| *id)
+        .collect();
+    m.sort_unstable();
+    m
 }
 
 fn clock_ns(clock: libc::clockid_t) -> u64 {
@@ -233,6 +233,12 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
 
 pub fn monotonic_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// CLOCK_REALTIME minus CLOCK_MONOTONIC now: turns kernel receive timestamps into the senders'
+/// clock (a run is too short for the difference to drift).
+fn realtime_offset() -> i128 {
+    i128::from(clock_ns(libc::CLOCK_REALTIME)) - i128::from(clock_ns(libc::CLOCK_MONOTONIC))
 }
 
 const BATCH: usize = 64;
@@ -258,6 +264,18 @@ impl Rx {
             // SAFETY: as above.
             hdrs: (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect(),
         }
+    }
+
+    /// Reads both peers' sockets; returns how many packets were read.
+    fn drain_peers(
+        &mut self,
+        peers: &Peers,
+        realtime_offset: i128,
+        rx: &mut Receiver,
+        counts: &mut HashMap<u32, u64>,
+    ) -> usize {
+        self.drain(&peers.pool, realtime_offset, rx, counts)
+            + self.drain(&peers.gw, realtime_offset, rx, counts)
     }
 
     /// Returns how many packets were read.
@@ -450,8 +468,7 @@ fn receive_until(
             std::io::Error::last_os_error()
         );
     }
-    let realtime_offset =
-        i128::from(clock_ns(libc::CLOCK_REALTIME)) - i128::from(clock_ns(libc::CLOCK_MONOTONIC));
+    let realtime_offset = realtime_offset();
     let mut receiver = Receiver::default();
     let mut counts = HashMap::new();
     let mut rx = Rx::new();
@@ -472,8 +489,7 @@ fn receive_until(
     loop {
         // SAFETY: polls two live descriptors.
         unsafe { libc::poll(fds.as_mut_ptr(), 2, 10) };
-        let got = rx.drain(&peers.pool, realtime_offset, &mut receiver, &mut counts)
-            + rx.drain(&peers.gw, realtime_offset, &mut receiver, &mut counts);
+        let got = rx.drain_peers(peers, realtime_offset, &mut receiver, &mut counts);
         if done.load(Ordering::Relaxed) {
             let since = *draining_since.get_or_insert_with(Instant::now);
             if got > 0 {
@@ -532,8 +548,7 @@ fn drive_sockets(
     progress: &(dyn Fn(f64) + Sync),
 ) -> anyhow::Result<Driven> {
     pin_thread(1);
-    let realtime_offset =
-        i128::from(clock_ns(libc::CLOCK_REALTIME)) - i128::from(clock_ns(libc::CLOCK_MONOTONIC));
+    let realtime_offset = realtime_offset();
     let mut receiver = Receiver::default();
     let mut counts: HashMap<u32, u64> = HashMap::new();
     let mut sent: HashMap<u32, u64> = HashMap::new();
@@ -566,8 +581,7 @@ fn drive_sockets(
                 &mut sent,
             );
         }
-        let got = rx.drain(&peers.pool, realtime_offset, &mut receiver, &mut counts)
-            + rx.drain(&peers.gw, realtime_offset, &mut receiver, &mut counts);
+        let got = rx.drain_peers(peers, realtime_offset, &mut receiver, &mut counts);
         if !busy && got == 0 {
             std::thread::sleep(Duration::from_micros(20));
         }
@@ -583,8 +597,7 @@ fn drive_sockets(
     while quiet.elapsed() < Duration::from_millis(200)
         && drain_start.elapsed() < Duration::from_secs(1)
     {
-        let got = rx.drain(&peers.pool, realtime_offset, &mut receiver, &mut counts)
-            + rx.drain(&peers.gw, realtime_offset, &mut receiver, &mut counts);
+        let got = rx.drain_peers(peers, realtime_offset, &mut receiver, &mut counts);
         if got > 0 {
             quiet = Instant::now();
         } else {
@@ -620,8 +633,7 @@ pub fn muted_streams(
                 let mut counts = HashMap::new();
                 let mut rx = Rx::new();
                 let mut read = |counts: &mut HashMap<u32, u64>| {
-                    rx.drain(&peers.pool, 0, &mut receiver, counts)
-                        + rx.drain(&peers.gw, 0, &mut receiver, counts)
+                    rx.drain_peers(peers, 0, &mut receiver, counts)
                 };
                 let (start, mut quiet) = (Instant::now(), Instant::now());
                 while quiet.elapsed() < Duration::from_millis(300)
@@ -666,12 +678,7 @@ pub fn muted_streams(
             .join()
             .map_err(|_| anyhow::anyhow!("the probe driver panicked"))
     })?;
-    let driven = Driven {
-        sent,
-        report: Report::default(),
-        seconds: 0.0,
-    };
-    Ok(driven.muted(&counts))
+    Ok(muted(&sent, &counts))
 }
 
 #[cfg(test)]
@@ -725,12 +732,8 @@ mod tests {
 
     #[test]
     fn muted_lists_streams_that_sent_and_got_nothing() {
-        let d = Driven {
-            sent: [(1, 5), (2, 5), (3, 0)].into_iter().collect(),
-            report: Report::default(),
-            seconds: 1.0,
-        };
+        let sent: HashMap<u32, u64> = [(1, 5), (2, 5), (3, 0)].into_iter().collect();
         let got: HashMap<u32, u64> = [(1, 5)].into_iter().collect();
-        assert_eq!(d.muted(&got), vec![2]);
+        assert_eq!(muted(&sent, &got), vec![2]);
     }
 }
