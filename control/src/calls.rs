@@ -33,6 +33,8 @@ enum Cmd {
     },
     List(oneshot::Sender<Vec<CallInfo>>),
     Get(CallId, oneshot::Sender<Option<CallInfo>>),
+    /// Ends a call; answered with its record once its sessions are deleted (None: no such call).
+    End(CallId, String, oneshot::Sender<Option<CallInfo>>),
 }
 
 /// The API's view of the calls.
@@ -74,6 +76,14 @@ impl CallHandle {
                 .find(|c| c.id == id)
                 .cloned(),
         }
+    }
+
+    /// Ends a call in progress (BYE, or 487 to a caller still waiting) and returns its record,
+    /// with the final media figures; None when no such call is in progress.
+    pub async fn end(&self, id: CallId, reason: String) -> Option<CallInfo> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(Cmd::End(id, reason, tx)).await.ok()?;
+        rx.await.ok().flatten()
     }
 
     /// Ended calls, newest first.
@@ -128,6 +138,7 @@ pub fn start(
         handle: handle.clone(),
         cmd_tx,
         bind_errors: Vec::new(),
+        end_waiters: HashMap::new(),
     };
     tokio::spawn(rt.run(cmd_rx, in_rx));
     handle
@@ -141,6 +152,8 @@ struct Runtime {
     handle: CallHandle,
     cmd_tx: mpsc::Sender<Cmd>,
     bind_errors: Vec<String>,
+    /// EndCall requests waiting for their call's record.
+    end_waiters: HashMap<CallId, oneshot::Sender<Option<CallInfo>>>,
 }
 
 impl Runtime {
@@ -197,6 +210,15 @@ impl Runtime {
             Cmd::Get(id, tx) => {
                 let _ = tx.send(self.engine.call(id, now));
             }
+            Cmd::End(id, reason, tx) => match self.engine.end_call(id, &reason, now) {
+                Some(actions) => {
+                    self.end_waiters.insert(id, tx);
+                    self.act(actions);
+                }
+                None => {
+                    let _ = tx.send(None);
+                }
+            },
         }
     }
 
@@ -284,6 +306,7 @@ impl Runtime {
                 } => {
                     let relays = self.relays(&pool);
                     let recent = self.handle.recent.clone();
+                    let waiter = self.end_waiters.remove(&record.id);
                     tokio::spawn(async move {
                         let mut record = *record;
                         if let Some(r) = relays {
@@ -297,6 +320,9 @@ impl Runtime {
                             }
                         }
                         log_record(&record);
+                        if let Some(w) = waiter {
+                            let _ = w.send(Some(record.clone()));
+                        }
                         if let Ok(mut q) = recent.lock() {
                             if q.len() >= RECENT {
                                 q.pop_front();

@@ -34,6 +34,17 @@ fn side_name(s: i32) -> &'static str {
     }
 }
 
+/// The relay's RTP address on a leg, as its SDP gives it ("" when unknown).
+fn media_address(leg: Option<&dp::Leg>) -> String {
+    match leg {
+        Some(l) if l.local_rtp_port != 0 => match l.local_address.parse::<std::net::IpAddr>() {
+            Ok(ip) => std::net::SocketAddr::new(ip, l.local_rtp_port as u16).to_string(),
+            Err(_) => format!("{}:{}", l.local_address, l.local_rtp_port),
+        },
+        _ => String::new(),
+    }
+}
+
 pub fn to_pb(c: &CallInfo) -> pb::Call {
     pb::Call {
         id: c.id,
@@ -74,6 +85,8 @@ pub fn to_pb(c: &CallInfo) -> pb::Call {
                 index: s.index as u32,
                 session_id: s.session_id.clone(),
                 relay: s.relay.clone(),
+                pool_media: media_address(s.session.as_ref().and_then(|x| x.pool.as_ref())),
+                gateway_media: media_address(s.session.as_ref().and_then(|x| x.gateway.as_ref())),
                 path: s
                     .session
                     .as_ref()
@@ -137,6 +150,36 @@ impl pb::call_service_server::CallService for CallApi {
             Some(c) => Ok(Response::new(to_pb(&c))),
             None => Err(Status::not_found(format!(
                 "call {id} is neither in progress nor among the recent calls"
+            ))),
+        }
+    }
+
+    async fn end_call(
+        &self,
+        req: Request<pb::EndCallRequest>,
+    ) -> Result<Response<pb::Call>, Status> {
+        let req = req.into_inner();
+        if req.id == 0 {
+            return Err(Status::invalid_argument(
+                "id: must be a call id (1 or more)",
+            ));
+        }
+        let reason = req.reason.trim();
+        if reason.chars().any(char::is_control) || reason.chars().count() > 200 {
+            return Err(Status::invalid_argument(
+                "reason: at most 200 characters, without control characters",
+            ));
+        }
+        let reason = if reason.is_empty() {
+            "ended by the operator".to_string()
+        } else {
+            reason.to_string()
+        };
+        match self.calls.end(req.id, reason).await {
+            Some(c) => Ok(Response::new(to_pb(&c))),
+            None => Err(Status::not_found(format!(
+                "call {} is not in progress",
+                req.id
             ))),
         }
     }

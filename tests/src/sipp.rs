@@ -116,83 +116,181 @@ pub fn uac(
     limit: Duration,
     args: &[&str],
 ) -> anyhow::Result<UacRun> {
-    let dir = workdir("uac")?;
-    // The built-in uac_pcap scenario plays pcap/g711a.pcap and DTMF captures from its working
-    // directory: point pcap/ at the ones SIPp ships.
-    let link = dir.join("pcap");
-    if !link.exists() {
-        std::os::unix::fs::symlink(PCAP_DIR, &link)
-            .with_context(|| format!("linking {PCAP_DIR}"))?;
-    }
-    let mut child = sipp(ns)
-        .args([
-            "-i",
-            ip,
-            "-mi",
-            ip,
-            "-m",
-            &calls.to_string(),
-            "-r",
-            &rate.to_string(),
-            "-trace_stat",
-            "-stf",
-            "stats.csv",
-        ])
-        .args([
-            "-trace_err",
-            "-nostdin",
-            "-timeout",
-            &format!("{}s", limit.as_secs().max(1)),
-        ])
-        .args(if args.is_empty() {
+    Uac::start(ns, ip, target, calls, rate, limit, args)?.wait()
+}
+
+/// A SIPp client placing a bounded number of calls (killed on drop if still running).
+pub struct Uac {
+    child: Option<Child>,
+    dir: PathBuf,
+    limit: Duration,
+    started: Instant,
+}
+
+impl Uac {
+    /// Starts SIPp as [`uac`] does, without waiting for it; it gives up by itself after `limit`.
+    pub fn start(
+        ns: &str,
+        ip: &str,
+        target: &str,
+        calls: u32,
+        rate: u32,
+        limit: Duration,
+        args: &[&str],
+    ) -> anyhow::Result<Uac> {
+        let rate = rate.to_string();
+        let mut all = vec!["-r", &rate];
+        all.extend_from_slice(if args.is_empty() {
             &["-sn", "uac_pcap"][..]
         } else {
             args
+        });
+        all.push(target);
+        Self::spawn(ns, ip, calls, limit, &all)
+    }
+
+    /// A SIPp server on `ip:port` that handles `calls` calls (scenario in `args`) and then
+    /// exits, with the same figures as a client's.
+    pub fn serve(
+        ns: &str,
+        ip: &str,
+        port: u16,
+        calls: u32,
+        limit: Duration,
+        args: &[&str],
+    ) -> anyhow::Result<Uac> {
+        let port = port.to_string();
+        let mut all = vec!["-p", &port];
+        all.extend_from_slice(args);
+        Self::spawn(ns, ip, calls, limit, &all)
+    }
+
+    fn spawn(
+        ns: &str,
+        ip: &str,
+        calls: u32,
+        limit: Duration,
+        args: &[&str],
+    ) -> anyhow::Result<Uac> {
+        let dir = workdir("uac")?;
+        // The built-in uac_pcap scenario plays pcap/g711a.pcap and DTMF captures from its working
+        // directory: point pcap/ at the ones SIPp ships.
+        let link = dir.join("pcap");
+        if !link.exists() {
+            std::os::unix::fs::symlink(PCAP_DIR, &link)
+                .with_context(|| format!("linking {PCAP_DIR}"))?;
+        }
+        let child = sipp(ns)
+            .args([
+                "-i",
+                ip,
+                "-mi",
+                ip,
+                "-m",
+                &calls.to_string(),
+                "-trace_stat",
+                "-stf",
+                "stats.csv",
+            ])
+            .args([
+                "-trace_err",
+                "-nostdin",
+                "-timeout",
+                &format!("{}s", limit.as_secs().max(1)),
+            ])
+            .args(args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting sipp (is sip-tester installed? .ci/setup installs it)")?;
+        Ok(Uac {
+            child: Some(child),
+            dir,
+            limit,
+            started: Instant::now(),
         })
-        .arg(target)
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting sipp (is sip-tester installed? .ci/setup installs it)")?;
-    let deadline = Instant::now() + limit + Duration::from_secs(5);
-    let status = loop {
-        if let Some(s) = child.try_wait()? {
-            break s;
+    }
+
+    /// Whether SIPp is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Waits for SIPp to finish (at most its limit and 5 s) and reads its figures.
+    pub fn wait(self) -> anyhow::Result<UacRun> {
+        let deadline = self.started + self.limit + Duration::from_secs(5);
+        self.wait_until(deadline)
+    }
+
+    /// Waits at most until `deadline` for SIPp to finish and reads its figures.
+    pub fn wait_until(mut self, deadline: Instant) -> anyhow::Result<UacRun> {
+        let Some(mut child) = self.child.take() else {
+            bail!("sipp was already waited for");
+        };
+        let status = loop {
+            if let Some(s) = child.try_wait()? {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "sipp did not finish in time{}",
+                    match self.errors() {
+                        e if e.is_empty() => String::new(),
+                        e => format!(":\n{e}"),
+                    }
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Ok(self.figures(status))
+    }
+
+    fn figures(&self, status: std::process::ExitStatus) -> UacRun {
+        let dir = &self.dir;
+        let csv = std::fs::read_to_string(dir.join("stats.csv")).unwrap_or_default();
+        let column = |name: &str| -> u64 {
+            let mut lines = csv.lines();
+            let header: Vec<&str> = lines.next().unwrap_or_default().split(';').collect();
+            let last: Vec<&str> = lines.last().unwrap_or_default().split(';').collect();
+            header
+                .iter()
+                .position(|h| *h == name)
+                .and_then(|i| last.get(i))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        UacRun {
+            exit_code: status.code().unwrap_or(-1),
+            successful: column("SuccessfulCall(C)"),
+            failed: column("FailedCall(C)"),
+            errors: self.errors(),
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("sipp did not finish within {limit:?}");
+    }
+
+    /// SIPp's error log so far (-trace_err).
+    pub fn errors(&self) -> String {
+        std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect::<String>()
+    }
+}
+
+impl Drop for Uac {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let csv = std::fs::read_to_string(dir.join("stats.csv")).unwrap_or_default();
-    let column = |name: &str| -> u64 {
-        let mut lines = csv.lines();
-        let header: Vec<&str> = lines.next().unwrap_or_default().split(';').collect();
-        let last: Vec<&str> = lines.last().unwrap_or_default().split(';').collect();
-        header
-            .iter()
-            .position(|h| *h == name)
-            .and_then(|i| last.get(i))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let errors = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .collect::<String>();
-    let run = UacRun {
-        exit_code: status.code().unwrap_or(-1),
-        successful: column("SuccessfulCall(C)"),
-        failed: column("FailedCall(C)"),
-        errors,
-    };
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(run)
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

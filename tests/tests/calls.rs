@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mediator_tests::calls::{CallLab, flow, scenario};
 use mediator_tests::lab::{GW_PEER, POOL_OTHER, POOL_PEER, POOL_RELAY, in_netns, privileged};
-use mediator_tests::sipp::Uas;
+use mediator_tests::sipp::{Uac, Uas};
 
 fn uas(lab: &CallLab, port: u16, name: &str) -> Uas {
     let sf = scenario(name);
@@ -243,6 +243,63 @@ async fn cancel_bye_from_the_gateway_hold_resume_and_prack() {
     );
     let c = &lab.wait_recent(4).await.expect("recent")[0];
     assert_eq!(c.status, 200);
+    drop(prack);
+
+    // The operator ends a call with mediatorctl: a BYE reaches both sides.
+    let gw = uas(&lab, 5060, "uas");
+    let sf = scenario("uac_wait_bye");
+    let caller = Uac::start(
+        &lab.lab.pool.name,
+        POOL_PEER,
+        &format!("{POOL_RELAY}:5060"),
+        1,
+        10,
+        Duration::from_secs(30),
+        &["-s", "+14255550100", "-sf", &sf],
+    )
+    .expect("uac");
+    let mut id = None;
+    for _ in 0..100 {
+        let active = lab.active().await.expect("calls");
+        if let Some(c) = active.iter().find(|c| c.state == "confirmed") {
+            id = Some(c.id.to_string());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id = id.expect("the call is up");
+    let (code, text) = lab.ctl(&["call", "show", &id]).expect("mediatorctl");
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!("relay media: pool side {POOL_RELAY}:"))
+            && text.contains("gateway side 198.18.2.1:"),
+        "where the relay takes each side's RTP:\n{text}"
+    );
+    let (code, text) = lab
+        .ctl(&["call", "end", &id, "--reason", "ticket 1234"])
+        .expect("mediatorctl");
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("ended") && text.contains("200 ticket 1234"),
+        "the call's record:\n{text}"
+    );
+    let run = caller.wait().expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "the caller got its BYE: {run:?}\n{}",
+        lab.log()
+    );
+    assert!(
+        gw.messages().contains("BYE sip:"),
+        "the gateway got its BYE"
+    );
+    let c = &lab.wait_recent(5).await.expect("recent")[0];
+    assert_eq!((c.status, c.end_reason.as_str()), (200, "ticket 1234"));
+    let (code, _) = lab.ctl(&["call", "end", &id]).expect("mediatorctl");
+    assert_ne!(code, 0, "an ended call cannot be ended again");
+    let (code, _) = lab.ctl(&["call", "end", "x"]).expect("mediatorctl");
+    assert_eq!(code, 64, "a bad id is a usage error");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1068,3 +1068,60 @@ async fn health_and_reflection_answer_as_grpcurl_needs() {
         "{names:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn call_requests_with_bad_ids_or_reasons_are_refused() {
+    let mut c = Control::start("calls-bad").expect("start");
+    c.client().await.expect("up");
+    let mut calls = c.calls().await.expect("calls client");
+    refused(
+        calls.get_call(pb::GetCallRequest { id: 0 }).await,
+        Code::InvalidArgument,
+        "id: must be a call id",
+    );
+    refused(
+        calls.get_call(pb::GetCallRequest { id: 42 }).await,
+        Code::NotFound,
+        "call 42 is neither in progress",
+    );
+    refused(
+        calls
+            .end_call(pb::EndCallRequest {
+                id: 0,
+                reason: String::new(),
+            })
+            .await,
+        Code::InvalidArgument,
+        "id: must be a call id",
+    );
+    refused(
+        calls
+            .end_call(pb::EndCallRequest {
+                id: 42,
+                reason: "bell\u{7}".into(),
+            })
+            .await,
+        Code::InvalidArgument,
+        "reason: at most 200 characters, without control characters",
+    );
+    refused(
+        calls
+            .end_call(pb::EndCallRequest {
+                id: 42,
+                reason: "x".repeat(201),
+            })
+            .await,
+        Code::InvalidArgument,
+        "reason:",
+    );
+    refused(
+        calls
+            .end_call(pb::EndCallRequest {
+                id: 42,
+                reason: String::new(),
+            })
+            .await,
+        Code::NotFound,
+        "call 42 is not in progress",
+    );
+}

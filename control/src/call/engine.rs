@@ -1832,6 +1832,25 @@ impl Engine {
 
     // ---- the end of a call ------------------------------------------------------------------
 
+    /// Ends call `id` from Mediator's side (the operator's EndCall): an answered call gets a BYE
+    /// on both legs, one still being set up is answered 487 and its attempt given up. None when
+    /// no such call is in progress.
+    pub fn end_call(&mut self, id: CallId, why: &str, now: Instant) -> Option<Vec<Action>> {
+        let answered = matches!(
+            self.calls.get(&id)?.phase,
+            Phase::Answered | Phase::Confirmed
+        );
+        let mut out = Vec::new();
+        tracing::info!(call = id, why, "ending the call on request");
+        if answered {
+            self.hangup(id, 200, why, &mut out, now);
+        } else {
+            self.terminate_caller(id, &mut out, now);
+            self.end(id, 487, why, &mut out, now);
+        }
+        Some(out)
+    }
+
     fn end(&mut self, id: CallId, status: u16, why: &str, out: &mut Vec<Action>, now: Instant) {
         let Some(call) = self.calls.remove(&id) else {
             return;

@@ -12,6 +12,7 @@ Examples:
   mediatorctl call list
   mediatorctl call show 42
   mediatorctl call recent --limit 20
+  mediatorctl call end 42 --reason \"stuck call, ticket 1234\"
   mediatorctl --output json call show 42";
 
 #[derive(Subcommand, Debug)]
@@ -27,6 +28,18 @@ pub enum CallCmd {
     Show {
         /// The call's id (from `call list` or `call recent`).
         id: String,
+    },
+    /// Ends a call in progress from Mediator's side: BYE on both legs of an answered call, 487
+    /// to a caller still waiting (and CANCEL to the gateway). Prints the call's record.
+    #[command(
+        after_help = "Examples:\n  mediatorctl call end 42\n  mediatorctl call end 42 --reason \"stuck call\""
+    )]
+    End {
+        /// The call's id (from `call list`).
+        id: String,
+        /// Why, kept as the record's end reason (default: "ended by the operator").
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        reason: String,
     },
     /// Records of ended calls, newest first.
     #[command(
@@ -51,11 +64,17 @@ pub async fn run(ctx: &mut Ctx, cmd: CallCmd) -> Result<(), Failure> {
             print_list(out, &calls.calls)
         }
         CallCmd::Show { id } => {
-            let id: u64 = id.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                usage_error(format!("call id '{id}' is not a number of 1 or more"))
-            })?;
+            let id = call_id(&id)?;
             let c = client
                 .get_call(pb::GetCallRequest { id })
+                .await?
+                .into_inner();
+            print_one(out, &c)
+        }
+        CallCmd::End { id, reason } => {
+            let id = call_id(&id)?;
+            let c = client
+                .end_call(pb::EndCallRequest { id, reason })
                 .await?
                 .into_inner();
             print_one(out, &c)
@@ -68,6 +87,14 @@ pub async fn run(ctx: &mut Ctx, cmd: CallCmd) -> Result<(), Failure> {
             print_list(out, &calls.calls)
         }
     }
+}
+
+fn call_id(id: &str) -> Result<u64, Failure> {
+    id.trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| usage_error(format!("call id '{id}' is not a number of 1 or more")))
 }
 
 fn duration(ms: u64) -> String {
@@ -132,6 +159,7 @@ impl Show for pb::Call {
             "media_bypass": self.media_bypass,
             "streams": self.streams.iter().map(|s| json!({
                 "index": s.index, "session_id": s.session_id, "relay": s.relay, "path": s.path,
+                "pool_media": s.pool_media, "gateway_media": s.gateway_media,
                 "flows": s.flows.iter().map(|f| json!({
                     "kind": f.kind, "from_side": f.from_side, "path": f.path,
                     "path_reason": f.path_reason, "packets": f.packets, "bytes": f.bytes,
@@ -221,6 +249,16 @@ impl Show for pb::Call {
                 format!("stream {}", s.index),
                 format!("session {} on relay {}", s.session_id, s.relay),
             ));
+            if !s.pool_media.is_empty() || !s.gateway_media.is_empty() {
+                f.push((
+                    String::new(),
+                    format!(
+                        "relay media: pool side {}, gateway side {}",
+                        or_dash(s.pool_media.clone()),
+                        or_dash(s.gateway_media.clone())
+                    ),
+                ));
+            }
             for fl in s.flows.iter().filter(|fl| fl.packets > 0 || live) {
                 f.push((String::new(), flow_text(fl, live)));
             }

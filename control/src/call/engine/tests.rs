@@ -668,3 +668,56 @@ fn refer_notify_and_update_are_passed_across_when_allowed() {
     assert_eq!(to_fe.method(), Some("UPDATE"));
     assert!(String::from_utf8_lossy(to_fe.body()).contains("m=audio 30000 "));
 }
+
+#[test]
+fn end_call_hangs_up_both_legs_of_an_answered_call_and_cancels_one_being_set_up() {
+    let mut r = Run::new("end");
+    let (inv, ok) = answered(&mut r, "c-end1");
+    let id = r.e.calls(r.now)[0].id;
+    let a =
+        r.e.end_call(id, "ended by the operator", r.now)
+            .expect("in progress");
+    let to_fe = requests(&sent_to(&a, fe()))
+        .iter()
+        .map(|m| (m.method().map(str::to_string), m.summary.call_id.clone()))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        to_fe,
+        vec![(Some("BYE".into()), ok.summary.call_id.clone())]
+    );
+    let to_gw = sent_to(&a, gw(5060, 5060));
+    let bye = requests(&to_gw);
+    assert_eq!(bye.len(), 1);
+    assert_eq!(bye[0].method(), Some("BYE"));
+    assert_eq!(
+        bye[0].summary.call_id, inv.summary.call_id,
+        "in the gateway's dialog"
+    );
+    let rec = ended(&a).expect("a record");
+    assert_eq!(
+        (rec.status, rec.end_reason.as_str()),
+        (200, "ended by the operator")
+    );
+    assert!(r.e.calls(r.now).is_empty());
+    assert!(
+        r.e.end_call(id, "again", r.now).is_none(),
+        "ended once only"
+    );
+
+    // Ringing: the caller gets 487, the gateway a CANCEL for its INVITE.
+    let a = r.msg(&invite("+14255550100", "c-end2"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    r.msg(&respond(&inv, 180, "gw2", None), gw(5060, 5060));
+    let a =
+        r.e.end_call(id, "ended by the operator", r.now)
+            .expect("in progress");
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![487]);
+    let to_gw = sent_to(&a, gw(5060, 5060));
+    let c = requests(&to_gw);
+    assert_eq!(c[0].method(), Some("CANCEL"));
+    assert_eq!(c[0].summary.branch, inv.summary.branch);
+    assert_eq!(ended(&a).expect("record").status, 487);
+    assert!(r.e.end_call(999, "none", r.now).is_none());
+}
