@@ -20,6 +20,31 @@ pub fn scenario(name: &str) -> String {
     format!("{}/sipp/{name}.xml", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// mediator-control in `lab`'s relay namespace with the lab topology imported, its pool served
+/// by the dataplanes at `dataplanes` (gRPC addresses), and `args`; returns once SIP listens.
+pub async fn lab_control(
+    lab: &Lab,
+    tag: &str,
+    dataplanes: &[String],
+    args: &[&str],
+) -> anyhow::Result<Control> {
+    let list: Vec<String> = dataplanes.iter().map(|a| format!("\"{a}\"")).collect();
+    let toml = TOPOLOGY.replace(
+        "dataplanes = [\"127.0.0.1:7400\"]",
+        &format!("dataplanes = [{}]", list.join(", ")),
+    );
+    let mut control = Control::start_in(tag, Some(&lab.relay.name), args)?;
+    let mut topo = control.client().await?;
+    topo.import_topology(pb::ImportTopologyRequest {
+        toml,
+        dry_run: false,
+    })
+    .await?;
+    // The runtime binds the topology's SIP addresses within a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    Ok(control)
+}
+
 pub struct CallLab {
     // Dropped in this order: control, dataplanes, then the lab.
     pub control: Control,
@@ -58,7 +83,7 @@ impl CallLab {
         let mut dataplane = relay_daemon(&lab, tag, "native", ranges[0], &[])?;
         dataplane.client().await?;
         let mut extra = Vec::new();
-        let mut addrs = vec!["\"127.0.0.1:7400\"".to_string()];
+        let mut addrs = vec!["127.0.0.1:7400".to_string()];
         for (i, ports) in ranges.iter().enumerate().skip(1) {
             let port = 7400 + i as u16;
             let mut d = Daemon::start(
@@ -78,21 +103,9 @@ impl CallLab {
             )?;
             d.client().await?;
             extra.push(d);
-            addrs.push(format!("\"127.0.0.1:{port}\""));
+            addrs.push(format!("127.0.0.1:{port}"));
         }
-        let toml = TOPOLOGY.replace(
-            "dataplanes = [\"127.0.0.1:7400\"]",
-            &format!("dataplanes = [{}]", addrs.join(", ")),
-        );
-        let mut control = Control::start_in(tag, Some(&lab.relay.name), control_args)?;
-        let mut topo = control.client().await?;
-        topo.import_topology(pb::ImportTopologyRequest {
-            toml,
-            dry_run: false,
-        })
-        .await?;
-        // The runtime binds the topology's SIP addresses within a second.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let control = lab_control(&lab, tag, &addrs, control_args).await?;
         Ok(CallLab {
             control,
             dataplane,

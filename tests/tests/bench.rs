@@ -1,6 +1,7 @@
 //! A short run of mediator-bench end to end (the README's harness, small N, a second per run): every
-//! mode, both generators, valid JSON and SVG, and nothing lost at a gentle rate. The figures
-//! themselves are not judged here: timed results belong to the harness, not to the test suite.
+//! mode, both generators, sessions set up through SIP, valid JSON and SVG, and nothing lost at a
+//! gentle rate. The figures themselves are not judged here: timed results belong to the harness,
+//! not to the test suite.
 
 use std::path::Path;
 use std::process::Command;
@@ -141,5 +142,40 @@ fn a_short_run_of_every_mode_produces_valid_json_and_svg() {
         );
     }
     assert_eq!(svg.1, 4, "two modes, two panels");
+
+    // --via-sip: the sessions as SIP calls through mediator-control (SIPp on both sides), Opus
+    // in the SDP and the RTP. The harness ends the calls through the API and fails unless both
+    // SIPp instances count every call as completed with its BYE.
+    let (doc, _) = run(
+        &[
+            "--modes",
+            "xdp-native,userspace",
+            "--via-sip",
+            "--codec",
+            "opus",
+            "--sessions",
+            "10",
+            "--seconds",
+            "1",
+            "--repeat",
+            "1",
+        ],
+        &dir,
+    );
+    assert_eq!(doc["settings"]["via_sip"], true);
+    let notes = doc["notes"].to_string();
+    for mode in ["xdp-native", "userspace"] {
+        assert!(
+            notes.contains(&format!(
+                "{mode}: 10 sessions set up as SIP calls through mediator-control"
+            )),
+            "{notes}"
+        );
+    }
+    assert_eq!(runs(&doc).len(), 2);
+    for r in runs(&doc) {
+        assert!(r["offered"].as_u64() > Some(0), "{r:#}");
+        assert_eq!(r["forwarded"], r["offered"], "nothing lost: {r:#}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

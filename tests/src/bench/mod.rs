@@ -10,6 +10,7 @@ pub mod bare;
 pub mod inject;
 pub mod report;
 pub mod rtpengine;
+pub mod sip;
 pub mod traffic;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -77,6 +78,10 @@ impl Mode {
     }
     pub fn parse(s: &str) -> Option<Mode> {
         Mode::ALL.into_iter().find(|m| m.name() == s)
+    }
+    /// Whether it runs mediator-dataplane (and so can be set up through mediator-control).
+    pub fn runs_dataplane(self) -> bool {
+        matches!(self, Mode::XdpNative | Mode::XdpGeneric | Mode::Userspace)
     }
     /// The floor this mode is compared with.
     pub fn floor(self) -> Option<Mode> {
@@ -263,6 +268,8 @@ pub struct Relay {
     pub mode: Mode,
     pub streams: Vec<Stream>,
     cpu: Cpu,
+    /// With `--via-sip`: the calls that hold the sessions (dropped before the relay).
+    calls: Option<sip::Calls>,
     /// What keeps the relay running (daemon, program, thread or process); dropped, it stops.
     _keep: Box<dyn std::any::Any>,
 }
@@ -270,6 +277,31 @@ pub struct Relay {
 impl Relay {
     pub fn sessions(&self) -> usize {
         self.streams.len() / 2
+    }
+
+    /// How the sessions were set up, for the report.
+    pub fn setup_note(&self) -> Option<String> {
+        self.calls.as_ref().map(|c| {
+            format!(
+                "{}: {} sessions set up as SIP calls through mediator-control in {:.1} s ({:.0} calls/s)",
+                self.mode.name(),
+                c.count(),
+                c.setup.as_secs_f64(),
+                c.count() as f64 / c.setup.as_secs_f64().max(1e-3)
+            )
+        })
+    }
+
+    /// Ends the relay's runs: with `--via-sip`, hangs every call up through the API and checks
+    /// that both SIP peers saw it end.
+    pub async fn finish(mut self) -> anyhow::Result<()> {
+        if let Some(calls) = self.calls.take() {
+            calls
+                .hang_up()
+                .await
+                .with_context(|| format!("{}: ending the calls", self.mode.name()))?;
+        }
+        Ok(())
     }
     fn cpu_ns(&self, bl: &BenchLab) -> u64 {
         bl.napi_cpu()
@@ -289,9 +321,15 @@ fn pin_process(pid: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sets `mode` up with `sessions` sessions (programmed through the dataplane's gRPC API, or
-/// rtpengine's ng protocol).
-pub async fn setup(bl: &mut BenchLab, mode: Mode, sessions: usize) -> anyhow::Result<Relay> {
+/// Sets `mode` up with `sessions` sessions: programmed through the dataplane's gRPC API, or
+/// rtpengine's ng protocol; with `via_sip` (the modes that run mediator-dataplane), as SIP calls
+/// with `via_sip`'s media through mediator-control.
+pub async fn setup(
+    bl: &mut BenchLab,
+    mode: Mode,
+    sessions: usize,
+    via_sip: Option<&Media>,
+) -> anyhow::Result<Relay> {
     let (room, why) = session_room(mode);
     if sessions == 0 || sessions > room {
         bail!(
@@ -302,6 +340,7 @@ pub async fn setup(bl: &mut BenchLab, mode: Mode, sessions: usize) -> anyhow::Re
     let pool_peer = SocketAddrV4::new(POOL_PEER.parse()?, POOL_PEER_PORT);
     let gw_peer = SocketAddrV4::new(GW_PEER.parse()?, GW_PEER_PORT);
     let (pool_relay, gw_relay): (Ipv4Addr, Ipv4Addr) = (POOL_RELAY.parse()?, GW_RELAY.parse()?);
+    let mut calls = None;
     let (keep, cpu, addrs) = match mode {
         Mode::XdpNative | Mode::XdpGeneric | Mode::Userspace => {
             let xdp = match mode {
@@ -318,7 +357,12 @@ pub async fn setup(bl: &mut BenchLab, mode: Mode, sessions: usize) -> anyhow::Re
             )?;
             let mut c = d.client().await?;
             let mut addrs = Vec::with_capacity(sessions);
-            for i in 0..sessions {
+            if let Some(media) = via_sip {
+                let (placed, a) = sip::place(&bl.lab, sessions, media).await?;
+                calls = Some(placed);
+                addrs = a;
+            }
+            for i in (0..sessions).filter(|_| via_sip.is_none()) {
                 if stop_requested() {
                     bail!("interrupted");
                 }
@@ -428,6 +472,7 @@ pub async fn setup(bl: &mut BenchLab, mode: Mode, sessions: usize) -> anyhow::Re
         mode,
         streams: traffic::streams(&addrs),
         cpu,
+        calls,
         _keep: keep,
     })
 }

@@ -26,6 +26,8 @@ pub const GW_PEER_PORT: u16 = 5000;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Codec {
     pub name: &'static str,
+    /// Its SDP encoding (a=rtpmap), as offered in `--via-sip` calls.
+    pub rtpmap: &'static str,
     pub payload_type: u8,
     pub clock_rate: u32,
     /// Bytes of payload per millisecond of audio at the codec's usual bit rate.
@@ -35,12 +37,14 @@ pub struct Codec {
 pub const CODECS: [Codec; 4] = [
     Codec {
         name: "pcmu",
+        rtpmap: "PCMU/8000",
         payload_type: 0,
         clock_rate: 8000,
         bytes_per_ms: 8,
     },
     Codec {
         name: "pcma",
+        rtpmap: "PCMA/8000",
         payload_type: 8,
         clock_rate: 8000,
         bytes_per_ms: 8,
@@ -48,6 +52,7 @@ pub const CODECS: [Codec; 4] = [
     // RFC 3551: G.722's RTP clock is 8000 although it samples at 16 kHz.
     Codec {
         name: "g722",
+        rtpmap: "G722/8000",
         payload_type: 9,
         clock_rate: 8000,
         bytes_per_ms: 8,
@@ -55,6 +60,7 @@ pub const CODECS: [Codec; 4] = [
     // Opus at 32 kbit/s, dynamic payload type 111 as most SDP offers have it.
     Codec {
         name: "opus",
+        rtpmap: "opus/48000/2",
         payload_type: 111,
         clock_rate: 48000,
         bytes_per_ms: 4,

@@ -39,6 +39,7 @@ Examples:
   mediator-bench --sessions 100 --rate 200000 --generator inject
   mediator-bench --sweep rate --modes xdp-native,userspace --seconds 2
   mediator-bench --sweep sessions --sweep-sessions 10,100,1000,4000 --rate 100000
+  mediator-bench --via-sip --modes xdp-native,userspace --sessions 500
   mediator-bench --json out.json --svg out.svg")]
 struct Args {
     /// Comma-separated: xdp-floor, xdp-native, xdp-generic, bare-relay, userspace, rtpengine
@@ -88,6 +89,11 @@ struct Args {
     /// Write the chart as SVG here.
     #[arg(long)]
     svg: Option<std::path::PathBuf>,
+    /// Set the sessions up as SIP calls through mediator-control (SIPp on both sides, ended
+    /// with EndCall afterwards) instead of through the dataplane's gRPC API; applies to the modes
+    /// that run mediator-dataplane (xdp-native, xdp-generic, userspace).
+    #[arg(long)]
+    via_sip: bool,
     /// No progress bar (for logs).
     #[arg(long)]
     quiet: bool,
@@ -114,7 +120,16 @@ impl Run<'_> {
     ) -> anyhow::Result<Vec<Outcome>> {
         self.bar
             .set_message(format!("{}: setting up {sessions} sessions", mode.name()));
-        let relay = bench::setup(lab, mode, sessions).await?;
+        let relay = bench::setup(
+            lab,
+            mode,
+            sessions,
+            self.args.via_sip.then_some(&self.media),
+        )
+        .await?;
+        if let Some(n) = relay.setup_note() {
+            self.notes.push(n);
+        }
         let mut injectors = match self.generator {
             Generator::Inject => Some(lab.injectors(&relay.streams, &self.media)?),
             Generator::Socket => None,
@@ -158,6 +173,7 @@ impl Run<'_> {
             }
             out.push(o);
         }
+        relay.finish().await?;
         Ok(out)
     }
 }
@@ -230,6 +246,23 @@ async fn run_bench(args: Args) -> anyhow::Result<()> {
         bail!(
             "--modes rtpengine: rtpengine is not installed (apt-get install -y --no-install-recommends rtpengine-daemon)"
         );
+    }
+    if args.via_sip {
+        let direct: Vec<&str> = modes
+            .iter()
+            .filter(|m| !m.runs_dataplane())
+            .map(|m| m.name())
+            .collect();
+        anyhow::ensure!(
+            direct.len() < modes.len(),
+            "--via-sip: none of the modes runs mediator-dataplane (xdp-native, xdp-generic, userspace)"
+        );
+        if !direct.is_empty() {
+            notes.push(format!(
+                "--via-sip applies to the modes that run mediator-dataplane; {} were set up as usual",
+                direct.join(", ")
+            ));
+        }
     }
     let plan = match args.sweep {
         None => Plan::Compare,
@@ -397,6 +430,7 @@ async fn run_bench(args: Args) -> anyhow::Result<()> {
         "ptime_ms": media.ptime_ms,
         "payload_bytes": media.payload,
         "generator": generator.name(),
+        "via_sip": args.via_sip,
         "burst": args.burst,
         "seconds": args.seconds,
         "repeat": if plan == Plan::Compare { args.repeat } else { 1 },
