@@ -127,7 +127,13 @@ impl Run<'_> {
             self.args.via_sip.then_some(&self.media),
         )
         .await?;
-        if let Some(n) = relay.setup_note() {
+        // Once per mode and session count, however many runs it has.
+        if let Some(n) = relay.setup_note()
+            && !self
+                .notes
+                .iter()
+                .any(|x| x.split(" in ").next() == n.split(" in ").next())
+        {
             self.notes.push(n);
         }
         let mut injectors = match self.generator {
