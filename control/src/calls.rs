@@ -214,6 +214,11 @@ impl Runtime {
                 Some(actions) => {
                     self.end_waiters.insert(id, tx);
                     self.act(actions);
+                    // Its record went with the Ended action; were there none, answer now
+                    // rather than leave the caller waiting.
+                    if let Some(tx) = self.end_waiters.remove(&id) {
+                        let _ = tx.send(None);
+                    }
                 }
                 None => {
                     let _ = tx.send(None);
