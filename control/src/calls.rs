@@ -11,7 +11,7 @@ use mediator_proto::dataplane::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::call::{Action, CallId, CallInfo, Config, Engine};
+use crate::call::{Action, CallId, CallInfo, Config, EndRefused, Engine};
 use crate::media::Relays;
 use crate::model::Transport;
 use crate::registry::Registry;
@@ -33,8 +33,12 @@ enum Cmd {
     },
     List(oneshot::Sender<Vec<CallInfo>>),
     Get(CallId, oneshot::Sender<Option<CallInfo>>),
-    /// Ends a call; answered with its record once its sessions are deleted (None: no such call).
-    End(CallId, String, oneshot::Sender<Option<CallInfo>>),
+    /// Ends a call; answered with its record once its sessions are deleted.
+    End(
+        CallId,
+        String,
+        oneshot::Sender<Result<CallInfo, EndRefused>>,
+    ),
 }
 
 /// The API's view of the calls.
@@ -79,11 +83,13 @@ impl CallHandle {
     }
 
     /// Ends a call in progress (BYE, or 487 to a caller still waiting) and returns its record,
-    /// with the final media figures; None when no such call is in progress.
-    pub async fn end(&self, id: CallId, reason: String) -> Option<CallInfo> {
+    /// with the final media figures.
+    pub async fn end(&self, id: CallId, reason: String) -> Result<CallInfo, EndRefused> {
         let (tx, rx) = oneshot::channel();
-        self.cmd.send(Cmd::End(id, reason, tx)).await.ok()?;
-        rx.await.ok().flatten()
+        if self.cmd.send(Cmd::End(id, reason, tx)).await.is_err() {
+            return Err(EndRefused::NotInProgress);
+        }
+        rx.await.unwrap_or(Err(EndRefused::NotInProgress))
     }
 
     /// Ended calls, newest first.
@@ -153,7 +159,7 @@ struct Runtime {
     cmd_tx: mpsc::Sender<Cmd>,
     bind_errors: Vec<String>,
     /// EndCall requests waiting for their call's record.
-    end_waiters: HashMap<CallId, oneshot::Sender<Option<CallInfo>>>,
+    end_waiters: HashMap<CallId, oneshot::Sender<Result<CallInfo, EndRefused>>>,
 }
 
 impl Runtime {
@@ -211,17 +217,17 @@ impl Runtime {
                 let _ = tx.send(self.engine.call(id, now));
             }
             Cmd::End(id, reason, tx) => match self.engine.end_call(id, &reason, now) {
-                Some(actions) => {
+                Ok(actions) => {
                     self.end_waiters.insert(id, tx);
                     self.act(actions);
                     // Its record went with the Ended action; were there none, answer now
                     // rather than leave the caller waiting.
                     if let Some(tx) = self.end_waiters.remove(&id) {
-                        let _ = tx.send(None);
+                        let _ = tx.send(Err(EndRefused::NotInProgress));
                     }
                 }
-                None => {
-                    let _ = tx.send(None);
+                Err(e) => {
+                    let _ = tx.send(Err(e));
                 }
             },
         }
@@ -325,14 +331,15 @@ impl Runtime {
                             }
                         }
                         log_record(&record);
-                        if let Some(w) = waiter {
-                            let _ = w.send(Some(record.clone()));
-                        }
+                        // In the recent calls before EndCall returns it.
                         if let Ok(mut q) = recent.lock() {
                             if q.len() >= RECENT {
                                 q.pop_front();
                             }
-                            q.push_back(record);
+                            q.push_back(record.clone());
+                        }
+                        if let Some(w) = waiter {
+                            let _ = w.send(Ok(record));
                         }
                     });
                 }

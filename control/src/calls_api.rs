@@ -5,7 +5,7 @@ use mediator_proto::control::v1 as pb;
 use mediator_proto::dataplane::v1 as dp;
 use tonic::{Request, Response, Status};
 
-use crate::call::CallInfo;
+use crate::call::{CallInfo, EndRefused};
 use crate::calls::CallHandle;
 
 pub struct CallApi {
@@ -176,9 +176,13 @@ impl pb::call_service_server::CallService for CallApi {
             reason.to_string()
         };
         match self.calls.end(req.id, reason).await {
-            Some(c) => Ok(Response::new(to_pb(&c))),
-            None => Err(Status::not_found(format!(
+            Ok(c) => Ok(Response::new(to_pb(&c))),
+            Err(EndRefused::NotInProgress) => Err(Status::not_found(format!(
                 "call {} is not in progress",
+                req.id
+            ))),
+            Err(EndRefused::Answering) => Err(Status::failed_precondition(format!(
+                "call {} is being answered (its caller has not acknowledged yet): try again in a moment",
                 req.id
             ))),
         }

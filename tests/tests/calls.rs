@@ -297,7 +297,7 @@ async fn cancel_bye_from_the_gateway_hold_resume_and_prack() {
     let c = &lab.wait_recent(5).await.expect("recent")[0];
     assert_eq!((c.status, c.end_reason.as_str()), (200, "ticket 1234"));
     let (code, _) = lab.ctl(&["call", "end", &id]).expect("mediatorctl");
-    assert_ne!(code, 0, "an ended call cannot be ended again");
+    assert_eq!(code, 1, "an ended call cannot be ended again (NOT_FOUND)");
     let (code, _) = lab.ctl(&["call", "end", "x"]).expect("mediatorctl");
     assert_eq!(code, 64, "a bad id is a usage error");
 }

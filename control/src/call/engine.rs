@@ -1832,23 +1832,35 @@ impl Engine {
 
     // ---- the end of a call ------------------------------------------------------------------
 
-    /// Ends call `id` from Mediator's side (the operator's EndCall): an answered call gets a BYE
-    /// on both legs, one still being set up is answered 487 and its attempt given up. None when
-    /// no such call is in progress.
-    pub fn end_call(&mut self, id: CallId, why: &str, now: Instant) -> Option<Vec<Action>> {
-        let answered = matches!(
-            self.calls.get(&id)?.phase,
-            Phase::Answered | Phase::Confirmed
-        );
+    /// Ends call `id` from Mediator's side (the operator's EndCall): a confirmed call gets a BYE
+    /// on both legs, one still being set up is answered 487 and its attempt given up (CANCELled
+    /// once it has had a provisional). A call answered but not yet acknowledged by its caller is
+    /// refused for the moment: neither leg may get a BYE before its ACK (RFC 3261 §15).
+    pub fn end_call(
+        &mut self,
+        id: CallId,
+        why: &str,
+        now: Instant,
+    ) -> Result<Vec<Action>, EndRefused> {
+        let phase = self.calls.get(&id).ok_or(EndRefused::NotInProgress)?.phase;
         let mut out = Vec::new();
-        tracing::info!(call = id, why, "ending the call on request");
-        if answered {
-            self.hangup(id, 200, why, &mut out, now);
-        } else {
-            self.terminate_caller(id, &mut out, now);
-            self.end(id, 487, why, &mut out, now);
+        match phase {
+            Phase::Answered => return Err(EndRefused::Answering),
+            Phase::Confirmed => {
+                tracing::info!(call = id, why, "ending the call on request");
+                self.hangup(id, 200, why, &mut out, now);
+            }
+            Phase::Media | Phase::Calling | Phase::Early => {
+                tracing::info!(
+                    call = id,
+                    why,
+                    "ending the call on request before its answer"
+                );
+                self.terminate_caller(id, &mut out, now);
+                self.end(id, 487, why, &mut out, now);
+            }
         }
-        Some(out)
+        Ok(out)
     }
 
     fn end(&mut self, id: CallId, status: u16, why: &str, out: &mut Vec<Action>, now: Instant) {
@@ -1868,8 +1880,15 @@ impl Engine {
             if matches!(
                 self.by_client.get(k),
                 Some(Purpose::Invite { .. } | Purpose::InDialog { .. })
-            ) {
-                self.by_client.remove(k);
+            ) && let Some(Purpose::InDialog {
+                server: Some((skey, sreq)),
+                ..
+            }) = self.by_client.remove(k)
+            {
+                // A request still being relayed across gets its answer (RFC 3261 §15.1.2).
+                let bytes = build_response(&sreq, 487, "Request Terminated", "", &[], None);
+                let step = self.layer.respond(&skey, 487, bytes, now);
+                emit(out, step);
             }
         }
         let mut record = info(&call, now);
@@ -1900,6 +1919,14 @@ impl Engine {
     pub fn call(&self, id: CallId, now: Instant) -> Option<CallInfo> {
         self.calls.get(&id).map(|c| info(c, now))
     }
+}
+
+/// Why [`Engine::end_call`] did not end a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndRefused {
+    NotInProgress,
+    /// Answered, waiting for the caller's ACK (at most a few round trips).
+    Answering,
 }
 
 /// The sends of a layer step (one that has no events: a response or a new request).

@@ -11,7 +11,7 @@
 mod engine;
 mod leg;
 
-pub use engine::{Config, Engine};
+pub use engine::{Config, EndRefused, Engine};
 
 use std::net::SocketAddr;
 

@@ -131,8 +131,9 @@ impl Calls {
             }
             let uac = self.uac.as_mut().context("the callers are gone")?;
             if !uac.running() || started.elapsed() > patience {
+                let gateway = self.uas.as_ref().map(Uac::errors).unwrap_or_default();
                 bail!(
-                    "{} of {sessions} calls were up after {:.1} s{}; SIPp's errors:\n{}\nmediator-control's log ends:\n{}",
+                    "{} of {sessions} calls were up after {:.1} s{}; the callers' SIPp errors:\n{}\nthe gateway's:\n{}\nmediator-control's log ends:\n{}",
                     up.len(),
                     started.elapsed().as_secs_f64(),
                     if uac.running() {
@@ -141,6 +142,7 @@ impl Calls {
                         " and the callers' SIPp had stopped"
                     },
                     tail(&uac.errors(), 20),
+                    tail(&gateway, 20),
                     tail(&self.control.log(), 20)
                 );
             }
@@ -207,9 +209,8 @@ impl Calls {
         let deadline = Instant::now() + Duration::from_secs(30);
         let n = self.ids.len() as u64;
         for (who, sipp) in [("callers", self.uac.take()), ("gateway", self.uas.take())] {
-            let run = sipp
-                .context("SIPp is gone")?
-                .wait_until(deadline)
+            let sipp = sipp.context("SIPp is gone")?;
+            let run = tokio::task::block_in_place(|| sipp.wait_until(deadline))
                 .with_context(|| format!("the {who}' SIPp after the calls were ended"))?;
             check_completed(who, &run, n)?;
         }

@@ -670,21 +670,26 @@ fn refer_notify_and_update_are_passed_across_when_allowed() {
 }
 
 #[test]
-fn end_call_hangs_up_both_legs_of_an_answered_call_and_cancels_one_being_set_up() {
+fn end_call_hangs_up_both_legs_and_answers_what_is_pending() {
     let mut r = Run::new("end");
     let (inv, ok) = answered(&mut r, "c-end1");
     let id = r.e.calls(r.now)[0].id;
+    // An INFO from the caller is still with the gateway when the call is ended.
+    let a = r.msg(&fe_in_dialog("INFO", &ok, 8, "info-end"), fe());
+    assert_eq!(
+        requests(&sent_to(&a, gw(5060, 5060)))[0].method(),
+        Some("INFO")
+    );
     let a =
         r.e.end_call(id, "ended by the operator", r.now)
             .expect("in progress");
-    let to_fe = requests(&sent_to(&a, fe()))
+    let to_fe = sent_to(&a, fe());
+    let byes: Vec<_> = requests(&to_fe)
         .iter()
         .map(|m| (m.method().map(str::to_string), m.summary.call_id.clone()))
-        .collect::<Vec<_>>();
-    assert_eq!(
-        to_fe,
-        vec![(Some("BYE".into()), ok.summary.call_id.clone())]
-    );
+        .collect();
+    assert_eq!(byes, vec![(Some("BYE".into()), ok.summary.call_id.clone())]);
+    assert_eq!(statuses(&to_fe), vec![487], "the pending INFO is answered");
     let to_gw = sent_to(&a, gw(5060, 5060));
     let bye = requests(&to_gw);
     assert_eq!(bye.len(), 1);
@@ -699,12 +704,21 @@ fn end_call_hangs_up_both_legs_of_an_answered_call_and_cancels_one_being_set_up(
         (200, "ended by the operator")
     );
     assert!(r.e.calls(r.now).is_empty());
-    assert!(
-        r.e.end_call(id, "again", r.now).is_none(),
+    assert_eq!(
+        r.e.end_call(id, "again", r.now).err(),
+        Some(EndRefused::NotInProgress),
         "ended once only"
     );
+    assert_eq!(
+        r.e.end_call(999, "none", r.now).err(),
+        Some(EndRefused::NotInProgress)
+    );
+}
 
+#[test]
+fn end_call_before_the_answer_cancels_and_waits_for_the_ack_after_it() {
     // Ringing: the caller gets 487, the gateway a CANCEL for its INVITE.
+    let mut r = Run::new("end-ring");
     let a = r.msg(&invite("+14255550100", "c-end2"), fe());
     let id = media_call(&a);
     let a = r.created(id);
@@ -719,5 +733,61 @@ fn end_call_hangs_up_both_legs_of_an_answered_call_and_cancels_one_being_set_up(
     assert_eq!(c[0].method(), Some("CANCEL"));
     assert_eq!(c[0].summary.branch, inv.summary.branch);
     assert_eq!(ended(&a).expect("record").status, 487);
-    assert!(r.e.end_call(999, "none", r.now).is_none());
+
+    // Still waiting for the relay: 487, and the sessions are deleted when they arrive.
+    let a = r.msg(&invite("+14255550100", "c-end3"), fe());
+    let id = media_call(&a);
+    let a =
+        r.e.end_call(id, "ended by the operator", r.now)
+            .expect("in progress");
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![487]);
+    assert!(
+        sent_to(&a, gw(5060, 5060)).is_empty(),
+        "nothing reached the gateway"
+    );
+    let a = r.created(id);
+    assert!(
+        a.iter().any(|x| matches!(x, Action::DeleteMedia { .. })),
+        "the late sessions are deleted: {a:?}"
+    );
+
+    // INVITE sent, no provisional yet: no CANCEL may go out (RFC 3261 §9.1) until one comes.
+    let a = r.msg(&invite("+14255550100", "c-end4"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let a =
+        r.e.end_call(id, "ended by the operator", r.now)
+            .expect("in progress");
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![487]);
+    assert!(
+        requests(&sent_to(&a, gw(5060, 5060))).is_empty(),
+        "no CANCEL yet"
+    );
+    let a = r.msg(&respond(&inv, 180, "gw4", None), gw(5060, 5060));
+    let c = requests(&sent_to(&a, gw(5060, 5060)))
+        .first()
+        .map(|m| (m.method().map(str::to_string), m.summary.branch.clone()));
+    assert_eq!(c, Some((Some("CANCEL".into()), inv.summary.branch.clone())));
+
+    // Answered, the caller's ACK not in yet: refused for the moment, then ended once confirmed.
+    let a = r.msg(&invite("+14255550100", "c-end5"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let a = r.msg(&respond(&inv, 200, "gw5", Some(ANSWER)), gw(5060, 5060));
+    let ok = sent_to(&a, fe())[0].clone();
+    assert_eq!(
+        r.e.end_call(id, "too early", r.now).err(),
+        Some(EndRefused::Answering)
+    );
+    r.msg(&fe_in_dialog("ACK", &ok, 7, "ack-end5"), fe());
+    let a =
+        r.e.end_call(id, "ended by the operator", r.now)
+            .expect("confirmed");
+    assert_eq!(requests(&sent_to(&a, fe()))[0].method(), Some("BYE"));
+    assert_eq!(
+        requests(&sent_to(&a, gw(5060, 5060)))[0].method(),
+        Some("BYE")
+    );
 }
