@@ -452,8 +452,16 @@ async fn run_bench(args: Args) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.svg {
         let caption = format!(
-            "mediator-bench --sweep {} | {} {} ms, {} B payload, {} generator, {} s per run",
-            plan.name(),
+            "mediator-bench{}{} | {} {} ms, {} B payload, {} generator, {} s per run",
+            match plan {
+                Plan::Compare => String::new(),
+                _ => format!(" --sweep {}", plan.name()),
+            },
+            if args.via_sip {
+                " --via-sip (sessions as SIP calls)"
+            } else {
+                ""
+            },
             media.codec.name,
             media.ptime_ms,
             media.payload,
