@@ -50,7 +50,9 @@ fn expect_err<T: std::fmt::Debug>(r: Result<T, tonic::Status>, code: Code, field
     );
 }
 
-async fn start() -> (Daemon, Client) {
+/// A daemon on loopback with its own media port range: the tests run in parallel in one
+/// namespace, and two daemons allocating from one range would take each other's ports.
+async fn start(ports: &str) -> (Daemon, Client) {
     let port = free_port();
     let mut d = Daemon::start(
         &format!("bad{port}"),
@@ -64,7 +66,7 @@ async fn start() -> (Daemon, Client) {
             "--gateway-address",
             "127.0.0.1",
             "--port-range",
-            "41000-41007",
+            ports,
         ],
     )
     .expect("daemon");
@@ -74,7 +76,7 @@ async fn start() -> (Daemon, Client) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn create_session_rejects_bad_input_and_leaks_nothing() {
-    let (d, mut c) = start().await;
+    let (d, mut c) = start("41000-41007").await;
     let ports = free_ports(&mut c).await;
     assert_eq!(ports, 8);
 
@@ -200,7 +202,7 @@ async fn create_session_rejects_bad_input_and_leaks_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn other_rpcs_reject_bad_input() {
-    let (d, mut c) = start().await;
+    let (d, mut c) = start("41008-41015").await;
     c.create_session(good("s")).await.expect("create");
 
     expect_err(
