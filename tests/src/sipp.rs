@@ -28,70 +28,88 @@ fn workdir(tag: &str) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// A SIPp server left running (killed on drop).
-pub struct Uas {
+/// A SIPp process in its own working directory: killed and its directory removed on drop.
+struct Proc {
     child: Option<Child>,
     dir: PathBuf,
 }
 
-impl Uas {
-    /// Starts `sipp -sn uas` (or the scenario in `args`) bound to `ip:port` in `ns`, echoing RTP.
-    pub fn start(ns: &str, ip: &str, port: u16, args: &[&str]) -> anyhow::Result<Uas> {
-        let dir = workdir(&format!("uas{port}"))?;
+impl Proc {
+    /// Starts `sipp` in `ns` with `args`, in `dir`, its output discarded (it logs to files).
+    fn spawn(ns: &str, dir: PathBuf, args: &[&str]) -> anyhow::Result<Proc> {
         let child = sipp(ns)
-            .args([
-                "-i",
-                ip,
-                "-p",
-                &port.to_string(),
-                "-rtp_echo",
-                "-mi",
-                ip,
-                "-trace_err",
-                "-trace_msg",
-                "-nostdin",
-            ])
-            .args(if args.is_empty() {
-                &["-sn", "uas"][..]
-            } else {
-                args
-            })
+            .args(args)
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .context("starting sipp (is sip-tester installed? .ci/setup installs it)")?;
-        // Give the server a moment to bind before callers arrive.
-        std::thread::sleep(Duration::from_millis(300));
-        Ok(Uas {
+        Ok(Proc {
             child: Some(child),
             dir,
         })
     }
-}
 
-impl Uas {
-    /// Every message the server sent and received so far (SIPp's -trace_msg log).
-    pub fn messages(&self) -> String {
+    /// The text of SIPp's log files whose names end in `suffix` (`_messages.log`, `_errors.log`).
+    fn logs(&self, suffix: &str) -> String {
         std::fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with("_messages.log"))
+            .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
             .filter_map(|e| std::fs::read_to_string(e.path()).ok())
             .collect()
     }
 }
 
-impl Drop for Uas {
+impl Drop for Proc {
     fn drop(&mut self) {
-        // Not -bg: the server stays our child (nsenter execs it), so this kills exactly it.
+        // Not -bg: SIPp stays our child (nsenter execs it), so this kills exactly it.
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A SIPp server left running (killed on drop).
+pub struct Uas {
+    proc: Proc,
+}
+
+impl Uas {
+    /// Starts `sipp -sn uas` (or the scenario in `args`) bound to `ip:port` in `ns`, echoing RTP.
+    pub fn start(ns: &str, ip: &str, port: u16, args: &[&str]) -> anyhow::Result<Uas> {
+        let dir = workdir(&format!("uas{port}"))?;
+        let port = port.to_string();
+        let mut all = vec![
+            "-i",
+            ip,
+            "-p",
+            &port,
+            "-rtp_echo",
+            "-mi",
+            ip,
+            "-trace_err",
+            "-trace_msg",
+            "-nostdin",
+        ];
+        all.extend_from_slice(if args.is_empty() {
+            &["-sn", "uas"][..]
+        } else {
+            args
+        });
+        let proc = Proc::spawn(ns, dir, &all)?;
+        // Give the server a moment to bind before callers arrive.
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(Uas { proc })
+    }
+
+    /// Every message the server sent and received so far (SIPp's -trace_msg log).
+    pub fn messages(&self) -> String {
+        self.proc.logs("_messages.log")
     }
 }
 
@@ -121,8 +139,7 @@ pub fn uac(
 
 /// A SIPp client placing a bounded number of calls (killed on drop if still running).
 pub struct Uac {
-    child: Option<Child>,
-    dir: PathBuf,
+    proc: Proc,
     limit: Duration,
     started: Instant,
 }
@@ -180,34 +197,25 @@ impl Uac {
             std::os::unix::fs::symlink(PCAP_DIR, &link)
                 .with_context(|| format!("linking {PCAP_DIR}"))?;
         }
-        let child = sipp(ns)
-            .args([
-                "-i",
-                ip,
-                "-mi",
-                ip,
-                "-m",
-                &calls.to_string(),
-                "-trace_stat",
-                "-stf",
-                "stats.csv",
-            ])
-            .args([
-                "-trace_err",
-                "-nostdin",
-                "-timeout",
-                &format!("{}s", limit.as_secs().max(1)),
-            ])
-            .args(args)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting sipp (is sip-tester installed? .ci/setup installs it)")?;
+        let (calls, timeout) = (calls.to_string(), format!("{}s", limit.as_secs().max(1)));
+        let mut all = vec![
+            "-i",
+            ip,
+            "-mi",
+            ip,
+            "-m",
+            &calls,
+            "-trace_stat",
+            "-stf",
+            "stats.csv",
+            "-trace_err",
+            "-nostdin",
+            "-timeout",
+            &timeout,
+        ];
+        all.extend_from_slice(args);
         Ok(Uac {
-            child: Some(child),
-            dir,
+            proc: Proc::spawn(ns, dir, &all)?,
             limit,
             started: Instant::now(),
         })
@@ -215,7 +223,8 @@ impl Uac {
 
     /// Whether SIPp is still running.
     pub fn running(&mut self) -> bool {
-        self.child
+        self.proc
+            .child
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
@@ -228,7 +237,7 @@ impl Uac {
 
     /// Waits at most until `deadline` for SIPp to finish and reads its figures.
     pub fn wait_until(mut self, deadline: Instant) -> anyhow::Result<UacRun> {
-        let Some(mut child) = self.child.take() else {
+        let Some(mut child) = self.proc.child.take() else {
             bail!("sipp was already waited for");
         };
         let status = loop {
@@ -252,8 +261,7 @@ impl Uac {
     }
 
     fn figures(&self, status: std::process::ExitStatus) -> UacRun {
-        let dir = &self.dir;
-        let csv = std::fs::read_to_string(dir.join("stats.csv")).unwrap_or_default();
+        let csv = std::fs::read_to_string(self.proc.dir.join("stats.csv")).unwrap_or_default();
         let column = |name: &str| -> u64 {
             let mut lines = csv.lines();
             let header: Vec<&str> = lines.next().unwrap_or_default().split(';').collect();
@@ -275,22 +283,6 @@ impl Uac {
 
     /// SIPp's error log so far (-trace_err).
     pub fn errors(&self) -> String {
-        std::fs::read_dir(&self.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
-            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-            .collect::<String>()
-    }
-}
-
-impl Drop for Uac {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.proc.logs("_errors.log")
     }
 }

@@ -1425,9 +1425,7 @@ impl Engine {
             Some(Purpose::InDialog { call, to, server }) => {
                 tracing::info!(call, leg = to.name(), "in-dialog request timed out");
                 if let Some((skey, sreq)) = server {
-                    let bytes = build_response(&sreq, 408, "Request Timeout", "", &[], None);
-                    let step = self.layer.respond(&skey, 408, bytes, now);
-                    emit(out, step);
+                    self.answer_relayed(&skey, &sreq, 408, out, now);
                     if let Some(c) = self.calls.get_mut(&call) {
                         c.negotiating = false;
                     }
@@ -1435,6 +1433,21 @@ impl Engine {
             }
             _ => {}
         }
+    }
+
+    /// Answers a relayed in-dialog request on its server side with `status` of Mediator's own
+    /// (the far side never answered it: 408, or the call ended: 487).
+    fn answer_relayed(
+        &mut self,
+        skey: &TxKey,
+        sreq: &Message,
+        status: u16,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        let bytes = build_response(sreq, status, reason_phrase(status), "", &[], None);
+        let step = self.layer.respond(skey, status, bytes, now);
+        emit(out, step);
     }
 
     // ---- the caller's CANCEL and ACK --------------------------------------------------------
@@ -1886,9 +1899,7 @@ impl Engine {
             }) = self.by_client.remove(k)
             {
                 // A request still being relayed across gets its answer (RFC 3261 §15.1.2).
-                let bytes = build_response(&sreq, 487, "Request Terminated", "", &[], None);
-                let step = self.layer.respond(&skey, 487, bytes, now);
-                emit(out, step);
+                self.answer_relayed(&skey, &sreq, 487, out, now);
             }
         }
         let mut record = info(&call, now);

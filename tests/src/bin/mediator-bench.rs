@@ -105,6 +105,8 @@ struct Run<'a> {
     generator: Generator,
     bar: ProgressBar,
     notes: Vec<String>,
+    /// (mode, sessions) whose set-up is in the notes already.
+    set_up_noted: std::collections::HashSet<(Mode, usize)>,
 }
 
 impl Run<'_> {
@@ -129,10 +131,7 @@ impl Run<'_> {
         .await?;
         // Once per mode and session count, however many runs it has.
         if let Some(n) = relay.setup_note()
-            && !self
-                .notes
-                .iter()
-                .any(|x| x.split(" in ").next() == n.split(" in ").next())
+            && self.set_up_noted.insert((mode, sessions))
         {
             self.notes.push(n);
         }
@@ -339,6 +338,7 @@ async fn run_bench(args: Args) -> anyhow::Result<()> {
         generator,
         bar: bar.clone(),
         notes,
+        set_up_noted: Default::default(),
     };
     let mut runs: Vec<Outcome> = Vec::new();
     let threshold = args.loss_threshold;
