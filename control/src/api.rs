@@ -7,12 +7,12 @@ use mediator_proto::control::v1 as pb;
 use pb::topology_service_server::TopologyService;
 use tonic::{Request, Response, Status};
 
-use crate::convert::*;
-use crate::model::{
+use crate::registry::Registry;
+use mediator_topology::model::{
     FieldError, Gateway, Pool, PstnUsage, SETTING_NAMES, Settings, Trunk, VoiceRoute, field_error,
 };
-use crate::registry::Registry;
-use crate::topology::{Item, Resource, TopologyError, TrunkConfig};
+use mediator_topology::proto::*;
+use mediator_topology::topology::{Item, Resource, TopologyError, TrunkConfig};
 
 pub struct Api {
     registry: Arc<Registry>,
@@ -141,7 +141,7 @@ fn copy_setting(dst: &mut Settings, src: &Settings, name: &str) {
             }
         };
     }
-    crate::for_each_setting!(copy);
+    mediator_topology::for_each_setting!(copy);
 }
 
 #[tonic::async_trait]
@@ -225,7 +225,7 @@ impl TopologyService for Api {
                                 .next_hop
                                 .as_ref()
                                 .ok_or_else(|| field_error("next_hop", "is required"))?;
-                            cur.next_hop = crate::model::HostPort {
+                            cur.next_hop = mediator_topology::model::HostPort {
                                 host: hop.host.clone(),
                                 port: port("next_hop.port", hop.port)?,
                                 transport: transport_from_pb("next_hop.transport", hop.transport)?,

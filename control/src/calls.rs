@@ -11,12 +11,14 @@ use mediator_proto::dataplane::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::call::{Action, CallId, CallInfo, Config, EndRefused, Engine};
-use crate::media::Relays;
-use crate::model::Transport;
+use crate::media::{Relays, create_request, media_answer, update_request};
 use crate::registry::Registry;
-use crate::sip::transport::{Inbound, Transports};
-use crate::topology::Topology;
+use crate::transport::{Inbound, Transports};
+use mediator_b2bua::media::{MediaAnswer, MediaRequest};
+use mediator_b2bua::{
+    Action, CallId, CallInfo, Config, EndRefused, Engine, Now, Transport, sip_transport,
+};
+use mediator_topology::topology::Topology;
 
 /// Ended calls kept for the API's recent-calls list.
 pub const RECENT: usize = 1000;
@@ -29,7 +31,7 @@ enum Cmd {
     Created {
         call: CallId,
         pool: String,
-        result: Result<Vec<(String, pb::Session)>, (u16, String)>,
+        result: Result<Vec<(String, MediaAnswer)>, (u16, String)>,
     },
     List(oneshot::Sender<Vec<CallInfo>>),
     Get(CallId, oneshot::Sender<Option<CallInfo>>),
@@ -37,54 +39,74 @@ enum Cmd {
     End(
         CallId,
         String,
-        oneshot::Sender<Result<CallInfo, EndRefused>>,
+        oneshot::Sender<Result<CallView, EndRefused>>,
     ),
+}
+
+/// A call as the API shows it: the engine's view and, for each of its streams, the relay's
+/// session (live for a call in progress, final in a record; `None` where the relay did not
+/// answer).
+#[derive(Clone, Debug)]
+pub struct CallView {
+    pub info: CallInfo,
+    pub media: Vec<Option<pb::Session>>,
+}
+
+impl CallView {
+    fn without_media(info: CallInfo) -> CallView {
+        let media = vec![None; info.streams.len()];
+        CallView { info, media }
+    }
 }
 
 /// The API's view of the calls.
 #[derive(Clone)]
 pub struct CallHandle {
     cmd: mpsc::Sender<Cmd>,
-    recent: Arc<Mutex<VecDeque<CallInfo>>>,
+    recent: Arc<Mutex<VecDeque<CallView>>>,
     relays: Arc<Mutex<HashMap<String, Arc<Relays>>>>,
 }
 
 impl CallHandle {
-    pub async fn list(&self) -> Vec<CallInfo> {
+    pub async fn list(&self) -> Vec<CallView> {
         let (tx, rx) = oneshot::channel();
         if self.cmd.send(Cmd::List(tx)).await.is_err() {
             return Vec::new();
         }
-        rx.await.unwrap_or_default()
+        rx.await
+            .unwrap_or_default()
+            .into_iter()
+            .map(CallView::without_media)
+            .collect()
     }
 
     /// A call in progress with its streams' live figures, or a recent one.
-    pub async fn get(&self, id: CallId) -> Option<CallInfo> {
+    pub async fn get(&self, id: CallId) -> Option<CallView> {
         let (tx, rx) = oneshot::channel();
         self.cmd.send(Cmd::Get(id, tx)).await.ok()?;
         match rx.await.ok().flatten() {
-            Some(mut c) => {
-                let relays = self.relays_of(&c.pool);
-                if let Some(r) = relays {
-                    for s in &mut c.streams {
-                        s.session = r.get_session(&s.relay, &s.session_id).await.ok();
+            Some(c) => {
+                let mut view = CallView::without_media(c);
+                if let Some(r) = self.relays_of(&view.info.pool) {
+                    for (s, m) in view.info.streams.iter().zip(view.media.iter_mut()) {
+                        *m = r.get_session(&s.relay, &s.session_id).await.ok();
                     }
                 }
-                Some(c)
+                Some(view)
             }
             None => self
                 .recent
                 .lock()
                 .ok()?
                 .iter()
-                .find(|c| c.id == id)
+                .find(|c| c.info.id == id)
                 .cloned(),
         }
     }
 
     /// Ends a call in progress (BYE, or 487 to a caller still waiting) and returns its record,
     /// with the final media figures.
-    pub async fn end(&self, id: CallId, reason: String) -> Result<CallInfo, EndRefused> {
+    pub async fn end(&self, id: CallId, reason: String) -> Result<CallView, EndRefused> {
         let (tx, rx) = oneshot::channel();
         if self.cmd.send(Cmd::End(id, reason, tx)).await.is_err() {
             return Err(EndRefused::NotInProgress);
@@ -93,7 +115,7 @@ impl CallHandle {
     }
 
     /// Ended calls, newest first.
-    pub fn recent(&self) -> Vec<CallInfo> {
+    pub fn recent(&self) -> Vec<CallView> {
         self.recent
             .lock()
             .map(|r| r.iter().rev().cloned().collect())
@@ -110,13 +132,13 @@ impl CallHandle {
 pub fn listen_set(t: &Topology) -> BTreeSet<(std::net::SocketAddr, Transport)> {
     let mut set = BTreeSet::new();
     for p in t.pools.values().map(|p| &p.value) {
-        set.insert((p.pool_side_listen, p.next_hop.transport));
+        set.insert((p.pool_side_listen, sip_transport(p.next_hop.transport)));
     }
     for tr in t.trunks.values().map(|t| &t.value) {
         if let Some(p) = t.pools.get(&tr.pool) {
             set.insert((
                 std::net::SocketAddr::new(p.value.gateway_side_address, tr.pool_port),
-                tr.transport,
+                sip_transport(tr.transport),
             ));
         }
     }
@@ -124,11 +146,7 @@ pub fn listen_set(t: &Topology) -> BTreeSet<(std::net::SocketAddr, Transport)> {
 }
 
 /// Starts the SIP runtime on the current tokio runtime (`tls`: for TLS trunks and next hops).
-pub fn start(
-    registry: Arc<Registry>,
-    cfg: Config,
-    tls: Option<crate::sip::tls::Tls>,
-) -> CallHandle {
+pub fn start(registry: Arc<Registry>, cfg: Config, tls: Option<crate::tls::Tls>) -> CallHandle {
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (in_tx, in_rx) = mpsc::channel(16 * 1024);
     let handle = CallHandle {
@@ -159,7 +177,7 @@ struct Runtime {
     cmd_tx: mpsc::Sender<Cmd>,
     bind_errors: Vec<String>,
     /// EndCall requests waiting for their call's record.
-    end_waiters: HashMap<CallId, oneshot::Sender<Result<CallInfo, EndRefused>>>,
+    end_waiters: HashMap<CallId, oneshot::Sender<Result<CallView, EndRefused>>>,
 }
 
 impl Runtime {
@@ -184,9 +202,8 @@ impl Runtime {
                 }
                 Some(c) = cmd_rx.recv() => self.command(c),
                 _ = tokio::time::sleep_until(deadline) => {
-                    let now = std::time::Instant::now();
-                    let engine = &mut self.engine;
-                    let actions = self.registry.read(|t| engine.on_timer(t, now));
+                    let topology = self.registry.snapshot();
+                    let actions = self.engine.on_timer(&topology, Now::read());
                     self.act(actions);
                 }
                 _ = tick.tick() => self.reconcile(),
@@ -194,17 +211,18 @@ impl Runtime {
         }
     }
 
+    /// A message from a transport, handled on the current topology snapshot: a topology write
+    /// in progress (validation, fsync) never holds it up.
     fn inbound(&mut self, m: Inbound) {
-        let now = std::time::Instant::now();
-        let engine = &mut self.engine;
+        let topology = self.registry.snapshot();
         let actions = self
-            .registry
-            .read(|t| engine.on_message(t, &m.bytes, m.peer, now));
+            .engine
+            .on_message(&topology, &m.bytes, m.peer, Now::read());
         self.act(actions);
     }
 
     fn command(&mut self, c: Cmd) {
-        let now = std::time::Instant::now();
+        let now = Now::read();
         match c {
             Cmd::Created { call, pool, result } => {
                 let actions = self.engine.on_media_created(call, &pool, result, now);
@@ -295,7 +313,8 @@ impl Runtime {
                         continue;
                     };
                     tokio::spawn(async move {
-                        if let Err(e) = relays.update_session(&relay, request).await {
+                        if let Err(e) = relays.update_session(&relay, update_request(request)).await
+                        {
                             tracing::warn!(relay, error = %e, "updating a media session failed");
                         }
                     });
@@ -319,14 +338,14 @@ impl Runtime {
                     let recent = self.handle.recent.clone();
                     let waiter = self.end_waiters.remove(&record.id);
                     tokio::spawn(async move {
-                        let mut record = *record;
+                        let mut record = CallView::without_media(*record);
                         if let Some(r) = relays {
                             for (relay, id) in sessions {
                                 let last = r.delete_session(&relay, &id).await;
-                                if let Some(s) =
-                                    record.streams.iter_mut().find(|s| s.session_id == id)
+                                if let Some(i) =
+                                    record.info.streams.iter().position(|s| s.session_id == id)
                                 {
-                                    s.session = last.ok();
+                                    record.media[i] = last.ok();
                                 }
                             }
                         }
@@ -350,14 +369,14 @@ impl Runtime {
 
 async fn create_all(
     relays: Option<Arc<Relays>>,
-    requests: Vec<pb::CreateSessionRequest>,
-) -> Result<Vec<(String, pb::Session)>, (u16, String)> {
+    requests: Vec<MediaRequest>,
+) -> Result<Vec<(String, MediaAnswer)>, (u16, String)> {
     let Some(relays) = relays else {
         return Err((503, "the pool has no media relays configured".into()));
     };
     let mut made: Vec<(String, pb::Session)> = Vec::new();
     for req in requests {
-        match relays.create_session(req).await {
+        match relays.create_session(create_request(req)).await {
             Ok(s) => made.push(s),
             Err(e) => {
                 for (relay, s) in &made {
@@ -367,7 +386,10 @@ async fn create_all(
             }
         }
     }
-    Ok(made)
+    Ok(made
+        .iter()
+        .map(|(relay, s)| (relay.clone(), media_answer(s)))
+        .collect())
 }
 
 /// Packets, loss and jitter of a stream's session in one line of figures.
@@ -397,11 +419,13 @@ pub fn media_summary(s: &pb::Session) -> String {
 }
 
 /// The end-of-call record as one structured log line.
-fn log_record(r: &CallInfo) {
+fn log_record(view: &CallView) {
+    let r = &view.info;
     let media: Vec<String> = r
         .streams
         .iter()
-        .map(|s| match &s.session {
+        .zip(&view.media)
+        .map(|(s, m)| match m {
             Some(sess) => format!("#{} {}", s.index, media_summary(sess)),
             None => format!("#{} (no figures: relay did not answer)", s.index),
         })

@@ -5,8 +5,8 @@ use mediator_proto::control::v1 as pb;
 use mediator_proto::dataplane::v1 as dp;
 use tonic::{Request, Response, Status};
 
-use crate::call::{CallInfo, EndRefused};
-use crate::calls::CallHandle;
+use crate::calls::{CallHandle, CallView};
+use mediator_b2bua::EndRefused;
 
 pub struct CallApi {
     calls: CallHandle,
@@ -45,7 +45,8 @@ fn media_address(leg: Option<&dp::Leg>) -> String {
     }
 }
 
-pub fn to_pb(c: &CallInfo) -> pb::Call {
+pub fn to_pb(view: &CallView) -> pb::Call {
+    let c = &view.info;
     pb::Call {
         id: c.id,
         direction: c.direction.into(),
@@ -81,19 +82,18 @@ pub fn to_pb(c: &CallInfo) -> pb::Call {
         streams: c
             .streams
             .iter()
-            .map(|s| pb::CallStream {
+            .zip(&view.media)
+            .map(|(s, session)| pb::CallStream {
                 index: s.index as u32,
                 session_id: s.session_id.clone(),
                 relay: s.relay.clone(),
-                pool_media: media_address(s.session.as_ref().and_then(|x| x.pool.as_ref())),
-                gateway_media: media_address(s.session.as_ref().and_then(|x| x.gateway.as_ref())),
-                path: s
-                    .session
+                pool_media: media_address(session.as_ref().and_then(|x| x.pool.as_ref())),
+                gateway_media: media_address(session.as_ref().and_then(|x| x.gateway.as_ref())),
+                path: session
                     .as_ref()
                     .map(|x| path_name(x.path).to_string())
                     .unwrap_or_default(),
-                flows: s
-                    .session
+                flows: session
                     .iter()
                     .flat_map(|x| x.streams.iter())
                     .map(|f| {

@@ -1,20 +1,16 @@
-//! `mediator-control`: Mediator's control plane — the SIP B2BUA that routes calls over trunks
-//! (`sip`, `call`, `calls`), the Lync-style topology (pools, gateways, trunks, trunk
-//! configuration, PSTN usages, voice routes), its durable store, routing decisions and the
-//! `mediator.control.v1` gRPC API, plus the `mediatorctl` CLI. It drives dataplanes only over
-//! gRPC and must never touch BPF or the map ABI.
+//! `mediator-control`: the control daemon's edge — SIP transports (UDP, TCP, TLS), the runtime
+//! that owns the B2BUA engine and feeds it snapshots of the topology, the client of the pools'
+//! dataplanes (the one place that maps the engine's media requests to `mediator.dataplane.v1`),
+//! the durable store with the write protocol, and the gRPC services. The logic lives in the
+//! sans-IO crates (`mediator-sip`, `mediator-topology`, `mediator-b2bua`); this crate drives
+//! dataplanes only over gRPC and must never touch BPF or the map ABI.
+#![warn(unreachable_pub)]
 
 pub mod api;
-pub mod call;
 pub mod calls;
 pub mod calls_api;
-pub mod convert;
-pub mod document;
 pub mod media;
-pub mod model;
 pub mod registry;
-pub mod routing;
-pub mod sdp;
-pub mod sip;
 pub mod store;
-pub mod topology;
+pub mod tls;
+pub mod transport;

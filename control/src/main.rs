@@ -126,7 +126,7 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
             .unwrap_or(LogFormat::Plain),
     };
     if let Some((c, k, a)) = &cfg.tls {
-        mediator_control::sip::tls::load(c, k, a)?;
+        mediator_control::tls::load(c, k, a)?;
     }
     if cfg.max_calls == 0 {
         anyhow::bail!("max_calls: must be at least 1");
@@ -200,12 +200,12 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     rt.block_on(async {
         let tls = match &cfg.tls {
-            Some((c, k, a)) => Some(mediator_control::sip::tls::load(c, k, a)?),
+            Some((c, k, a)) => Some(mediator_control::tls::load(c, k, a)?),
             None => None,
         };
         let calls = mediator_control::calls::start(
             registry.clone(),
-            mediator_control::call::Config {
+            mediator_b2bua::Config {
                 max_calls: cfg.max_calls,
                 ..Default::default()
             },

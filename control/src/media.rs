@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use mediator_b2bua::media::{Anchor, MediaAnswer, MediaRequest, MediaUpdate, Remote};
 use mediator_proto::dataplane::v1 as pb;
 use pb::dataplane_service_client::DataplaneServiceClient;
 use tonic::transport::{Channel, Endpoint};
@@ -261,5 +262,63 @@ impl Relays {
                 Err(_) => self.mark(i, false, "timed out"),
             }
         }
+    }
+}
+
+// The engine's media requests and the relays' answers, mapped to and from
+// `mediator.dataplane.v1` here and nowhere else.
+
+fn leg_spec(r: Remote) -> pb::LegSpec {
+    pb::LegSpec {
+        local_address: String::new(),
+        remote_rtp: r.rtp.map(pb::Endpoint::from),
+        remote_rtcp: r.rtcp.map(pb::Endpoint::from),
+    }
+}
+
+/// A session to create, as the dataplane's API has it.
+pub fn create_request(r: MediaRequest) -> pb::CreateSessionRequest {
+    pb::CreateSessionRequest {
+        session_id: r.session_id,
+        pool: Some(leg_spec(r.pool)),
+        gateway: Some(leg_spec(r.gateway)),
+        options: Some(pb::SessionOptions {
+            latching: r.latching,
+            strict_source: r.strict_source,
+            rtcp_mux: r.rtcp_mux,
+            clock_rate: 0,
+            media_timeout_secs: r.media_timeout_secs,
+            hold_timeout_secs: r.hold_timeout_secs,
+        }),
+        on_hold: r.on_hold,
+    }
+}
+
+/// A session update, as the dataplane's API has it.
+pub fn update_request(u: MediaUpdate) -> pb::UpdateSessionRequest {
+    pb::UpdateSessionRequest {
+        session_id: u.session_id,
+        pool: u.pool.map(leg_spec),
+        gateway: u.gateway.map(leg_spec),
+        on_hold: u.on_hold,
+    }
+}
+
+/// Where the relay receives on one side, from its answer (`None` if it named no usable address).
+fn anchor(leg: Option<&pb::Leg>) -> Option<Anchor> {
+    let l = leg?;
+    Some(Anchor {
+        addr: l.local_address.parse().ok()?,
+        rtp_port: u16::try_from(l.local_rtp_port).ok()?,
+        rtcp_port: u16::try_from(l.local_rtcp_port).ok()?,
+    })
+}
+
+/// A relay's session, as the engine takes it.
+pub fn media_answer(s: &pb::Session) -> MediaAnswer {
+    MediaAnswer {
+        session_id: s.session_id.clone(),
+        pool: anchor(s.pool.as_ref()),
+        gateway: anchor(s.gateway.as_ref()),
     }
 }

@@ -1,23 +1,25 @@
-//! The topology as the daemon serves it: reads from memory, and writes that validate on a copy,
-//! become durable in one store transaction, and only then replace the served copy. A write that
-//! fails at any step leaves both the store and the served topology as they were.
+//! The topology as the daemon serves it: **snapshots** for readers, and writes that validate on
+//! a copy, become durable in one store transaction, and only then replace the served snapshot. A
+//! write that fails at any step leaves both the store and the served topology as they were.
+//!
+//! Writers serialize among themselves only. Readers — the SIP runtime on every message and
+//! timer, the API's reads — take the current snapshot (an `Arc` copied under a lock held for the
+//! copy alone) and never wait for a write's validation or its fsync.
 
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, RwLock};
 
-use crate::model::{Gateway, Pool, Trunk, TrunkMove, field_error};
 use crate::store::{Store, StoreError};
-use crate::topology::{Changes, Item, Kind, Resource, Topology, TopologyError};
-
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use mediator_topology::document::Change;
+use mediator_topology::model::{FieldError, Gateway, Trunk, TrunkMove};
+use mediator_topology::topology::{Changes, Item, Resource, Topology, TopologyError};
+use mediator_topology::unix_ms;
 
 pub struct Registry {
     store: Store,
-    topology: Mutex<Topology>,
+    /// Held for the whole of a write: one writer at a time.
+    writer: Mutex<()>,
+    /// The served topology. Its lock is held only to copy or replace the `Arc`.
+    served: RwLock<Arc<Topology>>,
 }
 
 impl Registry {
@@ -25,36 +27,46 @@ impl Registry {
         let (store, topology) = Store::open(dir, unix_ms())?;
         Ok(Self {
             store,
-            topology: Mutex::new(topology),
+            writer: Mutex::new(()),
+            served: RwLock::new(Arc::new(topology)),
         })
     }
 
-    /// Runs `f` on the served topology (no copy).
-    pub fn read<R>(&self, f: impl FnOnce(&Topology) -> R) -> R {
-        let guard = match self.topology.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        f(&guard)
+    /// The topology as served now. It does not change under the holder; a later write serves a
+    /// new snapshot.
+    pub fn snapshot(&self) -> Arc<Topology> {
+        match self.served.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
     }
 
-    /// The write protocol: `f` edits a copy and records its changes; the store makes them durable
-    /// in one transaction; then the copy is served.
+    /// Runs `f` on the current snapshot.
+    pub fn read<R>(&self, f: impl FnOnce(&Topology) -> R) -> R {
+        f(&self.snapshot())
+    }
+
+    /// The write protocol: `f` edits a copy of the current snapshot and records its changes; the
+    /// store makes them durable in one transaction; then the copy is served.
     pub fn write<R>(
         &self,
         f: impl FnOnce(&mut Topology, &mut Changes, u64) -> Result<R, TopologyError>,
     ) -> Result<R, TopologyError> {
-        let mut guard = match self.topology.lock() {
+        let _writer = match self.writer.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        let mut copy = guard.clone();
+        let mut copy = Topology::clone(&self.snapshot());
         let mut changes = Changes::default();
         let out = f(&mut copy, &mut changes, unix_ms())?;
         self.store
             .apply(&changes)
             .map_err(|e| TopologyError::Store(e.to_string()))?;
-        *guard = copy;
+        let next = Arc::new(copy);
+        match self.served.write() {
+            Ok(mut g) => *g = next,
+            Err(p) => *p.into_inner() = next,
+        }
         Ok(out)
     }
 
@@ -66,7 +78,7 @@ impl Registry {
         &self,
         name: &str,
         expected_revision: u64,
-        edit: impl FnOnce(&mut R) -> Result<(), crate::model::FieldError>,
+        edit: impl FnOnce(&mut R) -> Result<(), FieldError>,
     ) -> Result<Item<R>, TopologyError> {
         self.write(|t, ch, now| t.update(name, expected_revision, now, ch, edit))
     }
@@ -78,22 +90,7 @@ impl Registry {
         name: &str,
         expected_revision: u64,
     ) -> Result<(), TopologyError> {
-        self.write(|t, ch, _| {
-            if R::KIND == Kind::Trunk && t.get::<Trunk>(name)?.value.is_root() {
-                return Err(TopologyError::Precondition {
-                    what: format!("trunk '{name}' is the root trunk of gateway '{name}': it goes with the gateway"),
-                });
-            }
-            if R::KIND == Kind::TrunkConfiguration && name == "global" {
-                return Err(TopologyError::Precondition {
-                    what: "the global trunk configuration cannot be deleted; change its settings instead".into(),
-                });
-            }
-            if R::KIND == Kind::Gateway {
-                return delete_gateway(t, name, expected_revision, ch);
-            }
-            t.delete::<R>(name, expected_revision, ch)
-        })
+        self.write(|t, ch, _| t.delete_checked::<R>(name, expected_revision, ch))
     }
 
     /// Creates a gateway together with its root trunk.
@@ -102,7 +99,7 @@ impl Registry {
         gateway: Gateway,
         root: Trunk,
     ) -> Result<(Item<Gateway>, Item<Trunk>), TopologyError> {
-        self.write(|t, ch, now| create_gateway(t, gateway, root, now, ch))
+        self.write(|t, ch, now| t.create_gateway(gateway, root, now, ch))
     }
 
     /// Re-homes `trunk`, or every trunk of `from_pool`, to `to_pool` (optionally on a new pool
@@ -114,138 +111,26 @@ impl Registry {
         to_pool: &str,
         pool_port: Option<u16>,
     ) -> Result<TrunkMove, TopologyError> {
-        self.write(|t, ch, now| {
-            t.get::<Pool>(to_pool).map_err(|_| TopologyError::Invalid(field_error("to_pool", format!("pool '{to_pool}' does not exist"))))?;
-            let (from, names): (String, Vec<String>) = match (trunk, from_pool) {
-                (Some(name), None) => {
-                    let tr = t.get::<Trunk>(name)?;
-                    (tr.value.pool.clone(), vec![name.to_string()])
-                }
-                (None, Some(pool)) => {
-                    t.get::<Pool>(pool)?;
-                    let names: Vec<String> =
-                        t.trunks.values().filter(|x| x.value.pool == pool).map(|x| x.value.name.clone()).collect();
-                    if names.is_empty() {
-                        return Err(TopologyError::Precondition { what: format!("pool '{pool}' has no trunks to move") });
-                    }
-                    (pool.to_string(), names)
-                }
-                _ => return Err(field_error("trunk", "name either a trunk or from_pool, not both and not neither").into()),
-            };
-            if from == to_pool {
-                return Err(field_error("to_pool", format!("the trunks are already on pool '{to_pool}'")).into());
-            }
-            for name in &names {
-                t.update::<Trunk>(name, 0, now, ch, |tr| {
-                    tr.pool = to_pool.to_string();
-                    if let Some(p) = pool_port {
-                        tr.pool_port = p;
-                    }
-                    Ok(())
-                })
-                .map_err(|e| match e {
-                    TopologyError::Invalid(f) => TopologyError::Invalid(field_error(
-                        "to_pool",
-                        format!("trunk '{name}' cannot move: {}: {}", f.field, f.reason),
-                    )),
-                    other => other,
-                })?;
-            }
-            let id = t.moves.iter().map(|m| m.id).max().unwrap_or(0) + 1;
-            let m = TrunkMove { id, unix_ms: now, from_pool: from, to_pool: to_pool.into(), trunks: names };
-            t.moves.push(m.clone());
-            ch.moves.push(m.clone());
-            tracing::info!(id, from = %m.from_pool, to = %m.to_pool, trunks = ?m.trunks, "trunks moved");
-            Ok(m)
-        })
+        self.write(|t, ch, now| t.move_trunks(trunk, from_pool, to_pool, pool_port, now, ch))
     }
-}
 
-fn create_gateway(
-    t: &mut Topology,
-    gateway: Gateway,
-    root: Trunk,
-    now: u64,
-    ch: &mut Changes,
-) -> Result<(Item<Gateway>, Item<Trunk>), TopologyError> {
-    gateway.validate()?;
-    if t.gateways.contains_key(&gateway.name) {
-        return Err(TopologyError::AlreadyExists {
-            kind: Kind::Gateway,
-            name: gateway.name,
-        });
+    /// The topology document of the served topology.
+    pub fn export(&self) -> Result<String, TopologyError> {
+        self.read(Topology::export)
     }
-    if t.trunks.contains_key(&gateway.name) {
-        return Err(field_error(
-            "name",
-            format!(
-                "a trunk named '{}' exists: the root trunk takes the gateway's name",
-                gateway.name
-            ),
-        )
-        .into());
-    }
-    // The gateway and its root trunk refer to each other: put the gateway in first, unchecked,
-    // then let the trunk's checks run, then check the gateway.
-    let meta = crate::model::Meta {
-        revision: 1,
-        created_unix_ms: now,
-        updated_unix_ms: now,
-    };
-    let gw_item = Item {
-        meta,
-        value: gateway,
-    };
-    t.gateways
-        .insert(gw_item.value.name.clone(), gw_item.clone());
-    let root_item = t.create(root, now, ch).map_err(|e| match e {
-        TopologyError::Invalid(f) => {
-            TopologyError::Invalid(field_error(format!("root_trunk.{}", f.field), f.reason))
-        }
-        other => other,
-    })?;
-    gw_item.value.check_refs(t)?;
-    let bytes = serde_json::to_vec(&gw_item).map_err(|e| TopologyError::Store(e.to_string()))?;
-    ch.puts
-        .push((Kind::Gateway, gw_item.value.name.clone(), bytes));
-    Ok((gw_item, root_item))
-}
 
-fn delete_gateway(
-    t: &mut Topology,
-    name: &str,
-    expected_revision: u64,
-    ch: &mut Changes,
-) -> Result<(), TopologyError> {
-    let gw = t.get::<Gateway>(name)?;
-    if expected_revision != 0 && expected_revision != gw.meta.revision {
-        return Err(TopologyError::Conflict {
-            kind: Kind::Gateway,
-            name: name.into(),
-            expected: expected_revision,
-            actual: gw.meta.revision,
-        });
+    /// Replaces the topology with the document, all or nothing. Returns the changes; with
+    /// `dry_run` nothing is applied.
+    pub fn import(&self, text: &str, dry_run: bool) -> Result<Vec<Change>, TopologyError> {
+        self.write(|t, ch, now| t.import(text, dry_run, now, ch))
     }
-    let dependents = gw.value.dependents(t);
-    if !dependents.is_empty() {
-        return Err(TopologyError::InUse {
-            kind: Kind::Gateway,
-            name: name.into(),
-            dependents,
-        });
-    }
-    t.trunks.remove(name);
-    ch.deletes.push((Kind::Trunk, name.into()));
-    t.gateways.remove(name);
-    ch.deletes.push((Kind::Gateway, name.into()));
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{GatewayKind, Transport};
-    use crate::topology::tests::{pool, trunk};
+    use mediator_topology::model::{GatewayKind, Transport};
+    use mediator_topology::testing::{pool, trunk};
 
     fn registry(tag: &str) -> (Registry, std::path::PathBuf) {
         let dir =

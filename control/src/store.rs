@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::model::TrunkMove;
-use crate::topology::{Changes, Item, Kind, Topology};
+use mediator_topology::model::TrunkMove;
+use mediator_topology::topology::{Changes, Item, Kind, Topology};
 
 /// The schema this build writes. Older stores are migrated on open; newer ones are refused.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -237,7 +237,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::tests::sample;
+    use mediator_topology::testing::sample;
 
     fn tmp(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("mediator-store-{}-{tag}", std::process::id()));
@@ -271,10 +271,15 @@ mod tests {
         let dir = tmp("inconsistent");
         let (store, _) = Store::open(&dir, 1).expect("open");
         // A trunk whose gateway and pool do not exist, as a hand edit could leave it.
-        let t =
-            crate::topology::tests::trunk("t1", "gw9.contoso.com", 5060, "nope.contoso.com", 5060);
+        let t = mediator_topology::testing::trunk(
+            "t1",
+            "gw9.contoso.com",
+            5060,
+            "nope.contoso.com",
+            5060,
+        );
         let item = Item {
-            meta: crate::model::Meta::default(),
+            meta: mediator_topology::model::Meta::default(),
             value: t,
         };
         let ch = Changes {

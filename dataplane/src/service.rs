@@ -176,10 +176,7 @@ fn pb_kind(k: Kind) -> i32 {
 }
 
 fn pb_endpoint(a: Option<SocketAddr>) -> Option<pb::Endpoint> {
-    a.map(|a| pb::Endpoint {
-        address: a.ip().to_string(),
-        port: u32::from(a.port()),
-    })
+    a.map(pb::Endpoint::from)
 }
 
 fn pb_path(offloaded: bool) -> i32 {

@@ -6,6 +6,17 @@
 pub mod dataplane {
     pub mod v1 {
         tonic::include_proto!("mediator.dataplane.v1");
+
+        /// The one `SocketAddr` → `Endpoint` conversion. The other way is the dataplane's input
+        /// validation (it names the field that is wrong), in `mediator-dataplane`'s service.
+        impl From<std::net::SocketAddr> for Endpoint {
+            fn from(a: std::net::SocketAddr) -> Endpoint {
+                Endpoint {
+                    address: a.ip().to_string(),
+                    port: u32::from(a.port()),
+                }
+            }
+        }
     }
 }
 

@@ -13,10 +13,7 @@ pub fn sa(ip: &str, port: u16) -> SocketAddr {
 }
 
 pub fn ep(a: SocketAddr) -> Option<pb::Endpoint> {
-    Some(pb::Endpoint {
-        address: a.ip().to_string(),
-        port: u32::from(a.port()),
-    })
+    Some(a.into())
 }
 
 /// A leg whose remote peer receives RTP at `remote`.

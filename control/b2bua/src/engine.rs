@@ -1,0 +1,1992 @@
+//! The B2BUA engine: the transaction layer, every call and the indexes that find a call from a
+//! message. Events in (bytes, media results, time), actions out.
+
+use std::cmp::Reverse;
+use std::collections::hash_map::RandomState;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crate::leg::{Leg, contact, transport_param, via};
+use crate::media::{MediaAnswer, MediaRequest, MediaUpdate, Remote};
+use crate::sdp::{Anchor, Sdp};
+use crate::{Action, CallId, CallInfo, LegInfo, Now, Side, StreamInfo, sip_transport};
+use mediator_sip::Peer;
+use mediator_sip::layer::{Event, Layer, Step};
+use mediator_sip::message::{
+    Message, build_request, build_response, cancel_for, reason_phrase, uri_of, user_of,
+};
+use mediator_sip::transaction::{Timers, TxKey};
+use mediator_topology::Topology;
+
+/// What the engine is told by its daemon.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub timers: Timers,
+    /// Calls held at most; a new call beyond it gets 503.
+    pub max_calls: usize,
+    pub media_timeout_secs: u32,
+    pub hold_timeout_secs: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            timers: Timers::default(),
+            max_calls: 20_000,
+            media_timeout_secs: 0,
+            hold_timeout_secs: 0,
+        }
+    }
+}
+
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, NOTIFY";
+const SDP: &str = "application/sdp";
+/// Headers passed from one leg to the other on requests and responses (end-to-end extensions).
+const PASSED: &[&str] = &[
+    "Require",
+    "Supported",
+    "RSeq",
+    "RAck",
+    "Event",
+    "Subscription-State",
+    "Refer-To",
+    "Referred-By",
+    "Info-Package",
+    "Content-Disposition",
+    "Reason",
+    "Privacy",
+];
+/// Methods passed across inside a dialog.
+const IN_DIALOG: &[&str] = &[
+    "INVITE", "UPDATE", "INFO", "PRACK", "REFER", "NOTIFY", "OPTIONS", "MESSAGE",
+];
+
+/// One trunk (or the pool's next hop) a call tries.
+#[derive(Clone, Debug)]
+struct Target {
+    trunk: String,
+    route: String,
+    gateway: String,
+    peer: Peer,
+    request_uri: String,
+    to_hdr: String,
+    from_hdr: String,
+    called: String,
+    calling: String,
+    bypass: bool,
+    latching: bool,
+    refer: bool,
+    forward_pai: bool,
+    fast_failover: Option<Duration>,
+    code_rules: Vec<(u16, u16)>,
+}
+
+#[derive(Clone, Debug)]
+struct Stream {
+    index: usize,
+    session_id: String,
+    relay: String,
+    /// The relay's address and ports facing the pool [0] and the gateway [1].
+    anchors: [Anchor; 2],
+}
+
+impl Target {
+    /// A target on `peer` with the numbers as that side receives them and the trunk's effective
+    /// `settings`.
+    fn new(
+        trunk: &str,
+        gateway: &str,
+        peer: Peer,
+        called: String,
+        calling: String,
+        s: &mediator_topology::model::Settings,
+    ) -> Target {
+        let host = host_of(peer.remote);
+        let from_hdr = if calling.is_empty() {
+            "\"Anonymous\" <sip:anonymous@anonymous.invalid>".to_string()
+        } else {
+            format!("<sip:{calling}@{};user=phone>", host_of(peer.local))
+        };
+        Target {
+            trunk: trunk.into(),
+            route: String::new(),
+            gateway: gateway.into(),
+            request_uri: format!(
+                "sip:{called}@{host}:{};user=phone{}",
+                peer.remote.port(),
+                transport_param(&peer)
+            ),
+            to_hdr: format!("<sip:{called}@{host};user=phone>"),
+            from_hdr,
+            called,
+            calling,
+            bypass: s.media_bypass.unwrap_or(false),
+            latching: s.rtp_latching.unwrap_or(false),
+            refer: s.refer_support.unwrap_or(true),
+            forward_pai: s.forward_pai.unwrap_or(false),
+            fast_failover: s.fast_failover.unwrap_or(false).then(|| {
+                Duration::from_secs(u64::from(s.fast_failover_timeout_secs.unwrap_or(10)))
+            }),
+            code_rules: s
+                .response_code_rules
+                .iter()
+                .flatten()
+                .map(|r| (r.received, r.translated))
+                .collect(),
+            peer,
+        }
+    }
+}
+
+fn slot(side: Side) -> usize {
+    match side {
+        Side::Pool => 0,
+        Side::Gateway => 1,
+    }
+}
+
+/// The INVITE of the trunk being tried.
+struct Attempt {
+    target: usize,
+    key: TxKey,
+    invite: Message,
+    leg: Leg,
+    provisional: bool,
+    deadline: Option<Instant>,
+}
+
+/// An INVITE Mediator gave up on (failover, CANCEL): a late 1xx gets the CANCEL, a late 2xx an
+/// ACK and a BYE.
+struct Orphan {
+    invite: Message,
+    leg: Leg,
+    cancelled: bool,
+}
+
+enum Purpose {
+    Invite {
+        call: CallId,
+    },
+    /// A request relayed into leg `to`; its response goes back on `server` when there is one.
+    InDialog {
+        call: CallId,
+        to: Side,
+        server: Option<(TxKey, Box<Message>)>,
+    },
+    Orphan(Box<Orphan>),
+    Ignore,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the relays' sessions.
+    Media,
+    Calling,
+    Early,
+    /// 2xx sent to the caller, waiting for its ACK.
+    Answered,
+    Confirmed,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Media => "media",
+            Phase::Calling => "calling",
+            Phase::Early => "early",
+            Phase::Answered => "answered",
+            Phase::Confirmed => "confirmed",
+        }
+    }
+}
+
+/// A 2xx Mediator retransmits until its ACK arrives (RFC 3261 13.3.1.4).
+struct Retx {
+    key: TxKey,
+    bytes: Vec<u8>,
+    at: Instant,
+    interval: Duration,
+    side: Side,
+}
+
+/// The ACK of a 2xx relayed from `to`'s side, to be sent on when the other side ACKs.
+struct PendingAck {
+    to: Side,
+    cseq: u32,
+}
+
+struct Call {
+    id: CallId,
+    outbound: bool,
+    pool: String,
+    a_side: Side,
+    a: Leg,
+    a_key: TxKey,
+    a_invite: Box<Message>,
+    offer: Option<Sdp>,
+    targets: Vec<Target>,
+    next_target: usize,
+    attempt: Option<Attempt>,
+    b: Option<Leg>,
+    /// The target that answered (or is being tried).
+    current: Option<usize>,
+    phase: Phase,
+    streams: Vec<Stream>,
+    last: Option<(u16, String)>,
+    tried: Vec<(String, u16)>,
+    retx: Option<Retx>,
+    ack_deadline: Option<Instant>,
+    pending_ack: Option<PendingAck>,
+    /// The last ACK sent to each side's 2xx, resent when the 2xx is.
+    acks: [Option<Vec<u8>>; 2],
+    /// An in-dialog INVITE or UPDATE with an offer is in progress.
+    negotiating: bool,
+    client_keys: Vec<TxKey>,
+    dialed: String,
+    caller: String,
+    started_unix: u64,
+    answered_unix: Option<u64>,
+    answered_at: Option<Instant>,
+    ident: (String, String, u32),
+}
+
+impl Call {
+    fn target(&self) -> Option<&Target> {
+        self.current.and_then(|i| self.targets.get(i))
+    }
+
+    /// The leg facing `side`: the caller's, the answered one, or the early one being tried.
+    fn leg_mut(&mut self, side: Side) -> Option<&mut Leg> {
+        if side == self.a_side {
+            Some(&mut self.a)
+        } else if self.b.is_some() {
+            self.b.as_mut()
+        } else {
+            self.attempt.as_mut().map(|a| &mut a.leg)
+        }
+    }
+
+    fn anchors(&self, toward: Side, sdp: &Sdp) -> Vec<Option<Anchor>> {
+        let mut v = vec![None; sdp.media.len()];
+        for s in &self.streams {
+            if let Some(x) = v.get_mut(s.index) {
+                *x = Some(s.anchors[slot(toward)]);
+            }
+        }
+        v
+    }
+
+    fn anchored(&self) -> bool {
+        !self.streams.is_empty() && !self.target().is_some_and(|t| t.bypass)
+    }
+}
+
+enum Origin {
+    Pool { pool: String },
+    Gateway { trunk: String, pool: String },
+}
+
+/// Who a message came from: the pool's next hop on its pool-side address, or a gateway on the
+/// listening port of one of its trunks (and that trunk's transport). Anything else is refused.
+fn identify(topo: &Topology, from: &Peer) -> Option<Origin> {
+    for p in topo.pools.values().map(|p| &p.value) {
+        if p.pool_side_listen == from.local
+            && sip_transport(p.next_hop.transport) == from.transport
+            && p.next_hop.host.parse::<IpAddr>().ok() == Some(from.remote.ip())
+        {
+            return Some(Origin::Pool {
+                pool: p.name.clone(),
+            });
+        }
+    }
+    for t in topo.trunks.values().map(|t| &t.value) {
+        let Some(p) = topo.pools.get(&t.pool).map(|p| &p.value) else {
+            continue;
+        };
+        if SocketAddr::new(p.gateway_side_address, t.pool_port) == from.local
+            && sip_transport(t.transport) == from.transport
+            && t.gateway.parse::<IpAddr>().ok() == Some(from.remote.ip())
+        {
+            return Some(Origin::Gateway {
+                trunk: t.name.clone(),
+                pool: p.name.clone(),
+            });
+        }
+    }
+    None
+}
+
+fn host_of(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) => a.ip().to_string(),
+        SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    }
+}
+
+/// Where a stream's peer receives, as the media request says it.
+fn remote(s: &crate::sdp::Stream) -> Remote {
+    Remote {
+        rtp: s.rtp,
+        rtcp: if s.rtcp_mux { None } else { s.rtcp },
+    }
+}
+
+fn is_sdp(m: &Message) -> bool {
+    !m.body().is_empty()
+        && m.header("content-type")
+            .is_some_and(|c| c.to_ascii_lowercase().starts_with(SDP))
+}
+
+/// The headers of `m` that pass to the other leg.
+fn passed(m: &Message) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    for name in PASSED {
+        for v in m.headers_named(name) {
+            out.push((*name, v));
+        }
+    }
+    out
+}
+
+pub struct Engine {
+    cfg: Config,
+    layer: Layer,
+    calls: HashMap<CallId, Call>,
+    next_id: CallId,
+    by_invite: HashMap<TxKey, CallId>,
+    by_client: HashMap<TxKey, Purpose>,
+    dialogs: HashMap<(String, String), (CallId, Side)>,
+    /// (Call-ID, From tag, CSeq) of every caller's INVITE: a second one on another branch is a
+    /// merged request or a loop (RFC 3261 8.2.2.2).
+    identities: HashMap<(String, String, u32), CallId>,
+    hasher: RandomState,
+    counter: u64,
+    prefix: String,
+    /// When calls want waking (fast failover, 2xx retransmission, ACK wait). Entries are hints:
+    /// a call whose deadline moved is simply found not due.
+    wake: BinaryHeap<Reverse<(Instant, CallId)>>,
+    /// The wall clock of the input being handled (ms since the Unix epoch), for records.
+    wall_ms: u64,
+}
+
+impl Engine {
+    pub fn new(cfg: Config) -> Engine {
+        let hasher = RandomState::new();
+        let prefix = format!("{:08x}", hasher.build_hasher().finish() as u32);
+        Engine {
+            layer: Layer::new(cfg.timers),
+            cfg,
+            calls: HashMap::new(),
+            next_id: 1,
+            by_invite: HashMap::new(),
+            by_client: HashMap::new(),
+            dialogs: HashMap::new(),
+            identities: HashMap::new(),
+            hasher,
+            counter: 0,
+            prefix,
+            wake: BinaryHeap::new(),
+            wall_ms: 0,
+        }
+    }
+
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn transactions(&self) -> usize {
+        self.layer.len()
+    }
+
+    fn token(&mut self) -> String {
+        self.counter += 1;
+        let mut h = self.hasher.build_hasher();
+        h.write_u64(self.counter);
+        format!("{:016x}", h.finish())
+    }
+
+    fn branch(&mut self) -> String {
+        format!("z9hG4bK-med-{}", self.token())
+    }
+
+    fn absorb(&mut self, step: Step, out: &mut Vec<Action>, topo: &Topology, now: Instant) {
+        for (to, bytes) in step.send {
+            out.push(Action::Send { to, bytes });
+        }
+        for e in step.events {
+            self.event(e, out, topo, now);
+        }
+    }
+
+    /// Bytes that arrived from `from`.
+    pub fn on_message(
+        &mut self,
+        topo: &Topology,
+        bytes: &[u8],
+        from: Peer,
+        now: Now,
+    ) -> Vec<Action> {
+        self.wall_ms = now.unix_ms;
+        let now = now.mono;
+        let mut out = Vec::new();
+        if identify(topo, &from).is_none() {
+            // Not a configured peer: a request is refused without a transaction, anything else
+            // is dropped.
+            if let Ok(m) = Message::parse(bytes)
+                && m.method().is_some_and(|m| m != "ACK")
+            {
+                tracing::info!(peer = %from.remote, local = %from.local, "refused a request from an address that is not a configured peer");
+                out.push(Action::Send {
+                    to: from,
+                    bytes: build_response(
+                        &m,
+                        403,
+                        "Forbidden",
+                        "refused",
+                        &[("Warning", warning("not a configured peer"))],
+                        None,
+                    ),
+                });
+            }
+            return out;
+        }
+        let step = self.layer.on_bytes(bytes, from, now);
+        self.absorb(step, &mut out, topo, now);
+        out
+    }
+
+    fn event(&mut self, e: Event, out: &mut Vec<Action>, topo: &Topology, now: Instant) {
+        match e {
+            Event::Request { key, from, message } => {
+                self.request(key, from, *message, out, topo, now)
+            }
+            Event::Ack { message, .. } => self.ack(*message, out),
+            Event::Response { key, message } => self.response(key, *message, out, now),
+            Event::Timeout { key } => self.timeout(key, out, now),
+            Event::Refused {
+                from,
+                status,
+                reason,
+            } => {
+                tracing::info!(peer = %from.remote, status, reason, "refused a malformed request");
+            }
+        }
+    }
+
+    fn reply(
+        &mut self,
+        key: &TxKey,
+        req: &Message,
+        status: u16,
+        why: &str,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        let extra: Vec<(&str, String)> = if why.is_empty() {
+            Vec::new()
+        } else {
+            vec![("Warning", warning(why))]
+        };
+        let mut extra = extra;
+        if status == 405 {
+            extra.push(("Allow", ALLOW.into()));
+        }
+        let tag = self.token();
+        let bytes = build_response(req, status, reason_phrase(status), &tag[..10], &extra, None);
+        let step = self.layer.respond(key, status, bytes, now);
+        emit(out, step);
+    }
+
+    fn request(
+        &mut self,
+        key: TxKey,
+        from: Peer,
+        m: Message,
+        out: &mut Vec<Action>,
+        topo: &Topology,
+        now: Instant,
+    ) {
+        let method = m.method().unwrap_or_default().to_string();
+        if let Some(tag) = m.summary.to_tag.clone() {
+            let Some(&(id, side)) = self.dialogs.get(&(m.summary.call_id.clone(), tag)) else {
+                self.reply(&key, &m, 481, "no such dialog", out, now);
+                return;
+            };
+            match method.as_str() {
+                "BYE" => self.bye(id, side, key, m, out, now),
+                "CANCEL" => self.reply(&key, &m, 481, "no such transaction", out, now),
+                _ if IN_DIALOG.contains(&method.as_str()) => {
+                    self.relay_request(id, side, key, m, out, now)
+                }
+                _ => self.reply(
+                    &key,
+                    &m,
+                    501,
+                    &format!("{method} is not supported"),
+                    out,
+                    now,
+                ),
+            }
+            return;
+        }
+        match method.as_str() {
+            "INVITE" => self.invite(key, from, m, out, topo, now),
+            "CANCEL" => self.cancel(key, m, out, now),
+            "OPTIONS" => {
+                let bytes = build_response(
+                    &m,
+                    200,
+                    "OK",
+                    &self.token()[..10],
+                    &[
+                        ("Allow", ALLOW.into()),
+                        ("Accept", SDP.into()),
+                        ("Supported", "100rel".into()),
+                    ],
+                    None,
+                );
+                let step = self.layer.respond(&key, 200, bytes, now);
+                self.absorb(step, out, topo, now);
+            }
+            "BYE" | "UPDATE" | "INFO" | "PRACK" | "NOTIFY" => {
+                self.reply(&key, &m, 481, "outside any dialog", out, now)
+            }
+            "REGISTER" | "SUBSCRIBE" | "PUBLISH" | "MESSAGE" | "REFER" => self.reply(
+                &key,
+                &m,
+                405,
+                &format!("{method} outside a dialog"),
+                out,
+                now,
+            ),
+            _ => self.reply(
+                &key,
+                &m,
+                501,
+                &format!("{method} is not supported"),
+                out,
+                now,
+            ),
+        }
+    }
+
+    // ---- a new call -------------------------------------------------------------------------
+
+    fn invite(
+        &mut self,
+        key: TxKey,
+        from: Peer,
+        m: Message,
+        out: &mut Vec<Action>,
+        topo: &Topology,
+        now: Instant,
+    ) {
+        let ours = m.headers_named("via").iter().any(|v| {
+            v.contains(";branch=z9hG4bK-med-")
+                && topo.pools.values().any(|p| {
+                    let p = &p.value;
+                    v.contains(&p.pool_side_listen.to_string())
+                        || v.contains(&format!(
+                            " {}:",
+                            host_of(SocketAddr::new(p.gateway_side_address, 0))
+                        ))
+                })
+        });
+        if ours {
+            self.reply(&key, &m, 482, "the call came back to Mediator", out, now);
+            return;
+        }
+        let ident = (
+            m.summary.call_id.clone(),
+            m.summary.from_tag.clone().unwrap_or_default(),
+            m.summary.cseq,
+        );
+        if self.identities.contains_key(&ident) {
+            self.reply(&key, &m, 482, "merged request", out, now);
+            return;
+        }
+        if self.calls.len() >= self.cfg.max_calls {
+            self.reply(&key, &m, 503, "too many calls", out, now);
+            return;
+        }
+        let offer = if m.body().is_empty() {
+            None
+        } else if !is_sdp(&m) {
+            self.reply(
+                &key,
+                &m,
+                415,
+                "only application/sdp bodies are accepted",
+                out,
+                now,
+            );
+            return;
+        } else {
+            match std::str::from_utf8(m.body())
+                .map_err(|_| "the SDP is not UTF-8".to_string())
+                .and_then(|t| Sdp::parse(t).map_err(|e| e.to_string()))
+            {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    self.reply(&key, &m, 488, &e, out, now);
+                    return;
+                }
+            }
+        };
+        let uri = m.request_uri().unwrap_or_default().to_string();
+        let Some(dialed) = user_of(&uri) else {
+            self.reply(&key, &m, 404, "the Request-URI has no number", out, now);
+            return;
+        };
+        let caller = m
+            .header("from")
+            .and_then(|f| user_of(&uri_of(&f)))
+            .unwrap_or_default();
+        let origin = identify(topo, &from);
+        let (outbound, pool, targets) = match origin {
+            Some(Origin::Pool { pool }) => {
+                match self.outbound_targets(topo, &pool, &dialed, &caller) {
+                    Ok(t) => (true, pool, t),
+                    Err((status, why)) => {
+                        self.reply(&key, &m, status, &why, out, now);
+                        return;
+                    }
+                }
+            }
+            Some(Origin::Gateway { trunk, pool }) => {
+                match self.inbound_target(topo, &trunk, &pool, &dialed, &caller) {
+                    Ok(t) => (false, pool, vec![t]),
+                    Err((status, why)) => {
+                        self.reply(&key, &m, status, &why, out, now);
+                        return;
+                    }
+                }
+            }
+            None => return,
+        };
+        let a_side = if outbound { Side::Pool } else { Side::Gateway };
+        let tag = self.token()[..10].to_string();
+        let mut a = Leg {
+            side: a_side,
+            peer: from,
+            call_id: m.summary.call_id.clone(),
+            local_tag: tag.clone(),
+            local_hdr: format!("{};tag={tag}", m.header("to").unwrap_or_default()),
+            remote_hdr: m.header("from").unwrap_or_default(),
+            remote_tag: m.summary.from_tag.clone(),
+            local_cseq: 0,
+            remote_target: String::new(),
+            route_set: Vec::new(),
+        };
+        a.learn(&m, false);
+        let id = self.next_id;
+        self.next_id += 1;
+        self.dialogs.insert(a.key(), (id, a_side));
+        self.by_invite.insert(key.clone(), id);
+        self.identities.insert(ident.clone(), id);
+        let span = tracing::info_span!("call", call = id, sip_call_id = %m.summary.call_id);
+        let _g = span.enter();
+        tracing::info!(from = %from.remote, dialed, caller, pool, direction = if outbound { "outbound" } else { "inbound" }, trunks = targets.len(), "new call");
+        self.calls.insert(
+            id,
+            Call {
+                id,
+                outbound,
+                pool,
+                a_side,
+                a,
+                a_key: key,
+                a_invite: Box::new(m),
+                offer,
+                targets,
+                next_target: 0,
+                attempt: None,
+                b: None,
+                current: None,
+                phase: Phase::Calling,
+                streams: Vec::new(),
+                last: None,
+                tried: Vec::new(),
+                retx: None,
+                ack_deadline: None,
+                pending_ack: None,
+                acks: [None, None],
+                negotiating: false,
+                client_keys: Vec::new(),
+                dialed,
+                caller,
+                started_unix: self.wall_ms,
+                answered_unix: None,
+                answered_at: None,
+                ident,
+            },
+        );
+        self.next_attempt(id, out, now);
+    }
+
+    fn outbound_targets(
+        &self,
+        topo: &Topology,
+        pool: &str,
+        dialed: &str,
+        caller: &str,
+    ) -> Result<Vec<Target>, (u16, String)> {
+        let attempts = topo
+            .test_route(dialed, &[], caller)
+            .map_err(|e| (404, format!("no route for '{dialed}': {e}")))?;
+        let pool_v = &topo
+            .get::<mediator_topology::model::Pool>(pool)
+            .map_err(|e| (500, e.to_string()))?
+            .value;
+        let mut targets = Vec::new();
+        for a in attempts.into_iter().filter(|a| a.pool == pool) {
+            let (Ok(t), Ok(eff)) = (
+                topo.get::<mediator_topology::model::Trunk>(&a.trunk),
+                topo.effective(&a.trunk),
+            ) else {
+                continue;
+            };
+            let t = &t.value;
+            let Ok(gw) = t.gateway.parse::<IpAddr>() else {
+                tracing::warn!(trunk = %t.name, gateway = %t.gateway, "skipped: the gateway is not an IP address (FQDN gateways are not supported yet)");
+                continue;
+            };
+            let peer = Peer {
+                remote: SocketAddr::new(gw, t.gateway_port),
+                local: SocketAddr::new(pool_v.gateway_side_address, t.pool_port),
+                transport: sip_transport(t.transport),
+            };
+            let mut target = Target::new(
+                &a.trunk,
+                &t.gateway,
+                peer,
+                a.called,
+                a.calling,
+                &eff.settings,
+            );
+            target.route = a.route;
+            targets.push(target);
+        }
+        if targets.is_empty() {
+            return Err((
+                404,
+                format!("no voice route for '{dialed}' on a trunk of pool {pool}"),
+            ));
+        }
+        Ok(targets)
+    }
+
+    fn inbound_target(
+        &self,
+        topo: &Topology,
+        trunk: &str,
+        pool: &str,
+        dialed: &str,
+        caller: &str,
+    ) -> Result<Target, (u16, String)> {
+        let inb = topo
+            .inbound(trunk, dialed, caller)
+            .map_err(|e| (500, format!("inbound routing on trunk {trunk}: {e}")))?;
+        let pool_v = &topo
+            .get::<mediator_topology::model::Pool>(pool)
+            .map_err(|e| (500, e.to_string()))?
+            .value;
+        let Ok(ip) = inb.next_hop.host.parse::<IpAddr>() else {
+            return Err((
+                503,
+                format!(
+                    "the next hop of pool {pool} is not an IP address (FQDNs are not supported yet)"
+                ),
+            ));
+        };
+        let s = topo
+            .effective(trunk)
+            .map_err(|e| (500, e.to_string()))?
+            .settings;
+        let peer = Peer {
+            remote: SocketAddr::new(ip, inb.next_hop.port),
+            local: pool_v.pool_side_listen,
+            transport: sip_transport(inb.next_hop.transport),
+        };
+        let gateway = topo
+            .get::<mediator_topology::model::Trunk>(trunk)
+            .map(|t| t.value.gateway.clone())
+            .unwrap_or_default();
+        let mut target = Target::new(trunk, &gateway, peer, inb.called, inb.calling, &s);
+        // Toward the pool: its own identity headers pass, and no trunk-side failover applies.
+        target.forward_pai = true;
+        target.fast_failover = None;
+        target.code_rules.clear();
+        Ok(target)
+    }
+
+    /// Tries the next target, or answers the caller with the last meaningful response.
+    fn next_attempt(&mut self, id: CallId, out: &mut Vec<Action>, now: Instant) {
+        loop {
+            let Some(call) = self.calls.get_mut(&id) else {
+                return;
+            };
+            let Some(i) = (call.next_target < call.targets.len()).then_some(call.next_target)
+            else {
+                let (status, why) = call
+                    .last
+                    .clone()
+                    .unwrap_or((503, "no trunk could take the call".into()));
+                self.fail(id, status, &why, out, now);
+                return;
+            };
+            call.next_target += 1;
+            call.current = Some(i);
+            let t = &call.targets[i];
+            if !t.bypass && call.offer.is_none() {
+                call.last = Some((
+                    488,
+                    "a delayed offer (INVITE without SDP) cannot be anchored yet".into(),
+                ));
+                call.tried.push((t.trunk.clone(), 488));
+                continue;
+            }
+            if !t.bypass && call.streams.is_empty() {
+                let requests = self.session_requests(id);
+                let call = self.calls.get_mut(&id).expect("call exists");
+                if requests.is_empty() {
+                    // An offer with no anchored stream (T.38 only, all rejected): nothing to relay.
+                    self.send_invite(id, out, now);
+                    return;
+                }
+                call.phase = Phase::Media;
+                out.push(Action::CreateMedia {
+                    call: id,
+                    pool: call.pool.clone(),
+                    requests,
+                });
+                return;
+            }
+            self.send_invite(id, out, now);
+            return;
+        }
+    }
+
+    fn session_requests(&self, id: CallId) -> Vec<MediaRequest> {
+        let Some(call) = self.calls.get(&id) else {
+            return Vec::new();
+        };
+        let (Some(offer), Some(t)) = (&call.offer, call.target()) else {
+            return Vec::new();
+        };
+        offer
+            .streams()
+            .into_iter()
+            .map(|s| {
+                let known = remote(&s);
+                let (pool, gateway) = if call.a_side == Side::Pool {
+                    (known, Remote::default())
+                } else {
+                    (Remote::default(), known)
+                };
+                MediaRequest {
+                    session_id: format!("m{}-{}-{}", self.prefix, id, s.index),
+                    pool,
+                    gateway,
+                    latching: t.latching,
+                    strict_source: true,
+                    rtcp_mux: s.rtcp_mux,
+                    media_timeout_secs: self.cfg.media_timeout_secs,
+                    hold_timeout_secs: self.cfg.hold_timeout_secs,
+                    on_hold: offer.on_hold(),
+                }
+            })
+            .collect()
+    }
+
+    /// The relays' answer to [`Action::CreateMedia`]: sessions (relay, session) in request order,
+    /// or the SIP status and reason the call attempt fails with.
+    pub fn on_media_created(
+        &mut self,
+        id: CallId,
+        pool: &str,
+        result: Result<Vec<(String, MediaAnswer)>, (u16, String)>,
+        now: Now,
+    ) -> Vec<Action> {
+        self.wall_ms = now.unix_ms;
+        let now = now.mono;
+        let mut out = Vec::new();
+        let Some(call) = self.calls.get_mut(&id) else {
+            // The caller went away meanwhile: the sessions are not needed.
+            if let Ok(sessions) = result {
+                out.push(Action::DeleteMedia {
+                    pool: pool.to_string(),
+                    sessions: sessions
+                        .into_iter()
+                        .map(|(r, s)| (r, s.session_id))
+                        .collect(),
+                });
+            }
+            return out;
+        };
+        match result {
+            Ok(sessions) => {
+                let indexes: Vec<usize> = call
+                    .offer
+                    .as_ref()
+                    .map(|o| o.streams().iter().map(|s| s.index).collect())
+                    .unwrap_or_default();
+                for ((relay, s), index) in sessions.into_iter().zip(indexes) {
+                    let (Some(p), Some(g)) = (s.pool, s.gateway) else {
+                        continue;
+                    };
+                    call.streams.push(Stream {
+                        index,
+                        session_id: s.session_id,
+                        relay,
+                        anchors: [p, g],
+                    });
+                }
+                self.send_invite(id, &mut out, now);
+            }
+            Err((status, why)) => {
+                tracing::warn!(call = id, status, why, "media relay failed");
+                self.fail(id, status, &format!("media relay: {why}"), &mut out, now);
+            }
+        }
+        out
+    }
+
+    fn send_invite(&mut self, id: CallId, out: &mut Vec<Action>, now: Instant) {
+        let branch = self.branch();
+        let tag = self.token()[..10].to_string();
+        let b_call_id = format!("{}@mediator", self.token());
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(i) = call.current else { return };
+        let t = call.targets[i].clone();
+        let m = &call.a_invite;
+        let body: Option<Vec<u8>> = match &call.offer {
+            Some(o) if call.anchored() || (!t.bypass && !call.streams.is_empty()) => {
+                match o.rewrite(&call.anchors(call.a_side.other(), o)) {
+                    Ok(s) => Some(s.into_bytes()),
+                    Err(e) => {
+                        let why = e.to_string();
+                        self.fail(id, 488, &why, out, now);
+                        return;
+                    }
+                }
+            }
+            _ => (!m.body().is_empty()).then(|| m.body().to_vec()),
+        };
+        let ctype = m.header("content-type").unwrap_or_else(|| SDP.into());
+        let max_forwards = m
+            .summary
+            .max_forwards
+            .unwrap_or(70)
+            .saturating_sub(1)
+            .max(1);
+        let mut headers: Vec<(&str, String)> = vec![
+            ("Via", via(&t.peer, &branch)),
+            ("Max-Forwards", max_forwards.to_string()),
+            ("From", format!("{};tag={tag}", t.from_hdr)),
+            ("To", t.to_hdr.clone()),
+            ("Call-ID", b_call_id.clone()),
+            // The caller's CSeq, so PRACK's RAck passes across unchanged.
+            ("CSeq", format!("{} INVITE", m.summary.cseq)),
+            ("Contact", contact(&t.peer)),
+            ("Allow", ALLOW.into()),
+            (
+                "User-Agent",
+                concat!("Mediator/", env!("CARGO_PKG_VERSION")).into(),
+            ),
+        ];
+        for (n, v) in passed(m) {
+            if matches!(n, "Require" | "Supported" | "Privacy") {
+                headers.push((n, v));
+            }
+        }
+        if t.forward_pai {
+            for v in m.headers_named("p-asserted-identity") {
+                headers.push(("P-Asserted-Identity", v));
+            }
+        }
+        let built = build_request(
+            "INVITE",
+            &t.request_uri,
+            &headers,
+            body.as_deref().map(|b| (ctype.as_str(), b)),
+        );
+        let invite = match built {
+            Ok(x) => x,
+            Err(e) => {
+                self.fail(id, 500, &format!("building the INVITE: {e}"), out, now);
+                return;
+            }
+        };
+        let leg = Leg {
+            side: call.a_side.other(),
+            peer: t.peer,
+            call_id: b_call_id,
+            local_tag: tag.clone(),
+            local_hdr: format!("{};tag={tag}", t.from_hdr),
+            remote_hdr: t.to_hdr.clone(),
+            remote_tag: None,
+            local_cseq: m.summary.cseq,
+            remote_target: t.request_uri.clone(),
+            route_set: Vec::new(),
+        };
+        let (key, step) = self.layer.request(invite.clone(), t.peer, now);
+        self.dialogs.insert(leg.key(), (id, leg.side));
+        tracing::info!(call = id, trunk = %t.trunk, to = %t.peer.remote, called = %t.called, calling = %t.calling, "trying trunk");
+        call.phase = Phase::Calling;
+        call.client_keys.push(key.clone());
+        call.attempt = Some(Attempt {
+            target: i,
+            key: key.clone(),
+            invite,
+            leg,
+            provisional: false,
+            deadline: t.fast_failover.map(|d| now + d),
+        });
+        if let Some(d) = t.fast_failover {
+            self.wake.push(Reverse((now + d, id)));
+        }
+        self.by_client.insert(key, Purpose::Invite { call: id });
+        emit(out, step);
+    }
+
+    /// Answers the caller with a final error and ends the call.
+    fn fail(&mut self, id: CallId, status: u16, why: &str, out: &mut Vec<Action>, now: Instant) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let key = call.a_key.clone();
+        let tag = call.a.local_tag.clone();
+        let bytes = build_response(
+            &call.a_invite,
+            status,
+            reason_phrase(status),
+            &tag,
+            &[("Warning", warning(why))],
+            None,
+        );
+        let step = self.layer.respond(&key, status, bytes, now);
+        emit(out, step);
+        self.end(id, status, why, out, now);
+    }
+
+    // ---- responses --------------------------------------------------------------------------
+
+    fn response(&mut self, key: TxKey, m: Message, out: &mut Vec<Action>, now: Instant) {
+        let status = m.status().unwrap_or(0);
+        let Some(purpose) = self.by_client.get(&key) else {
+            return;
+        };
+        match purpose {
+            Purpose::Invite { call } => {
+                let id = *call;
+                self.invite_response(id, key, m, status, out, now);
+            }
+            Purpose::InDialog { .. } => {
+                if status >= 200
+                    && let Some(Purpose::InDialog { call, to, server }) =
+                        self.by_client.remove(&key)
+                {
+                    self.relay_response(call, to, server, m, out, now);
+                } else if let Some(Purpose::InDialog { server, .. }) = self.by_client.get(&key)
+                    && status > 100
+                    && let Some((skey, sreq)) = server
+                {
+                    // A provisional of a relayed in-dialog INVITE.
+                    let bytes = build_response(sreq, status, &m.reason(), "", &passed(&m), None);
+                    let skey = skey.clone();
+                    let step = self.layer.respond(&skey, status, bytes, now);
+                    emit(out, step);
+                }
+            }
+            Purpose::Orphan(_) => {
+                let Some(Purpose::Orphan(mut o)) = self.by_client.remove(&key) else {
+                    return;
+                };
+                match status {
+                    100..=199 => {
+                        if !o.cancelled
+                            && let Ok(c) = cancel_for(&o.invite)
+                        {
+                            o.cancelled = true;
+                            let (_, step) = self.layer.request(c, o.leg.peer, now);
+                            emit(out, step);
+                        }
+                        self.by_client.insert(key, Purpose::Orphan(o));
+                    }
+                    200..=299 => {
+                        // Answered after Mediator gave up: ACK it and hang it up.
+                        o.leg.learn(&m, true);
+                        let ack_branch = self.branch();
+                        if let Ok(ack) = o.leg.request(
+                            "ACK",
+                            &ack_branch,
+                            Some(o.invite.summary.cseq),
+                            &[],
+                            None,
+                        ) {
+                            out.push(Action::Send {
+                                to: o.leg.peer,
+                                bytes: ack.to_bytes(),
+                            });
+                        }
+                        let bye_branch = self.branch();
+                        if let Ok(bye) = o.leg.request("BYE", &bye_branch, None, &[], None) {
+                            let (k, step) = self.layer.request(bye, o.leg.peer, now);
+                            self.by_client.insert(k, Purpose::Ignore);
+                            emit(out, step);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Purpose::Ignore => {
+                if status >= 200 {
+                    self.by_client.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn invite_response(
+        &mut self,
+        id: CallId,
+        key: TxKey,
+        m: Message,
+        status: u16,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let current = call.attempt.as_ref().is_some_and(|a| a.key == key);
+        if !current {
+            // A 2xx retransmission of the answered INVITE: ACK it again.
+            if (200..300).contains(&status)
+                && let Some(ack) = &call.acks[slot(call.a_side.other())]
+                && let Some(b) = &call.b
+            {
+                out.push(Action::Send {
+                    to: b.peer,
+                    bytes: ack.clone(),
+                });
+            }
+            return;
+        }
+        let a_side = call.a_side;
+        match status {
+            100 => {
+                if let Some(a) = call.attempt.as_mut() {
+                    a.provisional = true;
+                }
+            }
+            101..=199 => {
+                let Some(att) = call.attempt.as_mut() else {
+                    return;
+                };
+                att.provisional = true;
+                att.deadline = None;
+                if m.summary.to_tag.is_some() {
+                    att.leg.learn(&m, true);
+                }
+                call.phase = Phase::Early;
+                let body = self
+                    .answer_body(id, a_side.other(), &m, out)
+                    .unwrap_or_default();
+                let Some(call) = self.calls.get_mut(&id) else {
+                    return;
+                };
+                let mut extra = passed(&m);
+                extra.push(("Contact", contact(&call.a.peer)));
+                let bytes = build_response(
+                    &call.a_invite,
+                    status,
+                    &m.reason(),
+                    &call.a.local_tag,
+                    &extra,
+                    body.as_deref().map(|b| (SDP, b)),
+                );
+                let step = self.layer.respond(&call.a_key.clone(), status, bytes, now);
+                emit(out, step);
+            }
+            200..=299 => {
+                let Some(mut att) = call.attempt.take() else {
+                    return;
+                };
+                att.leg.learn(&m, true);
+                let trunk = call.targets[att.target].trunk.clone();
+                call.tried.push((trunk.clone(), status));
+                call.b = Some(att.leg);
+                call.phase = Phase::Answered;
+                call.answered_unix = Some(self.wall_ms);
+                call.answered_at = Some(now);
+                call.pending_ack = Some(PendingAck {
+                    to: a_side.other(),
+                    cseq: att.invite.summary.cseq,
+                });
+                tracing::info!(call = id, trunk, "answered");
+                let body = match self.answer_body(id, a_side.other(), &m, out) {
+                    Ok(b) => b,
+                    Err(why) => {
+                        self.hangup(id, 488, &why, out, now);
+                        return;
+                    }
+                };
+                let Some(call) = self.calls.get_mut(&id) else {
+                    return;
+                };
+                let mut extra = passed(&m);
+                extra.push(("Contact", contact(&call.a.peer)));
+                extra.push(("Allow", ALLOW.into()));
+                let ctype = m.header("content-type").unwrap_or_else(|| SDP.into());
+                let bytes = build_response(
+                    &call.a_invite,
+                    status,
+                    &m.reason(),
+                    &call.a.local_tag,
+                    &extra,
+                    body.as_deref().map(|b| (ctype.as_str(), b)),
+                );
+                let akey = call.a_key.clone();
+                if !call.a.peer.reliable() {
+                    call.retx = Some(Retx {
+                        key: akey.clone(),
+                        bytes: bytes.clone(),
+                        at: now + self.cfg.timers.t1,
+                        interval: self.cfg.timers.t1,
+                        side: a_side,
+                    });
+                }
+                call.ack_deadline = Some(now + 64 * self.cfg.timers.t1);
+                self.wake.push(Reverse((now + self.cfg.timers.t1, id)));
+                self.wake.push(Reverse((now + 64 * self.cfg.timers.t1, id)));
+                let step = self.layer.respond(&akey, status, bytes, now);
+                emit(out, step);
+            }
+            _ => {
+                let Some(att) = call.attempt.take() else {
+                    return;
+                };
+                self.by_client.remove(&key);
+                let t = &call.targets[att.target];
+                let translated = t
+                    .code_rules
+                    .iter()
+                    .find(|(r, _)| *r == status)
+                    .map(|(_, x)| *x)
+                    .unwrap_or(status);
+                call.tried.push((t.trunk.clone(), status));
+                let reason = if translated == status {
+                    m.reason()
+                } else {
+                    reason_phrase(translated).to_string()
+                };
+                tracing::info!(call = id, trunk = %t.trunk, status, translated, "attempt failed");
+                call.last = Some((translated, reason.clone()));
+                let failover = (500..600).contains(&translated) || translated == 408;
+                if failover {
+                    self.next_attempt(id, out, now);
+                } else {
+                    let mut extra = passed(&m);
+                    extra.retain(|(n, _)| *n == "Reason");
+                    let bytes = build_response(
+                        &call.a_invite,
+                        translated,
+                        &reason,
+                        &call.a.local_tag,
+                        &extra,
+                        None,
+                    );
+                    let akey = call.a_key.clone();
+                    let step = self.layer.respond(&akey, translated, bytes, now);
+                    emit(out, step);
+                    self.end(id, translated, &format!("{translated} {reason}"), out, now);
+                }
+            }
+        }
+    }
+
+    /// Gives up on an attempt: CANCEL it when it has had a provisional (otherwise when one comes).
+    fn orphan(&mut self, att: Attempt, provisional: bool, out: &mut Vec<Action>, now: Instant) {
+        let mut cancelled = false;
+        if provisional && let Ok(c) = cancel_for(&att.invite) {
+            let (k, step) = self.layer.request(c, att.leg.peer, now);
+            self.by_client.insert(k, Purpose::Ignore);
+            emit(out, step);
+            cancelled = true;
+        }
+        self.dialogs.remove(&att.leg.key());
+        self.by_client.insert(
+            att.key,
+            Purpose::Orphan(Box::new(Orphan {
+                invite: att.invite,
+                leg: att.leg,
+                cancelled,
+            })),
+        );
+    }
+
+    /// The SDP of a message from `from`'s side, re-pointed at the relay for the other side;
+    /// updates the sessions with where `from`'s peer receives. `None` when there is no SDP.
+    fn answer_body(
+        &mut self,
+        id: CallId,
+        from: Side,
+        m: &Message,
+        out: &mut Vec<Action>,
+    ) -> Result<Option<Vec<u8>>, String> {
+        let Some(call) = self.calls.get(&id) else {
+            return Ok(None);
+        };
+        if !is_sdp(m) {
+            return Ok((!m.body().is_empty()).then(|| m.body().to_vec()));
+        }
+        if !call.anchored() {
+            return Ok(Some(m.body().to_vec()));
+        }
+        let sdp = std::str::from_utf8(m.body())
+            .map_err(|_| "the SDP is not UTF-8".to_string())
+            .and_then(|t| Sdp::parse(t).map_err(|e| e.to_string()))?;
+        let streams = sdp.streams();
+        if streams
+            .iter()
+            .any(|s| !call.streams.iter().any(|c| c.index == s.index))
+        {
+            return Err(
+                "a stream was added; adding media streams mid-call is not supported".into(),
+            );
+        }
+        let hold = sdp.on_hold();
+        for s in &streams {
+            let Some(st) = call.streams.iter().find(|c| c.index == s.index) else {
+                continue;
+            };
+            let spec = remote(s);
+            let (pool, gateway) = match from {
+                Side::Pool => (Some(spec), None),
+                Side::Gateway => (None, Some(spec)),
+            };
+            out.push(Action::UpdateMedia {
+                pool: call.pool.clone(),
+                relay: st.relay.clone(),
+                request: MediaUpdate {
+                    session_id: st.session_id.clone(),
+                    pool,
+                    gateway,
+                    on_hold: Some(hold),
+                },
+            });
+        }
+        sdp.rewrite(&call.anchors(from.other(), &sdp))
+            .map(|s| Some(s.into_bytes()))
+            .map_err(|e| e.to_string())
+    }
+
+    fn timeout(&mut self, key: TxKey, out: &mut Vec<Action>, now: Instant) {
+        match self.by_client.remove(&key) {
+            Some(Purpose::Invite { call }) => {
+                let Some(c) = self.calls.get_mut(&call) else {
+                    return;
+                };
+                if c.attempt.as_ref().is_some_and(|a| a.key == key)
+                    && let Some(att) = c.attempt.take()
+                {
+                    let t = &c.targets[att.target];
+                    tracing::info!(call, trunk = %t.trunk, "no answer from the trunk (transaction timeout)");
+                    c.tried.push((t.trunk.clone(), 408));
+                    if c.last.is_none() {
+                        c.last = Some((408, "Request Timeout".into()));
+                    }
+                    self.dialogs.remove(&att.leg.key());
+                    self.next_attempt(call, out, now);
+                }
+            }
+            Some(Purpose::InDialog { call, to, server }) => {
+                tracing::info!(call, leg = to.name(), "in-dialog request timed out");
+                if let Some((skey, sreq)) = server {
+                    self.answer_relayed(&skey, &sreq, 408, out, now);
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.negotiating = false;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Answers a relayed in-dialog request on its server side with `status` of Mediator's own
+    /// (the far side never answered it: 408, or the call ended: 487).
+    fn answer_relayed(
+        &mut self,
+        skey: &TxKey,
+        sreq: &Message,
+        status: u16,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        let bytes = build_response(sreq, status, reason_phrase(status), "", &[], None);
+        let step = self.layer.respond(skey, status, bytes, now);
+        emit(out, step);
+    }
+
+    // ---- the caller's CANCEL and ACK --------------------------------------------------------
+
+    fn cancel(&mut self, key: TxKey, m: Message, out: &mut Vec<Action>, now: Instant) {
+        let invite_key = TxKey {
+            method: "INVITE".into(),
+            ..key.clone()
+        };
+        let Some(&id) = self.by_invite.get(&invite_key) else {
+            self.reply(&key, &m, 481, "no such transaction", out, now);
+            return;
+        };
+        let ok = build_response(&m, 200, "OK", &self.token()[..10], &[], None);
+        let step = self.layer.respond(&key, 200, ok, now);
+        emit(out, step);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if matches!(call.phase, Phase::Answered | Phase::Confirmed) {
+            return; // too late: the call was answered
+        }
+        tracing::info!(call = id, "cancelled by the caller");
+        self.terminate_caller(id, out, now);
+        self.end(id, 487, "cancelled by the caller", out, now);
+    }
+
+    /// Ends the caller's INVITE with 487 and gives up the attempt in progress (CANCELled once it
+    /// has had a provisional).
+    fn terminate_caller(&mut self, id: CallId, out: &mut Vec<Action>, now: Instant) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let bytes = build_response(
+            &call.a_invite,
+            487,
+            "Request Terminated",
+            &call.a.local_tag,
+            &[],
+            None,
+        );
+        let akey = call.a_key.clone();
+        let attempt = call.attempt.take();
+        let step = self.layer.respond(&akey, 487, bytes, now);
+        emit(out, step);
+        if let Some(att) = attempt {
+            let provisional = att.provisional;
+            self.orphan(att, provisional, out, now);
+        }
+    }
+
+    fn ack(&mut self, m: Message, out: &mut Vec<Action>) {
+        let Some(tag) = m.summary.to_tag.clone() else {
+            return;
+        };
+        let Some(&(id, side)) = self.dialogs.get(&(m.summary.call_id.clone(), tag)) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.retx.as_ref().is_some_and(|r| r.side == side) {
+            call.retx = None;
+        }
+        if call.phase == Phase::Answered && side == call.a_side {
+            call.phase = Phase::Confirmed;
+            call.ack_deadline = None;
+        }
+        let Some(p) = call.pending_ack.take() else {
+            return;
+        };
+        if p.to == side {
+            call.pending_ack = Some(p);
+            return;
+        }
+        let body = if m.body().is_empty() {
+            None
+        } else {
+            self.answer_body(id, side, &m, out).ok().flatten()
+        };
+        let branch = self.branch();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(leg) = call.leg_mut(p.to) else {
+            return;
+        };
+        let peer = leg.peer;
+        if let Ok(ack) = leg.request(
+            "ACK",
+            &branch,
+            Some(p.cseq),
+            &[],
+            body.as_deref().map(|b| (SDP, b)),
+        ) {
+            let bytes = ack.to_bytes();
+            call.acks[slot(p.to)] = Some(bytes.clone());
+            out.push(Action::Send { to: peer, bytes });
+        }
+    }
+
+    // ---- in-dialog --------------------------------------------------------------------------
+
+    fn bye(
+        &mut self,
+        id: CallId,
+        side: Side,
+        key: TxKey,
+        m: Message,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        let ok = build_response(&m, 200, "OK", "", &[], None);
+        let step = self.layer.respond(&key, 200, ok, now);
+        emit(out, step);
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        tracing::info!(call = id, leg = side.name(), "BYE");
+        let reason = format!("BYE from the {} side", side.name());
+        if side != call.a_side && !matches!(call.phase, Phase::Answered | Phase::Confirmed) {
+            // The callee's early dialog ended: the caller gets a final error.
+            self.fail(id, 480, &reason, out, now);
+            return;
+        }
+        if side == call.a_side && !matches!(call.phase, Phase::Answered | Phase::Confirmed) {
+            self.terminate_caller(id, out, now);
+            self.end(id, 200, &reason, out, now);
+            return;
+        }
+        self.send_bye(id, side.other(), out, now);
+        self.end(id, 200, &reason, out, now);
+    }
+
+    fn send_bye(&mut self, id: CallId, to: Side, out: &mut Vec<Action>, now: Instant) {
+        let branch = self.branch();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(leg) = call.leg_mut(to) else { return };
+        let peer = leg.peer;
+        if let Ok(bye) = leg.request("BYE", &branch, None, &[], None) {
+            let (k, step) = self.layer.request(bye, peer, now);
+            self.by_client.insert(k, Purpose::Ignore);
+            emit(out, step);
+        }
+    }
+
+    /// Ends an answered call from Mediator's side: BYE to both legs.
+    fn hangup(&mut self, id: CallId, status: u16, why: &str, out: &mut Vec<Action>, now: Instant) {
+        tracing::info!(call = id, why, "hanging up");
+        self.send_bye(id, Side::Pool, out, now);
+        self.send_bye(id, Side::Gateway, out, now);
+        self.end(id, status, why, out, now);
+    }
+
+    fn relay_request(
+        &mut self,
+        id: CallId,
+        side: Side,
+        key: TxKey,
+        m: Message,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        let method = m.method().unwrap_or_default().to_string();
+        let Some(call) = self.calls.get_mut(&id) else {
+            self.reply(&key, &m, 481, "the call has ended", out, now);
+            return;
+        };
+        if method == "REFER" && !call.target().is_some_and(|t| t.refer) {
+            let trunk = call.target().map(|t| t.trunk.clone()).unwrap_or_default();
+            self.reply(
+                &key,
+                &m,
+                403,
+                &format!("REFER is not allowed on trunk {trunk} (refer_support is off)"),
+                out,
+                now,
+            );
+            return;
+        }
+        let offer = matches!(method.as_str(), "INVITE" | "UPDATE") && is_sdp(&m);
+        if (method == "INVITE" || offer) && call.negotiating {
+            self.reply(&key, &m, 491, "another offer is in progress", out, now);
+            return;
+        }
+        if call
+            .leg_mut(side.other())
+            .is_none_or(|l| l.remote_tag.is_none())
+        {
+            self.reply(&key, &m, 481, "the other leg has no dialog yet", out, now);
+            return;
+        }
+        if let Some(leg) = call.leg_mut(side) {
+            leg.refresh_target(&m);
+        }
+        let body = if offer {
+            match self.answer_body(id, side, &m, out) {
+                Ok(b) => b,
+                Err(why) => {
+                    self.reply(&key, &m, 488, &why, out, now);
+                    return;
+                }
+            }
+        } else {
+            (!m.body().is_empty()).then(|| m.body().to_vec())
+        };
+        let branch = self.branch();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if method == "INVITE" || offer {
+            call.negotiating = true;
+        }
+        let ctype = m.header("content-type").unwrap_or_else(|| SDP.into());
+        let extra = passed(&m);
+        let Some(leg) = call.leg_mut(side.other()) else {
+            return;
+        };
+        let peer = leg.peer;
+        let req = match leg.request(
+            &method,
+            &branch,
+            None,
+            &extra,
+            body.as_deref().map(|b| (ctype.as_str(), b)),
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                self.reply(
+                    &key,
+                    &m,
+                    500,
+                    &format!("building the {method}: {e}"),
+                    out,
+                    now,
+                );
+                return;
+            }
+        };
+        let (k, step) = self.layer.request(req, peer, now);
+        call.client_keys.push(k.clone());
+        self.by_client.insert(
+            k,
+            Purpose::InDialog {
+                call: id,
+                to: side.other(),
+                server: Some((key, Box::new(m))),
+            },
+        );
+        emit(out, step);
+    }
+
+    fn relay_response(
+        &mut self,
+        id: CallId,
+        to: Side,
+        server: Option<(TxKey, Box<Message>)>,
+        m: Message,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        let Some((skey, sreq)) = server else { return };
+        let status = m.status().unwrap_or(500);
+        let method = sreq.method().unwrap_or_default().to_string();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let was_offer = method == "INVITE" || (method == "UPDATE" && is_sdp(&sreq));
+        if was_offer {
+            call.negotiating = false;
+        }
+        if (200..300).contains(&status)
+            && let Some(leg) = call.leg_mut(to)
+        {
+            leg.refresh_target(&m);
+        }
+        let body = if (200..300).contains(&status) && is_sdp(&m) {
+            match self.answer_body(id, to, &m, out) {
+                Ok(b) => b,
+                Err(why) => {
+                    tracing::warn!(call = id, why, "unusable SDP answer");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let mut extra = passed(&m);
+        if method == "INVITE" || method == "UPDATE" {
+            extra.push(("Contact", contact(&call.a.peer)));
+        }
+        let ctype = m.header("content-type").unwrap_or_else(|| SDP.into());
+        let bytes = build_response(
+            &sreq,
+            status,
+            &m.reason(),
+            "",
+            &extra,
+            body.as_deref().map(|b| (ctype.as_str(), b)),
+        );
+        if method == "INVITE" && (200..300).contains(&status) {
+            call.pending_ack = Some(PendingAck {
+                to,
+                cseq: m.summary.cseq,
+            });
+            let from_side = to.other();
+            let reliable = call.leg_mut(from_side).is_some_and(|l| l.peer.reliable());
+            if !reliable {
+                call.retx = Some(Retx {
+                    key: skey.clone(),
+                    bytes: bytes.clone(),
+                    at: now + self.cfg.timers.t1,
+                    interval: self.cfg.timers.t1,
+                    side: from_side,
+                });
+                self.wake.push(Reverse((now + self.cfg.timers.t1, id)));
+            }
+        }
+        let step = self.layer.respond(&skey, status, bytes, now);
+        emit(out, step);
+    }
+
+    // ---- time -------------------------------------------------------------------------------
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let calls = self.wake.peek().map(|Reverse((at, _))| *at);
+        calls.into_iter().chain(self.layer.next_deadline()).min()
+    }
+
+    pub fn on_timer(&mut self, topo: &Topology, now: Now) -> Vec<Action> {
+        self.wall_ms = now.unix_ms;
+        let now = now.mono;
+        let mut out = Vec::new();
+        let step = self.layer.on_timer(now);
+        self.absorb(step, &mut out, topo, now);
+        let mut due: Vec<CallId> = Vec::new();
+        while let Some(Reverse((at, id))) = self.wake.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.wake.pop();
+            if !due.contains(&id) {
+                due.push(id);
+            }
+        }
+        for id in due {
+            let Some(call) = self.calls.get_mut(&id) else {
+                continue;
+            };
+            if let Some(r) = call.retx.as_mut()
+                && r.at <= now
+            {
+                r.interval = (r.interval * 2).min(self.cfg.timers.t2);
+                r.at = now + r.interval;
+                self.wake.push(Reverse((r.at, id)));
+                let (key, bytes) = (r.key.clone(), r.bytes.clone());
+                let step = self.layer.respond(&key, 200, bytes, now);
+                emit(&mut out, step);
+            }
+            let Some(call) = self.calls.get_mut(&id) else {
+                continue;
+            };
+            if call.ack_deadline.is_some_and(|d| d <= now) {
+                self.hangup(
+                    id,
+                    408,
+                    "the caller never acknowledged the answer",
+                    &mut out,
+                    now,
+                );
+                continue;
+            }
+            let expired = call
+                .attempt
+                .as_ref()
+                .and_then(|a| a.deadline)
+                .is_some_and(|d| d <= now);
+            if expired && let Some(att) = call.attempt.take() {
+                let t = &call.targets[att.target];
+                tracing::info!(call = id, trunk = %t.trunk, "fast failover: no provisional in time");
+                call.tried.push((t.trunk.clone(), 408));
+                if call.last.is_none() {
+                    call.last = Some((408, "Request Timeout".into()));
+                }
+                let p = att.provisional;
+                self.orphan(att, p, &mut out, now);
+                self.next_attempt(id, &mut out, now);
+            }
+        }
+        out
+    }
+
+    // ---- the end of a call ------------------------------------------------------------------
+
+    /// Ends call `id` from Mediator's side (the operator's EndCall): a confirmed call gets a BYE
+    /// on both legs, one still being set up is answered 487 and its attempt given up (CANCELled
+    /// once it has had a provisional). A call answered but not yet acknowledged by its caller is
+    /// refused for the moment: neither leg may get a BYE before its ACK (RFC 3261 §15).
+    pub fn end_call(&mut self, id: CallId, why: &str, now: Now) -> Result<Vec<Action>, EndRefused> {
+        self.wall_ms = now.unix_ms;
+        let now = now.mono;
+        let phase = self.calls.get(&id).ok_or(EndRefused::NotInProgress)?.phase;
+        let mut out = Vec::new();
+        match phase {
+            Phase::Answered => return Err(EndRefused::Answering),
+            Phase::Confirmed => {
+                tracing::info!(call = id, why, "ending the call on request");
+                self.hangup(id, 200, why, &mut out, now);
+            }
+            Phase::Media | Phase::Calling | Phase::Early => {
+                tracing::info!(
+                    call = id,
+                    why,
+                    "ending the call on request before its answer"
+                );
+                self.terminate_caller(id, &mut out, now);
+                self.end(id, 487, why, &mut out, now);
+            }
+        }
+        Ok(out)
+    }
+
+    fn end(&mut self, id: CallId, status: u16, why: &str, out: &mut Vec<Action>, now: Instant) {
+        let Some(call) = self.calls.remove(&id) else {
+            return;
+        };
+        self.by_invite.remove(&call.a_key);
+        self.dialogs.remove(&call.a.key());
+        if let Some(b) = &call.b {
+            self.dialogs.remove(&b.key());
+        }
+        if let Some(a) = &call.attempt {
+            self.dialogs.remove(&a.leg.key());
+        }
+        self.identities.remove(&call.ident);
+        for k in &call.client_keys {
+            if matches!(
+                self.by_client.get(k),
+                Some(Purpose::Invite { .. } | Purpose::InDialog { .. })
+            ) && let Some(Purpose::InDialog {
+                server: Some((skey, sreq)),
+                ..
+            }) = self.by_client.remove(k)
+            {
+                // A request still being relayed across gets its answer (RFC 3261 §15.1.2).
+                self.answer_relayed(&skey, &sreq, 487, out, now);
+            }
+        }
+        let mut record = info(&call, now);
+        record.state = "ended";
+        record.ended_unix_ms = Some(self.wall_ms);
+        record.status = status;
+        record.end_reason = why.to_string();
+        let sessions = call
+            .streams
+            .iter()
+            .map(|s| (s.relay.clone(), s.session_id.clone()))
+            .collect();
+        out.push(Action::Ended {
+            record: Box::new(record),
+            pool: call.pool.clone(),
+            sessions,
+        });
+    }
+
+    // ---- visibility -------------------------------------------------------------------------
+
+    pub fn calls(&self, now: Now) -> Vec<CallInfo> {
+        let now = now.mono;
+        let mut v: Vec<CallInfo> = self.calls.values().map(|c| info(c, now)).collect();
+        v.sort_by_key(|c| c.id);
+        v
+    }
+
+    pub fn call(&self, id: CallId, now: Now) -> Option<CallInfo> {
+        let now = now.mono;
+        self.calls.get(&id).map(|c| info(c, now))
+    }
+}
+
+/// Why [`Engine::end_call`] did not end a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndRefused {
+    NotInProgress,
+    /// Answered, waiting for the caller's ACK (at most a few round trips).
+    Answering,
+}
+
+/// The sends of a layer step (one that has no events: a response or a new request).
+fn emit(out: &mut Vec<Action>, step: Step) {
+    for (to, bytes) in step.send {
+        out.push(Action::Send { to, bytes });
+    }
+}
+
+fn warning(why: &str) -> String {
+    format!("399 mediator \"{}\"", why.replace(['"', '\r', '\n'], "'"))
+}
+
+fn leg_info(l: &Leg) -> LegInfo {
+    LegInfo {
+        side: l.side,
+        sip_call_id: l.call_id.clone(),
+        peer: l.peer.remote,
+        local: l.peer.local,
+        transport: l.peer.transport,
+    }
+}
+
+fn info(c: &Call, now: Instant) -> CallInfo {
+    let t = c.target();
+    let mut legs = vec![leg_info(&c.a)];
+    if let Some(b) = c.b.as_ref().or(c.attempt.as_ref().map(|a| &a.leg)) {
+        legs.push(leg_info(b));
+    }
+    CallInfo {
+        id: c.id,
+        direction: if c.outbound { "outbound" } else { "inbound" },
+        state: c.phase.name(),
+        pool: c.pool.clone(),
+        trunk: t.map(|t| t.trunk.clone()).unwrap_or_default(),
+        route: t.map(|t| t.route.clone()).unwrap_or_default(),
+        gateway: t.map(|t| t.gateway.clone()).unwrap_or_default(),
+        dialed: c.dialed.clone(),
+        caller: c.caller.clone(),
+        called: t.map(|t| t.called.clone()).unwrap_or_default(),
+        calling: t.map(|t| t.calling.clone()).unwrap_or_default(),
+        legs,
+        attempts: c.tried.clone(),
+        media_bypass: t.is_some_and(|t| t.bypass),
+        streams: c
+            .streams
+            .iter()
+            .map(|s| StreamInfo {
+                index: s.index,
+                session_id: s.session_id.clone(),
+                relay: s.relay.clone(),
+            })
+            .collect(),
+        started_unix_ms: c.started_unix,
+        answered_unix_ms: c.answered_unix,
+        ended_unix_ms: None,
+        duration_ms: c
+            .answered_at
+            .map(|a| now.saturating_duration_since(a).as_millis() as u64)
+            .unwrap_or(0),
+        status: 0,
+        end_reason: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

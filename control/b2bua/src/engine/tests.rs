@@ -1,0 +1,785 @@
+//! The engine on virtual time with the lab topology: whole calls as message exchanges, checked
+//! message by message.
+
+use super::*;
+
+/// The lab's topology, built in memory (no store).
+fn topology(_tag: &str) -> Topology {
+    mediator_topology::testing::lab()
+}
+
+fn fe() -> Peer {
+    Peer::udp("198.18.1.2:5060", "198.18.1.1:5060")
+}
+
+fn gw(port: u16, local: u16) -> Peer {
+    Peer::udp(
+        &format!("198.18.2.2:{port}"),
+        &format!("198.18.2.1:{local}"),
+    )
+}
+
+const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 198.18.1.2\r\ns=-\r\nc=IN IP4 198.18.1.2\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+const ANSWER: &str = "v=0\r\no=- 2 2 IN IP4 198.18.2.2\r\ns=-\r\nc=IN IP4 198.18.2.2\r\nt=0 0\r\nm=audio 7000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+
+fn invite(dialed: &str, call_id: &str) -> Vec<u8> {
+    format!(
+        "INVITE sip:{dialed}@198.18.1.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 198.18.1.2:5060;branch=z9hG4bK-fe-{call_id}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:+14255551000@198.18.1.2>;tag=fe1\r\n\
+         To: <sip:{dialed}@198.18.1.1>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 7 INVITE\r\n\
+         Contact: <sip:fe@198.18.1.2:5060>\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{OFFER}",
+        OFFER.len()
+    )
+    .into_bytes()
+}
+
+/// A request from the Front End in the dialog of `ok` (our 2xx to it).
+fn fe_in_dialog(method: &str, ok: &Message, cseq: u32, branch: &str) -> Vec<u8> {
+    let to = ok.header("to").expect("to");
+    format!(
+        "{method} sip:mediator@198.18.1.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 198.18.1.2:5060;branch=z9hG4bK-{branch}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:+14255551000@198.18.1.2>;tag=fe1\r\n\
+         To: {to}\r\n\
+         Call-ID: {}\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Content-Length: 0\r\n\r\n",
+        ok.summary.call_id
+    )
+    .into_bytes()
+}
+
+struct Run {
+    e: Engine,
+    t: Topology,
+    now: Now,
+}
+
+impl Run {
+    fn new(tag: &str) -> Run {
+        Run {
+            e: Engine::new(Config::default()),
+            t: topology(tag),
+            now: Now {
+                mono: Instant::now(),
+                unix_ms: 1_700_000_000_000,
+            },
+        }
+    }
+
+    fn msg(&mut self, bytes: &[u8], from: Peer) -> Vec<Action> {
+        self.e.on_message(&self.t, bytes, from, self.now)
+    }
+
+    fn created(&mut self, call: CallId) -> Vec<Action> {
+        let session = MediaAnswer {
+            session_id: "s".into(),
+            pool: Some(Anchor {
+                addr: "198.18.1.1".parse().expect("ip"),
+                rtp_port: 30000,
+                rtcp_port: 30001,
+            }),
+            gateway: Some(Anchor {
+                addr: "198.18.2.1".parse().expect("ip"),
+                rtp_port: 30002,
+                rtcp_port: 30003,
+            }),
+        };
+        self.e.on_media_created(
+            call,
+            "pool.lab.mediator",
+            Ok(vec![("relay".into(), session)]),
+            self.now,
+        )
+    }
+
+    fn advance(&mut self, d: Duration) -> Vec<Action> {
+        self.now += d;
+        self.e.on_timer(&self.t, self.now)
+    }
+}
+
+/// The messages sent to `to`, parsed.
+fn sent_to(actions: &[Action], to: Peer) -> Vec<Message> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { to: t, bytes } if *t == to => {
+                Some(Message::parse(bytes).expect("what Mediator sends parses"))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn statuses(ms: &[Message]) -> Vec<u16> {
+    ms.iter().filter_map(|m| m.status()).collect()
+}
+
+fn requests(ms: &[Message]) -> Vec<&Message> {
+    ms.iter().filter(|m| m.is_request()).collect()
+}
+
+fn media_call(actions: &[Action]) -> CallId {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::CreateMedia { call, requests, .. } => {
+                assert_eq!(
+                    requests[0].pool.rtp,
+                    Some("198.18.1.2:6000".parse().expect("addr")),
+                    "the session is made with the caller's media address"
+                );
+                Some(*call)
+            }
+            _ => None,
+        })
+        .expect("a dataplane session is created before the INVITE goes on")
+}
+
+fn ended(actions: &[Action]) -> Option<&CallInfo> {
+    actions.iter().find_map(|a| match a {
+        Action::Ended { record, .. } => Some(record.as_ref()),
+        _ => None,
+    })
+}
+
+fn respond(req: &Message, status: u16, tag: &str, sdp: Option<&str>) -> Vec<u8> {
+    build_response(
+        req,
+        status,
+        reason_phrase(status),
+        tag,
+        &[("Contact", "<sip:gw@198.18.2.2:5060>".into())],
+        sdp.map(|s| ("application/sdp", s.as_bytes())),
+    )
+}
+
+#[test]
+fn an_outbound_call_is_routed_translated_anchored_answered_and_hung_up() {
+    let mut r = Run::new("basic");
+    let a = r.msg(&invite("+14255550100", "c1"), fe());
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![100]);
+    let id = media_call(&a);
+    let a = r.created(id);
+    let out = sent_to(&a, gw(5060, 5060));
+    let inv = requests(&out)[0].clone();
+    assert_eq!(
+        inv.request_uri(),
+        Some("sip:14255550100@198.18.2.2:5060;user=phone"),
+        "the trunk's called-number rule applied"
+    );
+    let body = String::from_utf8_lossy(inv.body()).to_string();
+    assert!(
+        body.contains("c=IN IP4 198.18.2.1") && body.contains("m=audio 30002 RTP/AVP 8"),
+        "the gateway is offered the relay's gateway side:\n{body}"
+    );
+    assert_ne!(inv.summary.call_id, "c1", "a B2BUA's own dialog");
+
+    let a = r.msg(&respond(&inv, 180, "gw1", None), gw(5060, 5060));
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![180]);
+    let a = r.msg(&respond(&inv, 200, "gw1", Some(ANSWER)), gw(5060, 5060));
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, Action::UpdateMedia { request, .. }
+            if request.gateway.and_then(|g| g.rtp).map(|e| e.port()) == Some(7000))),
+        "the session learns the gateway's media address"
+    );
+    let to_fe = sent_to(&a, fe());
+    let ok = to_fe[0].clone();
+    assert_eq!(ok.status(), Some(200));
+    let body = String::from_utf8_lossy(ok.body()).to_string();
+    assert!(
+        body.contains("c=IN IP4 198.18.1.1") && body.contains("m=audio 30000 "),
+        "the caller is answered with the relay's pool side:\n{body}"
+    );
+    assert!(
+        sent_to(&a, gw(5060, 5060)).is_empty(),
+        "B is ACKed when A ACKs"
+    );
+    // No ACK yet: the 2xx is retransmitted (RFC 3261 13.3.1.4).
+    let a = r.advance(Duration::from_millis(600));
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![200]);
+    let a = r.msg(&fe_in_dialog("ACK", &ok, 7, "ack1"), fe());
+    let acks = sent_to(&a, gw(5060, 5060));
+    assert_eq!(acks[0].method(), Some("ACK"));
+    assert_eq!(acks[0].summary.cseq, inv.summary.cseq);
+    let a = r.advance(Duration::from_secs(2));
+    assert!(
+        sent_to(&a, fe()).is_empty(),
+        "no 2xx retransmission after the ACK"
+    );
+    assert_eq!(r.e.calls(r.now)[0].state, "confirmed");
+
+    // BYE from the gateway: 200 to it, BYE to the caller, the call's record.
+    let bye = format!(
+        "BYE sip:mediator@198.18.2.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.2:5060;branch=z9hG4bK-gwbye\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+        respond_to_header(&inv),
+        inv.header("from").expect("from"),
+        inv.summary.call_id
+    );
+    let a = r.msg(bye.as_bytes(), gw(5060, 5060));
+    assert_eq!(statuses(&sent_to(&a, gw(5060, 5060))), vec![200]);
+    assert_eq!(requests(&sent_to(&a, fe()))[0].method(), Some("BYE"));
+    let rec = ended(&a).expect("a record");
+    assert_eq!(
+        (rec.status, rec.end_reason.as_str(), rec.trunk.as_str()),
+        (200, "BYE from the gateway side", "198.18.2.2")
+    );
+    assert_eq!(rec.called, "14255550100");
+    assert!(r.e.calls(r.now).is_empty());
+}
+
+/// The To of the gateway's responses (with its tag), as the From of its requests.
+fn respond_to_header(inv: &Message) -> String {
+    format!("{};tag=gw1", inv.header("to").expect("to"))
+}
+
+#[test]
+fn a_503_fails_over_to_the_next_trunk_and_a_486_ends_the_call() {
+    let mut r = Run::new("failover");
+    let a = r.msg(&invite("+15555550100", "c2"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let first = requests(&sent_to(&a, gw(5062, 5062)))[0].clone();
+    let a = r.msg(&respond(&first, 503, "x1", None), gw(5062, 5062));
+    let acks = sent_to(&a, gw(5062, 5062));
+    assert_eq!(acks[0].method(), Some("ACK"), "the 503 is acknowledged");
+    let second = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    assert_eq!(second.method(), Some("INVITE"), "the next trunk is tried");
+    assert!(
+        statuses(&sent_to(&a, fe())).is_empty(),
+        "the caller sees nothing yet"
+    );
+    let a = r.msg(&respond(&second, 486, "x2", None), gw(5060, 5060));
+    assert_eq!(
+        statuses(&sent_to(&a, fe())),
+        vec![486],
+        "a 4xx is not failed over"
+    );
+    let rec = ended(&a).expect("record");
+    assert_eq!(
+        rec.attempts,
+        vec![
+            ("gw-5062".to_string(), 503),
+            ("198.18.2.2".to_string(), 486)
+        ]
+    );
+}
+
+#[test]
+fn fast_failover_tries_the_next_trunk_when_no_provisional_comes_in_time() {
+    let mut r = Run::new("fast");
+    let a = r.msg(&invite("+16665550100", "c3"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    assert_eq!(requests(&sent_to(&a, gw(5064, 5064))).len(), 1);
+    let a = r.advance(Duration::from_millis(1900));
+    assert!(
+        sent_to(&a, gw(5060, 5060)).is_empty(),
+        "not before the 2 s timeout"
+    );
+    let a = r.advance(Duration::from_millis(200));
+    let next = requests(&sent_to(&a, gw(5060, 5060)))
+        .first()
+        .map(|m| m.method().map(str::to_string));
+    assert_eq!(next, Some(Some("INVITE".into())), "failed over after 2 s");
+}
+
+#[test]
+fn cancel_before_answer_reaches_the_gateway_and_ends_the_call() {
+    let mut r = Run::new("cancel");
+    let a = r.msg(&invite("+14255550100", "c4"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    r.msg(&respond(&inv, 180, "gw1", None), gw(5060, 5060));
+    let cancel = String::from_utf8(invite("+14255550100", "c4"))
+        .expect("utf8")
+        .replacen("INVITE sip:", "CANCEL sip:", 1)
+        .replace("CSeq: 7 INVITE", "CSeq: 7 CANCEL");
+    let cancel = cancel
+        .split("Content-Type")
+        .next()
+        .expect("head")
+        .to_string()
+        + "Content-Length: 0\r\n\r\n";
+    let a = r.msg(cancel.as_bytes(), fe());
+    let mut st = statuses(&sent_to(&a, fe()));
+    st.sort();
+    assert_eq!(st, vec![200, 487], "200 to the CANCEL, 487 to the INVITE");
+    let to_gw = sent_to(&a, gw(5060, 5060));
+    let c = requests(&to_gw)[0];
+    assert_eq!(c.method(), Some("CANCEL"));
+    assert_eq!(c.summary.branch, inv.summary.branch, "the INVITE's branch");
+    assert_eq!(ended(&a).expect("record").status, 487);
+}
+
+#[test]
+fn unknown_peers_malformed_and_out_of_dialog_requests_get_their_errors() {
+    let mut r = Run::new("errors");
+    let stranger = Peer::udp("198.18.1.99:5060", "198.18.1.1:5060");
+    let a = r.msg(&invite("+14255550100", "c5"), stranger);
+    assert_eq!(statuses(&sent_to(&a, stranger)), vec![403]);
+    assert_eq!(r.e.transactions(), 0, "nothing is kept for a stranger");
+
+    let bye = String::from_utf8(invite("+14255550100", "c6"))
+        .expect("utf8")
+        .replacen("INVITE sip:", "BYE sip:", 1)
+        .replace("CSeq: 7 INVITE", "CSeq: 7 BYE")
+        .replace(
+            "To: <sip:+14255550100@198.18.1.1>",
+            "To: <sip:+14255550100@198.18.1.1>;tag=nope",
+        );
+    let a = r.msg(bye.as_bytes(), fe());
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![481]);
+
+    let opt = String::from_utf8(invite("x", "c7"))
+        .expect("utf8")
+        .replacen("INVITE sip:", "OPTIONS sip:", 1)
+        .replace("CSeq: 7 INVITE", "CSeq: 7 OPTIONS");
+    let a = r.msg(opt.as_bytes(), fe());
+    let ok = &sent_to(&a, fe())[0];
+    assert_eq!(ok.status(), Some(200));
+    assert!(ok.header("allow").is_some_and(|v| v.contains("INVITE")));
+
+    let refer = opt
+        .replacen("OPTIONS sip:", "REFER sip:", 1)
+        .replace("CSeq: 7 OPTIONS", "CSeq: 7 REFER")
+        .replace("Call-ID: c7", "Call-ID: c8")
+        .replace("branch=z9hG4bK-fe-c7", "branch=z9hG4bK-fe-c8");
+    let a = r.msg(refer.as_bytes(), fe());
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![405]);
+
+    let a = r.msg(&invite("+19995550100", "c9"), fe());
+    let st = sent_to(&a, fe());
+    assert_eq!(statuses(&st), vec![100, 404], "no route");
+    assert!(
+        st[1]
+            .header("warning")
+            .is_some_and(|w| w.contains("no voice route"))
+    );
+
+    // A call that comes back through Mediator is a loop.
+    let looped = String::from_utf8(invite("+14255550100", "c10"))
+        .expect("utf8")
+        .replace(
+            "Max-Forwards: 70",
+            "Via: SIP/2.0/UDP 198.18.2.1:5060;branch=z9hG4bK-med-0123\r\nMax-Forwards: 70",
+        );
+    let a = r.msg(looped.as_bytes(), fe());
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![100, 482]);
+
+    // Garbage never reaches a call, and is answered when it can be.
+    let a = r.msg(b"INVITE sip:x SIP/2.0\r\n\r\n", fe());
+    assert!(a.iter().all(|x| !matches!(x, Action::CreateMedia { .. })));
+    assert!(r.e.calls(r.now).is_empty());
+}
+
+#[test]
+fn a_caller_leaving_while_the_relay_works_gets_its_sessions_deleted() {
+    let mut r = Run::new("gone");
+    let a = r.msg(&invite("+14255550100", "c11"), fe());
+    let id = media_call(&a);
+    let cancel = String::from_utf8(invite("+14255550100", "c11"))
+        .expect("utf8")
+        .replacen("INVITE sip:", "CANCEL sip:", 1)
+        .replace("CSeq: 7 INVITE", "CSeq: 7 CANCEL");
+    let cancel = cancel
+        .split("Content-Type")
+        .next()
+        .expect("head")
+        .to_string()
+        + "Content-Length: 0\r\n\r\n";
+    r.msg(cancel.as_bytes(), fe());
+    let a = r.created(id);
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, Action::DeleteMedia { sessions, .. } if sessions.len() == 1)),
+        "{a:?}"
+    );
+    assert!(
+        sent_to(&a, gw(5060, 5060)).is_empty(),
+        "no INVITE for a cancelled call"
+    );
+}
+
+/// Sets up an answered, acknowledged call to +1425…; returns the INVITE the gateway got and the
+/// 2xx the caller got.
+fn answered(r: &mut Run, call_id: &str) -> (Message, Message) {
+    let a = r.msg(&invite("+14255550100", call_id), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let a = r.msg(&respond(&inv, 200, "gw1", Some(ANSWER)), gw(5060, 5060));
+    let ok = sent_to(&a, fe())[0].clone();
+    r.msg(
+        &fe_in_dialog("ACK", &ok, 7, &format!("ack-{call_id}")),
+        fe(),
+    );
+    (inv, ok)
+}
+
+#[test]
+fn in_dialog_requests_are_passed_across_and_refer_obeys_the_trunk() {
+    let mut r = Run::new("indialog");
+    let (_inv, ok) = answered(&mut r, "c20");
+    // INFO from the caller reaches the gateway in the gateway leg's dialog; its 200 comes back.
+    let a = r.msg(&fe_in_dialog("INFO", &ok, 8, "info1"), fe());
+    let info = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    assert_eq!(info.method(), Some("INFO"));
+    assert_eq!(info.summary.to_tag.as_deref(), Some("gw1"));
+    let a = r.msg(&respond(&info, 200, "", None), gw(5060, 5060));
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![200]);
+    // refer_support off on this trunk: REFER is refused, naming the trunk.
+    r.t.configs
+        .get_mut("trunk:198.18.2.2")
+        .expect("trunk config")
+        .value
+        .settings
+        .refer_support = Some(false);
+    let (_inv, ok) = answered(&mut r, "c21");
+    let a = r.msg(&fe_in_dialog("REFER", &ok, 8, "refer1"), fe());
+    let st = sent_to(&a, fe());
+    assert_eq!(statuses(&st), vec![403]);
+    assert!(
+        st[0]
+            .header("warning")
+            .is_some_and(|w| w.contains("198.18.2.2"))
+    );
+    assert!(sent_to(&a, gw(5060, 5060)).is_empty());
+}
+
+#[test]
+fn a_re_invite_updates_the_session_and_marks_hold() {
+    let mut r = Run::new("hold");
+    let (_inv, ok) = answered(&mut r, "c22");
+    let held = OFFER.replace(
+        "a=rtpmap:8 PCMA/8000\r\n",
+        "a=rtpmap:8 PCMA/8000\r\na=sendonly\r\n",
+    );
+    let reinvite = String::from_utf8(fe_in_dialog("INVITE", &ok, 8, "re1"))
+        .expect("utf8")
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Contact: <sip:fe@198.18.1.2:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{held}",
+                held.len()
+            ),
+        );
+    let a = r.msg(reinvite.as_bytes(), fe());
+    assert!(
+        a.iter().any(
+            |x| matches!(x, Action::UpdateMedia { request, .. } if request.on_hold == Some(true))
+        ),
+        "the session goes on hold"
+    );
+    let to_gw = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let body = String::from_utf8_lossy(to_gw.body()).to_string();
+    assert!(
+        body.contains("a=sendonly") && body.contains("m=audio 30002 "),
+        "{body}"
+    );
+    // A second offer before the first is answered: 491.
+    let again = reinvite
+        .replace("branch=z9hG4bK-re1", "branch=z9hG4bK-re2")
+        .replace("CSeq: 8", "CSeq: 9");
+    let a = r.msg(again.as_bytes(), fe());
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![100, 491]);
+}
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// Whatever a configured peer sends — a real call's messages with bytes flipped, cut or
+        /// repeated, in any order — the engine answers or drops it and never panics.
+        #[test]
+        fn mutated_call_traffic(
+            flips in proptest::collection::vec((0usize..2000, any::<u8>()), 0..8),
+            cut in 0usize..2000,
+            steps in proptest::collection::vec(0u8..6, 1..12),
+        ) {
+            let mut r = Run::new("prop");
+            let mut base = invite("+14255550100", "p1");
+            let len = base.len();
+            for (i, b) in &flips {
+                base[*i % len] = *b;
+            }
+            let cut_base = base[..cut.min(base.len())].to_vec();
+            let mut last_invite: Option<Message> = None;
+            for s in steps {
+                let a = match s {
+                    0 => r.msg(&base, fe()),
+                    1 => r.msg(&cut_base, fe()),
+                    2 => r.created(1),
+                    3 => match &last_invite {
+                        Some(inv) => r.msg(&respond(inv, 200, "gw1", Some(ANSWER)), gw(5060, 5060)),
+                        None => Vec::new(),
+                    },
+                    4 => match &last_invite {
+                        Some(inv) => r.msg(&respond(inv, 503, "gw1", None), gw(5060, 5060)),
+                        None => Vec::new(),
+                    },
+                    _ => r.advance(Duration::from_secs(3)),
+                };
+                if let Some(m) = requests(&sent_to(&a, gw(5060, 5060))).first() {
+                    last_invite = Some((*m).clone());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_relay_failure_answers_503_and_response_code_rules_decide_failover() {
+    let mut r = Run::new("relayfail");
+    let a = r.msg(&invite("+14255550100", "c30"), fe());
+    let id = media_call(&a);
+    let a = r.e.on_media_created(
+        id,
+        "pool.lab.mediator",
+        Err((
+            503,
+            "no media relay available: 127.0.0.1:7400: connection refused".into(),
+        )),
+        r.now,
+    );
+    let st = sent_to(&a, fe());
+    assert_eq!(statuses(&st), vec![503]);
+    assert!(
+        st[0]
+            .header("warning")
+            .is_some_and(|w| w.contains("media relay"))
+    );
+    assert!(
+        sent_to(&a, gw(5060, 5060)).is_empty(),
+        "no INVITE without media"
+    );
+
+    // 486 translated to 503 everywhere: a busy first trunk now fails over, and the caller sees
+    // the translated code when the last one is busy too.
+    r.t.configs
+        .get_mut("global")
+        .expect("global config")
+        .value
+        .settings
+        .response_code_rules = Some(vec![mediator_topology::model::ResponseCodeRule {
+        received: 486,
+        translated: 503,
+    }]);
+    let a = r.msg(&invite("+15555550100", "c31"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let first = requests(&sent_to(&a, gw(5062, 5062)))[0].clone();
+    let a = r.msg(&respond(&first, 486, "b1", None), gw(5062, 5062));
+    let second = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    assert_eq!(
+        second.method(),
+        Some("INVITE"),
+        "a translated 486 fails over"
+    );
+    let a = r.msg(&respond(&second, 486, "b2", None), gw(5060, 5060));
+    assert_eq!(
+        statuses(&sent_to(&a, fe())),
+        vec![503],
+        "the caller sees the translated code"
+    );
+    assert_eq!(
+        ended(&a).expect("record").attempts,
+        vec![
+            ("gw-5062".to_string(), 486),
+            ("198.18.2.2".to_string(), 486)
+        ]
+    );
+}
+
+#[test]
+fn refer_notify_and_update_are_passed_across_when_allowed() {
+    let mut r = Run::new("refer");
+    let (inv, ok) = answered(&mut r, "c40");
+    // REFER from the caller (refer_support is on by default) reaches the gateway with Refer-To.
+    let refer = String::from_utf8(fe_in_dialog("REFER", &ok, 8, "refer2"))
+        .expect("utf8")
+        .replace(
+            "Content-Length: 0",
+            "Refer-To: <sip:+14255550199@198.18.1.2>\r\nContent-Length: 0",
+        );
+    let a = r.msg(refer.as_bytes(), fe());
+    let to_gw = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    assert_eq!(to_gw.method(), Some("REFER"));
+    assert!(
+        to_gw
+            .header("refer-to")
+            .is_some_and(|v| v.contains("+14255550199"))
+    );
+    let a = r.msg(&respond(&to_gw, 202, "", None), gw(5060, 5060));
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![202]);
+    // NOTIFY from the gateway in its dialog reaches the caller with Event and Subscription-State.
+    let notify = format!(
+        "NOTIFY sip:mediator@198.18.2.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.2:5060;branch=z9hG4bK-gwn1\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 NOTIFY\r\nEvent: refer\r\nSubscription-State: terminated;reason=noresource\r\nContent-Type: message/sipfrag\r\nContent-Length: 16\r\n\r\nSIP/2.0 200 OK\r\n",
+        respond_to_header(&inv),
+        inv.header("from").expect("from"),
+        inv.summary.call_id
+    );
+    let a = r.msg(notify.as_bytes(), gw(5060, 5060));
+    let to_fe = requests(&sent_to(&a, fe()))[0].clone();
+    assert_eq!(to_fe.method(), Some("NOTIFY"));
+    assert_eq!(to_fe.header("event").as_deref(), Some("refer"));
+    assert_eq!(
+        to_fe.body(),
+        b"SIP/2.0 200 OK\r\n",
+        "the sipfrag body passes unchanged"
+    );
+    // UPDATE with an offer from the gateway: the session learns its new address, the caller is
+    // offered the relay's pool side.
+    let offer = ANSWER.replace("m=audio 7000", "m=audio 7100");
+    let update = format!(
+        "UPDATE sip:mediator@198.18.2.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.2:5060;branch=z9hG4bK-gwu1\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 3 UPDATE\r\nContact: <sip:gw@198.18.2.2:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
+        respond_to_header(&inv),
+        inv.header("from").expect("from"),
+        inv.summary.call_id,
+        offer.len()
+    );
+    let a = r.msg(update.as_bytes(), gw(5060, 5060));
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, Action::UpdateMedia { request, .. }
+        if request.gateway.and_then(|g| g.rtp).map(|e| e.port()) == Some(7100)))
+    );
+    let to_fe = requests(&sent_to(&a, fe()))[0].clone();
+    assert_eq!(to_fe.method(), Some("UPDATE"));
+    assert!(String::from_utf8_lossy(to_fe.body()).contains("m=audio 30000 "));
+}
+
+#[test]
+fn end_call_hangs_up_both_legs_and_answers_what_is_pending() {
+    let mut r = Run::new("end");
+    let (inv, ok) = answered(&mut r, "c-end1");
+    let id = r.e.calls(r.now)[0].id;
+    // An INFO from the caller is still with the gateway when the call is ended.
+    let a = r.msg(&fe_in_dialog("INFO", &ok, 8, "info-end"), fe());
+    assert_eq!(
+        requests(&sent_to(&a, gw(5060, 5060)))[0].method(),
+        Some("INFO")
+    );
+    let a =
+        r.e.end_call(id, "ended by the operator", r.now)
+            .expect("in progress");
+    let to_fe = sent_to(&a, fe());
+    let byes: Vec<_> = requests(&to_fe)
+        .iter()
+        .map(|m| (m.method().map(str::to_string), m.summary.call_id.clone()))
+        .collect();
+    assert_eq!(byes, vec![(Some("BYE".into()), ok.summary.call_id.clone())]);
+    assert_eq!(statuses(&to_fe), vec![487], "the pending INFO is answered");
+    let to_gw = sent_to(&a, gw(5060, 5060));
+    let bye = requests(&to_gw);
+    assert_eq!(bye.len(), 1);
+    assert_eq!(bye[0].method(), Some("BYE"));
+    assert_eq!(
+        bye[0].summary.call_id, inv.summary.call_id,
+        "in the gateway's dialog"
+    );
+    let rec = ended(&a).expect("a record");
+    assert_eq!(
+        (rec.status, rec.end_reason.as_str()),
+        (200, "ended by the operator")
+    );
+    assert!(r.e.calls(r.now).is_empty());
+    assert_eq!(
+        r.e.end_call(id, "again", r.now).err(),
+        Some(EndRefused::NotInProgress),
+        "ended once only"
+    );
+    assert_eq!(
+        r.e.end_call(999, "none", r.now).err(),
+        Some(EndRefused::NotInProgress)
+    );
+}
+
+#[test]
+fn end_call_before_the_answer_cancels_and_waits_for_the_ack_after_it() {
+    // Ringing: the caller gets 487, the gateway a CANCEL for its INVITE.
+    let mut r = Run::new("end-ring");
+    let a = r.msg(&invite("+14255550100", "c-end2"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    r.msg(&respond(&inv, 180, "gw2", None), gw(5060, 5060));
+    let a =
+        r.e.end_call(id, "ended by the operator", r.now)
+            .expect("in progress");
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![487]);
+    let to_gw = sent_to(&a, gw(5060, 5060));
+    let c = requests(&to_gw);
+    assert_eq!(c[0].method(), Some("CANCEL"));
+    assert_eq!(c[0].summary.branch, inv.summary.branch);
+    assert_eq!(ended(&a).expect("record").status, 487);
+
+    // Still waiting for the relay: 487, and the sessions are deleted when they arrive.
+    let a = r.msg(&invite("+14255550100", "c-end3"), fe());
+    let id = media_call(&a);
+    let a =
+        r.e.end_call(id, "ended by the operator", r.now)
+            .expect("in progress");
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![487]);
+    assert!(
+        sent_to(&a, gw(5060, 5060)).is_empty(),
+        "nothing reached the gateway"
+    );
+    let a = r.created(id);
+    assert!(
+        a.iter().any(|x| matches!(x, Action::DeleteMedia { .. })),
+        "the late sessions are deleted: {a:?}"
+    );
+
+    // INVITE sent, no provisional yet: no CANCEL may go out (RFC 3261 §9.1) until one comes.
+    let a = r.msg(&invite("+14255550100", "c-end4"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let a =
+        r.e.end_call(id, "ended by the operator", r.now)
+            .expect("in progress");
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![487]);
+    assert!(
+        requests(&sent_to(&a, gw(5060, 5060))).is_empty(),
+        "no CANCEL yet"
+    );
+    let a = r.msg(&respond(&inv, 180, "gw4", None), gw(5060, 5060));
+    let c = requests(&sent_to(&a, gw(5060, 5060)))
+        .first()
+        .map(|m| (m.method().map(str::to_string), m.summary.branch.clone()));
+    assert_eq!(c, Some((Some("CANCEL".into()), inv.summary.branch.clone())));
+
+    // Answered, the caller's ACK not in yet: refused for the moment, then ended once confirmed.
+    let a = r.msg(&invite("+14255550100", "c-end5"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let a = r.msg(&respond(&inv, 200, "gw5", Some(ANSWER)), gw(5060, 5060));
+    let ok = sent_to(&a, fe())[0].clone();
+    assert_eq!(
+        r.e.end_call(id, "too early", r.now).err(),
+        Some(EndRefused::Answering)
+    );
+    r.msg(&fe_in_dialog("ACK", &ok, 7, "ack-end5"), fe());
+    let a =
+        r.e.end_call(id, "ended by the operator", r.now)
+            .expect("confirmed");
+    assert_eq!(requests(&sent_to(&a, fe()))[0].method(), Some("BYE"));
+    assert_eq!(
+        requests(&sent_to(&a, gw(5060, 5060)))[0].method(),
+        Some("BYE")
+    );
+}

@@ -1,0 +1,478 @@
+//! `mediatorctl pool …`: mediation pools.
+
+use std::net::{IpAddr, SocketAddr};
+
+use clap::{Args, Subcommand};
+use mediator_proto::control::v1 as pb;
+use mediator_topology::proto as convert;
+use serde_json::Value;
+
+use crate::output::{
+    self, Show, bad_reply, host_port_text, joined, print_list, print_one, print_removed, revision,
+};
+use crate::parse::{self, HostPort, TransportArg};
+use crate::{Ctx, Failure, PAGE_SIZE, RevisionArg, all_pages, usage_error};
+
+pub const EXAMPLES: &str = "\
+Examples:
+  mediatorctl pool add pool1.contoso.com --site redmond --pool-side-listen 198.18.1.10:5061 \\
+      --gateway-side-address 198.18.2.10 --next-hop fe1.contoso.com:5061
+  mediatorctl pool set pool1.contoso.com --dataplane 198.18.1.20:7400 --dataplane 198.18.1.21:7400
+  mediatorctl pool list --site redmond
+  mediatorctl pool remove pool1.contoso.com";
+
+const ADD_EXAMPLES: &str = "\
+Examples:
+  mediatorctl pool add pool1.contoso.com --site redmond --pool-side-listen 198.18.1.10:5061 \\
+      --gateway-side-address 198.18.2.10 --next-hop fe1.contoso.com:5061 \\
+      --dataplane 198.18.1.20:7400 --dataplane 198.18.1.21:7400
+  mediatorctl pool add pool2.contoso.com --site dublin --pool-side-listen 198.18.5.10:5068 \\
+      --gateway-side-address 198.18.6.10 --next-hop 198.18.5.2:5068 --next-hop-transport tcp";
+
+const SET_EXAMPLES: &str = "\
+Examples:
+  mediatorctl pool set pool1.contoso.com --next-hop fe2.contoso.com:5061
+  mediatorctl pool set pool1.contoso.com --next-hop-transport tcp --revision 4
+  mediatorctl pool set pool1.contoso.com --dataplane 198.18.1.20:7400 --dataplane 198.18.1.22:7400";
+
+const SHOW_EXAMPLES: &str = "\
+Examples:
+  mediatorctl pool show pool1.contoso.com
+  mediatorctl --output json pool show pool1.contoso.com";
+
+const LIST_EXAMPLES: &str = "\
+Examples:
+  mediatorctl pool list
+  mediatorctl pool list --site redmond --output json";
+
+const REMOVE_EXAMPLES: &str = "\
+Examples:
+  mediatorctl pool remove pool2.contoso.com
+  mediatorctl pool remove pool2.contoso.com --revision 7";
+
+#[derive(Subcommand, Debug)]
+pub enum PoolCmd {
+    /// Create a pool.
+    #[command(after_help = ADD_EXAMPLES)]
+    Add(PoolAdd),
+    /// Change some of a pool's fields; the others stay as they are.
+    #[command(after_help = SET_EXAMPLES)]
+    Set(PoolSet),
+    /// Show one pool.
+    #[command(after_help = SHOW_EXAMPLES)]
+    Show {
+        /// The pool's FQDN.
+        name: String,
+    },
+    /// List pools.
+    #[command(after_help = LIST_EXAMPLES)]
+    List {
+        /// Only the pools of this site.
+        #[arg(long)]
+        site: Option<String>,
+    },
+    /// Delete a pool (its trunks must be moved or deleted first).
+    #[command(after_help = REMOVE_EXAMPLES)]
+    Remove {
+        /// The pool's FQDN.
+        name: String,
+        #[command(flatten)]
+        revision: RevisionArg,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct PoolAdd {
+    /// The pool's FQDN (lower-case), e.g. pool1.contoso.com.
+    pub name: String,
+    /// The site the pool belongs to.
+    #[arg(long)]
+    pub site: String,
+    /// Where the pool listens for SIP from its Front End pool.
+    #[arg(long, value_name = "IP:PORT", value_parser = parse::socket_addr)]
+    pub pool_side_listen: SocketAddr,
+    /// The address the pool listens on toward gateways (trunks give the ports).
+    #[arg(long, value_name = "IP", value_parser = parse::ip_addr)]
+    pub gateway_side_address: IpAddr,
+    /// The Front End pool that calls from gateways are sent to.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse::host_port)]
+    pub next_hop: HostPort,
+    /// Transport toward the next hop.
+    #[arg(long, value_enum, value_name = "TRANSPORT", default_value_t = TransportArg::Tls)]
+    pub next_hop_transport: TransportArg,
+    /// gRPC address of a mediator-dataplane relaying the pool's media (repeat for several).
+    #[arg(long = "dataplane", value_name = "HOST:PORT", value_parser = parse::dataplane)]
+    pub dataplanes: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct PoolSet {
+    /// The pool's FQDN.
+    pub name: String,
+    /// Move the pool to this site.
+    #[arg(long)]
+    pub site: Option<String>,
+    /// Where the pool listens for SIP from its Front End pool.
+    #[arg(long, value_name = "IP:PORT", value_parser = parse::socket_addr)]
+    pub pool_side_listen: Option<SocketAddr>,
+    /// The address the pool listens on toward gateways.
+    #[arg(long, value_name = "IP", value_parser = parse::ip_addr)]
+    pub gateway_side_address: Option<IpAddr>,
+    /// The Front End pool's host and port (the transport stays unless --next-hop-transport).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse::host_port)]
+    pub next_hop: Option<HostPort>,
+    /// Transport toward the next hop (the host and port stay unless --next-hop).
+    #[arg(long, value_enum, value_name = "TRANSPORT")]
+    pub next_hop_transport: Option<TransportArg>,
+    /// Dataplane gRPC address; the ones given replace the whole list (repeat for several).
+    #[arg(long = "dataplane", value_name = "HOST:PORT", value_parser = parse::dataplane)]
+    pub dataplanes: Vec<String>,
+    #[command(flatten)]
+    pub revision: RevisionArg,
+}
+
+impl PoolSet {
+    /// The next hop is one field on the wire: changing only its host:port or only its transport
+    /// needs the other half from the server.
+    pub fn needs_current(&self) -> bool {
+        self.next_hop.is_some() != self.next_hop_transport.is_some()
+    }
+
+    /// Refuses a `set` that changes nothing, before anything is sent.
+    pub fn check(&self) -> Result<(), Failure> {
+        let given = self.site.is_some()
+            || self.pool_side_listen.is_some()
+            || self.gateway_side_address.is_some()
+            || self.next_hop.is_some()
+            || self.next_hop_transport.is_some()
+            || !self.dataplanes.is_empty();
+        if given {
+            return Ok(());
+        }
+        Err(usage_error(format!(
+            "nothing to change for pool {}: give at least one of --site, --pool-side-listen, \
+             --gateway-side-address, --next-hop, --next-hop-transport, --dataplane",
+            self.name
+        )))
+    }
+}
+
+pub fn create_request(a: &PoolAdd) -> pb::CreatePoolRequest {
+    pb::CreatePoolRequest {
+        pool: Some(pb::Pool {
+            name: a.name.clone(),
+            site: a.site.clone(),
+            dataplanes: a.dataplanes.clone(),
+            pool_side_listen: a.pool_side_listen.to_string(),
+            gateway_side_address: a.gateway_side_address.to_string(),
+            next_hop: Some(pb::HostPort {
+                host: a.next_hop.host.clone(),
+                port: u32::from(a.next_hop.port),
+                transport: a.next_hop_transport.pb(),
+            }),
+            meta: None,
+        }),
+    }
+}
+
+/// The UpdatePool request for `set`: only the fields given, named in the mask. `current` is the
+/// pool as read when [`PoolSet::needs_current`]; its revision then guards the write unless
+/// --revision was given.
+pub fn update_request(
+    a: &PoolSet,
+    current: Option<&pb::Pool>,
+) -> Result<pb::UpdatePoolRequest, Failure> {
+    a.check()?;
+    let mut pool = pb::Pool {
+        name: a.name.clone(),
+        ..Default::default()
+    };
+    let mut paths = Vec::new();
+    if let Some(site) = &a.site {
+        pool.site = site.clone();
+        paths.push("site");
+    }
+    if !a.dataplanes.is_empty() {
+        pool.dataplanes = a.dataplanes.clone();
+        paths.push("dataplanes");
+    }
+    if let Some(listen) = a.pool_side_listen {
+        pool.pool_side_listen = listen.to_string();
+        paths.push("pool_side_listen");
+    }
+    if let Some(addr) = a.gateway_side_address {
+        pool.gateway_side_address = addr.to_string();
+        paths.push("gateway_side_address");
+    }
+    if a.next_hop.is_some() || a.next_hop_transport.is_some() {
+        let old = current.and_then(|p| p.next_hop.as_ref());
+        let (host, port) = match (&a.next_hop, old) {
+            (Some(h), _) => (h.host.clone(), u32::from(h.port)),
+            (None, Some(o)) => (o.host.clone(), o.port),
+            (None, None) => {
+                return Err(Failure::BadReply(format!(
+                    "pool {} has no next hop to keep; give --next-hop HOST:PORT as well",
+                    a.name
+                )));
+            }
+        };
+        let transport = match (a.next_hop_transport, old) {
+            (Some(t), _) => t.pb(),
+            (None, Some(o)) => o.transport,
+            (None, None) => TransportArg::Tls.pb(),
+        };
+        pool.next_hop = Some(pb::HostPort {
+            host,
+            port,
+            transport,
+        });
+        paths.push("next_hop");
+    }
+    let expected_revision = a
+        .revision
+        .revision
+        .or_else(|| current.and_then(|p| p.meta.as_ref()).map(|m| m.revision))
+        .unwrap_or(0);
+    Ok(pb::UpdatePoolRequest {
+        pool: Some(pool),
+        update_mask: Some(prost_types::FieldMask {
+            paths: paths.into_iter().map(String::from).collect(),
+        }),
+        expected_revision,
+    })
+}
+
+pub async fn run(ctx: &mut Ctx, cmd: PoolCmd) -> Result<(), Failure> {
+    let out = ctx.out;
+    let client = &mut ctx.client;
+    match cmd {
+        PoolCmd::Add(a) => {
+            let p = client.create_pool(create_request(&a)).await?.into_inner();
+            print_one(out, &p)
+        }
+        PoolCmd::Set(a) => {
+            a.check()?;
+            let current = if a.needs_current() {
+                let get = pb::GetRequest {
+                    name: a.name.clone(),
+                };
+                Some(client.get_pool(get).await?.into_inner())
+            } else {
+                None
+            };
+            let req = update_request(&a, current.as_ref())?;
+            let p = client.update_pool(req).await?.into_inner();
+            print_one(out, &p)
+        }
+        PoolCmd::Show { name } => {
+            let p = client.get_pool(pb::GetRequest { name }).await?.into_inner();
+            print_one(out, &p)
+        }
+        PoolCmd::List { site } => {
+            let site = site.unwrap_or_default();
+            let pools = all_pages(async |page_token| {
+                let req = pb::ListPoolsRequest {
+                    site: site.clone(),
+                    page_size: PAGE_SIZE,
+                    page_token,
+                };
+                let r = client.list_pools(req).await?.into_inner();
+                Ok((r.pools, r.next_page_token))
+            })
+            .await?;
+            print_list(out, &pools)
+        }
+        PoolCmd::Remove { name, revision } => {
+            let req = pb::DeleteRequest {
+                name: name.clone(),
+                expected_revision: revision.expected(),
+            };
+            client.delete_pool(req).await?;
+            print_removed(out, "pool", &name)
+        }
+    }
+}
+
+impl Show for pb::Pool {
+    const PLURAL: &'static str = "pools";
+    const COLUMNS: &'static [&'static str] = &[
+        "NAME",
+        "SITE",
+        "POOL-SIDE LISTEN",
+        "GATEWAY-SIDE ADDRESS",
+        "NEXT HOP",
+        "DATAPLANES",
+        "REVISION",
+    ];
+
+    fn json(&self) -> Result<Value, Failure> {
+        let pool = convert::pool_from_pb(self).map_err(|e| bad_reply("pool", &self.name, e))?;
+        Ok(convert::view(&pool, self.meta.as_ref()))
+    }
+
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            self.site.clone(),
+            self.pool_side_listen.clone(),
+            self.gateway_side_address.clone(),
+            host_port_text(self.next_hop.as_ref()),
+            joined(&self.dataplanes),
+            revision(self.meta.as_ref()),
+        ]
+    }
+
+    fn fields(&self) -> Vec<(String, String)> {
+        let mut f = vec![
+            ("name".into(), self.name.clone()),
+            ("site".into(), self.site.clone()),
+            ("pool-side listen".into(), self.pool_side_listen.clone()),
+            (
+                "gateway-side address".into(),
+                self.gateway_side_address.clone(),
+            ),
+            ("next hop".into(), host_port_text(self.next_hop.as_ref())),
+        ];
+        if self.dataplanes.is_empty() {
+            f.push(("dataplanes".into(), "-".into()));
+        }
+        for (i, d) in self.dataplanes.iter().enumerate() {
+            let key = if i == 0 { "dataplanes" } else { "" };
+            f.push((key.into(), d.clone()));
+        }
+        f.extend(output::meta_fields(self.meta.as_ref()));
+        f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct T {
+        #[command(subcommand)]
+        cmd: PoolCmd,
+    }
+
+    fn set(args: &[&str]) -> PoolSet {
+        let argv = ["t", "set", "pool1.contoso.com"].iter().chain(args);
+        match T::try_parse_from(argv) {
+            Ok(T {
+                cmd: PoolCmd::Set(s),
+            }) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn paths(r: &pb::UpdatePoolRequest) -> Vec<String> {
+        r.update_mask.clone().unwrap_or_default().paths
+    }
+
+    #[test]
+    fn mask_names_exactly_the_fields_given() {
+        let a = set(&["--site", "dublin", "--gateway-side-address", "198.18.6.10"]);
+        assert!(!a.needs_current());
+        let r = update_request(&a, None).expect("request");
+        assert_eq!(paths(&r), ["site", "gateway_side_address"]);
+        assert_eq!(r.expected_revision, 0);
+        let p = r.pool.unwrap_or_default();
+        assert_eq!(p.site, "dublin");
+        assert_eq!(p.name, "pool1.contoso.com");
+    }
+
+    #[test]
+    fn half_a_next_hop_is_completed_from_the_current_pool() {
+        let current = pb::Pool {
+            name: "pool1.contoso.com".into(),
+            next_hop: Some(pb::HostPort {
+                host: "fe1.contoso.com".into(),
+                port: 5061,
+                transport: TransportArg::Tls.pb(),
+            }),
+            meta: Some(pb::Meta {
+                revision: 9,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let a = set(&["--next-hop-transport", "tcp"]);
+        assert!(a.needs_current());
+        let r = update_request(&a, Some(&current)).expect("request");
+        assert_eq!(paths(&r), ["next_hop"]);
+        assert_eq!(r.expected_revision, 9);
+        assert_eq!(
+            r.pool.and_then(|p| p.next_hop),
+            Some(pb::HostPort {
+                host: "fe1.contoso.com".into(),
+                port: 5061,
+                transport: TransportArg::Tcp.pb(),
+            })
+        );
+
+        let a = set(&["--next-hop", "fe2.contoso.com:5062", "--revision", "8"]);
+        let r = update_request(&a, Some(&current)).expect("request");
+        assert_eq!(r.expected_revision, 8);
+        let hop = r.pool.and_then(|p| p.next_hop).unwrap_or_default();
+        assert_eq!(
+            (hop.host.as_str(), hop.port, hop.transport),
+            ("fe2.contoso.com", 5062, TransportArg::Tls.pb())
+        );
+
+        let a = set(&[
+            "--next-hop",
+            "fe2.contoso.com:5062",
+            "--next-hop-transport",
+            "udp",
+        ]);
+        assert!(!a.needs_current());
+        let hop = update_request(&a, None)
+            .expect("request")
+            .pool
+            .and_then(|p| p.next_hop)
+            .unwrap_or_default();
+        assert_eq!(hop.transport, TransportArg::Udp.pb());
+    }
+
+    #[test]
+    fn nothing_to_set_is_a_usage_error() {
+        assert!(matches!(
+            update_request(&set(&[]), None),
+            Err(Failure::Usage(_))
+        ));
+        assert!(matches!(
+            update_request(&set(&["--revision", "3"]), None),
+            Err(Failure::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn json_is_the_document_shape_with_revision() {
+        let p = pb::Pool {
+            name: "pool1.contoso.com".into(),
+            site: "redmond".into(),
+            dataplanes: vec!["198.18.1.20:7400".into()],
+            pool_side_listen: "198.18.1.10:5061".into(),
+            gateway_side_address: "198.18.2.10".into(),
+            next_hop: Some(pb::HostPort {
+                host: "fe1.contoso.com".into(),
+                port: 5061,
+                transport: TransportArg::Tls.pb(),
+            }),
+            meta: Some(pb::Meta {
+                revision: 3,
+                ..Default::default()
+            }),
+        };
+        let v = p.json().expect("json");
+        assert_eq!(v["next_hop"]["transport"], "tls");
+        assert_eq!(v["revision"], 3);
+        assert_eq!(p.row()[4], "fe1.contoso.com:5061 (tls)");
+        let bad = pb::Pool {
+            pool_side_listen: "nonsense".into(),
+            ..p
+        };
+        assert!(matches!(bad.json(), Err(Failure::BadReply(_))));
+    }
+}

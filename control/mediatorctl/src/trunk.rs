@@ -1,0 +1,471 @@
+//! `mediatorctl trunk …`: trunks (a pool port paired with a gateway port) and moving them between
+//! pools.
+
+use clap::{ArgGroup, Args, Subcommand};
+use mediator_proto::control::v1 as pb;
+use mediator_topology::{model, proto as convert};
+use serde_json::Value;
+
+use crate::output::{
+    Show, bad_reply, joined, meta_fields, print_list, print_one, print_removed, revision,
+    transport_name, when,
+};
+use crate::parse::TransportArg;
+use crate::{Ctx, Failure, PAGE_SIZE, RevisionArg, all_pages, usage_error};
+
+pub const EXAMPLES: &str = "\
+Examples:
+  mediatorctl trunk add gw1-5068 --gateway gw1.contoso.com --gateway-port 5068 \\
+      --pool pool1.contoso.com --pool-port 5068
+  mediatorctl trunk list --pool pool1.contoso.com
+  mediatorctl trunk move --from-pool pool1.contoso.com --to-pool pool2.contoso.com
+  mediatorctl trunk moves";
+
+const ADD_EXAMPLES: &str = "\
+Examples:
+  mediatorctl trunk add gw1-5068 --gateway gw1.contoso.com --gateway-port 5068 \\
+      --pool pool1.contoso.com --pool-port 5068
+  mediatorctl trunk add pbx1-udp --gateway 198.18.2.50 --gateway-port 5060 \\
+      --pool pool1.contoso.com --pool-port 5070 --transport udp";
+
+const SET_EXAMPLES: &str = "\
+Examples:
+  mediatorctl trunk set gw1-5068 --pool-port 5069
+  mediatorctl trunk set gw1.contoso.com --transport tcp --gateway-port 5060 --revision 5
+  mediatorctl trunk move --trunk gw1-5068 --to-pool pool2.contoso.com    # re-home, calls continue";
+
+const SHOW_EXAMPLES: &str = "\
+Examples:
+  mediatorctl trunk show gw1-5068
+  mediatorctl --output json trunk show gw1.contoso.com";
+
+const LIST_EXAMPLES: &str = "\
+Examples:
+  mediatorctl trunk list
+  mediatorctl trunk list --gateway gw1.contoso.com
+  mediatorctl trunk list --pool pool1.contoso.com --output json";
+
+const REMOVE_EXAMPLES: &str = "\
+Examples:
+  mediatorctl trunk remove gw1-5068
+  mediatorctl trunk remove gw1-5068 --revision 4
+  mediatorctl gateway remove gw1.contoso.com    # a root trunk goes with its gateway";
+
+const MOVE_EXAMPLES: &str = "\
+Examples:
+  mediatorctl trunk move --trunk gw1-5068 --to-pool pool2.contoso.com
+  mediatorctl trunk move --from-pool pool1.contoso.com --to-pool pool2.contoso.com
+  mediatorctl trunk move --trunk gw1.contoso.com --to-pool pool2.contoso.com --pool-port 5080";
+
+const MOVES_EXAMPLES: &str = "\
+Examples:
+  mediatorctl trunk moves
+  mediatorctl --output json trunk moves";
+
+#[derive(Subcommand, Debug)]
+pub enum TrunkCmd {
+    /// Create a trunk between a pool port and a gateway port.
+    #[command(after_help = ADD_EXAMPLES)]
+    Add(TrunkAdd),
+    /// Change some of a trunk's fields; the others stay as they are.
+    #[command(after_help = SET_EXAMPLES)]
+    Set(TrunkSet),
+    /// Show one trunk.
+    #[command(after_help = SHOW_EXAMPLES)]
+    Show {
+        /// The trunk's name.
+        name: String,
+    },
+    /// List trunks.
+    #[command(after_help = LIST_EXAMPLES)]
+    List {
+        /// Only the trunks of this gateway.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Only the trunks of this pool.
+        #[arg(long)]
+        pool: Option<String>,
+    },
+    /// Delete a trunk (not a root trunk: remove its gateway instead).
+    #[command(after_help = REMOVE_EXAMPLES)]
+    Remove {
+        /// The trunk's name.
+        name: String,
+        #[command(flatten)]
+        revision: RevisionArg,
+    },
+    /// Re-home one trunk, or every trunk of a pool, to another pool. Calls in progress stay;
+    /// new calls use the new pool.
+    #[command(after_help = MOVE_EXAMPLES)]
+    Move(TrunkMoveArgs),
+    /// List the trunk moves made so far.
+    #[command(after_help = MOVES_EXAMPLES)]
+    Moves,
+}
+
+#[derive(Args, Debug)]
+pub struct TrunkAdd {
+    /// The trunk's name, e.g. gw1-5068.
+    pub name: String,
+    /// The gateway at the far end.
+    #[arg(long)]
+    pub gateway: String,
+    /// The port the gateway listens on.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub gateway_port: u16,
+    /// The pool at this end.
+    #[arg(long)]
+    pub pool: String,
+    /// The pool's port for this trunk.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub pool_port: u16,
+    /// SIP transport toward the gateway.
+    #[arg(long, value_enum, default_value_t = TransportArg::Tls)]
+    pub transport: TransportArg,
+}
+
+#[derive(Args, Debug)]
+pub struct TrunkSet {
+    /// The trunk's name.
+    pub name: String,
+    /// The port the gateway listens on.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub gateway_port: Option<u16>,
+    /// SIP transport toward the gateway.
+    #[arg(long, value_enum)]
+    pub transport: Option<TransportArg>,
+    /// The pool at this end.
+    #[arg(long)]
+    pub pool: Option<String>,
+    /// The pool's port for this trunk.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub pool_port: Option<u16>,
+    #[command(flatten)]
+    pub revision: RevisionArg,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("what").required(true).args(["trunk", "from_pool"])))]
+pub struct TrunkMoveArgs {
+    /// The trunk to move.
+    #[arg(long)]
+    pub trunk: Option<String>,
+    /// Move every trunk of this pool.
+    #[arg(long, value_name = "POOL")]
+    pub from_pool: Option<String>,
+    /// The pool to move to.
+    #[arg(long, value_name = "POOL")]
+    pub to_pool: String,
+    /// The trunks' port on the new pool (default: each keeps its port).
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub pool_port: Option<u16>,
+}
+
+pub fn create_request(a: &TrunkAdd) -> pb::CreateTrunkRequest {
+    pb::CreateTrunkRequest {
+        trunk: Some(pb::Trunk {
+            name: a.name.clone(),
+            gateway: a.gateway.clone(),
+            gateway_port: u32::from(a.gateway_port),
+            transport: a.transport.pb(),
+            pool: a.pool.clone(),
+            pool_port: u32::from(a.pool_port),
+            root: false,
+            meta: None,
+        }),
+    }
+}
+
+pub fn update_request(a: &TrunkSet) -> Result<pb::UpdateTrunkRequest, Failure> {
+    let mut trunk = pb::Trunk {
+        name: a.name.clone(),
+        ..Default::default()
+    };
+    let mut paths = Vec::new();
+    if let Some(p) = a.gateway_port {
+        trunk.gateway_port = u32::from(p);
+        paths.push("gateway_port".to_string());
+    }
+    if let Some(t) = a.transport {
+        trunk.transport = t.pb();
+        paths.push("transport".to_string());
+    }
+    if let Some(p) = &a.pool {
+        trunk.pool = p.clone();
+        paths.push("pool".to_string());
+    }
+    if let Some(p) = a.pool_port {
+        trunk.pool_port = u32::from(p);
+        paths.push("pool_port".to_string());
+    }
+    if paths.is_empty() {
+        return Err(usage_error(format!(
+            "nothing to change for trunk {}: give at least one of --gateway-port, --transport, \
+             --pool, --pool-port",
+            a.name
+        )));
+    }
+    Ok(pb::UpdateTrunkRequest {
+        trunk: Some(trunk),
+        update_mask: Some(prost_types::FieldMask { paths }),
+        expected_revision: a.revision.expected(),
+    })
+}
+
+pub fn move_request(a: &TrunkMoveArgs) -> pb::MoveTrunksRequest {
+    pb::MoveTrunksRequest {
+        trunk: a.trunk.clone().unwrap_or_default(),
+        from_pool: a.from_pool.clone().unwrap_or_default(),
+        to_pool: a.to_pool.clone(),
+        pool_port: a.pool_port.map_or(0, u32::from),
+    }
+}
+
+pub async fn run(ctx: &mut Ctx, cmd: TrunkCmd) -> Result<(), Failure> {
+    let out = ctx.out;
+    let client = &mut ctx.client;
+    match cmd {
+        TrunkCmd::Add(a) => {
+            let t = client.create_trunk(create_request(&a)).await?.into_inner();
+            print_one(out, &t)
+        }
+        TrunkCmd::Set(a) => {
+            let t = client.update_trunk(update_request(&a)?).await?.into_inner();
+            print_one(out, &t)
+        }
+        TrunkCmd::Show { name } => {
+            let t = client
+                .get_trunk(pb::GetRequest { name })
+                .await?
+                .into_inner();
+            print_one(out, &t)
+        }
+        TrunkCmd::List { gateway, pool } => {
+            let gateway = gateway.unwrap_or_default();
+            let pool = pool.unwrap_or_default();
+            let trunks = all_pages(async |page_token| {
+                let req = pb::ListTrunksRequest {
+                    gateway: gateway.clone(),
+                    pool: pool.clone(),
+                    page_size: PAGE_SIZE,
+                    page_token,
+                };
+                let r = client.list_trunks(req).await?.into_inner();
+                Ok((r.trunks, r.next_page_token))
+            })
+            .await?;
+            print_list(out, &trunks)
+        }
+        TrunkCmd::Remove { name, revision } => {
+            let req = pb::DeleteRequest {
+                name: name.clone(),
+                expected_revision: revision.expected(),
+            };
+            client.delete_trunk(req).await?;
+            print_removed(out, "trunk", &name)
+        }
+        TrunkCmd::Move(a) => {
+            let r = client.move_trunks(move_request(&a)).await?.into_inner();
+            match r.r#move {
+                Some(m) => print_one(out, &m),
+                None => Err(Failure::BadReply(
+                    "the server reported the move without describing it; check `mediatorctl \
+                     trunk moves`"
+                        .into(),
+                )),
+            }
+        }
+        TrunkCmd::Moves => {
+            let r = client
+                .list_trunk_moves(pb::ListTrunkMovesRequest {})
+                .await?
+                .into_inner();
+            print_list(out, &r.moves)
+        }
+    }
+}
+
+impl Show for pb::Trunk {
+    const PLURAL: &'static str = "trunks";
+    const COLUMNS: &'static [&'static str] = &[
+        "NAME",
+        "GATEWAY",
+        "GATEWAY PORT",
+        "TRANSPORT",
+        "POOL",
+        "POOL PORT",
+        "ROOT",
+        "REVISION",
+    ];
+
+    fn json(&self) -> Result<Value, Failure> {
+        let t = convert::trunk_from_pb(self).map_err(|e| bad_reply("trunk", &self.name, e))?;
+        let mut v = convert::view(&t, self.meta.as_ref());
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("root".into(), self.root.into());
+        }
+        Ok(v)
+    }
+
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            self.gateway.clone(),
+            self.gateway_port.to_string(),
+            transport_name(self.transport),
+            self.pool.clone(),
+            self.pool_port.to_string(),
+            if self.root { "yes" } else { "no" }.into(),
+            revision(self.meta.as_ref()),
+        ]
+    }
+
+    fn fields(&self) -> Vec<(String, String)> {
+        let mut f = vec![
+            ("name".into(), self.name.clone()),
+            ("gateway".into(), self.gateway.clone()),
+            ("gateway port".into(), self.gateway_port.to_string()),
+            ("transport".into(), transport_name(self.transport)),
+            ("pool".into(), self.pool.clone()),
+            ("pool port".into(), self.pool_port.to_string()),
+            ("root".into(), if self.root { "yes" } else { "no" }.into()),
+        ];
+        f.extend(meta_fields(self.meta.as_ref()));
+        f
+    }
+}
+
+impl Show for pb::TrunkMove {
+    const PLURAL: &'static str = "trunk moves";
+    const COLUMNS: &'static [&'static str] = &["ID", "WHEN", "FROM POOL", "TO POOL", "TRUNKS"];
+
+    fn json(&self) -> Result<Value, Failure> {
+        let m = model::TrunkMove {
+            id: self.id,
+            unix_ms: self.unix_ms,
+            from_pool: self.from_pool.clone(),
+            to_pool: self.to_pool.clone(),
+            trunks: self.trunks.clone(),
+        };
+        serde_json::to_value(&m).map_err(|e| Failure::BadReply(e.to_string()))
+    }
+
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.id.to_string(),
+            when(self.unix_ms),
+            self.from_pool.clone(),
+            self.to_pool.clone(),
+            joined(&self.trunks),
+        ]
+    }
+
+    fn fields(&self) -> Vec<(String, String)> {
+        let mut f = vec![
+            ("move".into(), self.id.to_string()),
+            ("when".into(), when(self.unix_ms)),
+            ("from pool".into(), self.from_pool.clone()),
+            ("to pool".into(), self.to_pool.clone()),
+        ];
+        if self.trunks.is_empty() {
+            f.push(("trunks".into(), "- (the pool had none)".into()));
+        }
+        for (i, t) in self.trunks.iter().enumerate() {
+            f.push((if i == 0 { "trunks" } else { "" }.into(), t.clone()));
+        }
+        f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct T {
+        #[command(subcommand)]
+        cmd: TrunkCmd,
+    }
+
+    fn parse(args: &[&str]) -> Result<TrunkCmd, clap::Error> {
+        T::try_parse_from(["t"].iter().chain(args)).map(|t| t.cmd)
+    }
+
+    #[test]
+    fn set_masks_follow_the_flags() {
+        let Ok(TrunkCmd::Set(a)) = parse(&[
+            "set",
+            "gw1-5068",
+            "--pool-port",
+            "5069",
+            "--transport",
+            "tcp",
+        ]) else {
+            panic!()
+        };
+        let r = update_request(&a).expect("request");
+        assert_eq!(
+            r.update_mask.unwrap_or_default().paths,
+            ["transport", "pool_port"]
+        );
+        let t = r.trunk.unwrap_or_default();
+        assert_eq!((t.pool_port, t.transport), (5069, TransportArg::Tcp.pb()));
+        let Ok(TrunkCmd::Set(a)) = parse(&["set", "gw1-5068"]) else {
+            panic!()
+        };
+        assert!(matches!(update_request(&a), Err(Failure::Usage(_))));
+    }
+
+    #[test]
+    fn move_needs_exactly_one_source() {
+        assert!(parse(&["move", "--to-pool", "pool2.contoso.com"]).is_err());
+        assert!(
+            parse(&[
+                "move",
+                "--trunk",
+                "gw1-5068",
+                "--from-pool",
+                "pool1.contoso.com",
+                "--to-pool",
+                "pool2.contoso.com"
+            ])
+            .is_err()
+        );
+        let Ok(TrunkCmd::Move(a)) = parse(&[
+            "move",
+            "--from-pool",
+            "pool1.contoso.com",
+            "--to-pool",
+            "pool2.contoso.com",
+        ]) else {
+            panic!()
+        };
+        let r = move_request(&a);
+        assert_eq!(
+            (r.trunk.as_str(), r.from_pool.as_str(), r.pool_port),
+            ("", "pool1.contoso.com", 0)
+        );
+    }
+
+    #[test]
+    fn trunk_json_has_root() {
+        let t = pb::Trunk {
+            name: "gw1.contoso.com".into(),
+            gateway: "gw1.contoso.com".into(),
+            gateway_port: 5067,
+            transport: TransportArg::Tls.pb(),
+            pool: "pool1.contoso.com".into(),
+            pool_port: 5067,
+            root: true,
+            meta: Some(pb::Meta {
+                revision: 1,
+                ..Default::default()
+            }),
+        };
+        let v = t.json().expect("json");
+        assert_eq!(v["root"], true);
+        assert_eq!(v["transport"], "tls");
+        assert_eq!(v["revision"], 1);
+    }
+}

@@ -1,0 +1,644 @@
+//! SIP messages: parsed with `rsip`, bounded, checked for what RFC 3261 requires before any
+//! logic sees them, and summarised into Mediator's own types. A message that fails gets the SIP
+//! status a UAS must answer with (400, 483, 416 …) and a reason naming what was wrong.
+
+use rsip::headers::ToTypedHeader;
+use rsip::headers::UntypedHeader;
+use rsip::message::{HasHeaders, HeadersExt};
+
+/// Limits on what a peer can make us parse.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+pub const MAX_HEADERS: usize = 128;
+pub const MAX_VIAS: usize = 70;
+
+/// Why a message is refused, as the status to answer a request with.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{status} {reason}")]
+pub struct SipError {
+    pub status: u16,
+    pub reason: String,
+}
+
+fn bad(reason: impl Into<String>) -> SipError {
+    SipError {
+        status: 400,
+        reason: reason.into(),
+    }
+}
+
+/// What the transaction and call layers need of a message, in Mediator's own types.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// A request's method, or a response's status.
+    pub start: Start,
+    pub call_id: String,
+    pub cseq: u32,
+    pub cseq_method: String,
+    /// The top Via's branch (the transaction id under RFC 3261's magic cookie) and sent-by.
+    pub branch: String,
+    pub sent_by: String,
+    pub via_count: usize,
+    pub from_tag: Option<String>,
+    pub to_tag: Option<String>,
+    pub max_forwards: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Start {
+    Request { method: String, uri: String },
+    Response { status: u16 },
+}
+
+/// A parsed, checked message.
+#[derive(Clone, Debug)]
+pub struct Message {
+    pub inner: rsip::SipMessage,
+    pub summary: Summary,
+    /// The bytes as received or built: what is sent and retransmitted, byte for byte (rsip
+    /// would re-serialise parameters in its own spelling).
+    raw: Vec<u8>,
+}
+
+fn tag_of(params: &[rsip::Param]) -> Option<String> {
+    params.iter().find_map(|p| match p {
+        rsip::Param::Tag(t) => Some(t.value().to_string()),
+        _ => None,
+    })
+}
+
+impl Message {
+    pub fn parse(bytes: &[u8]) -> Result<Message, SipError> {
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(SipError {
+                status: 513,
+                reason: format!("Message Too Large (over {MAX_MESSAGE_BYTES} bytes)"),
+            });
+        }
+        let header_lines = bytes
+            .split(|&b| b == b'\n')
+            .take_while(|l| l.len() > 1)
+            .count();
+        if header_lines > MAX_HEADERS + 1 {
+            return Err(bad(format!("more than {MAX_HEADERS} header lines")));
+        }
+        let inner = rsip::SipMessage::try_from(bytes)
+            .map_err(|e| bad(format!("unparseable message: {e}")))?;
+        let mut summary = summarise(&inner)?;
+        // The Request-URI as it arrived: rsip re-serialises parameters (transport=UDP), and a
+        // B2BUA echoes what it received.
+        if let Start::Request { uri, .. } = &mut summary.start
+            && let Some(raw) = bytes.split(|&b| b == b' ').nth(1)
+        {
+            *uri = String::from_utf8_lossy(raw).into_owned();
+        }
+        Ok(Message {
+            inner,
+            summary,
+            raw: bytes.to_vec(),
+        })
+    }
+
+    pub fn is_request(&self) -> bool {
+        matches!(self.summary.start, Start::Request { .. })
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.raw.clone()
+    }
+}
+
+fn summarise(m: &rsip::SipMessage) -> Result<Summary, SipError> {
+    let vias: Vec<&rsip::headers::Via> = m
+        .headers()
+        .iter()
+        .filter_map(|h| match h {
+            rsip::Header::Via(v) => Some(v),
+            _ => None,
+        })
+        .collect();
+    if vias.is_empty() {
+        return Err(bad("no Via header"));
+    }
+    if vias.len() > MAX_VIAS {
+        return Err(bad(format!("more than {MAX_VIAS} Via headers")));
+    }
+    let top = vias[0]
+        .typed()
+        .map_err(|e| bad(format!("malformed Via: {e}")))?;
+    let branch = top
+        .branch()
+        .map(|b| b.to_string())
+        .ok_or_else(|| bad("the top Via has no branch"))?;
+    let call_id = m
+        .call_id_header()
+        .map_err(|_| bad("no Call-ID header"))?
+        .value()
+        .trim()
+        .to_string();
+    if call_id.is_empty() || call_id.len() > 256 {
+        return Err(bad("Call-ID must be 1-256 characters"));
+    }
+    let cseq = m
+        .cseq_header()
+        .map_err(|_| bad("no CSeq header"))?
+        .typed()
+        .map_err(|e| bad(format!("malformed CSeq: {e}")))?;
+    let from = m
+        .from_header()
+        .map_err(|_| bad("no From header"))?
+        .typed()
+        .map_err(|e| bad(format!("malformed From: {e}")))?;
+    let to = m
+        .to_header()
+        .map_err(|_| bad("no To header"))?
+        .typed()
+        .map_err(|e| bad(format!("malformed To: {e}")))?;
+    let max_forwards = match m.max_forwards_header() {
+        Ok(h) => Some(
+            h.value()
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| bad("malformed Max-Forwards"))?,
+        ),
+        Err(_) => None,
+    };
+    let declared = m.headers().iter().find_map(|h| match h {
+        rsip::Header::ContentLength(l) => Some(l.value().trim().parse::<usize>()),
+        _ => None,
+    });
+    if let Some(len) = declared {
+        let len = len.map_err(|_| bad("malformed Content-Length"))?;
+        if len != m.body().len() {
+            return Err(bad(format!(
+                "Content-Length says {len} bytes, the body has {}",
+                m.body().len()
+            )));
+        }
+    }
+    let start = match m {
+        rsip::SipMessage::Request(r) => {
+            let method = r.method().to_string();
+            if cseq.method.to_string() != method {
+                return Err(bad(format!(
+                    "CSeq method {} does not match the request method {method}",
+                    cseq.method
+                )));
+            }
+            let Some(mf) = max_forwards else {
+                return Err(bad("no Max-Forwards header"));
+            };
+            if mf == 0 && method != "OPTIONS" {
+                return Err(SipError {
+                    status: 483,
+                    reason: "Too Many Hops".into(),
+                });
+            }
+            Start::Request {
+                method,
+                uri: r.uri().to_string(),
+            }
+        }
+        rsip::SipMessage::Response(r) => Start::Response {
+            status: r.status_code().code(),
+        },
+    };
+    Ok(Summary {
+        start,
+        call_id,
+        cseq: cseq.seq,
+        cseq_method: cseq.method.to_string(),
+        branch,
+        sent_by: top.sent_by().to_string(),
+        via_count: vias.len(),
+        from_tag: tag_of(&from.params),
+        to_tag: tag_of(&to.params),
+        max_forwards,
+    })
+}
+
+/// A response to `req` (RFC 3261 8.2.6): its Vias, From, To (with `to_tag` added when the request's
+/// To has none), Call-ID and CSeq, with status and reason and no body.
+pub fn response_to(req: &Message, status: u16, reason: &str, to_tag: &str) -> Vec<u8> {
+    build_response(req, status, reason, to_tag, &[], None)
+}
+
+/// A response to `req` as [`response_to`], with `extra` headers (name, value) and an optional body
+/// (content type, bytes).
+pub fn build_response(
+    req: &Message,
+    status: u16,
+    reason: &str,
+    to_tag: &str,
+    extra: &[(&str, String)],
+    body: Option<(&str, &[u8])>,
+) -> Vec<u8> {
+    let rsip::SipMessage::Request(req) = &req.inner else {
+        return Vec::new();
+    };
+    let reason = clean(reason);
+    let mut out = format!("SIP/2.0 {status} {reason}\r\n");
+    for h in req.headers.iter() {
+        match h {
+            rsip::Header::Via(_)
+            | rsip::Header::From(_)
+            | rsip::Header::CallId(_)
+            | rsip::Header::CSeq(_) => {
+                out.push_str(&format!("{h}\r\n"));
+            }
+            rsip::Header::To(to) => {
+                let has_tag = to.typed().ok().is_some_and(|t| tag_of(&t.params).is_some());
+                if has_tag || status == 100 || to_tag.is_empty() {
+                    out.push_str(&format!("{h}\r\n"));
+                } else {
+                    out.push_str(&format!("{h};tag={to_tag}\r\n"));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = out.into_bytes();
+    finish(&mut out, extra, body);
+    out
+}
+
+/// Headers, Content-Type/Length and body after a start line and the headers already written.
+fn finish(out: &mut Vec<u8>, extra: &[(&str, String)], body: Option<(&str, &[u8])>) {
+    for (name, value) in extra {
+        out.extend_from_slice(format!("{name}: {}\r\n", clean(value)).as_bytes());
+    }
+    match body {
+        Some((ctype, bytes)) if !bytes.is_empty() => {
+            out.extend_from_slice(
+                format!(
+                    "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
+                    bytes.len()
+                )
+                .as_bytes(),
+            );
+            out.extend_from_slice(bytes);
+        }
+        _ => out.extend_from_slice(b"Content-Length: 0\r\n\r\n"),
+    }
+}
+
+/// A header value or reason phrase with no line breaks: what a peer sent can never inject a
+/// header into what Mediator writes.
+fn clean(value: &str) -> String {
+    value.replace(['\r', '\n'], " ")
+}
+
+/// A request Mediator originates: start line, `headers` in order, optional body. It is parsed
+/// back with the same checks as a received message, so nothing malformed leaves Mediator.
+pub fn build_request(
+    method: &str,
+    uri: &str,
+    headers: &[(&str, String)],
+    body: Option<(&str, &[u8])>,
+) -> Result<Message, SipError> {
+    let mut out = format!("{method} {} SIP/2.0\r\n", clean(uri)).into_bytes();
+    finish(&mut out, headers, body);
+    Message::parse(&out)
+}
+
+/// The standard reason phrase of a status Mediator answers with itself.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Trying",
+        180 => "Ringing",
+        183 => "Session Progress",
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        415 => "Unsupported Media Type",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        491 => "Request Pending",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        513 => "Message Too Large",
+        _ => "Error",
+    }
+}
+
+/// The compact form of a header name (RFC 3261 7.3.3, RFC 3515, RFC 4028), if it has one.
+fn compact(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "via" => "v",
+        "from" => "f",
+        "to" => "t",
+        "call-id" => "i",
+        "contact" => "m",
+        "content-length" => "l",
+        "content-type" => "c",
+        "supported" => "k",
+        "subject" => "s",
+        "event" => "o",
+        "refer-to" => "r",
+        "referred-by" => "b",
+        "session-expires" => "x",
+        _ => return None,
+    })
+}
+
+impl Message {
+    /// The values of every header called `name` (case-insensitive, compact forms included), in
+    /// order, as text.
+    pub fn headers_named(&self, name: &str) -> Vec<String> {
+        let name = name.to_ascii_lowercase();
+        let short = compact(&name);
+        self.inner
+            .headers()
+            .iter()
+            .filter_map(|h| {
+                let line = h.to_string();
+                let (n, v) = line.split_once(':')?;
+                let n = n.trim().to_ascii_lowercase();
+                (n == name || Some(n.as_str()) == short).then(|| v.trim().to_string())
+            })
+            .collect()
+    }
+
+    /// The first header called `name`.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers_named(name).into_iter().next()
+    }
+
+    pub fn body(&self) -> &[u8] {
+        self.inner.body()
+    }
+
+    pub fn method(&self) -> Option<&str> {
+        match &self.summary.start {
+            Start::Request { method, .. } => Some(method),
+            Start::Response { .. } => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self.summary.start {
+            Start::Response { status } => Some(status),
+            Start::Request { .. } => None,
+        }
+    }
+
+    /// The reason phrase of a response.
+    pub fn reason(&self) -> String {
+        match &self.inner {
+            rsip::SipMessage::Response(r) => {
+                let line = r.status_code().to_string();
+                line.split_once(' ')
+                    .map(|(_, rest)| rest.to_string())
+                    .unwrap_or(line)
+            }
+            rsip::SipMessage::Request(_) => String::new(),
+        }
+    }
+
+    pub fn request_uri(&self) -> Option<&str> {
+        match &self.summary.start {
+            Start::Request { uri, .. } => Some(uri),
+            Start::Response { .. } => None,
+        }
+    }
+}
+
+/// The URI of a name-addr or addr-spec header value: inside `<>`, or up to the first `;`.
+pub fn uri_of(value: &str) -> String {
+    match (value.find('<'), value.find('>')) {
+        (Some(a), Some(b)) if a < b => value[a + 1..b].trim().to_string(),
+        _ => value
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    }
+}
+
+/// The user part of a `sip:`/`sips:` URI, or the number of a `tel:` URI, without parameters.
+pub fn user_of(uri: &str) -> Option<String> {
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))
+        .or_else(|| uri.strip_prefix("tel:"))?;
+    let user = match rest.split_once('@') {
+        Some((u, _)) => u,
+        None if uri.starts_with("tel:") => rest,
+        None => return None,
+    };
+    let user = user.split([';', ':']).next().unwrap_or_default();
+    (!user.is_empty()).then(|| user.to_string())
+}
+
+/// The value of parameter `name` in a header value (`;name=value`), case-insensitive.
+pub fn param_of(value: &str, name: &str) -> Option<String> {
+    let after = value.rsplit_once('>').map(|(_, p)| p).unwrap_or(value);
+    after.split(';').skip(1).find_map(|p| {
+        let (n, v) = p.split_once('=').unwrap_or((p, ""));
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
+}
+
+/// A request in a client INVITE's own transaction: its Request-URI, top Via (so the INVITE's
+/// branch), Route, From, Call-ID, Max-Forwards and CSeq number with `method`; then `to` as the To
+/// header, or the INVITE's own To when `to` is `None`.
+fn in_invite_transaction(invite: &Message, method: &str, to: Option<String>) -> Option<String> {
+    let (Start::Request { uri, .. }, rsip::SipMessage::Request(req)) =
+        (&invite.summary.start, &invite.inner)
+    else {
+        return None;
+    };
+    let mut out = format!("{method} {uri} SIP/2.0\r\n");
+    let mut via_done = false;
+    for h in req.headers.iter() {
+        match h {
+            rsip::Header::Via(_) if !via_done => {
+                out.push_str(&format!("{h}\r\n"));
+                via_done = true;
+            }
+            rsip::Header::To(_) if to.is_none() => out.push_str(&format!("{h}\r\n")),
+            rsip::Header::Route(_)
+            | rsip::Header::From(_)
+            | rsip::Header::CallId(_)
+            | rsip::Header::MaxForwards(_) => out.push_str(&format!("{h}\r\n")),
+            rsip::Header::CSeq(c) => {
+                let seq = c.typed().map(|c| c.seq).unwrap_or_default();
+                out.push_str(&format!("CSeq: {seq} {method}\r\n"));
+            }
+            _ => {}
+        }
+    }
+    if let Some(to) = to {
+        out.push_str(&format!("{to}\r\n"));
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    Some(out)
+}
+
+/// The ACK a client INVITE transaction sends for a non-2xx final response (RFC 3261 17.1.1.3):
+/// the request's Request-URI, top Via, Route, From, Call-ID and CSeq number, the response's To.
+pub fn ack_for(invite: &Message, response: &Message) -> Vec<u8> {
+    let rsip::SipMessage::Response(response) = &response.inner else {
+        return Vec::new();
+    };
+    let to = response
+        .to_header()
+        .ok()
+        .map(|to| rsip::Header::To(to.clone()).to_string());
+    // Every parsed response has a To; without one the INVITE's would do.
+    in_invite_transaction(invite, "ACK", to)
+        .map(String::into_bytes)
+        .unwrap_or_default()
+}
+
+/// The CANCEL for a client INVITE (RFC 3261 9.1): the INVITE's Request-URI, top Via (so it has the
+/// INVITE's branch), Route, From, To, Call-ID and CSeq number.
+pub fn cancel_for(invite: &Message) -> Result<Message, SipError> {
+    let text =
+        in_invite_transaction(invite, "CANCEL", None).ok_or_else(|| bad("CANCEL of a response"))?;
+    Message::parse(text.as_bytes())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) const INVITE: &str = "INVITE sip:+14255550100@198.18.2.2:5067;transport=udp SIP/2.0\r\n\
+Via: SIP/2.0/UDP 198.18.1.1:5060;branch=z9hG4bK-abc123\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:+14255550111@contoso.com>;tag=f1\r\n\
+To: <sip:+14255550100@contoso.com>\r\n\
+Call-ID: 9f1c2e@198.18.1.1\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:med@198.18.1.1:5060>\r\n\
+Content-Length: 0\r\n\r\n";
+
+    #[test]
+    fn a_good_invite_is_summarised() {
+        let m = Message::parse(INVITE.as_bytes()).expect("parse");
+        let s = &m.summary;
+        assert_eq!(
+            s.start,
+            Start::Request {
+                method: "INVITE".into(),
+                uri: "sip:+14255550100@198.18.2.2:5067;transport=udp".into()
+            }
+        );
+        assert_eq!(
+            (s.call_id.as_str(), s.cseq, s.cseq_method.as_str()),
+            ("9f1c2e@198.18.1.1", 1, "INVITE")
+        );
+        assert_eq!((s.branch.as_str(), s.via_count), ("z9hG4bK-abc123", 1));
+        assert_eq!(
+            (s.from_tag.as_deref(), s.to_tag.as_deref(), s.max_forwards),
+            (Some("f1"), None, Some(70))
+        );
+    }
+
+    #[test]
+    fn broken_requests_get_the_right_status() {
+        let cases: [(String, u16, &str); 7] = [
+            (
+                INVITE.replace(
+                    "Via: SIP/2.0/UDP 198.18.1.1:5060;branch=z9hG4bK-abc123\r\n",
+                    "",
+                ),
+                400,
+                "Via",
+            ),
+            (
+                INVITE.replace("Call-ID: 9f1c2e@198.18.1.1\r\n", ""),
+                400,
+                "Call-ID",
+            ),
+            (
+                INVITE.replace("CSeq: 1 INVITE", "CSeq: 1 BYE"),
+                400,
+                "CSeq method",
+            ),
+            (
+                INVITE.replace("Max-Forwards: 70", "Max-Forwards: 0"),
+                483,
+                "Too Many Hops",
+            ),
+            (
+                INVITE.replace("Max-Forwards: 70\r\n", ""),
+                400,
+                "Max-Forwards",
+            ),
+            (
+                INVITE.replace("Content-Length: 0", "Content-Length: 10"),
+                400,
+                "Content-Length",
+            ),
+            (INVITE.replace(";branch=z9hG4bK-abc123", ""), 400, "branch"),
+        ];
+        for (text, status, what) in cases {
+            let e = Message::parse(text.as_bytes()).expect_err(what);
+            assert_eq!(e.status, status, "{what}: {e}");
+            assert!(e.reason.contains(what), "{what}: {e}");
+        }
+        let huge = vec![b'a'; MAX_MESSAGE_BYTES + 1];
+        assert_eq!(Message::parse(&huge).map_err(|e| e.status).err(), Some(513));
+    }
+
+    #[test]
+    fn responses_and_acks_carry_the_right_headers() {
+        let m = Message::parse(INVITE.as_bytes()).expect("parse");
+        let resp = response_to(&m, 486, "Busy Here", "t9");
+        let parsed = Message::parse(&resp).expect("our response parses");
+        assert_eq!(parsed.summary.start, Start::Response { status: 486 });
+        assert_eq!(
+            (
+                parsed.summary.branch.as_str(),
+                parsed.summary.to_tag.as_deref()
+            ),
+            ("z9hG4bK-abc123", Some("t9"))
+        );
+        let ack = Message::parse(&ack_for(&m, &parsed)).expect("our ACK parses");
+        assert_eq!(
+            ack.summary.start,
+            Start::Request {
+                method: "ACK".into(),
+                uri: "sip:+14255550100@198.18.2.2:5067;transport=udp".into()
+            }
+        );
+        assert_eq!(
+            (
+                ack.summary.cseq,
+                ack.summary.branch.as_str(),
+                ack.summary.to_tag.as_deref()
+            ),
+            (1, "z9hG4bK-abc123", Some("t9"))
+        );
+    }
+
+    proptest::proptest! {
+        /// Nothing a peer sends panics the parser.
+        #[test]
+        fn any_bytes_are_safe(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = Message::parse(&bytes);
+        }
+
+        /// Nor do mutations of a valid message.
+        #[test]
+        fn mutated_invites_are_safe(pos in 0usize..400, byte in proptest::prelude::any::<u8>()) {
+            let mut b = INVITE.as_bytes().to_vec();
+            let i = pos % b.len();
+            b[i] = byte;
+            let _ = Message::parse(&b);
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! SIP transports, the I/O edge: UDP sockets and TCP and TLS listeners on every address the
+//! topology defines, TCP and TLS connections (accepted or opened on demand, framed with
+//! [`super::framing`]; TLS verifies the peer against the configured CAs), and
+//! one channel of [`Inbound`] messages for the engine. Bounded everywhere: a datagram is at most
+//! 64 KiB, a TCP peer that sends an unframeable stream is disconnected, and a full engine queue
+//! drops UDP (the peer retransmits) rather than growing.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::tls::Tls;
+use mediator_sip::Peer;
+use mediator_sip::Transport;
+use mediator_sip::framing::{Frame, Framer};
+
+/// A message (or a datagram that may be one) from a peer.
+#[derive(Debug)]
+pub struct Inbound {
+    pub bytes: Vec<u8>,
+    pub peer: Peer,
+}
+
+/// Messages queued toward one TCP connection at most; beyond it the connection is too slow and
+/// further messages are dropped (logged).
+const CONN_QUEUE: usize = 1024;
+
+type Conns = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
+
+pub struct Transports {
+    udp: HashMap<SocketAddr, (Arc<UdpSocket>, JoinHandle<()>)>,
+    tcp: HashMap<SocketAddr, JoinHandle<()>>,
+    tls_listeners: HashMap<SocketAddr, JoinHandle<()>>,
+    tls: Option<Tls>,
+    conns: Conns,
+    tx: mpsc::Sender<Inbound>,
+}
+
+fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    // Bursts of call setups: a larger buffer rides them out instead of dropping.
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
+impl Transports {
+    /// `tls`: Mediator's certificate and trusted CAs; without it TLS addresses cannot listen.
+    pub fn new(tx: mpsc::Sender<Inbound>, tls: Option<Tls>) -> Transports {
+        Transports {
+            udp: HashMap::new(),
+            tcp: HashMap::new(),
+            tls_listeners: HashMap::new(),
+            tls,
+            conns: Arc::new(Mutex::new(HashMap::new())),
+            tx,
+        }
+    }
+
+    /// Listens on exactly `wanted`: binds what is new, closes what is gone. Returns an error per
+    /// address that cannot be bound (the rest still listen).
+    pub fn reconcile(&mut self, wanted: &BTreeSet<(SocketAddr, Transport)>) -> Vec<String> {
+        let mut errors = Vec::new();
+        self.udp.retain(|a, (_, task)| {
+            let keep = wanted.contains(&(*a, Transport::Udp));
+            if !keep {
+                task.abort();
+                tracing::info!(listen = %a, "SIP/UDP closed");
+            }
+            keep
+        });
+        self.tcp.retain(|a, task| {
+            let keep = wanted.contains(&(*a, Transport::Tcp));
+            if !keep {
+                task.abort();
+                tracing::info!(listen = %a, "SIP/TCP closed");
+            }
+            keep
+        });
+        self.tls_listeners.retain(|a, task| {
+            let keep = wanted.contains(&(*a, Transport::Tls));
+            if !keep {
+                task.abort();
+                tracing::info!(listen = %a, "SIP/TLS closed");
+            }
+            keep
+        });
+        for (addr, transport) in wanted {
+            match transport {
+                Transport::Udp if !self.udp.contains_key(addr) => match udp_socket(*addr) {
+                    Ok(sock) => {
+                        let sock = Arc::new(sock);
+                        let task = tokio::spawn(udp_loop(sock.clone(), *addr, self.tx.clone()));
+                        tracing::info!(listen = %addr, "SIP/UDP listening");
+                        self.udp.insert(*addr, (sock, task));
+                    }
+                    Err(e) => errors.push(format!("udp {addr}: {e}")),
+                },
+                Transport::Tcp if !self.tcp.contains_key(addr) => match tcp_listener(addr) {
+                    Ok(l) => {
+                        let task = tokio::spawn(accept_loop(
+                            l,
+                            Peer {
+                                remote: *addr,
+                                local: *addr,
+                                transport: Transport::Tcp,
+                            },
+                            None,
+                            self.conns.clone(),
+                            self.tx.clone(),
+                        ));
+                        tracing::info!(listen = %addr, "SIP/TCP listening");
+                        self.tcp.insert(*addr, task);
+                    }
+                    Err(e) => errors.push(format!("tcp {addr}: {e}")),
+                },
+                Transport::Tls if !self.tls_listeners.contains_key(addr) => {
+                    let Some(tls) = &self.tls else {
+                        errors.push(format!(
+                            "tls {addr}: no TLS certificate configured (tls_certificate, tls_private_key, tls_ca)"
+                        ));
+                        continue;
+                    };
+                    match tcp_listener(addr) {
+                        Ok(l) => {
+                            let task = tokio::spawn(accept_loop(
+                                l,
+                                Peer {
+                                    remote: *addr,
+                                    local: *addr,
+                                    transport: Transport::Tls,
+                                },
+                                Some(tls.clone()),
+                                self.conns.clone(),
+                                self.tx.clone(),
+                            ));
+                            tracing::info!(listen = %addr, "SIP/TLS listening");
+                            self.tls_listeners.insert(*addr, task);
+                        }
+                        Err(e) => errors.push(format!("tls {addr}: {e}")),
+                    }
+                }
+                _ => {}
+            }
+        }
+        errors
+    }
+
+    /// Sends `bytes` to `to` over its transport, from its local address.
+    pub fn send(&self, to: Peer, bytes: Vec<u8>) {
+        match to.transport {
+            Transport::Udp => {
+                let Some((sock, _)) = self.udp.get(&to.local) else {
+                    tracing::warn!(local = %to.local, "no UDP socket to send from");
+                    return;
+                };
+                if let Err(e) = sock.try_send_to(&bytes, to.remote) {
+                    tracing::debug!(to = %to.remote, error = %e, "UDP send failed (retransmission will retry)");
+                }
+            }
+            Transport::Tcp | Transport::Tls => {
+                let existing = self
+                    .conns
+                    .lock()
+                    .ok()
+                    .and_then(|c| c.get(&to.remote).cloned());
+                match existing {
+                    Some(q) => {
+                        if q.try_send(bytes).is_err() {
+                            tracing::warn!(to = %to.remote, "TCP connection queue full or closed; message dropped");
+                        }
+                    }
+                    None if to.transport == Transport::Tls && self.tls.is_none() => {
+                        tracing::warn!(to = %to.remote, "no TLS certificate configured: cannot connect");
+                    }
+                    None => {
+                        tokio::spawn(connect(
+                            to,
+                            bytes,
+                            self.tls.clone(),
+                            self.conns.clone(),
+                            self.tx.clone(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn udp_loop(sock: Arc<UdpSocket>, local: SocketAddr, tx: mpsc::Sender<Inbound>) {
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        match sock.recv_from(&mut buf).await {
+            Ok((n, from)) => {
+                // Keep-alives (CRLF) and runts are not messages.
+                if n < 4 {
+                    continue;
+                }
+                let msg = Inbound {
+                    bytes: buf[..n].to_vec(),
+                    peer: Peer {
+                        remote: from,
+                        local,
+                        transport: Transport::Udp,
+                    },
+                };
+                if tx.try_send(msg).is_err() {
+                    tracing::debug!("engine queue full; datagram dropped");
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "UDP receive error");
+            }
+        }
+    }
+}
+
+fn tcp_listener(addr: &SocketAddr) -> std::io::Result<TcpListener> {
+    let l = std::net::TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    TcpListener::from_std(l)
+}
+
+/// How long a TLS handshake may take before the connection is dropped.
+const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accepts connections on `listen` (its local address and transport), with TLS when `tls` is set.
+async fn accept_loop(
+    l: TcpListener,
+    listen: Peer,
+    tls: Option<Tls>,
+    conns: Conns,
+    tx: mpsc::Sender<Inbound>,
+) {
+    loop {
+        match l.accept().await {
+            Ok((stream, remote)) => {
+                let _ = stream.set_nodelay(true);
+                let peer = Peer { remote, ..listen };
+                let (conns, tx) = (conns.clone(), tx.clone());
+                match &tls {
+                    None => {
+                        tokio::spawn(run_conn(stream, peer, conns, tx, None));
+                    }
+                    Some(tls) => {
+                        let acceptor = tls.acceptor.clone();
+                        tokio::spawn(async move {
+                            match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => run_conn(s, peer, conns, tx, None).await,
+                                Ok(Err(e)) => {
+                                    tracing::info!(peer = %remote, error = %e, "TLS handshake failed")
+                                }
+                                Err(_) => tracing::info!(peer = %remote, "TLS handshake timed out"),
+                            }
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "TCP accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Opens a connection to `to` from its local address (an ephemeral port), over TLS when its
+/// transport is TLS (the peer's certificate must be valid for its IP address), and sends `first`.
+async fn connect(
+    to: Peer,
+    first: Vec<u8>,
+    tls: Option<Tls>,
+    conns: Conns,
+    tx: mpsc::Sender<Inbound>,
+) {
+    let socket = match to.remote {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    };
+    let result = async {
+        let s = socket?;
+        s.bind(SocketAddr::new(to.local.ip(), 0))?;
+        tokio::time::timeout(std::time::Duration::from_secs(5), s.connect(to.remote))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
+    }
+    .await;
+    match result {
+        Ok(stream) => {
+            let _ = stream.set_nodelay(true);
+            match (to.transport, tls) {
+                (Transport::Tls, Some(tls)) => {
+                    let name = rustls::pki_types::ServerName::IpAddress(to.remote.ip().into());
+                    match tokio::time::timeout(HANDSHAKE, tls.connector.connect(name, stream)).await
+                    {
+                        Ok(Ok(s)) => run_conn(s, to, conns, tx, Some(first)).await,
+                        Ok(Err(e)) => {
+                            tracing::warn!(to = %to.remote, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::warn!(to = %to.remote, "TLS handshake timed out"),
+                    }
+                }
+                _ => run_conn(stream, to, conns, tx, Some(first)).await,
+            }
+        }
+        Err(e) => tracing::warn!(to = %to.remote, error = %e, "SIP/TCP connect failed"),
+    }
+}
+
+async fn run_conn<S>(
+    stream: S,
+    peer: Peer,
+    conns: Conns,
+    tx: mpsc::Sender<Inbound>,
+    first: Option<Vec<u8>>,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (qtx, mut qrx) = mpsc::channel::<Vec<u8>>(CONN_QUEUE);
+    if let Some(f) = first {
+        let _ = qtx.try_send(f);
+    }
+    let pong = qtx.clone();
+    if let Ok(mut c) = conns.lock() {
+        c.insert(peer.remote, qtx);
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(b) = qrx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut framer = Framer::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    'read: loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        framer.push(&buf[..n]);
+        loop {
+            match framer.next_frame() {
+                Ok(Some(Frame::Message(bytes))) => {
+                    if tx.send(Inbound { bytes, peer }).await.is_err() {
+                        break 'read;
+                    }
+                }
+                Ok(Some(Frame::Ping)) => {
+                    let _ = pong.try_send(b"\r\n".to_vec());
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::info!(peer = %peer.remote, error = ?e, "closing a SIP/TCP connection: unframeable stream");
+                    break 'read;
+                }
+            }
+        }
+    }
+    writer.abort();
+    if let Ok(mut c) = conns.lock() {
+        c.remove(&peer.remote);
+    }
+}
