@@ -1,0 +1,156 @@
+//! A call's own state: its phase, its legs and streams, the attempt in progress and the ones
+//! given up, the 2xx being retransmitted and the ACKs waiting to be passed on.
+
+use super::*;
+
+#[derive(Clone, Debug)]
+pub(super) struct Stream {
+    pub(super) index: usize,
+    pub(super) session_id: String,
+    pub(super) relay: String,
+    /// The relay's address and ports facing the pool [0] and the gateway [1].
+    pub(super) anchors: [Anchor; 2],
+}
+
+pub(super) fn slot(side: Side) -> usize {
+    match side {
+        Side::Pool => 0,
+        Side::Gateway => 1,
+    }
+}
+
+/// The INVITE of the trunk being tried.
+pub(super) struct Attempt {
+    pub(super) target: usize,
+    pub(super) key: TxKey,
+    pub(super) invite: Message,
+    pub(super) leg: Leg,
+    pub(super) provisional: bool,
+    pub(super) deadline: Option<Instant>,
+}
+
+/// An INVITE Mediator gave up on (failover, CANCEL): a late 1xx gets the CANCEL, a late 2xx an
+/// ACK and a BYE.
+pub(super) struct Orphan {
+    pub(super) invite: Message,
+    pub(super) leg: Leg,
+    pub(super) cancelled: bool,
+}
+
+pub(super) enum Purpose {
+    Invite {
+        call: CallId,
+    },
+    /// A request relayed into leg `to`; its response goes back on `server` when there is one.
+    InDialog {
+        call: CallId,
+        to: Side,
+        server: Option<(TxKey, Box<Message>)>,
+    },
+    Orphan(Box<Orphan>),
+    Ignore,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Waiting for the relays' sessions.
+    Media,
+    Calling,
+    Early,
+    /// 2xx sent to the caller, waiting for its ACK.
+    Answered,
+    Confirmed,
+}
+
+impl Phase {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Phase::Media => "media",
+            Phase::Calling => "calling",
+            Phase::Early => "early",
+            Phase::Answered => "answered",
+            Phase::Confirmed => "confirmed",
+        }
+    }
+}
+
+/// A 2xx Mediator retransmits until its ACK arrives (RFC 3261 13.3.1.4).
+pub(super) struct Retx {
+    pub(super) key: TxKey,
+    pub(super) bytes: Vec<u8>,
+    pub(super) at: Instant,
+    pub(super) interval: Duration,
+    pub(super) side: Side,
+}
+
+/// The ACK of a 2xx relayed from `to`'s side, to be sent on when the other side ACKs.
+pub(super) struct PendingAck {
+    pub(super) to: Side,
+    pub(super) cseq: u32,
+}
+
+pub(super) struct Call {
+    pub(super) id: CallId,
+    pub(super) outbound: bool,
+    pub(super) pool: String,
+    pub(super) a_side: Side,
+    pub(super) a: Leg,
+    pub(super) a_key: TxKey,
+    pub(super) a_invite: Box<Message>,
+    pub(super) offer: Option<Sdp>,
+    pub(super) targets: Vec<Target>,
+    pub(super) next_target: usize,
+    pub(super) attempt: Option<Attempt>,
+    pub(super) b: Option<Leg>,
+    /// The target that answered (or is being tried).
+    pub(super) current: Option<usize>,
+    pub(super) phase: Phase,
+    pub(super) streams: Vec<Stream>,
+    pub(super) last: Option<(u16, String)>,
+    pub(super) tried: Vec<(String, u16)>,
+    pub(super) retx: Option<Retx>,
+    pub(super) ack_deadline: Option<Instant>,
+    pub(super) pending_ack: Option<PendingAck>,
+    /// The last ACK sent to each side's 2xx, resent when the 2xx is.
+    pub(super) acks: [Option<Vec<u8>>; 2],
+    /// An in-dialog INVITE or UPDATE with an offer is in progress.
+    pub(super) negotiating: bool,
+    pub(super) client_keys: Vec<TxKey>,
+    pub(super) dialed: String,
+    pub(super) caller: String,
+    pub(super) started_unix: u64,
+    pub(super) answered_unix: Option<u64>,
+    pub(super) answered_at: Option<Instant>,
+    pub(super) ident: (String, String, u32),
+}
+
+impl Call {
+    pub(super) fn target(&self) -> Option<&Target> {
+        self.current.and_then(|i| self.targets.get(i))
+    }
+
+    /// The leg facing `side`: the caller's, the answered one, or the early one being tried.
+    pub(super) fn leg_mut(&mut self, side: Side) -> Option<&mut Leg> {
+        if side == self.a_side {
+            Some(&mut self.a)
+        } else if self.b.is_some() {
+            self.b.as_mut()
+        } else {
+            self.attempt.as_mut().map(|a| &mut a.leg)
+        }
+    }
+
+    pub(super) fn anchors(&self, toward: Side, sdp: &Sdp) -> Vec<Option<Anchor>> {
+        let mut v = vec![None; sdp.media.len()];
+        for s in &self.streams {
+            if let Some(x) = v.get_mut(s.index) {
+                *x = Some(s.anchors[slot(toward)]);
+            }
+        }
+        v
+    }
+
+    pub(super) fn anchored(&self) -> bool {
+        !self.streams.is_empty() && !self.target().is_some_and(|t| t.bypass)
+    }
+}

@@ -1,0 +1,156 @@
+//! Media anchoring: the sessions a call asks of its pool's relays, what they answer, and each
+//! SDP re-pointed at the relay for the other side (with the sessions told where the peer
+//! receives).
+
+use super::*;
+
+/// Where a stream's peer receives, as the media request says it.
+pub(super) fn remote(s: &crate::sdp::Stream) -> Remote {
+    Remote {
+        rtp: s.rtp,
+        rtcp: if s.rtcp_mux { None } else { s.rtcp },
+    }
+}
+
+impl Engine {
+    pub(super) fn session_requests(&self, id: CallId) -> Vec<MediaRequest> {
+        let Some(call) = self.calls.get(&id) else {
+            return Vec::new();
+        };
+        let (Some(offer), Some(t)) = (&call.offer, call.target()) else {
+            return Vec::new();
+        };
+        offer
+            .streams()
+            .into_iter()
+            .map(|s| {
+                let known = remote(&s);
+                let (pool, gateway) = if call.a_side == Side::Pool {
+                    (known, Remote::default())
+                } else {
+                    (Remote::default(), known)
+                };
+                MediaRequest {
+                    session_id: format!("m{}-{}-{}", self.prefix, id, s.index),
+                    pool,
+                    gateway,
+                    latching: t.latching,
+                    strict_source: true,
+                    rtcp_mux: s.rtcp_mux,
+                    media_timeout_secs: self.cfg.media_timeout_secs,
+                    hold_timeout_secs: self.cfg.hold_timeout_secs,
+                    on_hold: offer.on_hold(),
+                }
+            })
+            .collect()
+    }
+
+    /// The relays' answer to [`Action::CreateMedia`]: sessions (relay, session) in request order,
+    /// or the SIP status and reason the call attempt fails with.
+    pub fn on_media_created(
+        &mut self,
+        id: CallId,
+        pool: &str,
+        result: Result<Vec<(String, MediaAnswer)>, (u16, String)>,
+        now: Now,
+    ) -> Vec<Action> {
+        self.wall_ms = now.unix_ms;
+        let now = now.mono;
+        let mut out = Vec::new();
+        let Some(call) = self.calls.get_mut(&id) else {
+            // The caller went away meanwhile: the sessions are not needed.
+            if let Ok(sessions) = result {
+                out.push(Action::DeleteMedia {
+                    pool: pool.to_string(),
+                    sessions: sessions
+                        .into_iter()
+                        .map(|(r, s)| (r, s.session_id))
+                        .collect(),
+                });
+            }
+            return out;
+        };
+        match result {
+            Ok(sessions) => {
+                let indexes: Vec<usize> = call
+                    .offer
+                    .as_ref()
+                    .map(|o| o.streams().iter().map(|s| s.index).collect())
+                    .unwrap_or_default();
+                for ((relay, s), index) in sessions.into_iter().zip(indexes) {
+                    let (Some(p), Some(g)) = (s.pool, s.gateway) else {
+                        continue;
+                    };
+                    call.streams.push(Stream {
+                        index,
+                        session_id: s.session_id,
+                        relay,
+                        anchors: [p, g],
+                    });
+                }
+                self.send_invite(id, &mut out, now);
+            }
+            Err((status, why)) => {
+                tracing::warn!(call = id, status, why, "media relay failed");
+                self.fail(id, status, &format!("media relay: {why}"), &mut out, now);
+            }
+        }
+        out
+    }
+
+    /// The SDP of a message from `from`'s side, re-pointed at the relay for the other side;
+    /// updates the sessions with where `from`'s peer receives. `None` when there is no SDP.
+    pub(super) fn answer_body(
+        &mut self,
+        id: CallId,
+        from: Side,
+        m: &Message,
+        out: &mut Vec<Action>,
+    ) -> Result<Option<Vec<u8>>, String> {
+        let Some(call) = self.calls.get(&id) else {
+            return Ok(None);
+        };
+        if !is_sdp(m) {
+            return Ok((!m.body().is_empty()).then(|| m.body().to_vec()));
+        }
+        if !call.anchored() {
+            return Ok(Some(m.body().to_vec()));
+        }
+        let sdp = std::str::from_utf8(m.body())
+            .map_err(|_| "the SDP is not UTF-8".to_string())
+            .and_then(|t| Sdp::parse(t).map_err(|e| e.to_string()))?;
+        let streams = sdp.streams();
+        if streams
+            .iter()
+            .any(|s| !call.streams.iter().any(|c| c.index == s.index))
+        {
+            return Err(
+                "a stream was added; adding media streams mid-call is not supported".into(),
+            );
+        }
+        let hold = sdp.on_hold();
+        for s in &streams {
+            let Some(st) = call.streams.iter().find(|c| c.index == s.index) else {
+                continue;
+            };
+            let spec = remote(s);
+            let (pool, gateway) = match from {
+                Side::Pool => (Some(spec), None),
+                Side::Gateway => (None, Some(spec)),
+            };
+            out.push(Action::UpdateMedia {
+                pool: call.pool.clone(),
+                relay: st.relay.clone(),
+                request: MediaUpdate {
+                    session_id: st.session_id.clone(),
+                    pool,
+                    gateway,
+                    on_hold: Some(hold),
+                },
+            });
+        }
+        sdp.rewrite(&call.anchors(from.other(), &sdp))
+            .map(|s| Some(s.into_bytes()))
+            .map_err(|e| e.to_string())
+    }
+}

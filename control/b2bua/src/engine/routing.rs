@@ -1,0 +1,260 @@
+//! Targets and routing: who a message came from, the trunks an outbound call tries (voice
+//! routes, translation, each trunk's effective settings), the pool's next hop for an inbound one,
+//! and moving on to the next target.
+
+use super::*;
+
+/// One trunk (or the pool's next hop) a call tries.
+#[derive(Clone, Debug)]
+pub(super) struct Target {
+    pub(super) trunk: String,
+    pub(super) route: String,
+    pub(super) gateway: String,
+    pub(super) peer: Peer,
+    pub(super) request_uri: String,
+    pub(super) to_hdr: String,
+    pub(super) from_hdr: String,
+    pub(super) called: String,
+    pub(super) calling: String,
+    pub(super) bypass: bool,
+    pub(super) latching: bool,
+    pub(super) refer: bool,
+    pub(super) forward_pai: bool,
+    pub(super) fast_failover: Option<Duration>,
+    pub(super) code_rules: Vec<(u16, u16)>,
+}
+
+impl Target {
+    /// A target on `peer` with the numbers as that side receives them and the trunk's effective
+    /// `settings`.
+    pub(super) fn new(
+        trunk: &str,
+        gateway: &str,
+        peer: Peer,
+        called: String,
+        calling: String,
+        s: &mediator_topology::model::Settings,
+    ) -> Target {
+        let host = host_of(peer.remote);
+        let from_hdr = if calling.is_empty() {
+            "\"Anonymous\" <sip:anonymous@anonymous.invalid>".to_string()
+        } else {
+            format!("<sip:{calling}@{};user=phone>", host_of(peer.local))
+        };
+        Target {
+            trunk: trunk.into(),
+            route: String::new(),
+            gateway: gateway.into(),
+            request_uri: format!(
+                "sip:{called}@{host}:{};user=phone{}",
+                peer.remote.port(),
+                transport_param(&peer)
+            ),
+            to_hdr: format!("<sip:{called}@{host};user=phone>"),
+            from_hdr,
+            called,
+            calling,
+            bypass: s.media_bypass.unwrap_or(false),
+            latching: s.rtp_latching.unwrap_or(false),
+            refer: s.refer_support.unwrap_or(true),
+            forward_pai: s.forward_pai.unwrap_or(false),
+            fast_failover: s.fast_failover.unwrap_or(false).then(|| {
+                Duration::from_secs(u64::from(s.fast_failover_timeout_secs.unwrap_or(10)))
+            }),
+            code_rules: s
+                .response_code_rules
+                .iter()
+                .flatten()
+                .map(|r| (r.received, r.translated))
+                .collect(),
+            peer,
+        }
+    }
+}
+
+pub(super) enum Origin {
+    Pool { pool: String },
+    Gateway { trunk: String, pool: String },
+}
+
+/// Who a message came from: the pool's next hop on its pool-side address, or a gateway on the
+/// listening port of one of its trunks (and that trunk's transport). Anything else is refused.
+pub(super) fn identify(topo: &Topology, from: &Peer) -> Option<Origin> {
+    for p in topo.pools.values().map(|p| &p.value) {
+        if p.pool_side_listen == from.local
+            && sip_transport(p.next_hop.transport) == from.transport
+            && p.next_hop.host.parse::<IpAddr>().ok() == Some(from.remote.ip())
+        {
+            return Some(Origin::Pool {
+                pool: p.name.clone(),
+            });
+        }
+    }
+    for t in topo.trunks.values().map(|t| &t.value) {
+        let Some(p) = topo.pools.get(&t.pool).map(|p| &p.value) else {
+            continue;
+        };
+        if SocketAddr::new(p.gateway_side_address, t.pool_port) == from.local
+            && sip_transport(t.transport) == from.transport
+            && t.gateway.parse::<IpAddr>().ok() == Some(from.remote.ip())
+        {
+            return Some(Origin::Gateway {
+                trunk: t.name.clone(),
+                pool: p.name.clone(),
+            });
+        }
+    }
+    None
+}
+
+pub(super) fn host_of(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) => a.ip().to_string(),
+        SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    }
+}
+
+impl Engine {
+    pub(super) fn outbound_targets(
+        &self,
+        topo: &Topology,
+        pool: &str,
+        dialed: &str,
+        caller: &str,
+    ) -> Result<Vec<Target>, (u16, String)> {
+        let attempts = topo
+            .test_route(dialed, &[], caller)
+            .map_err(|e| (404, format!("no route for '{dialed}': {e}")))?;
+        let pool_v = &topo
+            .get::<mediator_topology::model::Pool>(pool)
+            .map_err(|e| (500, e.to_string()))?
+            .value;
+        let mut targets = Vec::new();
+        for a in attempts.into_iter().filter(|a| a.pool == pool) {
+            let (Ok(t), Ok(eff)) = (
+                topo.get::<mediator_topology::model::Trunk>(&a.trunk),
+                topo.effective(&a.trunk),
+            ) else {
+                continue;
+            };
+            let t = &t.value;
+            let Ok(gw) = t.gateway.parse::<IpAddr>() else {
+                tracing::warn!(trunk = %t.name, gateway = %t.gateway, "skipped: the gateway is not an IP address (FQDN gateways are not supported yet)");
+                continue;
+            };
+            let peer = Peer {
+                remote: SocketAddr::new(gw, t.gateway_port),
+                local: SocketAddr::new(pool_v.gateway_side_address, t.pool_port),
+                transport: sip_transport(t.transport),
+            };
+            let mut target = Target::new(
+                &a.trunk,
+                &t.gateway,
+                peer,
+                a.called,
+                a.calling,
+                &eff.settings,
+            );
+            target.route = a.route;
+            targets.push(target);
+        }
+        if targets.is_empty() {
+            return Err((
+                404,
+                format!("no voice route for '{dialed}' on a trunk of pool {pool}"),
+            ));
+        }
+        Ok(targets)
+    }
+
+    pub(super) fn inbound_target(
+        &self,
+        topo: &Topology,
+        trunk: &str,
+        pool: &str,
+        dialed: &str,
+        caller: &str,
+    ) -> Result<Target, (u16, String)> {
+        let inb = topo
+            .inbound(trunk, dialed, caller)
+            .map_err(|e| (500, format!("inbound routing on trunk {trunk}: {e}")))?;
+        let pool_v = &topo
+            .get::<mediator_topology::model::Pool>(pool)
+            .map_err(|e| (500, e.to_string()))?
+            .value;
+        let Ok(ip) = inb.next_hop.host.parse::<IpAddr>() else {
+            return Err((
+                503,
+                format!(
+                    "the next hop of pool {pool} is not an IP address (FQDNs are not supported yet)"
+                ),
+            ));
+        };
+        let s = topo
+            .effective(trunk)
+            .map_err(|e| (500, e.to_string()))?
+            .settings;
+        let peer = Peer {
+            remote: SocketAddr::new(ip, inb.next_hop.port),
+            local: pool_v.pool_side_listen,
+            transport: sip_transport(inb.next_hop.transport),
+        };
+        let gateway = topo
+            .get::<mediator_topology::model::Trunk>(trunk)
+            .map(|t| t.value.gateway.clone())
+            .unwrap_or_default();
+        let mut target = Target::new(trunk, &gateway, peer, inb.called, inb.calling, &s);
+        // Toward the pool: its own identity headers pass, and no trunk-side failover applies.
+        target.forward_pai = true;
+        target.fast_failover = None;
+        target.code_rules.clear();
+        Ok(target)
+    }
+
+    /// Tries the next target, or answers the caller with the last meaningful response.
+    pub(super) fn next_attempt(&mut self, id: CallId, out: &mut Vec<Action>, now: Instant) {
+        loop {
+            let Some(call) = self.calls.get_mut(&id) else {
+                return;
+            };
+            let Some(i) = (call.next_target < call.targets.len()).then_some(call.next_target)
+            else {
+                let (status, why) = call
+                    .last
+                    .clone()
+                    .unwrap_or((503, "no trunk could take the call".into()));
+                self.fail(id, status, &why, out, now);
+                return;
+            };
+            call.next_target += 1;
+            call.current = Some(i);
+            let t = &call.targets[i];
+            if !t.bypass && call.offer.is_none() {
+                call.last = Some((
+                    488,
+                    "a delayed offer (INVITE without SDP) cannot be anchored yet".into(),
+                ));
+                call.tried.push((t.trunk.clone(), 488));
+                continue;
+            }
+            if !t.bypass && call.streams.is_empty() {
+                let requests = self.session_requests(id);
+                let call = self.calls.get_mut(&id).expect("call exists");
+                if requests.is_empty() {
+                    // An offer with no anchored stream (T.38 only, all rejected): nothing to relay.
+                    self.send_invite(id, out, now);
+                    return;
+                }
+                call.phase = Phase::Media;
+                out.push(Action::CreateMedia {
+                    call: id,
+                    pool: call.pool.clone(),
+                    requests,
+                });
+                return;
+            }
+            self.send_invite(id, out, now);
+            return;
+        }
+    }
+}
