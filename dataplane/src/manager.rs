@@ -1176,3 +1176,897 @@ impl Dataplane {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The manager against [`FakeForwarder`], unprivileged: relay sockets and peers on 127.0.0.1,
+    //! a temporary state directory per test. Each test has its own block of eight ports in
+    //! 47000-47087 (see [`base`]), so tests running in parallel never take each other's ports.
+
+    use super::*;
+    use std::net::Ipv4Addr;
+    use std::path::PathBuf;
+
+    use crate::abi::{self, StreamStats};
+    use crate::forwarder::FakeForwarder;
+
+    const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    /// How long to wait for a packet or an event: generous, because a loaded CI machine is slow
+    /// and a passing run never waits this long.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// The first port of test `block`'s eight.
+    fn base(block: u16) -> u16 {
+        47000 + block * 8
+    }
+
+    fn at(port: u16) -> SocketAddr {
+        SocketAddr::new(LOCALHOST, port)
+    }
+
+    /// A state directory that is removed when the test ends, passed or not.
+    struct StateDir(PathBuf);
+
+    impl StateDir {
+        fn new(name: &str) -> Self {
+            let p = std::env::temp_dir().join(format!(
+                "mediator-manager-test-{}-{name}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&p);
+            Self(p)
+        }
+        fn records(&self) -> Vec<Record> {
+            Store::open(&self.0).expect("open the store").load_all()
+        }
+    }
+
+    impl Drop for StateDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A relay range of `pairs` RTP/RTCP pairs at the start of `block`.
+    fn config(block: u16, pairs: u16, state: &StateDir) -> Config {
+        Config {
+            port_min: base(block),
+            port_max: base(block) + pairs * 2 - 1,
+            state_dir: state.0.clone(),
+            ..Config::default()
+        }
+    }
+
+    struct Lab {
+        dp: Arc<Dataplane>,
+        fake: Arc<FakeForwarder>,
+        events: broadcast::Receiver<Event>,
+        notices: JoinHandle<()>,
+    }
+
+    impl Lab {
+        /// A manager as the daemon runs it: relay tasks on this runtime, notices driven.
+        fn start(cfg: Config, fake: Arc<FakeForwarder>) -> Self {
+            let forwarder: Arc<dyn Forwarder> = fake.clone();
+            let (dp, notices) = Dataplane::new(cfg, forwarder, tokio::runtime::Handle::current())
+                .expect("start the manager");
+            let events = dp.subscribe();
+            let notices = tokio::spawn(dp.clone().run_notices(notices));
+            Self {
+                dp,
+                fake,
+                events,
+                notices,
+            }
+        }
+
+        /// Stops the manager the way a killed daemon stops: its sockets close, while its records
+        /// and the fast path's entries (pinned maps, here the shared fake) stay behind.
+        async fn crash(self) -> Arc<FakeForwarder> {
+            self.notices.abort();
+            let _ = self.notices.await;
+            let entries: Vec<Entry> = {
+                let mut inner = self.dp.inner.lock().expect("inner lock");
+                std::mem::take(&mut inner.sessions).into_values().collect()
+            };
+            for e in entries {
+                e.tasks.iter().for_each(JoinHandle::abort);
+                for t in e.tasks {
+                    let _ = t.await;
+                }
+            }
+            self.fake
+        }
+
+        fn entries(&self) -> HashMap<StreamKey, StreamEntry> {
+            self.fake.entries.lock().expect("fake lock").clone()
+        }
+
+        fn slot(&self, id: &str, stream: StreamId) -> u32 {
+            let shared = self.dp.shared(id).expect("the session exists");
+            let m = shared.media.lock().expect("media lock");
+            m.stream(stream).stats_slot
+        }
+
+        fn free_slots(&self) -> usize {
+            self.dp.inner.lock().expect("inner lock").slots.free
+        }
+
+        async fn next_event(&mut self) -> Event {
+            tokio::time::timeout(WAIT, self.events.recv())
+                .await
+                .expect("an event in time")
+                .expect("the event channel is open")
+        }
+
+        /// The events already emitted (emission is synchronous with create and update).
+        fn drain_events(&mut self) -> Vec<EventKind> {
+            let mut out = Vec::new();
+            while let Ok(e) = self.events.try_recv() {
+                out.push(e.kind);
+            }
+            out
+        }
+    }
+
+    fn options(latching: bool) -> Options {
+        Options {
+            latching,
+            strict_source: true,
+            rtcp_mux: false,
+            clock_rate: 8000,
+            media_timeout_secs: 60,
+            hold_timeout_secs: 3600,
+        }
+    }
+
+    fn spec(
+        id: &str,
+        pool: Option<SocketAddr>,
+        gateway: Option<SocketAddr>,
+        latching: bool,
+    ) -> CreateSpec {
+        let leg = |rtp| LegRequest {
+            local: None,
+            remote: Remote { rtp, rtcp: None },
+        };
+        CreateSpec {
+            id: id.into(),
+            pool: leg(pool),
+            gateway: leg(gateway),
+            options: options(latching),
+            on_hold: false,
+        }
+    }
+
+    fn stream(v: &SessionView, from: Side, kind: Kind) -> &StreamView {
+        v.streams
+            .iter()
+            .find(|s| s.id == StreamId { from, kind })
+            .expect("the stream is in the view")
+    }
+
+    fn ports(v: &SessionView) -> [u16; 2] {
+        [v.legs[0].rtp_port, v.legs[1].rtp_port]
+    }
+
+    fn rtp(seq: u16) -> Vec<u8> {
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&[0xd5; 160]);
+        p
+    }
+
+    async fn peer(port: u16) -> UdpSocket {
+        UdpSocket::bind(at(port)).await.expect("bind a peer")
+    }
+
+    /// Sends one packet from `from` to the relay socket `to` and returns where `receiver` got it
+    /// from. One packet, no retries: loopback does not lose it, and a retry could leave a
+    /// duplicate queued for the next exchange.
+    async fn relay(from: &UdpSocket, to: SocketAddr, receiver: &UdpSocket, seq: u16) -> SocketAddr {
+        let sent = rtp(seq);
+        from.send_to(&sent, to).await.expect("send");
+        let mut buf = [0u8; 2048];
+        let (n, src) = tokio::time::timeout(WAIT, receiver.recv_from(&mut buf))
+            .await
+            .expect("the relay forwarded the packet in time")
+            .expect("recv");
+        assert_eq!(&buf[..n], &sent[..], "relayed unchanged");
+        src
+    }
+
+    /// Waits for `n` events and returns them.
+    async fn events(lab: &mut Lab, n: usize) -> Vec<EventKind> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(lab.next_event().await.kind);
+        }
+        out
+    }
+
+    fn is_offloaded(e: &EventKind, k: Kind) -> bool {
+        matches!(e, EventKind::Offloaded { kind } if *kind == k)
+    }
+
+    fn is_withdrawn(e: &EventKind, k: Kind, why: &str) -> bool {
+        matches!(e, EventKind::Withdrawn { kind, reason } if *kind == k && reason == why)
+    }
+
+    #[test]
+    fn index_pool_hands_out_round_robin_and_reuses_a_freed_index_last() {
+        let mut p = IndexPool::new(3);
+        assert_eq!(p.alloc(|_| true), Some(0));
+        assert_eq!(p.alloc(|_| true), Some(1));
+        p.release(0);
+        assert_eq!(p.alloc(|_| true), Some(2), "the freed 0 waits its turn");
+        assert_eq!(p.alloc(|_| true), Some(0));
+        assert_eq!((p.alloc(|_| true), p.free), (None, 0));
+        p.release(1);
+        p.release(1);
+        assert_eq!(p.free, 1, "a double release frees once");
+        assert_eq!(p.alloc(|i| i != 1), None, "a refused index stays free");
+        assert_eq!(p.free, 1);
+        assert!(p.reserve(1));
+        assert!(!p.reserve(1), "reserved twice");
+        assert!(!p.reserve(3), "out of range");
+        assert_eq!(p.free, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn create_allocates_ports_from_the_range_and_saves_a_record() {
+        let state = StateDir::new("create");
+        let b = base(0);
+        let lab = Lab::start(config(0, 2, &state), Arc::default());
+        assert_eq!((lab.dp.free_ports(), lab.dp.max_sessions()), (4, 1));
+
+        let v = lab
+            .dp
+            .create(spec("c1", Some(at(b + 4)), Some(at(b + 5)), true))
+            .expect("create");
+
+        let mut got = ports(&v);
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            [b, b + 2],
+            "one RTP/RTCP pair per side, from the range"
+        );
+        assert!(v.legs.iter().all(|l| l.local == LOCALHOST));
+        assert_eq!(v.legs[0].remote.rtp, Some(at(b + 4)));
+        assert_eq!(v.legs[1].remote.rtp, Some(at(b + 5)));
+        assert_eq!((lab.dp.free_ports(), lab.dp.session_count()), (0, 1));
+        assert_eq!(lab.free_slots(), 1024 - 4);
+        assert_eq!(v.streams.len(), 4);
+        for s in &v.streams {
+            assert!(!s.offloaded && s.reason == "latching", "{s:?}");
+        }
+        assert!(
+            lab.entries().is_empty(),
+            "nothing latched, nothing offloaded"
+        );
+        // The sockets are really held: nobody else can bind them.
+        for p in got {
+            assert!(std::net::UdpSocket::bind(at(p)).is_err(), "{p} is held");
+            assert!(
+                std::net::UdpSocket::bind(at(p + 1)).is_err(),
+                "{} is held",
+                p + 1
+            );
+        }
+
+        let recs = state.records();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].id, "c1");
+        assert_eq!(recs[0].media.legs, v.legs);
+        assert_eq!(recs[0].media.options, options(true));
+        let (page, more, total) = lab.dp.list("", 10).expect("list");
+        assert_eq!((page.len(), more, total), (1, false, 1));
+        assert_eq!(lab.dp.get("c1").expect("get").legs, v.legs);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn relays_in_userspace_offloads_once_latched_and_withdraws_on_new_endpoints() {
+        let state = StateDir::new("latch");
+        let b = base(1);
+        let mut lab = Lab::start(config(1, 2, &state), Arc::default());
+        let (pool_peer, gw_peer, new_gw_peer) =
+            (peer(b + 4).await, peer(b + 5).await, peer(b + 6).await);
+        let v = lab
+            .dp
+            .create(spec("l1", Some(at(b + 4)), Some(at(b + 5)), true))
+            .expect("create");
+        let [pool_port, gw_port] = ports(&v);
+
+        // Pool to gateway: the gateway peer hears it from the gateway-side socket.
+        assert_eq!(
+            relay(&pool_peer, at(pool_port), &gw_peer, 1).await,
+            at(gw_port)
+        );
+        let v = lab.dp.get("l1").expect("get");
+        assert!(stream(&v, Side::Pool, Kind::Rtp).latched);
+        assert!(
+            lab.entries().is_empty(),
+            "one direction confirmed is not enough"
+        );
+        // And back: now both directions are confirmed.
+        assert_eq!(
+            relay(&gw_peer, at(gw_port), &pool_peer, 2).await,
+            at(pool_port)
+        );
+
+        let ev = events(&mut lab, 2).await;
+        assert!(ev.iter().all(|e| is_offloaded(e, Kind::Rtp)), "{ev:?}");
+        let v = lab.dp.get("l1").expect("get");
+        assert_eq!(v.rtp_path(), (true, "offloaded".to_string()));
+        for side in Side::BOTH {
+            let s = stream(&v, side, Kind::Rtp);
+            assert_eq!(
+                (s.userspace_packets, s.userspace_bytes),
+                (1, 172),
+                "{side:?}"
+            );
+            assert_eq!(stream(&v, side, Kind::Rtcp).reason, "latching");
+        }
+        let entries = lab.entries();
+        assert_eq!(entries.len(), 2, "the two RTP directions, no RTCP yet");
+        let (family, lo) = abi::ip_bytes(LOCALHOST);
+        for (from, to, peer_from, peer_to, side) in [
+            (pool_port, gw_port, b + 4, b + 5, Side::Pool),
+            (gw_port, pool_port, b + 5, b + 4, Side::Gateway),
+        ] {
+            let e = entries
+                .get(&StreamKey::new(at(from)))
+                .expect("an entry keyed by the receiving socket");
+            assert_eq!(e.family, family);
+            assert_eq!((e.src_addr, e.dst_addr, e.expect_addr), (lo, lo, lo));
+            assert_eq!(
+                u16::from_be(e.src_port),
+                to,
+                "sent from the other side's socket"
+            );
+            assert_eq!(
+                u16::from_be(e.dst_port),
+                peer_to,
+                "to the other side's latched peer"
+            );
+            assert_eq!(
+                u16::from_be(e.expect_port),
+                peer_from,
+                "from this side's latched peer"
+            );
+            assert_eq!(e.policy, abi::POLICY_DROP_MISMATCH, "strict source");
+            let slot = lab.slot(
+                "l1",
+                StreamId {
+                    from: side,
+                    kind: Kind::Rtp,
+                },
+            );
+            assert_eq!(e.stats_slot, slot, "counted in the stream's own slot");
+        }
+        let rec = &state.records()[0];
+        assert!(
+            rec.media.streams[StreamId {
+                from: Side::Pool,
+                kind: Kind::Rtp
+            }
+            .index()]
+            .offloaded,
+            "the offload is persisted"
+        );
+
+        // A re-INVITE moves the gateway: every entry goes, with the reason, until it re-latches.
+        let v = lab
+            .dp
+            .update(UpdateSpec {
+                id: "l1".into(),
+                gateway: Some(LegRequest {
+                    local: None,
+                    remote: Remote {
+                        rtp: Some(at(b + 6)),
+                        rtcp: None,
+                    },
+                }),
+                ..Default::default()
+            })
+            .expect("update");
+        assert!(lab.entries().is_empty(), "entries withdrawn");
+        let ev = lab.drain_events();
+        assert_eq!(ev.len(), 2, "{ev:?}");
+        assert!(
+            ev.iter()
+                .all(|e| is_withdrawn(e, Kind::Rtp, "update: new endpoints")),
+            "{ev:?}"
+        );
+        assert_eq!(
+            v.rtp_path(),
+            (false, "latching".to_string()),
+            "sources are learned again"
+        );
+        assert!(v.streams.iter().all(|s| !s.latched));
+        assert_eq!(v.legs[1].remote.rtp, Some(at(b + 6)));
+        assert_eq!(state.records()[0].media.legs[1].remote.rtp, Some(at(b + 6)));
+
+        // Media from the pool now goes to the new gateway peer, and the session offloads again.
+        assert_eq!(
+            relay(&pool_peer, at(pool_port), &new_gw_peer, 3).await,
+            at(gw_port)
+        );
+        assert_eq!(
+            relay(&new_gw_peer, at(gw_port), &pool_peer, 4).await,
+            at(pool_port)
+        );
+        let ev = events(&mut lab, 2).await;
+        assert!(ev.iter().all(|e| is_offloaded(e, Kind::Rtp)), "{ev:?}");
+        let e = lab.entries()[&StreamKey::new(at(pool_port))];
+        assert_eq!(u16::from_be(e.dst_port), b + 6, "to the new gateway peer");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_latching_offloads_at_create_and_an_update_moves_the_entries() {
+        let state = StateDir::new("nolatch");
+        let b = base(2);
+        let mut lab = Lab::start(config(2, 2, &state), Arc::default());
+        let v = lab
+            .dp
+            .create(spec("n1", Some(at(b + 4)), Some(at(b + 6)), false))
+            .expect("create");
+        let [pool_port, gw_port] = ports(&v);
+
+        // The SDP is trusted: all four streams go to the fast path at once.
+        let ev = lab.drain_events();
+        assert_eq!(ev.len(), 4, "{ev:?}");
+        assert_eq!(ev.iter().filter(|e| is_offloaded(e, Kind::Rtp)).count(), 2);
+        assert_eq!(ev.iter().filter(|e| is_offloaded(e, Kind::Rtcp)).count(), 2);
+        assert!(v.streams.iter().all(|s| s.offloaded), "{v:?}");
+        let dst = |lab: &Lab, local: u16| {
+            u16::from_be(lab.entries()[&StreamKey::new(at(local))].dst_port)
+        };
+        assert_eq!(lab.entries().len(), 4);
+        assert_eq!(dst(&lab, pool_port), b + 6);
+        assert_eq!(dst(&lab, pool_port + 1), b + 7, "RTCP to the RTP port + 1");
+        assert_eq!(dst(&lab, gw_port), b + 4);
+        assert_eq!(dst(&lab, gw_port + 1), b + 5);
+
+        // The same endpoints again (a re-INVITE that changes nothing): nothing moves.
+        let before = lab.entries();
+        let same = UpdateSpec {
+            id: "n1".into(),
+            gateway: Some(LegRequest {
+                local: None,
+                remote: Remote {
+                    rtp: Some(at(b + 6)),
+                    rtcp: None,
+                },
+            }),
+            ..Default::default()
+        };
+        lab.dp.update(same).expect("update");
+        assert!(lab.drain_events().is_empty());
+        assert_eq!(lab.entries(), before);
+
+        // A new gateway endpoint (only an address: nothing is sent to it): withdrawn with the
+        // reason, then installed towards it.
+        let moved_to: SocketAddr = "127.0.0.9:5000".parse().expect("addr");
+        let moved = UpdateSpec {
+            id: "n1".into(),
+            gateway: Some(LegRequest {
+                local: None,
+                remote: Remote {
+                    rtp: Some(moved_to),
+                    rtcp: Some(SocketAddr::new(moved_to.ip(), 5003)),
+                },
+            }),
+            ..Default::default()
+        };
+        let v = lab.dp.update(moved).expect("update");
+        let ev = lab.drain_events();
+        assert_eq!(ev.len(), 8, "{ev:?}");
+        let (withdrawn, offloaded) = ev.split_at(4);
+        assert!(
+            withdrawn
+                .iter()
+                .all(|e| is_withdrawn(e, Kind::Rtp, "update: new endpoints")
+                    || is_withdrawn(e, Kind::Rtcp, "update: new endpoints")),
+            "{ev:?}"
+        );
+        assert!(
+            offloaded
+                .iter()
+                .all(|e| is_offloaded(e, Kind::Rtp) || is_offloaded(e, Kind::Rtcp)),
+            "{ev:?}"
+        );
+        assert!(v.streams.iter().all(|s| s.offloaded));
+        assert_eq!(lab.entries().len(), 4);
+        assert_eq!(dst(&lab, pool_port), 5000);
+        assert_eq!(dst(&lab, pool_port + 1), 5003, "a=rtcp wins");
+        let (_, moved_ip) = abi::ip_bytes(moved_to.ip());
+        assert_eq!(
+            lab.entries()[&StreamKey::new(at(pool_port))].dst_addr,
+            moved_ip
+        );
+        assert_eq!(dst(&lab, gw_port), b + 4, "the pool side did not move");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn delete_removes_entries_and_record_and_frees_the_ports() {
+        let state = StateDir::new("delete");
+        let b = base(3);
+        let lab = Lab::start(config(3, 2, &state), Arc::default());
+        let v = lab
+            .dp
+            .create(spec("d1", Some(at(b + 4)), Some(at(b + 6)), false))
+            .expect("create");
+        assert_eq!((lab.entries().len(), lab.dp.free_ports()), (4, 0));
+        assert_eq!(lab.dp.offloaded_streams(), 4);
+
+        let gone = lab.dp.delete("d1").await.expect("delete");
+        assert_eq!((gone.id.as_str(), gone.legs), ("d1", v.legs));
+        assert!(
+            lab.entries().is_empty(),
+            "its fast-path entries are removed"
+        );
+        assert!(state.records().is_empty(), "its record is removed");
+        assert!(matches!(lab.dp.get("d1"), Err(SessionError::NotFound(_))));
+        assert!(matches!(
+            lab.dp.delete("d1").await,
+            Err(SessionError::NotFound(_))
+        ));
+        assert_eq!((lab.dp.session_count(), lab.dp.free_ports()), (0, 4));
+        assert_eq!(lab.free_slots(), 1024);
+        assert_eq!(lab.dp.offloaded_streams(), 0);
+
+        // The whole range is one session, so the next one can only exist on the same ports:
+        // the sockets were really closed.
+        let again = lab
+            .dp
+            .create(spec("d2", Some(at(b + 4)), Some(at(b + 6)), false))
+            .expect("create on the freed ports");
+        let (mut a, mut c) = (ports(&v), ports(&again));
+        a.sort_unstable();
+        c.sort_unstable();
+        assert_eq!(a, c);
+        assert_eq!(lab.entries().len(), 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn port_exhaustion_fails_with_nothing_half_created() {
+        let state = StateDir::new("ports");
+        let b = base(4);
+        // Three pairs: one session and a half.
+        let lab = Lab::start(config(4, 3, &state), Arc::default());
+        lab.dp
+            .create(spec("p1", Some(at(b + 6)), Some(at(b + 7)), false))
+            .expect("create");
+        let entries = lab.entries();
+        assert_eq!(lab.dp.free_ports(), 2);
+
+        // The pool side gets the last pair, the gateway side none: the pool side's must be
+        // given back, sockets closed.
+        let err = lab
+            .dp
+            .create(spec("p2", Some(at(b + 6)), Some(at(b + 7)), false))
+            .expect_err("no pair left for the gateway side");
+        assert!(
+            matches!(&err, SessionError::Exhausted(m) if m.contains("no free RTP/RTCP port pair")),
+            "{err}"
+        );
+        assert_eq!((lab.dp.session_count(), lab.dp.free_ports()), (1, 2));
+        assert_eq!(lab.free_slots(), 1024 - 4);
+        assert!(matches!(lab.dp.get("p2"), Err(SessionError::NotFound(_))));
+        assert_eq!(state.records().len(), 1, "no record for the failed session");
+        assert_eq!(lab.entries(), entries, "no entry for the failed session");
+        let spare = [
+            std::net::UdpSocket::bind(at(b + 4)).expect("the spare RTP port is closed again"),
+            std::net::UdpSocket::bind(at(b + 5)).expect("the spare RTCP port is closed again"),
+        ];
+        drop(spare);
+
+        lab.dp.delete("p1").await.expect("delete");
+        lab.dp
+            .create(spec("p2", Some(at(b + 6)), Some(at(b + 7)), false))
+            .expect("room again once p1 is gone");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stream_slot_exhaustion_fails_before_taking_ports() {
+        let state = StateDir::new("slots");
+        // Ports for two sessions, slots for one and a half: the second session must not start
+        // with two of its four streams sharing slots.
+        let cfg = Config {
+            max_streams: 6,
+            ..config(5, 4, &state)
+        };
+        let lab = Lab::start(cfg, Arc::default());
+        assert_eq!(lab.dp.max_sessions(), 1);
+        lab.dp.create(spec("s1", None, None, true)).expect("create");
+        let err = lab
+            .dp
+            .create(spec("s2", None, None, true))
+            .expect_err("no slots left");
+        assert!(
+            matches!(&err, SessionError::Exhausted(m) if m.contains("stream slots")),
+            "{err}"
+        );
+        assert_eq!((lab.dp.session_count(), lab.dp.free_ports()), (1, 4));
+        assert_eq!(lab.free_slots(), 2);
+        assert_eq!(state.records().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restarted_manager_readopts_its_sessions_and_their_entries() {
+        let state = StateDir::new("readopt");
+        let b = base(6);
+        let cfg = config(6, 2, &state);
+        let (pool_peer, gw_peer) = (peer(b + 4).await, peer(b + 5).await);
+        let lab = Lab::start(cfg.clone(), Arc::default());
+        let v = lab
+            .dp
+            .create(spec("r1", Some(at(b + 4)), Some(at(b + 5)), false))
+            .expect("create");
+        let slots: Vec<u32> = StreamId::ALL.iter().map(|&s| lab.slot("r1", s)).collect();
+        let entries = lab.entries();
+        assert_eq!(entries.len(), 4);
+        // An entry left by no session (its record lost): the restart must remove it.
+        let stray = StreamKey::new(at(b + 7));
+        lab.fake
+            .entries
+            .lock()
+            .expect("fake lock")
+            .insert(stray, StreamEntry::default());
+
+        let fake = lab.crash().await;
+        let lab = Lab::start(cfg, fake);
+
+        assert_eq!(lab.dp.session_count(), 1);
+        let w = lab.dp.get("r1").expect("re-adopted");
+        assert_eq!(
+            (w.legs, w.options, w.created_unix_ms),
+            (v.legs, v.options, v.created_unix_ms)
+        );
+        for s in &w.streams {
+            assert!(s.offloaded && s.reason == "offloaded", "{s:?}");
+        }
+        let again: Vec<u32> = StreamId::ALL.iter().map(|&s| lab.slot("r1", s)).collect();
+        assert_eq!(
+            again, slots,
+            "the same statistics slots, which the kernel kept counting in"
+        );
+        assert_eq!(
+            lab.entries(),
+            entries,
+            "its entries kept, the stray one removed"
+        );
+        assert_eq!(
+            lab.dp.sequence.load(Ordering::Relaxed),
+            0,
+            "no event: the installed entries were recognised, not offloaded anew"
+        );
+        assert_eq!((lab.dp.free_ports(), lab.free_slots()), (0, 1024 - 4));
+        // Its sockets are bound again and relaying.
+        let [pool_port, gw_port] = ports(&w);
+        assert_eq!(
+            relay(&pool_peer, at(pool_port), &gw_peer, 1).await,
+            at(gw_port)
+        );
+        assert_eq!(
+            relay(&gw_peer, at(gw_port), &pool_peer, 2).await,
+            at(pool_port)
+        );
+
+        lab.dp.delete("r1").await.expect("delete");
+        assert!(lab.entries().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_that_cannot_be_rebound_is_dropped_at_restart() {
+        let state = StateDir::new("readopt-lost");
+        let b = base(7);
+        let cfg = config(7, 2, &state);
+        let lab = Lab::start(cfg.clone(), Arc::default());
+        let v = lab
+            .dp
+            .create(spec("lost", Some(at(b + 4)), Some(at(b + 6)), false))
+            .expect("create");
+        assert_eq!(lab.entries().len(), 4);
+        let fake = lab.crash().await;
+        // Something else took one of its ports while the daemon was down.
+        let squatter = std::net::UdpSocket::bind(at(v.legs[1].rtp_port)).expect("take a port");
+
+        let lab = Lab::start(cfg, fake);
+        assert_eq!(lab.dp.session_count(), 0);
+        assert!(state.records().is_empty(), "its record is dropped");
+        assert!(
+            lab.entries().is_empty(),
+            "its entries belong to no session now"
+        );
+        assert_eq!(
+            lab.dp.free_ports(),
+            4,
+            "the pairs it reserved are given back"
+        );
+        assert_eq!(lab.free_slots(), 1024);
+        drop(squatter);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn media_timeout_fires_once_per_silence() {
+        let state = StateDir::new("timeout");
+        let mut lab = Lab::start(config(8, 2, &state), Arc::default());
+        let mut s = spec("t1", None, None, true);
+        s.options.media_timeout_secs = 1;
+        lab.dp.create(s).expect("create");
+        let silence = Duration::from_millis(1500);
+
+        tokio::time::sleep(silence).await;
+        lab.dp.check_timeouts();
+        let e = lab.next_event().await;
+        assert_eq!(e.session_id, "t1");
+        assert!(
+            matches!(e.kind, EventKind::MediaTimeout { on_hold: false, idle_ms } if idle_ms >= 1000),
+            "{e:?}"
+        );
+        lab.dp.check_timeouts();
+        assert!(lab.drain_events().is_empty(), "once per silence");
+
+        // Media forwarded by the fast path (only the kernel's counters see it) ends the silence.
+        let slot = lab.slot(
+            "t1",
+            StreamId {
+                from: Side::Pool,
+                kind: Kind::Rtp,
+            },
+        );
+        let seen = StreamStats {
+            packets: 1,
+            last_seen_ns: monotonic_ns(),
+            ..Default::default()
+        };
+        lab.fake
+            .stats
+            .lock()
+            .expect("fake lock")
+            .insert(slot, vec![seen]);
+        lab.dp.check_timeouts();
+        assert!(lab.drain_events().is_empty(), "media came back");
+
+        // A new silence is a new timeout.
+        tokio::time::sleep(silence).await;
+        lab.dp.check_timeouts();
+        let e = lab.next_event().await;
+        assert!(
+            matches!(e.kind, EventKind::MediaTimeout { on_hold: false, .. }),
+            "{e:?}"
+        );
+
+        // On hold the hold timeout (an hour) applies instead.
+        lab.dp
+            .update(UpdateSpec {
+                id: "t1".into(),
+                on_hold: Some(true),
+                ..Default::default()
+            })
+            .expect("hold");
+        lab.dp.check_timeouts();
+        assert!(lab.drain_events().is_empty(), "within the hold timeout");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn invalid_requests_are_refused_without_taking_anything() {
+        let state = StateDir::new("invalid");
+        let b = base(9);
+        let lab = Lab::start(config(9, 2, &state), Arc::default());
+        let field = |r: Result<SessionView, SessionError>| match r {
+            Err(SessionError::Invalid { field, .. }) => field,
+            other => panic!("expected Invalid, got {other:?}"),
+        };
+
+        assert_eq!(
+            field(lab.dp.create(spec("bad/id", None, None, true))),
+            "session_id"
+        );
+        assert_eq!(
+            field(lab.dp.create(spec("loop", Some(at(b + 2)), None, true))),
+            "pool.remote_rtp",
+            "one of the relay's own sockets"
+        );
+        let mut s = spec("v6", None, Some("[::1]:5000".parse().expect("addr")), true);
+        assert_eq!(
+            field(lab.dp.create(s.clone())),
+            "gateway.remote_rtp",
+            "no IPv6 address configured"
+        );
+        s.gateway.remote.rtp = None;
+        s.pool.local = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+        assert_eq!(field(lab.dp.create(s)), "pool.local_address");
+        let mut s = spec("hold", None, None, true);
+        s.options.hold_timeout_secs = 10;
+        s.options.media_timeout_secs = 20;
+        assert_eq!(field(lab.dp.create(s)), "options.hold_timeout_secs");
+        assert_eq!((lab.dp.session_count(), lab.dp.free_ports()), (0, 4));
+        assert_eq!(lab.free_slots(), 1024);
+        assert!(state.records().is_empty());
+
+        let v = lab.dp.create(spec("a", None, None, true)).expect("create");
+        assert!(matches!(
+            lab.dp.create(spec("a", None, None, true)),
+            Err(SessionError::AlreadyExists(_))
+        ));
+        let own = UpdateSpec {
+            id: "a".into(),
+            gateway: Some(LegRequest {
+                local: None,
+                remote: Remote {
+                    rtp: Some(at(v.legs[0].rtp_port)),
+                    rtcp: None,
+                },
+            }),
+            ..Default::default()
+        };
+        assert_eq!(field(lab.dp.update(own)), "gateway.remote_rtp");
+        assert!(matches!(
+            lab.dp.update(UpdateSpec {
+                id: "nobody".into(),
+                ..Default::default()
+            }),
+            Err(SessionError::NotFound(_))
+        ));
+        assert_eq!(lab.dp.get("a").expect("get").legs, v.legs, "unchanged");
+        assert_eq!(lab.dp.session_count(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_nat_rebinding_re_installs_the_entry_without_a_new_offload() {
+        let state = StateDir::new("rebind");
+        let b = base(10);
+        let mut lab = Lab::start(config(10, 2, &state), Arc::default());
+        let (pool_peer, gw_peer, rebound) =
+            (peer(b + 4).await, peer(b + 5).await, peer(b + 6).await);
+        let mut s = spec("nat", Some(at(b + 4)), Some(at(b + 5)), true);
+        s.options.strict_source = false;
+        let v = lab.dp.create(s).expect("create");
+        let [pool_port, gw_port] = ports(&v);
+        relay(&pool_peer, at(pool_port), &gw_peer, 1).await;
+        relay(&gw_peer, at(gw_port), &pool_peer, 2).await;
+        let ev = events(&mut lab, 2).await;
+        assert!(ev.iter().all(|e| is_offloaded(e, Kind::Rtp)), "{ev:?}");
+        let pool_key = StreamKey::new(at(pool_port));
+        assert_eq!(lab.entries()[&pool_key].policy, abi::POLICY_PASS_MISMATCH);
+
+        // The pool peer's NAT moves it to a new port; XDP passes the packet up and the relay
+        // follows it.
+        assert_eq!(
+            relay(&rebound, at(pool_port), &gw_peer, 3).await,
+            at(gw_port)
+        );
+        let mut followed = false;
+        for _ in 0..200 {
+            let e = lab.entries();
+            if u16::from_be(e[&pool_key].expect_port) == b + 6 {
+                let back = e[&StreamKey::new(at(gw_port))];
+                assert_eq!(
+                    u16::from_be(back.dst_port),
+                    b + 6,
+                    "replies follow the peer"
+                );
+                followed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(followed, "the entry was re-installed for the new source");
+        assert_eq!(lab.entries().len(), 2);
+        // get() takes the media lock, which the re-install held until its events were out.
+        let v = lab.dp.get("nat").expect("get");
+        assert!(
+            lab.drain_events().is_empty(),
+            "still offloaded: no Withdrawn, no second Offloaded"
+        );
+        assert_eq!(v.rtp_path(), (true, "offloaded".to_string()));
+        assert_eq!(
+            stream(&v, Side::Pool, Kind::Rtp).expected_source,
+            Some(at(b + 6))
+        );
+    }
+}
