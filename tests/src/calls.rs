@@ -28,12 +28,26 @@ pub async fn lab_control(
     dataplanes: &[String],
     args: &[&str],
 ) -> anyhow::Result<Control> {
+    lab_control_using(lab, tag, dataplanes, args, None).await
+}
+
+/// [`lab_control`] with another build of mediator-control (`None`: this workspace's).
+pub async fn lab_control_using(
+    lab: &Lab,
+    tag: &str,
+    dataplanes: &[String],
+    args: &[&str],
+    binary: Option<&std::path::Path>,
+) -> anyhow::Result<Control> {
     let list: Vec<String> = dataplanes.iter().map(|a| format!("\"{a}\"")).collect();
     let toml = TOPOLOGY.replace(
         "dataplanes = [\"127.0.0.1:7400\"]",
         &format!("dataplanes = [{}]", list.join(", ")),
     );
-    let mut control = Control::start_in(tag, Some(&lab.relay.name), args)?;
+    let mut control = match binary {
+        Some(b) => Control::start_binary(b.to_path_buf(), tag, Some(&lab.relay.name), args)?,
+        None => Control::start_in(tag, Some(&lab.relay.name), args)?,
+    };
     let mut topo = control.client().await?;
     topo.import_topology(pb::ImportTopologyRequest {
         toml,
@@ -79,6 +93,16 @@ impl CallLab {
         ranges: &[&str],
         control_args: &[&str],
     ) -> anyhow::Result<CallLab> {
+        Self::build_using(tag, ranges, control_args, None).await
+    }
+
+    /// [`Self::build`] with another build of mediator-control (a benchmark's baseline).
+    pub async fn build_using(
+        tag: &str,
+        ranges: &[&str],
+        control_args: &[&str],
+        control_binary: Option<&std::path::Path>,
+    ) -> anyhow::Result<CallLab> {
         let lab = Lab::new(tag)?;
         let mut dataplane = relay_daemon(&lab, tag, "native", ranges[0], &[])?;
         dataplane.client().await?;
@@ -105,7 +129,7 @@ impl CallLab {
             extra.push(d);
             addrs.push(format!("127.0.0.1:{port}"));
         }
-        let control = lab_control(&lab, tag, &addrs, control_args).await?;
+        let control = lab_control_using(&lab, tag, &addrs, control_args, control_binary).await?;
         Ok(CallLab {
             control,
             dataplane,

@@ -1,9 +1,10 @@
-//! A `mediator-control` process as a test fixture, on loopback with its own data directory;
-//! killed (and its data directory removed) on drop.
+//! A `mediator-control` process as a test fixture (on the shared `process::Process`), on loopback
+//! or in a lab namespace with its own data directory; killed (and its data directory removed) on
+//! drop.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -13,6 +14,7 @@ use mediator_proto::control::v1::topology_service_client::TopologyServiceClient;
 use tonic::transport::Channel;
 
 use crate::daemon::{built_binary, free_port, ns_channel};
+use crate::process::Process;
 
 pub type Topo = TopologyServiceClient<Channel>;
 
@@ -20,10 +22,8 @@ pub struct Control {
     pub grpc: SocketAddr,
     /// The network namespace it runs in (None: here).
     pub ns: Option<String>,
-    args: Vec<String>,
     pub data_dir: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
+    proc: Process,
 }
 
 impl Control {
@@ -33,49 +33,40 @@ impl Control {
 
     /// Starts it in namespace `ns` (SIP listens on the lab's addresses there) with `args`.
     pub fn start_in(tag: &str, ns: Option<&str>, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_binary(built_binary("mediator-control"), tag, ns, args)
+    }
+
+    /// The same with another build of mediator-control (a benchmark's baseline).
+    pub fn start_binary(
+        binary: PathBuf,
+        tag: &str,
+        ns: Option<&str>,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
         let unique = format!("{}-{tag}", std::process::id());
         let data_dir = std::env::temp_dir().join(format!("mediator-control-test-{unique}"));
         let _ = std::fs::remove_dir_all(&data_dir);
-        let mut c = Self {
-            grpc: SocketAddr::from(([127, 0, 0, 1], free_port())),
+        let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut all: Vec<OsString> = args.iter().map(OsString::from).collect();
+        all.extend([
+            "--data-dir".into(),
+            data_dir.clone().into(),
+            "--grpc-listen".into(),
+            grpc.to_string().into(),
+        ]);
+        let proc = Process::start(
+            "mediator-control",
+            binary,
+            ns,
+            all,
+            std::env::temp_dir().join(format!("mediator-control-test-{unique}.log")),
+        )?;
+        Ok(Self {
+            grpc,
             ns: ns.map(str::to_string),
-            args: args.iter().map(|s| s.to_string()).collect(),
             data_dir,
-            log: std::env::temp_dir().join(format!("mediator-control-test-{unique}.log")),
-            child: None,
-        };
-        c.spawn()?;
-        Ok(c)
-    }
-
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
-        let mut cmd = match &self.ns {
-            Some(ns) => {
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--net=/run/netns/{ns}"))
-                    .arg("--")
-                    .arg(built_binary("mediator-control"));
-                c
-            }
-            None => Command::new(built_binary("mediator-control")),
-        };
-        let child = cmd
-            .args(&self.args)
-            .env("MEDIATOR_LOG", "info")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--grpc-listen")
-            .arg(self.grpc.to_string())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        self.child = Some(child);
-        Ok(())
+            proc,
+        })
     }
 
     /// The endpoint URL mediatorctl takes.
@@ -86,9 +77,7 @@ impl Control {
     pub async fn client(&mut self) -> anyhow::Result<Topo> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(child) = &mut self.child
-                && let Some(status) = child.try_wait()?
-            {
+            if let Some(status) = self.proc.exited()? {
                 bail!("mediator-control exited ({status}):\n{}", self.log());
             }
             if let Ok(ch) = self.channel().await {
@@ -118,33 +107,26 @@ impl Control {
 
     /// The daemon's process id (nsenter execs it, so this is the daemon itself).
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.proc.pid()
     }
 
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.proc.kill9();
     }
 
     pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill9();
-        self.spawn()
+        self.proc.restart()
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.proc.log()
     }
 }
 
 impl Drop for Control {
     fn drop(&mut self) {
-        self.kill9();
-        if std::thread::panicking() {
-            eprintln!("---- mediator-control log ----\n{}", self.log());
-        }
+        // Stopped before its data directory goes (the process fixture prints the log on a panic).
+        self.proc.kill9();
         let _ = std::fs::remove_dir_all(&self.data_dir);
-        let _ = std::fs::remove_file(&self.log);
     }
 }

@@ -1,18 +1,20 @@
-//! A `mediator-dataplane` process as a test fixture: started (optionally inside a lab namespace),
-//! killed and restarted at will, and on drop killed with its pinned BPF objects and state removed.
+//! A `mediator-dataplane` process as a test fixture (on the shared `process::Process`): started
+//! (optionally inside a lab namespace), killed and restarted at will, and on drop killed with its
+//! pinned BPF objects and state removed.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use hyper_util::rt::TokioIo;
 use mediator_proto::dataplane::v1::GetCapabilitiesRequest;
 use mediator_proto::dataplane::v1::dataplane_service_client::DataplaneServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::lab::in_netns;
+use crate::process::Process;
 
 pub type Client = DataplaneServiceClient<Channel>;
 
@@ -47,9 +49,7 @@ pub struct Daemon {
     pub grpc: SocketAddr,
     pub pin_dir: PathBuf,
     pub state_dir: PathBuf,
-    args: Vec<String>,
-    log: PathBuf,
-    child: Option<Child>,
+    proc: Process,
 }
 
 impl Daemon {
@@ -61,57 +61,39 @@ impl Daemon {
         args: &[&str],
     ) -> anyhow::Result<Self> {
         let unique = format!("{}_{}", std::process::id(), tag);
-        let mut d = Self {
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/mediator_test_{unique}"));
+        let state_dir = std::env::temp_dir().join(format!("mediator-test-{unique}"));
+        let _ = std::fs::remove_dir_all(&state_dir);
+        let mut all: Vec<OsString> = vec![
+            "--grpc-listen".into(),
+            grpc.to_string().into(),
+            "--pin-dir".into(),
+            pin_dir.clone().into(),
+            "--state-dir".into(),
+            state_dir.clone().into(),
+        ];
+        all.extend(args.iter().map(OsString::from));
+        let proc = Process::start(
+            "mediator-dataplane",
+            binary(),
+            ns,
+            all,
+            std::env::temp_dir().join(format!("mediator-test-{unique}.log")),
+        )?;
+        Ok(Self {
             ns: ns.map(str::to_string),
             grpc,
-            pin_dir: PathBuf::from(format!("/sys/fs/bpf/mediator_test_{unique}")),
-            state_dir: std::env::temp_dir().join(format!("mediator-test-{unique}")),
-            args: args.iter().map(|s| s.to_string()).collect(),
-            log: std::env::temp_dir().join(format!("mediator-test-{unique}.log")),
-            child: None,
-        };
-        let _ = std::fs::remove_dir_all(&d.state_dir);
-        d.spawn()?;
-        Ok(d)
-    }
-
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
-        let mut cmd = match &self.ns {
-            Some(ns) => {
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--net=/run/netns/{ns}"))
-                    .arg("--")
-                    .arg(binary());
-                c
-            }
-            None => Command::new(binary()),
-        };
-        cmd.arg("--grpc-listen")
-            .arg(self.grpc.to_string())
-            .arg("--pin-dir")
-            .arg(&self.pin_dir)
-            .arg("--state-dir")
-            .arg(&self.state_dir)
-            .args(&self.args)
-            .env("MEDIATOR_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        self.child = Some(cmd.spawn().context("spawning mediator-dataplane")?);
-        Ok(())
+            pin_dir,
+            state_dir,
+            proc,
+        })
     }
 
     /// Connects, waiting until the daemon answers (or fails with its log).
     pub async fn client(&mut self) -> anyhow::Result<Client> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(child) = &mut self.child
-                && let Some(status) = child.try_wait()?
-            {
+            if let Some(status) = self.proc.exited()? {
                 bail!("mediator-dataplane exited ({status}):\n{}", self.log());
             }
             if let Ok(mut c) = self.connect().await
@@ -137,43 +119,32 @@ impl Daemon {
 
     /// The daemon's process id (nsenter execs it, so this is the daemon itself).
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.proc.pid()
     }
 
     /// SIGKILL: no chance to clean up, as in a crash.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.proc.kill9();
     }
 
     /// SIGTERM and wait: a graceful stop.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let mut c = self.child.take()?;
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(c.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        c.wait().ok()
+        self.proc.terminate()
     }
 
     pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill9();
-        self.spawn()
+        self.proc.restart()
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.proc.log()
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        self.kill9();
-        if std::thread::panicking() {
-            eprintln!("---- mediator-dataplane log ----\n{}", self.log());
-        }
+        // Stopped before its pins and state go (the process fixture prints the log on a panic).
+        self.proc.kill9();
         if let Ok(entries) = std::fs::read_dir(&self.pin_dir) {
             for e in entries.flatten() {
                 let _ = std::fs::remove_file(e.path());
@@ -181,7 +152,6 @@ impl Drop for Daemon {
         }
         let _ = std::fs::remove_dir(&self.pin_dir);
         let _ = std::fs::remove_dir_all(&self.state_dir);
-        let _ = std::fs::remove_file(&self.log);
     }
 }
 

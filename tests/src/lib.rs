@@ -9,5 +9,6 @@ pub mod control;
 pub mod daemon;
 pub mod fixture;
 pub mod lab;
+pub mod process;
 pub mod rtp;
 pub mod sipp;

@@ -120,6 +120,9 @@ pub struct UacRun {
     pub successful: u64,
     pub failed: u64,
     pub errors: String,
+    /// Response times (ms) SIPp traced with `-trace_rtt` (the scenario's `rtd` marks: for the
+    /// built-in uac, INVITE to 200), empty without it.
+    pub rtt_ms: Vec<f64>,
 }
 
 /// Places `calls` calls from `ip` in `ns` to `target`, at `rate` per second, and waits for SIPp
@@ -278,6 +281,12 @@ impl Uac {
             successful: column("SuccessfulCall(C)"),
             failed: column("FailedCall(C)"),
             errors: self.errors(),
+            rtt_ms: self
+                .proc
+                .logs("_rtt.csv")
+                .lines()
+                .filter_map(|l| l.split(';').nth(1)?.trim().parse::<f64>().ok())
+                .collect(),
         }
     }
 

@@ -258,6 +258,7 @@ mod tests {
             successful,
             failed,
             errors: String::new(),
+            rtt_ms: Vec::new(),
         };
         assert!(check_completed("callers", &run(0, 10, 0), 10).is_ok());
         assert!(check_completed("callers", &run(0, 9, 0), 10).is_err());

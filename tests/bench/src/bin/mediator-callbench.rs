@@ -4,6 +4,13 @@
 //! the lab is torn down at the end or on failure.
 //!
 //!   mediator-callbench [--rate 500] [--calls 5000] [--concurrent 10000] [--hold-secs 40]
+//!   mediator-callbench --latency [--rate 100] [--calls 2000] [--writes-per-sec 20]
+//!                      [--baseline PATH-TO-ANOTHER-mediator-control] [--rounds 2]
+//!
+//! `--latency` measures call setup latency at the caller (INVITE → 200, SIPp's response-time
+//! trace) at a steady rate, without and with topology writes in a loop (durable writes through
+//! the control API, alternately creating and deleting a PSTN usage), for this build and — with
+//! `--baseline` — another build of mediator-control, interleaved in one run and on the same lab.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +20,7 @@ use mediator_tests::calls::CallLab;
 use mediator_tests::lab::{GW_PEER, POOL_PEER, POOL_RELAY};
 use mediator_tests::sipp::{Uas, uac};
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(about = "Call setup rate, concurrent calls and memory per call through Mediator")]
 struct Args {
     /// Calls per second offered in the rate run.
@@ -28,6 +35,18 @@ struct Args {
     /// How long each call of the concurrency run is held.
     #[arg(long, default_value_t = 40)]
     hold_secs: u64,
+    /// Measure call setup latency without and with topology writes instead (see above).
+    #[arg(long)]
+    latency: bool,
+    /// Topology writes per second while calls are placed (`--latency`).
+    #[arg(long, default_value_t = 20)]
+    writes_per_sec: u32,
+    /// Another mediator-control binary measured side by side with this build (`--latency`).
+    #[arg(long)]
+    baseline: Option<std::path::PathBuf>,
+    /// How many times each (build, writes) run is repeated, interleaved (`--latency`).
+    #[arg(long, default_value_t = 2)]
+    rounds: u32,
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
@@ -52,6 +71,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if !nix::unistd::geteuid().is_root() {
         bail!("mediator-callbench needs root (network namespaces, XDP)");
+    }
+    if args.latency {
+        return latency(&args).await;
     }
     // A dataplane holds four sockets per call, and this machine caps a process at 20000 open
     // files (and forbids raising it): three relays in the pool, round-robin, hold 10000 calls.
@@ -148,6 +170,173 @@ async fn main() -> anyhow::Result<()> {
             peak_rss,
             (peak_rss.saturating_sub(idle_rss)) as f64 / peak.max(1) as f64
         );
+    }
+    Ok(())
+}
+
+/// p50 and p99 of `v` (ms), nearest rank.
+fn percentiles(v: &mut [f64]) -> (f64, f64) {
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+    (at(0.50), at(0.99))
+}
+
+/// Writes the topology `per_sec` times a second until `stop`: a PSTN usage created, then deleted
+/// (each a durable store transaction). Returns how many writes were made.
+async fn write_loop(
+    lab: &CallLab,
+    per_sec: u32,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<u64> {
+    use mediator_proto::control::v1 as pb;
+    let mut topo =
+        pb::topology_service_client::TopologyServiceClient::new(lab.control.channel().await?);
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / per_sec.max(1));
+    let mut n = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        tick.tick().await;
+        let name = "callbench-writes".to_string();
+        if n.is_multiple_of(2) {
+            topo.create_pstn_usage(pb::CreatePstnUsageRequest {
+                usage: Some(pb::PstnUsage {
+                    name,
+                    priority: 1000,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .context("creating a PSTN usage")?;
+        } else {
+            topo.delete_pstn_usage(pb::DeleteRequest {
+                name,
+                expected_revision: 0,
+            })
+            .await
+            .context("deleting a PSTN usage")?;
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// One latency run: `calls` calls at `rate`, with or without the write loop; the setup times.
+async fn latency_run(args: &Args, lab: &CallLab, writes: bool) -> anyhow::Result<(Vec<f64>, u64)> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pool_ns = lab.lab.pool.name.clone();
+    let target = format!("{POOL_RELAY}:5060");
+    let (calls, rate) = (args.calls, args.rate);
+    let limit = Duration::from_secs(u64::from(calls / rate.max(1)) + 60);
+    let caller = tokio::task::spawn_blocking(move || {
+        uac(
+            &pool_ns,
+            POOL_PEER,
+            &target,
+            calls,
+            rate,
+            limit,
+            &[
+                "-s",
+                "+14255550100",
+                "-sn",
+                "uac",
+                "-d",
+                "0",
+                "-l",
+                "15000",
+                "-trace_rtt",
+                "-rtt_freq",
+                "1",
+            ],
+        )
+    });
+    let written = if writes {
+        let w = write_loop(lab, args.writes_per_sec, stop.clone());
+        tokio::pin!(w);
+        let mut caller = caller;
+        tokio::select! {
+            r = &mut w => { r?; bail!("the write loop ended early"); }
+            run = &mut caller => {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                let n = w.await?;
+                return finish(run??, calls, n);
+            }
+        }
+    } else {
+        0
+    };
+    finish(caller.await??, calls, written)
+}
+
+fn finish(
+    run: mediator_tests::sipp::UacRun,
+    calls: u32,
+    written: u64,
+) -> anyhow::Result<(Vec<f64>, u64)> {
+    if run.successful != u64::from(calls) || run.rtt_ms.len() != calls as usize {
+        bail!(
+            "{} of {calls} calls completed, {} setup times traced: {}",
+            run.successful,
+            run.rtt_ms.len(),
+            run.errors.lines().take(5).collect::<Vec<_>>().join("\n")
+        );
+    }
+    Ok((run.rtt_ms, written))
+}
+
+/// `--latency`: setup latency without and with topology writes, per build, side by side.
+async fn latency(args: &Args) -> anyhow::Result<()> {
+    let mut builds: Vec<(&str, Option<&std::path::Path>)> = vec![("this build", None)];
+    if let Some(b) = &args.baseline {
+        builds.insert(0, ("baseline", Some(b.as_path())));
+    }
+    // Every (build, writes) set of samples, pooled over the rounds.
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); builds.len() * 2];
+    let mut written = vec![0u64; builds.len()];
+    for round in 0..args.rounds.max(1) {
+        for (b, (name, binary)) in builds.iter().enumerate() {
+            let lab = CallLab::build_using(&format!("cl{b}"), &["30000-39999"], &[], *binary)
+                .await
+                .with_context(|| format!("the lab with {name}"))?;
+            let _uas = Uas::start(&lab.lab.gw.name, GW_PEER, 5060, &[]).context("uas")?;
+            // A short warm-up, then without writes and with them.
+            latency_run(
+                &Args {
+                    calls: args.rate,
+                    ..args.clone()
+                },
+                &lab,
+                false,
+            )
+            .await?;
+            for writes in [false, true] {
+                let (rtt, n) = latency_run(args, &lab, writes)
+                    .await
+                    .with_context(|| format!("{name}, writes {writes}, round {round}"))?;
+                samples[b * 2 + usize::from(writes)].extend(rtt);
+                written[b] += n;
+            }
+        }
+    }
+    println!(
+        "call setup latency at the caller (INVITE -> 200), {} calls at {}/s per run, {} round(s); \
+         writes: {}/s (PSTN usage created and deleted through the API)",
+        args.calls, args.rate, args.rounds, args.writes_per_sec
+    );
+    println!(
+        "{:<12} {:>10} {:>10} {:>14} {:>14} {:>12}",
+        "build", "p50 ms", "p99 ms", "p50 writes ms", "p99 writes ms", "p99 ratio"
+    );
+    for (b, (name, _)) in builds.iter().enumerate() {
+        let (p50, p99) = percentiles(&mut samples[b * 2]);
+        let (w50, w99) = percentiles(&mut samples[b * 2 + 1]);
+        println!(
+            "{name:<12} {p50:>10.2} {p99:>10.2} {w50:>14.2} {w99:>14.2} {:>11.2}x",
+            w99 / p99
+        );
+        println!("             ({} writes made during its runs)", written[b]);
     }
     Ok(())
 }
