@@ -1,15 +1,16 @@
 //! `mediatorctl gateway …`: PSTN gateways, IP-PBXs and SBCs, each created with its root trunk.
 
-use clap::{Args, Subcommand};
+use clap::Args;
 use mediator_proto::control::v1 as pb;
 use mediator_topology::proto as convert;
 use serde_json::Value;
 
-use crate::output::{
-    Show, bad_reply, kind_name, meta_fields, print_list, print_one, print_removed, revision,
-};
+use crate::output::{Show, bad_reply, kind_name, meta_fields, revision};
 use crate::parse::{KindArg, TransportArg};
-use crate::{Ctx, Failure, PAGE_SIZE, RevisionArg, all_pages, usage_error};
+use crate::resource::{
+    Help, NoMoreVerbs, PAGE_SIZE, Resource, RevisionArg, VerbHelp, field_mask, rpcs,
+};
+use crate::{Failure, usage_error};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -47,38 +48,115 @@ Examples:
   mediatorctl gateway remove gw1.contoso.com
   mediatorctl gateway remove gw1.contoso.com --revision 2";
 
-#[derive(Subcommand, Debug)]
-pub enum GatewayCmd {
-    /// Create a gateway and its root trunk (named after the gateway).
-    #[command(after_help = ADD_EXAMPLES)]
-    Add(GatewayAdd),
-    /// Change a gateway's kind or site; trunks are changed with `trunk set`.
-    #[command(after_help = SET_EXAMPLES)]
-    Set(GatewaySet),
-    /// Show one gateway.
-    #[command(after_help = SHOW_EXAMPLES)]
-    Show {
-        /// The gateway's FQDN or IP address.
-        name: String,
-    },
-    /// List gateways.
-    #[command(after_help = LIST_EXAMPLES)]
-    List {
-        /// Only the gateways of this site.
-        #[arg(long)]
-        site: Option<String>,
-        /// Only gateways of this kind.
-        #[arg(long, value_enum)]
-        kind: Option<KindArg>,
-    },
-    /// Delete a gateway with its root trunk (delete its other trunks first).
-    #[command(after_help = REMOVE_EXAMPLES)]
-    Remove {
-        /// The gateway's FQDN or IP address.
-        name: String,
-        #[command(flatten)]
-        revision: RevisionArg,
-    },
+/// `mediatorctl gateway …`.
+#[derive(Debug)]
+pub struct Gateways;
+
+impl Resource for Gateways {
+    const NOUN: &'static str = "gateway";
+    const HELP: Help = Help {
+        add: VerbHelp::new(
+            "Create a gateway and its root trunk (named after the gateway)",
+            ADD_EXAMPLES,
+        ),
+        set: VerbHelp::new(
+            "Change a gateway's kind or site; trunks are changed with `trunk set`",
+            SET_EXAMPLES,
+        ),
+        show: VerbHelp::new("Show one gateway", SHOW_EXAMPLES),
+        list: VerbHelp::new("List gateways", LIST_EXAMPLES),
+        remove: VerbHelp::new(
+            "Delete a gateway with its root trunk (delete its other trunks first)",
+            REMOVE_EXAMPLES,
+        ),
+        key: "The gateway's FQDN or IP address",
+        remove_key: "The gateway's FQDN or IP address",
+    };
+
+    type Item = pb::Gateway;
+    type Add = GatewayAdd;
+    type Set = GatewaySet;
+    type Filter = GatewayFilter;
+    type More = NoMoreVerbs;
+    type CreateRequest = pb::CreateGatewayRequest;
+    type UpdateRequest = pb::UpdateGatewayRequest;
+    type ListRequest = pb::ListGatewaysRequest;
+
+    fn create_request(a: &GatewayAdd) -> Result<pb::CreateGatewayRequest, Failure> {
+        Ok(pb::CreateGatewayRequest {
+            gateway: Some(pb::Gateway {
+                name: a.name.clone(),
+                kind: a.kind.pb(),
+                site: a.site.clone(),
+                root_trunk: String::new(),
+                meta: None,
+            }),
+            root_trunk: Some(pb::RootTrunkSpec {
+                gateway_port: u32::from(a.gateway_port),
+                transport: a.transport.pb(),
+                pool: a.pool.clone(),
+                pool_port: u32::from(a.pool_port),
+            }),
+        })
+    }
+
+    fn update_request(
+        a: &GatewaySet,
+        _current: Option<&pb::Gateway>,
+    ) -> Result<pb::UpdateGatewayRequest, Failure> {
+        let mut gateway = pb::Gateway {
+            name: a.name.clone(),
+            ..Default::default()
+        };
+        let mut paths = Vec::new();
+        if let Some(kind) = a.kind {
+            gateway.kind = kind.pb();
+            paths.push("kind");
+        }
+        if let Some(site) = &a.site {
+            gateway.site = site.clone();
+            paths.push("site");
+        }
+        if paths.is_empty() {
+            return Err(usage_error(format!(
+                "nothing to change for gateway {}: give --kind and/or --site \
+                 (ports, transport and pool are the trunk's: `mediatorctl trunk set {}`)",
+                a.name, a.name
+            )));
+        }
+        Ok(pb::UpdateGatewayRequest {
+            gateway: Some(gateway),
+            update_mask: field_mask(&paths),
+            expected_revision: a.revision.expected(),
+        })
+    }
+
+    fn list_request(f: &GatewayFilter, page_token: String) -> pb::ListGatewaysRequest {
+        pb::ListGatewaysRequest {
+            site: f.site.clone().unwrap_or_default(),
+            kind: f.kind.map_or(0, KindArg::pb),
+            page_size: PAGE_SIZE,
+            page_token,
+        }
+    }
+
+    rpcs! {
+        create: create_gateway,
+        get: get_gateway,
+        update: update_gateway,
+        delete: delete_gateway,
+        list: list_gateways => gateways,
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct GatewayFilter {
+    /// Only the gateways of this site.
+    #[arg(long)]
+    pub site: Option<String>,
+    /// Only gateways of this kind.
+    #[arg(long, value_enum)]
+    pub kind: Option<KindArg>,
 }
 
 #[derive(Args, Debug)]
@@ -119,104 +197,6 @@ pub struct GatewaySet {
     pub revision: RevisionArg,
 }
 
-pub fn create_request(a: &GatewayAdd) -> pb::CreateGatewayRequest {
-    pb::CreateGatewayRequest {
-        gateway: Some(pb::Gateway {
-            name: a.name.clone(),
-            kind: a.kind.pb(),
-            site: a.site.clone(),
-            root_trunk: String::new(),
-            meta: None,
-        }),
-        root_trunk: Some(pb::RootTrunkSpec {
-            gateway_port: u32::from(a.gateway_port),
-            transport: a.transport.pb(),
-            pool: a.pool.clone(),
-            pool_port: u32::from(a.pool_port),
-        }),
-    }
-}
-
-pub fn update_request(a: &GatewaySet) -> Result<pb::UpdateGatewayRequest, Failure> {
-    let mut gateway = pb::Gateway {
-        name: a.name.clone(),
-        ..Default::default()
-    };
-    let mut paths = Vec::new();
-    if let Some(kind) = a.kind {
-        gateway.kind = kind.pb();
-        paths.push("kind".to_string());
-    }
-    if let Some(site) = &a.site {
-        gateway.site = site.clone();
-        paths.push("site".to_string());
-    }
-    if paths.is_empty() {
-        return Err(usage_error(format!(
-            "nothing to change for gateway {}: give --kind and/or --site \
-             (ports, transport and pool are the trunk's: `mediatorctl trunk set {}`)",
-            a.name, a.name
-        )));
-    }
-    Ok(pb::UpdateGatewayRequest {
-        gateway: Some(gateway),
-        update_mask: Some(prost_types::FieldMask { paths }),
-        expected_revision: a.revision.expected(),
-    })
-}
-
-pub async fn run(ctx: &mut Ctx, cmd: GatewayCmd) -> Result<(), Failure> {
-    let out = ctx.out;
-    let client = &mut ctx.client;
-    match cmd {
-        GatewayCmd::Add(a) => {
-            let g = client
-                .create_gateway(create_request(&a))
-                .await?
-                .into_inner();
-            print_one(out, &g)
-        }
-        GatewayCmd::Set(a) => {
-            let g = client
-                .update_gateway(update_request(&a)?)
-                .await?
-                .into_inner();
-            print_one(out, &g)
-        }
-        GatewayCmd::Show { name } => {
-            let g = client
-                .get_gateway(pb::GetRequest { name })
-                .await?
-                .into_inner();
-            print_one(out, &g)
-        }
-        GatewayCmd::List { site, kind } => {
-            let site = site.unwrap_or_default();
-            let kind = kind.map_or(0, KindArg::pb);
-            let gateways = all_pages(async |page_token| {
-                let req = pb::ListGatewaysRequest {
-                    site: site.clone(),
-                    kind,
-                    page_size: PAGE_SIZE,
-                    page_token,
-                };
-                let r = client.list_gateways(req).await?.into_inner();
-                Ok((r.gateways, r.next_page_token))
-            })
-            .await?;
-            print_list(out, &gateways)
-        }
-        GatewayCmd::Remove { name, revision } => {
-            let req = pb::DeleteRequest {
-                name: name.clone(),
-                expected_revision: revision.expected(),
-            };
-            client.delete_gateway(req).await?;
-            print_removed(out, "gateway", &name)
-        }
-    }
-}
-
 impl Show for pb::Gateway {
     const PLURAL: &'static str = "gateways";
     const COLUMNS: &'static [&'static str] = &["NAME", "KIND", "SITE", "ROOT TRUNK", "REVISION"];
@@ -251,16 +231,10 @@ impl Show for pb::Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use crate::resource::Verb;
 
-    #[derive(Parser, Debug)]
-    struct T {
-        #[command(subcommand)]
-        cmd: GatewayCmd,
-    }
-
-    fn parse(args: &[&str]) -> Result<GatewayCmd, clap::Error> {
-        T::try_parse_from(["t"].iter().chain(args)).map(|t| t.cmd)
+    fn parse(args: &[&str]) -> Result<Verb<Gateways>, clap::Error> {
+        crate::resource::parse::<Gateways>(args)
     }
 
     #[test]
@@ -279,10 +253,10 @@ mod tests {
             "--pool-port",
             "5068",
         ]);
-        let Ok(GatewayCmd::Add(a)) = cmd else {
+        let Ok(Verb::Add(a)) = cmd else {
             panic!("{cmd:?}")
         };
-        let r = create_request(&a);
+        let r = Gateways::create_request(&a).expect("request");
         assert_eq!(r.gateway.map(|g| g.kind), Some(KindArg::PstnGateway.pb()));
         let root = r.root_trunk.unwrap_or_default();
         assert_eq!(
@@ -310,14 +284,17 @@ mod tests {
 
     #[test]
     fn set_masks() {
-        let Ok(GatewayCmd::Set(a)) = parse(&["set", "gw1.contoso.com", "--site", "dublin"]) else {
+        let Ok(Verb::Set(a)) = parse(&["set", "gw1.contoso.com", "--site", "dublin"]) else {
             panic!()
         };
-        let r = update_request(&a).expect("request");
+        let r = Gateways::update_request(&a, None).expect("request");
         assert_eq!(r.update_mask.unwrap_or_default().paths, ["site"]);
-        let Ok(GatewayCmd::Set(a)) = parse(&["set", "gw1.contoso.com", "--revision", "2"]) else {
+        let Ok(Verb::Set(a)) = parse(&["set", "gw1.contoso.com", "--revision", "2"]) else {
             panic!()
         };
-        assert!(matches!(update_request(&a), Err(Failure::Usage(_))));
+        assert!(matches!(
+            Gateways::update_request(&a, None),
+            Err(Failure::Usage(_))
+        ));
     }
 }

@@ -8,24 +8,26 @@ mod gateway;
 mod output;
 mod parse;
 mod pool;
+mod resource;
 mod route;
+mod settings;
 mod topology;
 mod trunk;
 mod trunk_config;
 mod usage;
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use mediator_proto::control::v1 as pb;
 use mediator_proto::control::v1::call_service_client::CallServiceClient;
 use pb::topology_service_client::TopologyServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::output::Output;
+use crate::resource::Verb;
 
 type Client = TopologyServiceClient<Channel>;
 
@@ -34,7 +36,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 // Generous because an import validates and applies a whole topology in one call; it only exists so
 // a server that accepts the connection but never answers cannot hang a script forever.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
-const PAGE_SIZE: u32 = 200;
 
 const EX_USAGE: u8 = 64;
 const EX_UNAVAILABLE: u8 = 69;
@@ -86,19 +87,19 @@ enum Command {
     #[command(after_help = pool::EXAMPLES, subcommand_required = true)]
     Pool {
         #[command(subcommand)]
-        cmd: pool::PoolCmd,
+        cmd: Verb<pool::Pools>,
     },
     /// PSTN gateways, IP-PBXs and SBCs with their root trunks (add, set, show, list, remove).
     #[command(after_help = gateway::EXAMPLES, subcommand_required = true)]
     Gateway {
         #[command(subcommand)]
-        cmd: gateway::GatewayCmd,
+        cmd: Verb<gateway::Gateways>,
     },
     /// Trunks between pools and gateways (add, set, show, list, remove, move, moves).
     #[command(after_help = trunk::EXAMPLES, subcommand_required = true)]
     Trunk {
         #[command(subcommand)]
-        cmd: trunk::TrunkCmd,
+        cmd: Verb<trunk::Trunks>,
     },
     /// Trunk configuration at global, site or trunk scope (add, set, show, list, remove,
     /// effective).
@@ -109,19 +110,19 @@ enum Command {
     )]
     TrunkConfig {
         #[command(subcommand)]
-        cmd: trunk_config::ConfigCmd,
+        cmd: Verb<trunk_config::TrunkConfigs>,
     },
     /// PSTN usages (add, set, show, list, remove).
     #[command(after_help = usage::EXAMPLES, subcommand_required = true)]
     Usage {
         #[command(subcommand)]
-        cmd: usage::UsageCmd,
+        cmd: Verb<usage::Usages>,
     },
     /// Voice routes and route tests (add, set, show, list, remove, test).
     #[command(after_help = route::EXAMPLES, subcommand_required = true)]
     Route {
         #[command(subcommand)]
-        cmd: route::RouteCmd,
+        cmd: Verb<route::Routes>,
     },
     /// The whole topology as one TOML document (export, import).
     #[command(after_help = topology::EXAMPLES, subcommand_required = true)]
@@ -148,21 +149,6 @@ Examples:
   mediatorctl completions bash > /etc/bash_completion.d/mediatorctl
   mediatorctl completions zsh > \"${fpath[1]}/_mediatorctl\"
   mediatorctl completions fish > ~/.config/fish/completions/mediatorctl.fish";
-
-/// `--revision N`, shared by every write to an existing resource.
-#[derive(Args, Debug, Clone, Default)]
-pub struct RevisionArg {
-    /// Only change it if it is still at revision N (see `show`); 0 or absent: whatever the
-    /// revision.
-    #[arg(long, value_name = "N")]
-    pub revision: Option<u64>,
-}
-
-impl RevisionArg {
-    pub fn expected(&self) -> u64 {
-        self.revision.unwrap_or(0)
-    }
-}
 
 /// Why a command did not succeed; each kind has its exit status.
 #[derive(Debug)]
@@ -195,29 +181,6 @@ pub struct Ctx {
     pub client: Client,
     pub calls: CallServiceClient<Channel>,
     pub out: Output,
-}
-
-/// Collects every page of a List RPC. A server that hands out the same token twice would keep
-/// us looping forever, so that is reported instead.
-pub async fn all_pages<T>(
-    mut fetch: impl AsyncFnMut(String) -> Result<(Vec<T>, String), tonic::Status>,
-) -> Result<Vec<T>, Failure> {
-    let mut items = Vec::new();
-    let mut token = String::new();
-    let mut seen = HashSet::new();
-    loop {
-        let (mut page, next) = fetch(token).await?;
-        items.append(&mut page);
-        if next.is_empty() {
-            return Ok(items);
-        }
-        if !seen.insert(next.clone()) {
-            return Err(Failure::BadReply(format!(
-                "the server returned page token '{next}' twice; its listing would never end"
-            )));
-        }
-        token = next;
-    }
 }
 
 /// The endpoint as given, or with `http://` added to a bare HOST:PORT.
@@ -270,12 +233,12 @@ async fn run(cli: Cli, url: &str) -> Result<(), Failure> {
         out: cli.output,
     };
     match cli.command {
-        Command::Pool { cmd } => pool::run(&mut ctx, cmd).await,
-        Command::Gateway { cmd } => gateway::run(&mut ctx, cmd).await,
-        Command::Trunk { cmd } => trunk::run(&mut ctx, cmd).await,
-        Command::TrunkConfig { cmd } => trunk_config::run(&mut ctx, cmd).await,
-        Command::Usage { cmd } => usage::run(&mut ctx, cmd).await,
-        Command::Route { cmd } => route::run(&mut ctx, cmd).await,
+        Command::Pool { cmd } => resource::run(&mut ctx, cmd).await,
+        Command::Gateway { cmd } => resource::run(&mut ctx, cmd).await,
+        Command::Trunk { cmd } => resource::run(&mut ctx, cmd).await,
+        Command::TrunkConfig { cmd } => resource::run(&mut ctx, cmd).await,
+        Command::Usage { cmd } => resource::run(&mut ctx, cmd).await,
+        Command::Route { cmd } => resource::run(&mut ctx, cmd).await,
         Command::Topology { cmd } => topology::run(&mut ctx, cmd).await,
         Command::Call { cmd } => call::run(&mut ctx, cmd).await,
         Command::Completions { shell } => completions(shell),
@@ -545,23 +508,5 @@ mod tests {
             msg.unwrap_or_default()
                 .starts_with("the server at http://127.0.0.1:7300 is not mediator-control")
         );
-    }
-
-    #[tokio::test]
-    async fn pages_are_followed_until_the_token_is_empty() {
-        let mut calls = Vec::new();
-        let items = all_pages(async |token: String| {
-            calls.push(token.clone());
-            Ok(match token.as_str() {
-                "" => (vec![1, 2], "a".to_string()),
-                "a" => (vec![3], "b".to_string()),
-                _ => (vec![], String::new()),
-            })
-        })
-        .await;
-        assert_eq!(items.ok(), Some(vec![1, 2, 3]));
-        assert_eq!(calls, ["", "a", "b"]);
-        let looping = all_pages(async |_t: String| Ok((vec![0], "same".to_string()))).await;
-        assert!(matches!(looping, Err(Failure::BadReply(_))));
     }
 }

@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use clap::ValueEnum;
 use mediator_proto::control::v1 as pb;
+use mediator_topology::model::{ResponseCodeRule, SrtpMode, TranslationRule};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum TransportArg {
@@ -50,12 +51,12 @@ pub enum SrtpArg {
 }
 
 impl SrtpArg {
-    pub fn pb(self) -> i32 {
-        (match self {
-            SrtpArg::Required => pb::SrtpMode::Required,
-            SrtpArg::Optional => pb::SrtpMode::Optional,
-            SrtpArg::NotSupported => pb::SrtpMode::NotSupported,
-        }) as i32
+    pub fn model(self) -> SrtpMode {
+        match self {
+            SrtpArg::Required => SrtpMode::Required,
+            SrtpArg::Optional => SrtpMode::Optional,
+            SrtpArg::NotSupported => SrtpMode::NotSupported,
+        }
     }
 }
 
@@ -121,23 +122,17 @@ fn port_number(s: &str) -> Result<u16, String> {
 }
 
 /// A response-code translation as typed: `408=503`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ResponseCode {
-    pub received: u32,
-    pub translated: u32,
-}
-
-pub fn response_code(s: &str) -> Result<ResponseCode, String> {
+pub fn response_code(s: &str) -> Result<ResponseCodeRule, String> {
     let (r, t) = s
         .split_once('=')
         .ok_or_else(|| format!("'{s}' is not RECEIVED=TRANSLATED (e.g. 408=503)"))?;
-    let code = |c: &str| match c.trim().parse::<u32>() {
+    let code = |c: &str| match c.trim().parse::<u16>() {
         Ok(n) if (100..=699).contains(&n) => Ok(n),
         _ => Err(format!(
             "'{c}' in '{s}' is not a SIP response code (100-699); write e.g. 408=503"
         )),
     };
-    Ok(ResponseCode {
+    Ok(ResponseCodeRule {
         received: code(r)?,
         translated: code(t)?,
     })
@@ -172,11 +167,11 @@ pub fn u32_setting(s: &str) -> Result<Setting<u32>, String> {
         .map_err(|_| format!("'{s}' is not a whole number (or inherit, with `trunk-config set`)"))
 }
 
-pub fn srtp_setting(s: &str) -> Result<Setting<SrtpArg>, String> {
+pub fn srtp_setting(s: &str) -> Result<Setting<SrtpMode>, String> {
     if s == INHERIT {
         return Ok(Setting::Inherit);
     }
-    SrtpArg::from_str(s, false).map(Setting::Value).map_err(|_| {
+    SrtpArg::from_str(s, false).map(|a| Setting::Value(a.model())).map_err(|_| {
         format!(
             "'{s}' is not required, optional or not_supported (or inherit, with `trunk-config set`)"
         )
@@ -185,10 +180,7 @@ pub fn srtp_setting(s: &str) -> Result<Setting<SrtpArg>, String> {
 
 /// The values of every `--called-rule NAME PATTERN TRANSLATION` occurrence, flattened by clap,
 /// as rules. clap guarantees three values per occurrence; a short tail is reported, not trusted.
-pub fn translation_rules(
-    flag: &str,
-    values: &[String],
-) -> Result<Vec<pb::TranslationRule>, String> {
+pub fn translation_rules(flag: &str, values: &[String]) -> Result<Vec<TranslationRule>, String> {
     let chunks = values.chunks_exact(3);
     if !chunks.remainder().is_empty() {
         return Err(format!(
@@ -197,7 +189,7 @@ pub fn translation_rules(
     }
     Ok(chunks
         .filter_map(|c| match c {
-            [name, pattern, translation] => Some(pb::TranslationRule {
+            [name, pattern, translation] => Some(TranslationRule {
                 name: name.clone(),
                 pattern: pattern.clone(),
                 translation: translation.clone(),
@@ -253,7 +245,7 @@ mod tests {
     fn response_codes() {
         assert_eq!(
             response_code("408=503"),
-            Ok(ResponseCode {
+            Ok(ResponseCodeRule {
                 received: 408,
                 translated: 503
             })
@@ -275,11 +267,11 @@ mod tests {
         assert!(u32_setting("-1").is_err());
         assert_eq!(
             srtp_setting("not_supported"),
-            Ok(Setting::Value(SrtpArg::NotSupported))
+            Ok(Setting::Value(SrtpMode::NotSupported))
         );
         assert_eq!(
             srtp_setting("not-supported"),
-            Ok(Setting::Value(SrtpArg::NotSupported))
+            Ok(Setting::Value(SrtpMode::NotSupported))
         );
         assert!(srtp_setting("off").is_err());
     }

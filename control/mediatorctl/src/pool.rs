@@ -2,16 +2,17 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use clap::{Args, Subcommand};
+use clap::Args;
 use mediator_proto::control::v1 as pb;
 use mediator_topology::proto as convert;
 use serde_json::Value;
 
-use crate::output::{
-    self, Show, bad_reply, host_port_text, joined, print_list, print_one, print_removed, revision,
-};
+use crate::output::{self, Show, bad_reply, host_port_text, joined, revision};
 use crate::parse::{self, HostPort, TransportArg};
-use crate::{Ctx, Failure, PAGE_SIZE, RevisionArg, all_pages, usage_error};
+use crate::resource::{
+    Help, NoMoreVerbs, PAGE_SIZE, Resource, RevisionArg, VerbHelp, field_mask, rpcs,
+};
+use crate::{Failure, usage_error};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -50,35 +51,146 @@ Examples:
   mediatorctl pool remove pool2.contoso.com
   mediatorctl pool remove pool2.contoso.com --revision 7";
 
-#[derive(Subcommand, Debug)]
-pub enum PoolCmd {
-    /// Create a pool.
-    #[command(after_help = ADD_EXAMPLES)]
-    Add(PoolAdd),
-    /// Change some of a pool's fields; the others stay as they are.
-    #[command(after_help = SET_EXAMPLES)]
-    Set(PoolSet),
-    /// Show one pool.
-    #[command(after_help = SHOW_EXAMPLES)]
-    Show {
-        /// The pool's FQDN.
-        name: String,
-    },
-    /// List pools.
-    #[command(after_help = LIST_EXAMPLES)]
-    List {
-        /// Only the pools of this site.
-        #[arg(long)]
-        site: Option<String>,
-    },
-    /// Delete a pool (its trunks must be moved or deleted first).
-    #[command(after_help = REMOVE_EXAMPLES)]
-    Remove {
-        /// The pool's FQDN.
-        name: String,
-        #[command(flatten)]
-        revision: RevisionArg,
-    },
+/// `mediatorctl pool …`.
+#[derive(Debug)]
+pub struct Pools;
+
+impl Resource for Pools {
+    const NOUN: &'static str = "pool";
+    const HELP: Help = Help {
+        add: VerbHelp::new("Create a pool", ADD_EXAMPLES),
+        set: VerbHelp::new(
+            "Change some of a pool's fields; the others stay as they are",
+            SET_EXAMPLES,
+        ),
+        show: VerbHelp::new("Show one pool", SHOW_EXAMPLES),
+        list: VerbHelp::new("List pools", LIST_EXAMPLES),
+        remove: VerbHelp::new(
+            "Delete a pool (its trunks must be moved or deleted first)",
+            REMOVE_EXAMPLES,
+        ),
+        key: "The pool's FQDN",
+        remove_key: "The pool's FQDN",
+    };
+
+    type Item = pb::Pool;
+    type Add = PoolAdd;
+    type Set = PoolSet;
+    type Filter = PoolFilter;
+    type More = NoMoreVerbs;
+    type CreateRequest = pb::CreatePoolRequest;
+    type UpdateRequest = pb::UpdatePoolRequest;
+    type ListRequest = pb::ListPoolsRequest;
+
+    fn create_request(a: &PoolAdd) -> Result<pb::CreatePoolRequest, Failure> {
+        Ok(pb::CreatePoolRequest {
+            pool: Some(pb::Pool {
+                name: a.name.clone(),
+                site: a.site.clone(),
+                dataplanes: a.dataplanes.clone(),
+                pool_side_listen: a.pool_side_listen.to_string(),
+                gateway_side_address: a.gateway_side_address.to_string(),
+                next_hop: Some(pb::HostPort {
+                    host: a.next_hop.host.clone(),
+                    port: u32::from(a.next_hop.port),
+                    transport: a.next_hop_transport.pb(),
+                }),
+                meta: None,
+            }),
+        })
+    }
+
+    /// The next hop is one field on the wire: changing only its host:port or only its
+    /// transport needs the other half from the server.
+    fn needs_current(a: &PoolSet) -> Option<&str> {
+        (a.next_hop.is_some() != a.next_hop_transport.is_some()).then_some(a.name.as_str())
+    }
+
+    /// `current`'s revision guards the write unless --revision was given.
+    fn update_request(
+        a: &PoolSet,
+        current: Option<&pb::Pool>,
+    ) -> Result<pb::UpdatePoolRequest, Failure> {
+        a.check()?;
+        let mut pool = pb::Pool {
+            name: a.name.clone(),
+            ..Default::default()
+        };
+        let mut paths = Vec::new();
+        if let Some(site) = &a.site {
+            pool.site = site.clone();
+            paths.push("site");
+        }
+        if !a.dataplanes.is_empty() {
+            pool.dataplanes = a.dataplanes.clone();
+            paths.push("dataplanes");
+        }
+        if let Some(listen) = a.pool_side_listen {
+            pool.pool_side_listen = listen.to_string();
+            paths.push("pool_side_listen");
+        }
+        if let Some(addr) = a.gateway_side_address {
+            pool.gateway_side_address = addr.to_string();
+            paths.push("gateway_side_address");
+        }
+        if a.next_hop.is_some() || a.next_hop_transport.is_some() {
+            let old = current.and_then(|p| p.next_hop.as_ref());
+            let (host, port) = match (&a.next_hop, old) {
+                (Some(h), _) => (h.host.clone(), u32::from(h.port)),
+                (None, Some(o)) => (o.host.clone(), o.port),
+                (None, None) => {
+                    return Err(Failure::BadReply(format!(
+                        "pool {} has no next hop to keep; give --next-hop HOST:PORT as well",
+                        a.name
+                    )));
+                }
+            };
+            let transport = match (a.next_hop_transport, old) {
+                (Some(t), _) => t.pb(),
+                (None, Some(o)) => o.transport,
+                (None, None) => TransportArg::Tls.pb(),
+            };
+            pool.next_hop = Some(pb::HostPort {
+                host,
+                port,
+                transport,
+            });
+            paths.push("next_hop");
+        }
+        let expected_revision = a
+            .revision
+            .revision
+            .or_else(|| current.and_then(|p| p.meta.as_ref()).map(|m| m.revision))
+            .unwrap_or(0);
+        Ok(pb::UpdatePoolRequest {
+            pool: Some(pool),
+            update_mask: field_mask(&paths),
+            expected_revision,
+        })
+    }
+
+    fn list_request(f: &PoolFilter, page_token: String) -> pb::ListPoolsRequest {
+        pb::ListPoolsRequest {
+            site: f.site.clone().unwrap_or_default(),
+            page_size: PAGE_SIZE,
+            page_token,
+        }
+    }
+
+    rpcs! {
+        create: create_pool,
+        get: get_pool,
+        update: update_pool,
+        delete: delete_pool,
+        list: list_pools => pools,
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PoolFilter {
+    /// Only the pools of this site.
+    #[arg(long)]
+    pub site: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -132,12 +244,6 @@ pub struct PoolSet {
 }
 
 impl PoolSet {
-    /// The next hop is one field on the wire: changing only its host:port or only its transport
-    /// needs the other half from the server.
-    pub fn needs_current(&self) -> bool {
-        self.next_hop.is_some() != self.next_hop_transport.is_some()
-    }
-
     /// Refuses a `set` that changes nothing, before anything is sent.
     pub fn check(&self) -> Result<(), Failure> {
         let given = self.site.is_some()
@@ -154,142 +260,6 @@ impl PoolSet {
              --gateway-side-address, --next-hop, --next-hop-transport, --dataplane",
             self.name
         )))
-    }
-}
-
-pub fn create_request(a: &PoolAdd) -> pb::CreatePoolRequest {
-    pb::CreatePoolRequest {
-        pool: Some(pb::Pool {
-            name: a.name.clone(),
-            site: a.site.clone(),
-            dataplanes: a.dataplanes.clone(),
-            pool_side_listen: a.pool_side_listen.to_string(),
-            gateway_side_address: a.gateway_side_address.to_string(),
-            next_hop: Some(pb::HostPort {
-                host: a.next_hop.host.clone(),
-                port: u32::from(a.next_hop.port),
-                transport: a.next_hop_transport.pb(),
-            }),
-            meta: None,
-        }),
-    }
-}
-
-/// The UpdatePool request for `set`: only the fields given, named in the mask. `current` is the
-/// pool as read when [`PoolSet::needs_current`]; its revision then guards the write unless
-/// --revision was given.
-pub fn update_request(
-    a: &PoolSet,
-    current: Option<&pb::Pool>,
-) -> Result<pb::UpdatePoolRequest, Failure> {
-    a.check()?;
-    let mut pool = pb::Pool {
-        name: a.name.clone(),
-        ..Default::default()
-    };
-    let mut paths = Vec::new();
-    if let Some(site) = &a.site {
-        pool.site = site.clone();
-        paths.push("site");
-    }
-    if !a.dataplanes.is_empty() {
-        pool.dataplanes = a.dataplanes.clone();
-        paths.push("dataplanes");
-    }
-    if let Some(listen) = a.pool_side_listen {
-        pool.pool_side_listen = listen.to_string();
-        paths.push("pool_side_listen");
-    }
-    if let Some(addr) = a.gateway_side_address {
-        pool.gateway_side_address = addr.to_string();
-        paths.push("gateway_side_address");
-    }
-    if a.next_hop.is_some() || a.next_hop_transport.is_some() {
-        let old = current.and_then(|p| p.next_hop.as_ref());
-        let (host, port) = match (&a.next_hop, old) {
-            (Some(h), _) => (h.host.clone(), u32::from(h.port)),
-            (None, Some(o)) => (o.host.clone(), o.port),
-            (None, None) => {
-                return Err(Failure::BadReply(format!(
-                    "pool {} has no next hop to keep; give --next-hop HOST:PORT as well",
-                    a.name
-                )));
-            }
-        };
-        let transport = match (a.next_hop_transport, old) {
-            (Some(t), _) => t.pb(),
-            (None, Some(o)) => o.transport,
-            (None, None) => TransportArg::Tls.pb(),
-        };
-        pool.next_hop = Some(pb::HostPort {
-            host,
-            port,
-            transport,
-        });
-        paths.push("next_hop");
-    }
-    let expected_revision = a
-        .revision
-        .revision
-        .or_else(|| current.and_then(|p| p.meta.as_ref()).map(|m| m.revision))
-        .unwrap_or(0);
-    Ok(pb::UpdatePoolRequest {
-        pool: Some(pool),
-        update_mask: Some(prost_types::FieldMask {
-            paths: paths.into_iter().map(String::from).collect(),
-        }),
-        expected_revision,
-    })
-}
-
-pub async fn run(ctx: &mut Ctx, cmd: PoolCmd) -> Result<(), Failure> {
-    let out = ctx.out;
-    let client = &mut ctx.client;
-    match cmd {
-        PoolCmd::Add(a) => {
-            let p = client.create_pool(create_request(&a)).await?.into_inner();
-            print_one(out, &p)
-        }
-        PoolCmd::Set(a) => {
-            a.check()?;
-            let current = if a.needs_current() {
-                let get = pb::GetRequest {
-                    name: a.name.clone(),
-                };
-                Some(client.get_pool(get).await?.into_inner())
-            } else {
-                None
-            };
-            let req = update_request(&a, current.as_ref())?;
-            let p = client.update_pool(req).await?.into_inner();
-            print_one(out, &p)
-        }
-        PoolCmd::Show { name } => {
-            let p = client.get_pool(pb::GetRequest { name }).await?.into_inner();
-            print_one(out, &p)
-        }
-        PoolCmd::List { site } => {
-            let site = site.unwrap_or_default();
-            let pools = all_pages(async |page_token| {
-                let req = pb::ListPoolsRequest {
-                    site: site.clone(),
-                    page_size: PAGE_SIZE,
-                    page_token,
-                };
-                let r = client.list_pools(req).await?.into_inner();
-                Ok((r.pools, r.next_page_token))
-            })
-            .await?;
-            print_list(out, &pools)
-        }
-        PoolCmd::Remove { name, revision } => {
-            let req = pb::DeleteRequest {
-                name: name.clone(),
-                expected_revision: revision.expected(),
-            };
-            client.delete_pool(req).await?;
-            print_removed(out, "pool", &name)
-        }
     }
 }
 
@@ -348,20 +318,11 @@ impl Show for pb::Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser, Debug)]
-    struct T {
-        #[command(subcommand)]
-        cmd: PoolCmd,
-    }
+    use crate::resource::{Verb, parse};
 
     fn set(args: &[&str]) -> PoolSet {
-        let argv = ["t", "set", "pool1.contoso.com"].iter().chain(args);
-        match T::try_parse_from(argv) {
-            Ok(T {
-                cmd: PoolCmd::Set(s),
-            }) => s,
+        match parse::<Pools>(&[&["set", "pool1.contoso.com"], args].concat()) {
+            Ok(Verb::Set(s)) => s,
             other => panic!("{other:?}"),
         }
     }
@@ -373,8 +334,8 @@ mod tests {
     #[test]
     fn mask_names_exactly_the_fields_given() {
         let a = set(&["--site", "dublin", "--gateway-side-address", "198.18.6.10"]);
-        assert!(!a.needs_current());
-        let r = update_request(&a, None).expect("request");
+        assert!(Pools::needs_current(&a).is_none());
+        let r = Pools::update_request(&a, None).expect("request");
         assert_eq!(paths(&r), ["site", "gateway_side_address"]);
         assert_eq!(r.expected_revision, 0);
         let p = r.pool.unwrap_or_default();
@@ -398,8 +359,8 @@ mod tests {
             ..Default::default()
         };
         let a = set(&["--next-hop-transport", "tcp"]);
-        assert!(a.needs_current());
-        let r = update_request(&a, Some(&current)).expect("request");
+        assert_eq!(Pools::needs_current(&a), Some("pool1.contoso.com"));
+        let r = Pools::update_request(&a, Some(&current)).expect("request");
         assert_eq!(paths(&r), ["next_hop"]);
         assert_eq!(r.expected_revision, 9);
         assert_eq!(
@@ -412,7 +373,7 @@ mod tests {
         );
 
         let a = set(&["--next-hop", "fe2.contoso.com:5062", "--revision", "8"]);
-        let r = update_request(&a, Some(&current)).expect("request");
+        let r = Pools::update_request(&a, Some(&current)).expect("request");
         assert_eq!(r.expected_revision, 8);
         let hop = r.pool.and_then(|p| p.next_hop).unwrap_or_default();
         assert_eq!(
@@ -426,8 +387,8 @@ mod tests {
             "--next-hop-transport",
             "udp",
         ]);
-        assert!(!a.needs_current());
-        let hop = update_request(&a, None)
+        assert!(Pools::needs_current(&a).is_none());
+        let hop = Pools::update_request(&a, None)
             .expect("request")
             .pool
             .and_then(|p| p.next_hop)
@@ -438,11 +399,11 @@ mod tests {
     #[test]
     fn nothing_to_set_is_a_usage_error() {
         assert!(matches!(
-            update_request(&set(&[]), None),
+            Pools::update_request(&set(&[]), None),
             Err(Failure::Usage(_))
         ));
         assert!(matches!(
-            update_request(&set(&["--revision", "3"]), None),
+            Pools::update_request(&set(&["--revision", "3"]), None),
             Err(Failure::Usage(_))
         ));
     }

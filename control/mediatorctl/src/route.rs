@@ -5,12 +5,14 @@ use mediator_proto::control::v1 as pb;
 use mediator_topology::proto as convert;
 use serde_json::{Value, json};
 
-use crate::output::Output;
 use crate::output::{
-    Show, Table, bad_reply, emit, emit_line, joined, meta_fields, or_dash, print_json, print_list,
-    print_one, print_removed, revision,
+    Output, Show, Table, bad_reply, emit, emit_line, joined, meta_fields, or_dash, print_json,
+    revision,
 };
-use crate::{Ctx, Failure, PAGE_SIZE, RevisionArg, all_pages, usage_error};
+use crate::resource::{
+    Help, MoreVerbs, PAGE_SIZE, Resource, RevisionArg, VerbHelp, field_mask, rpcs,
+};
+use crate::{Ctx, Failure, usage_error};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -56,41 +58,154 @@ Examples:
   mediatorctl route test +12065550123 --usage Local --usage \"Long Distance\"
   mediatorctl route test +14255550100 --calling +14255550111 --output json";
 
+/// `mediatorctl route …`.
+#[derive(Debug)]
+pub struct Routes;
+
+impl Resource for Routes {
+    const NOUN: &'static str = "route";
+    const HELP: Help = Help {
+        add: VerbHelp::new("Create a voice route", ADD_EXAMPLES),
+        set: VerbHelp::new(
+            "Change some of a route's fields; lists given replace the old ones",
+            SET_EXAMPLES,
+        ),
+        show: VerbHelp::new("Show one route", SHOW_EXAMPLES),
+        list: VerbHelp::new("List routes", LIST_EXAMPLES),
+        remove: VerbHelp::new("Delete a route", REMOVE_EXAMPLES),
+        key: "The route's name",
+        remove_key: "The route's name",
+    };
+
+    type Item = pb::VoiceRoute;
+    type Add = RouteAdd;
+    type Set = RouteSet;
+    type Filter = RouteFilter;
+    type More = RouteVerbs;
+    type CreateRequest = pb::CreateVoiceRouteRequest;
+    type UpdateRequest = pb::UpdateVoiceRouteRequest;
+    type ListRequest = pb::ListVoiceRoutesRequest;
+
+    fn create_request(a: &RouteAdd) -> Result<pb::CreateVoiceRouteRequest, Failure> {
+        Ok(pb::CreateVoiceRouteRequest {
+            route: Some(pb::VoiceRoute {
+                name: a.name.clone(),
+                pattern: a.pattern.clone(),
+                priority: a.priority,
+                trunks: a.trunks.clone(),
+                pstn_usages: a.usages.clone(),
+                suppress_caller_id: a.suppress_caller_id,
+                alternate_caller_id: a.alternate_caller_id.clone().unwrap_or_default(),
+                description: a.description.clone(),
+                meta: None,
+            }),
+        })
+    }
+
+    fn update_request(
+        a: &RouteSet,
+        _current: Option<&pb::VoiceRoute>,
+    ) -> Result<pb::UpdateVoiceRouteRequest, Failure> {
+        let mut route = pb::VoiceRoute {
+            name: a.name.clone(),
+            ..Default::default()
+        };
+        let mut paths = Vec::new();
+        if let Some(p) = &a.pattern {
+            route.pattern = p.clone();
+            paths.push("pattern");
+        }
+        if let Some(p) = a.priority {
+            route.priority = p;
+            paths.push("priority");
+        }
+        if !a.trunks.is_empty() {
+            route.trunks = a.trunks.clone();
+            paths.push("trunks");
+        }
+        if !a.usages.is_empty() {
+            route.pstn_usages = a.usages.clone();
+            paths.push("pstn_usages");
+        }
+        if a.suppress_caller_id || a.no_suppress_caller_id {
+            route.suppress_caller_id = a.suppress_caller_id;
+            paths.push("suppress_caller_id");
+        }
+        // Turning suppression off also clears the alternate number, which the server refuses to
+        // keep without suppression.
+        if a.alternate_caller_id.is_some() || a.no_suppress_caller_id {
+            route.alternate_caller_id = a.alternate_caller_id.clone().unwrap_or_default();
+            paths.push("alternate_caller_id");
+        }
+        if let Some(d) = &a.description {
+            route.description = d.clone();
+            paths.push("description");
+        }
+        if paths.is_empty() {
+            return Err(usage_error(format!(
+                "nothing to change for route '{}': give at least one of --pattern, --priority, \
+                 --trunk, --usage, --suppress-caller-id, --no-suppress-caller-id, \
+                 --alternate-caller-id, --description",
+                a.name
+            )));
+        }
+        Ok(pb::UpdateVoiceRouteRequest {
+            route: Some(route),
+            update_mask: field_mask(&paths),
+            expected_revision: a.revision.expected(),
+        })
+    }
+
+    fn list_request(f: &RouteFilter, page_token: String) -> pb::ListVoiceRoutesRequest {
+        pb::ListVoiceRoutesRequest {
+            pstn_usage: f.usage.clone().unwrap_or_default(),
+            trunk: f.trunk.clone().unwrap_or_default(),
+            page_size: PAGE_SIZE,
+            page_token,
+        }
+    }
+
+    rpcs! {
+        create: create_voice_route,
+        get: get_voice_route,
+        update: update_voice_route,
+        delete: delete_voice_route,
+        list: list_voice_routes => routes,
+    }
+}
+
+/// Testing routes, after the five verbs.
 #[derive(Subcommand, Debug)]
-pub enum RouteCmd {
-    /// Create a voice route.
-    #[command(after_help = ADD_EXAMPLES)]
-    Add(RouteAdd),
-    /// Change some of a route's fields; lists given replace the old ones.
-    #[command(after_help = SET_EXAMPLES)]
-    Set(RouteSet),
-    /// Show one route.
-    #[command(after_help = SHOW_EXAMPLES)]
-    Show {
-        /// The route's name.
-        name: String,
-    },
-    /// List routes.
-    #[command(after_help = LIST_EXAMPLES)]
-    List {
-        /// Only routes with this PSTN usage.
-        #[arg(long)]
-        usage: Option<String>,
-        /// Only routes using this trunk.
-        #[arg(long)]
-        trunk: Option<String>,
-    },
-    /// Delete a route.
-    #[command(after_help = REMOVE_EXAMPLES)]
-    Remove {
-        /// The route's name.
-        name: String,
-        #[command(flatten)]
-        revision: RevisionArg,
-    },
+pub enum RouteVerbs {
     /// Which routes and trunks a dialled number would try, in order.
     #[command(after_help = TEST_EXAMPLES)]
     Test(RouteTest),
+}
+
+impl MoreVerbs for RouteVerbs {
+    async fn run(self, ctx: &mut Ctx) -> Result<(), Failure> {
+        match self {
+            RouteVerbs::Test(t) => {
+                let req = pb::TestRouteRequest {
+                    dialed_number: t.number.clone(),
+                    pstn_usages: t.usages.clone(),
+                    calling_number: t.calling.clone().unwrap_or_default(),
+                };
+                let r = ctx.client.test_route(req).await?.into_inner();
+                print_attempts(ctx.out, &t, &r.attempts)
+            }
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RouteFilter {
+    /// Only routes with this PSTN usage.
+    #[arg(long)]
+    pub usage: Option<String>,
+    /// Only routes using this trunk.
+    #[arg(long)]
+    pub trunk: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -163,136 +278,6 @@ pub struct RouteTest {
     /// The caller's number, to see calling-number translation.
     #[arg(long, value_name = "NUMBER")]
     pub calling: Option<String>,
-}
-
-pub fn create_request(a: &RouteAdd) -> pb::CreateVoiceRouteRequest {
-    pb::CreateVoiceRouteRequest {
-        route: Some(pb::VoiceRoute {
-            name: a.name.clone(),
-            pattern: a.pattern.clone(),
-            priority: a.priority,
-            trunks: a.trunks.clone(),
-            pstn_usages: a.usages.clone(),
-            suppress_caller_id: a.suppress_caller_id,
-            alternate_caller_id: a.alternate_caller_id.clone().unwrap_or_default(),
-            description: a.description.clone(),
-            meta: None,
-        }),
-    }
-}
-
-pub fn update_request(a: &RouteSet) -> Result<pb::UpdateVoiceRouteRequest, Failure> {
-    let mut route = pb::VoiceRoute {
-        name: a.name.clone(),
-        ..Default::default()
-    };
-    let mut paths = Vec::new();
-    if let Some(p) = &a.pattern {
-        route.pattern = p.clone();
-        paths.push("pattern");
-    }
-    if let Some(p) = a.priority {
-        route.priority = p;
-        paths.push("priority");
-    }
-    if !a.trunks.is_empty() {
-        route.trunks = a.trunks.clone();
-        paths.push("trunks");
-    }
-    if !a.usages.is_empty() {
-        route.pstn_usages = a.usages.clone();
-        paths.push("pstn_usages");
-    }
-    if a.suppress_caller_id || a.no_suppress_caller_id {
-        route.suppress_caller_id = a.suppress_caller_id;
-        paths.push("suppress_caller_id");
-    }
-    // Turning suppression off also clears the alternate number, which the server refuses to
-    // keep without suppression.
-    if a.alternate_caller_id.is_some() || a.no_suppress_caller_id {
-        route.alternate_caller_id = a.alternate_caller_id.clone().unwrap_or_default();
-        paths.push("alternate_caller_id");
-    }
-    if let Some(d) = &a.description {
-        route.description = d.clone();
-        paths.push("description");
-    }
-    if paths.is_empty() {
-        return Err(usage_error(format!(
-            "nothing to change for route '{}': give at least one of --pattern, --priority, \
-             --trunk, --usage, --suppress-caller-id, --no-suppress-caller-id, \
-             --alternate-caller-id, --description",
-            a.name
-        )));
-    }
-    Ok(pb::UpdateVoiceRouteRequest {
-        route: Some(route),
-        update_mask: Some(prost_types::FieldMask {
-            paths: paths.into_iter().map(String::from).collect(),
-        }),
-        expected_revision: a.revision.expected(),
-    })
-}
-
-pub async fn run(ctx: &mut Ctx, cmd: RouteCmd) -> Result<(), Failure> {
-    let out = ctx.out;
-    let client = &mut ctx.client;
-    match cmd {
-        RouteCmd::Add(a) => {
-            let r = client
-                .create_voice_route(create_request(&a))
-                .await?
-                .into_inner();
-            print_one(out, &r)
-        }
-        RouteCmd::Set(a) => {
-            let r = client
-                .update_voice_route(update_request(&a)?)
-                .await?
-                .into_inner();
-            print_one(out, &r)
-        }
-        RouteCmd::Show { name } => {
-            let r = client
-                .get_voice_route(pb::GetRequest { name })
-                .await?
-                .into_inner();
-            print_one(out, &r)
-        }
-        RouteCmd::List { usage, trunk } => {
-            let usage = usage.unwrap_or_default();
-            let trunk = trunk.unwrap_or_default();
-            let routes = all_pages(async |page_token| {
-                let req = pb::ListVoiceRoutesRequest {
-                    pstn_usage: usage.clone(),
-                    trunk: trunk.clone(),
-                    page_size: PAGE_SIZE,
-                    page_token,
-                };
-                let r = client.list_voice_routes(req).await?.into_inner();
-                Ok((r.routes, r.next_page_token))
-            })
-            .await?;
-            print_list(out, &routes)
-        }
-        RouteCmd::Remove { name, revision } => {
-            let req = pb::DeleteRequest {
-                name: name.clone(),
-                expected_revision: revision.expected(),
-            };
-            client.delete_voice_route(req).await?;
-            print_removed(out, "route", &name)
-        }
-        RouteCmd::Test(t) => {
-            let req = pb::TestRouteRequest {
-                dialed_number: t.number.clone(),
-                pstn_usages: t.usages.clone(),
-                calling_number: t.calling.clone().unwrap_or_default(),
-            };
-            let r = client.test_route(req).await?.into_inner();
-            print_attempts(out, &t, &r.attempts)
-        }
-    }
 }
 
 fn rule_text(a: &pb::RouteAttempt) -> String {
@@ -437,27 +422,21 @@ fn caller_id(r: &pb::VoiceRoute) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use crate::resource::Verb;
 
-    #[derive(Parser, Debug)]
-    struct T {
-        #[command(subcommand)]
-        cmd: RouteCmd,
-    }
-
-    fn parse(args: &[&str]) -> Result<RouteCmd, clap::Error> {
-        T::try_parse_from(["t"].iter().chain(args)).map(|t| t.cmd)
+    fn parse(args: &[&str]) -> Result<Verb<Routes>, clap::Error> {
+        crate::resource::parse::<Routes>(args)
     }
 
     fn set(args: &[&str]) -> RouteSet {
         match parse(&[&["set", "local-425"], args].concat()) {
-            Ok(RouteCmd::Set(s)) => s,
+            Ok(Verb::Set(s)) => s,
             other => panic!("{other:?}"),
         }
     }
 
     fn paths(a: &RouteSet) -> Vec<String> {
-        update_request(a)
+        Routes::update_request(a, None)
             .expect("request")
             .update_mask
             .unwrap_or_default()
@@ -466,7 +445,7 @@ mod tests {
 
     #[test]
     fn add_takes_lists_and_requires_both_caller_id_flags() {
-        let Ok(RouteCmd::Add(a)) = parse(&[
+        let Ok(Verb::Add(a)) = parse(&[
             "add",
             "local-425",
             "--pattern",
@@ -479,7 +458,10 @@ mod tests {
         ]) else {
             panic!()
         };
-        let r = create_request(&a).route.unwrap_or_default();
+        let r = Routes::create_request(&a)
+            .expect("request")
+            .route
+            .unwrap_or_default();
         assert_eq!(r.trunks, ["gw1.contoso.com", "gw2.contoso.com"]);
         assert_eq!(r.pstn_usages, ["Local"]);
         let base = [
@@ -532,14 +514,14 @@ mod tests {
             .is_err()
         );
         assert!(matches!(
-            update_request(&set(&["--revision", "1"])),
+            Routes::update_request(&set(&["--revision", "1"]), None),
             Err(Failure::Usage(_))
         ));
     }
 
     #[test]
     fn test_usages_do_not_swallow_the_number() {
-        let Ok(RouteCmd::Test(t)) = parse(&[
+        let Ok(Verb::More(RouteVerbs::Test(t))) = parse(&[
             "test",
             "--usage",
             "Local",

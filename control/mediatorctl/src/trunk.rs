@@ -7,11 +7,13 @@ use mediator_topology::{model, proto as convert};
 use serde_json::Value;
 
 use crate::output::{
-    Show, bad_reply, joined, meta_fields, print_list, print_one, print_removed, revision,
-    transport_name, when,
+    Show, bad_reply, joined, meta_fields, print_list, print_one, revision, transport_name, when,
 };
 use crate::parse::TransportArg;
-use crate::{Ctx, Failure, PAGE_SIZE, RevisionArg, all_pages, usage_error};
+use crate::resource::{
+    Help, MoreVerbs, PAGE_SIZE, Resource, RevisionArg, VerbHelp, field_mask, rpcs,
+};
+use crate::{Ctx, Failure, usage_error};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -62,38 +64,115 @@ Examples:
   mediatorctl trunk moves
   mediatorctl --output json trunk moves";
 
+/// `mediatorctl trunk …`.
+#[derive(Debug)]
+pub struct Trunks;
+
+impl Resource for Trunks {
+    const NOUN: &'static str = "trunk";
+    const HELP: Help = Help {
+        add: VerbHelp::new(
+            "Create a trunk between a pool port and a gateway port",
+            ADD_EXAMPLES,
+        ),
+        set: VerbHelp::new(
+            "Change some of a trunk's fields; the others stay as they are",
+            SET_EXAMPLES,
+        ),
+        show: VerbHelp::new("Show one trunk", SHOW_EXAMPLES),
+        list: VerbHelp::new("List trunks", LIST_EXAMPLES),
+        remove: VerbHelp::new(
+            "Delete a trunk (not a root trunk: remove its gateway instead)",
+            REMOVE_EXAMPLES,
+        ),
+        key: "The trunk's name",
+        remove_key: "The trunk's name",
+    };
+
+    type Item = pb::Trunk;
+    type Add = TrunkAdd;
+    type Set = TrunkSet;
+    type Filter = TrunkFilter;
+    type More = TrunkVerbs;
+    type CreateRequest = pb::CreateTrunkRequest;
+    type UpdateRequest = pb::UpdateTrunkRequest;
+    type ListRequest = pb::ListTrunksRequest;
+
+    fn create_request(a: &TrunkAdd) -> Result<pb::CreateTrunkRequest, Failure> {
+        Ok(pb::CreateTrunkRequest {
+            trunk: Some(pb::Trunk {
+                name: a.name.clone(),
+                gateway: a.gateway.clone(),
+                gateway_port: u32::from(a.gateway_port),
+                transport: a.transport.pb(),
+                pool: a.pool.clone(),
+                pool_port: u32::from(a.pool_port),
+                root: false,
+                meta: None,
+            }),
+        })
+    }
+
+    fn update_request(
+        a: &TrunkSet,
+        _current: Option<&pb::Trunk>,
+    ) -> Result<pb::UpdateTrunkRequest, Failure> {
+        let mut trunk = pb::Trunk {
+            name: a.name.clone(),
+            ..Default::default()
+        };
+        let mut paths = Vec::new();
+        if let Some(p) = a.gateway_port {
+            trunk.gateway_port = u32::from(p);
+            paths.push("gateway_port");
+        }
+        if let Some(t) = a.transport {
+            trunk.transport = t.pb();
+            paths.push("transport");
+        }
+        if let Some(p) = &a.pool {
+            trunk.pool = p.clone();
+            paths.push("pool");
+        }
+        if let Some(p) = a.pool_port {
+            trunk.pool_port = u32::from(p);
+            paths.push("pool_port");
+        }
+        if paths.is_empty() {
+            return Err(usage_error(format!(
+                "nothing to change for trunk {}: give at least one of --gateway-port, \
+                 --transport, --pool, --pool-port",
+                a.name
+            )));
+        }
+        Ok(pb::UpdateTrunkRequest {
+            trunk: Some(trunk),
+            update_mask: field_mask(&paths),
+            expected_revision: a.revision.expected(),
+        })
+    }
+
+    fn list_request(f: &TrunkFilter, page_token: String) -> pb::ListTrunksRequest {
+        pb::ListTrunksRequest {
+            gateway: f.gateway.clone().unwrap_or_default(),
+            pool: f.pool.clone().unwrap_or_default(),
+            page_size: PAGE_SIZE,
+            page_token,
+        }
+    }
+
+    rpcs! {
+        create: create_trunk,
+        get: get_trunk,
+        update: update_trunk,
+        delete: delete_trunk,
+        list: list_trunks => trunks,
+    }
+}
+
+/// Moving trunks between pools, after the five verbs.
 #[derive(Subcommand, Debug)]
-pub enum TrunkCmd {
-    /// Create a trunk between a pool port and a gateway port.
-    #[command(after_help = ADD_EXAMPLES)]
-    Add(TrunkAdd),
-    /// Change some of a trunk's fields; the others stay as they are.
-    #[command(after_help = SET_EXAMPLES)]
-    Set(TrunkSet),
-    /// Show one trunk.
-    #[command(after_help = SHOW_EXAMPLES)]
-    Show {
-        /// The trunk's name.
-        name: String,
-    },
-    /// List trunks.
-    #[command(after_help = LIST_EXAMPLES)]
-    List {
-        /// Only the trunks of this gateway.
-        #[arg(long)]
-        gateway: Option<String>,
-        /// Only the trunks of this pool.
-        #[arg(long)]
-        pool: Option<String>,
-    },
-    /// Delete a trunk (not a root trunk: remove its gateway instead).
-    #[command(after_help = REMOVE_EXAMPLES)]
-    Remove {
-        /// The trunk's name.
-        name: String,
-        #[command(flatten)]
-        revision: RevisionArg,
-    },
+pub enum TrunkVerbs {
     /// Re-home one trunk, or every trunk of a pool, to another pool. Calls in progress stay;
     /// new calls use the new pool.
     #[command(after_help = MOVE_EXAMPLES)]
@@ -101,6 +180,42 @@ pub enum TrunkCmd {
     /// List the trunk moves made so far.
     #[command(after_help = MOVES_EXAMPLES)]
     Moves,
+}
+
+impl MoreVerbs for TrunkVerbs {
+    async fn run(self, ctx: &mut Ctx) -> Result<(), Failure> {
+        let client = &mut ctx.client;
+        match self {
+            TrunkVerbs::Move(a) => {
+                let r = client.move_trunks(move_request(&a)).await?.into_inner();
+                match r.r#move {
+                    Some(m) => print_one(ctx.out, &m),
+                    None => Err(Failure::BadReply(
+                        "the server reported the move without describing it; check \
+                         `mediatorctl trunk moves`"
+                            .into(),
+                    )),
+                }
+            }
+            TrunkVerbs::Moves => {
+                let r = client
+                    .list_trunk_moves(pb::ListTrunkMovesRequest {})
+                    .await?
+                    .into_inner();
+                print_list(ctx.out, &r.moves)
+            }
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct TrunkFilter {
+    /// Only the trunks of this gateway.
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// Only the trunks of this pool.
+    #[arg(long)]
+    pub pool: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -161,127 +276,12 @@ pub struct TrunkMoveArgs {
     pub pool_port: Option<u16>,
 }
 
-pub fn create_request(a: &TrunkAdd) -> pb::CreateTrunkRequest {
-    pb::CreateTrunkRequest {
-        trunk: Some(pb::Trunk {
-            name: a.name.clone(),
-            gateway: a.gateway.clone(),
-            gateway_port: u32::from(a.gateway_port),
-            transport: a.transport.pb(),
-            pool: a.pool.clone(),
-            pool_port: u32::from(a.pool_port),
-            root: false,
-            meta: None,
-        }),
-    }
-}
-
-pub fn update_request(a: &TrunkSet) -> Result<pb::UpdateTrunkRequest, Failure> {
-    let mut trunk = pb::Trunk {
-        name: a.name.clone(),
-        ..Default::default()
-    };
-    let mut paths = Vec::new();
-    if let Some(p) = a.gateway_port {
-        trunk.gateway_port = u32::from(p);
-        paths.push("gateway_port".to_string());
-    }
-    if let Some(t) = a.transport {
-        trunk.transport = t.pb();
-        paths.push("transport".to_string());
-    }
-    if let Some(p) = &a.pool {
-        trunk.pool = p.clone();
-        paths.push("pool".to_string());
-    }
-    if let Some(p) = a.pool_port {
-        trunk.pool_port = u32::from(p);
-        paths.push("pool_port".to_string());
-    }
-    if paths.is_empty() {
-        return Err(usage_error(format!(
-            "nothing to change for trunk {}: give at least one of --gateway-port, --transport, \
-             --pool, --pool-port",
-            a.name
-        )));
-    }
-    Ok(pb::UpdateTrunkRequest {
-        trunk: Some(trunk),
-        update_mask: Some(prost_types::FieldMask { paths }),
-        expected_revision: a.revision.expected(),
-    })
-}
-
 pub fn move_request(a: &TrunkMoveArgs) -> pb::MoveTrunksRequest {
     pb::MoveTrunksRequest {
         trunk: a.trunk.clone().unwrap_or_default(),
         from_pool: a.from_pool.clone().unwrap_or_default(),
         to_pool: a.to_pool.clone(),
         pool_port: a.pool_port.map_or(0, u32::from),
-    }
-}
-
-pub async fn run(ctx: &mut Ctx, cmd: TrunkCmd) -> Result<(), Failure> {
-    let out = ctx.out;
-    let client = &mut ctx.client;
-    match cmd {
-        TrunkCmd::Add(a) => {
-            let t = client.create_trunk(create_request(&a)).await?.into_inner();
-            print_one(out, &t)
-        }
-        TrunkCmd::Set(a) => {
-            let t = client.update_trunk(update_request(&a)?).await?.into_inner();
-            print_one(out, &t)
-        }
-        TrunkCmd::Show { name } => {
-            let t = client
-                .get_trunk(pb::GetRequest { name })
-                .await?
-                .into_inner();
-            print_one(out, &t)
-        }
-        TrunkCmd::List { gateway, pool } => {
-            let gateway = gateway.unwrap_or_default();
-            let pool = pool.unwrap_or_default();
-            let trunks = all_pages(async |page_token| {
-                let req = pb::ListTrunksRequest {
-                    gateway: gateway.clone(),
-                    pool: pool.clone(),
-                    page_size: PAGE_SIZE,
-                    page_token,
-                };
-                let r = client.list_trunks(req).await?.into_inner();
-                Ok((r.trunks, r.next_page_token))
-            })
-            .await?;
-            print_list(out, &trunks)
-        }
-        TrunkCmd::Remove { name, revision } => {
-            let req = pb::DeleteRequest {
-                name: name.clone(),
-                expected_revision: revision.expected(),
-            };
-            client.delete_trunk(req).await?;
-            print_removed(out, "trunk", &name)
-        }
-        TrunkCmd::Move(a) => {
-            let r = client.move_trunks(move_request(&a)).await?.into_inner();
-            match r.r#move {
-                Some(m) => print_one(out, &m),
-                None => Err(Failure::BadReply(
-                    "the server reported the move without describing it; check `mediatorctl \
-                     trunk moves`"
-                        .into(),
-                )),
-            }
-        }
-        TrunkCmd::Moves => {
-            let r = client
-                .list_trunk_moves(pb::ListTrunkMovesRequest {})
-                .await?
-                .into_inner();
-            print_list(out, &r.moves)
-        }
     }
 }
 
@@ -380,21 +380,15 @@ impl Show for pb::TrunkMove {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use crate::resource::Verb;
 
-    #[derive(Parser, Debug)]
-    struct T {
-        #[command(subcommand)]
-        cmd: TrunkCmd,
-    }
-
-    fn parse(args: &[&str]) -> Result<TrunkCmd, clap::Error> {
-        T::try_parse_from(["t"].iter().chain(args)).map(|t| t.cmd)
+    fn parse(args: &[&str]) -> Result<Verb<Trunks>, clap::Error> {
+        crate::resource::parse::<Trunks>(args)
     }
 
     #[test]
     fn set_masks_follow_the_flags() {
-        let Ok(TrunkCmd::Set(a)) = parse(&[
+        let Ok(Verb::Set(a)) = parse(&[
             "set",
             "gw1-5068",
             "--pool-port",
@@ -404,17 +398,20 @@ mod tests {
         ]) else {
             panic!()
         };
-        let r = update_request(&a).expect("request");
+        let r = Trunks::update_request(&a, None).expect("request");
         assert_eq!(
             r.update_mask.unwrap_or_default().paths,
             ["transport", "pool_port"]
         );
         let t = r.trunk.unwrap_or_default();
         assert_eq!((t.pool_port, t.transport), (5069, TransportArg::Tcp.pb()));
-        let Ok(TrunkCmd::Set(a)) = parse(&["set", "gw1-5068"]) else {
+        let Ok(Verb::Set(a)) = parse(&["set", "gw1-5068"]) else {
             panic!()
         };
-        assert!(matches!(update_request(&a), Err(Failure::Usage(_))));
+        assert!(matches!(
+            Trunks::update_request(&a, None),
+            Err(Failure::Usage(_))
+        ));
     }
 
     #[test]
@@ -432,7 +429,7 @@ mod tests {
             ])
             .is_err()
         );
-        let Ok(TrunkCmd::Move(a)) = parse(&[
+        let Ok(Verb::More(TrunkVerbs::Move(a))) = parse(&[
             "move",
             "--from-pool",
             "pool1.contoso.com",

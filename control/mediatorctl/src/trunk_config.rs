@@ -1,18 +1,18 @@
 //! `mediatorctl trunk-config …`: Lync's trunk configuration at global, site or trunk scope, and
 //! the effective settings of a trunk.
 
-use clap::{ArgAction, Args, Subcommand};
+use clap::{Args, Subcommand};
 use mediator_proto::control::v1 as pb;
-use mediator_topology::model::{SETTING_NAMES, Scope};
+use mediator_topology::model::Scope;
 use mediator_topology::proto as convert;
 use serde_json::{Value, json};
 
-use crate::output::{
-    Output, Show, Table, bad_reply, emit, meta_fields, print_json, print_list, print_one,
-    print_removed, revision,
+use crate::output::{Output, Show, Table, bad_reply, emit, meta_fields, print_json, revision};
+use crate::resource::{
+    Help, MoreVerbs, NoFilter, PAGE_SIZE, Resource, RevisionArg, VerbHelp, field_mask, rpcs,
 };
-use crate::parse::{self, ResponseCode, Setting, SrtpArg};
-use crate::{Ctx, Failure, PAGE_SIZE, RevisionArg, all_pages, usage_error};
+use crate::settings::{self, Changes, InheritArgs, SettingFlag, SettingsArgs};
+use crate::{Ctx, Failure, usage_error};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -57,62 +57,170 @@ Examples:
   mediatorctl trunk-config effective gw1.contoso.com
   mediatorctl trunk-config effective gw1-5068 --output json";
 
+/// `mediatorctl trunk-config …`.
+#[derive(Debug)]
+pub struct TrunkConfigs;
+
+impl Resource for TrunkConfigs {
+    const NOUN: &'static str = "trunk configuration";
+    const HELP: Help = Help {
+        add: VerbHelp::new(
+            "Create the configuration of a site or trunk (absent settings are inherited)",
+            ADD_EXAMPLES,
+        )
+        .long(
+            "Create the configuration of a site or trunk (absent settings are inherited).\n\n\
+             Settings not given are inherited: a trunk's from its site's configuration, a site's \
+             from the global one.",
+        ),
+        set: VerbHelp::new(
+            "Change some settings of a configuration; the others stay as they are",
+            SET_EXAMPLES,
+        )
+        .long(
+            "Change some settings of a configuration; the others stay as they are.\n\n\
+             Every setting also takes `inherit`, which clears it so the wider scope's value \
+             applies (--inherit-…-rules does the same for a rule list); the global \
+             configuration cannot inherit. A rule flag replaces that whole list; \
+             --clear-…-rules makes it empty.",
+        ),
+        show: VerbHelp::new("Show one configuration", SHOW_EXAMPLES),
+        list: VerbHelp::new("List configurations", LIST_EXAMPLES),
+        remove: VerbHelp::new(
+            "Delete the configuration of a site or trunk (its settings are inherited again)",
+            REMOVE_EXAMPLES,
+        ),
+        key: "global, site:NAME or trunk:NAME",
+        remove_key: "site:NAME or trunk:NAME",
+    };
+    const KEY: (&'static str, &'static str) = ("scope", "SCOPE");
+
+    type Item = pb::TrunkConfiguration;
+    type Add = ConfigAdd;
+    type Set = ConfigSet;
+    type Filter = NoFilter;
+    type More = ConfigVerbs;
+    type CreateRequest = pb::CreateTrunkConfigurationRequest;
+    type UpdateRequest = pb::UpdateTrunkConfigurationRequest;
+    type ListRequest = pb::ListTrunkConfigurationsRequest;
+
+    fn create_request(a: &ConfigAdd) -> Result<pb::CreateTrunkConfigurationRequest, Failure> {
+        Ok(pb::CreateTrunkConfigurationRequest {
+            configuration: Some(pb::TrunkConfiguration {
+                name: a.scope.clone(),
+                settings: Some(create_settings(&a.settings)?),
+                meta: None,
+            }),
+        })
+    }
+
+    /// A setting given as `inherit` is named in the mask but left absent, which the server
+    /// reads as "clear it".
+    fn update_request(
+        a: &ConfigSet,
+        _current: Option<&pb::TrunkConfiguration>,
+    ) -> Result<pb::UpdateTrunkConfigurationRequest, Failure> {
+        let changes = Changes::new(&a.settings, &a.inherit);
+        if changes.given.is_empty() {
+            return Err(usage_error(format!(
+                "nothing to change for {}: give a setting (e.g. --media-bypass true) or a rule \
+                 list flag; see `mediatorctl trunk-config set --help`",
+                a.scope
+            )));
+        }
+        if a.scope == "global" && changes.inherited().next().is_some() {
+            return Err(usage_error(
+                "the global configuration cannot inherit: it is where inheritance ends; give a \
+                 value",
+            ));
+        }
+        Ok(pb::UpdateTrunkConfigurationRequest {
+            update_mask: field_mask(&changes.mask()),
+            configuration: Some(pb::TrunkConfiguration {
+                name: a.scope.clone(),
+                settings: Some(changes.settings),
+                meta: None,
+            }),
+            expected_revision: a.revision.expected(),
+        })
+    }
+
+    fn list_request(_: &NoFilter, page_token: String) -> pb::ListTrunkConfigurationsRequest {
+        pb::ListTrunkConfigurationsRequest {
+            page_size: PAGE_SIZE,
+            page_token,
+        }
+    }
+
+    fn key(s: &str) -> Result<String, String> {
+        scope(s)
+    }
+
+    fn check_remove(scope: &str) -> Result<(), Failure> {
+        if scope == "global" {
+            return Err(usage_error(
+                "the global configuration cannot be removed; change its values with \
+                 `mediatorctl trunk-config set global ...`",
+            ));
+        }
+        Ok(())
+    }
+
+    rpcs! {
+        create: create_trunk_configuration,
+        get: get_trunk_configuration,
+        update: update_trunk_configuration,
+        delete: delete_trunk_configuration,
+        list: list_trunk_configurations => configurations,
+    }
+}
+
+/// The effective settings of a trunk, after the five verbs.
 #[derive(Subcommand, Debug)]
-pub enum ConfigCmd {
-    /// Create the configuration of a site or trunk (absent settings are inherited).
-    ///
-    /// Settings not given are inherited: a trunk's from its site's configuration, a site's from
-    /// the global one.
-    #[command(after_help = ADD_EXAMPLES)]
-    Add {
-        /// global, site:NAME or trunk:NAME.
-        #[arg(value_parser = scope)]
-        scope: String,
-        #[command(flatten)]
-        settings: SettingsArgs,
-    },
-    /// Change some settings of a configuration; the others stay as they are.
-    ///
-    /// Every setting also takes `inherit`, which clears it so the wider scope's value applies
-    /// (--inherit-…-rules does the same for a rule list); the global configuration cannot
-    /// inherit. A rule flag replaces that whole list; --clear-…-rules makes it empty.
-    #[command(after_help = SET_EXAMPLES)]
-    Set {
-        /// global, site:NAME or trunk:NAME.
-        #[arg(value_parser = scope)]
-        scope: String,
-        #[command(flatten)]
-        settings: SettingsArgs,
-        #[command(flatten)]
-        inherit: InheritArgs,
-        #[command(flatten)]
-        revision: RevisionArg,
-    },
-    /// Show one configuration.
-    #[command(after_help = SHOW_EXAMPLES)]
-    Show {
-        /// global, site:NAME or trunk:NAME.
-        #[arg(value_parser = scope)]
-        scope: String,
-    },
-    /// List configurations.
-    #[command(after_help = LIST_EXAMPLES)]
-    List,
-    /// Delete the configuration of a site or trunk (its settings are inherited again).
-    #[command(after_help = REMOVE_EXAMPLES)]
-    Remove {
-        /// site:NAME or trunk:NAME.
-        #[arg(value_parser = scope)]
-        scope: String,
-        #[command(flatten)]
-        revision: RevisionArg,
-    },
+pub enum ConfigVerbs {
     /// The settings that apply to a trunk, each with the scope it comes from.
     #[command(after_help = EFFECTIVE_EXAMPLES)]
     Effective {
         /// The trunk's name.
         trunk: String,
     },
+}
+
+impl MoreVerbs for ConfigVerbs {
+    async fn run(self, ctx: &mut Ctx) -> Result<(), Failure> {
+        match self {
+            ConfigVerbs::Effective { trunk } => {
+                let e = ctx
+                    .client
+                    .get_effective_trunk_configuration(pb::GetRequest { name: trunk })
+                    .await?
+                    .into_inner();
+                print_effective(ctx.out, &e)
+            }
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigAdd {
+    /// global, site:NAME or trunk:NAME.
+    #[arg(value_parser = scope)]
+    pub scope: String,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigSet {
+    /// global, site:NAME or trunk:NAME.
+    #[arg(value_parser = scope)]
+    pub scope: String,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    #[command(flatten)]
+    pub inherit: InheritArgs,
+    #[command(flatten)]
+    pub revision: RevisionArg,
 }
 
 /// Checks SCOPE on the command line, so a typo is a usage error and not a server round trip.
@@ -125,418 +233,18 @@ fn scope(s: &str) -> Result<String, String> {
     })
 }
 
-/// The settings flags shared by `add` and `set`.
-#[derive(Args, Debug, Default)]
-pub struct SettingsArgs {
-    /// SRTP for media toward the gateway: required, optional or not_supported.
-    #[arg(long, value_name = "MODE", value_parser = parse::srtp_setting, help_heading = "Settings")]
-    pub srtp_mode: Option<Setting<SrtpArg>>,
-    /// Media flows between client and gateway directly: true or false.
-    #[arg(long, value_name = "B", value_parser = parse::bool_setting, help_heading = "Settings")]
-    pub media_bypass: Option<Setting<bool>>,
-    /// Send REFER to the gateway for transfers: true or false.
-    #[arg(long, value_name = "B", value_parser = parse::bool_setting, help_heading = "Settings")]
-    pub refer_support: Option<Setting<bool>>,
-    /// RTCP on active calls: true or false.
-    #[arg(long, value_name = "B", value_parser = parse::bool_setting, help_heading = "Settings")]
-    pub rtcp_active_calls: Option<Setting<bool>>,
-    /// RTCP on calls on hold: true or false.
-    #[arg(long, value_name = "B", value_parser = parse::bool_setting, help_heading = "Settings")]
-    pub rtcp_calls_on_hold: Option<Setting<bool>>,
-    /// SIP session timers: true or false.
-    #[arg(long, value_name = "B", value_parser = parse::bool_setting, help_heading = "Settings")]
-    pub session_timer: Option<Setting<bool>>,
-    /// Early dialogs allowed per outbound INVITE (1-1000).
-    #[arg(long, value_name = "N", value_parser = parse::u32_setting, help_heading = "Settings")]
-    pub max_early_dialogs: Option<Setting<u32>>,
-    /// Strip '+' from numbers sent to the gateway: true or false.
-    #[arg(long, value_name = "B", value_parser = parse::bool_setting, help_heading = "Settings")]
-    pub remove_plus_from_uri: Option<Setting<bool>>,
-    /// Try the next trunk when the gateway does not answer in time: true or false.
-    #[arg(long, value_name = "B", value_parser = parse::bool_setting, help_heading = "Settings")]
-    pub fast_failover: Option<Setting<bool>>,
-    /// Seconds before fast failover gives up on a trunk (1-300).
-    #[arg(
-        long = "fast-failover-timeout",
-        value_name = "SECS",
-        value_parser = parse::u32_setting,
-        help_heading = "Settings"
-    )]
-    pub fast_failover_timeout_secs: Option<Setting<u32>>,
-    /// Latch RTP to the address media actually comes from: true or false.
-    #[arg(long, value_name = "B", value_parser = parse::bool_setting, help_heading = "Settings")]
-    pub rtp_latching: Option<Setting<bool>>,
-    /// Forward P-Asserted-Identity: true or false.
-    #[arg(long, value_name = "B", value_parser = parse::bool_setting, help_heading = "Settings")]
-    pub forward_pai: Option<Setting<bool>>,
-    /// Forward call history (History-Info): true or false.
-    #[arg(long, value_name = "B", value_parser = parse::bool_setting, help_heading = "Settings")]
-    pub forward_call_history: Option<Setting<bool>>,
-
-    /// Called-number rule for calls toward the gateway (repeat; replaces the list).
-    #[arg(
-        long = "called-rule",
-        num_args = 3,
-        value_names = ["NAME", "PATTERN", "TRANSLATION"],
-        allow_hyphen_values = true,
-        action = ArgAction::Append,
-        help_heading = "Number translation"
-    )]
-    pub called_rules: Vec<String>,
-    /// Make the called-number rule list empty.
-    #[arg(
-        long,
-        conflicts_with = "called_rules",
-        help_heading = "Number translation"
-    )]
-    pub clear_called_rules: bool,
-    /// Calling-number rule for calls toward the gateway (repeat; replaces the list).
-    #[arg(
-        long = "calling-rule",
-        num_args = 3,
-        value_names = ["NAME", "PATTERN", "TRANSLATION"],
-        allow_hyphen_values = true,
-        action = ArgAction::Append,
-        help_heading = "Number translation"
-    )]
-    pub calling_rules: Vec<String>,
-    /// Make the calling-number rule list empty.
-    #[arg(
-        long,
-        conflicts_with = "calling_rules",
-        help_heading = "Number translation"
-    )]
-    pub clear_calling_rules: bool,
-    /// Called-number rule for calls from the gateway (repeat; replaces the list).
-    #[arg(
-        long = "inbound-called-rule",
-        num_args = 3,
-        value_names = ["NAME", "PATTERN", "TRANSLATION"],
-        allow_hyphen_values = true,
-        action = ArgAction::Append,
-        help_heading = "Number translation"
-    )]
-    pub inbound_called_rules: Vec<String>,
-    /// Make the inbound called-number rule list empty.
-    #[arg(
-        long,
-        conflicts_with = "inbound_called_rules",
-        help_heading = "Number translation"
-    )]
-    pub clear_inbound_called_rules: bool,
-    /// Calling-number rule for calls from the gateway (repeat; replaces the list).
-    #[arg(
-        long = "inbound-calling-rule",
-        num_args = 3,
-        value_names = ["NAME", "PATTERN", "TRANSLATION"],
-        allow_hyphen_values = true,
-        action = ArgAction::Append,
-        help_heading = "Number translation"
-    )]
-    pub inbound_calling_rules: Vec<String>,
-    /// Make the inbound calling-number rule list empty.
-    #[arg(
-        long,
-        conflicts_with = "inbound_calling_rules",
-        help_heading = "Number translation"
-    )]
-    pub clear_inbound_calling_rules: bool,
-    /// Translate a SIP response code from the gateway, e.g. 408=503 (repeat; replaces the list).
-    #[arg(
-        long = "response-code",
-        value_name = "RECEIVED=TRANSLATED",
-        value_parser = parse::response_code,
-        help_heading = "Number translation"
-    )]
-    pub response_codes: Vec<ResponseCode>,
-    /// Make the response-code list empty.
-    #[arg(
-        long,
-        conflicts_with = "response_codes",
-        help_heading = "Number translation"
-    )]
-    pub clear_response_codes: bool,
-}
-
-/// `set` only: give a rule list back to the wider scope.
-#[derive(Args, Debug, Default)]
-pub struct InheritArgs {
-    /// Inherit the called-number rules from the wider scope.
-    #[arg(long, conflicts_with_all = ["called_rules", "clear_called_rules"], help_heading = "Number translation")]
-    pub inherit_called_rules: bool,
-    /// Inherit the calling-number rules from the wider scope.
-    #[arg(long, conflicts_with_all = ["calling_rules", "clear_calling_rules"], help_heading = "Number translation")]
-    pub inherit_calling_rules: bool,
-    /// Inherit the inbound called-number rules from the wider scope.
-    #[arg(
-        long,
-        conflicts_with_all = ["inbound_called_rules", "clear_inbound_called_rules"],
-        help_heading = "Number translation"
-    )]
-    pub inherit_inbound_called_rules: bool,
-    /// Inherit the inbound calling-number rules from the wider scope.
-    #[arg(
-        long,
-        conflicts_with_all = ["inbound_calling_rules", "clear_inbound_calling_rules"],
-        help_heading = "Number translation"
-    )]
-    pub inherit_inbound_calling_rules: bool,
-    /// Inherit the response-code translations from the wider scope.
-    #[arg(long, conflicts_with_all = ["response_codes", "clear_response_codes"], help_heading = "Number translation")]
-    pub inherit_response_codes: bool,
-}
-
-/// The settings message and the `settings.<field>` paths the flags name. A setting given as
-/// `inherit` is named in the mask but left absent, which the server reads as "clear it".
-pub fn settings_and_paths(
-    s: &SettingsArgs,
-    inherit: &InheritArgs,
-) -> Result<(pb::TrunkSettings, Vec<String>), Failure> {
-    let mut out = pb::TrunkSettings::default();
-    let mut paths: Vec<String> = Vec::new();
-
-    macro_rules! scalar {
-        ($field:ident, $conv:expr) => {
-            if let Some(v) = &s.$field {
-                paths.push(concat!("settings.", stringify!($field)).to_string());
-                if let Setting::Value(v) = v {
-                    out.$field = Some($conv(v));
-                }
-            }
-        };
-    }
-    scalar!(srtp_mode, |v: &SrtpArg| v.pb());
-    scalar!(media_bypass, |v: &bool| *v);
-    scalar!(refer_support, |v: &bool| *v);
-    scalar!(rtcp_active_calls, |v: &bool| *v);
-    scalar!(rtcp_calls_on_hold, |v: &bool| *v);
-    scalar!(session_timer, |v: &bool| *v);
-    scalar!(max_early_dialogs, |v: &u32| *v);
-    scalar!(remove_plus_from_uri, |v: &bool| *v);
-    scalar!(fast_failover, |v: &bool| *v);
-    scalar!(fast_failover_timeout_secs, |v: &u32| *v);
-    scalar!(rtp_latching, |v: &bool| *v);
-    scalar!(forward_pai, |v: &bool| *v);
-    scalar!(forward_call_history, |v: &bool| *v);
-
-    let lists = [
-        (
-            "called_number_rules",
-            "called-rule",
-            &s.called_rules,
-            s.clear_called_rules,
-            inherit.inherit_called_rules,
-        ),
-        (
-            "calling_number_rules",
-            "calling-rule",
-            &s.calling_rules,
-            s.clear_calling_rules,
-            inherit.inherit_calling_rules,
-        ),
-        (
-            "inbound_called_number_rules",
-            "inbound-called-rule",
-            &s.inbound_called_rules,
-            s.clear_inbound_called_rules,
-            inherit.inherit_inbound_called_rules,
-        ),
-        (
-            "inbound_calling_number_rules",
-            "inbound-calling-rule",
-            &s.inbound_calling_rules,
-            s.clear_inbound_calling_rules,
-            inherit.inherit_inbound_calling_rules,
-        ),
-    ];
-    for (field, flag, given, clear, inherit) in lists {
-        if given.is_empty() && !clear && !inherit {
-            continue;
-        }
-        paths.push(format!("settings.{field}"));
-        let list = if inherit {
-            None
-        } else {
-            // clap takes exactly three values per occurrence and appends them to one list.
-            let rules = parse::translation_rules(flag, given).map_err(usage_error)?;
-            Some(pb::RuleList { rules })
-        };
-        match field {
-            "called_number_rules" => out.called_number_rules = list,
-            "calling_number_rules" => out.calling_number_rules = list,
-            "inbound_called_number_rules" => out.inbound_called_number_rules = list,
-            _ => out.inbound_calling_number_rules = list,
-        }
-    }
-
-    if !s.response_codes.is_empty() || s.clear_response_codes || inherit.inherit_response_codes {
-        paths.push("settings.response_code_rules".into());
-        if !inherit.inherit_response_codes {
-            out.response_code_rules = Some(pb::ResponseCodeRuleList {
-                rules: s
-                    .response_codes
-                    .iter()
-                    .map(|c| pb::ResponseCodeRule {
-                        received: c.received,
-                        translated: c.translated,
-                    })
-                    .collect(),
-            });
-        }
-    }
-    Ok((out, paths))
-}
-
 /// `add` sets values; `inherit` there would be a no-op the user did not mean.
 fn create_settings(s: &SettingsArgs) -> Result<pb::TrunkSettings, Failure> {
-    let (settings, paths) = settings_and_paths(s, &InheritArgs::default())?;
-    let inherited: Vec<String> = paths
-        .iter()
-        .filter_map(|p| p.strip_prefix("settings."))
-        .filter(|f| is_absent(&settings, f))
-        .map(|f| format!("--{}", flag_name(f)))
-        .collect();
+    let changes = Changes::new(s, &InheritArgs::default());
+    let inherited: Vec<String> = changes.inherited().map(SettingFlag::flag).collect();
     if inherited.is_empty() {
-        Ok(settings)
+        Ok(changes.settings)
     } else {
         Err(usage_error(format!(
             "{} inherit: `trunk-config add` only sets values (leave a setting out to inherit it; \
              `trunk-config set ... inherit` clears one)",
             inherited.join(", ")
         )))
-    }
-}
-
-fn is_absent(s: &pb::TrunkSettings, field: &str) -> bool {
-    match field {
-        "srtp_mode" => s.srtp_mode.is_none(),
-        "media_bypass" => s.media_bypass.is_none(),
-        "refer_support" => s.refer_support.is_none(),
-        "rtcp_active_calls" => s.rtcp_active_calls.is_none(),
-        "rtcp_calls_on_hold" => s.rtcp_calls_on_hold.is_none(),
-        "session_timer" => s.session_timer.is_none(),
-        "max_early_dialogs" => s.max_early_dialogs.is_none(),
-        "remove_plus_from_uri" => s.remove_plus_from_uri.is_none(),
-        "fast_failover" => s.fast_failover.is_none(),
-        "fast_failover_timeout_secs" => s.fast_failover_timeout_secs.is_none(),
-        "rtp_latching" => s.rtp_latching.is_none(),
-        "forward_pai" => s.forward_pai.is_none(),
-        "forward_call_history" => s.forward_call_history.is_none(),
-        "called_number_rules" => s.called_number_rules.is_none(),
-        "calling_number_rules" => s.calling_number_rules.is_none(),
-        "inbound_called_number_rules" => s.inbound_called_number_rules.is_none(),
-        "inbound_calling_number_rules" => s.inbound_calling_number_rules.is_none(),
-        "response_code_rules" => s.response_code_rules.is_none(),
-        _ => false,
-    }
-}
-
-/// The flag that sets a field, for messages.
-fn flag_name(field: &str) -> String {
-    match field {
-        "fast_failover_timeout_secs" => "fast-failover-timeout".into(),
-        other => other.replace('_', "-"),
-    }
-}
-
-pub fn update_request(
-    scope: &str,
-    s: &SettingsArgs,
-    inherit: &InheritArgs,
-    revision: &RevisionArg,
-) -> Result<pb::UpdateTrunkConfigurationRequest, Failure> {
-    let (settings, paths) = settings_and_paths(s, inherit)?;
-    if paths.is_empty() {
-        return Err(usage_error(format!(
-            "nothing to change for {scope}: give a setting (e.g. --media-bypass true) or a rule \
-             list flag; see `mediatorctl trunk-config set --help`"
-        )));
-    }
-    if scope == "global"
-        && paths
-            .iter()
-            .any(|p| is_absent(&settings, &p["settings.".len()..]))
-    {
-        return Err(usage_error(
-            "the global configuration cannot inherit: it is where inheritance ends; give a value",
-        ));
-    }
-    Ok(pb::UpdateTrunkConfigurationRequest {
-        configuration: Some(pb::TrunkConfiguration {
-            name: scope.to_string(),
-            settings: Some(settings),
-            meta: None,
-        }),
-        update_mask: Some(prost_types::FieldMask { paths }),
-        expected_revision: revision.expected(),
-    })
-}
-
-pub async fn run(ctx: &mut Ctx, cmd: ConfigCmd) -> Result<(), Failure> {
-    let out = ctx.out;
-    let client = &mut ctx.client;
-    match cmd {
-        ConfigCmd::Add { scope, settings } => {
-            let req = pb::CreateTrunkConfigurationRequest {
-                configuration: Some(pb::TrunkConfiguration {
-                    name: scope,
-                    settings: Some(create_settings(&settings)?),
-                    meta: None,
-                }),
-            };
-            let c = client.create_trunk_configuration(req).await?.into_inner();
-            print_one(out, &c)
-        }
-        ConfigCmd::Set {
-            scope,
-            settings,
-            inherit,
-            revision,
-        } => {
-            let req = update_request(&scope, &settings, &inherit, &revision)?;
-            let c = client.update_trunk_configuration(req).await?.into_inner();
-            print_one(out, &c)
-        }
-        ConfigCmd::Show { scope } => {
-            let c = client
-                .get_trunk_configuration(pb::GetRequest { name: scope })
-                .await?
-                .into_inner();
-            print_one(out, &c)
-        }
-        ConfigCmd::List => {
-            let configs = all_pages(async |page_token| {
-                let req = pb::ListTrunkConfigurationsRequest {
-                    page_size: PAGE_SIZE,
-                    page_token,
-                };
-                let r = client.list_trunk_configurations(req).await?.into_inner();
-                Ok((r.configurations, r.next_page_token))
-            })
-            .await?;
-            print_list(out, &configs)
-        }
-        ConfigCmd::Remove { scope, revision } => {
-            if scope == "global" {
-                return Err(usage_error(
-                    "the global configuration cannot be removed; change its values with \
-                     `mediatorctl trunk-config set global ...`",
-                ));
-            }
-            let req = pb::DeleteRequest {
-                name: scope.clone(),
-                expected_revision: revision.expected(),
-            };
-            client.delete_trunk_configuration(req).await?;
-            print_removed(out, "trunk configuration", &scope)
-        }
-        ConfigCmd::Effective { trunk } => {
-            let e = client
-                .get_effective_trunk_configuration(pb::GetRequest { name: trunk })
-                .await?
-                .into_inner();
-            print_effective(out, &e)
-        }
     }
 }
 
@@ -574,8 +282,8 @@ fn setting_rows(name: &str, s: &pb::TrunkSettings) -> Result<Vec<(String, String
         convert::settings_from_pb(s).map_err(|e| bad_reply("trunk configuration", name, e))?;
     let doc = serde_json::to_value(&model).map_err(|e| Failure::BadReply(e.to_string()))?;
     let mut rows = Vec::new();
-    for field in SETTING_NAMES {
-        let value = doc.get(*field);
+    for field in settings::all().iter().map(|f| f.field) {
+        let value = doc.get(field);
         let items = match value {
             None => {
                 rows.push((field.to_string(), "(inherited)".to_string()));
@@ -635,14 +343,15 @@ impl Show for pb::TrunkConfiguration {
     }
 
     fn row(&self) -> Vec<String> {
-        let set: Vec<&str> = SETTING_NAMES
+        let all = settings::all();
+        let set: Vec<&str> = all
             .iter()
-            .copied()
-            .filter(|f| !self.settings.as_ref().is_none_or(|s| is_absent(s, f)))
+            .filter(|f| !self.settings.as_ref().is_none_or(|s| f.is_absent(s)))
+            .map(|f| f.field)
             .collect();
         let summary = if set.is_empty() {
             "(all inherited)".to_string()
-        } else if set.len() == SETTING_NAMES.len() {
+        } else if set.len() == all.len() {
             "all".to_string()
         } else {
             set.join(", ")
@@ -666,26 +375,15 @@ impl Show for pb::TrunkConfiguration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use crate::resource::Verb;
 
-    #[derive(Parser, Debug)]
-    struct T {
-        #[command(subcommand)]
-        cmd: ConfigCmd,
-    }
-
-    fn parse(args: &[&str]) -> Result<ConfigCmd, clap::Error> {
-        T::try_parse_from(["t"].iter().chain(args)).map(|t| t.cmd)
+    fn parse(args: &[&str]) -> Result<Verb<TrunkConfigs>, clap::Error> {
+        crate::resource::parse::<TrunkConfigs>(args)
     }
 
     fn set(args: &[&str]) -> Result<pb::UpdateTrunkConfigurationRequest, Failure> {
         match parse(&[&["set", "site:redmond"], args].concat()) {
-            Ok(ConfigCmd::Set {
-                scope,
-                settings,
-                inherit,
-                revision,
-            }) => update_request(&scope, &settings, &inherit, &revision),
+            Ok(Verb::Set(a)) => TrunkConfigs::update_request(&a, None),
             other => panic!("{other:?}"),
         }
     }
@@ -797,33 +495,25 @@ mod tests {
 
     #[test]
     fn global_cannot_inherit() {
-        let Ok(ConfigCmd::Set {
-            scope,
-            settings,
-            inherit,
-            revision,
-        }) = parse(&["set", "global", "--session-timer", "inherit"])
-        else {
+        let Ok(Verb::Set(a)) = parse(&["set", "global", "--session-timer", "inherit"]) else {
             panic!()
         };
         assert!(matches!(
-            update_request(&scope, &settings, &inherit, &revision),
+            TrunkConfigs::update_request(&a, None),
             Err(Failure::Usage(_))
         ));
     }
 
     #[test]
     fn add_refuses_inherit() {
-        let Ok(ConfigCmd::Add { settings, .. }) =
-            parse(&["add", "site:redmond", "--media-bypass", "inherit"])
-        else {
+        let Ok(Verb::Add(a)) = parse(&["add", "site:redmond", "--media-bypass", "inherit"]) else {
             panic!()
         };
-        match create_settings(&settings) {
+        match create_settings(&a.settings) {
             Err(Failure::Usage(m)) => assert!(m.starts_with("--media-bypass inherit"), "{m}"),
             other => panic!("{other:?}"),
         }
-        let Ok(ConfigCmd::Add { settings, .. }) = parse(&[
+        let Ok(Verb::Add(a)) = parse(&[
             "add",
             "trunk:gw1.contoso.com",
             "--max-early-dialogs",
@@ -832,7 +522,7 @@ mod tests {
         ]) else {
             panic!()
         };
-        let s = create_settings(&settings).expect("settings");
+        let s = create_settings(&a.settings).expect("settings");
         assert_eq!(s.max_early_dialogs, Some(40));
         assert_eq!(
             s.response_code_rules,
@@ -864,7 +554,7 @@ mod tests {
                     translated: 503,
                 }],
             }),
-            srtp_mode: Some(SrtpArg::NotSupported.pb()),
+            srtp_mode: Some(pb::SrtpMode::NotSupported as i32),
             ..Default::default()
         };
         let rows = setting_rows("site:redmond", &s).expect("rows");

@@ -1,14 +1,15 @@
 //! `mediatorctl usage …`: PSTN usages, the names that tie voice routes to callers' policies.
 
-use clap::{Args, Subcommand};
+use clap::Args;
 use mediator_proto::control::v1 as pb;
 use mediator_topology::proto as convert;
 use serde_json::Value;
 
-use crate::output::{
-    Show, bad_reply, meta_fields, or_dash, print_list, print_one, print_removed, revision,
+use crate::output::{Show, bad_reply, meta_fields, or_dash, revision};
+use crate::resource::{
+    Help, NoFilter, NoMoreVerbs, PAGE_SIZE, Resource, RevisionArg, VerbHelp, field_mask, rpcs,
 };
-use crate::{Ctx, Failure, PAGE_SIZE, RevisionArg, all_pages, usage_error};
+use crate::{Failure, usage_error};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -42,40 +43,101 @@ Examples:
   mediatorctl usage remove International
   mediatorctl usage remove Local --revision 3";
 
-#[derive(Subcommand, Debug)]
-pub enum UsageCmd {
-    /// Create a PSTN usage.
-    #[command(after_help = ADD_EXAMPLES)]
-    Add {
-        /// The usage's name, e.g. Local.
-        name: String,
-        /// Usages are tried in ascending priority when a call names none.
-        #[arg(long, value_name = "N", default_value_t = 0)]
-        priority: u32,
-        /// Free text.
-        #[arg(long, value_name = "TEXT", default_value = "")]
-        description: String,
-    },
-    /// Change a usage's priority or description.
-    #[command(after_help = SET_EXAMPLES)]
-    Set(UsageSet),
-    /// Show one usage.
-    #[command(after_help = SHOW_EXAMPLES)]
-    Show {
-        /// The usage's name.
-        name: String,
-    },
-    /// List usages.
-    #[command(after_help = LIST_EXAMPLES)]
-    List,
-    /// Delete a usage (no route may still use it).
-    #[command(after_help = REMOVE_EXAMPLES)]
-    Remove {
-        /// The usage's name.
-        name: String,
-        #[command(flatten)]
-        revision: RevisionArg,
-    },
+/// `mediatorctl usage …`.
+#[derive(Debug)]
+pub struct Usages;
+
+impl Resource for Usages {
+    const NOUN: &'static str = "usage";
+    const HELP: Help = Help {
+        add: VerbHelp::new("Create a PSTN usage", ADD_EXAMPLES),
+        set: VerbHelp::new("Change a usage's priority or description", SET_EXAMPLES),
+        show: VerbHelp::new("Show one usage", SHOW_EXAMPLES),
+        list: VerbHelp::new("List usages", LIST_EXAMPLES),
+        remove: VerbHelp::new(
+            "Delete a usage (no route may still use it)",
+            REMOVE_EXAMPLES,
+        ),
+        key: "The usage's name",
+        remove_key: "The usage's name",
+    };
+
+    type Item = pb::PstnUsage;
+    type Add = UsageAdd;
+    type Set = UsageSet;
+    type Filter = NoFilter;
+    type More = NoMoreVerbs;
+    type CreateRequest = pb::CreatePstnUsageRequest;
+    type UpdateRequest = pb::UpdatePstnUsageRequest;
+    type ListRequest = pb::ListPstnUsagesRequest;
+
+    fn create_request(a: &UsageAdd) -> Result<pb::CreatePstnUsageRequest, Failure> {
+        Ok(pb::CreatePstnUsageRequest {
+            usage: Some(pb::PstnUsage {
+                name: a.name.clone(),
+                priority: a.priority,
+                description: a.description.clone(),
+                meta: None,
+            }),
+        })
+    }
+
+    fn update_request(
+        a: &UsageSet,
+        _current: Option<&pb::PstnUsage>,
+    ) -> Result<pb::UpdatePstnUsageRequest, Failure> {
+        let mut usage = pb::PstnUsage {
+            name: a.name.clone(),
+            ..Default::default()
+        };
+        let mut paths = Vec::new();
+        if let Some(p) = a.priority {
+            usage.priority = p;
+            paths.push("priority");
+        }
+        if let Some(d) = &a.description {
+            usage.description = d.clone();
+            paths.push("description");
+        }
+        if paths.is_empty() {
+            return Err(usage_error(format!(
+                "nothing to change for usage '{}': give --priority and/or --description",
+                a.name
+            )));
+        }
+        Ok(pb::UpdatePstnUsageRequest {
+            usage: Some(usage),
+            update_mask: field_mask(&paths),
+            expected_revision: a.revision.expected(),
+        })
+    }
+
+    fn list_request(_: &NoFilter, page_token: String) -> pb::ListPstnUsagesRequest {
+        pb::ListPstnUsagesRequest {
+            page_size: PAGE_SIZE,
+            page_token,
+        }
+    }
+
+    rpcs! {
+        create: create_pstn_usage,
+        get: get_pstn_usage,
+        update: update_pstn_usage,
+        delete: delete_pstn_usage,
+        list: list_pstn_usages => usages,
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct UsageAdd {
+    /// The usage's name, e.g. Local.
+    pub name: String,
+    /// Usages are tried in ascending priority when a call names none.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub priority: u32,
+    /// Free text.
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub description: String,
 }
 
 #[derive(Args, Debug)]
@@ -90,90 +152,6 @@ pub struct UsageSet {
     pub description: Option<String>,
     #[command(flatten)]
     pub revision: RevisionArg,
-}
-
-pub fn update_request(a: &UsageSet) -> Result<pb::UpdatePstnUsageRequest, Failure> {
-    let mut usage = pb::PstnUsage {
-        name: a.name.clone(),
-        ..Default::default()
-    };
-    let mut paths = Vec::new();
-    if let Some(p) = a.priority {
-        usage.priority = p;
-        paths.push("priority".to_string());
-    }
-    if let Some(d) = &a.description {
-        usage.description = d.clone();
-        paths.push("description".to_string());
-    }
-    if paths.is_empty() {
-        return Err(usage_error(format!(
-            "nothing to change for usage '{}': give --priority and/or --description",
-            a.name
-        )));
-    }
-    Ok(pb::UpdatePstnUsageRequest {
-        usage: Some(usage),
-        update_mask: Some(prost_types::FieldMask { paths }),
-        expected_revision: a.revision.expected(),
-    })
-}
-
-pub async fn run(ctx: &mut Ctx, cmd: UsageCmd) -> Result<(), Failure> {
-    let out = ctx.out;
-    let client = &mut ctx.client;
-    match cmd {
-        UsageCmd::Add {
-            name,
-            priority,
-            description,
-        } => {
-            let req = pb::CreatePstnUsageRequest {
-                usage: Some(pb::PstnUsage {
-                    name,
-                    priority,
-                    description,
-                    meta: None,
-                }),
-            };
-            let u = client.create_pstn_usage(req).await?.into_inner();
-            print_one(out, &u)
-        }
-        UsageCmd::Set(a) => {
-            let u = client
-                .update_pstn_usage(update_request(&a)?)
-                .await?
-                .into_inner();
-            print_one(out, &u)
-        }
-        UsageCmd::Show { name } => {
-            let u = client
-                .get_pstn_usage(pb::GetRequest { name })
-                .await?
-                .into_inner();
-            print_one(out, &u)
-        }
-        UsageCmd::List => {
-            let usages = all_pages(async |page_token| {
-                let req = pb::ListPstnUsagesRequest {
-                    page_size: PAGE_SIZE,
-                    page_token,
-                };
-                let r = client.list_pstn_usages(req).await?.into_inner();
-                Ok((r.usages, r.next_page_token))
-            })
-            .await?;
-            print_list(out, &usages)
-        }
-        UsageCmd::Remove { name, revision } => {
-            let req = pb::DeleteRequest {
-                name: name.clone(),
-                expected_revision: revision.expected(),
-            };
-            client.delete_pstn_usage(req).await?;
-            print_removed(out, "usage", &name)
-        }
-    }
 }
 
 impl Show for pb::PstnUsage {
@@ -220,13 +198,13 @@ mod tests {
 
     #[test]
     fn an_empty_description_is_still_a_change() {
-        let r = update_request(&set(None, Some(""))).expect("request");
+        let r = Usages::update_request(&set(None, Some("")), None).expect("request");
         assert_eq!(r.update_mask.unwrap_or_default().paths, ["description"]);
         assert_eq!(r.expected_revision, 2);
-        let r = update_request(&set(Some(5), None)).expect("request");
+        let r = Usages::update_request(&set(Some(5), None), None).expect("request");
         assert_eq!(r.update_mask.unwrap_or_default().paths, ["priority"]);
         assert!(matches!(
-            update_request(&set(None, None)),
+            Usages::update_request(&set(None, None), None),
             Err(Failure::Usage(_))
         ));
     }
