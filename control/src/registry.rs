@@ -207,6 +207,61 @@ mod tests {
     }
 
     #[test]
+    fn readers_get_the_served_snapshot_while_a_write_is_in_progress() {
+        use std::sync::mpsc;
+        use std::time::Duration;
+
+        let (r, dir) = registry("snapshot");
+        let r = Arc::new(r);
+        let before = r.snapshot();
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let writer = {
+            let r = Arc::clone(&r);
+            std::thread::spawn(move || {
+                r.write(|t, ch, now| {
+                    let out = t.create(pool("pool1.contoso.com"), now, ch);
+                    // Hold the write open (as a slow validation or fsync would).
+                    let _ = entered_tx.send(());
+                    let _ = release_rx.recv();
+                    out
+                })
+            })
+        };
+        entered_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the write started");
+        // A reader in another thread (as the SIP runtime is) is not held up by the write.
+        let (read_tx, read_rx) = mpsc::channel();
+        {
+            let r = Arc::clone(&r);
+            std::thread::spawn(move || {
+                let _ = read_tx.send(r.snapshot());
+            });
+        }
+        let during = read_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a reader is not blocked by a write in progress");
+        assert!(
+            Arc::ptr_eq(&before, &during),
+            "the served snapshot until the write commits"
+        );
+        assert!(during.pools.is_empty());
+        release_tx.send(()).expect("release the writer");
+        writer
+            .join()
+            .expect("writer thread")
+            .expect("the write commits");
+        assert_eq!(r.snapshot().pools.len(), 1, "served after the commit");
+        assert!(
+            before.pools.is_empty(),
+            "a snapshot does not change under its holder"
+        );
+        drop(r);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn moves_rehome_and_are_recorded() {
         let (r, dir) = registry("move");
         r.create(pool("pool1.contoso.com")).expect("pool");
