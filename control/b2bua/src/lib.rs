@@ -14,6 +14,7 @@
 mod engine;
 mod leg;
 pub mod media;
+pub mod sdes;
 pub mod sdp;
 
 pub use engine::{Config, EndRefused, Engine};
