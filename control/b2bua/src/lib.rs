@@ -11,6 +11,7 @@
 //! its builders.
 #![warn(unreachable_pub)]
 
+pub mod encryption;
 mod engine;
 mod leg;
 pub mod media;
