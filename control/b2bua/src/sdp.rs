@@ -60,6 +60,8 @@ pub struct Media {
     rtcp: Option<(usize, u16, Option<IpAddr>)>,
     pub rtcp_mux: bool,
     direction: Option<Direction>,
+    /// Indexes of its a=crypto lines (SDES, RFC 4568).
+    crypto: Vec<usize>,
     /// Index of the m-line and one past its last line.
     start: usize,
     end: usize,
@@ -93,6 +95,25 @@ pub struct Stream {
     pub rtcp: Option<SocketAddr>,
     pub rtcp_mux: bool,
     pub direction: Direction,
+}
+
+/// What Mediator writes for a stream's crypto: its transport protocol and its own `a=crypto`
+/// values (which hold keys: this goes into SDP only, never into a log).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CryptoRewrite {
+    pub proto: String,
+    pub crypto: Vec<zeroize::Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for CryptoRewrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CryptoRewrite({}, {} a=crypto)",
+            self.proto,
+            self.crypto.len()
+        )
+    }
 }
 
 /// What the relay puts in place of a stream's address and ports.
@@ -209,6 +230,7 @@ impl Sdp {
                         rtcp: None,
                         rtcp_mux: false,
                         direction: None,
+                        crypto: Vec::new(),
                         start: i,
                         end: lines.len(),
                     });
@@ -232,6 +254,7 @@ impl Sdp {
                             m.rtcp = Some((i, port, addr));
                         }
                         ("rtcp-mux", Some(m)) => m.rtcp_mux = true,
+                        ("crypto", Some(m)) => m.crypto.push(i),
                         (d, Some(m)) if Direction::parse(d).is_some() => {
                             m.direction = Direction::parse(d)
                         }
@@ -305,12 +328,50 @@ impl Sdp {
                 .all(|s| s.rtp.is_none() || s.direction != Direction::SendRecv)
     }
 
+    /// m-line `index`'s transport protocol and the values of its `a=crypto` attributes.
+    pub fn crypto(&self, index: usize) -> Option<(&str, Vec<&str>)> {
+        let m = self.media.get(index)?;
+        let values = m
+            .crypto
+            .iter()
+            .filter_map(|&i| self.lines[i].strip_prefix("a=crypto:"))
+            .collect();
+        Some((m.proto.as_str(), values))
+    }
+
     /// The SDP with each anchored stream pointing at its anchor (`anchors[i]` for m-line i;
     /// `None` leaves a stream as it is). A stream on the old 0.0.0.0 hold keeps 0.0.0.0 so the far
     /// side keeps not sending. Lines end with CRLF.
     pub fn rewrite(&self, anchors: &[Option<Anchor>]) -> Result<String, SdpError> {
+        self.rewrite_with(anchors, &[])
+    }
+
+    /// [`Sdp::rewrite`], and for each m-line i with `crypto[i]` set, its protocol and its
+    /// `a=crypto` attributes replaced by Mediator's own (the peer's keys never pass on).
+    pub fn rewrite_with(
+        &self,
+        anchors: &[Option<Anchor>],
+        crypto: &[Option<CryptoRewrite>],
+    ) -> Result<String, SdpError> {
         let mut lines = self.lines.clone();
         let mut inserts: Vec<(usize, String)> = Vec::new();
+        // Lines to drop (the peer's a=crypto), by original index.
+        let mut dropped = vec![false; lines.len()];
+        for (m, cr) in self.media.iter().zip(crypto) {
+            let Some(cr) = cr else { continue };
+            let mut tokens: Vec<&str> = self.lines[m.start][2..].split_whitespace().collect();
+            if tokens.len() < 4 {
+                return Err(err(m.start + 1, "m=: malformed"));
+            }
+            tokens[2] = &cr.proto;
+            lines[m.start] = format!("m={}", tokens.join(" "));
+            for &i in &m.crypto {
+                dropped[i] = true;
+            }
+            for c in &cr.crypto {
+                inserts.push((m.end, format!("a=crypto:{}", c.as_str())));
+            }
+        }
         let relay: Vec<(usize, &Media, Anchor)> = self
             .media
             .iter()
@@ -319,7 +380,7 @@ impl Sdp {
             .filter_map(|(i, m)| anchors.get(i).copied().flatten().map(|a| (i, m, a)))
             .collect();
         let Some(first) = relay.first().map(|r| r.2) else {
-            return Ok(join(&lines));
+            return Ok(join(&finish(lines, dropped, inserts)));
         };
         let c_line = |ip: IpAddr| format!("c=IN {} {ip}", family(ip));
         // RFC 4566 order within a media section: m=, i=, c=, b=, k=, a=.
@@ -357,7 +418,7 @@ impl Sdp {
             // A 0.0.0.0 c= (old-style hold) stays, with its a=rtcp: the far side must keep not sending.
             let zero_hold = self.conn_of(m).is_some_and(|ip| ip.is_unspecified());
             // Rebuilt from tokens: peers separate fields with tabs or several spaces too.
-            let mut tokens: Vec<String> = self.lines[m.start][2..]
+            let mut tokens: Vec<String> = lines[m.start][2..]
                 .split_whitespace()
                 .map(str::to_string)
                 .collect();
@@ -399,12 +460,30 @@ impl Sdp {
                 first.addr
             );
         }
-        inserts.sort_by_key(|i| std::cmp::Reverse(i.0));
-        for (at, line) in inserts {
-            lines.insert(at, line);
-        }
-        Ok(join(&lines))
+        Ok(join(&finish(lines, dropped, inserts)))
     }
+}
+
+/// `lines` with the `dropped` ones removed and `inserts` placed, both by original index.
+fn finish(
+    lines: Vec<String>,
+    dropped: Vec<bool>,
+    mut inserts: Vec<(usize, String)>,
+) -> Vec<String> {
+    // Stable: lines inserted at one index keep the order they were pushed in.
+    inserts.sort_by_key(|i| i.0);
+    let mut inserts = inserts.into_iter().peekable();
+    let mut out = Vec::with_capacity(lines.len() + inserts.len());
+    for (i, (line, drop)) in lines.into_iter().zip(dropped).enumerate() {
+        while let Some((_, l)) = inserts.next_if(|x| x.0 == i) {
+            out.push(l);
+        }
+        if !drop {
+            out.push(line);
+        }
+    }
+    out.extend(inserts.map(|x| x.1));
+    out
 }
 
 fn join(lines: &[String]) -> String {
@@ -418,6 +497,59 @@ mod tests {
     use super::*;
 
     const BASIC: &str = "v=0\r\no=- 1 1 IN IP4 198.18.1.2\r\ns=-\r\nc=IN IP4 198.18.1.2\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\n";
+
+    #[test]
+    fn crypto_is_read_per_stream_and_replaced_never_passed_on() {
+        let offer = "v=0\r\no=- 1 1 IN IP4 198.18.1.2\r\ns=-\r\nc=IN IP4 198.18.1.2\r\nt=0 0\r\n\
+            m=audio 4000 RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n\
+            a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PEERKEYPEERKEYPEERKEYPEERKEYPEERKEYPEER|2^31|1:1\r\n\
+            a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:PEERKEYPEERKEYPEERKEYPEERKEYPEERKEYPEER\r\n\
+            a=ptime:20\r\n\
+            m=video 0 RTP/SAVP 96\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:OTHER\r\n";
+        let sdp = Sdp::parse(offer).expect("parses");
+        let (proto, values) = sdp.crypto(0).expect("stream 0");
+        assert_eq!(proto, "RTP/SAVP");
+        assert_eq!(values.len(), 2);
+        assert!(values[0].starts_with("1 AES_CM_128_HMAC_SHA1_80 inline:PEERKEY"));
+        let anchor = Anchor {
+            addr: "198.18.2.1".parse().expect("ip"),
+            rtp_port: 30002,
+            rtcp_port: 30003,
+        };
+        let ours = CryptoRewrite {
+            proto: "RTP/AVP".into(),
+            crypto: vec![zeroize::Zeroizing::new(
+                "1 AES_CM_128_HMAC_SHA1_80 inline:OURS".to_string(),
+            )],
+        };
+        let out = sdp
+            .rewrite_with(&[Some(anchor), None], &[Some(ours.clone()), None])
+            .expect("rewrite");
+        assert!(
+            !out.contains("PEERKEY"),
+            "the peer's keys never pass on:\n{out}"
+        );
+        assert!(out.contains("m=audio 30002 RTP/AVP 0\r\n"), "{out}");
+        assert!(
+            out.contains("a=ptime:20\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:OURS\r\nm=video"),
+            "ours at the end of its media section:\n{out}"
+        );
+        assert!(
+            out.contains(
+                "m=video 0 RTP/SAVP 96\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:OTHER"
+            ),
+            "a stream not rewritten keeps its lines:\n{out}"
+        );
+        assert!(!format!("{ours:?}").contains("OURS"), "Debug shows no key");
+        // Without anchors the crypto is still replaced.
+        let out = sdp
+            .rewrite_with(&[None, None], &[Some(ours), None])
+            .expect("rewrite");
+        assert!(
+            !out.contains("PEERKEY") && out.contains("m=audio 4000 RTP/AVP 0"),
+            "{out}"
+        );
+    }
 
     #[test]
     fn reads_streams_and_hold() {
