@@ -13,6 +13,7 @@ pub mod netif;
 pub mod relay;
 pub mod service;
 pub mod session;
+pub mod srtp;
 pub mod stats;
 pub mod store;
 pub mod xdp;
