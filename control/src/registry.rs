@@ -48,7 +48,24 @@ impl Registry {
 
     /// The write protocol: `f` edits a copy of the current snapshot and records its changes; the
     /// store makes them durable in one transaction; then the copy is served.
+    ///
+    /// Called from an async worker (the gRPC handlers), it first tells tokio that this worker
+    /// will block (`block_in_place`), so the worker's other tasks — the SIP runtime among them —
+    /// move to another thread while this write waits for the writer lock, validates and fsyncs.
     pub fn write<R>(
+        &self,
+        f: impl FnOnce(&mut Topology, &mut Changes, u64) -> Result<R, TopologyError>,
+    ) -> Result<R, TopologyError> {
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            tokio::task::block_in_place(|| self.write_blocking(f))
+        } else {
+            self.write_blocking(f)
+        }
+    }
+
+    fn write_blocking<R>(
         &self,
         f: impl FnOnce(&mut Topology, &mut Changes, u64) -> Result<R, TopologyError>,
     ) -> Result<R, TopologyError> {
@@ -257,6 +274,60 @@ mod tests {
             before.pools.is_empty(),
             "a snapshot does not change under its holder"
         );
+        drop(r);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Two writes held open at once on a two-worker runtime (as the daemon runs) still leave a
+    /// worker for the SIP runtime: without `block_in_place` both workers would be stuck.
+    #[test]
+    fn concurrent_writes_do_not_take_every_async_worker() {
+        use std::sync::mpsc;
+        use std::time::Duration;
+
+        let (r, dir) = registry("two-writers");
+        let r = Arc::new(r);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let (entered_tx, entered_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let release_rx = Arc::new(Mutex::new(release_rx));
+        let mut writers = Vec::new();
+        for n in 0..2 {
+            let (r, entered_tx, release_rx) =
+                (Arc::clone(&r), entered_tx.clone(), release_rx.clone());
+            writers.push(rt.spawn(async move {
+                r.write(|t, ch, now| {
+                    let out = t.create(pool(&format!("pool{n}.contoso.com")), now, ch);
+                    let _ = entered_tx.send(());
+                    // Held until released (the first writer holds the lock; the second waits).
+                    let _ = release_rx
+                        .lock()
+                        .map(|rx| rx.recv_timeout(Duration::from_secs(20)));
+                    out
+                })
+            }));
+        }
+        entered_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a write is in progress");
+        // The "SIP runtime": a task that needs a worker to run at all.
+        let sip = rt.spawn(async { tokio::time::sleep(Duration::from_millis(1)).await });
+        let ran = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), sip).await });
+        let _ = release_tx.send(());
+        let _ = release_tx.send(());
+        for w in writers {
+            rt.block_on(w).expect("writer task").expect("write");
+        }
+        assert!(
+            ran.is_ok(),
+            "another task ran while two writes were held open"
+        );
+        assert_eq!(r.snapshot().pools.len(), 2);
+        drop(rt);
         drop(r);
         let _ = std::fs::remove_dir_all(&dir);
     }
