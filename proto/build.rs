@@ -20,7 +20,11 @@ fn main() -> anyhow::Result<()> {
     // Kept for gRPC server reflection.
     std::fs::write(out.join("mediator_descriptor.bin"), fds.encode_to_vec())
         .context("writing the descriptor set")?;
+    // Clients and servers only with the `grpc` feature: without it the code needs prost alone.
+    let grpc = std::env::var_os("CARGO_FEATURE_GRPC").is_some();
     tonic_prost_build::configure()
+        .build_client(grpc)
+        .build_server(grpc)
         .compile_fds(fds)
         .context("generating Rust code from the descriptors")?;
     Ok(())

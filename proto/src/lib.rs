@@ -1,11 +1,13 @@
 //! `mediator-proto`: the gRPC API of Mediator — the `.proto` files under `mediator/` and the Rust
 //! code tonic-prost-build generates from them at build time (descriptors compiled by protox, never a
 //! system `protoc`). It holds no logic: conversions to domain types live in the crates that own them.
+//! The `grpc` feature (default) adds the tonic clients and servers; without it only the messages
+//! are built, on prost alone.
 
 /// `mediator.dataplane.v1`: what mediator-control (or anyone) uses to program a media relay.
 pub mod dataplane {
     pub mod v1 {
-        tonic::include_proto!("mediator.dataplane.v1");
+        include!(concat!(env!("OUT_DIR"), "/mediator.dataplane.v1.rs"));
 
         /// The one `SocketAddr` → `Endpoint` conversion. The other way is the dataplane's input
         /// validation (it names the field that is wrong), in `mediator-dataplane`'s service.
@@ -23,7 +25,7 @@ pub mod dataplane {
 /// `mediator.control.v1`: the topology API of mediator-control, used by mediatorctl.
 pub mod control {
     pub mod v1 {
-        tonic::include_proto!("mediator.control.v1");
+        include!(concat!(env!("OUT_DIR"), "/mediator.control.v1.rs"));
     }
 }
 
