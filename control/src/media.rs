@@ -322,3 +322,98 @@ pub fn media_answer(s: &pb::Session) -> MediaAnswer {
         gateway: anchor(s.gateway.as_ref()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sa(s: &str) -> std::net::SocketAddr {
+        s.parse().expect("socket address")
+    }
+
+    #[test]
+    fn a_create_request_carries_what_the_engine_knows_and_nothing_more() {
+        let r = create_request(MediaRequest {
+            session_id: "m1-7-0".into(),
+            pool: Remote {
+                rtp: Some(sa("198.18.1.2:6000")),
+                rtcp: Some(sa("198.18.1.2:6001")),
+            },
+            gateway: Remote::default(),
+            latching: true,
+            strict_source: true,
+            rtcp_mux: false,
+            media_timeout_secs: 30,
+            hold_timeout_secs: 3600,
+            on_hold: true,
+        });
+        assert_eq!(r.session_id, "m1-7-0");
+        let pool = r.pool.expect("pool leg");
+        assert_eq!(pool.local_address, "", "the relay picks its own address");
+        assert_eq!(pool.remote_rtp, Some(sa("198.18.1.2:6000").into()));
+        assert_eq!(pool.remote_rtcp, Some(sa("198.18.1.2:6001").into()));
+        let gw = r.gateway.expect("an empty gateway leg, not a missing one");
+        assert_eq!((gw.remote_rtp, gw.remote_rtcp), (None, None));
+        let o = r.options.expect("options");
+        assert!(o.latching && o.strict_source && !o.rtcp_mux);
+        assert_eq!(o.clock_rate, 0, "the relay's default");
+        assert_eq!((o.media_timeout_secs, o.hold_timeout_secs), (30, 3600));
+        assert!(r.on_hold);
+    }
+
+    #[test]
+    fn an_update_sets_only_what_it_names() {
+        let u = update_request(MediaUpdate {
+            session_id: "s".into(),
+            pool: None,
+            gateway: Some(Remote {
+                rtp: Some(sa("[2001:2::2]:7000")),
+                rtcp: None,
+            }),
+            on_hold: Some(false),
+        });
+        assert!(u.pool.is_none(), "an unset side stays unchanged");
+        let gw = u.gateway.expect("gateway");
+        assert_eq!(
+            gw.remote_rtp,
+            Some(pb::Endpoint {
+                address: "2001:2::2".into(),
+                port: 7000
+            })
+        );
+        assert_eq!(gw.remote_rtcp, None);
+        assert_eq!(u.on_hold, Some(false));
+    }
+
+    #[test]
+    fn an_answer_anchors_only_usable_addresses() {
+        let leg = |addr: &str, rtp: u32, rtcp: u32| pb::Leg {
+            local_address: addr.into(),
+            local_rtp_port: rtp,
+            local_rtcp_port: rtcp,
+            ..Default::default()
+        };
+        let a = media_answer(&pb::Session {
+            session_id: "s".into(),
+            pool: Some(leg("198.18.1.1", 30000, 30001)),
+            gateway: Some(leg("not an address", 30002, 30003)),
+            ..Default::default()
+        });
+        assert_eq!(a.session_id, "s");
+        assert_eq!(
+            a.pool,
+            Some(Anchor {
+                addr: "198.18.1.1".parse().expect("ip"),
+                rtp_port: 30000,
+                rtcp_port: 30001
+            })
+        );
+        assert_eq!(a.gateway, None, "a bad address anchors nothing");
+        let a = media_answer(&pb::Session {
+            pool: Some(leg("198.18.1.1", 70000, 30001)),
+            ..Default::default()
+        });
+        assert_eq!(a.pool, None, "a port over 65535 anchors nothing");
+        assert_eq!(a.gateway, None, "a missing leg anchors nothing");
+    }
+}
