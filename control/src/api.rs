@@ -151,7 +151,7 @@ impl TopologyService for Api {
         &self,
         r: Request<pb::CreatePoolRequest>,
     ) -> Result<Response<pb::Pool>, Status> {
-        let p = pool_from_pb(required("pool", &r.get_ref().pool)?).map_err(invalid)?;
+        let p = Pool::try_from(required("pool", &r.get_ref().pool)?).map_err(invalid)?;
         created(self.registry.create(p).map_err(status)?, pool_to_pb)
     }
     async fn get_pool(&self, r: Request<pb::GetRequest>) -> Result<Response<pb::Pool>, Status> {
@@ -251,7 +251,7 @@ impl TopologyService for Api {
         r: Request<pb::CreateGatewayRequest>,
     ) -> Result<Response<pb::Gateway>, Status> {
         let r = r.into_inner();
-        let g = gateway_from_pb(required("gateway", &r.gateway)?).map_err(invalid)?;
+        let g = Gateway::try_from(required("gateway", &r.gateway)?).map_err(invalid)?;
         let root =
             root_trunk_from_pb(&g.name, required("root_trunk", &r.root_trunk)?).map_err(invalid)?;
         let (g, _) = self.registry.create_gateway(g, root).map_err(status)?;
@@ -324,7 +324,7 @@ impl TopologyService for Api {
         &self,
         r: Request<pb::CreateTrunkRequest>,
     ) -> Result<Response<pb::Trunk>, Status> {
-        let t = trunk_from_pb(required("trunk", &r.get_ref().trunk)?).map_err(invalid)?;
+        let t = Trunk::try_from(required("trunk", &r.get_ref().trunk)?).map_err(invalid)?;
         if t.is_root() {
             return Err(Status::invalid_argument(
                 "name: a trunk named after its gateway is the root trunk, which comes with CreateGateway",
@@ -396,7 +396,7 @@ impl TopologyService for Api {
         &self,
         r: Request<pb::CreateTrunkConfigurationRequest>,
     ) -> Result<Response<pb::TrunkConfiguration>, Status> {
-        let c = config_from_pb(required("configuration", &r.get_ref().configuration)?)
+        let c = TrunkConfig::try_from(required("configuration", &r.get_ref().configuration)?)
             .map_err(invalid)?;
         created(self.registry.create(c).map_err(status)?, config_to_pb)
     }
@@ -477,7 +477,7 @@ impl TopologyService for Api {
         &self,
         r: Request<pb::CreatePstnUsageRequest>,
     ) -> Result<Response<pb::PstnUsage>, Status> {
-        let u = usage_from_pb(required("usage", &r.get_ref().usage)?).map_err(invalid)?;
+        let u = PstnUsage::try_from(required("usage", &r.get_ref().usage)?).map_err(invalid)?;
         created(self.registry.create(u).map_err(status)?, usage_to_pb)
     }
     async fn get_pstn_usage(
@@ -536,7 +536,7 @@ impl TopologyService for Api {
         &self,
         r: Request<pb::CreateVoiceRouteRequest>,
     ) -> Result<Response<pb::VoiceRoute>, Status> {
-        let v = route_from_pb(required("route", &r.get_ref().route)?).map_err(invalid)?;
+        let v = VoiceRoute::try_from(required("route", &r.get_ref().route)?).map_err(invalid)?;
         created(self.registry.create(v).map_err(status)?, route_to_pb)
     }
     async fn get_voice_route(

@@ -202,7 +202,8 @@ impl Show for pb::Gateway {
     const COLUMNS: &'static [&'static str] = &["NAME", "KIND", "SITE", "ROOT TRUNK", "REVISION"];
 
     fn json(&self) -> Result<Value, Failure> {
-        let g = convert::gateway_from_pb(self).map_err(|e| bad_reply("gateway", &self.name, e))?;
+        let g = mediator_topology::model::Gateway::try_from(self)
+            .map_err(|e| bad_reply("gateway", &self.name, e))?;
         Ok(convert::view(&g, self.meta.as_ref()))
     }
 

@@ -276,7 +276,8 @@ impl Show for pb::Pool {
     ];
 
     fn json(&self) -> Result<Value, Failure> {
-        let pool = convert::pool_from_pb(self).map_err(|e| bad_reply("pool", &self.name, e))?;
+        let pool = mediator_topology::model::Pool::try_from(self)
+            .map_err(|e| bad_reply("pool", &self.name, e))?;
         Ok(convert::view(&pool, self.meta.as_ref()))
     }
 

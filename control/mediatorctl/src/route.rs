@@ -371,7 +371,8 @@ impl Show for pb::VoiceRoute {
     ];
 
     fn json(&self) -> Result<Value, Failure> {
-        let r = convert::route_from_pb(self).map_err(|e| bad_reply("route", &self.name, e))?;
+        let r = mediator_topology::model::VoiceRoute::try_from(self)
+            .map_err(|e| bad_reply("route", &self.name, e))?;
         Ok(convert::view(&r, self.meta.as_ref()))
     }
 

@@ -299,7 +299,8 @@ impl Show for pb::Trunk {
     ];
 
     fn json(&self) -> Result<Value, Failure> {
-        let t = convert::trunk_from_pb(self).map_err(|e| bad_reply("trunk", &self.name, e))?;
+        let t = mediator_topology::model::Trunk::try_from(self)
+            .map_err(|e| bad_reply("trunk", &self.name, e))?;
         let mut v = convert::view(&t, self.meta.as_ref());
         if let Some(obj) = v.as_object_mut() {
             obj.insert("root".into(), self.root.into());

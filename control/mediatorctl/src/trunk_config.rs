@@ -254,7 +254,7 @@ fn print_effective(out: Output, e: &pb::EffectiveTrunkConfiguration) -> Result<(
             let settings = e
                 .settings
                 .as_ref()
-                .map(convert::settings_from_pb)
+                .map(mediator_topology::model::Settings::try_from)
                 .transpose()
                 .map_err(|err| bad_reply("the effective configuration of", &e.trunk, err))?
                 .unwrap_or_default();
@@ -278,8 +278,8 @@ fn print_effective(out: Output, e: &pb::EffectiveTrunkConfiguration) -> Result<(
 /// Each setting as rows of (name, value): one row per rule so long lists stay readable; absent
 /// settings say where their value comes from.
 fn setting_rows(name: &str, s: &pb::TrunkSettings) -> Result<Vec<(String, String)>, Failure> {
-    let model =
-        convert::settings_from_pb(s).map_err(|e| bad_reply("trunk configuration", name, e))?;
+    let model = mediator_topology::model::Settings::try_from(s)
+        .map_err(|e| bad_reply("trunk configuration", name, e))?;
     let doc = serde_json::to_value(&model).map_err(|e| Failure::BadReply(e.to_string()))?;
     let mut rows = Vec::new();
     for field in settings::all().iter().map(|f| f.field) {
@@ -337,7 +337,7 @@ impl Show for pb::TrunkConfiguration {
     const COLUMNS: &'static [&'static str] = &["NAME", "SETTINGS", "REVISION"];
 
     fn json(&self) -> Result<Value, Failure> {
-        let c = convert::config_from_pb(self)
+        let c = mediator_topology::topology::TrunkConfig::try_from(self)
             .map_err(|e| bad_reply("trunk configuration", &self.name, e))?;
         Ok(convert::view(&c, self.meta.as_ref()))
     }

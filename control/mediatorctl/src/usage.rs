@@ -159,7 +159,8 @@ impl Show for pb::PstnUsage {
     const COLUMNS: &'static [&'static str] = &["NAME", "PRIORITY", "DESCRIPTION", "REVISION"];
 
     fn json(&self) -> Result<Value, Failure> {
-        let u = convert::usage_from_pb(self).map_err(|e| bad_reply("usage", &self.name, e))?;
+        let u = mediator_topology::model::PstnUsage::try_from(self)
+            .map_err(|e| bad_reply("usage", &self.name, e))?;
         Ok(convert::view(&u, self.meta.as_ref()))
     }
 

@@ -87,7 +87,7 @@ fn required<'a, T>(field: &str, v: &'a Option<T>) -> Result<&'a T, FieldError> {
 
 // ---- pool ---------------------------------------------------------------------------------
 
-pub fn pool_from_pb(p: &pb::Pool) -> Result<Pool, FieldError> {
+fn pool_from_pb(p: &pb::Pool) -> Result<Pool, FieldError> {
     let listen: SocketAddr = p.pool_side_listen.parse().map_err(|_| {
         field_error(
             "pool_side_listen",
@@ -136,7 +136,7 @@ pub fn pool_to_pb(item: &Item<Pool>) -> pb::Pool {
 
 // ---- gateway and trunk ----------------------------------------------------------------------
 
-pub fn gateway_from_pb(g: &pb::Gateway) -> Result<Gateway, FieldError> {
+fn gateway_from_pb(g: &pb::Gateway) -> Result<Gateway, FieldError> {
     let gw = Gateway {
         name: g.name.clone(),
         kind: kind_from_pb("kind", g.kind)?,
@@ -172,7 +172,7 @@ pub fn root_trunk_from_pb(gateway: &str, r: &pb::RootTrunkSpec) -> Result<Trunk,
     Ok(t)
 }
 
-pub fn trunk_from_pb(t: &pb::Trunk) -> Result<Trunk, FieldError> {
+fn trunk_from_pb(t: &pb::Trunk) -> Result<Trunk, FieldError> {
     let trunk = Trunk {
         name: t.name.clone(),
         gateway: t.gateway.clone(),
@@ -227,7 +227,7 @@ fn rules_to_pb(r: &Option<Vec<TranslationRule>>) -> Option<pb::RuleList> {
     })
 }
 
-pub fn settings_from_pb(s: &pb::TrunkSettings) -> Result<Settings, FieldError> {
+fn settings_from_pb(s: &pb::TrunkSettings) -> Result<Settings, FieldError> {
     let settings = settings_from_pb_unchecked(s)?;
     settings.validate("settings.")?;
     Ok(settings)
@@ -319,7 +319,7 @@ pub fn settings_to_pb(s: &Settings) -> pb::TrunkSettings {
     }
 }
 
-pub fn config_from_pb(c: &pb::TrunkConfiguration) -> Result<TrunkConfig, FieldError> {
+fn config_from_pb(c: &pb::TrunkConfiguration) -> Result<TrunkConfig, FieldError> {
     let settings = c
         .settings
         .as_ref()
@@ -383,7 +383,7 @@ pub fn effective_to_pb(trunk: &str, e: &Effective) -> pb::EffectiveTrunkConfigur
 
 // ---- usages, routes, moves, attempts ------------------------------------------------------
 
-pub fn usage_from_pb(u: &pb::PstnUsage) -> Result<PstnUsage, FieldError> {
+fn usage_from_pb(u: &pb::PstnUsage) -> Result<PstnUsage, FieldError> {
     let usage = PstnUsage {
         name: u.name.clone(),
         priority: u.priority,
@@ -403,7 +403,7 @@ pub fn usage_to_pb(item: &Item<PstnUsage>) -> pb::PstnUsage {
     }
 }
 
-pub fn route_from_pb(r: &pb::VoiceRoute) -> Result<VoiceRoute, FieldError> {
+fn route_from_pb(r: &pb::VoiceRoute) -> Result<VoiceRoute, FieldError> {
     let route = VoiceRoute {
         name: r.name.clone(),
         pattern: r.pattern.clone(),
@@ -467,6 +467,29 @@ pub fn view<T: serde::Serialize>(value: &T, meta: Option<&pb::Meta>) -> serde_js
         obj.insert("revision".into(), m.revision.into());
     }
     v
+}
+
+/// The wire → model conversions of the resources, at this one boundary: `TryFrom` with a typed
+/// error ([`FieldError`]) naming the field that is wrong.
+macro_rules! try_from_pb {
+    ($($model:ty => $pb:ty, $f:ident;)*) => {$(
+        impl TryFrom<&$pb> for $model {
+            type Error = FieldError;
+            fn try_from(p: &$pb) -> Result<$model, FieldError> {
+                $f(p)
+            }
+        }
+    )*};
+}
+
+try_from_pb! {
+    Pool => pb::Pool, pool_from_pb;
+    Gateway => pb::Gateway, gateway_from_pb;
+    Trunk => pb::Trunk, trunk_from_pb;
+    TrunkConfig => pb::TrunkConfiguration, config_from_pb;
+    PstnUsage => pb::PstnUsage, usage_from_pb;
+    VoiceRoute => pb::VoiceRoute, route_from_pb;
+    Settings => pb::TrunkSettings, settings_from_pb;
 }
 
 pub fn meta_from_pb(m: Option<&pb::Meta>) -> Meta {
