@@ -16,7 +16,7 @@ use crate::registry::Registry;
 use crate::transport::{Inbound, Transports};
 use mediator_b2bua::media::{MediaAnswer, MediaRequest};
 use mediator_b2bua::{
-    Action, CallId, CallInfo, Config, EndRefused, Engine, Now, Transport, sip_transport,
+    Action, CallId, CallInfo, Config, EndRefused, Engine, Transport, sip_transport,
 };
 use mediator_topology::topology::Topology;
 
@@ -203,7 +203,7 @@ impl Runtime {
                 Some(c) = cmd_rx.recv() => self.command(c),
                 _ = tokio::time::sleep_until(deadline) => {
                     let topology = self.registry.snapshot();
-                    let actions = self.engine.on_timer(&topology, Now::read());
+                    let actions = self.engine.on_timer(&topology, crate::clock::now());
                     self.act(actions);
                 }
                 _ = tick.tick() => self.reconcile(),
@@ -217,12 +217,12 @@ impl Runtime {
         let topology = self.registry.snapshot();
         let actions = self
             .engine
-            .on_message(&topology, &m.bytes, m.peer, Now::read());
+            .on_message(&topology, &m.bytes, m.peer, crate::clock::now());
         self.act(actions);
     }
 
     fn command(&mut self, c: Cmd) {
-        let now = Now::read();
+        let now = crate::clock::now();
         match c {
             Cmd::Created { call, pool, result } => {
                 let actions = self.engine.on_media_created(call, &pool, result, now);

@@ -9,8 +9,9 @@
 pub mod api;
 pub mod calls;
 pub mod calls_api;
+pub mod clock;
 pub mod media;
 pub mod registry;
-pub mod store;
+pub(crate) mod store;
 pub mod tls;
-pub mod transport;
+pub(crate) mod transport;

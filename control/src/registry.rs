@@ -8,11 +8,11 @@
 
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::clock::unix_ms;
 use crate::store::{Store, StoreError};
 use mediator_topology::document::Change;
 use mediator_topology::model::{FieldError, Gateway, Trunk, TrunkMove};
 use mediator_topology::topology::{Changes, Item, Resource, Topology, TopologyError};
-use mediator_topology::unix_ms;
 
 pub struct Registry {
     store: Store,

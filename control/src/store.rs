@@ -12,7 +12,7 @@ use mediator_topology::model::TrunkMove;
 use mediator_topology::topology::{Changes, Item, Kind, Topology};
 
 /// The schema this build writes. Older stores are migrated on open; newer ones are refused.
-pub const SCHEMA_VERSION: u64 = 1;
+pub(crate) const SCHEMA_VERSION: u64 = 1;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const MOVES: TableDefinition<u64, &[u8]> = TableDefinition::new("trunk_moves");
@@ -54,7 +54,7 @@ pub enum StoreError {
     },
 }
 
-pub struct Store {
+pub(crate) struct Store {
     db: Database,
     path: PathBuf,
 }
@@ -66,7 +66,7 @@ const MIGRATIONS: &[Migration] = &[];
 impl Store {
     /// Opens (or creates) the store in `dir`, migrating it to [`SCHEMA_VERSION`], and loads the
     /// topology. A new store starts with the global trunk configuration at Lync's defaults.
-    pub fn open(dir: &Path, now: u64) -> Result<(Self, Topology), StoreError> {
+    pub(crate) fn open(dir: &Path, now: u64) -> Result<(Self, Topology), StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
             path: dir.into(),
             source,
@@ -197,7 +197,7 @@ impl Store {
     }
 
     /// Makes `changes` durable in one transaction.
-    pub fn apply(&self, changes: &Changes) -> Result<(), StoreError> {
+    pub(crate) fn apply(&self, changes: &Changes) -> Result<(), StoreError> {
         self.write(changes, None).map_err(|e| StoreError::Db {
             path: self.path.clone(),
             message: e.to_string(),

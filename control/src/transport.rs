@@ -1,6 +1,6 @@
 //! SIP transports, the I/O edge: UDP sockets and TCP and TLS listeners on every address the
 //! topology defines, TCP and TLS connections (accepted or opened on demand, framed with
-//! [`super::framing`]; TLS verifies the peer against the configured CAs), and
+//! `mediator_sip::framing`; TLS verifies the peer against the configured CAs), and
 //! one channel of [`Inbound`] messages for the engine. Bounded everywhere: a datagram is at most
 //! 64 KiB, a TCP peer that sends an unframeable stream is disconnected, and a full engine queue
 //! drops UDP (the peer retransmits) rather than growing.
@@ -21,7 +21,7 @@ use mediator_sip::framing::{Frame, Framer};
 
 /// A message (or a datagram that may be one) from a peer.
 #[derive(Debug)]
-pub struct Inbound {
+pub(crate) struct Inbound {
     pub bytes: Vec<u8>,
     pub peer: Peer,
 }
@@ -32,7 +32,7 @@ const CONN_QUEUE: usize = 1024;
 
 type Conns = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
 
-pub struct Transports {
+pub(crate) struct Transports {
     udp: HashMap<SocketAddr, (Arc<UdpSocket>, JoinHandle<()>)>,
     tcp: HashMap<SocketAddr, JoinHandle<()>>,
     tls_listeners: HashMap<SocketAddr, JoinHandle<()>>,
@@ -57,7 +57,7 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 
 impl Transports {
     /// `tls`: Mediator's certificate and trusted CAs; without it TLS addresses cannot listen.
-    pub fn new(tx: mpsc::Sender<Inbound>, tls: Option<Tls>) -> Transports {
+    pub(crate) fn new(tx: mpsc::Sender<Inbound>, tls: Option<Tls>) -> Transports {
         Transports {
             udp: HashMap::new(),
             tcp: HashMap::new(),
@@ -70,7 +70,7 @@ impl Transports {
 
     /// Listens on exactly `wanted`: binds what is new, closes what is gone. Returns an error per
     /// address that cannot be bound (the rest still listen).
-    pub fn reconcile(&mut self, wanted: &BTreeSet<(SocketAddr, Transport)>) -> Vec<String> {
+    pub(crate) fn reconcile(&mut self, wanted: &BTreeSet<(SocketAddr, Transport)>) -> Vec<String> {
         let mut errors = Vec::new();
         self.udp.retain(|a, (_, task)| {
             let keep = wanted.contains(&(*a, Transport::Udp));
@@ -158,7 +158,7 @@ impl Transports {
     }
 
     /// Sends `bytes` to `to` over its transport, from its local address.
-    pub fn send(&self, to: Peer, bytes: Vec<u8>) {
+    pub(crate) fn send(&self, to: Peer, bytes: Vec<u8>) {
         match to.transport {
             Transport::Udp => {
                 let Some((sock, _)) = self.udp.get(&to.local) else {

@@ -34,16 +34,6 @@ pub struct Now {
     pub unix_ms: u64,
 }
 
-impl Now {
-    /// The clocks as they read now (for the edge; the engine never calls it).
-    pub fn read() -> Now {
-        Now {
-            mono: Instant::now(),
-            unix_ms: mediator_topology::unix_ms(),
-        }
-    }
-}
-
 impl std::ops::Add<Duration> for Now {
     type Output = Now;
     fn add(self, d: Duration) -> Now {

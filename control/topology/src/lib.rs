@@ -5,7 +5,7 @@
 //! number translation, the route test (`routing`); the topology document — build, validate, diff
 //! (`document`); and, with the `proto` feature, the `mediator.control.v1` conversions at one
 //! boundary (`proto`). It must not do I/O: no tokio, no store, no clock (time comes in as an
-//! argument); the daemon makes writes durable and serves snapshots.
+//! argument); the daemon reads the clock, makes writes durable and serves snapshots.
 #![warn(unreachable_pub)]
 
 pub mod document;
@@ -20,13 +20,3 @@ mod writes;
 pub mod testing;
 
 pub use topology::{Changes, Item, Kind, Resource, Topology, TopologyError};
-
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Milliseconds since the Unix epoch, now: the one reading of the wall clock for every crate
-/// (callers pass it in; nothing in this crate calls it itself).
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
