@@ -1181,7 +1181,8 @@ impl Dataplane {
 mod tests {
     //! The manager against [`FakeForwarder`], unprivileged: relay sockets and peers on 127.0.0.1,
     //! a temporary state directory per test. Each test has its own block of eight ports in
-    //! 47000-47087 (see [`base`]), so tests running in parallel never take each other's ports.
+    //! 61000-61087 (see [`base`]), so tests running in parallel never take each other's ports;
+    //! the block is above Linux's ephemeral range (32768-60999), so no port-0 bind takes them.
 
     use super::*;
     use std::net::Ipv4Addr;
@@ -1197,7 +1198,7 @@ mod tests {
 
     /// The first port of test `block`'s eight.
     fn base(block: u16) -> u16 {
-        47000 + block * 8
+        61000 + block * 8
     }
 
     fn at(port: u16) -> SocketAddr {
