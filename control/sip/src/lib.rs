@@ -46,8 +46,8 @@ impl Peer {
         self.transport != Transport::Udp
     }
 
-    /// A UDP peer from two literals (tests; panics on a bad literal).
-    #[doc(hidden)]
+    /// A UDP peer from two literals (tests only: it panics on a bad literal).
+    #[cfg(any(test, feature = "testing"))]
     pub fn udp(remote: &str, local: &str) -> Peer {
         Peer {
             remote: remote.parse().expect("remote address"),
