@@ -62,7 +62,11 @@ impl Daemon {
     ) -> anyhow::Result<Self> {
         let unique = format!("{}_{}", std::process::id(), tag);
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/mediator_test_{unique}"));
-        let state_dir = std::env::temp_dir().join(format!("mediator-test-{unique}"));
+        // MEDIATOR_TEST_STATE_ROOT: where session records go (e.g. a tmpfs, as /run is on a
+        // real host; here /run and /tmp share the disk with everything else).
+        let root = std::env::var_os("MEDIATOR_TEST_STATE_ROOT")
+            .map_or_else(std::env::temp_dir, PathBuf::from);
+        let state_dir = root.join(format!("mediator-test-{unique}"));
         let _ = std::fs::remove_dir_all(&state_dir);
         let mut all: Vec<OsString> = vec![
             "--grpc-listen".into(),

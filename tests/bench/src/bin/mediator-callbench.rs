@@ -38,9 +38,12 @@ struct Args {
     /// Measure call setup latency without and with topology writes instead (see above).
     #[arg(long)]
     latency: bool,
-    /// Topology writes per second while calls are placed (`--latency`).
+    /// Topology writes per second while calls are placed, all writers together (`--latency`).
     #[arg(long, default_value_t = 20)]
     writes_per_sec: u32,
+    /// Concurrent writers sharing those writes, each its own client (`--latency`).
+    #[arg(long, default_value_t = 2)]
+    writers: u32,
     /// Another mediator-control binary measured side by side with this build (`--latency`).
     #[arg(long)]
     baseline: Option<std::path::PathBuf>,
@@ -184,39 +187,69 @@ fn percentiles(v: &mut [f64]) -> (f64, f64) {
     (at(0.50), at(0.99))
 }
 
-/// Writes the topology `per_sec` times a second until `stop`: a PSTN usage created, then deleted
-/// (each a durable store transaction). Returns how many writes were made.
-async fn write_loop(
+/// Each write RPC is bounded: a write that takes longer fails the run.
+const WRITE_LIMIT: Duration = Duration::from_secs(5);
+
+/// `writers` clients writing the topology `per_sec` times a second between them until `stop`.
+async fn write_loops(
     lab: &CallLab,
+    per_sec: u32,
+    writers: u32,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<u64> {
+    let each = (per_sec / writers.max(1)).max(1);
+    let mut set = tokio::task::JoinSet::new();
+    for k in 0..writers.max(1) {
+        let channel = lab.control.channel().await?;
+        set.spawn(write_loop(channel, k, each, stop.clone()));
+    }
+    let mut total = 0;
+    while let Some(done) = set.join_next().await {
+        total += done??;
+    }
+    Ok(total)
+}
+
+/// Writer `k`: the topology `per_sec` times a second until `stop` — its own PSTN usage created,
+/// then deleted (each a durable store transaction). Returns how many writes it made.
+async fn write_loop(
+    channel: tonic::transport::Channel,
+    k: u32,
     per_sec: u32,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<u64> {
     use mediator_proto::control::v1 as pb;
-    let mut topo =
-        pb::topology_service_client::TopologyServiceClient::new(lab.control.channel().await?);
+    let mut topo = pb::topology_service_client::TopologyServiceClient::new(channel);
     let mut tick = tokio::time::interval(Duration::from_secs(1) / per_sec.max(1));
     let mut n = 0u64;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         tick.tick().await;
-        let name = "callbench-writes".to_string();
-        if n.is_multiple_of(2) {
-            topo.create_pstn_usage(pb::CreatePstnUsageRequest {
-                usage: Some(pb::PstnUsage {
+        let name = format!("callbench-writes-{k}");
+        let write = async {
+            if n.is_multiple_of(2) {
+                topo.create_pstn_usage(pb::CreatePstnUsageRequest {
+                    usage: Some(pb::PstnUsage {
+                        name,
+                        priority: 1000,
+                        ..Default::default()
+                    }),
+                })
+                .await
+                .map(drop)
+                .context("creating a PSTN usage")
+            } else {
+                topo.delete_pstn_usage(pb::DeleteRequest {
                     name,
-                    priority: 1000,
-                    ..Default::default()
-                }),
-            })
+                    expected_revision: 0,
+                })
+                .await
+                .map(drop)
+                .context("deleting a PSTN usage")
+            }
+        };
+        tokio::time::timeout(WRITE_LIMIT, write)
             .await
-            .context("creating a PSTN usage")?;
-        } else {
-            topo.delete_pstn_usage(pb::DeleteRequest {
-                name,
-                expected_revision: 0,
-            })
-            .await
-            .context("deleting a PSTN usage")?;
-        }
+            .context("a topology write took over 5 s")??;
         n += 1;
     }
     Ok(n)
@@ -253,7 +286,7 @@ async fn latency_run(args: &Args, lab: &CallLab, writes: bool) -> anyhow::Result
         )
     });
     let written = if writes {
-        let w = write_loop(lab, args.writes_per_sec, stop.clone());
+        let w = write_loops(lab, args.writes_per_sec, args.writers, stop.clone());
         tokio::pin!(w);
         let mut caller = caller;
         tokio::select! {
@@ -296,8 +329,15 @@ async fn latency(args: &Args) -> anyhow::Result<()> {
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); builds.len() * 2];
     let mut written = vec![0u64; builds.len()];
     for round in 0..args.rounds.max(1) {
-        for (b, (name, binary)) in builds.iter().enumerate() {
-            let lab = CallLab::build_using(&format!("cl{b}"), &["30000-39999"], &[], *binary)
+        // Alternate the order of the builds, and of the runs without and with writes, by round:
+        // neither side always runs first.
+        let mut order: Vec<usize> = (0..builds.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for b in order {
+            let (name, binary) = builds[b];
+            let lab = CallLab::build_using(&format!("cl{b}"), &["30000-39999"], &[], binary)
                 .await
                 .with_context(|| format!("the lab with {name}"))?;
             let _uas = Uas::start(&lab.lab.gw.name, GW_PEER, 5060, &[]).context("uas")?;
@@ -311,19 +351,31 @@ async fn latency(args: &Args) -> anyhow::Result<()> {
                 false,
             )
             .await?;
-            for writes in [false, true] {
+            let runs = if round % 2 == 0 { [false, true] } else { [true, false] };
+            for writes in runs {
                 let (rtt, n) = latency_run(args, &lab, writes)
                     .await
                     .with_context(|| format!("{name}, writes {writes}, round {round}"))?;
+                let mut sorted = rtt.clone();
+                let (p50, p99) = percentiles(&mut sorted);
+                println!(
+                    "  round {round} {name:<10} writes {:<5}: p50 {p50:.0} ms, p99 {p99:.0} ms, \
+                     max {:.0} ms, {} of {} over 50 ms ({n} writes)",
+                    writes,
+                    sorted.last().copied().unwrap_or(f64::NAN),
+                    sorted.iter().filter(|&&v| v > 50.0).count(),
+                    sorted.len()
+                );
                 samples[b * 2 + usize::from(writes)].extend(rtt);
                 written[b] += n;
             }
         }
     }
     println!(
-        "call setup latency at the caller (INVITE -> 200), {} calls at {}/s per run, {} round(s); \
-         writes: {}/s (PSTN usage created and deleted through the API)",
-        args.calls, args.rate, args.rounds, args.writes_per_sec
+        "call setup latency at the caller (INVITE -> 200), {} calls at {}/s per run, {} round(s) \
+         (order alternated); writes: {}/s from {} concurrent clients (PSTN usages created and \
+         deleted through the API)",
+        args.calls, args.rate, args.rounds, args.writes_per_sec, args.writers
     );
     println!(
         "{:<12} {:>10} {:>10} {:>14} {:>14} {:>12}",
