@@ -351,7 +351,11 @@ async fn latency(args: &Args) -> anyhow::Result<()> {
                 false,
             )
             .await?;
-            let runs = if round % 2 == 0 { [false, true] } else { [true, false] };
+            let runs = if round % 2 == 0 {
+                [false, true]
+            } else {
+                [true, false]
+            };
             for writes in runs {
                 let (rtt, n) = latency_run(args, &lab, writes)
                     .await
