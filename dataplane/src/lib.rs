@@ -14,6 +14,7 @@ pub mod relay;
 pub mod service;
 pub mod session;
 pub mod srtp;
+pub mod srtp_stream;
 pub mod stats;
 pub mod store;
 pub mod xdp;

@@ -1,0 +1,309 @@
+//! SRTP termination on one relayed stream: what the userspace relay does to each packet between
+//! receiving it and sending it on. A stream arriving from an SRTP leg is decrypted with that
+//! peer's key; a stream leaving toward an SRTP leg is encrypted with the relay's key for that
+//! peer; SRTP↔SRTP does both, with different keys per leg (the keys of one leg never reach the
+//! other). Packets that fail (authentication, replay, wrong MKI, not RTP/RTCP) are dropped and
+//! counted, never logged one by one.
+//!
+//! With rtcp-mux the RTP socket carries RTCP too: a packet is RTCP when its second byte is 192 to
+//! 223 (RFC 5761 §4), and it is then handled as SRTCP.
+
+use crate::srtp::{InboundContext, OutboundContext, PacketError};
+
+/// Which stream a packet belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamKind {
+    Rtp,
+    Rtcp,
+}
+
+/// Per-stream SRTP counters (what `GetSession` shows).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SrtpCounters {
+    /// Dropped: the tag did not verify (wrong key, tampered, or plain RTP on an SRTP leg).
+    pub auth_failures: u64,
+    /// Dropped: replayed, or older than the replay window.
+    pub replays: u64,
+    /// Dropped: an MKI this leg did not signal.
+    pub bad_mki: u64,
+    /// Dropped: not RTP/RTCP, too short, no room for the trailer, or the key expired.
+    pub other: u64,
+}
+
+/// The SRTP work on one stream: decrypt on arrival, encrypt on departure, either or both.
+#[derive(Debug, Default)]
+pub struct StreamCrypto {
+    inbound: Option<InboundContext>,
+    outbound: Option<OutboundContext>,
+    pub counters: SrtpCounters,
+}
+
+/// Whether a packet on an rtcp-mux port is RTCP (RFC 5761 §4).
+pub fn is_muxed_rtcp(packet: &[u8]) -> bool {
+    packet.len() >= 2 && (192..=223).contains(&packet[1])
+}
+
+impl StreamCrypto {
+    /// `inbound`: the arriving peer's key (None: it sends plain RTP); `outbound`: the relay's
+    /// key toward the receiving peer (None: it receives plain RTP).
+    pub fn new(inbound: Option<InboundContext>, outbound: Option<OutboundContext>) -> StreamCrypto {
+        StreamCrypto {
+            inbound,
+            outbound,
+            counters: SrtpCounters::default(),
+        }
+    }
+
+    /// Whether this stream needs the userspace relay for SRTP (it cannot be offloaded to XDP).
+    pub fn terminates(&self) -> bool {
+        self.inbound.is_some() || self.outbound.is_some()
+    }
+
+    /// The trailer room a packet needs after it, in the worst case.
+    pub fn room(&self) -> usize {
+        self.outbound
+            .as_ref()
+            .map_or(0, |o| o.rtp_trailer_len().max(o.rtcp_trailer_len()))
+    }
+
+    /// Transforms the packet `buf[..len]` of stream `kind` in place (`rtcp_mux`: the stream's
+    /// socket carries RTCP too). Returns the length to send, or `None` when the packet is
+    /// dropped (and counted).
+    pub fn transform(
+        &mut self,
+        kind: StreamKind,
+        rtcp_mux: bool,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Option<usize> {
+        let len = len.min(buf.len());
+        let rtcp = kind == StreamKind::Rtcp || (rtcp_mux && is_muxed_rtcp(&buf[..len]));
+        let mut n = len;
+        if let Some(i) = &mut self.inbound {
+            let r = if rtcp {
+                i.unprotect_rtcp_in_place(&mut buf[..n])
+            } else {
+                i.unprotect_rtp_in_place(&mut buf[..n])
+            };
+            n = self.count(r)?;
+        }
+        if let Some(o) = &mut self.outbound {
+            let r = if rtcp {
+                o.protect_rtcp_in_place(buf, n)
+            } else {
+                o.protect_rtp_in_place(buf, n)
+            };
+            n = self.count(r)?;
+        }
+        Some(n)
+    }
+
+    fn count(&mut self, r: Result<usize, PacketError>) -> Option<usize> {
+        let c = &mut self.counters;
+        match r {
+            Ok(n) => return Some(n),
+            Err(PacketError::Authentication) => c.auth_failures += 1,
+            Err(PacketError::Replay) => c.replays += 1,
+            Err(PacketError::BadMki) => c.bad_mki += 1,
+            Err(_) => c.other += 1,
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::srtp::{MasterKey, Mki, Suite};
+
+    fn key(suite: Suite, fill: u8) -> MasterKey {
+        let bytes = vec![fill; suite.key_len() + suite.salt_len()];
+        MasterKey::from_concatenated(suite, &bytes).expect("key")
+    }
+
+    fn rtp(seq: u16, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 160, 0x12, 0x34, 0x56, 0x78];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    /// A receiver report with no blocks, from SSRC 0x12345678.
+    fn rtcp() -> Vec<u8> {
+        vec![0x80, 201, 0, 1, 0x12, 0x34, 0x56, 0x78]
+    }
+
+    fn room(p: &[u8]) -> Vec<u8> {
+        let mut b = p.to_vec();
+        b.resize(p.len() + 64, 0);
+        b
+    }
+
+    /// A peer that encrypts with `k` (and its MKI) as SRTP endpoints do.
+    fn peer(k: &MasterKey, mki: Option<Mki>) -> OutboundContext {
+        OutboundContext::new(k, mki).expect("peer context")
+    }
+
+    #[test]
+    fn srtp_to_rtp_decrypts_and_counts_what_it_drops() {
+        let suite = Suite::AesCm128HmacSha1_80;
+        let k = key(suite, 7);
+        let mki = Some(Mki::new(1, 1).expect("mki"));
+        let mut from_pool =
+            StreamCrypto::new(Some(InboundContext::new(&k, mki).expect("inbound")), None);
+        assert!(from_pool.terminates());
+        let mut sender = peer(&k, mki);
+        let plain = rtp(1, b"hello from an SRTP client");
+        let mut p = room(&plain);
+        let n = sender
+            .protect_rtp_in_place(&mut p, plain.len())
+            .expect("protect");
+        let wire = p[..n].to_vec();
+        assert_ne!(&wire[12..12 + 5], b"hello", "encrypted on the wire");
+        let mut buf = room(&wire);
+        let out = from_pool
+            .transform(StreamKind::Rtp, false, &mut buf, wire.len())
+            .expect("forwarded");
+        assert_eq!(
+            &buf[..out],
+            &plain[..],
+            "exactly the payload the SRTP side sent"
+        );
+        // The same packet again: a replay.
+        let mut again = room(&wire);
+        assert_eq!(
+            from_pool.transform(StreamKind::Rtp, false, &mut again, wire.len()),
+            None
+        );
+        // A tampered packet: authentication fails.
+        let second = rtp(2, b"second");
+        let mut p = room(&second);
+        let n2 = sender
+            .protect_rtp_in_place(&mut p, second.len())
+            .expect("protect");
+        p[14] ^= 1;
+        assert_eq!(
+            from_pool.transform(StreamKind::Rtp, false, &mut p, n2),
+            None
+        );
+        // Plain RTP on an SRTP leg that signalled an MKI: its last byte is read as the MKI, which
+        // does not match (without an MKI it would fail authentication instead).
+        let mut cleartext = room(&rtp(3, b"plain"));
+        let l = rtp(3, b"plain").len();
+        assert_eq!(
+            from_pool.transform(StreamKind::Rtp, false, &mut cleartext, l),
+            None
+        );
+        assert_eq!(
+            from_pool.counters,
+            SrtpCounters {
+                auth_failures: 1,
+                replays: 1,
+                bad_mki: 1,
+                other: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_wrong_mki_is_dropped_and_counted() {
+        let suite = Suite::AesCm128HmacSha1_80;
+        let k = key(suite, 9);
+        let mut s = StreamCrypto::new(
+            Some(InboundContext::new(&k, Some(Mki::new(1, 1).expect("mki"))).expect("inbound")),
+            None,
+        );
+        let mut sender = peer(&k, Some(Mki::new(2, 1).expect("mki")));
+        let plain = rtp(1, b"x");
+        let mut p = room(&plain);
+        let n = sender
+            .protect_rtp_in_place(&mut p, plain.len())
+            .expect("protect");
+        assert_eq!(s.transform(StreamKind::Rtp, false, &mut p, n), None);
+        assert_eq!(s.counters.bad_mki, 1);
+    }
+
+    #[test]
+    fn rtp_to_srtp_encrypts_for_the_receiving_peer() {
+        for suite in [
+            Suite::AesCm128HmacSha1_80,
+            Suite::AesCm128HmacSha1_32,
+            Suite::AeadAes128Gcm,
+            Suite::AeadAes256Gcm,
+        ] {
+            let k = key(suite, 3);
+            let mut toward_pool = StreamCrypto::new(
+                None,
+                Some(OutboundContext::new(&k, None).expect("outbound")),
+            );
+            let mut receiver = InboundContext::new(&k, None).expect("receiver");
+            let plain = rtp(10, b"from a plain gateway");
+            let mut buf = room(&plain);
+            assert!(toward_pool.room() <= 64);
+            let n = toward_pool
+                .transform(StreamKind::Rtp, false, &mut buf, plain.len())
+                .expect("forwarded");
+            assert!(n > plain.len(), "{suite:?}: a tag was added");
+            let mut wire = buf[..n].to_vec();
+            receiver
+                .unprotect_rtp(&mut wire)
+                .expect("the peer decrypts it");
+            assert_eq!(wire, plain, "{suite:?}");
+        }
+    }
+
+    #[test]
+    fn srtp_to_srtp_re_keys_per_leg_and_muxed_rtcp_is_srtcp() {
+        let suite = Suite::AeadAes128Gcm;
+        let (pool_key, gw_key) = (key(suite, 1), key(suite, 2));
+        let mut s = StreamCrypto::new(
+            Some(InboundContext::new(&pool_key, None).expect("inbound")),
+            Some(OutboundContext::new(&gw_key, None).expect("outbound")),
+        );
+        let mut pool_peer = peer(&pool_key, None);
+        let mut gw_peer = InboundContext::new(&gw_key, None).expect("gateway peer");
+        // RTP.
+        let plain = rtp(5, b"both legs encrypted");
+        let mut b = room(&plain);
+        let n = pool_peer
+            .protect_rtp_in_place(&mut b, plain.len())
+            .expect("protect");
+        let n = s
+            .transform(StreamKind::Rtp, true, &mut b, n)
+            .expect("forwarded");
+        let mut out = b[..n].to_vec();
+        gw_peer
+            .unprotect_rtp(&mut out)
+            .expect("the other leg's key");
+        assert_eq!(out, plain);
+        // RTCP on the same (muxed) port.
+        let report = rtcp();
+        assert!(is_muxed_rtcp(&report) && !is_muxed_rtcp(&plain));
+        let mut b = room(&report);
+        let n = pool_peer
+            .protect_rtcp_in_place(&mut b, report.len())
+            .expect("protect rtcp");
+        let n = s
+            .transform(StreamKind::Rtp, true, &mut b, n)
+            .expect("forwarded");
+        let mut out = b[..n].to_vec();
+        gw_peer
+            .unprotect_rtcp(&mut out)
+            .expect("SRTCP with the other leg's key");
+        assert_eq!(out, report);
+        assert_eq!(s.counters, SrtpCounters::default());
+    }
+
+    #[test]
+    fn a_plain_stream_is_untouched() {
+        let mut s = StreamCrypto::default();
+        assert!(!s.terminates());
+        let plain = rtp(1, b"x");
+        let mut b = room(&plain);
+        assert_eq!(
+            s.transform(StreamKind::Rtp, false, &mut b, plain.len()),
+            Some(plain.len())
+        );
+        assert_eq!(&b[..plain.len()], &plain[..]);
+    }
+}
