@@ -273,6 +273,8 @@ fn leg_spec(r: Remote) -> pb::LegSpec {
         local_address: String::new(),
         remote_rtp: r.rtp.map(pb::Endpoint::from),
         remote_rtcp: r.rtcp.map(pb::Endpoint::from),
+        // The engine does not negotiate SRTP yet (issue 12): plain RTP on both sides.
+        srtp: None,
     }
 }
 

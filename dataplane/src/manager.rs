@@ -20,6 +20,8 @@ use crate::config::Config;
 use crate::forwarder::Forwarder;
 use crate::relay::{self, Notice, SessionShared};
 use crate::session::{Kind, Leg, Media, Options, Remote, Side, StreamId, StreamState};
+use crate::srtp::{InboundContext, MasterKey, Mki, OutboundContext, Suite};
+use crate::srtp_stream::{SrtpCounters, StreamCrypto};
 use crate::stats::{self, Merged, monotonic_ns};
 use crate::store::{Record, Store};
 
@@ -51,6 +53,53 @@ pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> SessionEr
 pub struct LegRequest {
     pub local: Option<IpAddr>,
     pub remote: Remote,
+    /// SRTP on this side (on update: unset leaves it as it is).
+    pub srtp: Option<Arc<LegSrtp>>,
+}
+
+/// One side's SRTP keys: what its peer protects with, and what the relay protects with toward
+/// it. Held only in memory; `Debug` shows no key bytes.
+#[derive(Debug)]
+pub struct LegSrtp {
+    pub peer: MasterKey,
+    pub peer_mki: Option<Mki>,
+    pub relay: MasterKey,
+    pub relay_mki: Option<Mki>,
+}
+
+impl LegSrtp {
+    pub fn suite(&self) -> Suite {
+        self.relay.suite()
+    }
+}
+
+/// Each stream's SRTP work from the sides' keys: a stream arriving from side S is decrypted with
+/// S's peer key and encrypted with the other side's relay key.
+fn stream_crypto(keys: &[Option<Arc<LegSrtp>>; 2]) -> Result<[StreamCrypto; 4], SessionError> {
+    let mut out: [StreamCrypto; 4] = Default::default();
+    for from in Side::BOTH {
+        for kind in [Kind::Rtp, Kind::Rtcp] {
+            let id = StreamId { from, kind };
+            let field = |side: Side| format!("{}.srtp", side.name());
+            let inbound = match &keys[from as usize] {
+                Some(k) => Some(
+                    InboundContext::new(&k.peer, k.peer_mki)
+                        .map_err(|e| invalid(field(from), e.to_string()))?,
+                ),
+                None => None,
+            };
+            let to = from.other();
+            let outbound = match &keys[to as usize] {
+                Some(k) => Some(
+                    OutboundContext::new(&k.relay, k.relay_mki)
+                        .map_err(|e| invalid(field(to), e.to_string()))?,
+                ),
+                None => None,
+            };
+            out[id.index()] = StreamCrypto::new(inbound, outbound);
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Clone, Debug)]
@@ -99,6 +148,8 @@ pub struct StreamView {
     pub userspace_packets: u64,
     pub userspace_bytes: u64,
     pub dropped: u64,
+    /// Packets SRTP termination dropped, by cause.
+    pub srtp: SrtpCounters,
     pub socket_overflow: u64,
     pub idle_ms: Option<u64>,
 }
@@ -107,6 +158,8 @@ pub struct StreamView {
 pub struct SessionView {
     pub id: String,
     pub legs: [Leg; 2],
+    /// The SRTP suite on each side (None: plain RTP).
+    pub srtp: [Option<String>; 2],
     pub options: Options,
     pub on_hold: bool,
     pub created_unix_ms: u64,
@@ -469,6 +522,8 @@ impl Dataplane {
     pub fn create(&self, spec: CreateSpec) -> Result<SessionView, SessionError> {
         validate_id(&spec.id)?;
         Self::validate_options(&spec.options)?;
+        let keys = [spec.pool.srtp.clone(), spec.gateway.srtp.clone()];
+        let crypto = stream_crypto(&keys)?;
         let locals = [
             self.pick_local(Side::Pool, &spec.pool)?,
             self.pick_local(Side::Gateway, &spec.gateway)?,
@@ -526,13 +581,16 @@ impl Dataplane {
                 streams,
                 options: spec.options,
                 on_hold: spec.on_hold,
+                srtp: keys
+                    .each_ref()
+                    .map(|k| k.as_ref().map(|k| k.suite().name().to_string())),
             };
             let rec = Record {
                 id: spec.id.clone(),
                 created_unix_ms: unix_ms(),
                 media: media.clone(),
             };
-            let started = self.start_session(&rec, [[rtp0, rtcp0], [rtp1, rtcp1]]);
+            let started = self.start_session(&rec, [[rtp0, rtcp0], [rtp1, rtcp1]], keys, crypto);
             let persisted = started.and_then(|entry| match self.store.save(&rec) {
                 Ok(()) => Ok(entry),
                 Err(e) => {
@@ -567,6 +625,8 @@ impl Dataplane {
         &self,
         rec: &Record,
         sockets: [[std::net::UdpSocket; 2]; 2],
+        keys: [Option<Arc<LegSrtp>>; 2],
+        crypto: [StreamCrypto; 4],
     ) -> Result<Entry, SessionError> {
         let _guard = self.relay.enter();
         let mut wrapped: Vec<[Arc<UdpSocket>; 2]> = Vec::new();
@@ -584,6 +644,8 @@ impl Dataplane {
             media: Mutex::new(rec.media.clone()),
             deleted: AtomicBool::new(false),
             notify: self.notify.clone(),
+            keys: Mutex::new(keys),
+            crypto: crypto.map(Mutex::new),
         });
         let mux = rec.media.options.rtcp_mux;
         let tasks = rec
@@ -746,6 +808,34 @@ impl Dataplane {
                     }
                 }
                 remotes[i] = Some(req.remote);
+                if req.srtp.is_some() && m.srtp[i].is_none() {
+                    return Err(invalid(
+                        format!("{}.srtp", side.name()),
+                        "cannot turn SRTP on in an update; create a new session",
+                    ));
+                }
+            }
+            // New keys (a re-INVITE's re-keying): every stream's contexts are made anew.
+            if spec.pool.as_ref().is_some_and(|r| r.srtp.is_some())
+                || spec.gateway.as_ref().is_some_and(|r| r.srtp.is_some())
+            {
+                let mut keys = shared.keys.lock().map_err(lock_err)?.clone();
+                for (i, req) in [&spec.pool, &spec.gateway].into_iter().enumerate() {
+                    if let Some(k) = req.as_ref().and_then(|r| r.srtp.clone()) {
+                        keys[i] = Some(k);
+                    }
+                }
+                let crypto = stream_crypto(&keys)?;
+                for (slot, c) in shared.crypto.iter().zip(crypto) {
+                    let mut slot = slot.lock().map_err(lock_err)?;
+                    let counters = slot.counters;
+                    *slot = c;
+                    slot.counters = counters;
+                }
+                for (i, k) in keys.iter().enumerate() {
+                    m.srtp[i] = k.as_ref().map(|k| k.suite().name().to_string());
+                }
+                *shared.keys.lock().map_err(lock_err)? = keys;
             }
             for (i, r) in remotes.into_iter().enumerate() {
                 if let Some(r) = r {
@@ -919,6 +1009,10 @@ impl Dataplane {
                     userspace_packets: st.user.packets,
                     userspace_bytes: st.user.bytes,
                     dropped: st.dropped,
+                    srtp: shared.crypto[id.index()]
+                        .lock()
+                        .map(|c| c.counters)
+                        .unwrap_or_default(),
                     socket_overflow: u64::from(st.socket_overflow),
                     idle_ms: merged
                         .last_seen_ns
@@ -930,6 +1024,7 @@ impl Dataplane {
         SessionView {
             id: shared.id.clone(),
             legs: m.legs,
+            srtp: m.srtp.clone(),
             options: m.options,
             on_hold: m.on_hold,
             created_unix_ms: shared.created_unix_ms,
@@ -1064,6 +1159,11 @@ impl Dataplane {
         kernel: &HashMap<StreamKey, StreamEntry>,
     ) -> Result<(Arc<SessionShared>, Vec<StreamKey>), String> {
         validate_id(&rec.id).map_err(|e| e.to_string())?;
+        if rec.media.srtp.iter().any(Option::is_some) {
+            return Err(
+                "it used SRTP, and SRTP keys are never saved: its call must set it up again".into(),
+            );
+        }
         let mut inner = self
             .inner
             .lock()
@@ -1119,7 +1219,7 @@ impl Dataplane {
                 }
             }
             let entry = self
-                .start_session(rec, [pool, gateway])
+                .start_session(rec, [pool, gateway], [None, None], Default::default())
                 .map_err(|e| e.to_string())?;
             Ok((entry, keys))
         })();
@@ -1181,7 +1281,7 @@ impl Dataplane {
 mod tests {
     //! The manager against [`FakeForwarder`], unprivileged: relay sockets and peers on 127.0.0.1,
     //! a temporary state directory per test. Each test has its own block of eight ports in
-    //! 61000-61087 (see [`base`]), so tests running in parallel never take each other's ports;
+    //! 61000-61095 (see [`base`]), so tests running in parallel never take each other's ports;
     //! the block is above Linux's ephemeral range (32768-60999), so no port-0 bind takes them.
 
     use super::*;
@@ -1328,6 +1428,7 @@ mod tests {
         latching: bool,
     ) -> CreateSpec {
         let leg = |rtp| LegRequest {
+            srtp: None,
             local: None,
             remote: Remote { rtp, rtcp: None },
         };
@@ -1563,6 +1664,7 @@ mod tests {
             .update(UpdateSpec {
                 id: "l1".into(),
                 gateway: Some(LegRequest {
+                    srtp: None,
                     local: None,
                     remote: Remote {
                         rtp: Some(at(b + 6)),
@@ -1635,6 +1737,7 @@ mod tests {
         let same = UpdateSpec {
             id: "n1".into(),
             gateway: Some(LegRequest {
+                srtp: None,
                 local: None,
                 remote: Remote {
                     rtp: Some(at(b + 6)),
@@ -1653,6 +1756,7 @@ mod tests {
         let moved = UpdateSpec {
             id: "n1".into(),
             gateway: Some(LegRequest {
+                srtp: None,
                 local: None,
                 remote: Remote {
                     rtp: Some(moved_to),
@@ -1997,6 +2101,7 @@ mod tests {
         let own = UpdateSpec {
             id: "a".into(),
             gateway: Some(LegRequest {
+                srtp: None,
                 local: None,
                 remote: Remote {
                     rtp: Some(at(v.legs[0].rtp_port)),
@@ -2069,5 +2174,168 @@ mod tests {
             stream(&v, Side::Pool, Kind::Rtp).expected_source,
             Some(at(b + 6))
         );
+    }
+    /// SRTP on the pool side, plain RTP on the gateway side (Lync toward a PSTN gateway): the
+    /// relay decrypts what the pool peer sends and encrypts what goes back to it, with the
+    /// pool peer's and its own keys; nothing is offloaded; forged packets are dropped and counted
+    /// and do not reach the gateway; a re-key keeps the media flowing; a restart drops the session
+    /// (its keys were never saved).
+    #[tokio::test]
+    async fn srtp_on_one_side_is_terminated_in_userspace() {
+        use crate::srtp::{InboundContext, Mki, OutboundContext};
+
+        let state = StateDir::new("srtp");
+        let b = base(11);
+        let fake = Arc::new(FakeForwarder::default());
+        let lab = Lab::start(config(11, 2, &state), fake.clone());
+        let (pool_peer, gw_peer) = (peer(b + 4).await, peer(b + 5).await);
+        let suite = Suite::AesCm128HmacSha1_80;
+        let key = |fill: u8| {
+            MasterKey::from_concatenated(suite, &[fill; 30]).expect("a 30-byte key and salt")
+        };
+        let mki = Some(Mki::new(1, 1).expect("mki"));
+        let srtp = |peer: u8, relay: u8| {
+            Arc::new(LegSrtp {
+                peer: key(peer),
+                peer_mki: mki,
+                relay: key(relay),
+                relay_mki: None,
+            })
+        };
+        let mut create = spec("s1", Some(at(b + 4)), Some(at(b + 5)), false);
+        create.pool.srtp = Some(srtp(1, 2));
+        let v = lab.dp.create(create).expect("create");
+        assert_eq!(v.srtp, [Some(suite.name().to_string()), None]);
+        let [pool_port, gw_port] = ports(&v);
+        let mut pool_tx = OutboundContext::new(&key(1), mki).expect("the pool peer's sender");
+        let mut pool_rx = InboundContext::new(&key(2), None).expect("the pool peer's receiver");
+        let mut buf = [0u8; 2048];
+
+        // Pool (SRTP) to gateway (plain): exactly the payload the pool peer protected.
+        let plain = rtp(1);
+        let mut p = plain.clone();
+        pool_tx.protect_rtp(&mut p).expect("protect");
+        assert_ne!(p[12..], plain[12..], "encrypted on the pool side");
+        pool_peer.send_to(&p, at(pool_port)).await.expect("send");
+        let (n, _) = tokio::time::timeout(WAIT, gw_peer.recv_from(&mut buf))
+            .await
+            .expect("forwarded in time")
+            .expect("recv");
+        assert_eq!(&buf[..n], &plain[..], "decrypted for the gateway");
+
+        // Gateway (plain) to pool (SRTP): the pool peer decrypts it with the relay's key.
+        let back = rtp(7);
+        gw_peer.send_to(&back, at(gw_port)).await.expect("send");
+        let (n, _) = tokio::time::timeout(WAIT, pool_peer.recv_from(&mut buf))
+            .await
+            .expect("forwarded in time")
+            .expect("recv");
+        let mut got = buf[..n].to_vec();
+        assert_ne!(got, back, "encrypted toward the pool");
+        pool_rx
+            .unprotect_rtp(&mut got)
+            .expect("the pool peer decrypts it");
+        assert_eq!(got, back);
+
+        // Forged and replayed packets from the pool side are dropped and counted.
+        let mut forged = rtp(2);
+        pool_tx.protect_rtp(&mut forged).expect("protect");
+        forged[20] ^= 0xff;
+        pool_peer
+            .send_to(&forged, at(pool_port))
+            .await
+            .expect("send");
+        pool_peer
+            .send_to(&p, at(pool_port))
+            .await
+            .expect("send the first packet again");
+        let mut good = rtp(3);
+        pool_tx.protect_rtp(&mut good).expect("protect");
+        pool_peer.send_to(&good, at(pool_port)).await.expect("send");
+        let (n, _) = tokio::time::timeout(WAIT, gw_peer.recv_from(&mut buf))
+            .await
+            .expect("forwarded in time")
+            .expect("recv");
+        assert_eq!(
+            &buf[..n],
+            &rtp(3)[..],
+            "only the genuine packet reaches the gateway"
+        );
+        let v = lab.dp.get("s1").expect("get");
+        let from_pool = stream(&v, Side::Pool, Kind::Rtp);
+        assert_eq!(
+            (from_pool.srtp.auth_failures, from_pool.srtp.replays),
+            (1, 1),
+            "{:?}",
+            from_pool.srtp
+        );
+        assert_eq!(
+            from_pool.userspace_packets, 2,
+            "dropped packets are not media"
+        );
+        for side in Side::BOTH {
+            let st = stream(&v, side, Kind::Rtp);
+            assert!(!st.offloaded, "{side:?}");
+            assert_eq!(st.reason, "srtp termination", "{side:?}");
+        }
+        assert!(
+            fake.entries.lock().expect("entries").is_empty(),
+            "nothing in XDP"
+        );
+
+        // Re-keying (a re-INVITE): the pool peer's new key works from the next packet on.
+        let mut rekey = UpdateSpec {
+            id: "s1".into(),
+            ..Default::default()
+        };
+        rekey.pool = Some(LegRequest {
+            srtp: Some(srtp(3, 4)),
+            local: None,
+            remote: Remote {
+                rtp: Some(at(b + 4)),
+                rtcp: None,
+            },
+        });
+        let v = lab.dp.update(rekey).expect("re-key");
+        assert_eq!(
+            stream(&v, Side::Pool, Kind::Rtp).srtp.auth_failures,
+            1,
+            "counters kept"
+        );
+        let mut tx3 = OutboundContext::new(&key(3), mki).expect("new sender");
+        let mut p = rtp(4);
+        tx3.protect_rtp(&mut p).expect("protect");
+        pool_peer.send_to(&p, at(pool_port)).await.expect("send");
+        let (n, _) = tokio::time::timeout(WAIT, gw_peer.recv_from(&mut buf))
+            .await
+            .expect("forwarded in time")
+            .expect("recv");
+        assert_eq!(&buf[..n], &rtp(4)[..]);
+
+        // Turning SRTP on for the plain side is refused; nothing changes.
+        let mut on = UpdateSpec {
+            id: "s1".into(),
+            ..Default::default()
+        };
+        on.gateway = Some(LegRequest {
+            srtp: Some(srtp(5, 6)),
+            ..Default::default()
+        });
+        let e = lab.dp.update(on).expect_err("refused");
+        assert!(e.to_string().contains("gateway.srtp"), "{e}");
+
+        // The record names the suite and holds no key; a restart drops the session.
+        let rec = state.records();
+        assert_eq!(rec.len(), 1);
+        let text = serde_json::to_string(&rec[0]).expect("json");
+        assert!(text.contains("AES_CM_128_HMAC_SHA1_80"), "{text}");
+        assert!(
+            !text.contains("[1,1,1") && !text.contains("AQEB"),
+            "no key bytes: {text}"
+        );
+        let fake = lab.crash().await;
+        let lab = Lab::start(config(11, 2, &state), fake);
+        assert!(lab.dp.get("s1").is_err(), "not re-adopted without its keys");
+        assert!(state.records().is_empty(), "its record is gone");
     }
 }

@@ -19,7 +19,8 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::session::{Media, StreamId, Verdict};
+use crate::session::{Kind, Media, StreamId, Verdict};
+use crate::srtp_stream::{StreamCrypto, StreamKind};
 use crate::stats::monotonic_ns;
 
 const BATCH: usize = 32;
@@ -42,6 +43,11 @@ pub struct SessionShared {
     /// Set (under the media lock) when the session is being deleted: no more offloads.
     pub deleted: AtomicBool,
     pub notify: mpsc::UnboundedSender<Notice>,
+    /// Each side's SRTP keys (pool, gateway), kept to re-make the contexts on a re-key.
+    pub keys: Mutex<[Option<Arc<crate::manager::LegSrtp>>; 2]>,
+    /// Each stream's SRTP work, by `StreamId::index`; only its own relay task (and a re-key)
+    /// takes its lock.
+    pub crypto: [Mutex<StreamCrypto>; 4],
 }
 
 /// Binds a non-blocking UDP socket for relaying on `addr`, with SO_RXQ_OVFL on.
@@ -276,10 +282,21 @@ fn relay_batch(rx: RawFd, tx: RawFd, shared: &SessionShared, id: StreamId) -> io
         let now = monotonic_ns();
         b.out.clear();
         let mut learned = false;
+        // SRTP termination, when the stream has it: authenticated and decrypted before anything
+        // else looks at a packet (a forged one must not latch a source or keep a call alive),
+        // encrypted for the receiving peer once it is to be forwarded.
+        let kind = match id.kind {
+            Kind::Rtp => StreamKind::Rtp,
+            Kind::Rtcp => StreamKind::Rtcp,
+        };
         {
             let Ok(mut m) = shared.media.lock() else {
                 return Ok(n);
             };
+            // Media, then crypto: the order every holder of both takes them in.
+            let mut guard = shared.crypto[id.index()].lock().ok();
+            let mut crypto = guard.as_deref_mut().filter(|c| c.terminates());
+            let mux = m.options.rtcp_mux;
             for i in 0..n {
                 let truncated = b.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
                 let Some(src) = decode(&b.names[i]) else {
@@ -289,9 +306,23 @@ fn relay_batch(rx: RawFd, tx: RawFd, shared: &SessionShared, id: StreamId) -> io
                     m.stream_mut(id).dropped += 1;
                     continue;
                 }
+                if let Some(c) = crypto.as_deref_mut() {
+                    let len = b.hdrs[i].msg_len as usize;
+                    match c.unprotect(kind, mux, &mut b.bufs[i], len) {
+                        Some(l) => b.hdrs[i].msg_len = l as u32,
+                        None => continue,
+                    }
+                }
                 let (verdict, l) = m.on_packet(id, unmap(src), now);
                 learned |= l;
                 if let Verdict::Forward(dst) = verdict {
+                    if let Some(c) = crypto.as_deref_mut() {
+                        let len = b.hdrs[i].msg_len as usize;
+                        match c.protect(kind, mux, &mut b.bufs[i], len) {
+                            Some(l) => b.hdrs[i].msg_len = l as u32,
+                            None => continue,
+                        }
+                    }
                     b.out.push((i, dst));
                 }
             }

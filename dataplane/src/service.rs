@@ -11,10 +11,11 @@ use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 
 use crate::manager::{
-    CreateSpec, Dataplane, Event, EventKind, LegRequest, SessionError, SessionView, StreamView,
-    UpdateSpec, invalid,
+    CreateSpec, Dataplane, Event, EventKind, LegRequest, LegSrtp, SessionError, SessionView,
+    StreamView, UpdateSpec, invalid,
 };
 use crate::session::{Kind, Leg, Options, Remote, Side};
+use crate::srtp::{MasterKey, Mki, Suite};
 use crate::xdp::AttachMode;
 
 /// What the daemon found when it set up the fast path, for GetCapabilities.
@@ -128,6 +129,52 @@ fn leg_request(
     Ok(LegRequest {
         local,
         remote: Remote { rtp, rtcp },
+        srtp: spec
+            .srtp
+            .as_ref()
+            .map(|s| leg_srtp(side, s).map(Arc::new))
+            .transpose()?,
+    })
+}
+
+/// One side's SRTP keys from the wire, each fault named by its field (never with key bytes).
+fn leg_srtp(side: &str, s: &pb::SrtpSpec) -> Result<LegSrtp, SessionError> {
+    let field = |f: &str| format!("{side}.srtp.{f}");
+    let suite: Suite = s.suite.parse().map_err(|_| {
+        invalid(
+            field("suite"),
+            format!(
+                "'{}' is not AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32, AEAD_AES_128_GCM or AEAD_AES_256_GCM",
+                s.suite.chars().take(40).collect::<String>()
+            ),
+        )
+    })?;
+    let key = |name: &str, bytes: &[u8]| {
+        MasterKey::from_concatenated(suite, bytes).map_err(|_| {
+            invalid(
+                field(name),
+                format!(
+                    "{} bytes; {suite} needs {} (master key and salt)",
+                    bytes.len(),
+                    suite.key_len() + suite.salt_len()
+                ),
+            )
+        })
+    };
+    let mki = |name: &str, len: u32, value: u64| -> Result<Option<Mki>, SessionError> {
+        if len == 0 {
+            return Ok(None);
+        }
+        let len = u8::try_from(len).map_err(|_| invalid(field(name), "at most 8 bytes"))?;
+        Mki::new(value, len)
+            .map(Some)
+            .map_err(|e| invalid(field(name), e.to_string()))
+    };
+    Ok(LegSrtp {
+        peer: key("peer_key", &s.peer_key)?,
+        peer_mki: mki("peer_mki_length", s.peer_mki_length, s.peer_mki)?,
+        relay: key("relay_key", &s.relay_key)?,
+        relay_mki: mki("relay_mki_length", s.relay_mki_length, s.relay_mki)?,
     })
 }
 
@@ -187,8 +234,9 @@ fn pb_path(offloaded: bool) -> i32 {
     }
 }
 
-fn pb_leg(side: Side, leg: &Leg, mux: bool) -> pb::Leg {
+fn pb_leg(side: Side, leg: &Leg, mux: bool, srtp: &Option<String>) -> pb::Leg {
     pb::Leg {
+        srtp_suite: srtp.clone().unwrap_or_default(),
         side: pb_side(side),
         local_address: leg.local.to_string(),
         local_rtp_port: u32::from(leg.rtp_port),
@@ -215,6 +263,10 @@ fn pb_stream(s: &StreamView, clock_rate: u32) -> pb::Stream {
             source_mismatch: s.merged.src_mismatch,
             dropped: s.dropped,
             idle_ms: s.idle_ms,
+            srtp_auth_failures: s.srtp.auth_failures,
+            srtp_replays: s.srtp.replays,
+            srtp_bad_mki: s.srtp.bad_mki,
+            srtp_other_drops: s.srtp.other,
         }),
         rtp: s.merged.rtp.map(|r| pb::RtpStats {
             ssrc: r.ssrc,
@@ -233,8 +285,8 @@ pub fn pb_session(v: &SessionView) -> pb::Session {
     let (xdp, reason) = v.rtp_path();
     pb::Session {
         session_id: v.id.clone(),
-        pool: Some(pb_leg(Side::Pool, &v.legs[0], mux)),
-        gateway: Some(pb_leg(Side::Gateway, &v.legs[1], mux)),
+        pool: Some(pb_leg(Side::Pool, &v.legs[0], mux, &v.srtp[0])),
+        gateway: Some(pb_leg(Side::Gateway, &v.legs[1], mux, &v.srtp[1])),
         options: Some(pb::SessionOptions {
             latching: v.options.latching,
             strict_source: v.options.strict_source,
@@ -470,5 +522,64 @@ impl DataplaneService for Service {
             sessions: self.dp.session_count() as u32,
             offloaded_streams: self.dp.offloaded_streams(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(suite: &str, key_len: usize, mki_len: u32) -> pb::SrtpSpec {
+        pb::SrtpSpec {
+            suite: suite.into(),
+            peer_key: vec![0x5a; key_len],
+            peer_mki_length: mki_len,
+            peer_mki: 1,
+            relay_key: vec![0x5a; 30],
+            relay_mki_length: 0,
+            relay_mki: 0,
+        }
+    }
+
+    #[test]
+    fn srtp_input_is_checked_field_by_field_and_errors_hold_no_key() {
+        let ok = leg_srtp("pool", &spec("AES_CM_128_HMAC_SHA1_80", 30, 1)).expect("valid");
+        assert_eq!(ok.suite(), Suite::AesCm128HmacSha1_80);
+        assert!(ok.peer_mki.is_some() && ok.relay_mki.is_none());
+        assert!(!format!("{ok:?}").contains("5a"), "Debug shows no key");
+        for (s, field, what) in [
+            (
+                spec("F8_128_HMAC_SHA1_80", 30, 0),
+                "pool.srtp.suite",
+                "is not",
+            ),
+            (
+                spec("AES_CM_128_HMAC_SHA1_80", 29, 0),
+                "pool.srtp.peer_key",
+                "29 bytes",
+            ),
+            (
+                spec("AEAD_AES_256_GCM", 30, 0),
+                "pool.srtp.peer_key",
+                "needs 44",
+            ),
+            (
+                spec("AES_CM_128_HMAC_SHA1_80", 30, 9),
+                "pool.srtp.peer_mki_length",
+                "",
+            ),
+            (
+                spec("AES_CM_128_HMAC_SHA1_80", 30, 300),
+                "pool.srtp.peer_mki_length",
+                "8 bytes",
+            ),
+        ] {
+            let e = leg_srtp("pool", &s).expect_err(field).to_string();
+            assert!(e.contains(field) && e.contains(what), "{e}");
+            assert!(
+                !e.contains("5a5a") && !e.contains("90, 90"),
+                "no key bytes: {e}"
+            );
+        }
     }
 }

@@ -168,6 +168,10 @@ pub struct Media {
     pub streams: [StreamState; 4],
     pub options: Options,
     pub on_hold: bool,
+    /// The SRTP suite on each side (pool, gateway), None for plain RTP. Only the names: the
+    /// keys live in the relay's contexts and never in a record.
+    #[serde(default)]
+    pub srtp: [Option<String>; 2],
 }
 
 /// What the relay does with one received packet.
@@ -272,6 +276,9 @@ impl Media {
 
     /// The XDP entry for `id`, or why it cannot have one yet.
     pub fn offload_entry(&self, id: StreamId) -> Result<(StreamKey, StreamEntry), NotReady> {
+        if self.srtp.iter().any(Option::is_some) {
+            return Err("srtp termination");
+        }
         let mux = self.options.rtcp_mux;
         if mux && id.kind == Kind::Rtcp {
             return Err("rtcp-mux: carried on the RTP stream");
@@ -331,6 +338,7 @@ mod tests {
 
     fn media(latching: bool, strict: bool) -> Media {
         Media {
+            srtp: Default::default(),
             legs: [
                 Leg {
                     local: "198.18.1.1".parse().expect("ip"),

@@ -66,10 +66,15 @@ impl StreamCrypto {
             .map_or(0, |o| o.rtp_trailer_len().max(o.rtcp_trailer_len()))
     }
 
-    /// Transforms the packet `buf[..len]` of stream `kind` in place (`rtcp_mux`: the stream's
-    /// socket carries RTCP too). Returns the length to send, or `None` when the packet is
-    /// dropped (and counted).
-    pub fn transform(
+    /// Whether a packet is RTCP: on the RTCP stream, or told apart on a muxed port.
+    fn rtcp(kind: StreamKind, rtcp_mux: bool, packet: &[u8]) -> bool {
+        kind == StreamKind::Rtcp || (rtcp_mux && is_muxed_rtcp(packet))
+    }
+
+    /// Authenticates and decrypts the packet `buf[..len]` as it arrived (nothing to do on a
+    /// plain leg). Returns its new length, or `None` when it is dropped (and counted): a packet
+    /// that does not authenticate must not latch a source or count as media.
+    pub fn unprotect(
         &mut self,
         kind: StreamKind,
         rtcp_mux: bool,
@@ -77,25 +82,48 @@ impl StreamCrypto {
         len: usize,
     ) -> Option<usize> {
         let len = len.min(buf.len());
-        let rtcp = kind == StreamKind::Rtcp || (rtcp_mux && is_muxed_rtcp(&buf[..len]));
-        let mut n = len;
-        if let Some(i) = &mut self.inbound {
-            let r = if rtcp {
-                i.unprotect_rtcp_in_place(&mut buf[..n])
-            } else {
-                i.unprotect_rtp_in_place(&mut buf[..n])
-            };
-            n = self.count(r)?;
-        }
-        if let Some(o) = &mut self.outbound {
-            let r = if rtcp {
-                o.protect_rtcp_in_place(buf, n)
-            } else {
-                o.protect_rtp_in_place(buf, n)
-            };
-            n = self.count(r)?;
-        }
-        Some(n)
+        let Some(i) = &mut self.inbound else {
+            return Some(len);
+        };
+        let r = if Self::rtcp(kind, rtcp_mux, &buf[..len]) {
+            i.unprotect_rtcp_in_place(&mut buf[..len])
+        } else {
+            i.unprotect_rtp_in_place(&mut buf[..len])
+        };
+        self.count(r)
+    }
+
+    /// Encrypts the (plain) packet `buf[..len]` for the receiving peer, in place (nothing to do
+    /// toward a plain leg). Returns its new length, or `None` when it is dropped (and counted).
+    pub fn protect(
+        &mut self,
+        kind: StreamKind,
+        rtcp_mux: bool,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Option<usize> {
+        let len = len.min(buf.len());
+        let Some(o) = &mut self.outbound else {
+            return Some(len);
+        };
+        let r = if Self::rtcp(kind, rtcp_mux, &buf[..len]) {
+            o.protect_rtcp_in_place(buf, len)
+        } else {
+            o.protect_rtp_in_place(buf, len)
+        };
+        self.count(r)
+    }
+
+    /// [`unprotect`](Self::unprotect) then [`protect`](Self::protect).
+    pub fn transform(
+        &mut self,
+        kind: StreamKind,
+        rtcp_mux: bool,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Option<usize> {
+        let n = self.unprotect(kind, rtcp_mux, buf, len)?;
+        self.protect(kind, rtcp_mux, buf, n)
     }
 
     fn count(&mut self, r: Result<usize, PacketError>) -> Option<usize> {
