@@ -6,6 +6,12 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 fn main() -> anyhow::Result<()> {
+    // srtp2-sys builds libsrtp with debug logging to stdout when this is set, and that logging
+    // prints session keys: never build a Mediator that does.
+    println!("cargo:rerun-if-env-changed=SRTP2_SYS_DEBUG_LOGGING");
+    if std::env::var_os("SRTP2_SYS_DEBUG_LOGGING").is_some() {
+        anyhow::bail!("SRTP2_SYS_DEBUG_LOGGING is set: libsrtp would log SRTP keys; unset it");
+    }
     let ebpf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ebpf");
     for f in ["relay.bpf.c", "relay_abi.h"] {
         println!("cargo:rerun-if-changed={}", ebpf.join(f).display());

@@ -73,6 +73,30 @@ impl LegSrtp {
     }
 }
 
+/// Refuses keys that would reuse a keystream: a leg whose relay key is its peer's key (an SDES
+/// peer echoing the offered key), or one relay key on both legs.
+fn check_keys(keys: &[Option<Arc<LegSrtp>>; 2]) -> Result<(), SessionError> {
+    for (side, k) in Side::BOTH.into_iter().zip(keys) {
+        if let Some(k) = k
+            && k.relay.same_as(&k.peer)
+        {
+            return Err(invalid(
+                format!("{}.srtp.relay_key", side.name()),
+                "must differ from peer_key: one key in both directions reuses its keystream",
+            ));
+        }
+    }
+    if let [Some(a), Some(b)] = keys
+        && a.relay.same_as(&b.relay)
+    {
+        return Err(invalid(
+            "gateway.srtp.relay_key",
+            "must differ from pool.srtp.relay_key",
+        ));
+    }
+    Ok(())
+}
+
 /// Each stream's SRTP work from the sides' keys: a stream arriving from side S is decrypted with
 /// S's peer key and encrypted with the other side's relay key.
 fn stream_crypto(keys: &[Option<Arc<LegSrtp>>; 2]) -> Result<[StreamCrypto; 4], SessionError> {
@@ -84,7 +108,7 @@ fn stream_crypto(keys: &[Option<Arc<LegSrtp>>; 2]) -> Result<[StreamCrypto; 4], 
             let inbound = match &keys[from as usize] {
                 Some(k) => Some(
                     InboundContext::new(&k.peer, k.peer_mki)
-                        .map_err(|e| invalid(field(from), e.to_string()))?,
+                        .map_err(|e| SessionError::Internal(format!("{}: {e}", field(from))))?,
                 ),
                 None => None,
             };
@@ -92,7 +116,7 @@ fn stream_crypto(keys: &[Option<Arc<LegSrtp>>; 2]) -> Result<[StreamCrypto; 4], 
             let outbound = match &keys[to as usize] {
                 Some(k) => Some(
                     OutboundContext::new(&k.relay, k.relay_mki)
-                        .map_err(|e| invalid(field(to), e.to_string()))?,
+                        .map_err(|e| SessionError::Internal(format!("{}: {e}", field(to))))?,
                 ),
                 None => None,
             };
@@ -523,6 +547,7 @@ impl Dataplane {
         validate_id(&spec.id)?;
         Self::validate_options(&spec.options)?;
         let keys = [spec.pool.srtp.clone(), spec.gateway.srtp.clone()];
+        check_keys(&keys)?;
         let crypto = stream_crypto(&keys)?;
         let locals = [
             self.pick_local(Side::Pool, &spec.pool)?,
@@ -815,22 +840,58 @@ impl Dataplane {
                     ));
                 }
             }
-            // New keys (a re-INVITE's re-keying): every stream's contexts are made anew.
+            // New keys (a re-INVITE's re-keying): only the contexts whose key changed are made
+            // anew. A context re-made under an unchanged key would restart its rollover counter
+            // and SRTCP index, reusing keystreams (AES-CM) or nonces (GCM) already sent.
             if spec.pool.as_ref().is_some_and(|r| r.srtp.is_some())
                 || spec.gateway.as_ref().is_some_and(|r| r.srtp.is_some())
             {
-                let mut keys = shared.keys.lock().map_err(lock_err)?.clone();
+                let old = shared.keys.lock().map_err(lock_err)?.clone();
+                let mut keys = old.clone();
+                let (mut new_peer, mut new_relay) = ([false; 2], [false; 2]);
                 for (i, req) in [&spec.pool, &spec.gateway].into_iter().enumerate() {
-                    if let Some(k) = req.as_ref().and_then(|r| r.srtp.clone()) {
-                        keys[i] = Some(k);
+                    let Some(k) = req.as_ref().and_then(|r| r.srtp.clone()) else {
+                        continue;
+                    };
+                    if let Some(o) = &old[i] {
+                        new_peer[i] = !(o.peer.same_as(&k.peer) && o.peer_mki == k.peer_mki);
+                        new_relay[i] = !(o.relay.same_as(&k.relay) && o.relay_mki == k.relay_mki);
+                    }
+                    keys[i] = Some(k);
+                }
+                check_keys(&keys)?;
+                // Every new context first, so a failure changes nothing.
+                let mut fresh: Vec<(usize, Option<InboundContext>, Option<OutboundContext>)> =
+                    Vec::new();
+                for from in Side::BOTH {
+                    let to = from.other();
+                    for kind in Kind::BOTH {
+                        let id = StreamId { from, kind };
+                        let inbound = match (&keys[from as usize], new_peer[from as usize]) {
+                            (Some(k), true) => Some(
+                                InboundContext::new(&k.peer, k.peer_mki)
+                                    .map_err(|e| SessionError::Internal(e.to_string()))?,
+                            ),
+                            _ => None,
+                        };
+                        let outbound = match (&keys[to as usize], new_relay[to as usize]) {
+                            (Some(k), true) => Some(
+                                OutboundContext::new(&k.relay, k.relay_mki)
+                                    .map_err(|e| SessionError::Internal(e.to_string()))?,
+                            ),
+                            _ => None,
+                        };
+                        fresh.push((id.index(), inbound, outbound));
                     }
                 }
-                let crypto = stream_crypto(&keys)?;
-                for (slot, c) in shared.crypto.iter().zip(crypto) {
-                    let mut slot = slot.lock().map_err(lock_err)?;
-                    let counters = slot.counters;
-                    *slot = c;
-                    slot.counters = counters;
+                for (i, inbound, outbound) in fresh {
+                    let mut slot = shared.crypto[i].lock().map_err(lock_err)?;
+                    if inbound.is_some() {
+                        slot.set_inbound(inbound);
+                    }
+                    if outbound.is_some() {
+                        slot.set_outbound(outbound);
+                    }
                 }
                 for (i, k) in keys.iter().enumerate() {
                     m.srtp[i] = k.as_ref().map(|k| k.suite().name().to_string());
@@ -1281,7 +1342,7 @@ impl Dataplane {
 mod tests {
     //! The manager against [`FakeForwarder`], unprivileged: relay sockets and peers on 127.0.0.1,
     //! a temporary state directory per test. Each test has its own block of eight ports in
-    //! 61000-61095 (see [`base`]), so tests running in parallel never take each other's ports;
+    //! 61000-61103 (see [`base`]), so tests running in parallel never take each other's ports;
     //! the block is above Linux's ephemeral range (32768-60999), so no port-0 bind takes them.
 
     use super::*;
@@ -2337,5 +2398,90 @@ mod tests {
         let lab = Lab::start(config(11, 2, &state), fake);
         assert!(lab.dp.get("s1").is_err(), "not re-adopted without its keys");
         assert!(state.records().is_empty(), "its record is gone");
+    }
+    /// SRTP on both sides with a key per leg. Re-keying one side re-makes only the contexts that
+    /// use its keys: the relay keeps protecting toward the other side with the same context, so
+    /// its SRTCP index keeps rising (a context re-made under the same key would start again at 1,
+    /// reusing keystream, and the peer would drop it as a replay). Echoed keys are refused.
+    #[tokio::test]
+    async fn rekeying_one_side_keeps_the_other_sides_contexts() {
+        use crate::srtp::{InboundContext, OutboundContext};
+
+        let state = StateDir::new("srtp2");
+        let b = base(12);
+        let lab = Lab::start(config(12, 2, &state), Arc::default());
+        let (pool_peer, gw_peer) = (peer(b + 4).await, peer(b + 5).await);
+        let suite = Suite::AeadAes128Gcm;
+        let key = |fill: u8| {
+            MasterKey::from_concatenated(suite, &[fill; 28]).expect("a 28-byte key and salt")
+        };
+        let srtp = |peer: u8, relay: u8| {
+            Arc::new(LegSrtp {
+                peer: key(peer),
+                peer_mki: None,
+                relay: key(relay),
+                relay_mki: None,
+            })
+        };
+        let mut echo = spec("e1", Some(at(b + 4)), Some(at(b + 5)), false);
+        echo.pool.srtp = Some(srtp(9, 9));
+        let e = lab.dp.create(echo).expect_err("an echoed key is refused");
+        assert!(e.to_string().contains("pool.srtp.relay_key"), "{e}");
+
+        let mut create = spec("s2", Some(at(b + 4)), Some(at(b + 5)), false);
+        create.pool.srtp = Some(srtp(1, 2));
+        create.gateway.srtp = Some(srtp(3, 4));
+        // RTCP on the RTP ports (RFC 5761), told apart from RTP by the relay.
+        create.options.rtcp_mux = true;
+        let v = lab.dp.create(create).expect("create");
+        let [_, gw_port] = ports(&v);
+        let mut gw_tx = OutboundContext::new(&key(3), None).expect("the gateway peer's sender");
+        let mut pool_rx = InboundContext::new(&key(2), None).expect("the pool peer's receiver");
+        let mut buf = [0u8; 2048];
+        let report = vec![0x80, 201, 0, 1, 0x12, 0x34, 0x56, 0x78];
+        let send_rtcp = |tx: &mut OutboundContext| {
+            let mut p = report.clone();
+            tx.protect_rtcp(&mut p).expect("protect rtcp");
+            p
+        };
+        for _ in 0..2 {
+            let p = send_rtcp(&mut gw_tx);
+            gw_peer.send_to(&p, at(gw_port)).await.expect("send");
+            let (n, _) = tokio::time::timeout(WAIT, pool_peer.recv_from(&mut buf))
+                .await
+                .expect("forwarded in time")
+                .expect("recv");
+            let mut got = buf[..n].to_vec();
+            pool_rx
+                .unprotect_rtcp(&mut got)
+                .expect("the pool peer accepts it");
+            assert_eq!(got, report);
+        }
+        // The gateway side re-keys; the pool side's keys stay.
+        let mut rekey = UpdateSpec {
+            id: "s2".into(),
+            ..Default::default()
+        };
+        rekey.gateway = Some(LegRequest {
+            srtp: Some(srtp(5, 6)),
+            local: None,
+            remote: Remote {
+                rtp: Some(at(b + 5)),
+                rtcp: None,
+            },
+        });
+        lab.dp.update(rekey).expect("re-key");
+        let mut gw_tx = OutboundContext::new(&key(5), None).expect("the gateway's new sender");
+        let p = send_rtcp(&mut gw_tx);
+        gw_peer.send_to(&p, at(gw_port)).await.expect("send");
+        let (n, _) = tokio::time::timeout(WAIT, pool_peer.recv_from(&mut buf))
+            .await
+            .expect("forwarded in time")
+            .expect("recv");
+        let mut got = buf[..n].to_vec();
+        pool_rx
+            .unprotect_rtcp(&mut got)
+            .expect("not a replay: the relay's context toward the pool was kept");
+        assert_eq!(got, report);
     }
 }

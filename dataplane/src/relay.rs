@@ -295,8 +295,17 @@ fn relay_batch(rx: RawFd, tx: RawFd, shared: &SessionShared, id: StreamId) -> io
             };
             // Media, then crypto: the order every holder of both takes them in.
             let mut guard = shared.crypto[id.index()].lock().ok();
+            let srtp = m.srtp.iter().any(Option::is_some);
+            if srtp && guard.is_none() {
+                // A poisoned crypto lock must not turn an SRTP session into a plain one.
+                m.stream_mut(id).dropped += n as u64;
+                return Ok(n);
+            }
             let mut crypto = guard.as_deref_mut().filter(|c| c.terminates());
             let mux = m.options.rtcp_mux;
+            // Under strict source with the source known, a packet from elsewhere is dropped before
+            // any crypto (no HMAC/GCM for junk, no replay index used up by a copy).
+            let strict = m.options.strict_source;
             for i in 0..n {
                 let truncated = b.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
                 let Some(src) = decode(&b.names[i]) else {
@@ -306,14 +315,19 @@ fn relay_batch(rx: RawFd, tx: RawFd, shared: &SessionShared, id: StreamId) -> io
                     m.stream_mut(id).dropped += 1;
                     continue;
                 }
+                let src = unmap(src);
                 if let Some(c) = crypto.as_deref_mut() {
+                    if strict && m.expected_source(id).is_some_and(|e| e != src) {
+                        let _ = m.on_packet(id, src, now);
+                        continue;
+                    }
                     let len = b.hdrs[i].msg_len as usize;
                     match c.unprotect(kind, mux, &mut b.bufs[i], len) {
                         Some(l) => b.hdrs[i].msg_len = l as u32,
                         None => continue,
                     }
                 }
-                let (verdict, l) = m.on_packet(id, unmap(src), now);
+                let (verdict, l) = m.on_packet(id, src, now);
                 learned |= l;
                 if let Verdict::Forward(dst) = verdict {
                     if let Some(c) = crypto.as_deref_mut() {

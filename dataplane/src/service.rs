@@ -137,6 +137,18 @@ fn leg_request(
     })
 }
 
+/// SRTP keys cross this API in clear (it has no TLS yet): they are taken only from a client on
+/// loopback (mediator-control beside the relay), never over a network.
+fn keys_allowed(from: Option<SocketAddr>, legs: [Option<&pb::LegSpec>; 2]) -> Result<(), Status> {
+    let has_keys = legs.into_iter().flatten().any(|l| l.srtp.is_some());
+    if has_keys && !from.is_some_and(|a| a.ip().is_loopback()) {
+        return Err(Status::failed_precondition(
+            "srtp: keys are accepted only from a client on loopback (the dataplane API has no TLS yet)",
+        ));
+    }
+    Ok(())
+}
+
 /// One side's SRTP keys from the wire, each fault named by its field (never with key bytes).
 fn leg_srtp(side: &str, s: &pb::SrtpSpec) -> Result<LegSrtp, SessionError> {
     let field = |f: &str| format!("{side}.srtp.{f}");
@@ -145,7 +157,7 @@ fn leg_srtp(side: &str, s: &pb::SrtpSpec) -> Result<LegSrtp, SessionError> {
             field("suite"),
             format!(
                 "'{}' is not AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32, AEAD_AES_128_GCM or AEAD_AES_256_GCM",
-                s.suite.chars().take(40).collect::<String>()
+                crate::srtp::suite_token(&s.suite)
             ),
         )
     })?;
@@ -375,7 +387,9 @@ impl DataplaneService for Service {
         &self,
         req: Request<pb::CreateSessionRequest>,
     ) -> Result<Response<pb::CreateSessionResponse>, Status> {
+        let from = req.remote_addr();
         let r = req.into_inner();
+        keys_allowed(from, [r.pool.as_ref(), r.gateway.as_ref()])?;
         let mux = r.options.as_ref().is_some_and(|o| o.rtcp_mux);
         let spec = (|| {
             Ok(CreateSpec {
@@ -398,7 +412,9 @@ impl DataplaneService for Service {
         &self,
         req: Request<pb::UpdateSessionRequest>,
     ) -> Result<Response<pb::UpdateSessionResponse>, Status> {
+        let from = req.remote_addr();
         let r = req.into_inner();
+        keys_allowed(from, [r.pool.as_ref(), r.gateway.as_ref()])?;
         crate::manager::validate_id(&r.session_id).map_err(status)?;
         let mux = self.dp.get(&r.session_id).map_err(status)?.options.rtcp_mux;
         let spec = (|| {
@@ -542,6 +558,27 @@ mod tests {
     }
 
     #[test]
+    fn keys_come_only_from_loopback() {
+        let with = pb::LegSpec {
+            srtp: Some(spec("AES_CM_128_HMAC_SHA1_80", 30, 0)),
+            ..Default::default()
+        };
+        let without = pb::LegSpec::default();
+        let lo: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
+        let lo6: SocketAddr = "[::1]:50000".parse().expect("addr");
+        let net: SocketAddr = "198.18.1.2:50000".parse().expect("addr");
+        assert!(keys_allowed(Some(lo), [Some(&with), None]).is_ok());
+        assert!(keys_allowed(Some(lo6), [None, Some(&with)]).is_ok());
+        let e = keys_allowed(Some(net), [Some(&without), Some(&with)]).expect_err("refused");
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+        assert!(keys_allowed(None, [Some(&with), None]).is_err());
+        assert!(
+            keys_allowed(Some(net), [Some(&without), None]).is_ok(),
+            "no keys, no check"
+        );
+    }
+
+    #[test]
     fn srtp_input_is_checked_field_by_field_and_errors_hold_no_key() {
         let ok = leg_srtp("pool", &spec("AES_CM_128_HMAC_SHA1_80", 30, 1)).expect("valid");
         assert_eq!(ok.suite(), Suite::AesCm128HmacSha1_80);
@@ -581,5 +618,10 @@ mod tests {
                 "no key bytes: {e}"
             );
         }
+        // A whole a=crypto value passed as the suite is not echoed.
+        let mut whole = spec("AES_CM_128_HMAC_SHA1_80", 30, 0);
+        whole.suite = "AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7".into();
+        let e = leg_srtp("pool", &whole).expect_err("bad suite").to_string();
+        assert!(!e.contains("WVNf") && e.contains("'?'"), "{e}");
     }
 }

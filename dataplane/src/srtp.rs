@@ -126,7 +126,21 @@ impl FromStr for Suite {
         Suite::ALL
             .into_iter()
             .find(|s| s.name() == name)
-            .ok_or_else(|| SrtpError::UnknownSuite(name.chars().take(64).collect()))
+            .ok_or_else(|| SrtpError::UnknownSuite(suite_token(name)))
+    }
+}
+
+/// A peer's suite name as it may appear in an error: only `[A-Z0-9_]{1,40}`, else "?" — a caller
+/// that passed a whole `a=crypto` value must not see its key echoed.
+pub fn suite_token(name: &str) -> String {
+    if (1..=40).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    {
+        name.to_string()
+    } else {
+        "?".to_string()
     }
 }
 
@@ -176,6 +190,12 @@ impl MasterKey {
 
     pub fn suite(&self) -> Suite {
         self.suite
+    }
+
+    /// Whether `other` is the same suite and key (deciding what a re-key changes; no secret
+    /// leaves this function).
+    pub fn same_as(&self, other: &MasterKey) -> bool {
+        self.suite == other.suite && self.bytes == other.bytes
     }
 }
 

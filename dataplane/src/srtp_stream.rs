@@ -26,7 +26,8 @@ pub struct SrtpCounters {
     pub replays: u64,
     /// Dropped: an MKI this leg did not signal.
     pub bad_mki: u64,
-    /// Dropped: not RTP/RTCP, too short, no room for the trailer, or the key expired.
+    /// Dropped: not RTP/RTCP, too short, no room for the trailer, the key expired, a sequence
+    /// number the relay already protected, or too many SSRCs toward the peer.
     pub other: u64,
 }
 
@@ -35,8 +36,15 @@ pub struct SrtpCounters {
 pub struct StreamCrypto {
     inbound: Option<InboundContext>,
     outbound: Option<OutboundContext>,
+    /// The SSRCs the outbound context protects for: libsrtp keeps state per SSRC and the plain
+    /// side is not authenticated, so their number is capped.
+    outbound_ssrcs: Vec<u32>,
     pub counters: SrtpCounters,
 }
+
+/// Distinct SSRCs one outbound context protects at most (a call has one or two per stream;
+/// more is a peer or an attacker cycling SSRCs to grow the relay's state).
+pub const MAX_OUTBOUND_SSRCS: usize = 16;
 
 /// Whether a packet on an rtcp-mux port is RTCP (RFC 5761 §4).
 pub fn is_muxed_rtcp(packet: &[u8]) -> bool {
@@ -50,20 +58,26 @@ impl StreamCrypto {
         StreamCrypto {
             inbound,
             outbound,
+            outbound_ssrcs: Vec::new(),
             counters: SrtpCounters::default(),
         }
+    }
+
+    /// A new inbound context (the peer's key changed); the outbound one and the counters stay.
+    pub fn set_inbound(&mut self, inbound: Option<InboundContext>) {
+        self.inbound = inbound;
+    }
+
+    /// A new outbound context (the relay's key toward the peer changed); the inbound one and the
+    /// counters stay.
+    pub fn set_outbound(&mut self, outbound: Option<OutboundContext>) {
+        self.outbound = outbound;
+        self.outbound_ssrcs.clear();
     }
 
     /// Whether this stream needs the userspace relay for SRTP (it cannot be offloaded to XDP).
     pub fn terminates(&self) -> bool {
         self.inbound.is_some() || self.outbound.is_some()
-    }
-
-    /// The trailer room a packet needs after it, in the worst case.
-    pub fn room(&self) -> usize {
-        self.outbound
-            .as_ref()
-            .map_or(0, |o| o.rtp_trailer_len().max(o.rtcp_trailer_len()))
     }
 
     /// Whether a packet is RTCP: on the RTCP stream, or told apart on a muxed port.
@@ -106,12 +120,33 @@ impl StreamCrypto {
         let Some(o) = &mut self.outbound else {
             return Some(len);
         };
-        let r = if Self::rtcp(kind, rtcp_mux, &buf[..len]) {
+        let rtcp = Self::rtcp(kind, rtcp_mux, &buf[..len]);
+        // The sender's SSRC: bytes 8..12 of RTP, 4..8 of RTCP.
+        let at = if rtcp { 4 } else { 8 };
+        if let Some(b) = buf.get(at..at + 4) {
+            let ssrc = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            if !self.outbound_ssrcs.contains(&ssrc) {
+                if self.outbound_ssrcs.len() >= MAX_OUTBOUND_SSRCS {
+                    self.counters.other += 1;
+                    return None;
+                }
+                self.outbound_ssrcs.push(ssrc);
+            }
+        }
+        let r = if rtcp {
             o.protect_rtcp_in_place(buf, len)
         } else {
             o.protect_rtp_in_place(buf, len)
         };
-        self.count(r)
+        // Not the peer's fault: a plain peer repeating or rewinding its sequence numbers (libsrtp
+        // never reuses a keystream), a key past its lifetime. Counted apart from inbound drops.
+        match r {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.counters.other += 1;
+                None
+            }
+        }
     }
 
     /// [`unprotect`](Self::unprotect) then [`protect`](Self::protect).
@@ -267,7 +302,6 @@ mod tests {
             let mut receiver = InboundContext::new(&k, None).expect("receiver");
             let plain = rtp(10, b"from a plain gateway");
             let mut buf = room(&plain);
-            assert!(toward_pool.room() <= 64);
             let n = toward_pool
                 .transform(StreamKind::Rtp, false, &mut buf, plain.len())
                 .expect("forwarded");
@@ -320,6 +354,24 @@ mod tests {
             .expect("SRTCP with the other leg's key");
         assert_eq!(out, report);
         assert_eq!(s.counters, SrtpCounters::default());
+    }
+
+    #[test]
+    fn the_ssrcs_protected_toward_a_peer_are_capped() {
+        let suite = Suite::AesCm128HmacSha1_80;
+        let mut s = StreamCrypto::new(
+            None,
+            Some(OutboundContext::new(&key(suite, 4), None).expect("outbound")),
+        );
+        for n in 0..(MAX_OUTBOUND_SSRCS as u32 + 4) {
+            let mut p = rtp(1, b"x");
+            p[8..12].copy_from_slice(&n.to_be_bytes());
+            let len = p.len();
+            let mut b = room(&p);
+            let out = s.transform(StreamKind::Rtp, false, &mut b, len);
+            assert_eq!(out.is_some(), (n as usize) < MAX_OUTBOUND_SSRCS, "ssrc {n}");
+        }
+        assert_eq!(s.counters.other, 4);
     }
 
     #[test]
