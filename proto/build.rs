@@ -23,6 +23,8 @@ fn main() -> anyhow::Result<()> {
     // Clients and servers only with the `grpc` feature: without it the code needs prost alone.
     let grpc = std::env::var_os("CARGO_FEATURE_GRPC").is_some();
     tonic_prost_build::configure()
+        // SRTP keys: a Debug of their own that never prints the bytes (src/lib.rs).
+        .skip_debug(["mediator.dataplane.v1.SrtpSpec"])
         .build_client(grpc)
         .build_server(grpc)
         .compile_fds(fds)

@@ -558,6 +558,23 @@ mod tests {
     }
 
     #[test]
+    fn the_wire_type_of_keys_does_not_print_them() {
+        let s = spec("AES_CM_128_HMAC_SHA1_80", 30, 1);
+        let text = format!(
+            "{s:?} {:?}",
+            pb::LegSpec {
+                srtp: Some(s.clone()),
+                ..Default::default()
+            }
+        );
+        assert!(!text.contains("90") && !text.contains("5a"), "{text}");
+        assert!(
+            text.contains("<30 bytes>") && text.contains("AES_CM_128_HMAC_SHA1_80"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn keys_come_only_from_loopback() {
         let with = pb::LegSpec {
             srtp: Some(spec("AES_CM_128_HMAC_SHA1_80", 30, 0)),

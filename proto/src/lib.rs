@@ -9,6 +9,22 @@ pub mod dataplane {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/mediator.dataplane.v1.rs"));
 
+        /// SRTP keys never reach a log through `Debug`: only the suite and the key lengths.
+        impl std::fmt::Debug for SrtpSpec {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct("SrtpSpec")
+                    .field("suite", &self.suite)
+                    .field("peer_key", &format_args!("<{} bytes>", self.peer_key.len()))
+                    .field("peer_mki_length", &self.peer_mki_length)
+                    .field(
+                        "relay_key",
+                        &format_args!("<{} bytes>", self.relay_key.len()),
+                    )
+                    .field("relay_mki_length", &self.relay_mki_length)
+                    .finish()
+            }
+        }
+
         /// The one `SocketAddr` → `Endpoint` conversion. The other way is the dataplane's input
         /// validation (it names the field that is wrong), in `mediator-dataplane`'s service.
         impl From<std::net::SocketAddr> for Endpoint {
