@@ -1539,6 +1539,15 @@ mod tests {
         src
     }
 
+    /// The length of the next packet `sock` receives into `buf` (failing after [`WAIT`]).
+    async fn recv(sock: &UdpSocket, buf: &mut [u8]) -> usize {
+        tokio::time::timeout(WAIT, sock.recv_from(buf))
+            .await
+            .expect("forwarded in time")
+            .expect("recv")
+            .0
+    }
+
     /// Waits for `n` events and returns them.
     async fn events(lab: &mut Lab, n: usize) -> Vec<EventKind> {
         let mut out = Vec::new();
@@ -2278,19 +2287,13 @@ mod tests {
         pool_tx.protect_rtp(&mut p).expect("protect");
         assert_ne!(p[12..], plain[12..], "encrypted on the pool side");
         pool_peer.send_to(&p, at(pool_port)).await.expect("send");
-        let (n, _) = tokio::time::timeout(WAIT, gw_peer.recv_from(&mut buf))
-            .await
-            .expect("forwarded in time")
-            .expect("recv");
+        let n = recv(&gw_peer, &mut buf).await;
         assert_eq!(&buf[..n], &plain[..], "decrypted for the gateway");
 
         // Gateway (plain) to pool (SRTP): the pool peer decrypts it with the relay's key.
         let back = rtp(7);
         gw_peer.send_to(&back, at(gw_port)).await.expect("send");
-        let (n, _) = tokio::time::timeout(WAIT, pool_peer.recv_from(&mut buf))
-            .await
-            .expect("forwarded in time")
-            .expect("recv");
+        let n = recv(&pool_peer, &mut buf).await;
         let mut got = buf[..n].to_vec();
         assert_ne!(got, back, "encrypted toward the pool");
         pool_rx
@@ -2313,10 +2316,7 @@ mod tests {
         let mut good = rtp(3);
         pool_tx.protect_rtp(&mut good).expect("protect");
         pool_peer.send_to(&good, at(pool_port)).await.expect("send");
-        let (n, _) = tokio::time::timeout(WAIT, gw_peer.recv_from(&mut buf))
-            .await
-            .expect("forwarded in time")
-            .expect("recv");
+        let n = recv(&gw_peer, &mut buf).await;
         assert_eq!(
             &buf[..n],
             &rtp(3)[..],
@@ -2367,10 +2367,7 @@ mod tests {
         let mut p = rtp(4);
         tx3.protect_rtp(&mut p).expect("protect");
         pool_peer.send_to(&p, at(pool_port)).await.expect("send");
-        let (n, _) = tokio::time::timeout(WAIT, gw_peer.recv_from(&mut buf))
-            .await
-            .expect("forwarded in time")
-            .expect("recv");
+        let n = recv(&gw_peer, &mut buf).await;
         assert_eq!(&buf[..n], &rtp(4)[..]);
 
         // Turning SRTP on for the plain side is refused; nothing changes.
@@ -2447,10 +2444,7 @@ mod tests {
         for _ in 0..2 {
             let p = send_rtcp(&mut gw_tx);
             gw_peer.send_to(&p, at(gw_port)).await.expect("send");
-            let (n, _) = tokio::time::timeout(WAIT, pool_peer.recv_from(&mut buf))
-                .await
-                .expect("forwarded in time")
-                .expect("recv");
+            let n = recv(&pool_peer, &mut buf).await;
             let mut got = buf[..n].to_vec();
             pool_rx
                 .unprotect_rtcp(&mut got)
@@ -2474,10 +2468,7 @@ mod tests {
         let mut gw_tx = OutboundContext::new(&key(5), None).expect("the gateway's new sender");
         let p = send_rtcp(&mut gw_tx);
         gw_peer.send_to(&p, at(gw_port)).await.expect("send");
-        let (n, _) = tokio::time::timeout(WAIT, pool_peer.recv_from(&mut buf))
-            .await
-            .expect("forwarded in time")
-            .expect("recv");
+        let n = recv(&pool_peer, &mut buf).await;
         let mut got = buf[..n].to_vec();
         pool_rx
             .unprotect_rtcp(&mut got)

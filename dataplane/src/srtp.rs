@@ -676,6 +676,27 @@ impl fmt::Debug for InboundContext {
     }
 }
 
+/// Grows `packet` by `trailer` bytes, protects it in place with `f`, and leaves it at the
+/// protected length (or, on an error, at its original length).
+fn with_trailer(
+    packet: &mut Vec<u8>,
+    trailer: usize,
+    f: impl FnOnce(&mut [u8], usize) -> Result<usize, PacketError>,
+) -> Result<(), PacketError> {
+    let len = packet.len();
+    packet.resize(len + trailer, 0);
+    match f(packet, len) {
+        Ok(n) => {
+            packet.truncate(n);
+            Ok(())
+        }
+        Err(e) => {
+            packet.truncate(len);
+            Err(e)
+        }
+    }
+}
+
 /// Protects RTP and RTCP sent to one peer on one stream.
 pub struct OutboundContext(Pair);
 
@@ -702,18 +723,10 @@ impl OutboundContext {
     /// Protects the RTP packet in `packet`, leaving the SRTP packet. Allocates only when the
     /// vector lacks [`rtp_trailer_len`](Self::rtp_trailer_len) bytes of spare capacity.
     pub fn protect_rtp(&mut self, packet: &mut Vec<u8>) -> Result<(), PacketError> {
-        let len = packet.len();
-        packet.resize(len + self.0.rtp_trailer, 0);
-        match self.protect_rtp_in_place(packet, len) {
-            Ok(n) => {
-                packet.truncate(n);
-                Ok(())
-            }
-            Err(e) => {
-                packet.truncate(len);
-                Err(e)
-            }
-        }
+        let trailer = self.0.rtp_trailer;
+        with_trailer(packet, trailer, |buf, len| {
+            self.protect_rtp_in_place(buf, len)
+        })
     }
 
     /// Protects the RTP packet `buf[..len]` in place; `buf` must extend at least
@@ -739,18 +752,10 @@ impl OutboundContext {
 
     /// Protects the RTCP packet in `packet` (compound or not), leaving the SRTCP packet.
     pub fn protect_rtcp(&mut self, packet: &mut Vec<u8>) -> Result<(), PacketError> {
-        let len = packet.len();
-        packet.resize(len + self.0.rtcp_trailer, 0);
-        match self.protect_rtcp_in_place(packet, len) {
-            Ok(n) => {
-                packet.truncate(n);
-                Ok(())
-            }
-            Err(e) => {
-                packet.truncate(len);
-                Err(e)
-            }
-        }
+        let trailer = self.0.rtcp_trailer;
+        with_trailer(packet, trailer, |buf, len| {
+            self.protect_rtcp_in_place(buf, len)
+        })
     }
 
     /// Protects the RTCP packet `buf[..len]` in place; `buf` must extend at least
