@@ -191,6 +191,7 @@ impl TopologyService for Api {
                 "pool_side_listen",
                 "gateway_side_address",
                 "next_hop",
+                "media_encryption",
             ],
         )?;
         let item = self
@@ -219,6 +220,10 @@ impl TopologyService for Api {
                                         ),
                                     )
                                 })?
+                        }
+                        "media_encryption" => {
+                            cur.media_encryption =
+                                media_encryption_from_pb("media_encryption", p.media_encryption)?
                         }
                         _ => {
                             let hop = p

@@ -55,6 +55,8 @@ pub struct LegRequest {
     pub remote: Remote,
     /// SRTP on this side (on update: unset leaves it as it is).
     pub srtp: Option<Arc<LegSrtp>>,
+    /// On update: this side turns to plain RTP.
+    pub srtp_off: bool,
 }
 
 /// One side's SRTP keys: what its peer protects with, and what the relay protects with toward
@@ -546,6 +548,14 @@ impl Dataplane {
     pub fn create(&self, spec: CreateSpec) -> Result<SessionView, SessionError> {
         validate_id(&spec.id)?;
         Self::validate_options(&spec.options)?;
+        for (side, leg) in [(Side::Pool, &spec.pool), (Side::Gateway, &spec.gateway)] {
+            if leg.srtp_off {
+                return Err(invalid(
+                    format!("{}.srtp_off", side.name()),
+                    "is for updates only (a side without srtp is plain)",
+                ));
+            }
+        }
         let keys = [spec.pool.srtp.clone(), spec.gateway.srtp.clone()];
         check_keys(&keys)?;
         let crypto = stream_crypto(&keys)?;
@@ -843,13 +853,25 @@ impl Dataplane {
             // New keys (a re-INVITE's re-keying): only the contexts whose key changed are made
             // anew. A context re-made under an unchanged key would restart its rollover counter
             // and SRTCP index, reusing keystreams (AES-CM) or nonces (GCM) already sent.
-            if spec.pool.as_ref().is_some_and(|r| r.srtp.is_some())
-                || spec.gateway.as_ref().is_some_and(|r| r.srtp.is_some())
+            if spec
+                .pool
+                .as_ref()
+                .is_some_and(|r| r.srtp.is_some() || r.srtp_off)
+                || spec
+                    .gateway
+                    .as_ref()
+                    .is_some_and(|r| r.srtp.is_some() || r.srtp_off)
             {
                 let old = shared.keys.lock().map_err(lock_err)?.clone();
                 let mut keys = old.clone();
                 let (mut new_peer, mut new_relay) = ([false; 2], [false; 2]);
+                let mut off = [false; 2];
                 for (i, req) in [&spec.pool, &spec.gateway].into_iter().enumerate() {
+                    if req.as_ref().is_some_and(|r| r.srtp_off) {
+                        off[i] = keys[i].is_some();
+                        keys[i] = None;
+                        continue;
+                    }
                     let Some(k) = req.as_ref().and_then(|r| r.srtp.clone()) else {
                         continue;
                     };
@@ -891,6 +913,20 @@ impl Dataplane {
                     }
                     if outbound.is_some() {
                         slot.set_outbound(outbound);
+                    }
+                }
+                // A side turned plain: what its peer sends is no longer unprotected, what goes
+                // to it no longer protected (the contexts, and their keys, are dropped).
+                for from in Side::BOTH {
+                    for kind in Kind::BOTH {
+                        let id = StreamId { from, kind };
+                        let mut slot = shared.crypto[id.index()].lock().map_err(lock_err)?;
+                        if off[from as usize] {
+                            slot.set_inbound(None);
+                        }
+                        if off[from.other() as usize] {
+                            slot.set_outbound(None);
+                        }
                     }
                 }
                 for (i, k) in keys.iter().enumerate() {
@@ -1490,6 +1526,7 @@ mod tests {
     ) -> CreateSpec {
         let leg = |rtp| LegRequest {
             srtp: None,
+            srtp_off: false,
             local: None,
             remote: Remote { rtp, rtcp: None },
         };
@@ -1735,6 +1772,7 @@ mod tests {
                 id: "l1".into(),
                 gateway: Some(LegRequest {
                     srtp: None,
+                    srtp_off: false,
                     local: None,
                     remote: Remote {
                         rtp: Some(at(b + 6)),
@@ -1808,6 +1846,7 @@ mod tests {
             id: "n1".into(),
             gateway: Some(LegRequest {
                 srtp: None,
+                srtp_off: false,
                 local: None,
                 remote: Remote {
                     rtp: Some(at(b + 6)),
@@ -1827,6 +1866,7 @@ mod tests {
             id: "n1".into(),
             gateway: Some(LegRequest {
                 srtp: None,
+                srtp_off: false,
                 local: None,
                 remote: Remote {
                     rtp: Some(moved_to),
@@ -2172,6 +2212,7 @@ mod tests {
             id: "a".into(),
             gateway: Some(LegRequest {
                 srtp: None,
+                srtp_off: false,
                 local: None,
                 remote: Remote {
                     rtp: Some(at(v.legs[0].rtp_port)),
@@ -2356,6 +2397,7 @@ mod tests {
                 rtp: Some(at(b + 4)),
                 rtcp: None,
             },
+            srtp_off: false,
         });
         let v = lab.dp.update(rekey).expect("re-key");
         assert_eq!(
@@ -2463,6 +2505,7 @@ mod tests {
                 rtp: Some(at(b + 5)),
                 rtcp: None,
             },
+            srtp_off: false,
         });
         lab.dp.update(rekey).expect("re-key");
         let mut gw_tx = OutboundContext::new(&key(5), None).expect("the gateway's new sender");
@@ -2474,5 +2517,48 @@ mod tests {
             .unprotect_rtcp(&mut got)
             .expect("not a replay: the relay's context toward the pool was kept");
         assert_eq!(got, report);
+
+        // The gateway side turns plain (its peer answered a best-effort offer without a key):
+        // its plain packets now pass, protected toward the pool as before.
+        let mut rtp_rx = InboundContext::new(&key(2), None).expect("the pool peer's receiver");
+        gw_peer.send_to(&rtp(5), at(gw_port)).await.expect("send");
+        let dropped = |v: &SessionView| {
+            let c = &stream(v, Side::Gateway, Kind::Rtp).srtp;
+            c.auth_failures + c.other
+        };
+        for _ in 0..100 {
+            if dropped(&lab.dp.get("s2").expect("get")) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut off = UpdateSpec {
+            id: "s2".into(),
+            ..Default::default()
+        };
+        off.gateway = Some(LegRequest {
+            srtp_off: true,
+            remote: Remote {
+                rtp: Some(at(b + 5)),
+                rtcp: None,
+            },
+            ..Default::default()
+        });
+        let v = lab.dp.update(off).expect("srtp off");
+        assert_eq!(v.srtp, [Some(suite.name().to_string()), None]);
+        assert_eq!(dropped(&v), 1, "the plain packet sent before was dropped");
+        gw_peer.send_to(&rtp(6), at(gw_port)).await.expect("send");
+        let n = recv(&pool_peer, &mut buf).await;
+        let mut got = buf[..n].to_vec();
+        rtp_rx
+            .unprotect_rtp(&mut got)
+            .expect("protected toward the pool");
+        assert_eq!(got, rtp(6));
+
+        // srtp_off is for updates only.
+        let mut create = spec("s3", None, None, false);
+        create.gateway.srtp_off = true;
+        let e = lab.dp.create(create).expect_err("refused");
+        assert!(e.to_string().contains("gateway.srtp_off"), "{e}");
     }
 }

@@ -126,9 +126,16 @@ fn leg_request(
             ),
         ));
     }
+    if spec.srtp_off && spec.srtp.is_some() {
+        return Err(invalid(
+            format!("{side}.srtp_off"),
+            "cannot be set together with srtp",
+        ));
+    }
     Ok(LegRequest {
         local,
         remote: Remote { rtp, rtcp },
+        srtp_off: spec.srtp_off,
         srtp: spec
             .srtp
             .as_ref()

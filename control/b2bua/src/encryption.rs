@@ -12,6 +12,7 @@
 //! A setting that promises encryption never silently does less: `required` either gets SRTP or
 //! fails the call with the reason.
 
+pub use mediator_topology::model::MediaEncryption;
 use mediator_topology::model::{SrtpMode, Transport};
 
 use crate::sdes::{Crypto, SdesError, choose};
@@ -26,14 +27,6 @@ pub enum LegPolicy {
     Optional,
     /// Plain RTP only: crypto attributes are ignored on RTP/AVP, RTP/SAVP is refused.
     Off,
-}
-
-/// Lync's EncryptionLevel, the pool setting `media_encryption`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MediaEncryption {
-    Required,
-    Supported,
-    NotSupported,
 }
 
 /// The pool side's policy.

@@ -60,6 +60,25 @@ impl SrtpArg {
     }
 }
 
+/// A pool's `media_encryption` (Lync's EncryptionLevel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EncryptionArg {
+    Required,
+    Supported,
+    #[value(name = "not_supported", alias = "not-supported")]
+    NotSupported,
+}
+
+impl EncryptionArg {
+    pub fn pb(self) -> i32 {
+        (match self {
+            EncryptionArg::Required => pb::MediaEncryption::Required,
+            EncryptionArg::Supported => pb::MediaEncryption::Supported,
+            EncryptionArg::NotSupported => pb::MediaEncryption::NotSupported,
+        }) as i32
+    }
+}
+
 /// A SIP or gRPC peer as typed on the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostPort {

@@ -8,7 +8,7 @@ use mediator_topology::proto as convert;
 use serde_json::Value;
 
 use crate::output::{self, Show, bad_reply, host_port_text, joined, revision};
-use crate::parse::{self, HostPort, TransportArg};
+use crate::parse::{self, EncryptionArg, HostPort, TransportArg};
 use crate::resource::{
     Help, NoMoreVerbs, PAGE_SIZE, Resource, RevisionArg, VerbHelp, field_mask, rpcs,
 };
@@ -95,6 +95,7 @@ impl Resource for Pools {
                     port: u32::from(a.next_hop.port),
                     transport: a.next_hop_transport.pb(),
                 }),
+                media_encryption: a.media_encryption.pb(),
                 meta: None,
             }),
         })
@@ -124,6 +125,10 @@ impl Resource for Pools {
         if !a.dataplanes.is_empty() {
             pool.dataplanes = a.dataplanes.clone();
             paths.push("dataplanes");
+        }
+        if let Some(e) = a.media_encryption {
+            pool.media_encryption = e.pb();
+            paths.push("media_encryption");
         }
         if let Some(listen) = a.pool_side_listen {
             pool.pool_side_listen = listen.to_string();
@@ -215,6 +220,9 @@ pub struct PoolAdd {
     /// gRPC address of a mediator-dataplane relaying the pool's media (repeat for several).
     #[arg(long = "dataplane", value_name = "HOST:PORT", value_parser = parse::dataplane)]
     pub dataplanes: Vec<String>,
+    /// SRTP toward the Front End pool (Lync's EncryptionLevel).
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = EncryptionArg::Required)]
+    pub media_encryption: EncryptionArg,
 }
 
 #[derive(Args, Debug, Default)]
@@ -239,6 +247,9 @@ pub struct PoolSet {
     /// Dataplane gRPC address; the ones given replace the whole list (repeat for several).
     #[arg(long = "dataplane", value_name = "HOST:PORT", value_parser = parse::dataplane)]
     pub dataplanes: Vec<String>,
+    /// SRTP toward the Front End pool (Lync's EncryptionLevel).
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub media_encryption: Option<EncryptionArg>,
     #[command(flatten)]
     pub revision: RevisionArg,
 }
@@ -251,13 +262,14 @@ impl PoolSet {
             || self.gateway_side_address.is_some()
             || self.next_hop.is_some()
             || self.next_hop_transport.is_some()
+            || self.media_encryption.is_some()
             || !self.dataplanes.is_empty();
         if given {
             return Ok(());
         }
         Err(usage_error(format!(
             "nothing to change for pool {}: give at least one of --site, --pool-side-listen, \
-             --gateway-side-address, --next-hop, --next-hop-transport, --dataplane",
+             --gateway-side-address, --next-hop, --next-hop-transport, --dataplane, --media-encryption",
             self.name
         )))
     }
@@ -271,6 +283,7 @@ impl Show for pb::Pool {
         "POOL-SIDE LISTEN",
         "GATEWAY-SIDE ADDRESS",
         "NEXT HOP",
+        "ENCRYPTION",
         "DATAPLANES",
         "REVISION",
     ];
@@ -288,6 +301,7 @@ impl Show for pb::Pool {
             self.pool_side_listen.clone(),
             self.gateway_side_address.clone(),
             host_port_text(self.next_hop.as_ref()),
+            encryption_text(self.media_encryption).to_string(),
             joined(&self.dataplanes),
             revision(self.meta.as_ref()),
         ]
@@ -303,6 +317,10 @@ impl Show for pb::Pool {
                 self.gateway_side_address.clone(),
             ),
             ("next hop".into(), host_port_text(self.next_hop.as_ref())),
+            (
+                "media encryption".into(),
+                encryption_text(self.media_encryption).to_string(),
+            ),
         ];
         if self.dataplanes.is_empty() {
             f.push(("dataplanes".into(), "-".into()));
@@ -314,6 +332,13 @@ impl Show for pb::Pool {
         f.extend(output::meta_fields(self.meta.as_ref()));
         f
     }
+}
+
+/// The level's name as the topology document spells it.
+fn encryption_text(level: i32) -> &'static str {
+    convert::media_encryption_from_pb("media_encryption", level)
+        .map(|m| m.name())
+        .unwrap_or("?")
 }
 
 #[cfg(test)]

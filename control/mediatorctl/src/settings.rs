@@ -76,6 +76,10 @@ const WORDS: &[(&str, &str)] = &[
         "response_code_rules",
         "Translate a SIP response code from the gateway, e.g. 408=503",
     ),
+    (
+        "srtp_passthrough",
+        "Pass SRTP keys end to end and keep such streams in XDP",
+    ),
 ];
 
 /// How a list is named by the flags that empty it or give it back to the wider scope.

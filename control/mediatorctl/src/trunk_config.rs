@@ -261,16 +261,31 @@ fn print_effective(out: Output, e: &pb::EffectiveTrunkConfiguration) -> Result<(
             let sources: Vec<Value> = e
                 .sources
                 .iter()
-                .map(|s| json!({ "name": s.name, "value": s.value, "scope": s.scope }))
+                .map(|s| {
+                    let mut v = json!({ "name": s.name, "value": s.value, "scope": s.scope });
+                    if !s.note.is_empty() {
+                        v["note"] = json!(s.note);
+                    }
+                    v
+                })
                 .collect();
             print_json(&json!({ "trunk": e.trunk, "settings": settings, "sources": sources }))
         }
         Output::Table => {
             let mut t = Table::new(&["SETTING", "VALUE", "SCOPE"]);
             for s in &e.sources {
-                t.row([s.name.clone(), s.value.clone(), s.scope.clone()]);
+                let value = if s.note.is_empty() {
+                    s.value.clone()
+                } else {
+                    format!("{} (*)", s.value)
+                };
+                t.row([s.name.clone(), value, s.scope.clone()]);
             }
-            emit(&t.render())
+            let mut text = t.render();
+            for s in e.sources.iter().filter(|s| !s.note.is_empty()) {
+                text.push_str(&format!("(*) {}: {}\n", s.name, s.note));
+            }
+            emit(&text)
         }
     }
 }

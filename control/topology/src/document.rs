@@ -476,6 +476,7 @@ calling_number_rules = []
 inbound_called_number_rules = []
 inbound_calling_number_rules = []
 response_code_rules = [{ received = 408, translated = 503 }]
+srtp_passthrough = false
 
 [[trunk_configuration]]
 name = "trunk:gw1-5068"

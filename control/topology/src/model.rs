@@ -81,6 +81,27 @@ impl SrtpMode {
     }
 }
 
+/// Lync's EncryptionLevel for a pool's media toward its Front End pool (the pool setting
+/// `media_encryption`): SRTP only, SRTP when the peer offers it, or plain RTP only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaEncryption {
+    #[default]
+    Required,
+    Supported,
+    NotSupported,
+}
+
+impl MediaEncryption {
+    pub fn name(self) -> &'static str {
+        match self {
+            MediaEncryption::Required => "required",
+            MediaEncryption::Supported => "supported",
+            MediaEncryption::NotSupported => "not_supported",
+        }
+    }
+}
+
 /// A SIP peer: host (FQDN or IP literal), port and transport.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,6 +121,9 @@ pub struct Pool {
     pub pool_side_listen: SocketAddr,
     pub gateway_side_address: IpAddr,
     pub next_hop: HostPort,
+    /// SRTP toward the Front End pool (Lync's EncryptionLevel); `required` when absent.
+    #[serde(default)]
+    pub media_encryption: MediaEncryption,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,6 +242,10 @@ pub struct Settings {
     pub inbound_calling_number_rules: Option<Vec<TranslationRule>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_code_rules: Option<Vec<ResponseCodeRule>>,
+    /// With SRTP on both legs in the same suite, pass the peers' own keys end to end and keep
+    /// the stream in XDP instead of terminating SRTP on each leg.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub srtp_passthrough: Option<bool>,
 }
 
 /// Applies `$m!` to every setting: `$m!(field_name)`. One list, so merging, masks, effective
@@ -243,6 +271,7 @@ macro_rules! for_each_setting {
         $m!(inbound_called_number_rules);
         $m!(inbound_calling_number_rules);
         $m!(response_code_rules);
+        $m!(srtp_passthrough);
     };
 }
 
@@ -265,6 +294,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "inbound_called_number_rules",
     "inbound_calling_number_rules",
     "response_code_rules",
+    "srtp_passthrough",
 ];
 
 impl Settings {
@@ -289,6 +319,7 @@ impl Settings {
             inbound_called_number_rules: Some(Vec::new()),
             inbound_calling_number_rules: Some(Vec::new()),
             response_code_rules: Some(Vec::new()),
+            srtp_passthrough: Some(false),
         }
     }
 

@@ -6,8 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 use mediator_proto::control::v1 as pb;
 
 use crate::model::{
-    FieldError, Gateway, GatewayKind, HostPort, Meta, Pool, PstnUsage, ResponseCodeRule, Settings,
-    SrtpMode, TranslationRule, Transport, Trunk, TrunkMove, VoiceRoute, field_error,
+    FieldError, Gateway, GatewayKind, HostPort, MediaEncryption, Meta, Pool, PstnUsage,
+    ResponseCodeRule, Settings, SrtpMode, TranslationRule, Transport, Trunk, TrunkMove, VoiceRoute,
+    field_error,
 };
 use crate::routing::{Attempt, Effective};
 use crate::topology::{Item, TrunkConfig};
@@ -56,6 +57,28 @@ fn srtp_from_pb(field: &str, m: i32) -> Result<SrtpMode, FieldError> {
             "must be required, optional or not_supported",
         )),
     }
+}
+
+/// A pool's `media_encryption`; unspecified is the default, `required`.
+pub fn media_encryption_from_pb(field: &str, m: i32) -> Result<MediaEncryption, FieldError> {
+    match pb::MediaEncryption::try_from(m) {
+        Ok(pb::MediaEncryption::Unspecified) => Ok(MediaEncryption::default()),
+        Ok(pb::MediaEncryption::Required) => Ok(MediaEncryption::Required),
+        Ok(pb::MediaEncryption::Supported) => Ok(MediaEncryption::Supported),
+        Ok(pb::MediaEncryption::NotSupported) => Ok(MediaEncryption::NotSupported),
+        Err(_) => Err(field_error(
+            field,
+            "must be required, supported or not_supported",
+        )),
+    }
+}
+
+pub fn media_encryption_to_pb(m: MediaEncryption) -> i32 {
+    (match m {
+        MediaEncryption::Required => pb::MediaEncryption::Required,
+        MediaEncryption::Supported => pb::MediaEncryption::Supported,
+        MediaEncryption::NotSupported => pb::MediaEncryption::NotSupported,
+    }) as i32
 }
 
 fn srtp_to_pb(m: SrtpMode) -> i32 {
@@ -112,6 +135,7 @@ fn pool_from_pb(p: &pb::Pool) -> Result<Pool, FieldError> {
             port: port("next_hop.port", hop.port)?,
             transport: transport_from_pb("next_hop.transport", hop.transport)?,
         },
+        media_encryption: media_encryption_from_pb("media_encryption", p.media_encryption)?,
     };
     pool.validate()?;
     Ok(pool)
@@ -130,6 +154,7 @@ pub fn pool_to_pb(item: &Item<Pool>) -> pb::Pool {
             port: u32::from(p.next_hop.port),
             transport: transport_to_pb(p.next_hop.transport),
         }),
+        media_encryption: media_encryption_to_pb(p.media_encryption),
         meta: meta_to_pb(&item.meta),
     }
 }
@@ -281,6 +306,7 @@ pub fn settings_from_pb_unchecked(s: &pb::TrunkSettings) -> Result<Settings, Fie
         inbound_called_number_rules: rules_from_pb(&s.inbound_called_number_rules),
         inbound_calling_number_rules: rules_from_pb(&s.inbound_calling_number_rules),
         response_code_rules: codes,
+        srtp_passthrough: s.srtp_passthrough,
     };
     Ok(settings)
 }
@@ -316,6 +342,7 @@ pub fn settings_to_pb(s: &Settings) -> pb::TrunkSettings {
                     })
                     .collect(),
             }),
+        srtp_passthrough: s.srtp_passthrough,
     }
 }
 
@@ -376,6 +403,12 @@ pub fn effective_to_pb(trunk: &str, e: &Effective) -> pb::EffectiveTrunkConfigur
                 name: (*name).into(),
                 value: setting_text(&e.settings, name),
                 scope: scope.clone(),
+                note: e
+                    .notes
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, why)| why.to_string())
+                    .unwrap_or_default(),
             })
             .collect(),
     }

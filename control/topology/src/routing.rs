@@ -5,12 +5,18 @@
 use crate::model::{FieldError, Scope, Settings, TranslationRule, field_error};
 use crate::topology::{Topology, TopologyError};
 
-/// The merged settings of a trunk and, for each setting, the scope it came from.
+/// The merged settings of a trunk and, for each setting, the scope it came from, and why a
+/// value in force differs from the configured one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Effective {
     pub settings: Settings,
     pub sources: Vec<(&'static str, String)>,
+    pub notes: Vec<(&'static str, &'static str)>,
 }
+
+/// Why `srtp_mode` is `not_supported` on a trunk that is not TLS whatever its configuration says
+/// (Lync does the same).
+pub const SRTP_NOT_TLS: &str = "forced to not_supported: the trunk is not TLS, and SDES keys in SDP would cross the network in clear";
 
 impl Topology {
     pub fn effective(&self, trunk: &str) -> Result<Effective, TopologyError> {
@@ -46,7 +52,18 @@ impl Topology {
             };
         }
         crate::for_each_setting!(merge);
-        Ok(Effective { settings, sources })
+        let mut notes = Vec::new();
+        if t.transport != crate::model::Transport::Tls
+            && settings.srtp_mode != Some(crate::model::SrtpMode::NotSupported)
+        {
+            settings.srtp_mode = Some(crate::model::SrtpMode::NotSupported);
+            notes.push(("srtp_mode", SRTP_NOT_TLS));
+        }
+        Ok(Effective {
+            settings,
+            sources,
+            notes,
+        })
     }
 }
 
@@ -541,5 +558,38 @@ mod tests {
             "every setting has a value and a source"
         );
         assert!(e.settings.missing().is_empty());
+    }
+
+    /// SDES keys must not cross the network in clear: on a trunk that is not TLS, srtp_mode is
+    /// not_supported whatever the configuration says, with the reason; on TLS it is as set.
+    #[test]
+    fn srtp_mode_is_forced_off_on_trunks_that_are_not_tls_and_says_why() {
+        let mut t = routed();
+        t.trunks
+            .get_mut("gw1.contoso.com")
+            .expect("root trunk")
+            .value
+            .transport = crate::model::Transport::Tls;
+        let mut seen = [false; 2];
+        for trunk in t.trunks.values().map(|x| &x.value) {
+            let e = t.effective(&trunk.name).expect("effective");
+            let global = t.configs["global"].value.settings.srtp_mode;
+            assert_ne!(global, Some(crate::model::SrtpMode::NotSupported));
+            if trunk.transport == crate::model::Transport::Tls {
+                seen[0] = true;
+                assert_eq!(e.settings.srtp_mode, global, "{}", trunk.name);
+                assert!(e.notes.is_empty(), "{}", trunk.name);
+            } else {
+                seen[1] = true;
+                assert_eq!(
+                    e.settings.srtp_mode,
+                    Some(crate::model::SrtpMode::NotSupported),
+                    "{}",
+                    trunk.name
+                );
+                assert_eq!(e.notes, [("srtp_mode", SRTP_NOT_TLS)], "{}", trunk.name);
+            }
+        }
+        assert_eq!(seen, [true, true], "the sample has TLS and other trunks");
     }
 }

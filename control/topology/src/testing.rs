@@ -30,6 +30,9 @@ pub fn pool(name: &str) -> Pool {
             port: 5061,
             transport: Transport::Tls,
         },
+        // SRTP when the Front End offers it: the engine tests' peers send plain RTP unless a
+        // test says otherwise.
+        media_encryption: crate::model::MediaEncryption::Supported,
     }
 }
 
