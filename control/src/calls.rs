@@ -313,7 +313,9 @@ impl Runtime {
                         continue;
                     };
                     tokio::spawn(async move {
-                        if let Err(e) = relays.update_session(&relay, update_request(request)).await
+                        if let Err(e) = relays
+                            .update_session(&relay, update_request(*request))
+                            .await
                         {
                             tracing::warn!(relay, error = %e, "updating a media session failed");
                         }

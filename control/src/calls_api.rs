@@ -89,6 +89,9 @@ pub fn to_pb(view: &CallView) -> pb::Call {
                 relay: s.relay.clone(),
                 pool_media: media_address(session.as_ref().and_then(|x| x.pool.as_ref())),
                 gateway_media: media_address(session.as_ref().and_then(|x| x.gateway.as_ref())),
+                pool_srtp: s.srtp[0].clone(),
+                gateway_srtp: s.srtp[1].clone(),
+                srtp_passthrough: s.srtp_passthrough,
                 path: session
                     .as_ref()
                     .map(|x| path_name(x.path).to_string())
@@ -112,6 +115,10 @@ pub fn to_pb(view: &CallView) -> pb::Call {
                             userspace_packets: counters.userspace_packets,
                             lost: f.rtp.map(|r| r.lost).unwrap_or(0),
                             jitter_ms: f.rtp.map(|r| r.jitter_ms).unwrap_or(0.0),
+                            srtp_auth_failures: counters.srtp_auth_failures,
+                            srtp_replays: counters.srtp_replays,
+                            srtp_bad_mki: counters.srtp_bad_mki,
+                            srtp_other_drops: counters.srtp_other_drops,
                         }
                     })
                     .collect(),

@@ -7,7 +7,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use mediator_b2bua::media::{Anchor, MediaAnswer, MediaRequest, MediaUpdate, Remote};
+use mediator_b2bua::media::{
+    Anchor, MediaAnswer, MediaRequest, MediaUpdate, Mki, Remote, SrtpChange, SrtpKeys,
+};
 use mediator_proto::dataplane::v1 as pb;
 use pb::dataplane_service_client::DataplaneServiceClient;
 use tonic::transport::{Channel, Endpoint};
@@ -268,22 +270,46 @@ impl Relays {
 // The engine's media requests and the relays' answers, mapped to and from
 // `mediator.dataplane.v1` here and nowhere else.
 
-fn leg_spec(r: Remote) -> pb::LegSpec {
+/// One side's keys as the dataplane's API has them (write-only there; its `Debug` shows none).
+fn srtp_spec(k: &SrtpKeys) -> pb::SrtpSpec {
+    let mki = |m: Option<Mki>| m.map(|m| (u32::from(m.len), m.value)).unwrap_or((0, 0));
+    let ((peer_mki_length, peer_mki), (relay_mki_length, relay_mki)) =
+        (mki(k.peer_mki), mki(k.relay_mki));
+    pb::SrtpSpec {
+        suite: k.suite.name().into(),
+        peer_key: k.peer.bytes().to_vec(),
+        peer_mki_length,
+        peer_mki,
+        relay_key: k.relay.bytes().to_vec(),
+        relay_mki_length,
+        relay_mki,
+    }
+}
+
+fn leg_spec(r: Remote, srtp: &SrtpChange) -> pb::LegSpec {
     pb::LegSpec {
         local_address: String::new(),
         remote_rtp: r.rtp.map(pb::Endpoint::from),
         remote_rtcp: r.rtcp.map(pb::Endpoint::from),
-        // The engine does not negotiate SRTP yet (issue 12): plain RTP on both sides.
-        srtp: None,
+        srtp: match srtp {
+            SrtpChange::Keys(k) => Some(srtp_spec(k)),
+            SrtpChange::Keep | SrtpChange::Off => None,
+        },
+        srtp_off: *srtp == SrtpChange::Off,
     }
+}
+
+fn keys(k: Option<SrtpKeys>) -> SrtpChange {
+    k.map(SrtpChange::Keys).unwrap_or_default()
 }
 
 /// A session to create, as the dataplane's API has it.
 pub fn create_request(r: MediaRequest) -> pb::CreateSessionRequest {
+    let [pool_srtp, gateway_srtp] = r.srtp;
     pb::CreateSessionRequest {
         session_id: r.session_id,
-        pool: Some(leg_spec(r.pool)),
-        gateway: Some(leg_spec(r.gateway)),
+        pool: Some(leg_spec(r.pool, &keys(pool_srtp))),
+        gateway: Some(leg_spec(r.gateway, &keys(gateway_srtp))),
         options: Some(pb::SessionOptions {
             latching: r.latching,
             strict_source: r.strict_source,
@@ -300,8 +326,8 @@ pub fn create_request(r: MediaRequest) -> pb::CreateSessionRequest {
 pub fn update_request(u: MediaUpdate) -> pb::UpdateSessionRequest {
     pb::UpdateSessionRequest {
         session_id: u.session_id,
-        pool: u.pool.map(leg_spec),
-        gateway: u.gateway.map(leg_spec),
+        pool: u.pool.map(|r| leg_spec(r, &u.srtp[0])),
+        gateway: u.gateway.map(|r| leg_spec(r, &u.srtp[1])),
         on_hold: u.on_hold,
     }
 }
@@ -348,6 +374,7 @@ mod tests {
             media_timeout_secs: 30,
             hold_timeout_secs: 3600,
             on_hold: true,
+            srtp: [None, None],
         });
         assert_eq!(r.session_id, "m1-7-0");
         let pool = r.pool.expect("pool leg");
@@ -373,6 +400,7 @@ mod tests {
                 rtcp: None,
             }),
             on_hold: Some(false),
+            srtp: Default::default(),
         });
         assert!(u.pool.is_none(), "an unset side stays unchanged");
         let gw = u.gateway.expect("gateway");
@@ -385,6 +413,49 @@ mod tests {
         );
         assert_eq!(gw.remote_rtcp, None);
         assert_eq!(u.on_hold, Some(false));
+    }
+
+    /// Keys go to the side they belong to, with their MKIs; `Off` and `Keep` send no key.
+    #[test]
+    fn srtp_keys_map_to_their_side_and_off_is_explicit() {
+        use mediator_b2bua::media::{MasterKey, Suite};
+        let suite = Suite::AesCm128HmacSha1_80;
+        let k = SrtpKeys {
+            suite,
+            peer: MasterKey::generate(suite).expect("key"),
+            peer_mki: Some(Mki { value: 1, len: 1 }),
+            relay: MasterKey::generate(suite).expect("key"),
+            relay_mki: None,
+        };
+        let r = create_request(MediaRequest {
+            session_id: "s".into(),
+            pool: Remote::default(),
+            gateway: Remote::default(),
+            latching: false,
+            strict_source: true,
+            rtcp_mux: false,
+            media_timeout_secs: 0,
+            hold_timeout_secs: 0,
+            on_hold: false,
+            srtp: [Some(k.clone()), None],
+        });
+        let pool = r.pool.expect("pool").srtp.expect("pool keys");
+        assert_eq!(pool.suite, "AES_CM_128_HMAC_SHA1_80");
+        assert_eq!(pool.peer_key, k.peer.bytes());
+        assert_eq!((pool.peer_mki_length, pool.peer_mki), (1, 1));
+        assert_eq!(pool.relay_key, k.relay.bytes());
+        assert_eq!((pool.relay_mki_length, pool.relay_mki), (0, 0));
+        assert!(r.gateway.expect("gateway").srtp.is_none());
+        let u = update_request(MediaUpdate {
+            session_id: "s".into(),
+            pool: Some(Remote::default()),
+            gateway: Some(Remote::default()),
+            on_hold: None,
+            srtp: [SrtpChange::Off, SrtpChange::Keep],
+        });
+        let (p, g) = (u.pool.expect("pool"), u.gateway.expect("gateway"));
+        assert!(p.srtp_off && p.srtp.is_none());
+        assert!(!g.srtp_off && g.srtp.is_none());
     }
 
     #[test]

@@ -27,6 +27,8 @@ fn pool(name: &str, site: &str) -> pb::Pool {
             port: 5061,
             transport: pb::Transport::Tls as i32,
         }),
+        // Unspecified: the default, required.
+        media_encryption: 0,
         meta: None,
     }
 }

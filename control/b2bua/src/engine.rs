@@ -7,16 +7,20 @@
 
 use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::encryption::Refused;
+use crate::encryption::{LegPolicy, gateway_policy, pool_policy};
 use crate::leg::{Leg, contact, transport_param, via};
-use crate::media::{MediaAnswer, MediaRequest, MediaUpdate, Remote};
+use crate::media::{MediaAnswer, MediaRequest, MediaUpdate, Remote, SrtpChange};
 use crate::sdp::{Anchor, Sdp};
 use crate::{Action, CallId, CallInfo, LegInfo, Now, Side, StreamInfo, sip_transport};
 use call::*;
+use crypto::*;
+use media::SdpKind;
 use mediator_sip::Peer;
 use mediator_sip::layer::{Event, Layer, Step};
 use mediator_sip::message::{
@@ -106,6 +110,8 @@ pub struct Engine {
     wake: BinaryHeap<Reverse<(Instant, CallId)>>,
     /// The wall clock of the input being handled (ms since the Unix epoch), for records.
     wall_ms: u64,
+    /// Trunks whose srtp_mode was overridden (not TLS) and said so in the log.
+    not_tls_logged: HashSet<String>,
 }
 
 impl Engine {
@@ -126,6 +132,7 @@ impl Engine {
             prefix,
             wake: BinaryHeap::new(),
             wall_ms: 0,
+            not_tls_logged: HashSet::new(),
         }
     }
 
@@ -382,10 +389,14 @@ impl Engine {
             .and_then(|f| user_of(&uri_of(&f)))
             .unwrap_or_default();
         let origin = identify(topo, &from);
-        let (outbound, pool, targets) = match origin {
+        let (outbound, pool, targets, a_policy) = match origin {
             Some(Origin::Pool { pool }) => {
+                let policy = topo
+                    .get::<mediator_topology::model::Pool>(&pool)
+                    .map(|p| pool_policy(p.value.media_encryption))
+                    .unwrap_or(LegPolicy::Required);
                 match self.outbound_targets(topo, &pool, &dialed, &caller) {
-                    Ok(t) => (true, pool, t),
+                    Ok(t) => (true, pool, t, policy),
                     Err((status, why)) => {
                         self.reply(&key, &m, status, &why, out, now);
                         return;
@@ -393,8 +404,15 @@ impl Engine {
                 }
             }
             Some(Origin::Gateway { trunk, pool }) => {
+                let policy = match (
+                    topo.get::<mediator_topology::model::Trunk>(&trunk),
+                    topo.effective(&trunk),
+                ) {
+                    (Ok(t), Ok(eff)) => self.trunk_policy(&t.value, &eff),
+                    _ => LegPolicy::Off,
+                };
                 match self.inbound_target(topo, &trunk, &pool, &dialed, &caller) {
-                    Ok(t) => (false, pool, vec![t]),
+                    Ok(t) => (false, pool, vec![t], policy),
                     Err((status, why)) => {
                         self.reply(&key, &m, status, &why, out, now);
                         return;
@@ -437,6 +455,8 @@ impl Engine {
                 a_key: key,
                 a_invite: Box::new(m),
                 offer,
+                sec: None,
+                a_policy,
                 targets,
                 next_target: 0,
                 attempt: None,
@@ -475,7 +495,12 @@ impl Engine {
         let m = &call.a_invite;
         let body: Option<Vec<u8>> = match &call.offer {
             Some(o) if call.anchored() || (!t.bypass && !call.streams.is_empty()) => {
-                match o.rewrite(&call.anchors(call.a_side.other(), o)) {
+                let crypto = call
+                    .sec
+                    .as_ref()
+                    .map(|s| s.rewrites(call.a_side.other(), o.media.len()))
+                    .unwrap_or_default();
+                match o.rewrite_with(&call.anchors(call.a_side.other(), o), &crypto) {
                     Ok(s) => Some(s.into_bytes()),
                     Err(e) => {
                         let why = e.to_string();
@@ -705,7 +730,7 @@ impl Engine {
                 }
                 call.phase = Phase::Early;
                 let body = self
-                    .answer_body(id, a_side.other(), &m, out)
+                    .answer_body(id, a_side.other(), &m, SdpKind::Answer, out)
                     .unwrap_or_default();
                 let Some(call) = self.calls.get_mut(&id) else {
                     return;
@@ -739,10 +764,10 @@ impl Engine {
                     cseq: att.invite.summary.cseq,
                 });
                 tracing::info!(call = id, trunk, "answered");
-                let body = match self.answer_body(id, a_side.other(), &m, out) {
+                let body = match self.answer_body(id, a_side.other(), &m, SdpKind::Answer, out) {
                     Ok(b) => b,
                     Err(why) => {
-                        self.hangup(id, 488, &why, out, now);
+                        self.refuse_answer(id, &why, out, now);
                         return;
                     }
                 };
@@ -963,7 +988,9 @@ impl Engine {
         let body = if m.body().is_empty() {
             None
         } else {
-            self.answer_body(id, side, &m, out).ok().flatten()
+            self.answer_body(id, side, &m, SdpKind::Answer, out)
+                .ok()
+                .flatten()
         };
         let branch = self.branch();
         let Some(call) = self.calls.get_mut(&id) else {
@@ -1033,6 +1060,27 @@ impl Engine {
         }
     }
 
+    /// The callee answered with SDP Mediator cannot use (a policy it fails, a stream it cannot
+    /// anchor): its 2xx is acknowledged and its dialog hung up, and the caller, which has had no
+    /// final response yet, gets 488 with the reason.
+    fn refuse_answer(&mut self, id: CallId, why: &str, out: &mut Vec<Action>, now: Instant) {
+        tracing::info!(call = id, why, "the answer is refused");
+        let branch = self.branch();
+        if let Some(call) = self.calls.get_mut(&id)
+            && let Some(p) = call.pending_ack.take()
+            && let Some(leg) = call.leg_mut(p.to)
+            && let Ok(ack) = leg.request("ACK", &branch, Some(p.cseq), &[], None)
+        {
+            out.push(Action::Send {
+                to: leg.peer,
+                bytes: ack.to_bytes(),
+            });
+            let to = p.to;
+            self.send_bye(id, to, out, now);
+        }
+        self.fail(id, 488, why, out, now);
+    }
+
     /// Ends an answered call from Mediator's side: BYE to both legs.
     fn hangup(&mut self, id: CallId, status: u16, why: &str, out: &mut Vec<Action>, now: Instant) {
         tracing::info!(call = id, why, "hanging up");
@@ -1083,7 +1131,7 @@ impl Engine {
             leg.refresh_target(&m);
         }
         let body = if offer {
-            match self.answer_body(id, side, &m, out) {
+            match self.answer_body(id, side, &m, SdpKind::Offer, out) {
                 Ok(b) => b,
                 Err(why) => {
                     self.reply(&key, &m, 488, &why, out, now);
@@ -1164,7 +1212,7 @@ impl Engine {
             leg.refresh_target(&m);
         }
         let body = if (200..300).contains(&status) && is_sdp(&m) {
-            match self.answer_body(id, to, &m, out) {
+            match self.answer_body(id, to, &m, SdpKind::Answer, out) {
                 Ok(b) => b,
                 Err(why) => {
                     tracing::warn!(call = id, why, "unusable SDP answer");
@@ -1376,6 +1424,7 @@ fn warning(why: &str) -> String {
 }
 
 mod call;
+mod crypto;
 mod media;
 mod routing;
 mod view;

@@ -103,7 +103,7 @@ pub enum Action {
     UpdateMedia {
         pool: String,
         relay: String,
-        request: MediaUpdate,
+        request: Box<MediaUpdate>,
     },
     /// Sessions no call needs any more (the caller left while they were being created).
     DeleteMedia {
@@ -134,6 +134,10 @@ pub struct StreamInfo {
     pub index: usize,
     pub session_id: String,
     pub relay: String,
+    /// The SRTP suite on the pool side [0] and the gateway side [1] ("" for plain RTP).
+    pub srtp: [String; 2],
+    /// The peers' keys pass end to end (srtp_passthrough): the relay sees only ciphertext.
+    pub srtp_passthrough: bool,
 }
 
 /// A call in progress or ended (its record).

@@ -4,7 +4,46 @@
 
 use std::net::SocketAddr;
 
+pub use crate::sdes::{MasterKey, Mki, Suite};
 pub use crate::sdp::Anchor;
+
+use crate::sdes::Crypto;
+
+/// One side's SRTP keys for the relay: what that side's peer protects its packets with, and
+/// what the relay protects its packets to that peer with. `Debug` shows no key bytes
+/// ([`MasterKey`]'s own `Debug`); the keys are zeroized when dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SrtpKeys {
+    pub suite: Suite,
+    pub peer: MasterKey,
+    pub peer_mki: Option<Mki>,
+    pub relay: MasterKey,
+    pub relay_mki: Option<Mki>,
+}
+
+impl SrtpKeys {
+    /// From a negotiated leg: the peer's attribute and Mediator's own.
+    pub fn of(peer: &Crypto, ours: &Crypto) -> SrtpKeys {
+        SrtpKeys {
+            suite: peer.suite,
+            peer: peer.key.clone(),
+            peer_mki: peer.mki,
+            relay: ours.key.clone(),
+            relay_mki: ours.mki,
+        }
+    }
+}
+
+/// What an update does to one side's SRTP.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum SrtpChange {
+    #[default]
+    Keep,
+    /// New keys (a re-key, or the answer's keys replacing the ones held until it came).
+    Keys(SrtpKeys),
+    /// The side turns to plain RTP (its peer answered a best-effort offer without a key).
+    Off,
+}
 
 /// Where a peer receives one stream's media: RTP, and RTCP unless it is muxed or unknown.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,6 +71,8 @@ pub struct MediaRequest {
     /// The same while on hold.
     pub hold_timeout_secs: u32,
     pub on_hold: bool,
+    /// SRTP on the pool side [0] and the gateway side [1]; `None` is plain RTP.
+    pub srtp: [Option<SrtpKeys>; 2],
 }
 
 /// New endpoints for one side of a session (from an SDP answer or a re-INVITE), or hold.
@@ -41,6 +82,8 @@ pub struct MediaUpdate {
     pub pool: Option<Remote>,
     pub gateway: Option<Remote>,
     pub on_hold: Option<bool>,
+    /// SRTP changes on the pool side [0] and the gateway side [1].
+    pub srtp: [SrtpChange; 2],
 }
 
 /// A relay's answer to a [`MediaRequest`]: the session and where the relay receives on each side

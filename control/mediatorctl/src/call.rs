@@ -111,8 +111,17 @@ fn flow_text(f: &pb::MediaFlow, live: bool) -> String {
     } else {
         format!(", now {} ({})", f.path, f.path_reason)
     };
+    let drops = f.srtp_auth_failures + f.srtp_replays + f.srtp_bad_mki + f.srtp_other_drops;
+    let srtp = if drops == 0 {
+        String::new()
+    } else {
+        format!(
+            "; srtp dropped: auth {}, replay {}, mki {}, other {}",
+            f.srtp_auth_failures, f.srtp_replays, f.srtp_bad_mki, f.srtp_other_drops
+        )
+    };
     format!(
-        "{} from {}: {} pkts / {} bytes, by xdp {} / userspace {}{now}; lost {}, jitter {:.2} ms",
+        "{} from {}: {} pkts / {} bytes, by xdp {} / userspace {}{now}; lost {}, jitter {:.2} ms{srtp}",
         f.kind,
         f.from_side,
         f.packets,
@@ -122,6 +131,26 @@ fn flow_text(f: &pb::MediaFlow, live: bool) -> String {
         f.lost,
         f.jitter_ms
     )
+}
+
+/// A stream's encryption per leg, e.g. "pool side AES_CM_128_HMAC_SHA1_80, gateway side RTP".
+fn srtp_text(s: &pb::CallStream) -> String {
+    let leg = |suite: &str| {
+        if suite.is_empty() {
+            "RTP".to_string()
+        } else {
+            format!("SRTP {suite}")
+        }
+    };
+    let mut t = format!(
+        "encryption: pool side {}, gateway side {}",
+        leg(&s.pool_srtp),
+        leg(&s.gateway_srtp)
+    );
+    if s.srtp_passthrough {
+        t.push_str(" (passthrough: the peers' keys, end to end)");
+    }
+    t
 }
 
 impl Show for pb::Call {
@@ -160,11 +189,15 @@ impl Show for pb::Call {
             "streams": self.streams.iter().map(|s| json!({
                 "index": s.index, "session_id": s.session_id, "relay": s.relay, "path": s.path,
                 "pool_media": s.pool_media, "gateway_media": s.gateway_media,
+                "pool_srtp": s.pool_srtp, "gateway_srtp": s.gateway_srtp,
+                "srtp_passthrough": s.srtp_passthrough,
                 "flows": s.flows.iter().map(|f| json!({
                     "kind": f.kind, "from_side": f.from_side, "path": f.path,
                     "path_reason": f.path_reason, "packets": f.packets, "bytes": f.bytes,
                     "xdp_packets": f.xdp_packets, "userspace_packets": f.userspace_packets,
                     "lost": f.lost, "jitter_ms": f.jitter_ms,
+                    "srtp_auth_failures": f.srtp_auth_failures, "srtp_replays": f.srtp_replays,
+                    "srtp_bad_mki": f.srtp_bad_mki, "srtp_other_drops": f.srtp_other_drops,
                 })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "started_unix_ms": self.started_unix_ms,
@@ -259,7 +292,15 @@ impl Show for pb::Call {
                     ),
                 ));
             }
-            for fl in s.flows.iter().filter(|fl| fl.packets > 0 || live) {
+            f.push((String::new(), srtp_text(s)));
+            let dropped = |fl: &pb::MediaFlow| {
+                fl.srtp_auth_failures + fl.srtp_replays + fl.srtp_bad_mki + fl.srtp_other_drops > 0
+            };
+            for fl in s
+                .flows
+                .iter()
+                .filter(|fl| fl.packets > 0 || dropped(fl) || live)
+            {
                 f.push((String::new(), flow_text(fl, live)));
             }
         }

@@ -447,6 +447,7 @@ mod tests {
                 port: 5061,
                 transport: TransportArg::Tls.pb(),
             }),
+            media_encryption: EncryptionArg::Supported.pb(),
             meta: Some(pb::Meta {
                 revision: 3,
                 ..Default::default()
@@ -456,6 +457,8 @@ mod tests {
         assert_eq!(v["next_hop"]["transport"], "tls");
         assert_eq!(v["revision"], 3);
         assert_eq!(p.row()[4], "fe1.contoso.com:5061 (tls)");
+        assert_eq!(v["media_encryption"], "supported");
+        assert_eq!(p.row()[5], "supported");
         let bad = pb::Pool {
             pool_side_listen: "nonsense".into(),
             ..p

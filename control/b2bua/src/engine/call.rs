@@ -98,6 +98,10 @@ pub(super) struct Call {
     pub(super) a_key: TxKey,
     pub(super) a_invite: Box<Message>,
     pub(super) offer: Option<Sdp>,
+    /// Media encryption, once the caller's offer has met its leg's policy (anchored calls).
+    pub(super) sec: Option<Sec>,
+    /// The caller's leg's media encryption policy.
+    pub(super) a_policy: LegPolicy,
     pub(super) targets: Vec<Target>,
     pub(super) next_target: usize,
     pub(super) attempt: Option<Attempt>,

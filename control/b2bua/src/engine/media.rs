@@ -13,36 +13,50 @@ pub(super) fn remote(s: &crate::sdp::Stream) -> Remote {
 }
 
 impl Engine {
-    pub(super) fn session_requests(&self, id: CallId) -> Vec<MediaRequest> {
-        let Some(call) = self.calls.get(&id) else {
-            return Vec::new();
+    pub(super) fn session_requests(&mut self, id: CallId) -> Result<Vec<MediaRequest>, Refused> {
+        let prefix = self.prefix.clone();
+        let (media_timeout_secs, hold_timeout_secs) =
+            (self.cfg.media_timeout_secs, self.cfg.hold_timeout_secs);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return Ok(Vec::new());
         };
         let (Some(offer), Some(t)) = (&call.offer, call.target()) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
-        offer
-            .streams()
-            .into_iter()
-            .map(|s| {
-                let known = remote(&s);
-                let (pool, gateway) = if call.a_side == Side::Pool {
-                    (known, Remote::default())
-                } else {
-                    (Remote::default(), known)
-                };
-                MediaRequest {
-                    session_id: format!("m{}-{}-{}", self.prefix, id, s.index),
-                    pool,
-                    gateway,
-                    latching: t.latching,
-                    strict_source: true,
-                    rtcp_mux: s.rtcp_mux,
-                    media_timeout_secs: self.cfg.media_timeout_secs,
-                    hold_timeout_secs: self.cfg.hold_timeout_secs,
-                    on_hold: offer.on_hold(),
-                }
-            })
-            .collect()
+        let latching = t.latching;
+        let callee: Vec<LegPolicy> = call
+            .targets
+            .iter()
+            .filter(|t| !t.bypass)
+            .map(|t| t.srtp)
+            .collect();
+        let on_hold = offer.on_hold();
+        let mut requests = Vec::new();
+        for s in offer.streams() {
+            let known = remote(&s);
+            let (pool, gateway) = if call.a_side == Side::Pool {
+                (known, Remote::default())
+            } else {
+                (Remote::default(), known)
+            };
+            let srtp = match call.sec.as_mut() {
+                Some(sec) => sec.session_keys(s.index, call.a_side, &callee)?,
+                None => [None, None],
+            };
+            requests.push(MediaRequest {
+                session_id: format!("m{}-{}-{}", prefix, id, s.index),
+                pool,
+                gateway,
+                latching,
+                strict_source: true,
+                rtcp_mux: s.rtcp_mux,
+                media_timeout_secs,
+                hold_timeout_secs,
+                on_hold,
+                srtp,
+            });
+        }
+        Ok(requests)
     }
 
     /// The relays' answer to [`Action::CreateMedia`]: sessions (relay, session) in request order,
@@ -98,16 +112,19 @@ impl Engine {
         out
     }
 
-    /// The SDP of a message from `from`'s side, re-pointed at the relay for the other side;
-    /// updates the sessions with where `from`'s peer receives. `None` when there is no SDP.
+    /// The SDP of a message from `from`'s side, re-pointed at the relay for the other side and
+    /// with Mediator's own crypto for that side; updates the sessions with where `from`'s peer
+    /// receives and with its keys. `kind` says whether the SDP answers Mediator's offer to
+    /// `from` or is a new offer from it. `None` when there is no SDP. A refusal changes nothing.
     pub(super) fn answer_body(
         &mut self,
         id: CallId,
         from: Side,
         m: &Message,
+        kind: SdpKind,
         out: &mut Vec<Action>,
     ) -> Result<Option<Vec<u8>>, String> {
-        let Some(call) = self.calls.get(&id) else {
+        let Some(call) = self.calls.get_mut(&id) else {
             return Ok(None);
         };
         if !is_sdp(m) {
@@ -128,6 +145,14 @@ impl Engine {
                 "a stream was added; adding media streams mid-call is not supported".into(),
             );
         }
+        let keys = match call.sec.as_mut() {
+            Some(sec) => match kind {
+                SdpKind::Answer => sec.on_answer(from, &sdp),
+                SdpKind::Offer => sec.on_reoffer(from, &sdp),
+            }
+            .map_err(|r| r.reason)?,
+            None => Vec::new(),
+        };
         let hold = sdp.on_hold();
         for s in &streams {
             let Some(st) = call.streams.iter().find(|c| c.index == s.index) else {
@@ -138,19 +163,36 @@ impl Engine {
                 Side::Pool => (Some(spec), None),
                 Side::Gateway => (None, Some(spec)),
             };
+            let mut srtp: [SrtpChange; 2] = Default::default();
+            if let Some((_, k)) = keys.iter().find(|(i, _)| *i == s.index) {
+                srtp[slot(from)] = k.clone();
+            }
             out.push(Action::UpdateMedia {
                 pool: call.pool.clone(),
                 relay: st.relay.clone(),
-                request: MediaUpdate {
+                request: Box::new(MediaUpdate {
                     session_id: st.session_id.clone(),
                     pool,
                     gateway,
                     on_hold: Some(hold),
-                },
+                    srtp,
+                }),
             });
         }
-        sdp.rewrite(&call.anchors(from.other(), &sdp))
+        let crypto = call
+            .sec
+            .as_ref()
+            .map(|s| s.rewrites(from.other(), sdp.media.len()))
+            .unwrap_or_default();
+        sdp.rewrite_with(&call.anchors(from.other(), &sdp), &crypto)
             .map(|s| Some(s.into_bytes()))
             .map_err(|e| e.to_string())
     }
+}
+
+/// Whether an SDP answers Mediator's offer to its sender or is a new offer from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SdpKind {
+    Offer,
+    Answer,
 }

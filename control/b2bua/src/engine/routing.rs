@@ -22,6 +22,10 @@ pub(super) struct Target {
     pub(super) forward_pai: bool,
     pub(super) fast_failover: Option<Duration>,
     pub(super) code_rules: Vec<(u16, u16)>,
+    /// The callee's leg's media encryption policy on this target.
+    pub(super) srtp: LegPolicy,
+    /// `srtp_passthrough` of the trunk.
+    pub(super) passthrough: bool,
 }
 
 impl Target {
@@ -67,6 +71,8 @@ impl Target {
                 .flatten()
                 .map(|r| (r.received, r.translated))
                 .collect(),
+            srtp: LegPolicy::Off,
+            passthrough: s.srtp_passthrough.unwrap_or(false),
             peer,
         }
     }
@@ -115,8 +121,34 @@ pub(super) fn host_of(addr: SocketAddr) -> String {
 }
 
 impl Engine {
+    /// The gateway leg's policy on trunk `t`: its effective `srtp_mode`, never SRTP on a trunk
+    /// that is not TLS (logged once per trunk when that overrides the configuration).
+    pub(super) fn trunk_policy(
+        &mut self,
+        t: &mediator_topology::model::Trunk,
+        eff: &mediator_topology::routing::Effective,
+    ) -> LegPolicy {
+        let mode = eff
+            .settings
+            .srtp_mode
+            .unwrap_or(mediator_topology::model::SrtpMode::Required);
+        let (policy, why) = gateway_policy(mode, t.transport);
+        let why = eff
+            .notes
+            .iter()
+            .find(|(n, _)| *n == "srtp_mode")
+            .map(|(_, w)| *w)
+            .or(why);
+        if let Some(why) = why
+            && self.not_tls_logged.insert(t.name.clone())
+        {
+            tracing::info!(trunk = %t.name, transport = t.transport.name(), "srtp_mode {why}");
+        }
+        policy
+    }
+
     pub(super) fn outbound_targets(
-        &self,
+        &mut self,
         topo: &Topology,
         pool: &str,
         dialed: &str,
@@ -156,6 +188,7 @@ impl Engine {
                 &eff.settings,
             );
             target.route = a.route;
+            target.srtp = self.trunk_policy(t, &eff);
             targets.push(target);
         }
         if targets.is_empty() {
@@ -205,10 +238,42 @@ impl Engine {
             .unwrap_or_default();
         let mut target = Target::new(trunk, &gateway, peer, inb.called, inb.calling, &s);
         // Toward the pool: its own identity headers pass, and no trunk-side failover applies.
+        target.srtp = pool_policy(pool_v.media_encryption);
         target.forward_pai = true;
         target.fast_failover = None;
         target.code_rules.clear();
         Ok(target)
+    }
+
+    /// Media encryption for an anchored attempt on target `i`: the caller's offer checked
+    /// against its leg's policy (once), passthrough decided (once, before the relay's sessions
+    /// exist: every trunk the call may try must allow it), and Mediator's fresh offer to the
+    /// callee's leg under the target's policy.
+    fn prepare_encryption(&mut self, id: CallId, i: usize) -> Result<(), Refused> {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return Ok(());
+        };
+        let a = call.a_side;
+        if call.sec.is_none() {
+            let Some(offer) = &call.offer else {
+                return Ok(());
+            };
+            let mut policy = [LegPolicy::Off; 2];
+            policy[slot(a)] = call.a_policy;
+            let mut sec = Sec::of_offer(a, policy, offer)?;
+            sec.passthrough = sec.caller_all_srtp(a)
+                && call
+                    .targets
+                    .iter()
+                    .filter(|t| !t.bypass)
+                    .all(|t| t.passthrough && t.srtp != LegPolicy::Off);
+            call.sec = Some(sec);
+        }
+        let policy = call.targets[i].srtp;
+        match call.sec.as_mut() {
+            Some(sec) => sec.plan_callee(a, policy),
+            None => Ok(()),
+        }
     }
 
     /// Tries the next target, or answers the caller with the last meaningful response.
@@ -237,8 +302,24 @@ impl Engine {
                 call.tried.push((t.trunk.clone(), 488));
                 continue;
             }
-            if !t.bypass && call.streams.is_empty() {
-                let requests = self.session_requests(id);
+            if !t.bypass
+                && let Err(r) = self.prepare_encryption(id, i)
+            {
+                tracing::info!(call = id, status = r.status, why = %r.reason, "media encryption refused");
+                self.fail(id, r.status, &r.reason, out, now);
+                return;
+            }
+            let Some(call) = self.calls.get(&id) else {
+                return;
+            };
+            if !call.targets[i].bypass && call.streams.is_empty() {
+                let requests = match self.session_requests(id) {
+                    Ok(r) => r,
+                    Err(r) => {
+                        self.fail(id, r.status, &r.reason, out, now);
+                        return;
+                    }
+                };
                 let call = self.calls.get_mut(&id).expect("call exists");
                 if requests.is_empty() {
                     // An offer with no anchored stream (T.38 only, all rejected): nothing to relay.

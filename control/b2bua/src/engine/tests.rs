@@ -783,3 +783,5 @@ fn end_call_before_the_answer_cancels_and_waits_for_the_ack_after_it() {
         Some("BYE")
     );
 }
+
+mod srtp;

@@ -54,6 +54,12 @@ pub(super) fn info(c: &Call, now: Instant) -> CallInfo {
                 index: s.index,
                 session_id: s.session_id.clone(),
                 relay: s.relay.clone(),
+                srtp: c
+                    .sec
+                    .as_ref()
+                    .map(|sec| sec.suites(s.index))
+                    .unwrap_or_default(),
+                srtp_passthrough: c.sec.as_ref().is_some_and(|sec| sec.passthrough),
             })
             .collect(),
         started_unix_ms: c.started_unix,
