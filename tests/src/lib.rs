@@ -4,6 +4,7 @@
 //! traffic only ever goes to loopback or to 198.18.0.0/15 and 2001:2::/48 addresses inside
 //! namespaces the lab itself created.
 
+pub mod baresip;
 pub mod calls;
 pub mod control;
 pub mod daemon;

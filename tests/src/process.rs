@@ -10,6 +10,15 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 
 use anyhow::Context;
 
+/// The daemons' log filter (`MEDIATOR_LOG`) for this test binary: `info` unless a test that
+/// must see everything (the key-leak check) asks for more before it starts any daemon.
+static LOG_FILTER: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Sets the daemons' log filter for this test binary (once; later calls change nothing).
+pub fn set_log_filter(filter: &'static str) {
+    let _ = LOG_FILTER.set(filter);
+}
+
 pub struct Process {
     /// The daemon's name, for messages.
     pub name: &'static str,
@@ -57,7 +66,7 @@ impl Process {
             None => Command::new(&self.binary),
         };
         cmd.args(&self.args)
-            .env("MEDIATOR_LOG", "info")
+            .env("MEDIATOR_LOG", LOG_FILTER.get().copied().unwrap_or("info"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

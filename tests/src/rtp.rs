@@ -342,3 +342,79 @@ mod tests {
         assert_eq!(super::csum(udp, sum), 0, "UDP checksum verifies");
     }
 }
+
+/// One IPv4 UDP datagram seen on a link.
+#[derive(Clone, Debug)]
+pub struct Datagram {
+    pub src: std::net::SocketAddrV4,
+    pub dst: std::net::SocketAddrV4,
+    pub payload: Vec<u8>,
+}
+
+/// Every IPv4 UDP datagram that crosses `dev` in namespace `ns` (either way) until `stop` is set
+/// or `limit` elapses, at most `max` of them — read with an AF_PACKET socket, the way a capture
+/// on the wire sees them.
+pub fn capture_udp(
+    ns: &str,
+    dev: &'static str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    limit: Duration,
+    max: usize,
+) -> std::thread::JoinHandle<Vec<Datagram>> {
+    let ns = ns.to_string();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        in_netns(&ns, move || {
+            // ETH_P_ALL: a tap bound to one protocol sees only what arrives, not what is sent.
+            let fd = af_packet(dev, libc::SOCK_DGRAM, libc::ETH_P_ALL as u16);
+            let _ = ready_tx.send(());
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&fd);
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 50_000,
+            };
+            // SAFETY: setsockopt reads a live timeval; recv writes at most buf.len() bytes.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    (&tv as *const libc::timeval).cast(),
+                    std::mem::size_of::<libc::timeval>() as u32,
+                );
+            }
+            let mut out = Vec::new();
+            let mut buf = [0u8; 2048];
+            let start = Instant::now();
+            while start.elapsed() < limit
+                && out.len() < max
+                && !stop.load(std::sync::atomic::Ordering::Relaxed)
+            {
+                // SAFETY: as above.
+                let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+                if n < 28 || buf[9] != 17 || buf[0] >> 4 != 4 {
+                    continue;
+                }
+                let n = n as usize;
+                let ihl = usize::from(buf[0] & 0x0f) * 4;
+                if n < ihl + 8 {
+                    continue;
+                }
+                let ip =
+                    |o: usize| std::net::Ipv4Addr::new(buf[o], buf[o + 1], buf[o + 2], buf[o + 3]);
+                let udp = &buf[ihl..n];
+                let port = |o: usize| u16::from_be_bytes([udp[o], udp[o + 1]]);
+                let len = usize::from(port(4)).clamp(8, udp.len());
+                out.push(Datagram {
+                    src: std::net::SocketAddrV4::new(ip(12), port(0)),
+                    dst: std::net::SocketAddrV4::new(ip(16), port(2)),
+                    payload: udp[8..len].to_vec(),
+                });
+            }
+            out
+        })
+    });
+    // The capture is listening before the caller goes on.
+    let _ = ready_rx.recv_timeout(Duration::from_secs(5));
+    handle
+}
