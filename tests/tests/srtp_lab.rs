@@ -95,14 +95,12 @@ fn plain(caps: &[Datagram], src_ip: &str, dst_ip: &str) -> HashMap<(u32, u16), V
         .collect()
 }
 
+/// Decrypted packets by (SSRC, seq): (plain payload, the payload as it was on the wire).
+type Decrypted = HashMap<(u32, u16), (Vec<u8>, Vec<u8>)>;
+
 /// SRTP packets from `src_ip` to `dst_ip` decrypted with `key`: (SSRC, seq) → (plain payload,
 /// the payload as it was on the wire).
-fn decrypted(
-    caps: &[Datagram],
-    src_ip: &str,
-    dst_ip: &str,
-    key: &[u8],
-) -> HashMap<(u32, u16), (Vec<u8>, Vec<u8>)> {
+fn decrypted(caps: &[Datagram], src_ip: &str, dst_ip: &str, key: &[u8]) -> Decrypted {
     let suite: Suite = SUITE.parse().expect("suite");
     let key = MasterKey::from_concatenated(suite, key).expect("a key of the suite's length");
     let mut ctx = InboundContext::new(&key, None).expect("context");
@@ -125,11 +123,7 @@ fn decrypted(
 
 /// Every SRTP packet of one direction decrypts to exactly what the plain side saw, and was
 /// encrypted on the wire. Returns how many packets were compared.
-fn same_media(
-    what: &str,
-    srtp: &HashMap<(u32, u16), (Vec<u8>, Vec<u8>)>,
-    clear: &HashMap<(u32, u16), Vec<u8>>,
-) -> usize {
+fn same_media(what: &str, srtp: &Decrypted, clear: &HashMap<(u32, u16), Vec<u8>>) -> usize {
     let mut compared = 0;
     for (k, (plain, wire)) in srtp {
         let Some(seen) = clear.get(k) else { continue };
@@ -294,7 +288,7 @@ async fn baresip_srtp_through_mediator_to_plain_rtp_and_back() {
     let mut keys = vec![theirs[0].key.clone(), ours[0].key.clone()];
 
     // Gateway (SIPp, plain) to pool (baresip answering, SRTP required).
-    let mut callee = Baresip::start(
+    let callee = Baresip::start(
         &lab.lab.pool.name,
         POOL_PEER,
         5060,
