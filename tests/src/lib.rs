@@ -13,3 +13,4 @@ pub mod lab;
 pub mod process;
 pub mod rtp;
 pub mod sipp;
+pub mod tls;

@@ -421,170 +421,35 @@ async fn tcp_trunk_media_bypass_and_refused_strangers() {
     );
 }
 
-/// A CA, a certificate for Mediator (both relay addresses) and one for the gateway, made with
-/// openssl in `dir`.
-fn certificates(dir: &std::path::Path) {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Mediator test CA",
-    ]);
-    for (name, ips) in [
-        ("mediator", "IP:198.18.1.1,IP:198.18.2.1"),
-        ("gateway", "IP:198.18.2.2"),
-    ] {
-        std::fs::write(
-            dir.join(format!("{name}.ext")),
-            format!("subjectAltName={ips}\n"),
-        )
-        .expect("ext");
-        run(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={name}"),
-        ]);
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{name}.ext"),
-        ]);
-    }
-}
-
 /// A minimal SIP gateway over TLS (SIPp 3.6.1 from Debian has no TLS): answers one INVITE with
 /// 200 and SDP, takes the ACK, answers the BYE. Returns every message it received.
 fn tls_gateway(dir: std::path::PathBuf, ns: String) -> std::thread::JoinHandle<String> {
-    use rustls::pki_types::pem::PemObject;
-    use std::io::{Read, Write};
+    use mediator_tests::tls::{TlsPeer, response};
     let listener =
         in_netns(&ns, move || std::net::TcpListener::bind("198.18.2.2:5071")).expect("bind 5071");
     std::thread::spawn(move || {
-        let chain: Vec<_> =
-            rustls::pki_types::CertificateDer::pem_file_iter(dir.join("gateway.pem"))
-                .expect("pem")
-                .collect::<Result<_, _>>()
-                .expect("certs");
-        let key =
-            rustls::pki_types::PrivateKeyDer::from_pem_file(dir.join("gateway.key")).expect("key");
-        let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server config");
-        listener.set_nonblocking(false).expect("blocking");
-        let (tcp, _) = listener.accept().expect("accept");
-        tcp.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let conn = rustls::ServerConnection::new(std::sync::Arc::new(cfg)).expect("conn");
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
         let mut seen = String::new();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            // One message: headers, then Content-Length bytes.
-            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                match tls.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-                continue;
-            };
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix("Content-Length:")
-                        .map(|v| v.trim().parse().unwrap_or(0))
-                })
-                .unwrap_or(0);
-            if buf.len() < end + 4 + len {
-                match tls.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-                continue;
-            }
-            let msg: Vec<u8> = buf.drain(..end + 4 + len).collect();
-            seen.push_str(&String::from_utf8_lossy(&msg));
+        let Ok(mut peer) = TlsPeer::accept(&listener, &dir, Duration::from_secs(30)) else {
+            return seen;
+        };
+        let contact = "<sip:gw@198.18.2.2:5071;transport=tls>";
+        let sdp = "v=0\r\no=- 1 1 IN IP4 198.18.2.2\r\ns=-\r\nc=IN IP4 198.18.2.2\r\nt=0 0\r\nm=audio 40000 RTP/AVP 8\r\n";
+        while let Ok(msg) = peer.read(Duration::from_secs(30)) {
+            seen.push_str(&msg);
             seen.push_str("\n----\n");
-            let copied: String = head
-                .lines()
-                .filter(|l| {
-                    ["Via:", "From:", "Call-ID:", "CSeq:"]
-                        .iter()
-                        .any(|h| l.starts_with(h))
-                })
-                .map(|l| format!("{l}\r\n"))
-                .collect();
-            let to = head
-                .lines()
-                .find(|l| l.starts_with("To:"))
-                .unwrap_or("To: <sip:x>")
-                .to_string();
-            let reply = if head.starts_with("INVITE ") {
-                let sdp = "v=0\r\no=- 1 1 IN IP4 198.18.2.2\r\ns=-\r\nc=IN IP4 198.18.2.2\r\nt=0 0\r\nm=audio 40000 RTP/AVP 8\r\n";
-                Some(format!(
-                    "SIP/2.0 200 OK\r\n{copied}{to};tag=tlsgw\r\nContact: <sip:gw@198.18.2.2:5071;transport=tls>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-                    sdp.len()
-                ))
-            } else if head.starts_with("BYE ") {
-                Some(format!(
-                    "SIP/2.0 200 OK\r\n{copied}{to}\r\nContent-Length: 0\r\n\r\n"
-                ))
+            let reply = if msg.starts_with("INVITE ") {
+                Some(response(&msg, "200 OK", "tlsgw", contact, Some(sdp)))
+            } else if msg.starts_with("BYE ") {
+                Some(response(&msg, "200 OK", "", contact, None))
             } else {
                 None
             };
-            if let Some(r) = reply {
-                if tls.write_all(r.as_bytes()).is_err() {
-                    break;
-                }
-                let _ = tls.flush();
+            if let Some(r) = reply
+                && peer.send(&r).is_err()
+            {
+                break;
             }
-            if head.starts_with("BYE ") {
+            if msg.starts_with("BYE ") {
                 break;
             }
         }
@@ -600,7 +465,7 @@ async fn a_tls_trunk_carries_a_call() {
     let dir = std::env::temp_dir().join(format!("mediator-tls-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
-    certificates(&dir);
+    mediator_tests::tls::certificates(&dir).expect("certificates");
     let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
     let (cert, key, ca) = (p("mediator.pem"), p("mediator.key"), p("ca.pem"));
     let mut lab = CallLab::build(
