@@ -906,8 +906,16 @@ impl Dataplane {
                         fresh.push((id.index(), inbound, outbound));
                     }
                 }
+                // Every lock before any change: a poisoned one fails the update with nothing
+                // changed (contexts swapped under keys not recorded would let a later update
+                // re-make a context under an unchanged key: keystream reuse).
+                let mut keys_slot = shared.keys.lock().map_err(lock_err)?;
+                let mut slots = Vec::with_capacity(shared.crypto.len());
+                for c in shared.crypto.iter() {
+                    slots.push(c.lock().map_err(lock_err)?);
+                }
                 for (i, inbound, outbound) in fresh {
-                    let mut slot = shared.crypto[i].lock().map_err(lock_err)?;
+                    let slot = &mut slots[i];
                     if inbound.is_some() {
                         slot.set_inbound(inbound);
                     }
@@ -919,8 +927,7 @@ impl Dataplane {
                 // to it no longer protected (the contexts, and their keys, are dropped).
                 for from in Side::BOTH {
                     for kind in Kind::BOTH {
-                        let id = StreamId { from, kind };
-                        let mut slot = shared.crypto[id.index()].lock().map_err(lock_err)?;
+                        let slot = &mut slots[StreamId { from, kind }.index()];
                         if off[from as usize] {
                             slot.set_inbound(None);
                         }
@@ -932,7 +939,7 @@ impl Dataplane {
                 for (i, k) in keys.iter().enumerate() {
                     m.srtp[i] = k.as_ref().map(|k| k.suite().name().to_string());
                 }
-                *shared.keys.lock().map_err(lock_err)? = keys;
+                *keys_slot = keys;
             }
             for (i, r) in remotes.into_iter().enumerate() {
                 if let Some(r) = r {

@@ -165,10 +165,18 @@ pub fn accept_answer(
     plan: &Plan,
     answer: &StreamCrypto,
 ) -> Result<Use, Refused> {
+    // The answer's protocol is the offer's (RFC 3264 §6).
+    if answer.savp != plan.savp {
+        return Err(refuse(
+            side,
+            if plan.savp {
+                "RTP/AVP answered to an RTP/SAVP offer"
+            } else {
+                "RTP/SAVP answered to an RTP/AVP offer"
+            },
+        ));
+    }
     if plan.crypto.is_empty() {
-        if answer.savp {
-            return Err(refuse(side, "RTP/SAVP answered to a plain RTP offer"));
-        }
         return Ok(Use::Plain);
     }
     let mut usable = answer.crypto.iter().filter_map(|c| c.as_ref().ok());
@@ -357,10 +365,25 @@ mod tests {
             &plan,
             &offer("RTP/AVP", &[]),
         )
+        .expect_err("the offer's protocol");
+        assert!(
+            r.reason
+                .starts_with("gateway side: RTP/AVP answered to an RTP/SAVP offer"),
+            "{}",
+            r.reason
+        );
+        let r = accept_answer(
+            LegPolicy::Required,
+            "gateway",
+            &plan,
+            &offer("RTP/SAVP", &[]),
+        )
         .expect_err("required");
         assert!(
             r.reason
-                .starts_with("gateway side: media encryption is required")
+                .starts_with("gateway side: media encryption is required"),
+            "{}",
+            r.reason
         );
         let best_effort = plan_offer(LegPolicy::Optional).expect("plan");
         assert_eq!(

@@ -206,7 +206,7 @@ impl Engine {
             Event::Request { key, from, message } => {
                 self.request(key, from, *message, out, topo, now)
             }
-            Event::Ack { message, .. } => self.ack(*message, out),
+            Event::Ack { message, .. } => self.ack(*message, out, now),
             Event::Response { key, message } => self.response(key, *message, out, now),
             Event::Timeout { key } => self.timeout(key, out, now),
             Event::Refused {
@@ -498,7 +498,7 @@ impl Engine {
                 let crypto = call
                     .sec
                     .as_ref()
-                    .map(|s| s.rewrites(call.a_side.other(), o.media.len()))
+                    .map(|s| s.rewrites(call.a_side.other(), o, Writing::Offer))
                     .unwrap_or_default();
                 match o.rewrite_with(&call.anchors(call.a_side.other(), o), &crypto) {
                     Ok(s) => Some(s.into_bytes()),
@@ -729,9 +729,21 @@ impl Engine {
                     att.leg.learn(&m, true);
                 }
                 call.phase = Phase::Early;
-                let body = self
-                    .answer_body(id, a_side.other(), &m, SdpKind::Answer, out)
-                    .unwrap_or_default();
+                let body = match self.answer_body(id, a_side.other(), &m, SdpKind::Answer, out) {
+                    Ok(b) => b,
+                    Err(why) => {
+                        // An early answer Mediator cannot use: the attempt is CANCELled and
+                        // the caller gets 488 (with 100rel the 2xx may carry no SDP at all).
+                        tracing::info!(call = id, why, "the early answer is refused");
+                        if let Some(call) = self.calls.get_mut(&id)
+                            && let Some(att) = call.attempt.take()
+                        {
+                            self.orphan(att, true, out, now);
+                        }
+                        self.fail(id, 488, &why, out, now);
+                        return;
+                    }
+                };
                 let Some(call) = self.calls.get_mut(&id) else {
                     return;
                 };
@@ -890,6 +902,9 @@ impl Engine {
                     self.answer_relayed(&skey, &sreq, 408, out, now);
                     if let Some(c) = self.calls.get_mut(&call) {
                         c.negotiating = false;
+                        if let Some(sec) = c.sec.as_mut() {
+                            sec.drop_reoffer();
+                        }
                     }
                 }
             }
@@ -961,7 +976,7 @@ impl Engine {
         }
     }
 
-    fn ack(&mut self, m: Message, out: &mut Vec<Action>) {
+    fn ack(&mut self, m: Message, out: &mut Vec<Action>, now: Instant) {
         let Some(tag) = m.summary.to_tag.clone() else {
             return;
         };
@@ -985,12 +1000,17 @@ impl Engine {
             call.pending_ack = Some(p);
             return;
         }
+        let mut refused = None;
         let body = if m.body().is_empty() {
             None
         } else {
-            self.answer_body(id, side, &m, SdpKind::Answer, out)
-                .ok()
-                .flatten()
+            match self.answer_body(id, side, &m, SdpKind::Answer, out) {
+                Ok(b) => b,
+                Err(why) => {
+                    refused = Some(why);
+                    None
+                }
+            }
         };
         let branch = self.branch();
         let Some(call) = self.calls.get_mut(&id) else {
@@ -1010,6 +1030,19 @@ impl Engine {
             let bytes = ack.to_bytes();
             call.acks[slot(p.to)] = Some(bytes.clone());
             out.push(Action::Send { to: peer, bytes });
+        }
+        if let Some(why) = refused {
+            // The answer in the ACK (to an offer in a 2xx) fails: the legs disagree on their
+            // media, so the call ends with the reason.
+            tracing::info!(
+                call = id,
+                why,
+                "the answer in an ACK is refused; hanging up"
+            );
+            if let Some(sec) = self.calls.get_mut(&id).and_then(|c| c.sec.as_mut()) {
+                sec.drop_reoffer();
+            }
+            self.hangup(id, 488, &why, out, now);
         }
     }
 
@@ -1081,6 +1114,51 @@ impl Engine {
         self.fail(id, 488, why, out, now);
     }
 
+    /// A 2xx whose SDP Mediator cannot use in a call in progress (a policy it fails, a stream it
+    /// cannot anchor): the request's sender gets 488 (its session stays as it was), the 2xx is
+    /// ACKed, and the call — whose legs now disagree on their media — is hung up with the reason.
+    #[allow(clippy::too_many_arguments)]
+    fn refuse_in_dialog_answer(
+        &mut self,
+        id: CallId,
+        to: Side,
+        skey: &TxKey,
+        sreq: &Message,
+        m: &Message,
+        why: &str,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        tracing::info!(call = id, why, "an in-dialog answer is refused; hanging up");
+        let bytes = build_response(
+            sreq,
+            488,
+            reason_phrase(488),
+            "",
+            &[("Warning", warning(why))],
+            None,
+        );
+        let step = self.layer.respond(skey, 488, bytes, now);
+        emit(out, step);
+        let branch = self.branch();
+        if let Some(call) = self.calls.get_mut(&id) {
+            if let Some(sec) = call.sec.as_mut() {
+                sec.drop_reoffer();
+            }
+            if m.method().is_none()
+                && m.summary.cseq_method.eq_ignore_ascii_case("INVITE")
+                && let Some(leg) = call.leg_mut(to)
+                && let Ok(ack) = leg.request("ACK", &branch, Some(m.summary.cseq), &[], None)
+            {
+                out.push(Action::Send {
+                    to: leg.peer,
+                    bytes: ack.to_bytes(),
+                });
+            }
+        }
+        self.hangup(id, 488, why, out, now);
+    }
+
     /// Ends an answered call from Mediator's side: BYE to both legs.
     fn hangup(&mut self, id: CallId, status: u16, why: &str, out: &mut Vec<Action>, now: Instant) {
         tracing::info!(call = id, why, "hanging up");
@@ -1116,6 +1194,17 @@ impl Engine {
             return;
         }
         let offer = matches!(method.as_str(), "INVITE" | "UPDATE") && is_sdp(&m);
+        if method == "PRACK" && is_sdp(&m) && call.anchored() {
+            self.reply(
+                &key,
+                &m,
+                488,
+                "an offer or answer in PRACK is not supported",
+                out,
+                now,
+            );
+            return;
+        }
         if (method == "INVITE" || offer) && call.negotiating {
             self.reply(&key, &m, 491, "another offer is in progress", out, now);
             return;
@@ -1205,6 +1294,12 @@ impl Engine {
         let was_offer = method == "INVITE" || (method == "UPDATE" && is_sdp(&sreq));
         if was_offer {
             call.negotiating = false;
+            if status >= 300
+                && let Some(sec) = call.sec.as_mut()
+            {
+                // A refused or failed re-offer leaves the session as it was (RFC 3264 §8).
+                sec.drop_reoffer();
+            }
         }
         if (200..300).contains(&status)
             && let Some(leg) = call.leg_mut(to)
@@ -1212,11 +1307,17 @@ impl Engine {
             leg.refresh_target(&m);
         }
         let body = if (200..300).contains(&status) && is_sdp(&m) {
-            match self.answer_body(id, to, &m, SdpKind::Answer, out) {
+            // An answer to the relayed offer, or the offer in a 2xx to an INVITE without SDP.
+            let kind = if is_sdp(&sreq) {
+                SdpKind::Answer
+            } else {
+                SdpKind::Offer
+            };
+            match self.answer_body(id, to, &m, kind, out) {
                 Ok(b) => b,
                 Err(why) => {
-                    tracing::warn!(call = id, why, "unusable SDP answer");
-                    None
+                    self.refuse_in_dialog_answer(id, to, &skey, &sreq, &m, &why, out, now);
+                    return;
                 }
             }
         } else {

@@ -307,14 +307,16 @@ impl Crypto {
         Zeroizing::new(s)
     }
 
-    /// Mediator's answer to this offered attribute: the same tag, suite, lifetime and MKI length
-    /// (the MKI value 1), with a fresh key of its own.
+    /// Mediator's answer to this offered attribute: the same tag, suite and MKI length (the MKI
+    /// value 1), with a fresh key of its own. No lifetime: the peer's lifetime is about the
+    /// peer's key, and Mediator's key is good for the suite's maximum (the relay re-keys on
+    /// nothing sooner).
     pub fn answer(&self) -> Result<Crypto, SdesError> {
         Ok(Crypto {
             tag: self.tag,
             suite: self.suite,
             key: MasterKey::generate(self.suite)?,
-            lifetime_log2: self.lifetime_log2,
+            lifetime_log2: None,
             mki: self.mki.map(|m| Mki {
                 value: 1,
                 len: m.len,
@@ -408,12 +410,13 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_keeps_tag_suite_lifetime_and_mki_length_with_a_new_key() {
+    fn an_answer_keeps_tag_suite_and_mki_length_with_a_new_key_and_no_lifetime() {
         let offer = Crypto::parse(LYNC).expect("parses");
         let ans = offer.answer().expect("answer");
         assert_eq!(
             (ans.tag, ans.suite, ans.lifetime_log2),
-            (2, offer.suite, Some(31))
+            (2, offer.suite, None),
+            "the offer's 2^31 is about the peer's key"
         );
         assert_eq!(ans.mki, Some(Mki { value: 1, len: 1 }));
         assert_ne!(ans.key, offer.key, "never the peer's key");

@@ -76,9 +76,12 @@ impl Media {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Sdp {
     lines: Vec<String>,
+    /// Key lines Mediator never passes on when it is the crypto endpoint: session-level
+    /// `a=crypto`, `k=` (RFC 4566's clear-text keys) and `a=key-mgmt` (MIKEY).
+    key_lines: Vec<usize>,
     origin: usize,
     session_conn: Option<(usize, IpAddr)>,
     session_direction: Option<Direction>,
@@ -153,6 +156,18 @@ fn family(ip: IpAddr) -> &'static str {
     if ip.is_ipv4() { "IP4" } else { "IP6" }
 }
 
+/// Only the shape: the lines may hold keys (`a=crypto`), which never go into a log.
+impl std::fmt::Debug for Sdp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let media: Vec<String> = self
+            .media
+            .iter()
+            .map(|m| format!("{} {} {}", m.kind, m.port, m.proto))
+            .collect();
+        write!(f, "Sdp({} lines, media {media:?})", self.lines.len())
+    }
+}
+
 impl Sdp {
     pub fn parse(text: &str) -> Result<Sdp, SdpError> {
         if text.len() > MAX_SDP_BYTES {
@@ -171,6 +186,7 @@ impl Sdp {
         }
         let mut sdp = Sdp {
             lines: Vec::new(),
+            key_lines: Vec::new(),
             origin: usize::MAX,
             session_conn: None,
             session_direction: None,
@@ -199,6 +215,7 @@ impl Sdp {
                 }
                 (b'c', None) => sdp.session_conn = Some((i, parse_conn(value, n)?)),
                 (b'c', Some(m)) => m.conn = Some((i, parse_conn(value, n)?)),
+                (b'k', _) => sdp.key_lines.push(i),
                 (b'm', _) => {
                     if sdp.media.len() >= MAX_MEDIA {
                         return Err(err(n, format!("more than {MAX_MEDIA} m-lines")));
@@ -255,6 +272,7 @@ impl Sdp {
                         }
                         ("rtcp-mux", Some(m)) => m.rtcp_mux = true,
                         ("crypto", Some(m)) => m.crypto.push(i),
+                        ("crypto", None) | ("key-mgmt", _) => sdp.key_lines.push(i),
                         (d, Some(m)) if Direction::parse(d).is_some() => {
                             m.direction = Direction::parse(d)
                         }
@@ -347,7 +365,9 @@ impl Sdp {
     }
 
     /// [`Sdp::rewrite`], and for each m-line i with `crypto[i]` set, its protocol and its
-    /// `a=crypto` attributes replaced by Mediator's own (the peer's keys never pass on).
+    /// `a=crypto` attributes replaced by Mediator's own (the peer's keys never pass on). With any
+    /// `crypto` given, the key lines outside the m-lines' `a=crypto` (session-level `a=crypto`,
+    /// `k=`, `a=key-mgmt`) are dropped too.
     pub fn rewrite_with(
         &self,
         anchors: &[Option<Anchor>],
@@ -357,6 +377,11 @@ impl Sdp {
         let mut inserts: Vec<(usize, String)> = Vec::new();
         // Lines to drop (the peer's a=crypto), by original index.
         let mut dropped = vec![false; lines.len()];
+        if !crypto.is_empty() {
+            for &i in &self.key_lines {
+                dropped[i] = true;
+            }
+        }
         for (m, cr) in self.media.iter().zip(crypto) {
             let Some(cr) = cr else { continue };
             let mut tokens: Vec<&str> = self.lines[m.start][2..].split_whitespace().collect();

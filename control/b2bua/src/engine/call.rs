@@ -10,6 +10,8 @@ pub(super) struct Stream {
     pub(super) relay: String,
     /// The relay's address and ports facing the pool [0] and the gateway [1].
     pub(super) anchors: [Anchor; 2],
+    /// Where each side's peer receives, as its last SDP said (for key changes of that side).
+    pub(super) remotes: [Option<Remote>; 2],
 }
 
 pub(super) fn slot(side: Side) -> usize {

@@ -4,10 +4,15 @@
 //! passthrough, where the peers' own `a=crypto` lines cross unchanged and the relay sees only
 //! ciphertext. The decisions are `crate::encryption`'s; this file applies them to SDP and to the
 //! relay's sessions.
+//!
+//! A re-offer (re-INVITE, UPDATE, or the offer in a 2xx to an SDP-less re-INVITE) changes nothing
+//! until its answer is accepted: the offerer's new use waits as `pending`, and a refused or failed
+//! re-offer leaves the session as it was (RFC 3264 §8).
 
 use super::*;
 use crate::encryption::{LegPolicy, Plan, Refused, StreamCrypto, Use, accept_answer, accept_offer};
 use crate::media::{MasterKey, SrtpChange, SrtpKeys, Suite};
+use crate::sdes::{Crypto, choose};
 use crate::sdp::CryptoRewrite;
 
 /// One leg of one stream.
@@ -15,7 +20,7 @@ use crate::sdp::CryptoRewrite;
 pub(super) struct LegSec {
     /// The m= line's protocol on this leg (RTP/AVP, RTP/SAVP, …).
     pub(super) proto: String,
-    /// Mediator's last offer to this leg.
+    /// Mediator's outstanding offer to this leg.
     pub(super) plan: Option<Plan>,
     /// What the leg uses once negotiated.
     pub(super) used: Option<Use>,
@@ -23,11 +28,25 @@ pub(super) struct LegSec {
     pub(super) keyed: bool,
 }
 
+/// A re-offer's new use for its offerer's leg, applied once the other leg's answer is accepted.
+#[derive(Debug)]
+pub(super) struct Pending {
+    from: Side,
+    used: Use,
+    proto: String,
+}
+
+/// The last offer in passthrough: its side, RTP/SAVP or not, and its (tag, suite) pairs.
+type Offered = (Side, bool, Vec<(u32, Suite)>);
+
 #[derive(Debug)]
 pub(super) struct StreamSec {
     pub(super) index: usize,
     /// By [`slot`]: the pool's leg, the gateway's leg.
     pub(super) legs: [LegSec; 2],
+    pending: Option<Pending>,
+    /// In passthrough: the last offer's side, RTP/SAVP or not, and its (tag, suite) pairs.
+    offered: Option<Offered>,
     /// In passthrough: the suite the peers agreed on end to end.
     pub(super) end_to_end: Option<Suite>,
 }
@@ -42,10 +61,24 @@ pub(super) struct Sec {
     pub(super) streams: Vec<StreamSec>,
 }
 
+/// What an SDP Mediator writes is, toward its receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Writing {
+    Offer,
+    Answer,
+}
+
 fn side_name(side: Side) -> &'static str {
     match side {
         Side::Pool => "pool",
         Side::Gateway => "gateway",
+    }
+}
+
+fn refused(side: Side, reason: impl std::fmt::Display) -> Refused {
+    Refused {
+        status: 488,
+        reason: format!("{} side: {reason}", side_name(side)),
     }
 }
 
@@ -79,11 +112,26 @@ fn stream_crypto(sdp: &Sdp, index: usize) -> StreamCrypto {
     StreamCrypto::new(proto, values)
 }
 
-fn rewrite(proto: &str, crypto: &[&crate::sdes::Crypto]) -> CryptoRewrite {
+fn proto_of(sdp: &Sdp, index: usize) -> String {
+    sdp.crypto(index)
+        .map(|(p, _)| p.to_string())
+        .unwrap_or_default()
+}
+
+/// The m-lines of `sdp` the relay anchors (RTP with a port).
+fn anchored(sdp: &Sdp) -> Vec<usize> {
+    sdp.streams().iter().map(|s| s.index).collect()
+}
+
+fn rewrite(proto: &str, crypto: &[&Crypto]) -> CryptoRewrite {
     CryptoRewrite {
         proto: proto.to_string(),
         crypto: crypto.iter().map(|c| c.to_sdp()).collect(),
     }
+}
+
+fn is_srtp(u: &Option<Use>) -> bool {
+    matches!(u, Some(Use::Srtp { .. }))
 }
 
 /// Keys held for a side until its peer's answer names the real ones: packets from that peer
@@ -104,6 +152,16 @@ fn placeholder() -> Result<SrtpKeys, Refused> {
     })
 }
 
+/// The (tag, suite) pairs of an offer's usable attributes, for passthrough.
+fn pairs(sc: &StreamCrypto) -> Vec<(u32, Suite)> {
+    sc.crypto
+        .iter()
+        .filter_map(|c| c.as_ref().ok())
+        .filter(|c| c.refusal().is_none())
+        .map(|c| (c.tag, c.suite))
+        .collect()
+}
+
 impl Sec {
     /// The caller's offer against its leg's policy: each anchored stream's use, or the refusal
     /// (488 with the reason) for the whole call.
@@ -114,22 +172,21 @@ impl Sec {
     ) -> Result<Sec, Refused> {
         let a = slot(a_side);
         let mut streams = Vec::new();
-        for s in offer.streams() {
-            let sc = stream_crypto(offer, s.index);
+        for index in anchored(offer) {
+            let sc = stream_crypto(offer, index);
             let used = accept_offer(policy[a], side_name(a_side), &sc)?;
             let mut legs: [LegSec; 2] = Default::default();
             legs[a] = LegSec {
-                proto: offer
-                    .crypto(s.index)
-                    .map(|(p, _)| p.to_string())
-                    .unwrap_or_default(),
+                proto: proto_of(offer, index),
                 plan: None,
                 used: Some(used),
                 keyed: false,
             };
             streams.push(StreamSec {
-                index: s.index,
+                index,
                 legs,
+                pending: None,
+                offered: Some((a_side, sc.savp, pairs(&sc))),
                 end_to_end: None,
             });
         }
@@ -146,7 +203,7 @@ impl Sec {
             && self
                 .streams
                 .iter()
-                .all(|s| matches!(s.legs[slot(a_side)].used, Some(Use::Srtp { .. })))
+                .all(|s| is_srtp(&s.legs[slot(a_side)].used))
     }
 
     /// Mediator's fresh offer to the callee's leg under `policy` (a new key per stream and suite).
@@ -157,7 +214,7 @@ impl Sec {
             return Ok(());
         }
         for s in &mut self.streams {
-            let caller_srtp = matches!(s.legs[slot(a_side)].used, Some(Use::Srtp { .. }));
+            let caller_srtp = is_srtp(&s.legs[slot(a_side)].used);
             let plan =
                 crate::encryption::plan_offer(callee_policy(policy, caller_srtp)).map_err(|e| {
                     Refused {
@@ -192,7 +249,7 @@ impl Sec {
             return Ok(keys);
         };
         let (a, b) = (slot(a_side), slot(a_side.other()));
-        let caller_srtp = matches!(s.legs[a].used, Some(Use::Srtp { .. }));
+        let caller_srtp = is_srtp(&s.legs[a].used);
         if let Some(Use::Srtp { peer, ours }) = &s.legs[a].used {
             keys[a] = Some(SrtpKeys::of(peer, ours));
             s.legs[a].keyed = true;
@@ -207,51 +264,70 @@ impl Sec {
         Ok(keys)
     }
 
-    /// What Mediator writes for each m-line of an SDP sent to `toward`: its offer there, or its
-    /// answer. `None` (passthrough, or a stream not anchored) leaves the m-line's crypto as is.
-    pub(super) fn rewrites(&self, toward: Side, lines: usize) -> Vec<Option<CryptoRewrite>> {
-        let mut out = vec![None; lines];
+    /// What Mediator writes for each m-line of `sdp` sent to `toward`, as an offer (its plan
+    /// there) or an answer (what the leg uses). Every m-line Mediator does not negotiate keeps
+    /// its protocol and loses its `a=crypto` lines. Empty in passthrough: the SDP's crypto passes
+    /// as it is.
+    pub(super) fn rewrites(
+        &self,
+        toward: Side,
+        sdp: &Sdp,
+        writing: Writing,
+    ) -> Vec<Option<CryptoRewrite>> {
         if self.passthrough {
-            return out;
+            return Vec::new();
         }
         let t = slot(toward);
-        for s in &self.streams {
+        let mut out: Vec<Option<CryptoRewrite>> = sdp
+            .media
+            .iter()
+            .map(|m| Some(rewrite(&m.proto, &[])))
+            .collect();
+        let live = anchored(sdp);
+        for s in self.streams.iter().filter(|s| live.contains(&s.index)) {
             let leg = &s.legs[t];
             let Some(x) = out.get_mut(s.index) else {
                 continue;
             };
-            *x = match (&leg.plan, &leg.used) {
-                // Answered (or negotiated): Mediator's own attribute, or none.
-                (_, Some(Use::Srtp { ours, .. })) => Some(rewrite(&leg.proto, &[ours])),
-                (_, Some(Use::Plain)) => Some(rewrite(&leg.proto, &[])),
-                (Some(plan), None) => {
-                    Some(rewrite(&leg.proto, &plan.crypto.iter().collect::<Vec<_>>()))
-                }
-                (None, None) => Some(rewrite(&leg.proto, &[])),
+            // An answer to a leg whose own re-offer is pending: its new use.
+            let pending = s.pending.as_ref().filter(|p| p.from == toward);
+            let (proto, used) = match pending {
+                Some(p) => (p.proto.as_str(), Some(&p.used)),
+                None => (leg.proto.as_str(), leg.used.as_ref()),
             };
+            *x = Some(match (writing, &leg.plan, used) {
+                (Writing::Offer, Some(plan), _) => {
+                    rewrite(&leg.proto, &plan.crypto.iter().collect::<Vec<_>>())
+                }
+                (_, _, Some(Use::Srtp { ours, .. })) => rewrite(proto, &[ours]),
+                _ => rewrite(proto, &[]),
+            });
         }
         out
     }
 
-    /// An answer from `from`'s leg to Mediator's offer there: what each stream uses now, and
-    /// the relay's key changes by stream index. A refusal names the policy it fails.
+    /// An answer from `from`'s leg to Mediator's offer there: what each stream uses now (and a
+    /// pending re-offer of the other leg applied), and the relay's key changes by stream and
+    /// side. A refusal names the policy it fails and changes nothing.
     pub(super) fn on_answer(
         &mut self,
         from: Side,
         sdp: &Sdp,
-    ) -> Result<Vec<(usize, SrtpChange)>, Refused> {
-        let f = slot(from);
+    ) -> Result<Vec<(usize, Side, SrtpChange)>, Refused> {
+        let (f, o) = (slot(from), slot(from.other()));
+        let live = anchored(sdp);
         if self.passthrough {
-            let suites = self.check_passthrough_answer(from, sdp)?;
+            let suites = self.check_passthrough_answer(from, sdp, &live)?;
             for (s, suite) in self.streams.iter_mut().zip(suites) {
-                s.end_to_end = suite;
+                if suite.is_some() {
+                    s.end_to_end = suite;
+                }
             }
             return Ok(Vec::new());
         }
         let mut uses = Vec::new();
-        for s in &self.streams {
-            let leg = &s.legs[f];
-            let Some(plan) = &leg.plan else {
+        for s in self.streams.iter().filter(|s| live.contains(&s.index)) {
+            let Some(plan) = &s.legs[f].plan else {
                 continue;
             };
             let used = accept_answer(
@@ -260,6 +336,13 @@ impl Sec {
                 plan,
                 &stream_crypto(sdp, s.index),
             )?;
+            if matches!(used, Use::Srtp { .. }) && !s.legs[f].keyed {
+                return Err(refused(
+                    from,
+                    "SRTP answered on a stream whose relay session is plain (an earlier answer \
+                     was plain); SRTP cannot start mid-session",
+                ));
+            }
             uses.push((s.index, used));
         }
         // Every stream is acceptable: only now is anything changed.
@@ -268,12 +351,21 @@ impl Sec {
             let Some(s) = self.streams.iter_mut().find(|s| s.index == index) else {
                 continue;
             };
+            if let Some(p) = s.pending.take() {
+                let leg = &mut s.legs[o];
+                if let Use::Srtp { peer, ours } = &p.used {
+                    changes.push((
+                        index,
+                        from.other(),
+                        SrtpChange::Keys(SrtpKeys::of(peer, ours)),
+                    ));
+                }
+                leg.used = Some(p.used);
+                leg.proto = p.proto;
+            }
             let leg = &mut s.legs[f];
             let change = match &used {
-                Use::Srtp { peer, ours } => {
-                    leg.keyed = true;
-                    SrtpChange::Keys(SrtpKeys::of(peer, ours))
-                }
+                Use::Srtp { peer, ours } => SrtpChange::Keys(SrtpKeys::of(peer, ours)),
                 Use::Plain if leg.keyed => {
                     leg.keyed = false;
                     SrtpChange::Off
@@ -281,120 +373,126 @@ impl Sec {
                 Use::Plain => SrtpChange::Keep,
             };
             leg.used = Some(used);
-            changes.push((index, change));
+            changes.push((index, from, change));
         }
         Ok(changes)
     }
 
-    /// In passthrough the relay sees no keys, but the policies still hold: a leg that requires
-    /// SRTP gets an answer with a key the caller offered, or the call fails.
+    /// In passthrough the relay sees no keys, but the policies still hold: the answer picks one
+    /// of the offer's attributes (tag and suite), a leg that requires SRTP gets one, and an
+    /// RTP/SAVP offer is not answered in clear. The agreed suite per stream.
     fn check_passthrough_answer(
         &self,
         from: Side,
         sdp: &Sdp,
+        live: &[usize],
     ) -> Result<Vec<Option<Suite>>, Refused> {
         let required = self.policy.contains(&LegPolicy::Required);
         let mut suites = Vec::new();
         for s in &self.streams {
+            if !live.contains(&s.index) {
+                suites.push(None);
+                continue;
+            }
             let answer = stream_crypto(sdp, s.index);
-            let offered = match &s.legs[slot(from.other())].used {
-                Some(Use::Srtp { peer, .. }) => Some(peer),
-                _ => None,
+            let (savp, offered) = match &s.offered {
+                Some((by, savp, pairs)) if *by == from.other() => (*savp, pairs.as_slice()),
+                _ => (false, &[][..]),
             };
-            let chosen = answer.crypto.iter().find_map(|c| c.as_ref().ok());
-            match (chosen, offered) {
-                (Some(c), Some(o)) if c.suite == o.suite => {
+            match answer.crypto.iter().find_map(|c| c.as_ref().ok()) {
+                Some(c) => {
+                    if !offered.contains(&(c.tag, c.suite)) {
+                        return Err(refused(
+                            from,
+                            format!(
+                                "the answer's crypto tag {} ({}) was not offered",
+                                c.tag,
+                                c.suite.name()
+                            ),
+                        ));
+                    }
                     if let Some(r) = c.refusal() {
-                        return Err(Refused {
-                            status: 488,
-                            reason: format!("{} side: {r}", side_name(from)),
-                        });
+                        return Err(refused(from, r));
                     }
                     suites.push(Some(c.suite));
-                    continue;
                 }
-                (Some(c), _) => {
-                    return Err(Refused {
-                        status: 488,
-                        reason: format!(
-                            "{} side: the answer's crypto tag {} ({}) is not the suite the other side offered first; with srtp_passthrough both sides must use one suite",
-                            side_name(from),
-                            c.tag,
-                            c.suite.name()
-                        ),
-                    });
+                None if required || savp || answer.savp => {
+                    return Err(refused(
+                        from,
+                        "media encryption is required (or RTP/SAVP was offered), but the \
+                         answer has no usable a=crypto",
+                    ));
                 }
-                (None, _) if required || answer.savp => {
-                    return Err(Refused {
-                        status: 488,
-                        reason: format!(
-                            "{} side: media encryption is required, but the answer has no usable a=crypto",
-                            side_name(from)
-                        ),
-                    });
-                }
-                (None, _) => {}
+                None => suites.push(None),
             }
-            suites.push(None);
         }
         Ok(suites)
     }
 
-    /// A new offer from `from`'s leg inside the dialog (a re-INVITE or UPDATE): its use under
-    /// the leg's policy, Mediator's key kept where the suite stays, and Mediator's re-offer to
-    /// the other leg with the keys it already uses there. Switching a leg between SRTP and RTP
-    /// mid-call is refused (488).
-    pub(super) fn on_reoffer(
-        &mut self,
-        from: Side,
-        sdp: &Sdp,
-    ) -> Result<Vec<(usize, SrtpChange)>, Refused> {
-        if self.passthrough {
-            return Ok(Vec::new());
-        }
+    /// A new offer from `from`'s leg inside the dialog: checked against the leg's policy and
+    /// kept pending until the other leg answers; Mediator's re-offer to the other leg carries
+    /// the keys it already uses there. Mediator's own key stays where the suite stays (RFC 4568
+    /// §7.1.4), under the tag the peer chose now. Switching a leg between SRTP and RTP mid-call is
+    /// refused (488). Nothing changes until [`Sec::on_answer`].
+    pub(super) fn on_reoffer(&mut self, from: Side, sdp: &Sdp) -> Result<(), Refused> {
         let (f, o) = (slot(from), slot(from.other()));
+        let live = anchored(sdp);
+        if self.passthrough {
+            let required = self.policy.contains(&LegPolicy::Required);
+            let mut offers = Vec::new();
+            for s in self.streams.iter().filter(|s| live.contains(&s.index)) {
+                let sc = stream_crypto(sdp, s.index);
+                if required && let Err(why) = choose(&sc.crypto) {
+                    return Err(refused(
+                        from,
+                        format!("media encryption is required: {why}"),
+                    ));
+                }
+                offers.push((s.index, (from, sc.savp, pairs(&sc))));
+            }
+            for (index, offered) in offers {
+                if let Some(s) = self.streams.iter_mut().find(|s| s.index == index) {
+                    s.offered = Some(offered);
+                }
+            }
+            return Ok(());
+        }
         let mut uses = Vec::new();
-        for s in &self.streams {
+        for s in self.streams.iter().filter(|s| live.contains(&s.index)) {
             let sc = stream_crypto(sdp, s.index);
             let mut used = accept_offer(self.policy[f], side_name(from), &sc)?;
-            let old = &s.legs[f].used;
-            match (old, &mut used) {
+            match (&s.legs[f].used, &mut used) {
+                // A best-effort key on a plain leg is ignored: the answer is plain.
                 (Some(Use::Plain), Use::Srtp { .. }) if !sc.savp => used = Use::Plain,
                 (Some(Use::Srtp { ours: old, .. }), Use::Srtp { peer, ours })
                     if old.suite == peer.suite =>
                 {
-                    // The same suite: Mediator's key stays (a new one would re-make the
-                    // relay's context for nothing), under the tag the peer chose now.
-                    *ours = crate::sdes::Crypto {
+                    *ours = Crypto {
                         tag: peer.tag,
                         ..old.clone()
                     };
                 }
                 (Some(Use::Srtp { .. }), Use::Srtp { .. }) | (Some(Use::Plain), Use::Plain) => {}
-                (Some(_), _) => {
-                    return Err(Refused {
-                        status: 488,
-                        reason: format!(
-                            "{} side: switching a stream between SRTP and RTP mid-call is not supported",
-                            side_name(from)
-                        ),
-                    });
+                _ => {
+                    return Err(refused(
+                        from,
+                        "switching a stream between SRTP and RTP mid-call is not supported",
+                    ));
                 }
-                (None, _) => {}
             }
-            uses.push((s.index, used));
+            if matches!(used, Use::Srtp { .. }) && !s.legs[f].keyed {
+                return Err(refused(
+                    from,
+                    "SRTP offered on a stream whose relay session is plain",
+                ));
+            }
+            uses.push((s.index, used, proto_of(sdp, s.index)));
         }
-        let mut changes = Vec::new();
-        for (index, used) in uses {
+        for (index, used, proto) in uses {
             let Some(s) = self.streams.iter_mut().find(|s| s.index == index) else {
                 continue;
             };
-            if let Use::Srtp { peer, ours } = &used {
-                changes.push((index, SrtpChange::Keys(SrtpKeys::of(peer, ours))));
-            }
-            s.legs[f].used = Some(used);
-            s.legs[f].plan = None;
-            // Mediator re-offers the other leg what it uses there now.
+            s.pending = Some(Pending { from, used, proto });
             let other = &mut s.legs[o];
             other.plan = Some(match &other.used {
                 Some(Use::Srtp { ours, .. }) => Plan {
@@ -406,9 +504,17 @@ impl Sec {
                     crypto: Vec::new(),
                 },
             });
-            other.used = None;
         }
-        Ok(changes)
+        Ok(())
+    }
+
+    /// A re-offer that was refused, failed or timed out: the session stays as it was.
+    pub(super) fn drop_reoffer(&mut self) {
+        for s in &mut self.streams {
+            if let Some(p) = s.pending.take() {
+                s.legs[slot(p.from.other())].plan = None;
+            }
+        }
     }
 
     /// The suite each leg of stream `index` uses, for the API ("" for plain RTP).

@@ -95,11 +95,18 @@ impl Engine {
                     let (Some(p), Some(g)) = (s.pool, s.gateway) else {
                         continue;
                     };
+                    let mut remotes = [None, None];
+                    remotes[slot(call.a_side)] = call
+                        .offer
+                        .as_ref()
+                        .and_then(|o| o.streams().into_iter().find(|x| x.index == index))
+                        .map(|x| remote(&x));
                     call.streams.push(Stream {
                         index,
                         session_id: s.session_id,
                         relay,
                         anchors: [p, g],
+                        remotes,
                     });
                 }
                 self.send_invite(id, &mut out, now);
@@ -114,8 +121,9 @@ impl Engine {
 
     /// The SDP of a message from `from`'s side, re-pointed at the relay for the other side and
     /// with Mediator's own crypto for that side; updates the sessions with where `from`'s peer
-    /// receives and with its keys. `kind` says whether the SDP answers Mediator's offer to
-    /// `from` or is a new offer from it. `None` when there is no SDP. A refusal changes nothing.
+    /// receives and with the keys now in force. `kind` says whether the SDP answers Mediator's
+    /// offer to `from` or is a new offer from it. `None` when there is no SDP. A refusal changes
+    /// nothing.
     pub(super) fn answer_body(
         &mut self,
         id: CallId,
@@ -130,7 +138,8 @@ impl Engine {
         if !is_sdp(m) {
             return Ok((!m.body().is_empty()).then(|| m.body().to_vec()));
         }
-        if !call.anchored() {
+        let bypass = call.target().is_some_and(|t| t.bypass);
+        if bypass {
             return Ok(Some(m.body().to_vec()));
         }
         let sdp = std::str::from_utf8(m.body())
@@ -145,44 +154,56 @@ impl Engine {
                 "a stream was added; adding media streams mid-call is not supported".into(),
             );
         }
+        if !call.anchored() {
+            return Ok(Some(m.body().to_vec()));
+        }
         let keys = match call.sec.as_mut() {
             Some(sec) => match kind {
                 SdpKind::Answer => sec.on_answer(from, &sdp),
-                SdpKind::Offer => sec.on_reoffer(from, &sdp),
+                SdpKind::Offer => sec.on_reoffer(from, &sdp).map(|()| Vec::new()),
             }
             .map_err(|r| r.reason)?,
             None => Vec::new(),
         };
         let hold = sdp.on_hold();
-        for s in &streams {
-            let Some(st) = call.streams.iter().find(|c| c.index == s.index) else {
-                continue;
-            };
-            let spec = remote(s);
-            let (pool, gateway) = match from {
-                Side::Pool => (Some(spec), None),
-                Side::Gateway => (None, Some(spec)),
-            };
+        for st in &mut call.streams {
+            if let Some(s) = streams.iter().find(|s| s.index == st.index) {
+                st.remotes[slot(from)] = Some(remote(s));
+            }
+        }
+        for st in &call.streams {
+            let mine = streams.iter().find(|s| s.index == st.index).map(remote);
+            let mut sides: [Option<Remote>; 2] = [None, None];
+            sides[slot(from)] = mine;
             let mut srtp: [SrtpChange; 2] = Default::default();
-            if let Some((_, k)) = keys.iter().find(|(i, _)| *i == s.index) {
-                srtp[slot(from)] = k.clone();
+            for (_, side, change) in keys.iter().filter(|(i, _, _)| *i == st.index) {
+                // A key change for a side goes with that side's endpoints (unchanged).
+                sides[slot(*side)] = sides[slot(*side)].or(st.remotes[slot(*side)]);
+                srtp[slot(*side)] = change.clone();
+            }
+            if sides.iter().all(Option::is_none) {
+                continue;
             }
             out.push(Action::UpdateMedia {
                 pool: call.pool.clone(),
                 relay: st.relay.clone(),
                 request: Box::new(MediaUpdate {
                     session_id: st.session_id.clone(),
-                    pool,
-                    gateway,
+                    pool: sides[0],
+                    gateway: sides[1],
                     on_hold: Some(hold),
                     srtp,
                 }),
             });
         }
+        let writing = match kind {
+            SdpKind::Offer => Writing::Offer,
+            SdpKind::Answer => Writing::Answer,
+        };
         let crypto = call
             .sec
             .as_ref()
-            .map(|s| s.rewrites(from.other(), sdp.media.len()))
+            .map(|s| s.rewrites(from.other(), &sdp, writing))
             .unwrap_or_default();
         sdp.rewrite_with(&call.anchors(from.other(), &sdp), &crypto)
             .map(|s| Some(s.into_bytes()))

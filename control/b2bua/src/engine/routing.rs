@@ -254,6 +254,31 @@ impl Engine {
             return Ok(());
         };
         let a = call.a_side;
+        let t = &call.targets[i];
+        if t.bypass {
+            // The SDP passes end to end: the caller's leg policy still holds, and its keys never
+            // go in clear to a callee that is not on TLS.
+            let Some(offer) = &call.offer else {
+                return Ok(());
+            };
+            let mut policy = [LegPolicy::Off; 2];
+            policy[slot(a)] = call.a_policy;
+            Sec::of_offer(a, policy, offer)?;
+            let keyed = offer
+                .streams()
+                .iter()
+                .any(|s| offer.crypto(s.index).is_some_and(|(_, c)| !c.is_empty()));
+            if keyed && t.peer.transport != mediator_sip::Transport::Tls {
+                return Err(Refused {
+                    status: 488,
+                    reason: format!(
+                        "media bypass would send the caller's SDES keys in clear to {} (not TLS)",
+                        t.trunk
+                    ),
+                });
+            }
+            return Ok(());
+        }
         if call.sec.is_none() {
             let Some(offer) = &call.offer else {
                 return Ok(());
@@ -302,9 +327,7 @@ impl Engine {
                 call.tried.push((t.trunk.clone(), 488));
                 continue;
             }
-            if !t.bypass
-                && let Err(r) = self.prepare_encryption(id, i)
-            {
+            if let Err(r) = self.prepare_encryption(id, i) {
                 tracing::info!(call = id, status = r.status, why = %r.reason, "media encryption refused");
                 self.fail(id, r.status, &r.reason, out, now);
                 return;

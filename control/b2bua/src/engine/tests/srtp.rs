@@ -236,10 +236,10 @@ fn srtp_on_both_legs_with_a_key_per_leg() {
         "{}",
         c[0]
     );
+    assert!(c[0].ends_with("|1:1"), "the MKI length: {}", c[0]);
     assert!(
-        c[0].ends_with("|2^31|1:1"),
-        "lifetime and MKI length: {}",
-        c[0]
+        !c[0].contains("2^31"),
+        "no lifetime: the offer's is about its own key"
     );
     assert_eq!(key_of(&c[0]), b64(pool_keys.relay.bytes()));
     assert!(
@@ -438,7 +438,7 @@ fn an_answer_that_fails_the_policy_ends_the_call_with_488() {
     assert!(
         to_fe[0]
             .header("warning")
-            .is_some_and(|w| w.contains("gateway side: media encryption is required"))
+            .is_some_and(|w| w.contains("gateway side: RTP/AVP answered to an RTP/SAVP offer"))
     );
     let to_gw = sent_to(&a, gw_tls());
     let methods: Vec<_> = requests(&to_gw).iter().filter_map(|m| m.method()).collect();
@@ -503,10 +503,12 @@ fn a_re_invite_re_keys_one_leg_and_leaves_the_other() {
         "",
     );
     let a = r.msg(&reinvite, fe());
-    let upd = srtp_updates(&a, Side::Pool);
-    let k = keys(&upd[0]);
-    assert_eq!(b64(k.peer.bytes()), FE_KEY2, "the Front End's new key");
-    assert_eq!(b64(k.relay.bytes()), relay_pool_key, "Mediator's key stays");
+    assert!(
+        srtp_updates(&a, Side::Pool)
+            .iter()
+            .all(|c| *c == SrtpChange::Keep),
+        "nothing changes before the answer (RFC 3264 §8)"
+    );
     let re = requests(&sent_to(&a, gw_tls()))[0].clone();
     let reoffer = body(&re);
     let c = cryptos(&reoffer);
@@ -517,6 +519,18 @@ fn a_re_invite_re_keys_one_leg_and_leaves_the_other() {
         &respond(&re, 200, "gw1", Some(&gw_sdp("RTP/SAVP", &[gw_attr]))),
         gw_tls(),
     );
+    let upd = srtp_updates(&a, Side::Pool);
+    let k = keys(
+        upd.iter()
+            .find(|c| **c != SrtpChange::Keep)
+            .expect("a re-key"),
+    );
+    assert_eq!(
+        b64(k.peer.bytes()),
+        FE_KEY2,
+        "the Front End's new key, once answered"
+    );
+    assert_eq!(b64(k.relay.bytes()), relay_pool_key, "Mediator's key stays");
     let ok2 = sent_to(&a, fe())
         .into_iter()
         .find(|m| m.status() == Some(200))
@@ -667,5 +681,181 @@ fn optional_legs_keep_a_plain_call_plain() {
         cryptos(&body(&ok)).len(),
         1,
         "the pool side stays encrypted"
+    );
+}
+
+/// A re-offer the other leg refuses leaves the session as it was (RFC 3264 §8): no key change,
+/// and the next re-offer is judged against what is really in use.
+#[test]
+fn a_refused_re_offer_changes_nothing() {
+    let mut r = Run::new("srtp-reoffer-refused");
+    setup(
+        &mut r,
+        MediaEncryption::Required,
+        Transport::Tls,
+        SrtpMode::Required,
+        false,
+    );
+    let a = r.msg(
+        &fe_invite("s8", &fe_offer("RTP/SAVP", &[lync(1, FE_KEY)])),
+        fe(),
+    );
+    let (id, _) = create(&a).expect("sessions");
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw_tls()))[0].clone();
+    let gw_attr = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{GW_KEY}");
+    let a = r.msg(
+        &respond(
+            &inv,
+            200,
+            "gw1",
+            Some(&gw_sdp("RTP/SAVP", std::slice::from_ref(&gw_attr))),
+        ),
+        gw_tls(),
+    );
+    let ok = sent_to(&a, fe())[0].clone();
+    r.msg(&fe_in_dialog("ACK", &ok, 7, "ack-s8"), fe());
+    let reinvite = |cseq: u32, branch: &str, offer: &str| {
+        String::from_utf8(fe_in_dialog("INVITE", &ok, cseq, branch))
+            .expect("utf8")
+            .replace(
+                "Content-Length: 0\r\n\r\n",
+                &format!(
+                    "Contact: <sip:fe@198.18.1.2:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
+                    offer.len()
+                ),
+            )
+    };
+    let a = r.msg(
+        reinvite(8, "re-s8", &fe_offer("RTP/SAVP", &[lync(1, FE_KEY2)])).as_bytes(),
+        fe(),
+    );
+    let re = requests(&sent_to(&a, gw_tls()))[0].clone();
+    let a = r.msg(&respond(&re, 488, "gw1", None), gw_tls());
+    assert!(statuses(&sent_to(&a, fe())).contains(&488));
+    assert!(
+        a.iter()
+            .all(|x| !matches!(x, Action::UpdateMedia { request, .. }
+                if request.srtp.iter().any(|c| *c != SrtpChange::Keep))),
+        "no key changed"
+    );
+    // The next re-offer (same key) is answered with Mediator's same key: the session is intact.
+    let a = r.msg(
+        reinvite(9, "re2-s8", &fe_offer("RTP/SAVP", &[lync(1, FE_KEY)])).as_bytes(),
+        fe(),
+    );
+    let re = requests(&sent_to(&a, gw_tls()))[0].clone();
+    assert_eq!(cryptos(&body(&re)).len(), 1, "the keys in use re-offered");
+    let a = r.msg(
+        &respond(&re, 200, "gw1", Some(&gw_sdp("RTP/SAVP", &[gw_attr]))),
+        gw_tls(),
+    );
+    let ok2 = sent_to(&a, fe())
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .expect("200");
+    assert_eq!(cryptos(&body(&ok2)).len(), 1);
+    assert_eq!(r.e.calls(r.now)[0].state, "confirmed");
+}
+
+/// Keys outside the negotiated streams never cross: an m-line Mediator does not anchor (port
+/// 0) keeps its protocol and loses its `a=crypto`; session-level `a=crypto` and `k=` go too.
+#[test]
+fn keys_on_lines_mediator_does_not_negotiate_are_dropped() {
+    let mut r = Run::new("srtp-strip");
+    setup(
+        &mut r,
+        MediaEncryption::Supported,
+        Transport::Udp,
+        SrtpMode::NotSupported,
+        false,
+    );
+    let offer = format!(
+        "v=0\r\no=- 1 1 IN IP4 198.18.1.2\r\ns=-\r\nc=IN IP4 198.18.1.2\r\nt=0 0\r\nk=clear:{FE_KEY2}\r\na=crypto:9 AES_CM_128_HMAC_SHA1_80 inline:{FE_KEY2}\r\n\
+         m=audio 6000 RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=crypto:{}\r\n\
+         m=video 0 RTP/SAVP 96\r\na=crypto:{}\r\n",
+        lync(1, FE_KEY),
+        lync(2, FE_KEY2)
+    );
+    let a = r.msg(&fe_invite("s9", &offer), fe());
+    let (id, _) = create(&a).expect("sessions");
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let sent = body(&inv);
+    assert!(
+        !sent.contains(FE_KEY) && !sent.contains(FE_KEY2) && !sent.contains("k="),
+        "no key of the Front End's:\n{sent}"
+    );
+    assert!(sent.contains("m=video 0 RTP/SAVP 96"), "{sent}");
+}
+
+/// An early answer that fails the policy: the attempt is CANCELled and the caller gets 488,
+/// rather than the call going on without an answer it can use.
+#[test]
+fn an_early_answer_that_fails_the_policy_cancels_the_attempt() {
+    let mut r = Run::new("srtp-early");
+    setup(
+        &mut r,
+        MediaEncryption::Required,
+        Transport::Tls,
+        SrtpMode::Required,
+        false,
+    );
+    let a = r.msg(
+        &fe_invite("s10", &fe_offer("RTP/SAVP", &[lync(1, FE_KEY)])),
+        fe(),
+    );
+    let (id, _) = create(&a).expect("sessions");
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw_tls()))[0].clone();
+    let a = r.msg(
+        &respond(&inv, 183, "gw1", Some(&gw_sdp("RTP/SAVP", &[]))),
+        gw_tls(),
+    );
+    assert_eq!(statuses(&sent_to(&a, fe())), [488]);
+    let methods: Vec<String> = requests(&sent_to(&a, gw_tls()))
+        .iter()
+        .filter_map(|m| m.method().map(str::to_string))
+        .collect();
+    assert_eq!(methods, ["CANCEL"]);
+}
+
+/// Media bypass passes the SDP end to end: the caller's policy still holds, and its keys are
+/// not sent to a trunk that is not TLS.
+#[test]
+fn bypass_never_sends_keys_in_clear() {
+    let mut r = Run::new("srtp-bypass");
+    setup(
+        &mut r,
+        MediaEncryption::Required,
+        Transport::Udp,
+        SrtpMode::Required,
+        false,
+    );
+    r.t.configs
+        .get_mut("trunk:198.18.2.2")
+        .expect("config")
+        .value
+        .settings
+        .media_bypass = Some(true);
+    let a = r.msg(
+        &fe_invite("s11", &fe_offer("RTP/SAVP", &[lync(1, FE_KEY)])),
+        fe(),
+    );
+    let to_fe = sent_to(&a, fe());
+    assert_eq!(statuses(&to_fe), [100, 488]);
+    assert!(
+        to_fe[1]
+            .header("warning")
+            .is_some_and(|w| w.contains("not TLS")),
+        "{:?}",
+        to_fe[1].header("warning")
+    );
+    assert!(sent_to(&a, gw(5060, 5060)).is_empty());
+    let a = r.msg(&fe_invite("s12", &fe_offer("RTP/AVP", &[])), fe());
+    assert_eq!(
+        statuses(&sent_to(&a, fe())),
+        [100, 488],
+        "the pool's required policy holds in bypass"
     );
 }
