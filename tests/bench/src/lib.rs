@@ -57,16 +57,25 @@ pub enum Mode {
     Userspace,
     /// rtpengine (userspace forwarding), driven through its ng protocol.
     Rtpengine,
+    /// mediator-dataplane's userspace relay terminating SRTP on the pool side (RTP↔SRTP).
+    UserspaceSrtp,
+    /// rtpengine bridging SRTP on the pool side to RTP on the gateway side.
+    RtpengineSrtp,
+    /// mediator-dataplane, XDP native, with SRTP end to end (srtp_passthrough: no keys).
+    XdpPassthrough,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 6] = [
+    pub const ALL: [Mode; 9] = [
         Mode::XdpFloor,
         Mode::XdpNative,
         Mode::XdpGeneric,
         Mode::BareRelay,
         Mode::Userspace,
         Mode::Rtpengine,
+        Mode::UserspaceSrtp,
+        Mode::RtpengineSrtp,
+        Mode::XdpPassthrough,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -76,6 +85,9 @@ impl Mode {
             Mode::Userspace => "userspace",
             Mode::BareRelay => "bare-relay",
             Mode::Rtpengine => "rtpengine",
+            Mode::UserspaceSrtp => "userspace-srtp",
+            Mode::RtpengineSrtp => "rtpengine-srtp",
+            Mode::XdpPassthrough => "xdp-passthrough",
         }
     }
     pub fn parse(s: &str) -> Option<Mode> {
@@ -88,16 +100,35 @@ impl Mode {
     /// The floor this mode is compared with.
     pub fn floor(self) -> Option<Mode> {
         match self {
-            Mode::XdpNative | Mode::XdpGeneric => Some(Mode::XdpFloor),
-            Mode::Userspace | Mode::Rtpengine => Some(Mode::BareRelay),
+            Mode::XdpNative | Mode::XdpGeneric | Mode::XdpPassthrough => Some(Mode::XdpFloor),
+            Mode::Userspace | Mode::Rtpengine | Mode::UserspaceSrtp | Mode::RtpengineSrtp => {
+                Some(Mode::BareRelay)
+            }
             _ => None,
         }
+    }
+    /// Whether it runs rtpengine.
+    pub fn runs_rtpengine(self) -> bool {
+        matches!(self, Mode::Rtpengine | Mode::RtpengineSrtp)
+    }
+    /// Whether its peers speak SRTP (the socket generator only).
+    pub fn srtp(self) -> bool {
+        matches!(
+            self,
+            Mode::UserspaceSrtp | Mode::RtpengineSrtp | Mode::XdpPassthrough
+        )
     }
     /// Open files the relay process needs per session, where that limits the session count.
     fn files_per_session(self) -> u64 {
         match self {
             // RTP and RTCP sockets on both legs.
-            Mode::XdpNative | Mode::XdpGeneric | Mode::Userspace | Mode::Rtpengine => 4,
+            Mode::XdpNative
+            | Mode::XdpGeneric
+            | Mode::Userspace
+            | Mode::Rtpengine
+            | Mode::UserspaceSrtp
+            | Mode::RtpengineSrtp
+            | Mode::XdpPassthrough => 4,
             // A socket per leg, in this process.
             Mode::BareRelay => 2,
             Mode::XdpFloor => 0,
@@ -272,6 +303,8 @@ pub struct Relay {
     cpu: Cpu,
     /// With `--via-sip`: the calls that hold the sessions (dropped before the relay).
     calls: Option<sip::Calls>,
+    /// The SRTP modes: the peers' keys.
+    pub srtp: Option<traffic::SrtpPeers>,
     /// What keeps the relay running (daemon, program, thread or process); dropped, it stops.
     _keep: Box<dyn std::any::Any>,
 }
@@ -342,14 +375,41 @@ pub async fn setup(
     let pool_peer = SocketAddrV4::new(POOL_PEER.parse()?, POOL_PEER_PORT);
     let gw_peer = SocketAddrV4::new(GW_PEER.parse()?, GW_PEER_PORT);
     let (pool_relay, gw_relay): (Ipv4Addr, Ipv4Addr) = (POOL_RELAY.parse()?, GW_RELAY.parse()?);
+    anyhow::ensure!(
+        via_sip.is_none() || !mode.srtp(),
+        "{}: --via-sip does not run the SRTP modes",
+        mode.name()
+    );
     let mut calls = None;
+    let srtp = mode.srtp().then(traffic::SrtpPeers::default);
+    // The bench's keys: the pool-side peer's, the relay's toward it, the gateway-side peer's.
+    let suite = mediator_dataplane::srtp::Suite::AesCm128HmacSha1_80;
+    let key = |fill: u8| -> Vec<u8> { (0..30u8).map(|i| i.wrapping_mul(29) ^ fill).collect() };
+    let master = |k: &[u8]| mediator_dataplane::srtp::MasterKey::from_concatenated(suite, k);
+    let (pool_key, relay_key, gw_key) = (key(0x11), key(0x22), key(0x33));
     let (keep, cpu, addrs) = match mode {
-        Mode::XdpNative | Mode::XdpGeneric | Mode::Userspace => {
+        Mode::XdpNative
+        | Mode::XdpGeneric
+        | Mode::Userspace
+        | Mode::UserspaceSrtp
+        | Mode::XdpPassthrough => {
             let xdp = match mode {
-                Mode::XdpNative => "native",
+                Mode::XdpNative | Mode::XdpPassthrough => "native",
                 Mode::XdpGeneric => "generic",
                 _ => "off",
             };
+            if let Some(p) = &srtp {
+                p.send_with(true, &master(&pool_key)?)?;
+                if mode == Mode::UserspaceSrtp {
+                    // Terminated: the relay decrypts the pool side and encrypts toward it.
+                    p.receive_with(true, &master(&relay_key)?)?;
+                } else {
+                    // Passthrough: the peers' keys end to end, none at the relay.
+                    p.send_with(false, &master(&gw_key)?)?;
+                    p.receive_with(false, &master(&pool_key)?)?;
+                    p.receive_with(true, &master(&gw_key)?)?;
+                }
+            }
             let mut d = relay_daemon(
                 &bl.lab,
                 &format!("bench-{}", mode.name()),
@@ -368,12 +428,22 @@ pub async fn setup(
                 if stop_requested() {
                     bail!("interrupted");
                 }
-                let req = create(
+                let mut req = create(
                     &format!("bench-{i}"),
                     SocketAddr::V4(pool_peer),
                     SocketAddr::V4(gw_peer),
                     strict(),
                 );
+                if mode == Mode::UserspaceSrtp
+                    && let Some(pool) = req.pool.as_mut()
+                {
+                    pool.srtp = Some(mediator_proto::dataplane::v1::SrtpSpec {
+                        suite: suite.name().into(),
+                        peer_key: pool_key.clone(),
+                        relay_key: relay_key.clone(),
+                        ..Default::default()
+                    });
+                }
                 let s = c
                     .create_session(req)
                     .await
@@ -455,11 +525,20 @@ pub async fn setup(
                 addrs,
             )
         }
-        Mode::Rtpengine => {
+        Mode::Rtpengine | Mode::RtpengineSrtp => {
             let mut r = rtpengine::Rtpengine::start(&bl.lab.relay.name, sessions)?;
-            let addrs = r
-                .offer_answer(sessions, pool_peer, gw_peer)
+            let pool_srtp = srtp.as_ref().map(|_| pool_key.as_slice());
+            let (addrs, keys) = r
+                .offer_answer(sessions, pool_peer, gw_peer, pool_srtp)
                 .context("setting up calls in rtpengine")?;
+            if let Some(p) = &srtp {
+                p.send_with(true, &master(&pool_key)?)?;
+                // rtpengine keys each call apart: the gateway-to-pool stream of call i.
+                for (i, k) in keys.iter().enumerate() {
+                    let ssrc = traffic::streams(&addrs)[2 * i + 1].ssrc;
+                    p.receive_ssrc_with(true, ssrc, &master(k)?)?;
+                }
+            }
             let pid = r.pid();
             pin_process(pid)?;
             (
@@ -475,6 +554,7 @@ pub async fn setup(
         streams: traffic::streams(&addrs),
         cpu,
         calls,
+        srtp,
         _keep: keep,
     })
 }
@@ -527,13 +607,22 @@ pub fn measure(
     progress: &(dyn Fn(f64) + Sync),
 ) -> anyhow::Result<Outcome> {
     let before = relay.cpu_ns(bl);
-    let driven: Driven = traffic::drive(peers, &relay.streams, load, injectors, progress)?;
+    let driven: Driven = traffic::drive(
+        peers,
+        &relay.streams,
+        load,
+        injectors,
+        relay.srtp.as_ref(),
+        progress,
+    )?;
     let relay_cpu_ns = relay.cpu_ns(bl).saturating_sub(before);
     if stop_requested() {
         bail!("interrupted");
     }
-    let muted = if driven.report.loss_ratio > threshold {
-        let m = traffic::muted_streams(peers, &relay.streams, load.media, 3)?;
+    // An SRTP relay's replay protection refuses the probe's restarted sequence numbers: after
+    // an SRTP run the probe is not made (the report shows no figure).
+    let muted = if driven.report.loss_ratio > threshold && relay.srtp.is_none() {
+        let m = traffic::muted_streams(peers, &relay.streams, load.media, 3, None)?;
         Some(m.len())
     } else {
         None

@@ -99,6 +99,30 @@ fn sdp(addr: SocketAddrV4) -> String {
     )
 }
 
+/// The same with SDES: RTP/SAVP and one AES_CM_128_HMAC_SHA1_80 key.
+fn srtp_sdp(addr: SocketAddrV4, key: &[u8]) -> String {
+    use base64::Engine as _;
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=bench\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{}\r\n",
+        base64::engine::general_purpose::STANDARD.encode(key),
+        ip = addr.ip(),
+        port = addr.port()
+    )
+}
+
+/// The key of the first AES_CM_128_HMAC_SHA1_80 `a=crypto` of an SDP.
+pub fn sdp_key(sdp: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let line = sdp
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("a=crypto:"))
+        .find(|l| l.contains(" AES_CM_128_HMAC_SHA1_80 "))?;
+    let inline = line.split_whitespace().nth(2)?.strip_prefix("inline:")?;
+    base64::engine::general_purpose::STANDARD
+        .decode(inline.split('|').next()?)
+        .ok()
+}
+
 impl Rtpengine {
     /// Starts rtpengine in namespace `ns` with interfaces "pool" and "gw" on the lab's relay
     /// addresses, kernel forwarding off, one worker thread.
@@ -197,26 +221,42 @@ impl Rtpengine {
     }
 
     /// Sets up `sessions` calls, the caller at `pool_peer` (pool side) and the callee at
-    /// `gw_peer`, and returns each call's rtpengine addresses (pool side, gateway side).
+    /// `gw_peer`, and returns each call's rtpengine addresses (pool side, gateway side). With
+    /// `pool_srtp`, the caller offers SRTP with that key and rtpengine bridges it to plain RTP
+    /// toward the callee (`transport-protocol`); then each call's key of rtpengine's toward the
+    /// caller is returned too.
+    #[allow(clippy::type_complexity)]
     pub fn offer_answer(
         &mut self,
         sessions: usize,
         pool_peer: SocketAddrV4,
         gw_peer: SocketAddrV4,
-    ) -> anyhow::Result<Vec<(SocketAddr, SocketAddr)>> {
+        pool_srtp: Option<&[u8]>,
+    ) -> anyhow::Result<(Vec<(SocketAddr, SocketAddr)>, Vec<Vec<u8>>)> {
         let mut out = Vec::with_capacity(sessions);
+        let mut keys = Vec::new();
         for i in 0..sessions {
             if stop_requested() {
                 bail!("interrupted");
             }
             let call_id = format!("bench-{i}");
-            let offer = self.command(&dict(&[
+            let mut offer = vec![
                 ("command", bytes("offer")),
                 ("call-id", bytes(&call_id)),
                 ("from-tag", bytes("caller")),
-                ("sdp", bytes(&sdp(pool_peer))),
+                (
+                    "sdp",
+                    bytes(&match pool_srtp {
+                        Some(k) => srtp_sdp(pool_peer, k),
+                        None => sdp(pool_peer),
+                    }),
+                ),
                 ("direction", Value::List(vec![bytes("pool"), bytes("gw")])),
-            ]))?;
+            ];
+            if pool_srtp.is_some() {
+                offer.push(("transport-protocol", bytes("RTP/AVP")));
+            }
+            let offer = self.command(&dict(&offer))?;
             let to_callee = text(offer.get("sdp")).context("offer answered without SDP")?;
             let answer = self.command(&dict(&[
                 ("command", bytes("answer")),
@@ -226,6 +266,15 @@ impl Rtpengine {
                 ("sdp", bytes(&sdp(gw_peer))),
             ]))?;
             let to_caller = text(answer.get("sdp")).context("answer without SDP")?;
+            if pool_srtp.is_some() {
+                anyhow::ensure!(
+                    !to_callee.contains("a=crypto") && to_callee.contains("RTP/AVP"),
+                    "rtpengine did not bridge to plain RTP toward the callee: {to_callee}"
+                );
+                keys.push(sdp_key(&to_caller).with_context(|| {
+                    format!("rtpengine's answer to the SRTP caller has no key: {to_caller}")
+                })?);
+            }
             let (gw_ip, gw_port) = sdp_media(&to_callee).context("no media in the offer's SDP")?;
             let (pool_ip, pool_port) =
                 sdp_media(&to_caller).context("no media in the answer's SDP")?;
@@ -234,7 +283,7 @@ impl Rtpengine {
                 SocketAddr::new(gw_ip, gw_port),
             ));
         }
-        Ok(out)
+        Ok((out, keys))
     }
 }
 
@@ -275,5 +324,17 @@ mod tests {
             Some(("198.18.2.2".parse().expect("ip"), 5000))
         );
         assert_eq!(sdp_media("v=0\r\n"), None);
+    }
+
+    #[test]
+    fn the_srtp_offer_carries_the_key_and_answers_give_theirs() {
+        let key = [7u8; 30];
+        let s = srtp_sdp("198.18.1.2:5000".parse().expect("addr"), &key);
+        assert!(s.contains(" RTP/SAVP 0"), "{s}");
+        assert_eq!(sdp_key(&s), Some(key.to_vec()));
+        assert_eq!(
+            sdp_key(&sdp("198.18.1.2:5000".parse().expect("addr"))),
+            None
+        );
     }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crate::inject::Injector;
 use crate::probe::{self, Receiver, Report, Stamp};
 use crate::stop_requested;
+use mediator_dataplane::srtp::{InboundContext, MasterKey, OutboundContext};
 use mediator_tests::rtp::pin_thread;
 
 /// Where the pool-side peer sends from and receives on (every stream uses it, as a PBX or SBC
@@ -248,22 +249,107 @@ fn realtime_offset() -> i128 {
 }
 
 const BATCH: usize = 64;
+/// What the receiver reads of a plain packet: the RTP header and the probe.
 const RX_LEN: usize = 64;
+/// Of an SRTP packet: all of it (the tag is at its end).
+const RX_LEN_SRTP: usize = 2048;
+
+/// SRTP at the bench's two peers, [0] the pool side's and [1] the gateway side's: a sender's
+/// context protects what that peer sends; a receiver's context (one for every SSRC, or one per
+/// SSRC where the relay keys each call apart, as rtpengine does) verifies and decrypts what it
+/// receives before its probe is read. A side with neither is plain. Packets that do not verify
+/// are not counted as received.
+#[derive(Default)]
+pub struct SrtpPeers {
+    inner: std::sync::Mutex<SrtpInner>,
+}
+
+#[derive(Default)]
+struct SrtpInner {
+    tx: [Option<OutboundContext>; 2],
+    rx: [Option<InboundContext>; 2],
+    rx_by_ssrc: [HashMap<u32, InboundContext>; 2],
+}
+
+fn side(pool: bool) -> usize {
+    usize::from(!pool)
+}
+
+impl SrtpPeers {
+    fn inner(&self) -> std::sync::MutexGuard<'_, SrtpInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The pool-side (`pool`) or gateway-side peer protects what it sends with `key`.
+    pub fn send_with(&self, pool: bool, key: &MasterKey) -> anyhow::Result<()> {
+        self.inner().tx[side(pool)] = Some(OutboundContext::new(key, None)?);
+        Ok(())
+    }
+
+    /// That peer decrypts everything it receives with `key`.
+    pub fn receive_with(&self, pool: bool, key: &MasterKey) -> anyhow::Result<()> {
+        self.inner().rx[side(pool)] = Some(InboundContext::new(key, None)?);
+        Ok(())
+    }
+
+    /// That peer decrypts stream `ssrc` with `key`.
+    pub fn receive_ssrc_with(&self, pool: bool, ssrc: u32, key: &MasterKey) -> anyhow::Result<()> {
+        self.inner().rx_by_ssrc[side(pool)].insert(ssrc, InboundContext::new(key, None)?);
+        Ok(())
+    }
+
+    fn protect(&self, pool: bool, buf: &mut Vec<u8>) {
+        if let Some(tx) = self.inner().tx[side(pool)].as_mut() {
+            // A packet that cannot be protected is sent as it is and fails at the relay.
+            let _ = tx.protect_rtp(buf);
+        }
+    }
+
+    /// The plain length of a received packet: itself when this side is plain, `None` when it
+    /// does not verify.
+    fn unprotect(&self, pool: bool, buf: &mut [u8]) -> Option<usize> {
+        let mut inner = self.inner();
+        let i = side(pool);
+        if buf.len() < 12 {
+            return None;
+        }
+        let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
+        let SrtpInner { rx, rx_by_ssrc, .. } = &mut *inner;
+        let ctx = match rx_by_ssrc[i].get_mut(&ssrc) {
+            Some(c) => c,
+            None => match rx[i].as_mut() {
+                Some(c) => c,
+                None => return Some(buf.len()),
+            },
+        };
+        ctx.unprotect_rtp_in_place(buf).ok()
+    }
+
+    fn any(&self) -> bool {
+        let inner = self.inner();
+        inner.tx.iter().any(Option::is_some) || inner.rx.iter().any(Option::is_some)
+    }
+}
 const CTRL_LEN: usize = 64;
 
 /// Reads everything queued on a peer's socket: each probe with its kernel receive time
 /// (SO_TIMESTAMPNS, CLOCK_REALTIME, turned into CLOCK_MONOTONIC with `realtime_offset`).
 struct Rx {
-    bufs: Vec<[u8; RX_LEN]>,
+    bufs: Vec<Vec<u8>>,
     ctrl: Vec<[u8; CTRL_LEN]>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
 }
 
 impl Rx {
-    fn new() -> Self {
+    fn new(srtp: Option<&SrtpPeers>) -> Self {
+        let len = if srtp.is_some_and(SrtpPeers::any) {
+            RX_LEN_SRTP
+        } else {
+            RX_LEN
+        };
         Self {
-            bufs: vec![[0; RX_LEN]; BATCH],
+            bufs: vec![vec![0; len]; BATCH],
             ctrl: vec![[0; CTRL_LEN]; BATCH],
             // SAFETY: plain C structs; all-zero is valid, and `drain` points them at the buffers.
             iovs: (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect(),
@@ -279,25 +365,29 @@ impl Rx {
         realtime_offset: i128,
         rx: &mut Receiver,
         counts: &mut HashMap<u32, u64>,
+        srtp: Option<&SrtpPeers>,
     ) -> usize {
-        self.drain(&peers.pool, realtime_offset, rx, counts)
-            + self.drain(&peers.gw, realtime_offset, rx, counts)
+        self.drain(&peers.pool, true, realtime_offset, rx, counts, srtp)
+            + self.drain(&peers.gw, false, realtime_offset, rx, counts, srtp)
     }
 
     /// Returns how many packets were read.
     fn drain(
         &mut self,
         sock: &UdpSocket,
+        pool: bool,
         realtime_offset: i128,
         rx: &mut Receiver,
         counts: &mut HashMap<u32, u64>,
+        srtp: Option<&SrtpPeers>,
     ) -> usize {
+        let cap = self.bufs[0].len();
         let mut total = 0;
         loop {
             for i in 0..BATCH {
                 self.iovs[i] = libc::iovec {
                     iov_base: self.bufs[i].as_mut_ptr().cast(),
-                    iov_len: RX_LEN,
+                    iov_len: cap,
                 };
                 let h = &mut self.hdrs[i].msg_hdr;
                 h.msg_iov = &mut self.iovs[i];
@@ -323,10 +413,16 @@ impl Rx {
             let n = n as usize;
             total += n;
             for i in 0..n {
-                let len = (self.hdrs[i].msg_len as usize).min(RX_LEN);
+                let mut len = (self.hdrs[i].msg_len as usize).min(cap);
                 let at = kernel_time(&self.hdrs[i].msg_hdr)
                     .map(|t| (i128::from(t) - realtime_offset).max(0) as u64)
                     .unwrap_or_else(monotonic_ns);
+                if let Some(s) = srtp {
+                    match s.unprotect(pool, &mut self.bufs[i][..len]) {
+                        Some(n) => len = n,
+                        None => continue,
+                    }
+                }
                 let payload = self.bufs[i].get(12..len).unwrap_or(&[]);
                 if let Some(s) = probe::read(payload) {
                     *counts.entry(s.stream).or_default() += 1;
@@ -363,6 +459,7 @@ struct TxStream {
 }
 
 /// Sends the next `n` packets, round robin over the streams; returns how many left.
+#[allow(clippy::too_many_arguments)]
 fn send_socket(
     peers: &Peers,
     tx: &mut [TxStream],
@@ -371,9 +468,10 @@ fn send_socket(
     media: &Media,
     bufs: &mut [Vec<u8>],
     sent: &mut HashMap<u32, u64>,
+    srtp: Option<&SrtpPeers>,
 ) -> u64 {
-    let mut pool: Vec<(SocketAddr, usize)> = Vec::with_capacity(n);
-    let mut gw: Vec<(SocketAddr, usize)> = Vec::with_capacity(n);
+    let mut pool: Vec<(SocketAddr, usize, u32)> = Vec::with_capacity(n);
+    let mut gw: Vec<(SocketAddr, usize, u32)> = Vec::with_capacity(n);
     let now = monotonic_ns();
     let count = tx.len();
     for (k, buf) in bufs.iter_mut().enumerate().take(n) {
@@ -385,19 +483,22 @@ fn send_socket(
             sent_ns: now,
         };
         media.packet(t.seq, t.stream.ssrc, stamp, buf);
+        if let Some(s) = srtp {
+            s.protect(t.stream.from_pool, buf);
+        }
         t.seq += 1;
         *sent.entry(t.stream.id).or_default() += 1;
         if t.stream.from_pool {
-            pool.push((t.stream.to, k));
+            pool.push((t.stream.to, k, t.stream.id));
         } else {
-            gw.push((t.stream.to, k));
+            gw.push((t.stream.to, k, t.stream.id));
         }
     }
     let mut out = 0;
     for (sock, list) in [(&peers.pool, pool), (&peers.gw, gw)] {
         let batch: Vec<(SocketAddr, &[u8])> = list
             .iter()
-            .map(|(to, k)| (*to, bufs[*k].as_slice()))
+            .map(|(to, k, _)| (*to, bufs[*k].as_slice()))
             .collect();
         let ok = mediator_tests::rtp::send_many(sock, &batch);
         if ok < batch.len() && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOBUFS)
@@ -408,8 +509,8 @@ fn send_socket(
             continue;
         }
         // What the socket itself refused (EAGAIN) was never offered: take it back.
-        for (_, k) in list.iter().skip(ok) {
-            if let Some(c) = probe::read(&bufs[*k][12..]).and_then(|s| sent.get_mut(&s.stream)) {
+        for (_, _, id) in list.iter().skip(ok) {
+            if let Some(c) = sent.get_mut(id) {
                 *c -= 1;
             }
         }
@@ -426,14 +527,19 @@ pub fn drive(
     streams: &[Stream],
     load: Load,
     injectors: Option<&mut [Injector; 2]>,
+    srtp: Option<&SrtpPeers>,
     progress: &(dyn Fn(f64) + Sync),
 ) -> anyhow::Result<Driven> {
     anyhow::ensure!(!streams.is_empty(), "no streams to drive");
+    anyhow::ensure!(
+        srtp.is_none() || load.generator == Generator::Socket,
+        "the SRTP modes need the socket generator (the injector cannot protect packets)"
+    );
     let done = AtomicBool::new(false);
     let done = &done;
     std::thread::scope(|scope| match (load.generator, injectors) {
         (Generator::Socket, _) => scope
-            .spawn(move || drive_sockets(peers, streams, load, progress))
+            .spawn(move || drive_sockets(peers, streams, load, srtp, progress))
             .join()
             .map_err(|_| anyhow::anyhow!("the traffic driver panicked"))?,
         (Generator::Inject, Some(inj)) => {
@@ -477,7 +583,7 @@ fn receive_until(
     let realtime_offset = realtime_offset();
     let mut receiver = Receiver::default();
     let mut counts = HashMap::new();
-    let mut rx = Rx::new();
+    let mut rx = Rx::new(None);
     let mut fds = [
         libc::pollfd {
             fd: peers.pool.as_raw_fd(),
@@ -495,7 +601,7 @@ fn receive_until(
     loop {
         // SAFETY: polls two live descriptors.
         unsafe { libc::poll(fds.as_mut_ptr(), 2, 10) };
-        let got = rx.drain_peers(peers, realtime_offset, &mut receiver, &mut counts);
+        let got = rx.drain_peers(peers, realtime_offset, &mut receiver, &mut counts, None);
         if done.load(Ordering::Relaxed) {
             let since = *draining_since.get_or_insert_with(Instant::now);
             if got > 0 {
@@ -551,6 +657,7 @@ fn drive_sockets(
     peers: &Peers,
     streams: &[Stream],
     load: Load,
+    srtp: Option<&SrtpPeers>,
     progress: &(dyn Fn(f64) + Sync),
 ) -> anyhow::Result<Driven> {
     pin_thread(1);
@@ -558,7 +665,7 @@ fn drive_sockets(
     let mut receiver = Receiver::default();
     let mut counts: HashMap<u32, u64> = HashMap::new();
     let mut sent: HashMap<u32, u64> = HashMap::new();
-    let mut rx = Rx::new();
+    let mut rx = Rx::new(srtp);
     let mut tx: Vec<TxStream> = streams
         .iter()
         .map(|s| TxStream { stream: *s, seq: 0 })
@@ -585,9 +692,10 @@ fn drive_sockets(
                 &load.media,
                 &mut bufs,
                 &mut sent,
+                srtp,
             );
         }
-        let got = rx.drain_peers(peers, realtime_offset, &mut receiver, &mut counts);
+        let got = rx.drain_peers(peers, realtime_offset, &mut receiver, &mut counts, srtp);
         if !busy && got == 0 {
             std::thread::sleep(Duration::from_micros(20));
         }
@@ -603,7 +711,7 @@ fn drive_sockets(
     while quiet.elapsed() < Duration::from_millis(200)
         && drain_start.elapsed() < Duration::from_secs(1)
     {
-        let got = rx.drain_peers(peers, realtime_offset, &mut receiver, &mut counts);
+        let got = rx.drain_peers(peers, realtime_offset, &mut receiver, &mut counts, srtp);
         if got > 0 {
             quiet = Instant::now();
         } else {
@@ -627,6 +735,7 @@ pub fn muted_streams(
     streams: &[Stream],
     media: Media,
     per_stream: u64,
+    srtp: Option<&SrtpPeers>,
 ) -> anyhow::Result<Vec<u32>> {
     let total = streams.len() as u64 * per_stream;
     // Gentle: well under any mode's capacity.
@@ -637,9 +746,9 @@ pub fn muted_streams(
                 pin_thread(1);
                 let mut receiver = Receiver::default();
                 let mut counts = HashMap::new();
-                let mut rx = Rx::new();
+                let mut rx = Rx::new(srtp);
                 let mut read = |counts: &mut HashMap<u32, u64>| {
-                    rx.drain_peers(peers, 0, &mut receiver, counts)
+                    rx.drain_peers(peers, 0, &mut receiver, counts, srtp)
                 };
                 let (start, mut quiet) = (Instant::now(), Instant::now());
                 while quiet.elapsed() < Duration::from_millis(300)
@@ -667,7 +776,9 @@ pub fn muted_streams(
                     if offered < due {
                         let n = (due - offered).min(BATCH as u64) as usize;
                         offered += n as u64;
-                        send_socket(peers, &mut tx, &mut next, n, &media, &mut bufs, &mut sent);
+                        send_socket(
+                            peers, &mut tx, &mut next, n, &media, &mut bufs, &mut sent, srtp,
+                        );
                     }
                     read(&mut counts);
                     std::thread::sleep(Duration::from_micros(200));
@@ -741,5 +852,41 @@ mod tests {
         let sent: HashMap<u32, u64> = [(1, 5), (2, 5), (3, 0)].into_iter().collect();
         let got: HashMap<u32, u64> = [(1, 5)].into_iter().collect();
         assert_eq!(muted(&sent, &got), vec![2]);
+    }
+
+    /// The peers' SRTP: what one side protects, the other verifies and decrypts with the same
+    /// key; a packet under another key does not count as received; a plain side is untouched.
+    #[test]
+    fn srtp_peers_protect_and_verify_per_side() {
+        use mediator_dataplane::srtp::{MasterKey, Suite};
+        let key = |f: u8| {
+            MasterKey::from_concatenated(Suite::AesCm128HmacSha1_80, &[f; 30]).expect("key")
+        };
+        let peers = SrtpPeers::default();
+        peers.send_with(true, &key(1)).expect("tx");
+        peers.receive_with(false, &key(1)).expect("rx");
+        peers
+            .receive_ssrc_with(true, 7, &key(2))
+            .expect("rx by ssrc");
+        let media = Media::new(Codec::parse("pcmu").expect("codec"), 20, None);
+        let mut buf = Vec::new();
+        let stamp = Stamp {
+            stream: 3,
+            seq: 1,
+            sent_ns: 5,
+        };
+        media.packet(1, 9, stamp, &mut buf);
+        let plain = buf.clone();
+        peers.protect(true, &mut buf);
+        assert_ne!(buf, plain, "protected");
+        let mut wire = buf.clone();
+        let n = peers.unprotect(false, &mut wire).expect("verifies");
+        assert_eq!(&wire[..n], &plain[..]);
+        let mut other = buf.clone();
+        other[8..12].copy_from_slice(&7u32.to_be_bytes());
+        assert_eq!(peers.unprotect(true, &mut other), None, "under another key");
+        let mut gw = plain.clone();
+        peers.protect(false, &mut gw);
+        assert_eq!(gw, plain, "the gateway side is plain");
     }
 }

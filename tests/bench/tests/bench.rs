@@ -60,9 +60,14 @@ fn a_short_run_of_every_mode_produces_valid_json_and_svg() {
         "xdp-generic",
         "bare-relay",
         "userspace",
+        // SRTP terminated by the userspace relay, and passed through XDP: the peers protect and
+        // verify every packet, so nothing counts as forwarded unless it decrypts.
+        "userspace-srtp",
+        "xdp-passthrough",
     ];
     if rtpengine::binary().is_some() {
         modes.push("rtpengine");
+        modes.push("rtpengine-srtp");
     }
     let list = modes.join(",");
 

@@ -233,8 +233,8 @@ async fn run_bench(args: Args) -> anyhow::Result<()> {
     let modes: Vec<Mode> = if args.modes.is_empty() {
         let mut m = Mode::ALL.to_vec();
         if rtpengine::binary().is_none() {
-            m.retain(|m| *m != Mode::Rtpengine);
-            notes.push("rtpengine is not installed: its mode was left out".to_string());
+            m.retain(|m| !m.runs_rtpengine());
+            notes.push("rtpengine is not installed: its modes were left out".to_string());
         }
         m
     } else {
@@ -242,15 +242,34 @@ async fn run_bench(args: Args) -> anyhow::Result<()> {
             .iter()
             .map(|m| {
                 Mode::parse(m).with_context(|| {
-                    format!("--modes: unknown mode '{m}' (xdp-floor, xdp-native, xdp-generic, bare-relay, userspace, rtpengine)")
+                    format!("--modes: unknown mode '{m}' (xdp-floor, xdp-native, xdp-generic, bare-relay, userspace, rtpengine, userspace-srtp, rtpengine-srtp, xdp-passthrough)")
                 })
             })
             .collect::<anyhow::Result<_>>()?
     };
-    if modes.contains(&Mode::Rtpengine) && rtpengine::binary().is_none() {
+    if modes.iter().any(|m| m.runs_rtpengine()) && rtpengine::binary().is_none() {
         bail!(
             "--modes rtpengine: rtpengine is not installed (apt-get install -y --no-install-recommends rtpengine-daemon)"
         );
+    }
+    let mut modes = modes;
+    let no_srtp = if args.via_sip {
+        Some("--via-sip")
+    } else if matches!(args.generator, GeneratorArg::Inject) {
+        Some("--generator inject")
+    } else {
+        None
+    };
+    if let Some(why) = no_srtp
+        && modes.iter().any(|m| m.srtp())
+    {
+        anyhow::ensure!(
+            args.modes.is_empty(),
+            "{why} does not run the SRTP modes (userspace-srtp, rtpengine-srtp, xdp-passthrough): \
+             their peers protect packets in userspace, over sockets"
+        );
+        modes.retain(|m| !m.srtp());
+        notes.push(format!("{why}: the SRTP modes were left out"));
     }
     if args.via_sip {
         let direct: Vec<&str> = modes
