@@ -494,7 +494,9 @@ impl Engine {
         let t = call.targets[i].clone();
         let m = &call.a_invite;
         let body: Option<Vec<u8>> = match &call.offer {
-            Some(o) if call.anchored() || (!t.bypass && !call.streams.is_empty()) => {
+            // Anchored or not (T.38 only), a non-bypass offer is written by Mediator: its keys
+            // are Mediator's own or none.
+            Some(o) if call.anchored() || !t.bypass => {
                 let crypto = call
                     .sec
                     .as_ref()

@@ -346,6 +346,11 @@ impl Sdp {
                 .all(|s| s.rtp.is_none() || s.direction != Direction::SendRecv)
     }
 
+    /// Whether any line carries key material: an `a=crypto` anywhere, `k=` or `a=key-mgmt`.
+    pub fn has_keys(&self) -> bool {
+        !self.key_lines.is_empty() || self.media.iter().any(|m| !m.crypto.is_empty())
+    }
+
     /// m-line `index`'s transport protocol and the values of its `a=crypto` attributes.
     pub fn crypto(&self, index: usize) -> Option<(&str, Vec<&str>)> {
         let m = self.media.get(index)?;

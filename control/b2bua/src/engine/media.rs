@@ -139,12 +139,23 @@ impl Engine {
             return Ok((!m.body().is_empty()).then(|| m.body().to_vec()));
         }
         let bypass = call.target().is_some_and(|t| t.bypass);
-        if bypass {
-            return Ok(Some(m.body().to_vec()));
-        }
         let sdp = std::str::from_utf8(m.body())
             .map_err(|_| "the SDP is not UTF-8".to_string())
-            .and_then(|t| Sdp::parse(t).map_err(|e| e.to_string()))?;
+            .and_then(|t| Sdp::parse(t).map_err(|e| e.to_string()));
+        if bypass {
+            // End to end, but never keys in clear to a leg that is not on TLS.
+            let to_tls = call
+                .leg_mut(from.other())
+                .is_some_and(|l| l.peer.transport == mediator_sip::Transport::Tls);
+            if !to_tls && sdp.as_ref().is_ok_and(Sdp::has_keys) {
+                return Err(format!(
+                    "media bypass would send SDES keys in clear to the {} side (not TLS)",
+                    from.other().name()
+                ));
+            }
+            return Ok(Some(m.body().to_vec()));
+        }
+        let sdp = sdp?;
         let streams = sdp.streams();
         if streams
             .iter()
@@ -155,7 +166,17 @@ impl Engine {
             );
         }
         if !call.anchored() {
-            return Ok(Some(m.body().to_vec()));
+            // Nothing anchored (T.38 only, every port 0): no addresses to change, but keys
+            // Mediator did not negotiate still do not cross.
+            let crypto = call
+                .sec
+                .as_ref()
+                .map(|s| s.rewrites(from.other(), &sdp, Writing::Answer))
+                .unwrap_or_default();
+            return sdp
+                .rewrite_with(&vec![None; sdp.media.len()], &crypto)
+                .map(|s| Some(s.into_bytes()))
+                .map_err(|e| e.to_string());
         }
         let keys = match call.sec.as_mut() {
             Some(sec) => match kind {

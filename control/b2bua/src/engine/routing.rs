@@ -264,11 +264,7 @@ impl Engine {
             let mut policy = [LegPolicy::Off; 2];
             policy[slot(a)] = call.a_policy;
             Sec::of_offer(a, policy, offer)?;
-            let keyed = offer
-                .streams()
-                .iter()
-                .any(|s| offer.crypto(s.index).is_some_and(|(_, c)| !c.is_empty()));
-            if keyed && t.peer.transport != mediator_sip::Transport::Tls {
+            if offer.has_keys() && t.peer.transport != mediator_sip::Transport::Tls {
                 return Err(Refused {
                     status: 488,
                     reason: format!(

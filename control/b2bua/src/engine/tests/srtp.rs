@@ -441,8 +441,11 @@ fn an_answer_that_fails_the_policy_ends_the_call_with_488() {
             .is_some_and(|w| w.contains("gateway side: RTP/AVP answered to an RTP/SAVP offer"))
     );
     let to_gw = sent_to(&a, gw_tls());
-    let methods: Vec<_> = requests(&to_gw).iter().filter_map(|m| m.method()).collect();
-    assert!(methods.contains(&"BYE"), "{methods:?}");
+    let methods: Vec<_> = to_gw.iter().filter_map(|m| m.method()).collect();
+    assert!(
+        methods.contains(&"ACK") && methods.contains(&"BYE"),
+        "the callee's 2xx ACKed, then BYE: {methods:?}"
+    );
     assert!(
         a.iter()
             .any(|x| matches!(x, Action::Ended { record, sessions, .. }
@@ -857,5 +860,108 @@ fn bypass_never_sends_keys_in_clear() {
         statuses(&sent_to(&a, fe())),
         [100, 488],
         "the pool's required policy holds in bypass"
+    );
+}
+
+/// Inside the dialog: an answer that fails the policy gets the offerer 488, the answerer's 2xx an
+/// ACK, and the call — whose legs now disagree — ends; SDP in a PRACK is refused.
+#[test]
+fn an_in_dialog_answer_that_fails_the_policy_ends_the_call_and_prack_sdp_is_refused() {
+    let mut r = Run::new("srtp-indialog");
+    setup(
+        &mut r,
+        MediaEncryption::Required,
+        Transport::Tls,
+        SrtpMode::Required,
+        false,
+    );
+    let a = r.msg(
+        &fe_invite("s13", &fe_offer("RTP/SAVP", &[lync(1, FE_KEY)])),
+        fe(),
+    );
+    let (id, _) = create(&a).expect("sessions");
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw_tls()))[0].clone();
+    let gw_attr = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{GW_KEY}");
+    let a = r.msg(
+        &respond(&inv, 200, "gw1", Some(&gw_sdp("RTP/SAVP", &[gw_attr]))),
+        gw_tls(),
+    );
+    let ok = sent_to(&a, fe())[0].clone();
+    r.msg(&fe_in_dialog("ACK", &ok, 7, "ack-s13"), fe());
+    let with_sdp = |method: &str, cseq: u32, branch: &str, offer: &str| {
+        String::from_utf8(fe_in_dialog(method, &ok, cseq, branch))
+            .expect("utf8")
+            .replace(
+                "Content-Length: 0\r\n\r\n",
+                &format!(
+                    "Contact: <sip:fe@198.18.1.2:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
+                    offer.len()
+                ),
+            )
+    };
+    let offer = fe_offer("RTP/SAVP", &[lync(1, FE_KEY)]);
+    let a = r.msg(with_sdp("PRACK", 8, "prack-s13", &offer).as_bytes(), fe());
+    assert_eq!(statuses(&sent_to(&a, fe())), [488], "SDP in PRACK");
+    let a = r.msg(with_sdp("INVITE", 9, "re-s13", &offer).as_bytes(), fe());
+    let re = requests(&sent_to(&a, gw_tls()))[0].clone();
+    // The gateway answers the re-offer in clear.
+    let a = r.msg(
+        &respond(&re, 200, "gw1", Some(&gw_sdp("RTP/AVP", &[]))),
+        gw_tls(),
+    );
+    assert!(
+        statuses(&sent_to(&a, fe())).contains(&488),
+        "the offerer gets 488"
+    );
+    let methods: Vec<String> = sent_to(&a, gw_tls())
+        .iter()
+        .filter_map(|m| m.method().map(str::to_string))
+        .collect();
+    assert!(
+        methods.iter().any(|m| m == "ACK") && methods.iter().any(|m| m == "BYE"),
+        "{methods:?}"
+    );
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, Action::Ended { record, .. } if record.status == 488)),
+        "the call ends with the reason"
+    );
+    assert!(
+        a.iter()
+            .all(|x| !matches!(x, Action::UpdateMedia { request, .. }
+            if request.srtp.iter().any(|c| *c != SrtpChange::Keep))),
+        "no key changed"
+    );
+}
+
+/// In bypass the SDP goes end to end, but never with keys to a leg that is not on TLS: keys
+/// anywhere in it (session level, port 0) are enough to refuse.
+#[test]
+fn bypass_refuses_keys_anywhere_in_clear() {
+    let mut r = Run::new("srtp-bypass2");
+    setup(
+        &mut r,
+        MediaEncryption::Supported,
+        Transport::Udp,
+        SrtpMode::NotSupported,
+        false,
+    );
+    r.t.configs
+        .get_mut("trunk:198.18.2.2")
+        .expect("config")
+        .value
+        .settings
+        .media_bypass = Some(true);
+    let offer = format!(
+        "{}m=video 0 RTP/SAVP 96\r\na=crypto:{}\r\n",
+        fe_offer("RTP/AVP", &[]),
+        lync(1, FE_KEY)
+    );
+    let a = r.msg(&fe_invite("s14", &offer), fe());
+    assert_eq!(statuses(&sent_to(&a, fe())), [100, 488]);
+    assert!(
+        sent_to(&a, gw(5060, 5060)).is_empty(),
+        "nothing reaches the gateway"
     );
 }
