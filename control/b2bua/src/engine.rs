@@ -1522,8 +1522,17 @@ fn emit(out: &mut Vec<Action>, step: Step) {
     }
 }
 
+/// A Warning naming why, bounded (a reason may quote a peer; an error reply stays small).
 fn warning(why: &str) -> String {
-    format!("399 mediator \"{}\"", why.replace(['"', '\r', '\n'], "'"))
+    let mut text: String = why
+        .chars()
+        .map(|c| if c.is_control() || c == '"' { '\'' } else { c })
+        .take(200)
+        .collect();
+    if why.chars().count() > 200 {
+        text.push('…');
+    }
+    format!("399 mediator \"{text}\"")
 }
 
 mod call;

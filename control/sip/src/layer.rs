@@ -135,7 +135,7 @@ impl Layer {
     pub fn on_bytes(&mut self, bytes: &[u8], from: Peer, now: Instant) -> Step {
         let reliable = from.reliable();
         let mut step = Step::default();
-        let message = match Message::parse(bytes) {
+        let message = match Message::parse_received(bytes, !reliable) {
             Ok(m) => m,
             Err(e) => {
                 // A request we can still read enough of gets its error; anything else is dropped.
@@ -299,11 +299,18 @@ fn error_reply(bytes: &[u8], status: u16, reason: &str) -> Option<Vec<u8>> {
     if !have_via {
         return None; // nowhere to send it
     }
-    let warning = reason.replace(['"', '\r', '\n'], "'");
-    out.push_str(&format!(
-        "Warning: 399 mediator \"{warning}\"\r\nContent-Length: 0\r\n\r\n"
-    ));
-    Some(out.into_bytes())
+    // Never larger than what provoked it (no amplifier toward a spoofed source): the Warning is
+    // cut to fit, or left out.
+    let tail = "Content-Length: 0\r\n\r\n";
+    let room = bytes.len().saturating_sub(out.len() + tail.len());
+    let warning: String = crate::message::short(reason).replace('"', "'");
+    let overhead = "Warning: 399 mediator \"\"\r\n".len();
+    if room > overhead + 8 {
+        let fit: String = warning.chars().take(room - overhead).collect();
+        out.push_str(&format!("Warning: 399 mediator \"{fit}\"\r\n"));
+    }
+    out.push_str(tail);
+    (out.len() <= bytes.len()).then(|| out.into_bytes())
 }
 
 #[cfg(test)]
@@ -365,6 +372,24 @@ mod tests {
         let garbage = l.on_bytes(b"\x00\x01garbage", peer(), Instant::now());
         assert!(garbage.send.is_empty(), "nothing to address a reply to");
         assert!(l.is_empty());
+        // A large malformed request: the reply names the problem briefly and is never larger
+        // than the request (no amplifier toward a spoofed UDP source).
+        let huge = INVITE.replace(
+            "Max-Forwards: 70",
+            &format!("Max-Forwards: 70\r\nContact: <{}", "x".repeat(3000)),
+        );
+        for req in [huge, bad] {
+            let step = l.on_bytes(req.as_bytes(), peer(), Instant::now());
+            for (_, reply) in &step.send {
+                assert!(reply.len() <= req.len(), "{} > {}", reply.len(), req.len());
+                let text = String::from_utf8_lossy(reply);
+                let warning = text
+                    .lines()
+                    .find(|l| l.starts_with("Warning:"))
+                    .unwrap_or("");
+                assert!(warning.len() < 140, "{warning}");
+            }
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod framing;
 pub mod layer;
 pub mod message;
+pub mod normalize;
 pub mod transaction;
 
 use std::net::SocketAddr;

@@ -66,8 +66,39 @@ fn tag_of(params: &[rsip::Param]) -> Option<String> {
     })
 }
 
+/// At most this much of anything a peer wrote goes into an error's reason (and so into a
+/// Warning or a log line): an error reply is never larger than what provoked it.
+const MAX_QUOTED: usize = 80;
+
+/// `text` cut to [`MAX_QUOTED`] characters of printable ASCII, for reasons that quote a peer.
+pub fn short(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(MAX_QUOTED)
+        .collect();
+    if text.chars().count() > MAX_QUOTED {
+        out.push('…');
+    }
+    out
+}
+
 impl Message {
+    /// A message Mediator builds (or a test gives it): its header section normalised, nothing cut.
     pub fn parse(bytes: &[u8]) -> Result<Message, SipError> {
+        Self::parse_received(bytes, false)
+    }
+
+    /// A message from a peer: every legal spelling of its header section accepted (compact
+    /// names, folding, whitespace around the colon — RFC 3261 §7.3), and from a `datagram` the
+    /// bytes past Content-Length dropped (§18.3).
+    pub fn parse_received(bytes: &[u8], datagram: bool) -> Result<Message, SipError> {
         if bytes.len() > MAX_MESSAGE_BYTES {
             return Err(SipError {
                 status: 513,
@@ -81,8 +112,10 @@ impl Message {
         if header_lines > MAX_HEADERS + 1 {
             return Err(bad(format!("more than {MAX_HEADERS} header lines")));
         }
+        let normal = crate::normalize::normalize(bytes, datagram);
+        let bytes: &[u8] = &normal;
         let inner = rsip::SipMessage::try_from(bytes)
-            .map_err(|e| bad(format!("unparseable message: {e}")))?;
+            .map_err(|e| bad(format!("unparseable message: {}", short(&e.to_string()))))?;
         let mut summary = summarise(&inner)?;
         // The Request-URI as it arrived: rsip re-serialises parameters (transport=UDP), and a
         // B2BUA echoes what it received.
@@ -392,13 +425,24 @@ impl Message {
     }
 
     /// The reason phrase of a response.
+    /// A response's reason phrase as the peer wrote it (printable, bounded), or the standard
+    /// one when it wrote none.
     pub fn reason(&self) -> String {
         match &self.inner {
             rsip::SipMessage::Response(r) => {
-                let line = r.status_code().to_string();
-                line.split_once(' ')
-                    .map(|(_, rest)| rest.to_string())
-                    .unwrap_or(line)
+                let first = self.raw.split(|&b| b == b'\n').next().unwrap_or_default();
+                let line = String::from_utf8_lossy(first);
+                let phrase = line
+                    .trim_end()
+                    .splitn(3, ' ')
+                    .nth(2)
+                    .map(short)
+                    .unwrap_or_default();
+                if phrase.is_empty() {
+                    reason_phrase(r.status_code().code()).to_string()
+                } else {
+                    phrase
+                }
             }
             rsip::SipMessage::Request(_) => String::new(),
         }
@@ -640,5 +684,60 @@ Content-Length: 0\r\n\r\n";
             b[i] = byte;
             let _ = Message::parse(&b);
         }
+    }
+
+    /// RFC 3261 §7.3: compact names, folded lines and whitespace around the colon are the same
+    /// message as their long forms.
+    #[test]
+    fn every_legal_spelling_of_the_headers_is_the_same_message() {
+        let compact = "INVITE sip:+14255550100@198.18.2.2:5067 SIP/2.0\r\n\
+v: SIP/2.0/UDP 198.18.1.1:5060\r\n ;branch=z9hG4bK-abc123\r\n\
+Max-Forwards : 70\r\n\
+f: <sip:+14255550111@contoso.com>;tag=f1\r\n\
+t:<sip:+14255550100@contoso.com>\r\n\
+i:\tcall-1@contoso.com\r\n\
+CSeq: 7\r\n\tINVITE\r\n\
+m: <sip:fe@198.18.1.1:5060>\r\n\
+l: 0\r\n\r\n";
+        let m = Message::parse_received(compact.as_bytes(), true).expect("compact form parses");
+        assert_eq!(m.summary.call_id, "call-1@contoso.com");
+        assert_eq!(m.summary.branch, "z9hG4bK-abc123");
+        assert_eq!(m.summary.from_tag.as_deref(), Some("f1"));
+        assert_eq!(
+            (m.summary.cseq, m.summary.cseq_method.as_str()),
+            (7, "INVITE")
+        );
+        assert_eq!(m.summary.max_forwards, Some(70));
+        assert!(m.header("contact").is_some_and(|c| c.contains("fe@")));
+    }
+
+    /// The peer's reason phrase passes as written (not rsip's enum name), bounded and printable.
+    #[test]
+    fn reason_phrases_are_the_peers_own() {
+        let resp = |line: &str| {
+            format!(
+                "{line}\r\nVia: SIP/2.0/UDP 198.18.1.1:5060;branch=z9hG4bK-1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        let m = Message::parse(resp("SIP/2.0 183 Session Progress").as_bytes()).expect("183");
+        assert_eq!(m.reason(), "Session Progress");
+        let m = Message::parse(resp("SIP/2.0 486 Busy Here Right Now").as_bytes()).expect("486");
+        assert_eq!(m.reason(), "Busy Here Right Now");
+    }
+
+    /// An error reply names the problem briefly and never echoes the request: a large malformed
+    /// request gets a reply smaller than itself.
+    #[test]
+    fn an_error_reply_is_small_whatever_provoked_it() {
+        let junk = "x".repeat(3000);
+        let bad = format!(
+            "INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.1.1:5060;branch=z9hG4bK-1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <{junk}\r\nContent-Length: 0\r\n\r\n"
+        );
+        if let Err(e) = Message::parse(bad.as_bytes()) {
+            assert!(e.reason.len() < 200, "{}", e.reason.len());
+        }
+        let e = Message::parse(format!("INVITE {junk} SIP/2.0\r\n\r\n").as_bytes())
+            .expect_err("no headers");
+        assert!(e.reason.len() < 200, "{}", e.reason.len());
     }
 }
