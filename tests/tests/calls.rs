@@ -531,3 +531,118 @@ async fn a_tls_trunk_carries_a_call() {
     assert_eq!(c.status, 200);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// RFC 3261 §7.3: compact header names (`v:`, `f:`, `t:`, `i:`, `m:`, `c:`, `l:`), folded lines
+/// and whitespace before colons, both ways — a caller in the pool sending them (raw UDP: SIPp
+/// cannot fold a line) and SIPp answering in compact form as the gateway, with a reason phrase of
+/// its own that reaches the caller as written.
+#[tokio::test(flavor = "multi_thread")]
+async fn compact_and_folded_headers_both_ways() {
+    if !privileged("compact_and_folded_headers_both_ways") {
+        return;
+    }
+    let lab = CallLab::new("compact").await.expect("call lab");
+    let gw = uas(&lab, 5060, "uas_compact");
+    let pool_ns = lab.lab.pool.name.clone();
+    let seen = tokio::task::spawn_blocking(move || {
+        in_netns(&pool_ns, || {
+            let s = std::net::UdpSocket::bind(format!("{POOL_PEER}:0")).expect("bind");
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .expect("timeout");
+            let port = s.local_addr().expect("addr").port();
+            let to = format!("{POOL_RELAY}:5060");
+            let sdp = format!(
+                "v=0\r\no=- 1 1 IN IP4 {POOL_PEER}\r\ns=-\r\nc=IN IP4 {POOL_PEER}\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n"
+            );
+            let invite = format!(
+                "INVITE sip:+14255550100@{POOL_RELAY}:5060 SIP/2.0\r\n\
+                 v: SIP/2.0/UDP {POOL_PEER}:{port}\r\n ;branch=z9hG4bK-compact1\r\n\
+                 Max-Forwards  : 70\r\n\
+                 f: \"Folded\r\n Caller\" <sip:+14255551000@{POOL_PEER}>;tag=c1\r\n\
+                 t:<sip:+14255550100@{POOL_RELAY}>\r\n\
+                 i: compact-call-1\r\n\
+                 CSeq: 1\r\n\tINVITE\r\n\
+                 m: <sip:fe@{POOL_PEER}:{port}>\r\n\
+                 c: application/sdp\r\n\
+                 l: {}\r\n\r\n{sdp}",
+                sdp.len()
+            );
+            s.send_to(invite.as_bytes(), &to).expect("send");
+            let mut seen: Vec<String> = Vec::new();
+            let mut buf = [0u8; 8192];
+            let start = std::time::Instant::now();
+            let mut ok = None;
+            while ok.is_none() && start.elapsed() < Duration::from_secs(10) {
+                if let Ok(n) = s.recv(&mut buf) {
+                    let m = String::from_utf8_lossy(&buf[..n]).to_string();
+                    seen.push(m.lines().next().unwrap_or_default().to_string());
+                    if m.starts_with("SIP/2.0 200") {
+                        ok = Some(m);
+                    }
+                }
+            }
+            let ok = ok.unwrap_or_else(|| panic!("no 200: {seen:?}"));
+            let to_hdr = ok
+                .lines()
+                .find(|l| l.to_ascii_lowercase().starts_with("to:"))
+                .expect("To in the 200")[3..]
+                .trim()
+                .to_string();
+            let send = |method: &str, cseq: u32, branch: &str| {
+                let m = format!(
+                    "{method} sip:mediator@{POOL_RELAY}:5060 SIP/2.0\r\n\
+                     v: SIP/2.0/UDP {POOL_PEER}:{port};branch={branch}\r\n\
+                     Max-Forwards: 70\r\n\
+                     f: <sip:+14255551000@{POOL_PEER}>;tag=c1\r\n\
+                     t: {to_hdr}\r\n\
+                     i: compact-call-1\r\n\
+                     CSeq: {cseq} {method}\r\n\
+                     l: 0\r\n\r\n"
+                );
+                s.send_to(m.as_bytes(), &to).expect("send");
+            };
+            send("ACK", 1, "z9hG4bK-compact2");
+            std::thread::sleep(Duration::from_millis(500));
+            send("BYE", 2, "z9hG4bK-compact3");
+            let start = std::time::Instant::now();
+            while start.elapsed() < Duration::from_secs(5) {
+                if let Ok(n) = s.recv(&mut buf) {
+                    let m = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let first = m.lines().next().unwrap_or_default().to_string();
+                    let done = first.starts_with("SIP/2.0 200") && m.contains("BYE");
+                    seen.push(first);
+                    if done {
+                        break;
+                    }
+                }
+            }
+            seen
+        })
+    })
+    .await
+    .expect("caller");
+    assert!(
+        seen.iter()
+            .any(|l| l == "SIP/2.0 183 Session Progress Here"),
+        "the gateway's compact 183 reached the caller with its own reason phrase: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|l| l.starts_with("SIP/2.0 200")),
+        "{seen:?}"
+    );
+    let rec = &lab.wait_recent(1).await.expect("records")[0];
+    assert_eq!(
+        (rec.status, rec.end_reason.as_str()),
+        (200, "BYE from the pool side"),
+        "{rec:?}"
+    );
+    assert!(
+        gw.messages().contains("BYE sip:"),
+        "the compact gateway got its BYE"
+    );
+    assert!(
+        !lab.log().contains("400 "),
+        "nothing refused:\n{}",
+        lab.log()
+    );
+}
