@@ -35,6 +35,8 @@ enum Cmd {
     },
     List(oneshot::Sender<Vec<CallInfo>>),
     Get(CallId, oneshot::Sender<Option<CallInfo>>),
+    /// A relay reported a session's media stopped: (relay, session id).
+    MediaTimeout(String, String),
     /// Ends a call; answered with its record once its sessions are deleted.
     End(
         CallId,
@@ -145,8 +147,34 @@ pub fn listen_set(t: &Topology) -> BTreeSet<(std::net::SocketAddr, Transport)> {
     set
 }
 
+/// What the SIP runtime does besides SIP.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// A relay's media timeout ends the call (BYE on both legs with a Reason); otherwise it is
+    /// only logged.
+    pub media_timeout_ends_calls: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            media_timeout_ends_calls: true,
+        }
+    }
+}
+
 /// Starts the SIP runtime on the current tokio runtime (`tls`: for TLS trunks and next hops).
 pub fn start(registry: Arc<Registry>, cfg: Config, tls: Option<crate::tls::Tls>) -> CallHandle {
+    start_with(registry, cfg, tls, Options::default())
+}
+
+/// [`start`] with `options`.
+pub fn start_with(
+    registry: Arc<Registry>,
+    cfg: Config,
+    tls: Option<crate::tls::Tls>,
+    options: Options,
+) -> CallHandle {
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (in_tx, in_rx) = mpsc::channel(16 * 1024);
     let handle = CallHandle {
@@ -163,6 +191,8 @@ pub fn start(registry: Arc<Registry>, cfg: Config, tls: Option<crate::tls::Tls>)
         cmd_tx,
         bind_errors: Vec::new(),
         end_waiters: HashMap::new(),
+        watchers: Vec::new(),
+        options,
     };
     tokio::spawn(rt.run(cmd_rx, in_rx));
     handle
@@ -178,6 +208,9 @@ struct Runtime {
     bind_errors: Vec<String>,
     /// EndCall requests waiting for their call's record.
     end_waiters: HashMap<CallId, oneshot::Sender<Result<CallView, EndRefused>>>,
+    /// The tasks following the relays' event streams.
+    watchers: Vec<tokio::task::AbortHandle>,
+    options: Options,
 }
 
 impl Runtime {
@@ -234,6 +267,14 @@ impl Runtime {
             Cmd::Get(id, tx) => {
                 let _ = tx.send(self.engine.call(id, now));
             }
+            Cmd::MediaTimeout(relay, session) => {
+                if self.options.media_timeout_ends_calls {
+                    let actions = self.engine.on_media_timeout(&relay, &session, now);
+                    self.act(actions);
+                } else {
+                    tracing::info!(relay, session, "media timeout (calls are not ended for it)");
+                }
+            }
             Cmd::End(id, reason, tx) => match self.engine.end_call(id, &reason, now) {
                 Ok(actions) => {
                     self.end_waiters.insert(id, tx);
@@ -268,10 +309,27 @@ impl Runtime {
             self.bind_errors = errors;
         }
         if pools != self.relay_addrs {
+            for w in self.watchers.drain(..) {
+                w.abort();
+            }
+            // Media timeouts come back as commands: a bounded queue, forwarded in order.
+            let (tx, mut rx) = mpsc::channel::<(String, String)>(1024);
+            let cmd = self.cmd_tx.clone();
+            self.watchers.push(
+                tokio::spawn(async move {
+                    while let Some((relay, session)) = rx.recv().await {
+                        if cmd.send(Cmd::MediaTimeout(relay, session)).await.is_err() {
+                            return;
+                        }
+                    }
+                })
+                .abort_handle(),
+            );
             let mut map = HashMap::new();
             for (pool, addrs) in &pools {
                 match Relays::new(addrs, MEDIA_TIMEOUT) {
                     Ok(r) => {
+                        self.watchers.extend(r.watch_media_timeouts(tx.clone()));
                         map.insert(pool.clone(), Arc::new(r));
                     }
                     Err(e) => tracing::error!(pool, error = %e, "bad dataplane address"),

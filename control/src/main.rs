@@ -44,6 +44,15 @@ struct Args {
     /// Calls held at most; beyond it a new call is answered 503.
     #[arg(long, env = "MEDIATOR_MAX_CALLS")]
     max_calls: Option<usize>,
+    /// Seconds without media before a relay reports a call's stream dead (0: the relay's default).
+    #[arg(long, env = "MEDIATOR_MEDIA_TIMEOUT_SECS")]
+    media_timeout_secs: Option<u32>,
+    /// The same while the call is on hold (0: the relay's default).
+    #[arg(long, env = "MEDIATOR_HOLD_TIMEOUT_SECS")]
+    hold_timeout_secs: Option<u32>,
+    /// End a call whose media timed out (BYE on both legs with a Reason): true or false.
+    #[arg(long, env = "MEDIATOR_MEDIA_TIMEOUT_ENDS_CALLS")]
+    media_timeout_ends_calls: Option<bool>,
     /// Mediator's TLS certificate chain (PEM), for TLS trunks and next hops.
     #[arg(long, env = "MEDIATOR_TLS_CERTIFICATE")]
     tls_certificate: Option<PathBuf>,
@@ -74,6 +83,9 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     grpc_listen: Option<SocketAddr>,
     max_calls: Option<usize>,
+    media_timeout_secs: Option<u32>,
+    hold_timeout_secs: Option<u32>,
+    media_timeout_ends_calls: Option<bool>,
     tls_certificate: Option<PathBuf>,
     tls_private_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
@@ -85,6 +97,9 @@ struct Config {
     data_dir: PathBuf,
     grpc_listen: SocketAddr,
     max_calls: usize,
+    media_timeout_secs: u32,
+    hold_timeout_secs: u32,
+    media_timeout_ends_calls: bool,
     tls: Option<(PathBuf, PathBuf, PathBuf)>,
     log_format: LogFormat,
 }
@@ -109,6 +124,18 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
             .or(file.grpc_listen)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7300))),
         max_calls: args.max_calls.or(file.max_calls).unwrap_or(20_000),
+        media_timeout_secs: args
+            .media_timeout_secs
+            .or(file.media_timeout_secs)
+            .unwrap_or(0),
+        hold_timeout_secs: args
+            .hold_timeout_secs
+            .or(file.hold_timeout_secs)
+            .unwrap_or(0),
+        media_timeout_ends_calls: args
+            .media_timeout_ends_calls
+            .or(file.media_timeout_ends_calls)
+            .unwrap_or(true),
         tls: match (
             args.tls_certificate.clone().or(file.tls_certificate),
             args.tls_private_key.clone().or(file.tls_private_key),
@@ -130,6 +157,14 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
     }
     if cfg.max_calls == 0 {
         anyhow::bail!("max_calls: must be at least 1");
+    }
+    for (name, v) in [
+        ("media_timeout_secs", cfg.media_timeout_secs),
+        ("hold_timeout_secs", cfg.hold_timeout_secs),
+    ] {
+        if v > 86_400 {
+            anyhow::bail!("{name}: {v} is over 86400 (0 is the relay's default)");
+        }
     }
     if cfg.data_dir.as_os_str().is_empty() {
         anyhow::bail!("data_dir: must not be empty");
@@ -203,13 +238,18 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             Some((c, k, a)) => Some(mediator_control::tls::load(c, k, a)?),
             None => None,
         };
-        let calls = mediator_control::calls::start(
+        let calls = mediator_control::calls::start_with(
             registry.clone(),
             mediator_b2bua::Config {
                 max_calls: cfg.max_calls,
+                media_timeout_secs: cfg.media_timeout_secs,
+                hold_timeout_secs: cfg.hold_timeout_secs,
                 ..Default::default()
             },
             tls,
+            mediator_control::calls::Options {
+                media_timeout_ends_calls: cfg.media_timeout_ends_calls,
+            },
         );
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<TopologyServiceServer<Api>>().await;

@@ -45,6 +45,8 @@ impl MediaError {
 struct Relay {
     addr: String,
     client: DataplaneServiceClient<Channel>,
+    /// For the event stream: a channel without the per-request timeout (a stream lasts).
+    events: DataplaneServiceClient<Channel>,
     healthy: AtomicBool,
     last_error: Mutex<String>,
 }
@@ -99,13 +101,14 @@ impl Relays {
         let relays = addrs
             .iter()
             .map(|addr| {
-                let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+                let base = Endpoint::from_shared(format!("http://{addr}"))
                     .map_err(|e| MediaError::Unavailable(format!("{addr}: {e}")))?
-                    .connect_timeout(timeout)
-                    .timeout(timeout);
+                    .connect_timeout(timeout);
+                let endpoint = base.clone().timeout(timeout);
                 Ok(Relay {
                     addr: addr.clone(),
                     client: DataplaneServiceClient::new(endpoint.connect_lazy()),
+                    events: DataplaneServiceClient::new(base.connect_lazy()),
                     healthy: AtomicBool::new(true),
                     last_error: Mutex::new(String::new()),
                 })
@@ -247,6 +250,40 @@ impl Relays {
         };
         let answer = tokio::time::timeout(self.timeout, client.get_session(req)).await;
         session_of(relay, self.timeout, answer, |r| r.session)
+    }
+
+    /// Follows every relay's event stream and sends each media timeout on `tx` as (relay,
+    /// session id); a stream that ends or cannot be opened is opened again after a pause. The
+    /// tasks end when `tx`'s receiver is gone or they are aborted.
+    pub fn watch_media_timeouts(
+        &self,
+        tx: tokio::sync::mpsc::Sender<(String, String)>,
+    ) -> Vec<tokio::task::AbortHandle> {
+        self.relays
+            .iter()
+            .map(|r| {
+                let (addr, mut client, tx) = (r.addr.clone(), r.events.clone(), tx.clone());
+                tokio::spawn(async move {
+                    loop {
+                        if let Ok(resp) = client.watch_events(pb::WatchEventsRequest {}).await {
+                            let mut stream = resp.into_inner();
+                            while let Ok(Some(e)) = stream.message().await {
+                                if matches!(e.kind, Some(pb::event::Kind::MediaTimeout(_)))
+                                    && tx.send((addr.clone(), e.session_id)).await.is_err()
+                                {
+                                    return;
+                                }
+                            }
+                        }
+                        if tx.is_closed() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                })
+                .abort_handle()
+            })
+            .collect()
     }
 
     /// Asks every relay for its capabilities and marks it up or down accordingly.

@@ -646,3 +646,43 @@ async fn compact_and_folded_headers_both_ways() {
         lab.log()
     );
 }
+
+/// A call whose media stopped (here: never flowed) is ended by Mediator when the relay reports
+/// the media timeout: both SIPp get a BYE with `Reason: SIP;cause=408;text="media timeout"`, and
+/// the record says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_media_timeout_ends_the_call_on_both_legs() {
+    if !privileged("a_media_timeout_ends_the_call_on_both_legs") {
+        return;
+    }
+    let lab = CallLab::build("mto", &["30000-30999"], &["--media-timeout-secs", "3"])
+        .await
+        .expect("call lab");
+    let gw = uas(&lab, 5060, "uas");
+    let sf = scenario("uac_wait_bye");
+    let started = std::time::Instant::now();
+    let run = lab
+        .from_pool("+14255550100", 1, &["-sf", &sf])
+        .expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "the caller got Mediator's BYE: {run:?}\n{}",
+        lab.log()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "ended by the 3 s timeout, not by SIPp's own limits"
+    );
+    let c = &lab.wait_recent(1).await.expect("recent")[0];
+    assert_eq!(
+        (c.status, c.end_reason.as_str()),
+        (200, "media timeout"),
+        "{c:?}"
+    );
+    let seen = gw.messages();
+    assert!(
+        seen.contains("BYE sip:") && seen.contains("Reason: SIP;cause=408;text=\"media timeout\""),
+        "the gateway got a BYE with the reason:\n{seen}"
+    );
+}

@@ -1082,13 +1082,24 @@ impl Engine {
     }
 
     fn send_bye(&mut self, id: CallId, to: Side, out: &mut Vec<Action>, now: Instant) {
+        self.send_bye_with(id, to, &[], out, now);
+    }
+
+    fn send_bye_with(
+        &mut self,
+        id: CallId,
+        to: Side,
+        extra: &[(&str, String)],
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
         let branch = self.branch();
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         let Some(leg) = call.leg_mut(to) else { return };
         let peer = leg.peer;
-        if let Ok(bye) = leg.request("BYE", &branch, None, &[], None) {
+        if let Ok(bye) = leg.request("BYE", &branch, None, extra, None) {
             let (k, step) = self.layer.request(bye, peer, now);
             self.by_client.insert(k, Purpose::Ignore);
             emit(out, step);
@@ -1439,6 +1450,38 @@ impl Engine {
     /// on both legs, one still being set up is answered 487 and its attempt given up (CANCELled
     /// once it has had a provisional). A call answered but not yet acknowledged by its caller is
     /// refused for the moment: neither leg may get a BYE before its ACK (RFC 3261 §15).
+    /// A relay reports that a session's media stopped (no packet either way for its timeout):
+    /// a confirmed call it belongs to is ended on both legs with a BYE carrying
+    /// `Reason: SIP;cause=408;text="media timeout"` (RFC 3326), and its record says why. A call
+    /// still being set up is left to its own timers.
+    pub fn on_media_timeout(&mut self, relay: &str, session_id: &str, now: Now) -> Vec<Action> {
+        self.wall_ms = now.unix_ms;
+        let now = now.mono;
+        let mut out = Vec::new();
+        let Some(id) = self
+            .calls
+            .values()
+            .find(|c| {
+                c.streams
+                    .iter()
+                    .any(|s| s.session_id == session_id && s.relay == relay)
+            })
+            .map(|c| c.id)
+        else {
+            return out;
+        };
+        // Confirmed only: no BYE may go to a caller before its ACK.
+        if self.calls.get(&id).map(|c| c.phase) != Some(Phase::Confirmed) {
+            return out;
+        }
+        tracing::info!(call = id, session = session_id, "media timeout: hanging up");
+        let reason = [("Reason", "SIP;cause=408;text=\"media timeout\"".to_string())];
+        self.send_bye_with(id, Side::Pool, &reason, &mut out, now);
+        self.send_bye_with(id, Side::Gateway, &reason, &mut out, now);
+        self.end(id, 200, "media timeout", &mut out, now);
+        out
+    }
+
     pub fn end_call(&mut self, id: CallId, why: &str, now: Now) -> Result<Vec<Action>, EndRefused> {
         self.wall_ms = now.unix_ms;
         let now = now.mono;

@@ -784,4 +784,31 @@ fn end_call_before_the_answer_cancels_and_waits_for_the_ack_after_it() {
     );
 }
 
+/// A relay's media timeout ends a confirmed call: BYE on both legs with a Reason, a record
+/// saying why; a session no call owns, or a call not yet confirmed, is left alone.
+#[test]
+fn a_media_timeout_ends_a_confirmed_call() {
+    let mut r = Run::new("mto");
+    assert!(r.e.on_media_timeout("relay", "nobody", r.now).is_empty());
+    let (_inv, _ok) = answered(&mut r, "c40");
+    let a = r.e.on_media_timeout("relay", "s", r.now);
+    for peer in [fe(), gw(5060, 5060)] {
+        let byes: Vec<Message> = sent_to(&a, peer)
+            .into_iter()
+            .filter(|m| m.method() == Some("BYE"))
+            .collect();
+        assert_eq!(byes.len(), 1, "one BYE to {peer:?}");
+        assert_eq!(
+            byes[0].header("reason").as_deref(),
+            Some("SIP;cause=408;text=\"media timeout\"")
+        );
+    }
+    let rec = ended(&a).expect("a record");
+    assert_eq!(
+        (rec.status, rec.end_reason.as_str()),
+        (200, "media timeout")
+    );
+    assert!(r.e.calls(r.now).is_empty());
+}
+
 mod srtp;
