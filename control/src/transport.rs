@@ -32,7 +32,29 @@ const CONN_QUEUE: usize = 1024;
 
 type Conns = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
 
+/// RFC 3261 §18.1.1: a request over 1300 bytes (the path MTU being unknown) should go over a
+/// congestion-controlled transport. A trunk has one transport here, so such a request goes over
+/// UDP as configured, and the log says so once per peer.
+const UDP_REQUEST_LIMIT: usize = 1300;
+/// Peers remembered for that log line, at most.
+const OVERSIZE_PEERS: usize = 1024;
+
+/// Whether `bytes` to `to` is a request over [`UDP_REQUEST_LIMIT`] not yet logged for that peer
+/// (and remembers it).
+fn first_oversize(
+    logged: &mut std::collections::HashSet<SocketAddr>,
+    to: SocketAddr,
+    bytes: &[u8],
+) -> bool {
+    bytes.len() > UDP_REQUEST_LIMIT
+        && !bytes.starts_with(b"SIP/2.0 ")
+        && logged.len() < OVERSIZE_PEERS
+        && logged.insert(to)
+}
+
 pub(crate) struct Transports {
+    /// Peers already told of in the log for a request over [`UDP_REQUEST_LIMIT`].
+    oversize_logged: std::collections::HashSet<SocketAddr>,
     udp: HashMap<SocketAddr, (Arc<UdpSocket>, JoinHandle<()>)>,
     tcp: HashMap<SocketAddr, JoinHandle<()>>,
     tls_listeners: HashMap<SocketAddr, JoinHandle<()>>,
@@ -59,6 +81,7 @@ impl Transports {
     /// `tls`: Mediator's certificate and trusted CAs; without it TLS addresses cannot listen.
     pub(crate) fn new(tx: mpsc::Sender<Inbound>, tls: Option<Tls>) -> Transports {
         Transports {
+            oversize_logged: std::collections::HashSet::new(),
             udp: HashMap::new(),
             tcp: HashMap::new(),
             tls_listeners: HashMap::new(),
@@ -158,9 +181,17 @@ impl Transports {
     }
 
     /// Sends `bytes` to `to` over its transport, from its local address.
-    pub(crate) fn send(&self, to: Peer, bytes: Vec<u8>) {
+    pub(crate) fn send(&mut self, to: Peer, bytes: Vec<u8>) {
         match to.transport {
             Transport::Udp => {
+                if first_oversize(&mut self.oversize_logged, to.remote, &bytes) {
+                    tracing::warn!(
+                        to = %to.remote,
+                        bytes = bytes.len(),
+                        "a request over 1300 bytes goes over UDP (RFC 3261 §18.1.1 asks for TCP; \
+                         the trunk is UDP): fragments may be lost on the way (logged once per peer)"
+                    );
+                }
                 let Some((sock, _)) = self.udp.get(&to.local) else {
                     tracing::warn!(local = %to.local, "no UDP socket to send from");
                     return;
@@ -373,5 +404,27 @@ async fn run_conn<S>(
     writer.abort();
     if let Ok(mut c) = conns.lock() {
         c.remove(&peer.remote);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_oversize_udp_request_is_noted_once_per_peer() {
+        let mut logged = std::collections::HashSet::new();
+        let a: SocketAddr = "198.18.2.2:5060".parse().expect("addr");
+        let b: SocketAddr = "198.18.2.3:5060".parse().expect("addr");
+        let big = [b"INVITE sip:x SIP/2.0\r\n".as_slice(), &[b'x'; 1400]].concat();
+        let resp = [b"SIP/2.0 200 OK\r\n".as_slice(), &[b'x'; 1400]].concat();
+        assert!(
+            !first_oversize(&mut logged, a, b"INVITE sip:x SIP/2.0\r\n"),
+            "small"
+        );
+        assert!(!first_oversize(&mut logged, a, &resp), "a response");
+        assert!(first_oversize(&mut logged, a, &big));
+        assert!(!first_oversize(&mut logged, a, &big), "once per peer");
+        assert!(first_oversize(&mut logged, b, &big));
     }
 }

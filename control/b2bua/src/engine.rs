@@ -842,6 +842,20 @@ impl Engine {
                 } else {
                     let mut extra = passed(&m);
                     extra.retain(|(n, _)| *n == "Reason");
+                    if (300..400).contains(&translated) {
+                        // A redirect is relayed with where it points (followed redirects are
+                        // not built yet), and with the call's history when the trunk says so.
+                        for v in m.headers_named("contact") {
+                            extra.push(("Contact", v));
+                        }
+                        if t.forward_call_history {
+                            for name in ["Diversion", "History-Info"] {
+                                for v in m.headers_named(name) {
+                                    extra.push((name, v));
+                                }
+                            }
+                        }
+                    }
                     let bytes = build_response(
                         &call.a_invite,
                         translated,

@@ -20,6 +20,8 @@ pub(super) struct Target {
     pub(super) latching: bool,
     pub(super) refer: bool,
     pub(super) forward_pai: bool,
+    /// `forward_call_history`: Diversion and History-Info pass (on relayed redirects).
+    pub(super) forward_call_history: bool,
     pub(super) fast_failover: Option<Duration>,
     pub(super) code_rules: Vec<(u16, u16)>,
     /// The callee's leg's media encryption policy on this target.
@@ -62,6 +64,7 @@ impl Target {
             latching: s.rtp_latching.unwrap_or(false),
             refer: s.refer_support.unwrap_or(true),
             forward_pai: s.forward_pai.unwrap_or(false),
+            forward_call_history: s.forward_call_history.unwrap_or(false),
             fast_failover: s.fast_failover.unwrap_or(false).then(|| {
                 Duration::from_secs(u64::from(s.fast_failover_timeout_secs.unwrap_or(10)))
             }),

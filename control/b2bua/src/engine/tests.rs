@@ -811,4 +811,56 @@ fn a_media_timeout_ends_a_confirmed_call() {
     assert!(r.e.calls(r.now).is_empty());
 }
 
+/// A gateway's redirect reaches the caller with its Contact (followed redirects are not built
+/// yet), and with Diversion/History-Info only when the trunk forwards call history.
+#[test]
+fn a_redirect_is_relayed_with_its_contact_and_history_per_the_trunk() {
+    for history in [false, true] {
+        let mut r = Run::new("redirect");
+        r.t.configs
+            .get_mut("trunk:198.18.2.2")
+            .expect("config")
+            .value
+            .settings
+            .forward_call_history = Some(history);
+        let a = r.msg(&invite("+14255550100", &format!("c5{history}")), fe());
+        let id = media_call(&a);
+        let a = r.created(id);
+        let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+        let moved = build_response(
+            &inv,
+            302,
+            "Moved Temporarily",
+            "gw1",
+            &[
+                ("Contact", "<sip:+14255550199@198.18.2.9:5060>".into()),
+                (
+                    "Diversion",
+                    "<sip:+14255550100@198.18.2.2>;reason=unconditional".into(),
+                ),
+            ],
+            None,
+        );
+        let a = r.msg(&moved, gw(5060, 5060));
+        let to_fe = sent_to(&a, fe());
+        let resp = to_fe
+            .iter()
+            .find(|m| m.status() == Some(302))
+            .expect("302 relayed");
+        assert!(
+            resp.header("contact")
+                .is_some_and(|c| c.contains("+14255550199@198.18.2.9")),
+            "{:?}",
+            resp.header("contact")
+        );
+        assert_eq!(
+            resp.header("diversion").is_some(),
+            history,
+            "history {history}"
+        );
+        assert_eq!(resp.reason(), "Moved Temporarily");
+        assert_eq!(ended(&a).expect("record").status, 302);
+    }
+}
+
 mod srtp;
