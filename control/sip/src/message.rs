@@ -740,4 +740,16 @@ l: 0\r\n\r\n";
             .expect_err("no headers");
         assert!(e.reason.len() < 200, "{}", e.reason.len());
     }
+
+    /// Several Vias on one line (RFC 3261 §7.3.1) are several Vias: the top one is the first.
+    #[test]
+    fn vias_on_one_line_count_one_by_one() {
+        let m = INVITE.replace(
+            "Via: SIP/2.0/UDP 198.18.1.1:5060;branch=z9hG4bK-abc123\r\n",
+            "Via: SIP/2.0/UDP 198.18.1.1:5060;branch=z9hG4bK-abc123, SIP/2.0/UDP 198.18.1.9;branch=z9hG4bK-x\r\n",
+        );
+        let m = Message::parse(m.as_bytes()).expect("parses");
+        assert_eq!(m.summary.via_count, 2);
+        assert_eq!(m.summary.branch, "z9hG4bK-abc123");
+    }
 }

@@ -83,6 +83,40 @@ fn tidy_value(value: &str) -> String {
     out
 }
 
+/// Headers whose comma-separated values are each a header of their own (RFC 3261 §7.3.1): written
+/// one per line, so the parser sees every Via and every route.
+const ONE_PER_LINE: &[&str] = &["Via", "Route", "Record-Route", "Contact"];
+
+/// A value's comma-separated parts, commas inside quoted strings and `<…>` not counting.
+fn split_values(value: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut quoted, mut escaped, mut angle, mut start) = (false, false, false, 0);
+    for (i, c) in value.char_indices() {
+        if quoted {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => quoted = true,
+            '<' => angle = true,
+            '>' => angle = false,
+            ',' if !angle => {
+                parts.push(value[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(value[start..].trim());
+    parts.retain(|p| !p.is_empty());
+    parts
+}
+
 /// Where the header section ends: the index of the empty line's first byte and the body's start.
 fn split(bytes: &[u8]) -> Option<(usize, usize)> {
     let mut i = 0;
@@ -147,6 +181,14 @@ pub fn normalize(bytes: &[u8], datagram: bool) -> Cow<'_, [u8]> {
         }
         if FREE_TEXT.iter().any(|f| f.eq_ignore_ascii_case(name)) {
             out_lines.push(format!("{name}: {value}"));
+        } else if ONE_PER_LINE.iter().any(|f| f.eq_ignore_ascii_case(name)) && value != "*" {
+            let parts = split_values(value);
+            if parts.is_empty() {
+                out_lines.push(format!("{name}: "));
+            }
+            for part in parts {
+                out_lines.push(format!("{name}: {}", tidy_value(part)));
+            }
         } else {
             out_lines.push(format!("{name}: {}", tidy_value(value)));
         }
@@ -230,6 +272,17 @@ mod tests {
         );
         let m = "OPTIONS sip:a@b SIP/2.0\r\nSubject: a ; b\r\n\r\n";
         assert!(norm(m).contains("Subject: a ; b\r\n"));
+    }
+
+    #[test]
+    fn several_vias_or_routes_on_one_line_become_one_per_line() {
+        let m = "INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1 , SIP/2.0/TCP b;branch=z9hG4bK2\r\n\
+                 Route: <sip:p1;lr>, \"x, y\" <sip:p2;lr;q=\"a,b\">\r\nContact: *\r\n\r\n";
+        assert_eq!(
+            norm(m),
+            "INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nVia: SIP/2.0/TCP b;branch=z9hG4bK2\r\n\
+             Route: <sip:p1;lr>\r\nRoute: \"x, y\" <sip:p2;lr;q=\"a,b\">\r\nContact: *\r\n\r\n"
+        );
     }
 
     #[test]
