@@ -191,7 +191,19 @@ pub fn start_with(
         cmd_tx,
         bind_errors: Vec::new(),
         end_waiters: HashMap::new(),
-        watchers: Vec::new(),
+        watchers: HashMap::new(),
+        timeouts: {
+            let (tx, mut rx) = mpsc::channel::<(String, String)>(1024);
+            let cmd = handle.cmd.clone();
+            tokio::spawn(async move {
+                while let Some((relay, session)) = rx.recv().await {
+                    if cmd.send(Cmd::MediaTimeout(relay, session)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            tx
+        },
         options,
     };
     tokio::spawn(rt.run(cmd_rx, in_rx));
@@ -208,8 +220,10 @@ struct Runtime {
     bind_errors: Vec<String>,
     /// EndCall requests waiting for their call's record.
     end_waiters: HashMap<CallId, oneshot::Sender<Result<CallView, EndRefused>>>,
-    /// The tasks following the relays' event streams.
-    watchers: Vec<tokio::task::AbortHandle>,
+    /// The tasks following the relays' event streams, by relay address.
+    watchers: HashMap<String, tokio::task::AbortHandle>,
+    /// Where they report media timeouts (forwarded to this runtime as commands, in order).
+    timeouts: mpsc::Sender<(String, String)>,
     options: Options,
 }
 
@@ -309,27 +323,32 @@ impl Runtime {
             self.bind_errors = errors;
         }
         if pools != self.relay_addrs {
-            for w in self.watchers.drain(..) {
-                w.abort();
-            }
-            // Media timeouts come back as commands: a bounded queue, forwarded in order.
-            let (tx, mut rx) = mpsc::channel::<(String, String)>(1024);
-            let cmd = self.cmd_tx.clone();
-            self.watchers.push(
-                tokio::spawn(async move {
-                    while let Some((relay, session)) = rx.recv().await {
-                        if cmd.send(Cmd::MediaTimeout(relay, session)).await.is_err() {
-                            return;
+            // One event watcher per relay address: kept while the address is in use, so a
+            // change elsewhere in the topology loses none of its events.
+            let wanted: BTreeSet<&String> = pools.values().flatten().collect();
+            self.watchers.retain(|addr, w| {
+                let keep = wanted.contains(addr);
+                if !keep {
+                    w.abort();
+                }
+                keep
+            });
+            for addr in wanted {
+                if !self.watchers.contains_key(addr) {
+                    match crate::media::watch_relay(addr, MEDIA_TIMEOUT, self.timeouts.clone()) {
+                        Ok(w) => {
+                            self.watchers.insert(addr.clone(), w);
+                        }
+                        Err(e) => {
+                            tracing::error!(relay = addr, error = %e, "cannot follow the relay's events")
                         }
                     }
-                })
-                .abort_handle(),
-            );
+                }
+            }
             let mut map = HashMap::new();
             for (pool, addrs) in &pools {
                 match Relays::new(addrs, MEDIA_TIMEOUT) {
                     Ok(r) => {
-                        self.watchers.extend(r.watch_media_timeouts(tx.clone()));
                         map.insert(pool.clone(), Arc::new(r));
                     }
                     Err(e) => tracing::error!(pool, error = %e, "bad dataplane address"),

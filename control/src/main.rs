@@ -166,6 +166,23 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
             anyhow::bail!("{name}: {v} is over 86400 (0 is the relay's default)");
         }
     }
+    // The relay refuses a session whose hold timeout is shorter than its media timeout, with 0
+    // taken as its defaults (60 s, 3600 s): refused here, not on every call.
+    let media = if cfg.media_timeout_secs == 0 {
+        60
+    } else {
+        cfg.media_timeout_secs
+    };
+    let hold = if cfg.hold_timeout_secs == 0 {
+        3600
+    } else {
+        cfg.hold_timeout_secs
+    };
+    if hold < media {
+        anyhow::bail!(
+            "hold_timeout_secs: {hold} is shorter than media_timeout_secs {media} (0 stands for the relay's defaults, 60 and 3600)"
+        );
+    }
     if cfg.data_dir.as_os_str().is_empty() {
         anyhow::bail!("data_dir: must not be empty");
     }

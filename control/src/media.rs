@@ -45,8 +45,6 @@ impl MediaError {
 struct Relay {
     addr: String,
     client: DataplaneServiceClient<Channel>,
-    /// For the event stream: a channel without the per-request timeout (a stream lasts).
-    events: DataplaneServiceClient<Channel>,
     healthy: AtomicBool,
     last_error: Mutex<String>,
 }
@@ -101,14 +99,13 @@ impl Relays {
         let relays = addrs
             .iter()
             .map(|addr| {
-                let base = Endpoint::from_shared(format!("http://{addr}"))
+                let endpoint = Endpoint::from_shared(format!("http://{addr}"))
                     .map_err(|e| MediaError::Unavailable(format!("{addr}: {e}")))?
-                    .connect_timeout(timeout);
-                let endpoint = base.clone().timeout(timeout);
+                    .connect_timeout(timeout)
+                    .timeout(timeout);
                 Ok(Relay {
                     addr: addr.clone(),
                     client: DataplaneServiceClient::new(endpoint.connect_lazy()),
-                    events: DataplaneServiceClient::new(base.connect_lazy()),
                     healthy: AtomicBool::new(true),
                     last_error: Mutex::new(String::new()),
                 })
@@ -252,40 +249,6 @@ impl Relays {
         session_of(relay, self.timeout, answer, |r| r.session)
     }
 
-    /// Follows every relay's event stream and sends each media timeout on `tx` as (relay,
-    /// session id); a stream that ends or cannot be opened is opened again after a pause. The
-    /// tasks end when `tx`'s receiver is gone or they are aborted.
-    pub fn watch_media_timeouts(
-        &self,
-        tx: tokio::sync::mpsc::Sender<(String, String)>,
-    ) -> Vec<tokio::task::AbortHandle> {
-        self.relays
-            .iter()
-            .map(|r| {
-                let (addr, mut client, tx) = (r.addr.clone(), r.events.clone(), tx.clone());
-                tokio::spawn(async move {
-                    loop {
-                        if let Ok(resp) = client.watch_events(pb::WatchEventsRequest {}).await {
-                            let mut stream = resp.into_inner();
-                            while let Ok(Some(e)) = stream.message().await {
-                                if matches!(e.kind, Some(pb::event::Kind::MediaTimeout(_)))
-                                    && tx.send((addr.clone(), e.session_id)).await.is_err()
-                                {
-                                    return;
-                                }
-                            }
-                        }
-                        if tx.is_closed() {
-                            return;
-                        }
-                        tokio::time::sleep(Duration::from_secs(2)).await;
-                    }
-                })
-                .abort_handle()
-            })
-            .collect()
-    }
-
     /// Asks every relay for its capabilities and marks it up or down accordingly.
     pub async fn probe(&self) {
         for i in 0..self.relays.len() {
@@ -302,6 +265,44 @@ impl Relays {
             }
         }
     }
+}
+
+/// Follows relay `addr`'s event stream and sends each media timeout on `tx` as (relay, session
+/// id). Its own channel: no per-request timeout (a stream lasts), HTTP/2 keep-alives so a relay
+/// host that vanished is noticed; a stream that ends or cannot be opened is opened again after a
+/// pause. The task ends when `tx`'s receiver is gone or it is aborted.
+pub fn watch_relay(
+    addr: &str,
+    connect_timeout: Duration,
+    tx: tokio::sync::mpsc::Sender<(String, String)>,
+) -> Result<tokio::task::AbortHandle, MediaError> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| MediaError::Unavailable(format!("{addr}: {e}")))?
+        .connect_timeout(connect_timeout)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
+    let mut client = DataplaneServiceClient::new(endpoint.connect_lazy());
+    let addr = addr.to_string();
+    Ok(tokio::spawn(async move {
+        loop {
+            if let Ok(resp) = client.watch_events(pb::WatchEventsRequest {}).await {
+                let mut stream = resp.into_inner();
+                while let Ok(Some(e)) = stream.message().await {
+                    if matches!(e.kind, Some(pb::event::Kind::MediaTimeout(_)))
+                        && tx.send((addr.clone(), e.session_id)).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            if tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    })
+    .abort_handle())
 }
 
 // The engine's media requests and the relays' answers, mapped to and from

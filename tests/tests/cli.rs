@@ -409,5 +409,33 @@ fn control_daemon_settings_errors_are_named() {
     );
     let (code, _) = run(&["--grpc-listen", "nonsense"], &[]);
     assert_eq!(code, 64);
+    // Media timeouts the relay would refuse on every call are refused here, named.
+    let (code, text) = run(&["--check-config", "--hold-timeout-secs", "30"], &[]);
+    assert!(code == 78 && text.contains("hold_timeout_secs"), "{text}");
+    let (code, text) = run(
+        &[
+            "--check-config",
+            "--media-timeout-secs",
+            "300",
+            "--hold-timeout-secs",
+            "100",
+        ],
+        &[],
+    );
+    assert!(
+        code == 78 && text.contains("shorter than media_timeout_secs"),
+        "{text}"
+    );
+    let (code, text) = run(
+        &[
+            "--check-config",
+            "--media-timeout-secs",
+            "3",
+            "--media-timeout-ends-calls",
+            "false",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -845,7 +845,8 @@ impl Engine {
                     if (300..400).contains(&translated) {
                         // A redirect is relayed with where it points (followed redirects are
                         // not built yet), and with the call's history when the trunk says so.
-                        for v in m.headers_named("contact") {
+                        // At most 16: a redirect is no amplifier either.
+                        for v in m.headers_named("contact").into_iter().take(16) {
                             extra.push(("Contact", v));
                         }
                         if t.forward_call_history {
@@ -1460,32 +1461,32 @@ impl Engine {
 
     // ---- the end of a call ------------------------------------------------------------------
 
-    /// Ends call `id` from Mediator's side (the operator's EndCall): a confirmed call gets a BYE
-    /// on both legs, one still being set up is answered 487 and its attempt given up (CANCELled
-    /// once it has had a provisional). A call answered but not yet acknowledged by its caller is
-    /// refused for the moment: neither leg may get a BYE before its ACK (RFC 3261 §15).
-    /// A relay reports that a session's media stopped (no packet either way for its timeout):
-    /// a confirmed call it belongs to is ended on both legs with a BYE carrying
+    /// A relay reports that a session's media stopped (no packet either way for its timeout).
+    /// Once every live stream of a confirmed call has stopped (a stream the far side declined or
+    /// dropped with port 0 does not count), the call is ended on both legs with a BYE carrying
     /// `Reason: SIP;cause=408;text="media timeout"` (RFC 3326), and its record says why. A call
     /// still being set up is left to its own timers.
     pub fn on_media_timeout(&mut self, relay: &str, session_id: &str, now: Now) -> Vec<Action> {
         self.wall_ms = now.unix_ms;
         let now = now.mono;
         let mut out = Vec::new();
-        let Some(id) = self
-            .calls
-            .values()
-            .find(|c| {
-                c.streams
-                    .iter()
-                    .any(|s| s.session_id == session_id && s.relay == relay)
-            })
-            .map(|c| c.id)
-        else {
+        let Some(call) = self.calls.values_mut().find(|c| {
+            c.streams
+                .iter()
+                .any(|s| s.session_id == session_id && s.relay == relay)
+        }) else {
             return out;
         };
+        for s in call
+            .streams
+            .iter_mut()
+            .filter(|s| s.session_id == session_id && s.relay == relay)
+        {
+            s.timed_out = true;
+        }
+        let id = call.id;
         // Confirmed only: no BYE may go to a caller before its ACK.
-        if self.calls.get(&id).map(|c| c.phase) != Some(Phase::Confirmed) {
+        if call.phase != Phase::Confirmed || call.streams.iter().any(|s| s.live && !s.timed_out) {
             return out;
         }
         tracing::info!(call = id, session = session_id, "media timeout: hanging up");
@@ -1496,6 +1497,10 @@ impl Engine {
         out
     }
 
+    /// Ends call `id` from Mediator's side (the operator's EndCall): a confirmed call gets a BYE
+    /// on both legs, one still being set up is answered 487 and its attempt given up (CANCELled
+    /// once it has had a provisional). A call answered but not yet acknowledged by its caller is
+    /// refused for the moment: neither leg may get a BYE before its ACK (RFC 3261 §15).
     pub fn end_call(&mut self, id: CallId, why: &str, now: Now) -> Result<Vec<Action>, EndRefused> {
         self.wall_ms = now.unix_ms;
         let now = now.mono;
@@ -1583,7 +1588,13 @@ fn emit(out: &mut Vec<Action>, step: Step) {
 fn warning(why: &str) -> String {
     let mut text: String = why
         .chars()
-        .map(|c| if c.is_control() || c == '"' { '\'' } else { c })
+        .map(|c| {
+            if c.is_control() || c == '"' || c == '\\' {
+                '\''
+            } else {
+                c
+            }
+        })
         .take(200)
         .collect();
     if why.chars().count() > 200 {

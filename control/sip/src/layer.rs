@@ -271,9 +271,13 @@ impl Layer {
 
 /// An error response for a request that failed the checks, when enough of it can be read to
 /// address one (its Via, From, To, Call-ID, CSeq lines are copied as they are).
-fn error_reply(bytes: &[u8], status: u16, reason: &str) -> Option<Vec<u8>> {
+fn error_reply(original: &[u8], status: u16, reason: &str) -> Option<Vec<u8>> {
+    // The header lines as the parser saw them (unfolded, one Via per line); the size bound is
+    // the original's.
+    let normal = crate::normalize::normalize(original, false);
+    let bytes: &[u8] = &normal;
     let text = std::str::from_utf8(bytes).ok()?;
-    let mut head = text.split("\r\n");
+    let mut head = text.lines();
     let start = head.next()?;
     if !start.ends_with("SIP/2.0") {
         return None;
@@ -302,7 +306,7 @@ fn error_reply(bytes: &[u8], status: u16, reason: &str) -> Option<Vec<u8>> {
     // Never larger than what provoked it (no amplifier toward a spoofed source): the Warning is
     // cut to fit, or left out.
     let tail = "Content-Length: 0\r\n\r\n";
-    let room = bytes.len().saturating_sub(out.len() + tail.len());
+    let room = original.len().saturating_sub(out.len() + tail.len());
     let warning: String = crate::message::short(reason).replace('"', "'");
     let overhead = "Warning: 399 mediator \"\"\r\n".len();
     if room > overhead + 8 {
@@ -310,7 +314,7 @@ fn error_reply(bytes: &[u8], status: u16, reason: &str) -> Option<Vec<u8>> {
         out.push_str(&format!("Warning: 399 mediator \"{fit}\"\r\n"));
     }
     out.push_str(tail);
-    (out.len() <= bytes.len()).then(|| out.into_bytes())
+    (out.len() <= original.len()).then(|| out.into_bytes())
 }
 
 #[cfg(test)]

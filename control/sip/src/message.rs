@@ -70,12 +70,13 @@ fn tag_of(params: &[rsip::Param]) -> Option<String> {
 /// Warning or a log line): an error reply is never larger than what provoked it.
 const MAX_QUOTED: usize = 80;
 
-/// `text` cut to [`MAX_QUOTED`] characters of printable ASCII, for reasons that quote a peer.
+/// `text` cut to [`MAX_QUOTED`] characters of printable ASCII (no `\`, which would escape a
+/// quoted string's end), for reasons that quote a peer.
 pub fn short(text: &str) -> String {
     let mut out: String = text
         .chars()
         .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
+            if (c.is_ascii_graphic() && c != '\\') || c == ' ' {
                 c
             } else {
                 '?'
@@ -84,7 +85,7 @@ pub fn short(text: &str) -> String {
         .take(MAX_QUOTED)
         .collect();
     if text.chars().count() > MAX_QUOTED {
-        out.push('…');
+        out.push_str("...");
     }
     out
 }
@@ -114,6 +115,14 @@ impl Message {
         }
         let normal = crate::normalize::normalize(bytes, datagram);
         let bytes: &[u8] = &normal;
+        // Again after normalising: several values on one line became several lines.
+        let header_lines = bytes
+            .split(|&b| b == b'\n')
+            .take_while(|l| l.len() > 1)
+            .count();
+        if header_lines > MAX_HEADERS + 1 {
+            return Err(bad(format!("more than {MAX_HEADERS} header lines")));
+        }
         let inner = rsip::SipMessage::try_from(bytes)
             .map_err(|e| bad(format!("unparseable message: {}", short(&e.to_string()))))?;
         let mut summary = summarise(&inner)?;
@@ -432,12 +441,17 @@ impl Message {
             rsip::SipMessage::Response(r) => {
                 let first = self.raw.split(|&b| b == b'\n').next().unwrap_or_default();
                 let line = String::from_utf8_lossy(first);
-                let phrase = line
+                // UTF-8 is allowed in a reason phrase (RFC 3261 §25.1); control characters and
+                // backslashes are not passed on.
+                let phrase: String = line
                     .trim_end()
                     .splitn(3, ' ')
                     .nth(2)
-                    .map(short)
-                    .unwrap_or_default();
+                    .unwrap_or_default()
+                    .chars()
+                    .filter(|c| !c.is_control() && *c != '\\')
+                    .take(MAX_QUOTED)
+                    .collect();
                 if phrase.is_empty() {
                     reason_phrase(r.status_code().code()).to_string()
                 } else {

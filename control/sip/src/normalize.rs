@@ -153,7 +153,9 @@ pub fn normalize(bytes: &[u8], datagram: bool) -> Cow<'_, [u8]> {
         if line.is_empty() {
             continue;
         }
-        if line.starts_with([' ', '\t']) && !lines.is_empty() {
+        // The start line cannot be folded: a continuation right after it stays a line of its
+        // own, for the parser to refuse.
+        if line.starts_with([' ', '\t']) && lines.len() > 1 {
             // A folded continuation: one space in its place (RFC 3261 §7.3.1).
             if let Some(last) = lines.last_mut() {
                 last.push(' ');
@@ -176,7 +178,11 @@ pub fn normalize(bytes: &[u8], datagram: bool) -> Cow<'_, [u8]> {
         };
         let name = full_name(name.trim_end_matches([' ', '\t']));
         let value = value.trim_matches([' ', '\t']);
-        if name.eq_ignore_ascii_case("Content-Length") {
+        if name.eq_ignore_ascii_case("Content-Length")
+            && content_length.is_none()
+            && !value.is_empty()
+            && value.bytes().all(|b| b.is_ascii_digit())
+        {
             content_length = value.parse().ok();
         }
         if FREE_TEXT.iter().any(|f| f.eq_ignore_ascii_case(name)) {

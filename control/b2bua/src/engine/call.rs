@@ -12,6 +12,10 @@ pub(super) struct Stream {
     pub(super) anchors: [Anchor; 2],
     /// Where each side's peer receives, as its last SDP said (for key changes of that side).
     pub(super) remotes: [Option<Remote>; 2],
+    /// The stream is in use: not declined or dropped (port 0) by the last SDP.
+    pub(super) live: bool,
+    /// Its relay reported its media stopped.
+    pub(super) timed_out: bool,
 }
 
 pub(super) fn slot(side: Side) -> usize {

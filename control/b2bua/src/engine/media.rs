@@ -107,6 +107,8 @@ impl Engine {
                         relay,
                         anchors: [p, g],
                         remotes,
+                        live: true,
+                        timed_out: false,
                     });
                 }
                 self.send_invite(id, &mut out, now);
@@ -188,8 +190,13 @@ impl Engine {
         };
         let hold = sdp.on_hold();
         for st in &mut call.streams {
-            if let Some(s) = streams.iter().find(|s| s.index == st.index) {
-                st.remotes[slot(from)] = Some(remote(s));
+            match streams.iter().find(|s| s.index == st.index) {
+                Some(s) => {
+                    st.remotes[slot(from)] = Some(remote(s));
+                    st.live = true;
+                }
+                // Declined or dropped (port 0): its silence is not the call's.
+                None => st.live = false,
             }
         }
         for st in &call.streams {

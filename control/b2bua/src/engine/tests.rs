@@ -863,4 +863,70 @@ fn a_redirect_is_relayed_with_its_contact_and_history_per_the_trunk() {
     }
 }
 
+/// With two streams, one stream's timeout is not the call's; once every live stream has
+/// stopped the call ends. A stream the callee declined (port 0) does not count.
+#[test]
+fn a_media_timeout_ends_a_call_only_when_every_live_stream_stopped() {
+    let two = OFFER.to_string() + "m=video 6002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
+    let invite_two = |call_id: &str| {
+        String::from_utf8(invite("+14255550100", call_id))
+            .expect("utf8")
+            .replace(
+                &format!("Content-Length: {}\r\n", OFFER.len()),
+                &format!("Content-Length: {}\r\n", two.len()),
+            )
+            .replace(OFFER, &two)
+    };
+    let anchor = |addr: &str, port: u16| Anchor {
+        addr: addr.parse().expect("ip"),
+        rtp_port: port,
+        rtcp_port: port + 1,
+    };
+    for declined in [false, true] {
+        let mut r = Run::new("mto2");
+        let a = r.msg(invite_two(&format!("c6{declined}")).as_bytes(), fe());
+        let id = media_call(&a);
+        let sessions = ["a", "v"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                (
+                    "relay".to_string(),
+                    MediaAnswer {
+                        session_id: n.to_string(),
+                        pool: Some(anchor("198.18.1.1", 30000 + 4 * i as u16)),
+                        gateway: Some(anchor("198.18.2.1", 30002 + 4 * i as u16)),
+                    },
+                )
+            })
+            .collect();
+        let a =
+            r.e.on_media_created(id, "pool.lab.mediator", Ok(sessions), r.now);
+        let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+        let video = if declined {
+            "m=video 0 RTP/AVP 96\r\n"
+        } else {
+            "m=video 7002 RTP/AVP 96\r\n"
+        };
+        let answer = ANSWER.to_string() + video;
+        let a = r.msg(&respond(&inv, 200, "gw1", Some(&answer)), gw(5060, 5060));
+        let ok = sent_to(&a, fe())[0].clone();
+        r.msg(
+            &fe_in_dialog("ACK", &ok, 7, &format!("ack-mto2{declined}")),
+            fe(),
+        );
+        let a = r.e.on_media_timeout("relay", "a", r.now);
+        if declined {
+            assert!(
+                ended(&a).is_some(),
+                "the declined video does not keep the call up"
+            );
+            continue;
+        }
+        assert!(a.is_empty(), "the video still flows: {a:?}");
+        let a = r.e.on_media_timeout("relay", "v", r.now);
+        assert_eq!(ended(&a).expect("ended").end_reason, "media timeout");
+    }
+}
+
 mod srtp;
