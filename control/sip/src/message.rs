@@ -90,6 +90,18 @@ pub fn short(text: &str) -> String {
     out
 }
 
+/// At most [`MAX_HEADERS`] header lines (and the start line) before the body.
+fn check_header_lines(bytes: &[u8]) -> Result<(), SipError> {
+    let lines = bytes
+        .split(|&b| b == b'\n')
+        .take_while(|l| l.len() > 1)
+        .count();
+    if lines > MAX_HEADERS + 1 {
+        return Err(bad(format!("more than {MAX_HEADERS} header lines")));
+    }
+    Ok(())
+}
+
 impl Message {
     /// A message Mediator builds (or a test gives it): its header section normalised, nothing cut.
     pub fn parse(bytes: &[u8]) -> Result<Message, SipError> {
@@ -106,23 +118,11 @@ impl Message {
                 reason: format!("Message Too Large (over {MAX_MESSAGE_BYTES} bytes)"),
             });
         }
-        let header_lines = bytes
-            .split(|&b| b == b'\n')
-            .take_while(|l| l.len() > 1)
-            .count();
-        if header_lines > MAX_HEADERS + 1 {
-            return Err(bad(format!("more than {MAX_HEADERS} header lines")));
-        }
+        check_header_lines(bytes)?;
         let normal = crate::normalize::normalize(bytes, datagram);
         let bytes: &[u8] = &normal;
         // Again after normalising: several values on one line became several lines.
-        let header_lines = bytes
-            .split(|&b| b == b'\n')
-            .take_while(|l| l.len() > 1)
-            .count();
-        if header_lines > MAX_HEADERS + 1 {
-            return Err(bad(format!("more than {MAX_HEADERS} header lines")));
-        }
+        check_header_lines(bytes)?;
         let inner = rsip::SipMessage::try_from(bytes)
             .map_err(|e| bad(format!("unparseable message: {}", short(&e.to_string()))))?;
         let mut summary = summarise(&inner)?;
