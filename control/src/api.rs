@@ -16,11 +16,34 @@ use mediator_topology::topology::{Item, Resource, TopologyError, TrunkConfig};
 
 pub struct Api {
     registry: Arc<Registry>,
+    /// The SIP runtime's trunk health, for Trunk.health (None: no runtime, no health).
+    health: Option<crate::calls::HealthView>,
 }
 
 impl Api {
     pub fn new(registry: Arc<Registry>) -> Self {
-        Self { registry }
+        Self {
+            registry,
+            health: None,
+        }
+    }
+
+    /// Trunks read through this API carry the health the SIP runtime found.
+    pub fn with_health(mut self, health: crate::calls::HealthView) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    /// `t` as the API shows it, with its health when it is probed.
+    fn trunk_out(&self, item: &Item<Trunk>) -> pb::Trunk {
+        let mut t = trunk_to_pb(item);
+        t.health = self.health.as_ref().and_then(|h| {
+            h.lock()
+                .ok()?
+                .get(&t.name)
+                .map(crate::calls_api::health_to_pb)
+        });
+        t
     }
 }
 
@@ -110,7 +133,7 @@ fn page<T: Clone>(
 fn get<R: Resource, P>(
     reg: &Registry,
     name: &str,
-    to_pb: fn(&Item<R>) -> P,
+    to_pb: impl Fn(&Item<R>) -> P,
 ) -> Result<Response<P>, Status> {
     let name = name_arg(name)?;
     reg.read(|t| t.get::<R>(name).map(to_pb))
@@ -128,7 +151,10 @@ fn delete<R: Resource>(
     Ok(Response::new(pb::DeleteResponse {}))
 }
 
-fn created<R: Resource, P>(item: Item<R>, to_pb: fn(&Item<R>) -> P) -> Result<Response<P>, Status> {
+fn created<R: Resource, P>(
+    item: Item<R>,
+    to_pb: impl Fn(&Item<R>) -> P,
+) -> Result<Response<P>, Status> {
     tracing::info!(kind = R::KIND.name(), name = item.value.name(), "created");
     Ok(Response::new(to_pb(&item)))
 }
@@ -335,10 +361,12 @@ impl TopologyService for Api {
                 "name: a trunk named after its gateway is the root trunk, which comes with CreateGateway",
             ));
         }
-        created(self.registry.create(t).map_err(status)?, trunk_to_pb)
+        created(self.registry.create(t).map_err(status)?, |i| {
+            self.trunk_out(i)
+        })
     }
     async fn get_trunk(&self, r: Request<pb::GetRequest>) -> Result<Response<pb::Trunk>, Status> {
-        get::<Trunk, _>(&self.registry, &r.get_ref().name, trunk_to_pb)
+        get::<Trunk, _>(&self.registry, &r.get_ref().name, |i| self.trunk_out(i))
     }
     async fn list_trunks(
         &self,
@@ -353,7 +381,7 @@ impl TopologyService for Api {
                         (r.gateway.is_empty() || x.value.gateway == r.gateway)
                             && (r.pool.is_empty() || x.value.pool == r.pool)
                     })
-                    .map(|(n, x)| (n.clone(), trunk_to_pb(x))),
+                    .map(|(n, x)| (n.clone(), self.trunk_out(x))),
                 r.page_size,
                 &r.page_token,
             )
@@ -387,7 +415,7 @@ impl TopologyService for Api {
                 Ok(())
             })
             .map_err(status)?;
-        Ok(Response::new(trunk_to_pb(&item)))
+        Ok(Response::new(self.trunk_out(&item)))
     }
     async fn delete_trunk(
         &self,

@@ -16,7 +16,8 @@ use crate::registry::Registry;
 use crate::transport::{Inbound, Transports};
 use mediator_b2bua::media::{MediaAnswer, MediaRequest};
 use mediator_b2bua::{
-    Action, CallId, CallInfo, Config, EndRefused, Engine, Transport, sip_transport,
+    Action, CallId, CallInfo, Config, EndRefused, Engine, Transport, TrunkChange, TrunkHealth,
+    TrunkState, sip_transport,
 };
 use mediator_topology::topology::Topology;
 
@@ -26,6 +27,12 @@ pub const RECENT: usize = 1000;
 const RECONCILE: Duration = Duration::from_secs(1);
 /// Bound on every dataplane call made for a call.
 const MEDIA_TIMEOUT: Duration = Duration::from_secs(2);
+/// Trunk state changes held for a slow watcher before it is told it missed some.
+const HEALTH_EVENTS: usize = 256;
+
+/// Every probed trunk's health by trunk name, as of the runtime's last look (at most a second
+/// old; at once after a change).
+pub type HealthView = Arc<Mutex<HashMap<String, TrunkHealth>>>;
 
 enum Cmd {
     Created {
@@ -67,9 +74,32 @@ pub struct CallHandle {
     cmd: mpsc::Sender<Cmd>,
     recent: Arc<Mutex<VecDeque<CallView>>>,
     relays: Arc<Mutex<HashMap<String, Arc<Relays>>>>,
+    health: HealthView,
+    health_events: tokio::sync::broadcast::Sender<TrunkChange>,
 }
 
 impl CallHandle {
+    /// The trunks' health, shared with the topology API (for Trunk.health).
+    pub fn health_view(&self) -> HealthView {
+        self.health.clone()
+    }
+
+    /// Every probed trunk's health, by trunk name.
+    pub fn trunk_health(&self) -> Vec<TrunkHealth> {
+        let mut v: Vec<TrunkHealth> = self
+            .health
+            .lock()
+            .map(|h| h.values().cloned().collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.trunk.cmp(&b.trunk));
+        v
+    }
+
+    /// Trunks going up or down from now on.
+    pub fn watch_health(&self) -> tokio::sync::broadcast::Receiver<TrunkChange> {
+        self.health_events.subscribe()
+    }
+
     pub async fn list(&self) -> Vec<CallView> {
         let (tx, rx) = oneshot::channel();
         if self.cmd.send(Cmd::List(tx)).await.is_err() {
@@ -181,6 +211,8 @@ pub fn start_with(
         cmd: cmd_tx.clone(),
         recent: Arc::new(Mutex::new(VecDeque::new())),
         relays: Arc::new(Mutex::new(HashMap::new())),
+        health: Arc::new(Mutex::new(HashMap::new())),
+        health_events: tokio::sync::broadcast::channel(HEALTH_EVENTS).0,
     };
     let rt = Runtime {
         engine: Engine::new(cfg),
@@ -306,7 +338,24 @@ impl Runtime {
         }
     }
 
+    /// Publishes the trunks' health for the API.
+    fn publish_health(&self) {
+        let now: HashMap<String, TrunkHealth> = self
+            .engine
+            .trunk_health()
+            .into_iter()
+            .map(|h| (h.trunk.clone(), h))
+            .collect();
+        if let Ok(mut h) = self.handle.health.lock() {
+            *h = now;
+        }
+    }
+
     fn reconcile(&mut self) {
+        let topology = self.registry.snapshot();
+        let actions = self.engine.on_topology(&topology, crate::clock::now());
+        self.act(actions);
+        self.publish_health();
         let (wanted, pools) = self.registry.read(|t| {
             let pools: HashMap<String, Vec<String>> = t
                 .pools
@@ -366,8 +415,22 @@ impl Runtime {
     }
 
     fn act(&mut self, actions: Vec<Action>) {
+        let mut health_changed = false;
         for a in actions {
             match a {
+                Action::TrunkState(c) => {
+                    match c.state {
+                        TrunkState::Down => {
+                            tracing::warn!(trunk = %c.trunk, gateway = %c.gateway, why = %c.why, "trunk down: calls skip it until its gateway answers OPTIONS")
+                        }
+                        _ => {
+                            tracing::info!(trunk = %c.trunk, gateway = %c.gateway, why = %c.why, state = c.state.name(), "trunk up")
+                        }
+                    }
+                    // No watcher is no error.
+                    let _ = self.handle.health_events.send(*c);
+                    health_changed = true;
+                }
                 Action::Send { to, bytes } => self.transports.send(to, bytes),
                 Action::CreateMedia {
                     call,
@@ -442,6 +505,9 @@ impl Runtime {
                     });
                 }
             }
+        }
+        if health_changed {
+            self.publish_health();
         }
     }
 }

@@ -6,7 +6,7 @@ use mediator_proto::dataplane::v1 as dp;
 use tonic::{Request, Response, Status};
 
 use crate::calls::{CallHandle, CallView};
-use mediator_b2bua::EndRefused;
+use mediator_b2bua::{EndRefused, TrunkChange, TrunkHealth};
 
 pub struct CallApi {
     calls: CallHandle,
@@ -133,8 +133,86 @@ pub fn to_pb(view: &CallView) -> pb::Call {
     }
 }
 
+/// A trunk's health as the API shows it.
+pub fn health_to_pb(h: &TrunkHealth) -> pb::TrunkHealth {
+    pb::TrunkHealth {
+        state: h.state.name().into(),
+        since_unix_ms: h.since_unix_ms.unwrap_or(0),
+        last_status: h.last_status.map_or(0, u32::from),
+        last_unix_ms: h.last_unix_ms.unwrap_or(0),
+        rtt_ms: h.rtt.map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        failures: h.failures,
+        probes: h.probes,
+        downs: h.downs,
+        peer: h.peer.to_string(),
+        interval_secs: h.interval.as_secs() as u32,
+        threshold: h.threshold,
+    }
+}
+
+fn change_to_pb(c: &TrunkChange, missed: u64) -> pb::TrunkHealthEvent {
+    pb::TrunkHealthEvent {
+        trunk: c.trunk.clone(),
+        gateway: c.gateway.clone(),
+        state: c.state.name().into(),
+        why: c.why.clone(),
+        unix_ms: c.unix_ms,
+        missed,
+    }
+}
+
+type HealthStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::TrunkHealthEvent, Status>> + Send>,
+>;
+
 #[tonic::async_trait]
 impl pb::call_service_server::CallService for CallApi {
+    type WatchTrunkHealthStream = HealthStream;
+
+    async fn list_trunk_health(
+        &self,
+        _req: Request<pb::ListTrunkHealthRequest>,
+    ) -> Result<Response<pb::ListTrunkHealthResponse>, Status> {
+        let trunks = self
+            .calls
+            .trunk_health()
+            .iter()
+            .map(|h| pb::NamedTrunkHealth {
+                trunk: h.trunk.clone(),
+                gateway: h.gateway.clone(),
+                health: Some(health_to_pb(h)),
+            })
+            .collect();
+        Ok(Response::new(pb::ListTrunkHealthResponse { trunks }))
+    }
+
+    async fn watch_trunk_health(
+        &self,
+        _req: Request<pb::WatchTrunkHealthRequest>,
+    ) -> Result<Response<HealthStream>, Status> {
+        let mut rx = self.calls.watch_health();
+        let (tx, out) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut missed = 0u64;
+            loop {
+                let event = match rx.recv().await {
+                    Ok(c) => change_to_pb(&c, std::mem::take(&mut missed)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        missed += n;
+                        continue;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                if tx.send(Ok(event)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(out),
+        )))
+    }
+
     async fn list_calls(
         &self,
         _req: Request<pb::ListCallsRequest>,

@@ -283,9 +283,9 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             .add_service(health_service)
             .add_service(reflection)
             // Topology documents may be large: up to the 16 MiB the importer accepts.
-            .add_service(CallServiceServer::new(CallApi::new(calls)))
+            .add_service(CallServiceServer::new(CallApi::new(calls.clone())))
             .add_service(
-                TopologyServiceServer::new(Api::new(registry))
+                TopologyServiceServer::new(Api::new(registry).with_health(calls.health_view()))
                     .max_decoding_message_size(17 << 20)
                     .max_encoding_message_size(64 << 20),
             )

@@ -174,6 +174,15 @@ impl Store {
         read(&txn, Kind::Gateway, &mut t.gateways)?;
         read(&txn, Kind::Trunk, &mut t.trunks)?;
         read(&txn, Kind::TrunkConfiguration, &mut t.configs)?;
+        if let Some(g) = t.configs.get_mut("global") {
+            let filled = g
+                .value
+                .settings
+                .fill_from(&mediator_topology::model::Settings::lync_defaults());
+            if !filled.is_empty() {
+                tracing::info!(settings = %filled.join(", "), "settings new in this build take their defaults at global scope");
+            }
+        }
         read(&txn, Kind::PstnUsage, &mut t.usages)?;
         read(&txn, Kind::VoiceRoute, &mut t.routes)?;
         let moves = match txn.open_table(MOVES) {
@@ -297,6 +306,33 @@ mod tests {
             e.to_string()
                 .contains("trunk 't1': gateway: gateway 'gw9.contoso.com' does not exist"),
             "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn settings_new_in_this_build_take_their_defaults_in_an_older_store() {
+        let dir = tmp("older-settings");
+        let (store, t) = Store::open(&dir, 1).expect("open");
+        // The global configuration as a build before OPTIONS probing wrote it.
+        let mut global = t.configs.get("global").expect("global").clone();
+        global.value.settings.options_interval_secs = None;
+        global.value.settings.options_failures = None;
+        let ch = Changes {
+            puts: vec![(
+                Kind::TrunkConfiguration,
+                "global".into(),
+                serde_json::to_vec(&global).expect("json"),
+            )],
+            ..Default::default()
+        };
+        store.apply(&ch).expect("apply");
+        drop(store);
+        let (_, t) = Store::open(&dir, 2).expect("an older store opens");
+        let s = &t.configs.get("global").expect("global").value.settings;
+        assert_eq!(
+            (s.options_interval_secs, s.options_failures),
+            (Some(60), Some(5))
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

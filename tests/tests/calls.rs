@@ -686,3 +686,141 @@ async fn a_media_timeout_ends_the_call_on_both_legs() {
         "the gateway got a BYE with the reason:\n{seen}"
     );
 }
+
+/// The trunk's health as `mediatorctl trunk show` prints it ("up since …", "down since …").
+fn health_of(lab: &CallLab, trunk: &str) -> String {
+    let (code, text) = lab.ctl(&["trunk", "show", trunk]).expect("mediatorctl");
+    assert_eq!(code, 0, "{text}");
+    text.lines()
+        .find(|l| l.trim_start().starts_with("health"))
+        .map(|l| {
+            l.trim_start()
+                .trim_start_matches("health")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls `trunk`'s health until it starts with `state`, at most `limit`; how long it took.
+fn wait_health(lab: &CallLab, trunk: &str, state: &str, limit: Duration) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if health_of(lab, trunk).starts_with(state) {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_gateway_is_marked_down_skipped_and_back_when_it_answers() {
+    if !privileged("a_dead_gateway_is_marked_down_skipped_and_back_when_it_answers") {
+        return;
+    }
+    let lab = CallLab::new("health").await.expect("call lab");
+    // Probe gw-5062 every second, down after two failures.
+    let (code, text) = lab
+        .ctl(&[
+            "trunk-config",
+            "add",
+            "trunk:gw-5062",
+            "--options-interval",
+            "1",
+            "--options-failures",
+            "2",
+        ])
+        .expect("mediatorctl");
+    assert_eq!(code, 0, "{text}");
+    // SIPp answers OPTIONS with 200 only with -aa, as a gateway would.
+    let gw = Uas::start(&lab.lab.gw.name, GW_PEER, 5062, &["-sn", "uas", "-aa"]).expect("uas");
+    let _second = uas(&lab, 5060, "uas");
+    assert!(
+        wait_health(&lab, "gw-5062", "up", Duration::from_secs(10)).is_some(),
+        "up once its gateway answers: {}\n{}",
+        health_of(&lab, "gw-5062"),
+        lab.log()
+    );
+    let (code, text) = lab.ctl(&["trunk", "show", "gw-5062"]).expect("mediatorctl");
+    assert!(
+        code == 0
+            && text.contains("last probe")
+            && text.contains("200 in ")
+            && text.contains(" ms ("),
+        "the last answer and its round trip:\n{text}"
+    );
+
+    // The gateway dies: down within interval x threshold (plus a probe's wait), and the
+    // event stream says so.
+    let events = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            lab.ctl(&["trunk", "events", "--count", "1", "--for", "30"])
+                .expect("mediatorctl")
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        drop(gw);
+        let took = wait_health(&lab, "gw-5062", "down", Duration::from_secs(20));
+        assert!(
+            took.is_some_and(|t| t < Duration::from_secs(10)),
+            "down after about two seconds (took {took:?}): {}",
+            health_of(&lab, "gw-5062")
+        );
+        watcher.join().expect("watcher")
+    });
+    assert!(
+        events.0 == 0
+            && events.1.contains("trunk gw-5062")
+            && events.1.contains("down: OPTIONS unanswered"),
+        "{events:?}"
+    );
+    let (code, list) = lab.ctl(&["trunk", "list"]).expect("mediatorctl");
+    assert!(
+        code == 0
+            && list
+                .lines()
+                .any(|l| l.starts_with("gw-5062") && l.contains(" down ")),
+        "{list}"
+    );
+    assert!(lab.log().contains("trunk down"), "logged");
+
+    // New calls skip it.
+    let run = lab.from_pool("+15555550100", 1, &[]).expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "{run:?}\n{}",
+        lab.log()
+    );
+    let c = &lab.wait_recent(1).await.expect("recent")[0];
+    let tried: Vec<(&str, u32)> = c
+        .attempts
+        .iter()
+        .map(|a| (a.trunk.as_str(), a.status))
+        .collect();
+    assert_eq!(
+        tried,
+        vec![("198.18.2.2", 200)],
+        "the down trunk is not tried"
+    );
+
+    // It comes back: up on the first answered probe, and routed to again.
+    let _gw = Uas::start(&lab.lab.gw.name, GW_PEER, 5062, &["-sn", "uas", "-aa"]).expect("uas");
+    let took = wait_health(&lab, "gw-5062", "up", Duration::from_secs(20));
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(10)),
+        "back up (took {took:?}): {}",
+        health_of(&lab, "gw-5062")
+    );
+    let run = lab.from_pool("+15555550101", 1, &[]).expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "{run:?}\n{}",
+        lab.log()
+    );
+    let c = &lab.wait_recent(2).await.expect("recent")[0];
+    assert_eq!((c.trunk.as_str(), c.status), ("gw-5062", 200), "{c:?}");
+    let (code, text) = lab.ctl(&["trunk", "show", "gw-5062"]).expect("mediatorctl");
+    assert!(code == 0 && text.contains("down 1 times"), "{text}");
+}

@@ -17,9 +17,13 @@ use crate::encryption::{LegPolicy, gateway_policy, pool_policy};
 use crate::leg::{Leg, contact, transport_param, via};
 use crate::media::{MediaAnswer, MediaRequest, MediaUpdate, Remote, SrtpChange};
 use crate::sdp::{Anchor, Sdp};
-use crate::{Action, CallId, CallInfo, LegInfo, Now, Side, StreamInfo, sip_transport};
+use crate::{
+    Action, CallId, CallInfo, LegInfo, Now, Side, StreamInfo, TrunkChange, TrunkHealth, TrunkState,
+    sip_transport,
+};
 use call::*;
 use crypto::*;
+use health::Probe;
 use media::SdpKind;
 use mediator_sip::Peer;
 use mediator_sip::layer::{Event, Layer, Step};
@@ -112,6 +116,8 @@ pub struct Engine {
     wall_ms: u64,
     /// Trunks whose srtp_mode was overridden (not TLS) and said so in the log.
     not_tls_logged: HashSet<String>,
+    /// The OPTIONS probing of every trunk with probing on, by trunk name.
+    health: HashMap<String, Probe>,
 }
 
 impl Engine {
@@ -133,6 +139,7 @@ impl Engine {
             wake: BinaryHeap::new(),
             wall_ms: 0,
             not_tls_logged: HashSet::new(),
+            health: HashMap::new(),
         }
     }
 
@@ -680,6 +687,13 @@ impl Engine {
                     _ => {}
                 }
             }
+            Purpose::Probe { .. } => {
+                if status >= 200
+                    && let Some(Purpose::Probe { trunk }) = self.by_client.remove(&key)
+                {
+                    self.probe_result(&trunk, Some(status), out, now);
+                }
+            }
             Purpose::Ignore => {
                 if status >= 200 {
                     self.by_client.remove(&key);
@@ -925,6 +939,7 @@ impl Engine {
                     }
                 }
             }
+            Some(Purpose::Probe { trunk }) => self.probe_result(&trunk, None, out, now),
             _ => {}
         }
     }
@@ -1393,7 +1408,21 @@ impl Engine {
 
     pub fn next_deadline(&self) -> Option<Instant> {
         let calls = self.wake.peek().map(|Reverse((at, _))| *at);
-        calls.into_iter().chain(self.layer.next_deadline()).min()
+        let probes = self.health.values().map(Probe::deadline).min();
+        calls
+            .into_iter()
+            .chain(self.layer.next_deadline())
+            .chain(probes)
+            .min()
+    }
+
+    /// The topology may have changed: trunks added, removed or re-configured are probed (or no
+    /// longer) from now on. The edge calls this whenever it picks up a new topology.
+    pub fn on_topology(&mut self, topo: &Topology, now: Now) -> Vec<Action> {
+        self.wall_ms = now.unix_ms;
+        let mut out = Vec::new();
+        self.probe(topo, &mut out, now.mono);
+        out
     }
 
     pub fn on_timer(&mut self, topo: &Topology, now: Now) -> Vec<Action> {
@@ -1402,6 +1431,7 @@ impl Engine {
         let mut out = Vec::new();
         let step = self.layer.on_timer(now);
         self.absorb(step, &mut out, topo, now);
+        self.probe(topo, &mut out, now);
         let mut due: Vec<CallId> = Vec::new();
         while let Some(Reverse((at, id))) = self.wake.peek().copied() {
             if at > now {
@@ -1605,6 +1635,7 @@ fn warning(why: &str) -> String {
 
 mod call;
 mod crypto;
+mod health;
 mod media;
 mod routing;
 mod view;

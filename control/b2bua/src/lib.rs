@@ -116,6 +116,62 @@ pub enum Action {
         pool: String,
         sessions: Vec<(String, String)>,
     },
+    /// A trunk's OPTIONS probes marked it up or down: log it, count it, tell who listens.
+    TrunkState(Box<TrunkChange>),
+}
+
+/// A trunk's health as its OPTIONS probes find it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrunkState {
+    /// Not answered nor failed enough yet: routed to.
+    Unknown,
+    Up,
+    /// Skipped by routing until a probe is answered.
+    Down,
+}
+
+impl TrunkState {
+    pub fn name(self) -> &'static str {
+        match self {
+            TrunkState::Unknown => "unknown",
+            TrunkState::Up => "up",
+            TrunkState::Down => "down",
+        }
+    }
+}
+
+/// A trunk going up or down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrunkChange {
+    pub trunk: String,
+    pub gateway: String,
+    pub state: TrunkState,
+    /// What the last probe found.
+    pub why: String,
+    pub unix_ms: u64,
+}
+
+/// A probed trunk as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrunkHealth {
+    pub trunk: String,
+    pub gateway: String,
+    /// Where the probes go.
+    pub peer: SocketAddr,
+    pub state: TrunkState,
+    /// When it entered its state (None: never answered nor failed).
+    pub since_unix_ms: Option<u64>,
+    /// Failed probes in a row.
+    pub failures: u32,
+    pub probes: u64,
+    /// Times it went down.
+    pub downs: u64,
+    /// The last probe's answer (None: unanswered, or none yet when `last_unix_ms` is None).
+    pub last_status: Option<u16>,
+    pub last_unix_ms: Option<u64>,
+    pub rtt: Option<Duration>,
+    pub interval: Duration,
+    pub threshold: u32,
 }
 
 /// A leg as the API shows it.

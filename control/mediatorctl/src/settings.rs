@@ -80,6 +80,14 @@ const WORDS: &[(&str, &str)] = &[
         "srtp_passthrough",
         "Pass SRTP keys end to end and keep such streams in XDP",
     ),
+    (
+        "options_interval_secs",
+        "Seconds between OPTIONS probes of the gateway (0-3600, 0: none)",
+    ),
+    (
+        "options_failures",
+        "Failed OPTIONS probes in a row that mark the trunk down (1-100)",
+    ),
 ];
 
 /// How a list is named by the flags that empty it or give it back to the wider scope.

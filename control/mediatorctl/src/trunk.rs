@@ -7,7 +7,8 @@ use mediator_topology::{model, proto as convert};
 use serde_json::Value;
 
 use crate::output::{
-    Show, bad_reply, joined, meta_fields, print_list, print_one, revision, transport_name, when,
+    Output, Show, bad_reply, emit_line, joined, meta_fields, print_json, print_list, print_one,
+    revision, transport_name, when,
 };
 use crate::parse::TransportArg;
 use crate::resource::{
@@ -59,6 +60,12 @@ Examples:
   mediatorctl trunk move --from-pool pool1.contoso.com --to-pool pool2.contoso.com
   mediatorctl trunk move --trunk gw1.contoso.com --to-pool pool2.contoso.com --pool-port 5080";
 
+const EVENTS_EXAMPLES: &str = "\
+Examples:
+  mediatorctl trunk events                      # until interrupted
+  mediatorctl trunk events --count 1 --for 300  # the next change, waiting at most 5 minutes
+  mediatorctl --output json trunk events";
+
 const MOVES_EXAMPLES: &str = "\
 Examples:
   mediatorctl trunk moves
@@ -108,6 +115,7 @@ impl Resource for Trunks {
                 pool: a.pool.clone(),
                 pool_port: u32::from(a.pool_port),
                 root: false,
+                health: None,
                 meta: None,
             }),
         })
@@ -180,6 +188,69 @@ pub enum TrunkVerbs {
     /// List the trunk moves made so far.
     #[command(after_help = MOVES_EXAMPLES)]
     Moves,
+    /// Print trunks going up or down (OPTIONS probes) as it happens.
+    #[command(after_help = EVENTS_EXAMPLES)]
+    Events(TrunkEventsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TrunkEventsArgs {
+    /// Stop after this many events.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long = "for", value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub for_secs: Option<u64>,
+}
+
+/// Prints trunk state changes until `a`'s bounds (or the server) end the stream.
+async fn events(ctx: &mut Ctx, a: &TrunkEventsArgs) -> Result<(), Failure> {
+    let mut stream = ctx
+        .calls
+        .watch_trunk_health(pb::WatchTrunkHealthRequest {})
+        .await?
+        .into_inner();
+    let deadline = a
+        .for_secs
+        .map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs(s));
+    let mut seen = 0u64;
+    while a.count.is_none_or(|n| seen < n) {
+        let next = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, stream.message()).await {
+                Ok(m) => m?,
+                Err(_) => return Ok(()),
+            },
+            None => stream.message().await?,
+        };
+        let Some(e) = next else {
+            return Ok(());
+        };
+        seen += 1;
+        match ctx.out {
+            Output::Json => print_json(&serde_json::json!({
+                "trunk": e.trunk,
+                "gateway": e.gateway,
+                "state": e.state,
+                "why": e.why,
+                "unix_ms": e.unix_ms,
+                "missed": e.missed,
+            }))?,
+            Output::Table => {
+                if e.missed > 0 {
+                    emit_line(&format!("({} events missed: reading too slowly)", e.missed))?;
+                }
+                emit_line(&format!(
+                    "{}  trunk {} ({}) {}: {}",
+                    when(e.unix_ms),
+                    e.trunk,
+                    e.gateway,
+                    e.state,
+                    e.why
+                ))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 impl MoreVerbs for TrunkVerbs {
@@ -197,6 +268,7 @@ impl MoreVerbs for TrunkVerbs {
                     )),
                 }
             }
+            TrunkVerbs::Events(a) => events(ctx, &a).await,
             TrunkVerbs::Moves => {
                 let r = client
                     .list_trunk_moves(pb::ListTrunkMovesRequest {})
@@ -295,6 +367,7 @@ impl Show for pb::Trunk {
         "POOL",
         "POOL PORT",
         "ROOT",
+        "HEALTH",
         "REVISION",
     ];
 
@@ -304,6 +377,24 @@ impl Show for pb::Trunk {
         let mut v = convert::view(&t, self.meta.as_ref());
         if let Some(obj) = v.as_object_mut() {
             obj.insert("root".into(), self.root.into());
+            if let Some(h) = &self.health {
+                obj.insert(
+                    "health".into(),
+                    serde_json::json!({
+                        "state": h.state,
+                        "since_unix_ms": h.since_unix_ms,
+                        "last_status": h.last_status,
+                        "last_unix_ms": h.last_unix_ms,
+                        "rtt_ms": h.rtt_ms,
+                        "failures": h.failures,
+                        "probes": h.probes,
+                        "downs": h.downs,
+                        "peer": h.peer,
+                        "interval_secs": h.interval_secs,
+                        "threshold": h.threshold,
+                    }),
+                );
+            }
         }
         Ok(v)
     }
@@ -317,6 +408,9 @@ impl Show for pb::Trunk {
             self.pool.clone(),
             self.pool_port.to_string(),
             if self.root { "yes" } else { "no" }.into(),
+            self.health
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |h| h.state.clone()),
             revision(self.meta.as_ref()),
         ]
     }
@@ -331,6 +425,7 @@ impl Show for pb::Trunk {
             ("pool port".into(), self.pool_port.to_string()),
             ("root".into(), if self.root { "yes" } else { "no" }.into()),
         ];
+        f.extend(health_fields(self.health.as_ref()));
         f.extend(meta_fields(self.meta.as_ref()));
         f
     }
@@ -376,6 +471,37 @@ impl Show for pb::TrunkMove {
         }
         f
     }
+}
+
+/// A trunk's health as `show` prints it.
+fn health_fields(h: Option<&pb::TrunkHealth>) -> Vec<(String, String)> {
+    let Some(h) = h else {
+        return vec![(
+            "health".into(),
+            "not probed (options_interval_secs 0, or an FQDN gateway)".into(),
+        )];
+    };
+    let since = if h.since_unix_ms == 0 {
+        String::new()
+    } else {
+        format!(" since {}", when(h.since_unix_ms))
+    };
+    let last = match (h.last_unix_ms, h.last_status) {
+        (0, _) => "none yet".to_string(),
+        (at, 0) => format!("unanswered ({})", when(at)),
+        (at, s) => format!("{s} in {:.1} ms ({})", h.rtt_ms, when(at)),
+    };
+    vec![
+        ("health".into(), format!("{}{since}", h.state)),
+        ("last probe".into(), last),
+        (
+            "probes".into(),
+            format!(
+                "{} sent to {} every {} s, {} failed in a row (down after {}), down {} times",
+                h.probes, h.peer, h.interval_secs, h.failures, h.threshold, h.downs
+            ),
+        ),
+    ]
 }
 
 #[cfg(test)]
@@ -456,6 +582,7 @@ mod tests {
             pool: "pool1.contoso.com".into(),
             pool_port: 5067,
             root: true,
+            health: None,
             meta: Some(pb::Meta {
                 revision: 1,
                 ..Default::default()
@@ -465,5 +592,58 @@ mod tests {
         assert_eq!(v["root"], true);
         assert_eq!(v["transport"], "tls");
         assert_eq!(v["revision"], 1);
+        assert!(v.get("health").is_none());
+        assert_eq!(t.row()[7], "-", "not probed");
+        assert!(
+            t.fields()
+                .iter()
+                .any(|(k, v)| k == "health" && v.starts_with("not probed"))
+        );
+    }
+
+    #[test]
+    fn trunk_health_is_shown_in_every_form() {
+        let t = pb::Trunk {
+            name: "gw1-5068".into(),
+            health: Some(pb::TrunkHealth {
+                state: "down".into(),
+                since_unix_ms: 1_700_000_000_000,
+                last_status: 0,
+                last_unix_ms: 1_700_000_001_000,
+                failures: 5,
+                probes: 12,
+                downs: 1,
+                peer: "198.18.2.2:5068".into(),
+                interval_secs: 60,
+                threshold: 5,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(t.row()[7], "down");
+        let f = t.fields();
+        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(
+            get("health").as_deref(),
+            Some("down since 2023-11-14 22:13:20Z")
+        );
+        assert_eq!(
+            get("last probe").as_deref(),
+            Some("unanswered (2023-11-14 22:13:21Z)")
+        );
+        assert!(get("probes").is_some_and(|p| p.contains("5 failed in a row (down after 5)")));
+        let answered = pb::TrunkHealth {
+            state: "up".into(),
+            last_status: 200,
+            last_unix_ms: 1_700_000_001_000,
+            rtt_ms: 1.25,
+            ..Default::default()
+        };
+        let f = health_fields(Some(&answered));
+        assert!(
+            f.iter()
+                .any(|(k, v)| k == "last probe" && v.starts_with("200 in 1.2 ms")),
+            "{f:?}"
+        );
     }
 }

@@ -477,6 +477,8 @@ inbound_called_number_rules = []
 inbound_calling_number_rules = []
 response_code_rules = [{ received = 408, translated = 503 }]
 srtp_passthrough = false
+options_interval_secs = 60
+options_failures = 5
 
 [[trunk_configuration]]
 name = "trunk:gw1-5068"

@@ -246,6 +246,13 @@ pub struct Settings {
     /// the stream in XDP instead of terminating SRTP on each leg.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub srtp_passthrough: Option<bool>,
+    /// Seconds between the OPTIONS probes of the trunk's peer (0: no probing, the trunk is
+    /// never marked down).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options_interval_secs: Option<u32>,
+    /// Consecutive failed probes that mark the trunk down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options_failures: Option<u32>,
 }
 
 /// Applies `$m!` to every setting: `$m!(field_name)`. One list, so merging, masks, effective
@@ -272,6 +279,8 @@ macro_rules! for_each_setting {
         $m!(inbound_calling_number_rules);
         $m!(response_code_rules);
         $m!(srtp_passthrough);
+        $m!(options_interval_secs);
+        $m!(options_failures);
     };
 }
 
@@ -295,6 +304,8 @@ pub const SETTING_NAMES: &[&str] = &[
     "inbound_calling_number_rules",
     "response_code_rules",
     "srtp_passthrough",
+    "options_interval_secs",
+    "options_failures",
 ];
 
 impl Settings {
@@ -320,7 +331,25 @@ impl Settings {
             inbound_calling_number_rules: Some(Vec::new()),
             response_code_rules: Some(Vec::new()),
             srtp_passthrough: Some(false),
+            options_interval_secs: Some(60),
+            options_failures: Some(5),
         }
+    }
+
+    /// Gives every setting absent here `from`'s value (a store written before a setting
+    /// existed gets its default at global scope).
+    pub fn fill_from(&mut self, from: &Settings) -> Vec<&'static str> {
+        let mut filled = Vec::new();
+        macro_rules! fill {
+            ($f:ident) => {
+                if self.$f.is_none() && from.$f.is_some() {
+                    self.$f = from.$f.clone();
+                    filled.push(stringify!($f));
+                }
+            };
+        }
+        for_each_setting!(fill);
+        filled
     }
 
     /// Settings that are absent (inherited).
@@ -344,6 +373,22 @@ impl Settings {
             return Err(field_error(
                 format!("{prefix}max_early_dialogs"),
                 format!("{n} is outside 1-1000"),
+            ));
+        }
+        if let Some(n) = self.options_interval_secs
+            && n > 3600
+        {
+            return Err(field_error(
+                format!("{prefix}options_interval_secs"),
+                format!("{n} is outside 0-3600 (0: no probing)"),
+            ));
+        }
+        if let Some(n) = self.options_failures
+            && !(1..=100).contains(&n)
+        {
+            return Err(field_error(
+                format!("{prefix}options_failures"),
+                format!("{n} is outside 1-100"),
             ));
         }
         if let Some(n) = self.fast_failover_timeout_secs
@@ -847,6 +892,16 @@ mod tests {
             Err("settings.max_early_dialogs".into())
         );
         s.max_early_dialogs = None;
+        s.options_interval_secs = Some(3601);
+        let e = s.validate("settings.").expect_err("interval");
+        assert_eq!(e.field, "settings.options_interval_secs");
+        s.options_interval_secs = Some(0);
+        s.options_failures = Some(0);
+        let e = s.validate("settings.").expect_err("failures");
+        assert_eq!(e.field, "settings.options_failures");
+        s.options_failures = Some(100);
+        s.validate("settings.")
+            .expect("0 (no probing) and 100 are allowed");
         s.called_number_rules = Some(vec![TranslationRule {
             name: "x".into(),
             pattern: "(".into(),

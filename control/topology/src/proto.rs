@@ -220,6 +220,8 @@ pub fn trunk_to_pb(item: &Item<Trunk>) -> pb::Trunk {
         pool: t.pool.clone(),
         pool_port: u32::from(t.pool_port),
         root: t.is_root(),
+        // Runtime state, filled in by the API that has it.
+        health: None,
         meta: meta_to_pb(&item.meta),
     }
 }
@@ -307,6 +309,8 @@ pub fn settings_from_pb_unchecked(s: &pb::TrunkSettings) -> Result<Settings, Fie
         inbound_calling_number_rules: rules_from_pb(&s.inbound_calling_number_rules),
         response_code_rules: codes,
         srtp_passthrough: s.srtp_passthrough,
+        options_interval_secs: s.options_interval_secs,
+        options_failures: s.options_failures,
     };
     Ok(settings)
 }
@@ -343,6 +347,8 @@ pub fn settings_to_pb(s: &Settings) -> pb::TrunkSettings {
                     .collect(),
             }),
         srtp_passthrough: s.srtp_passthrough,
+        options_interval_secs: s.options_interval_secs,
+        options_failures: s.options_failures,
     }
 }
 

@@ -54,6 +54,10 @@ pub(super) enum Purpose {
         server: Option<(TxKey, Box<Message>)>,
     },
     Orphan(Box<Orphan>),
+    /// An OPTIONS probe of a trunk's peer.
+    Probe {
+        trunk: String,
+    },
     Ignore,
 }
 

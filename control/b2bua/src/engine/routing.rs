@@ -116,6 +116,18 @@ pub(super) fn identify(topo: &Topology, from: &Peer) -> Option<Origin> {
     None
 }
 
+/// Where Mediator reaches trunk `t`'s peer from, when its gateway is an IP address and its pool
+/// exists (FQDN gateways are not resolved yet).
+pub(super) fn trunk_peer(topo: &Topology, t: &mediator_topology::model::Trunk) -> Option<Peer> {
+    let gw = t.gateway.parse::<IpAddr>().ok()?;
+    let pool = &topo.pools.get(&t.pool)?.value;
+    Some(Peer {
+        remote: SocketAddr::new(gw, t.gateway_port),
+        local: SocketAddr::new(pool.gateway_side_address, t.pool_port),
+        transport: sip_transport(t.transport),
+    })
+}
+
 pub(super) fn host_of(addr: SocketAddr) -> String {
     match addr {
         SocketAddr::V4(a) => a.ip().to_string(),
@@ -160,11 +172,10 @@ impl Engine {
         let attempts = topo
             .test_route(dialed, &[], caller)
             .map_err(|e| (404, format!("no route for '{dialed}': {e}")))?;
-        let pool_v = &topo
-            .get::<mediator_topology::model::Pool>(pool)
-            .map_err(|e| (500, e.to_string()))?
-            .value;
+        topo.get::<mediator_topology::model::Pool>(pool)
+            .map_err(|e| (500, e.to_string()))?;
         let mut targets = Vec::new();
+        let mut down = Vec::new();
         for a in attempts.into_iter().filter(|a| a.pool == pool) {
             let (Ok(t), Ok(eff)) = (
                 topo.get::<mediator_topology::model::Trunk>(&a.trunk),
@@ -173,15 +184,16 @@ impl Engine {
                 continue;
             };
             let t = &t.value;
-            let Ok(gw) = t.gateway.parse::<IpAddr>() else {
+            let Some(peer) = trunk_peer(topo, t) else {
                 tracing::warn!(trunk = %t.name, gateway = %t.gateway, "skipped: the gateway is not an IP address (FQDN gateways are not supported yet)");
                 continue;
             };
-            let peer = Peer {
-                remote: SocketAddr::new(gw, t.gateway_port),
-                local: SocketAddr::new(pool_v.gateway_side_address, t.pool_port),
-                transport: sip_transport(t.transport),
-            };
+            if self.is_down(&t.name) {
+                if !down.contains(&t.name) {
+                    down.push(t.name.clone());
+                }
+                continue;
+            }
             let mut target = Target::new(
                 &a.trunk,
                 &t.gateway,
@@ -193,6 +205,15 @@ impl Engine {
             target.route = a.route;
             target.srtp = self.trunk_policy(t, &eff);
             targets.push(target);
+        }
+        if targets.is_empty() && !down.is_empty() {
+            return Err((
+                503,
+                format!(
+                    "every trunk for '{dialed}' is down (OPTIONS): {}",
+                    down.join(", ")
+                ),
+            ));
         }
         if targets.is_empty() {
             return Err((

@@ -3,9 +3,14 @@
 
 use super::*;
 
-/// The lab's topology, built in memory (no store).
+/// The lab's topology, built in memory (no store), without OPTIONS probing (the call tests
+/// check every message sent; `health` turns probing on).
 fn topology(_tag: &str) -> Topology {
-    mediator_topology::testing::lab()
+    let mut t = mediator_topology::testing::lab();
+    if let Some(g) = t.configs.get_mut("global") {
+        g.value.settings.options_interval_secs = Some(0);
+    }
+    t
 }
 
 fn fe() -> Peer {
@@ -929,4 +934,5 @@ fn a_media_timeout_ends_a_call_only_when_every_live_stream_stopped() {
     }
 }
 
+mod health;
 mod srtp;
