@@ -53,6 +53,13 @@ struct Args {
     /// End a call whose media timed out (BYE on both legs with a Reason): true or false.
     #[arg(long, env = "MEDIATOR_MEDIA_TIMEOUT_ENDS_CALLS")]
     media_timeout_ends_calls: Option<bool>,
+    /// The session interval asked of and offered to peers with session timers (RFC 4028
+    /// Session-Expires), seconds.
+    #[arg(long, env = "MEDIATOR_SESSION_EXPIRES_SECS")]
+    session_expires_secs: Option<u32>,
+    /// The shortest session interval accepted (Min-SE; 90 or more).
+    #[arg(long, env = "MEDIATOR_MIN_SE_SECS")]
+    min_se_secs: Option<u32>,
     /// Mediator's TLS certificate chain (PEM), for TLS trunks and next hops.
     #[arg(long, env = "MEDIATOR_TLS_CERTIFICATE")]
     tls_certificate: Option<PathBuf>,
@@ -86,6 +93,8 @@ struct FileConfig {
     media_timeout_secs: Option<u32>,
     hold_timeout_secs: Option<u32>,
     media_timeout_ends_calls: Option<bool>,
+    session_expires_secs: Option<u32>,
+    min_se_secs: Option<u32>,
     tls_certificate: Option<PathBuf>,
     tls_private_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
@@ -100,6 +109,8 @@ struct Config {
     media_timeout_secs: u32,
     hold_timeout_secs: u32,
     media_timeout_ends_calls: bool,
+    session_expires_secs: u32,
+    min_se_secs: u32,
     tls: Option<(PathBuf, PathBuf, PathBuf)>,
     log_format: LogFormat,
 }
@@ -136,6 +147,14 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
             .media_timeout_ends_calls
             .or(file.media_timeout_ends_calls)
             .unwrap_or(true),
+        session_expires_secs: args
+            .session_expires_secs
+            .or(file.session_expires_secs)
+            .unwrap_or(1800),
+        min_se_secs: args
+            .min_se_secs
+            .or(file.min_se_secs)
+            .unwrap_or(mediator_b2bua::MIN_SE_FLOOR),
         tls: match (
             args.tls_certificate.clone().or(file.tls_certificate),
             args.tls_private_key.clone().or(file.tls_private_key),
@@ -181,6 +200,22 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
     if hold < media {
         anyhow::bail!(
             "hold_timeout_secs: {hold} is shorter than media_timeout_secs {media} (0 stands for the relay's defaults, 60 and 3600)"
+        );
+    }
+    if !(mediator_b2bua::MIN_SE_FLOOR..=mediator_b2bua::MAX_SE).contains(&cfg.min_se_secs) {
+        anyhow::bail!(
+            "min_se_secs: {} is outside {}..={} (RFC 4028: no Min-SE below 90 s)",
+            cfg.min_se_secs,
+            mediator_b2bua::MIN_SE_FLOOR,
+            mediator_b2bua::MAX_SE
+        );
+    }
+    if !(cfg.min_se_secs..=mediator_b2bua::MAX_SE).contains(&cfg.session_expires_secs) {
+        anyhow::bail!(
+            "session_expires_secs: {} is outside min_se_secs ({})..={}",
+            cfg.session_expires_secs,
+            cfg.min_se_secs,
+            mediator_b2bua::MAX_SE
         );
     }
     if cfg.data_dir.as_os_str().is_empty() {
@@ -261,6 +296,8 @@ fn run(cfg: Config) -> anyhow::Result<()> {
                 max_calls: cfg.max_calls,
                 media_timeout_secs: cfg.media_timeout_secs,
                 hold_timeout_secs: cfg.hold_timeout_secs,
+                session_expires: cfg.session_expires_secs,
+                min_se: cfg.min_se_secs,
                 ..Default::default()
             },
             tls,

@@ -824,3 +824,65 @@ async fn a_dead_gateway_is_marked_down_skipped_and_back_when_it_answers() {
     let (code, text) = lab.ctl(&["trunk", "show", "gw-5062"]).expect("mediatorctl");
     assert!(code == 0 && text.contains("down 1 times"), "{text}");
 }
+
+/// Session timers (RFC 4028) both ways on one call: the caller (SIPp, pool side) asks 90 s with
+/// itself as refresher; the gateway (SIPp) makes Mediator its refresher. Mediator refreshes the
+/// gateway's leg with UPDATE at 45 s; the caller never refreshes, so at 60 s (90 − 30) Mediator
+/// ends the call on both legs with `Reason: SIP;cause=408;text="session expired"`.
+#[tokio::test(flavor = "multi_thread")]
+async fn session_timers_refresh_the_gateway_and_end_the_call_when_the_caller_stops() {
+    if !privileged("session_timers_refresh_the_gateway_and_end_the_call_when_the_caller_stops") {
+        return;
+    }
+    let lab = CallLab::build(
+        "stimer",
+        &["30000-30999"],
+        &["--session-expires-secs", "90"],
+    )
+    .await
+    .expect("call lab");
+    let (code, text) = lab
+        .ctl(&["trunk-config", "set", "global", "--session-timer", "true"])
+        .expect("mediatorctl");
+    assert_eq!(code, 0, "{text}");
+    let gw = uas(&lab, 5060, "uas_timer");
+    let sf = scenario("uac_timer");
+    let started = std::time::Instant::now();
+    let run = mediator_tests::sipp::uac(
+        &lab.lab.pool.name,
+        POOL_PEER,
+        &format!("{POOL_RELAY}:5060"),
+        1,
+        1,
+        Duration::from_secs(120),
+        &["-s", "+14255550100", "-sf", &sf],
+    )
+    .expect("uac");
+    let took = started.elapsed();
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "the caller's 200 carried its timer and its BYE the reason: {run:?}\n{}",
+        lab.log()
+    );
+    assert!(
+        took > Duration::from_secs(55) && took < Duration::from_secs(80),
+        "ended when the caller's leg expired (60 s), took {took:?}"
+    );
+    let seen = gw.messages();
+    assert!(
+        seen.contains("UPDATE sip:") && seen.contains("Session-Expires: 90;refresher=uac"),
+        "the gateway's leg was refreshed with UPDATE:\n{seen}"
+    );
+    assert!(
+        seen.contains("BYE sip:")
+            && seen.contains("Reason: SIP;cause=408;text=\"session expired\""),
+        "the gateway got a BYE with the reason:\n{seen}"
+    );
+    let c = &lab.wait_recent(1).await.expect("recent")[0];
+    assert_eq!(c.status, 408, "{c:?}");
+    assert!(
+        c.end_reason.contains("no refresh from the pool side"),
+        "{c:?}"
+    );
+}

@@ -409,6 +409,28 @@ fn control_daemon_settings_errors_are_named() {
     );
     let (code, _) = run(&["--grpc-listen", "nonsense"], &[]);
     assert_eq!(code, 64);
+    // Session timers: no Min-SE below RFC 4028's 90 s, no interval below the Min-SE.
+    let (code, text) = run(&["--check-config", "--min-se-secs", "60"], &[]);
+    assert!(code == 78 && text.contains("min_se_secs: 60"), "{text}");
+    let (code, text) = run(
+        &[
+            "--check-config",
+            "--min-se-secs",
+            "600",
+            "--session-expires-secs",
+            "300",
+        ],
+        &[],
+    );
+    assert!(
+        code == 78 && text.contains("session_expires_secs: 300"),
+        "{text}"
+    );
+    let (code, text) = run(&["--check-config", "--session-expires-secs", "900"], &[]);
+    assert!(
+        code == 0 && text.contains("session_expires_secs: 900"),
+        "{text}"
+    );
     // Media timeouts the relay would refuse on every call are refused here, named.
     let (code, text) = run(&["--check-config", "--hold-timeout-secs", "30"], &[]);
     assert!(code == 78 && text.contains("hold_timeout_secs"), "{text}");

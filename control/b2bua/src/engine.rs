@@ -33,6 +33,8 @@ use mediator_sip::message::{
 use mediator_sip::transaction::{Timers, TxKey};
 use mediator_topology::Topology;
 use routing::*;
+pub use timer::{MAX_SE, MIN_SE_FLOOR};
+use timer::{Refuse, SessionTimer};
 use view::*;
 
 /// What the engine is told by its daemon.
@@ -43,6 +45,10 @@ pub struct Config {
     pub max_calls: usize,
     pub media_timeout_secs: u32,
     pub hold_timeout_secs: u32,
+    /// The session interval Mediator asks for and offers (RFC 4028 Session-Expires), seconds.
+    pub session_expires: u32,
+    /// The shortest interval it accepts (Min-SE, at least 90).
+    pub min_se: u32,
 }
 
 impl Default for Config {
@@ -52,6 +58,8 @@ impl Default for Config {
             max_calls: 20_000,
             media_timeout_secs: 0,
             hold_timeout_secs: 0,
+            session_expires: 1800,
+            min_se: timer::MIN_SE_FLOOR,
         }
     }
 }
@@ -84,11 +92,25 @@ fn is_sdp(m: &Message) -> bool {
             .is_some_and(|c| c.to_ascii_lowercase().starts_with(SDP))
 }
 
-/// The headers of `m` that pass to the other leg.
+/// The headers of `m` that pass to the other leg. The `timer` option tag does not: session
+/// timers are each leg's own (RFC 4028), negotiated by Mediator on each.
 fn passed(m: &Message) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     for name in PASSED {
         for v in m.headers_named(name) {
+            let v = if matches!(*name, "Require" | "Supported") {
+                let tags: Vec<&str> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("timer"))
+                    .collect();
+                if tags.is_empty() {
+                    continue;
+                }
+                tags.join(", ")
+            } else {
+                v
+            };
             out.push((*name, v));
         }
     }
@@ -235,12 +257,24 @@ impl Engine {
         out: &mut Vec<Action>,
         now: Instant,
     ) {
-        let extra: Vec<(&str, String)> = if why.is_empty() {
-            Vec::new()
-        } else {
-            vec![("Warning", warning(why))]
-        };
-        let mut extra = extra;
+        self.reply_with(key, req, status, why, Vec::new(), out, now);
+    }
+
+    /// [`Engine::reply`] with headers of its own (a 422's Min-SE).
+    #[allow(clippy::too_many_arguments)]
+    fn reply_with(
+        &mut self,
+        key: &TxKey,
+        req: &Message,
+        status: u16,
+        why: &str,
+        mut extra: Vec<(&'static str, String)>,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        if !why.is_empty() {
+            extra.push(("Warning", warning(why)));
+        }
         if status == 405 {
             extra.push(("Allow", ALLOW.into()));
         }
@@ -294,7 +328,7 @@ impl Engine {
                     &[
                         ("Allow", ALLOW.into()),
                         ("Accept", SDP.into()),
-                        ("Supported", "100rel".into()),
+                        ("Supported", "100rel, timer".into()),
                     ],
                     None,
                 );
@@ -429,6 +463,27 @@ impl Engine {
             None => return,
         };
         let a_side = if outbound { Side::Pool } else { Side::Gateway };
+        // The caller's leg's session timer (RFC 4028 §9), refused before anything is created.
+        let timer_on = a_side == Side::Pool || targets.first().is_some_and(|t| t.session_timer);
+        let a_timer = match timer::as_uas(&m, timer_on, self.cfg.session_expires, self.cfg.min_se) {
+            Ok(t) => t.map(|(i, we)| SessionTimer::new(i, we, timer::allows_update(&m), now)),
+            Err(Refuse::TooSmall { min_se }) => {
+                let why = format!("the session interval is below Mediator's Min-SE of {min_se} s");
+                let extra = vec![("Min-SE", min_se.to_string())];
+                self.reply_with(&key, &m, 422, &why, extra, out, now);
+                return;
+            }
+            Err(Refuse::Bad(why)) => {
+                self.reply(&key, &m, 400, &why, out, now);
+                return;
+            }
+        };
+        let mut timers = [None, None];
+        timers[slot(a_side)] = a_timer;
+        let mut recv_sdp = [None, None];
+        if is_sdp(&m) {
+            recv_sdp[slot(a_side)] = Some(m.body().to_vec());
+        }
         let tag = self.token()[..10].to_string();
         let mut a = Leg {
             side: a_side,
@@ -485,6 +540,11 @@ impl Engine {
                 answered_unix: None,
                 answered_at: None,
                 ident,
+                timers,
+                b_se: self.cfg.session_expires,
+                sent_sdp: [None, None],
+                recv_sdp,
+                refresh_keys: [None, None],
             },
         );
         self.next_attempt(id, out, now);
@@ -551,6 +611,16 @@ impl Engine {
             for v in m.headers_named("p-asserted-identity") {
                 headers.push(("P-Asserted-Identity", v));
             }
+        }
+        let b_side = call.a_side.other();
+        if call.timer_wanted(b_side) {
+            // RFC 4028 §7.1: the interval asked, the refresher left to the callee.
+            headers.push(("Supported", "timer".into()));
+            headers.push(("Session-Expires", call.b_se.to_string()));
+            headers.push(("Min-SE", self.cfg.min_se.to_string()));
+        }
+        if ctype.to_ascii_lowercase().starts_with(SDP) {
+            call.sent_sdp[slot(b_side)] = body.clone();
         }
         let built = build_request(
             "INVITE",
@@ -687,6 +757,11 @@ impl Engine {
                     _ => {}
                 }
             }
+            Purpose::Refresh { .. } => {
+                if status >= 200 {
+                    self.refresh_response(key, m, out, now);
+                }
+            }
             Purpose::Probe { .. } => {
                 if status >= 200
                     && let Some(Purpose::Probe { trunk }) = self.by_client.remove(&key)
@@ -784,6 +859,12 @@ impl Engine {
                 let trunk = call.targets[att.target].trunk.clone();
                 call.tried.push((trunk.clone(), status));
                 call.b = Some(att.leg);
+                let b_side = a_side.other();
+                if call.timer_wanted(b_side) {
+                    let (i, we) = timer::as_uac(&m, call.b_se);
+                    call.timers[slot(b_side)] =
+                        Some(SessionTimer::new(i, we, timer::allows_update(&m), now));
+                }
                 call.phase = Phase::Answered;
                 call.answered_unix = Some(self.wall_ms);
                 call.answered_at = Some(now);
@@ -805,6 +886,10 @@ impl Engine {
                 let mut extra = passed(&m);
                 extra.push(("Contact", contact(&call.a.peer)));
                 extra.push(("Allow", ALLOW.into()));
+                if let Some(t) = call.timers[slot(a_side)].as_mut() {
+                    t.refreshed_at = now;
+                    extra.extend(t.uas_headers());
+                }
                 let ctype = m.header("content-type").unwrap_or_else(|| SDP.into());
                 let bytes = build_response(
                     &call.a_invite,
@@ -829,12 +914,34 @@ impl Engine {
                 self.wake.push(Reverse((now + 64 * self.cfg.timers.t1, id)));
                 let step = self.layer.respond(&akey, status, bytes, now);
                 emit(out, step);
+                self.wake_timers(id, now);
             }
             _ => {
                 let Some(att) = call.attempt.take() else {
                     return;
                 };
                 self.by_client.remove(&key);
+                if status == 422
+                    && call.timer_wanted(a_side.other())
+                    && call.b_se == self.cfg.session_expires
+                    && let Some(n) =
+                        timer::min_se(&m).filter(|n| *n > call.b_se && *n <= timer::MAX_SE)
+                {
+                    // RFC 4028 §7.4: asked too short an interval; once more with the callee's
+                    // Min-SE, to the same target.
+                    tracing::info!(
+                        call = id,
+                        min_se = n,
+                        "422 from the callee: asking its Min-SE"
+                    );
+                    call.tried
+                        .push((call.targets[att.target].trunk.clone(), status));
+                    call.b_se = n;
+                    call.current = Some(att.target);
+                    self.dialogs.remove(&att.leg.key());
+                    self.send_invite(id, out, now);
+                    return;
+                }
                 let t = &call.targets[att.target];
                 let translated = t
                     .code_rules
@@ -850,7 +957,12 @@ impl Engine {
                 };
                 tracing::info!(call = id, trunk = %t.trunk, status, translated, "attempt failed");
                 call.last = Some((translated, reason.clone()));
-                let failover = (500..600).contains(&translated) || translated == 408;
+                // A 422 not cured by asking its Min-SE is the trunk's failure, not the caller's.
+                let failover =
+                    (500..600).contains(&translated) || translated == 408 || translated == 422;
+                if translated == 422 {
+                    call.last = Some((500, "Server Internal Error".into()));
+                }
                 if failover {
                     self.next_attempt(id, out, now);
                 } else {
@@ -940,6 +1052,15 @@ impl Engine {
                 }
             }
             Some(Purpose::Probe { trunk }) => self.probe_result(&trunk, None, out, now),
+            Some(Purpose::Refresh { call, to, .. }) => {
+                let why = format!("session refresh of the {} leg timed out", to.name());
+                tracing::info!(call, "{why}");
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.negotiating = false;
+                }
+                let reason = [("Reason", timer::EXPIRED.to_string())];
+                self.hangup_with(call, 408, &why, &reason, out, now);
+            }
             _ => {}
         }
     }
@@ -1204,9 +1325,22 @@ impl Engine {
 
     /// Ends an answered call from Mediator's side: BYE to both legs.
     fn hangup(&mut self, id: CallId, status: u16, why: &str, out: &mut Vec<Action>, now: Instant) {
+        self.hangup_with(id, status, why, &[], out, now);
+    }
+
+    /// [`Engine::hangup`] with headers on both BYEs (a Reason).
+    fn hangup_with(
+        &mut self,
+        id: CallId,
+        status: u16,
+        why: &str,
+        extra: &[(&str, String)],
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
         tracing::info!(call = id, why, "hanging up");
-        self.send_bye(id, Side::Pool, out, now);
-        self.send_bye(id, Side::Gateway, out, now);
+        self.send_bye_with(id, Side::Pool, extra, out, now);
+        self.send_bye_with(id, Side::Gateway, extra, out, now);
         self.end(id, status, why, out, now);
     }
 
@@ -1236,6 +1370,18 @@ impl Engine {
             );
             return;
         }
+        let repeats_sdp = is_sdp(&m)
+            && call.sent_sdp[slot(side)].is_some()
+            && call.recv_sdp[slot(side)].as_deref() == Some(m.body());
+        let refresh = match method.as_str() {
+            "UPDATE" => m.body().is_empty(),
+            "INVITE" => repeats_sdp && call.phase == Phase::Confirmed && !call.negotiating,
+            _ => false,
+        };
+        if refresh {
+            self.answer_refresh(id, side, key, m, out, now);
+            return;
+        }
         let offer = matches!(method.as_str(), "INVITE" | "UPDATE") && is_sdp(&m);
         if method == "PRACK" && is_sdp(&m) && call.anchored() {
             self.reply(
@@ -1262,6 +1408,37 @@ impl Engine {
         if let Some(leg) = call.leg_mut(side) {
             leg.refresh_target(&m);
         }
+        if matches!(method.as_str(), "INVITE" | "UPDATE") {
+            // The sender's leg's session timer, as this request asks it (RFC 4028 §9); put in
+            // force with the 2xx.
+            let s = slot(side);
+            match timer::as_uas(
+                &m,
+                call.timers[s].is_some(),
+                self.cfg.session_expires,
+                self.cfg.min_se,
+            ) {
+                Ok(Some((i, we))) => {
+                    let t = call.timers[s].get_or_insert_with(|| {
+                        SessionTimer::new(i, we, timer::allows_update(&m), now)
+                    });
+                    t.interval = i;
+                    t.we_refresh = we;
+                }
+                Ok(None) => {}
+                Err(Refuse::TooSmall { min_se }) => {
+                    let why =
+                        format!("the session interval is below Mediator's Min-SE of {min_se} s");
+                    let extra = vec![("Min-SE", min_se.to_string())];
+                    self.reply_with(&key, &m, 422, &why, extra, out, now);
+                    return;
+                }
+                Err(Refuse::Bad(why)) => {
+                    self.reply(&key, &m, 400, &why, out, now);
+                    return;
+                }
+            }
+        }
         let body = if offer {
             match self.answer_body(id, side, &m, SdpKind::Offer, out) {
                 Ok(b) => b,
@@ -1281,7 +1458,12 @@ impl Engine {
             call.negotiating = true;
         }
         let ctype = m.header("content-type").unwrap_or_else(|| SDP.into());
-        let extra = passed(&m);
+        let mut extra = passed(&m);
+        if matches!(method.as_str(), "INVITE" | "UPDATE")
+            && let Some(t) = &call.timers[slot(side.other())]
+        {
+            extra.extend(t.uac_headers(self.cfg.min_se));
+        }
         let Some(leg) = call.leg_mut(side.other()) else {
             return;
         };
@@ -1371,7 +1553,20 @@ impl Engine {
         };
         let mut extra = passed(&m);
         if method == "INVITE" || method == "UPDATE" {
-            extra.push(("Contact", contact(&call.a.peer)));
+            if let Some(l) = call.leg_mut(to.other()) {
+                extra.push(("Contact", contact(&l.peer)));
+            }
+            if (200..300).contains(&status) {
+                // Both legs' sessions were refreshed by this exchange (RFC 4028 §10).
+                if let Some(t) = call.timers[slot(to)].as_mut() {
+                    let (i, we) = timer::as_uac(&m, t.interval);
+                    t.refreshed(i, we, now);
+                }
+                if let Some(t) = call.timers[slot(to.other())].as_mut() {
+                    t.refreshed(t.interval, t.we_refresh, now);
+                    extra.extend(t.uas_headers());
+                }
+            }
         }
         let ctype = m.header("content-type").unwrap_or_else(|| SDP.into());
         let bytes = build_response(
@@ -1402,6 +1597,7 @@ impl Engine {
         }
         let step = self.layer.respond(&skey, status, bytes, now);
         emit(out, step);
+        self.wake_timers(id, now);
     }
 
     // ---- time -------------------------------------------------------------------------------
@@ -1469,6 +1665,10 @@ impl Engine {
                 );
                 continue;
             }
+            self.session_timers(id, &mut out, now);
+            let Some(call) = self.calls.get_mut(&id) else {
+                continue;
+            };
             let expired = call
                 .attempt
                 .as_ref()
@@ -1519,11 +1719,9 @@ impl Engine {
         if call.phase != Phase::Confirmed || call.streams.iter().any(|s| s.live && !s.timed_out) {
             return out;
         }
-        tracing::info!(call = id, session = session_id, "media timeout: hanging up");
+        tracing::info!(call = id, session = session_id, "media timeout");
         let reason = [("Reason", "SIP;cause=408;text=\"media timeout\"".to_string())];
-        self.send_bye_with(id, Side::Pool, &reason, &mut out, now);
-        self.send_bye_with(id, Side::Gateway, &reason, &mut out, now);
-        self.end(id, 200, "media timeout", &mut out, now);
+        self.hangup_with(id, 200, "media timeout", &reason, &mut out, now);
         out
     }
 
@@ -1568,6 +1766,9 @@ impl Engine {
             self.dialogs.remove(&a.leg.key());
         }
         self.identities.remove(&call.ident);
+        for k in call.refresh_keys.iter().flatten() {
+            self.by_client.remove(k);
+        }
         for k in &call.client_keys {
             if matches!(
                 self.by_client.get(k),
@@ -1638,6 +1839,7 @@ mod crypto;
 mod health;
 mod media;
 mod routing;
+mod timer;
 mod view;
 
 #[cfg(test)]

@@ -54,6 +54,14 @@ pub(super) enum Purpose {
         server: Option<(TxKey, Box<Message>)>,
     },
     Orphan(Box<Orphan>),
+    /// A session refresh Mediator sent on leg `to` (RFC 4028), asking `asked` seconds; the ACK
+    /// of its 2xx (a re-INVITE's) is kept to answer the 2xx's retransmissions.
+    Refresh {
+        call: CallId,
+        to: Side,
+        asked: u32,
+        ack: Option<Vec<u8>>,
+    },
     /// An OPTIONS probe of a trunk's peer.
     Probe {
         trunk: String,
@@ -136,6 +144,18 @@ pub(super) struct Call {
     pub(super) answered_unix: Option<u64>,
     pub(super) answered_at: Option<Instant>,
     pub(super) ident: (String, String, u32),
+    /// Each leg's session timer (RFC 4028), by `slot`; `None` where the leg has none.
+    pub(super) timers: [Option<SessionTimer>; 2],
+    /// The session interval asked of the callee (raised by a 422).
+    pub(super) b_se: u32,
+    /// The SDP Mediator last sent to each side: a refresh re-INVITE offers it again, and a
+    /// peer's refresh re-INVITE is answered with it.
+    pub(super) sent_sdp: [Option<Vec<u8>>; 2],
+    /// The last SDP from each side: a re-INVITE that repeats it byte for byte is a refresh
+    /// (compared whole, not by its `o=` version: some peers change SDP without bumping it).
+    pub(super) recv_sdp: [Option<Vec<u8>>; 2],
+    /// The last session refresh Mediator sent on each leg (kept to re-ACK its 2xx).
+    pub(super) refresh_keys: [Option<TxKey>; 2],
 }
 
 impl Call {
@@ -162,6 +182,18 @@ impl Call {
             }
         }
         v
+    }
+
+    /// The leg facing `side` keeps a session timer: the pool's always, a gateway's when its
+    /// trunk's `session_timer` is on.
+    pub(super) fn timer_wanted(&self, side: Side) -> bool {
+        match side {
+            Side::Pool => true,
+            Side::Gateway => self
+                .target()
+                .or_else(|| self.targets.first())
+                .is_some_and(|t| t.session_timer),
+        }
     }
 
     pub(super) fn anchored(&self) -> bool {

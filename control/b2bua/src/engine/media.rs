@@ -134,6 +134,27 @@ impl Engine {
         kind: SdpKind,
         out: &mut Vec<Action>,
     ) -> Result<Option<Vec<u8>>, String> {
+        let body = self.rewritten(id, from, m, kind, out)?;
+        // Kept for session refreshes: the SDP each side last had from Mediator and the last
+        // one from each side.
+        if is_sdp(m)
+            && let Some(b) = &body
+            && let Some(call) = self.calls.get_mut(&id)
+        {
+            call.recv_sdp[slot(from)] = Some(m.body().to_vec());
+            call.sent_sdp[slot(from.other())] = Some(b.clone());
+        }
+        Ok(body)
+    }
+
+    fn rewritten(
+        &mut self,
+        id: CallId,
+        from: Side,
+        m: &Message,
+        kind: SdpKind,
+        out: &mut Vec<Action>,
+    ) -> Result<Option<Vec<u8>>, String> {
         let Some(call) = self.calls.get_mut(&id) else {
             return Ok(None);
         };

@@ -28,6 +28,8 @@ pub(super) struct Target {
     pub(super) srtp: LegPolicy,
     /// `srtp_passthrough` of the trunk.
     pub(super) passthrough: bool,
+    /// `session_timer` of the trunk: its gateway's leg keeps an RFC 4028 session timer.
+    pub(super) session_timer: bool,
 }
 
 impl Target {
@@ -76,6 +78,7 @@ impl Target {
                 .collect(),
             srtp: LegPolicy::Off,
             passthrough: s.srtp_passthrough.unwrap_or(false),
+            session_timer: s.session_timer.unwrap_or(false),
             peer,
         }
     }

@@ -936,3 +936,4 @@ fn a_media_timeout_ends_a_call_only_when_every_live_stream_stopped() {
 
 mod health;
 mod srtp;
+mod timer;

@@ -903,7 +903,9 @@ fn an_in_dialog_answer_that_fails_the_policy_ends_the_call_and_prack_sdp_is_refu
     let offer = fe_offer("RTP/SAVP", &[lync(1, FE_KEY)]);
     let a = r.msg(with_sdp("PRACK", 8, "prack-s13", &offer).as_bytes(), fe());
     assert_eq!(statuses(&sent_to(&a, fe())), [488], "SDP in PRACK");
-    let a = r.msg(with_sdp("INVITE", 9, "re-s13", &offer).as_bytes(), fe());
+    // A new version of the same offer (the same bytes again would be a session refresh).
+    let reoffer = offer.replace("o=- 1 1 ", "o=- 1 2 ");
+    let a = r.msg(with_sdp("INVITE", 9, "re-s13", &reoffer).as_bytes(), fe());
     let re = requests(&sent_to(&a, gw_tls()))[0].clone();
     // The gateway answers the re-offer in clear.
     let a = r.msg(

@@ -1,0 +1,684 @@
+//! Session timers (RFC 4028), one per leg: each leg is its own dialog, so the interval and who
+//! refreshes are negotiated on each leg apart and never passed across. The pure parts live
+//! here — reading Session-Expires and Min-SE, the decision a UAS makes on a request, the one a
+//! UAC takes from a 2xx, the headers Mediator writes and when a leg is due — and the engine's
+//! handlers below put them to work: the refreshes Mediator sends and their answers, the
+//! refreshes it answers itself, and the end of a session whose refresh failed or never came.
+
+use super::*;
+
+/// RFC 4028 §4: no Min-SE may be below 90 s.
+pub const MIN_SE_FLOOR: u32 = 90;
+/// The longest interval Mediator agrees to (a day); a peer asking more gets this (RFC 4028
+/// lets a UAS lower the interval down to the request's Min-SE).
+pub const MAX_SE: u32 = 86_400;
+
+/// Who refreshes, as the `refresher` parameter says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Refresher {
+    Uac,
+    Uas,
+}
+
+/// A Session-Expires header: delta-seconds and the refresher, when given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Expires {
+    pub(super) secs: u32,
+    pub(super) refresher: Option<Refresher>,
+}
+
+/// One leg's session timer once negotiated.
+#[derive(Clone, Debug)]
+pub(super) struct SessionTimer {
+    /// The session interval in seconds.
+    pub(super) interval: u32,
+    /// Mediator refreshes this leg (otherwise its peer does, and Mediator watches).
+    pub(super) we_refresh: bool,
+    /// The peer's Allow has UPDATE: refreshes go as UPDATE, otherwise as re-INVITE.
+    pub(super) use_update: bool,
+    /// The last refresh that succeeded (or the 2xx that set the session up).
+    pub(super) refreshed_at: Instant,
+    /// A refresh of Mediator's is in flight.
+    pub(super) refreshing: bool,
+    /// A refresh that failed without ending the session is tried again then.
+    pub(super) retry_at: Option<Instant>,
+}
+
+/// What a leg's timer asks of the engine now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Due {
+    /// Nothing before `at`.
+    Wait(Instant),
+    /// Send a refresh.
+    Refresh,
+    /// The session expired: its refresh never came (or ours kept failing).
+    Expired,
+}
+
+impl SessionTimer {
+    pub(super) fn new(interval: u32, we_refresh: bool, use_update: bool, now: Instant) -> Self {
+        SessionTimer {
+            interval,
+            we_refresh,
+            use_update,
+            refreshed_at: now,
+            refreshing: false,
+            retry_at: None,
+        }
+    }
+
+    fn secs(s: u32) -> Duration {
+        Duration::from_secs(u64::from(s))
+    }
+
+    /// When the session ends without a refresh: for the refresher, at the interval; for the
+    /// watching side, RFC 4028 §10's interval − min(32, interval/3), so its BYE goes before the
+    /// peer's own expiry.
+    pub(super) fn expires_at(&self) -> Instant {
+        if self.we_refresh {
+            self.refreshed_at + Self::secs(self.interval)
+        } else {
+            self.refreshed_at + Self::secs(self.interval - (self.interval / 3).min(32))
+        }
+    }
+
+    /// What is due at `now` (RFC 4028 §10: the refresher refreshes at half the interval).
+    pub(super) fn due(&self, now: Instant) -> Due {
+        let expires = self.expires_at();
+        if now >= expires {
+            return Due::Expired;
+        }
+        if !self.we_refresh || self.refreshing {
+            return Due::Wait(expires);
+        }
+        let at = self
+            .retry_at
+            .unwrap_or(self.refreshed_at + Self::secs(self.interval / 2))
+            .min(expires);
+        if now >= at {
+            Due::Refresh
+        } else {
+            Due::Wait(at)
+        }
+    }
+
+    /// A refresh (either way) succeeded with this interval and refresher.
+    pub(super) fn refreshed(&mut self, interval: u32, we_refresh: bool, now: Instant) {
+        self.interval = interval;
+        self.we_refresh = we_refresh;
+        self.refreshed_at = now;
+        self.refreshing = false;
+        self.retry_at = None;
+    }
+
+    /// Headers of a request Mediator sends on this leg (it is the request's UAC).
+    pub(super) fn uac_headers(&self, min_se: u32) -> Vec<(&'static str, String)> {
+        let who = if self.we_refresh { "uac" } else { "uas" };
+        vec![
+            ("Supported", "timer".into()),
+            (
+                "Session-Expires",
+                format!("{};refresher={who}", self.interval),
+            ),
+            ("Min-SE", min_se.to_string()),
+        ]
+    }
+
+    /// Headers of a 2xx Mediator sends on this leg (it is the UAS). RFC 4028 §9: refresher=uac
+    /// in a 2xx goes with `Require: timer`.
+    pub(super) fn uas_headers(&self) -> Vec<(&'static str, String)> {
+        let who = if self.we_refresh { "uas" } else { "uac" };
+        let mut h = vec![
+            ("Supported", "timer".into()),
+            (
+                "Session-Expires",
+                format!("{};refresher={who}", self.interval),
+            ),
+        ];
+        if !self.we_refresh {
+            h.push(("Require", "timer".into()));
+        }
+        h
+    }
+}
+
+/// The Session-Expires of `m` (or its compact form `x`), if any.
+pub(super) fn session_expires(m: &Message) -> Result<Option<Expires>, String> {
+    let Some(v) = m.header("session-expires") else {
+        return Ok(None);
+    };
+    let mut parts = v.split(';');
+    let delta = parts.next().unwrap_or_default().trim();
+    let secs: u32 = delta
+        .parse()
+        .ok()
+        .filter(|_| !delta.is_empty() && delta.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| format!("Session-Expires: '{}' is not delta-seconds", short(delta)))?;
+    if secs == 0 {
+        return Err("Session-Expires: 0 is not a session interval".into());
+    }
+    let mut refresher = None;
+    for p in parts {
+        let (name, value) = p.split_once('=').unwrap_or((p, ""));
+        if name.trim().eq_ignore_ascii_case("refresher") {
+            refresher = match value.trim().to_ascii_lowercase().as_str() {
+                "uac" => Some(Refresher::Uac),
+                "uas" => Some(Refresher::Uas),
+                other => {
+                    return Err(format!(
+                        "Session-Expires: refresher '{}' is neither uac nor uas",
+                        short(other)
+                    ));
+                }
+            };
+        }
+    }
+    Ok(Some(Expires { secs, refresher }))
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(20).collect()
+}
+
+/// The Min-SE of `m`, when given and well formed.
+pub(super) fn min_se(m: &Message) -> Option<u32> {
+    m.header("min-se")?.split(';').next()?.trim().parse().ok()
+}
+
+fn lists(m: &Message, header: &str, token: &str) -> bool {
+    m.headers_named(header)
+        .iter()
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// The sender of `m` supports session timers (`Supported` or `Require` lists `timer`).
+pub(super) fn supports_timer(m: &Message) -> bool {
+    lists(m, "supported", "timer") || lists(m, "require", "timer")
+}
+
+pub(super) fn requires_timer(m: &Message) -> bool {
+    lists(m, "require", "timer")
+}
+
+/// The sender of `m` accepts UPDATE (its Allow lists it).
+pub(super) fn allows_update(m: &Message) -> bool {
+    lists(m, "allow", "UPDATE")
+}
+
+/// Why a UAS refuses a request's session timer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Refuse {
+    /// 422 Session Interval Too Small, with Mediator's Min-SE.
+    TooSmall { min_se: u32 },
+    /// 400: the header cannot be read.
+    Bad(String),
+}
+
+/// The interval and refresher Mediator, as the UAS of an INVITE or UPDATE on a leg whose timer
+/// is `on`, agrees to: `None` when the leg has no timer (off and the peer does not require one).
+/// RFC 4028 §9: below Min-SE is 422; the refresher asked for is taken; else the peer refreshes
+/// when it supports timers, Mediator when it does not. `default` is used when the request asks
+/// no interval, never below the request's own Min-SE.
+pub(super) fn as_uas(
+    m: &Message,
+    on: bool,
+    default: u32,
+    our_min_se: u32,
+) -> Result<Option<(u32, bool)>, Refuse> {
+    let se = session_expires(m).map_err(Refuse::Bad)?;
+    if !(on || requires_timer(m)) {
+        return Ok(None);
+    }
+    if let Some(e) = se
+        && e.secs < our_min_se
+    {
+        return Err(Refuse::TooSmall { min_se: our_min_se });
+    }
+    let floor = min_se(m).unwrap_or(0).max(our_min_se);
+    let interval = se
+        .map_or(default, |e| e.secs)
+        .clamp(floor, MAX_SE.max(floor));
+    let we_refresh = match se.and_then(|e| e.refresher) {
+        Some(Refresher::Uac) => false,
+        Some(Refresher::Uas) => true,
+        None => !supports_timer(m),
+    };
+    Ok(Some((interval, we_refresh)))
+}
+
+/// The interval and refresher a 2xx gives Mediator, the UAC of a request that asked for
+/// `asked` seconds. A 2xx without Session-Expires comes from a peer without timers: Mediator
+/// refreshes on its own (RFC 4028 §7.4 allows it), which keeps finding out whether the peer is
+/// still there. A refresher the 2xx leaves out is Mediator (the UAC).
+pub(super) fn as_uac(m: &Message, asked: u32) -> (u32, bool) {
+    match session_expires(m) {
+        Ok(Some(e)) => (
+            e.secs.clamp(MIN_SE_FLOOR, MAX_SE),
+            e.refresher != Some(Refresher::Uas),
+        ),
+        _ => (asked, true),
+    }
+}
+
+/// The Reason of the BYEs that end a call whose session expired (RFC 3326).
+pub(super) const EXPIRED: &str = "SIP;cause=408;text=\"session expired\"";
+
+impl Engine {
+    /// Wakes call `id` when its next session-timer duty is due.
+    pub(super) fn wake_timers(&mut self, id: CallId, now: Instant) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let at = call
+            .timers
+            .iter()
+            .flatten()
+            .map(|t| match t.due(now) {
+                Due::Wait(at) => at,
+                // Due while the call is not confirmed yet (no request may go before the ACK):
+                // looked at again shortly.
+                _ => now + self.cfg.timers.t1,
+            })
+            .min();
+        if let Some(at) = at {
+            self.wake.push(Reverse((at, id)));
+        }
+    }
+
+    /// The session-timer duties of call `id` at `now`: a refresh to send, or a session that
+    /// expired, which ends the call on both legs with a BYE and a Reason.
+    pub(super) fn session_timers(&mut self, id: CallId, out: &mut Vec<Action>, now: Instant) {
+        for side in [Side::Pool, Side::Gateway] {
+            let Some(call) = self.calls.get(&id) else {
+                return;
+            };
+            if call.phase != Phase::Confirmed {
+                break;
+            }
+            let Some(t) = &call.timers[slot(side)] else {
+                continue;
+            };
+            match t.due(now) {
+                Due::Wait(_) => {}
+                Due::Refresh => self.send_refresh(id, side, out, now),
+                Due::Expired => {
+                    let why = if t.we_refresh {
+                        format!(
+                            "session expired: no refresh of the {} leg succeeded",
+                            side.name()
+                        )
+                    } else {
+                        format!("session expired: no refresh from the {} side", side.name())
+                    };
+                    tracing::info!(call = id, leg = side.name(), interval = t.interval, "{why}");
+                    let reason = [("Reason", EXPIRED.to_string())];
+                    self.hangup_with(id, 408, &why, &reason, out, now);
+                    return;
+                }
+            }
+        }
+        self.wake_timers(id, now);
+    }
+
+    /// Sends a session refresh on the leg facing `side`: UPDATE without a body when its peer
+    /// allows UPDATE, otherwise a re-INVITE offering again the SDP it last had from Mediator
+    /// (RFC 4028 §7.4, §10).
+    fn send_refresh(&mut self, id: CallId, side: Side, out: &mut Vec<Action>, now: Instant) {
+        let branch = self.branch();
+        let min_se = self.cfg.min_se;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let s = slot(side);
+        let Some(t) = call.timers[s].as_mut() else {
+            return;
+        };
+        let invite = !t.use_update && call.sent_sdp[s].is_some();
+        if invite && call.negotiating {
+            // An offer is under way on the call: the refresh waits for it (no glare).
+            t.retry_at = Some(now + Duration::from_secs(2));
+            return;
+        }
+        let headers = t.uac_headers(min_se);
+        let asked = t.interval;
+        t.refreshing = true;
+        t.retry_at = None;
+        let body = if invite {
+            call.sent_sdp[s].clone()
+        } else {
+            None
+        };
+        let method = if invite { "INVITE" } else { "UPDATE" };
+        let Some(leg) = call.leg_mut(side) else {
+            return;
+        };
+        let peer = leg.peer;
+        let req = match leg.request(
+            method,
+            &branch,
+            None,
+            &headers,
+            body.as_deref().map(|b| (SDP, b)),
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(call = id, error = %e, "building a session refresh");
+                return;
+            }
+        };
+        tracing::debug!(call = id, leg = side.name(), method, "session refresh");
+        let (k, step) = self.layer.request(req, peer, now);
+        if invite {
+            call.negotiating = true;
+        }
+        if let Some(old) = call.refresh_keys[s].replace(k.clone()) {
+            self.by_client.remove(&old);
+        }
+        self.by_client.insert(
+            k,
+            Purpose::Refresh {
+                call: id,
+                to: side,
+                asked,
+                ack: None,
+            },
+        );
+        emit(out, step);
+    }
+
+    /// A final response to a refresh of Mediator's (RFC 4028 §10): a 2xx renews the leg (and a
+    /// re-INVITE's is ACKed, again for each retransmission); 408 or 481 ends the call; a 422
+    /// is retried at once with the peer's Min-SE; anything else is tried again shortly, until
+    /// the session expires.
+    pub(super) fn refresh_response(
+        &mut self,
+        key: TxKey,
+        m: Message,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        let status = m.status().unwrap_or(500);
+        let Some(Purpose::Refresh {
+            call: id,
+            to,
+            asked,
+            ack,
+        }) = self.by_client.get(&key)
+        else {
+            return;
+        };
+        let (id, to, asked) = (*id, *to, *asked);
+        if let Some(bytes) = ack {
+            // A retransmission of the 2xx: the same ACK again.
+            if (200..300).contains(&status)
+                && let Some(peer) = self
+                    .calls
+                    .get_mut(&id)
+                    .and_then(|c| c.leg_mut(to))
+                    .map(|l| l.peer)
+            {
+                out.push(Action::Send {
+                    to: peer,
+                    bytes: bytes.clone(),
+                });
+            }
+            return;
+        }
+        let invite = m.summary.cseq_method.eq_ignore_ascii_case("INVITE");
+        let branch = self.branch();
+        let Some(call) = self.calls.get_mut(&id) else {
+            self.by_client.remove(&key);
+            return;
+        };
+        if invite {
+            call.negotiating = false;
+        }
+        let s = slot(to);
+        match status {
+            200..=299 => {
+                let (i, we) = as_uac(&m, asked);
+                if let Some(t) = call.timers[s].as_mut() {
+                    t.refreshed(i, we, now);
+                }
+                let Some(leg) = call.leg_mut(to) else {
+                    return;
+                };
+                leg.refresh_target(&m);
+                if invite {
+                    let peer = leg.peer;
+                    if let Ok(a) = leg.request("ACK", &branch, Some(m.summary.cseq), &[], None) {
+                        let bytes = a.to_bytes();
+                        out.push(Action::Send {
+                            to: peer,
+                            bytes: bytes.clone(),
+                        });
+                        if let Some(Purpose::Refresh { ack, .. }) = self.by_client.get_mut(&key) {
+                            *ack = Some(bytes);
+                        }
+                    }
+                } else {
+                    self.by_client.remove(&key);
+                }
+            }
+            408 | 481 => {
+                self.by_client.remove(&key);
+                let why = format!("session refresh of the {} leg failed: {status}", to.name());
+                let reason = [("Reason", EXPIRED.to_string())];
+                self.hangup_with(id, 408, &why, &reason, out, now);
+                return;
+            }
+            _ => {
+                self.by_client.remove(&key);
+                if let Some(t) = call.timers[s].as_mut() {
+                    t.refreshing = false;
+                    let retry = match (status, min_se(&m)) {
+                        (422, Some(n)) if n > t.interval && n <= MAX_SE => {
+                            t.interval = n;
+                            Duration::ZERO
+                        }
+                        (491, _) => Duration::from_secs(2),
+                        _ => Duration::from_secs(10),
+                    };
+                    tracing::info!(
+                        call = id,
+                        leg = to.name(),
+                        status,
+                        "session refresh refused; trying again"
+                    );
+                    t.retry_at = Some(now + retry);
+                }
+            }
+        }
+        self.wake_timers(id, now);
+    }
+
+    /// A session refresh from a peer, answered by Mediator itself and not passed across (each
+    /// leg's session is its own, RFC 4028): an UPDATE without a body, or a re-INVITE whose SDP
+    /// repeats the last one (answered with the SDP Mediator last sent that leg). The leg's
+    /// timer, if any, is renewed with what the request asks; with none (the trunk's
+    /// `session_timer` off) the call survives the peer's refreshes all the same.
+    pub(super) fn answer_refresh(
+        &mut self,
+        id: CallId,
+        side: Side,
+        key: TxKey,
+        m: Message,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        let (default, our_min) = (self.cfg.session_expires, self.cfg.min_se);
+        let t1 = self.cfg.timers.t1;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let s = slot(side);
+        let on = call.timers[s].is_some();
+        let mut extra: Vec<(&'static str, String)> = Vec::new();
+        match as_uas(&m, on, default, our_min) {
+            Ok(Some((i, we))) => {
+                let t = call.timers[s]
+                    .get_or_insert_with(|| SessionTimer::new(i, we, allows_update(&m), now));
+                t.refreshed(i, we, now);
+                extra.extend(t.uas_headers());
+            }
+            Ok(None) => {}
+            Err(Refuse::TooSmall { min_se }) => {
+                let why = format!("the session interval is below Mediator's Min-SE of {min_se} s");
+                self.reply_with(
+                    &key,
+                    &m,
+                    422,
+                    &why,
+                    vec![("Min-SE", min_se.to_string())],
+                    out,
+                    now,
+                );
+                return;
+            }
+            Err(Refuse::Bad(why)) => {
+                self.reply(&key, &m, 400, &why, out, now);
+                return;
+            }
+        }
+        let invite = m.method() == Some("INVITE");
+        let body = if invite {
+            call.sent_sdp[s].clone()
+        } else {
+            None
+        };
+        let Some(leg) = call.leg_mut(side) else {
+            return;
+        };
+        leg.refresh_target(&m);
+        let peer = leg.peer;
+        extra.push(("Contact", contact(&peer)));
+        extra.push(("Allow", ALLOW.into()));
+        let bytes = build_response(&m, 200, "OK", "", &extra, body.as_deref().map(|b| (SDP, b)));
+        tracing::debug!(
+            call = id,
+            leg = side.name(),
+            method = m.method().unwrap_or_default(),
+            "answered a session refresh"
+        );
+        if invite && !peer.reliable() {
+            // Its 2xx is retransmitted until the ACK, like any (RFC 3261 §13.3.1.4).
+            call.retx = Some(Retx {
+                key: key.clone(),
+                bytes: bytes.clone(),
+                at: now + t1,
+                interval: t1,
+                side,
+            });
+            self.wake.push(Reverse((now + t1, id)));
+        }
+        let step = self.layer.respond(&key, 200, bytes, now);
+        emit(out, step);
+        self.wake_timers(id, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(extra: &str) -> Message {
+        Message::parse(
+            format!(
+                "INVITE sip:1@198.18.1.1 SIP/2.0\r\nMax-Forwards: 70\r\nVia: SIP/2.0/UDP 198.18.1.2;branch=z9hG4bK-1\r\n\
+                 From: <sip:a@198.18.1.2>;tag=1\r\nTo: <sip:1@198.18.1.1>\r\nCall-ID: t\r\n\
+                 CSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .expect("parses")
+    }
+
+    #[test]
+    fn a_uas_takes_the_asked_refresher_and_refuses_below_min_se() {
+        let m = req("Supported: timer\r\nSession-Expires: 1800;refresher=uas\r\n");
+        assert_eq!(as_uas(&m, true, 1800, 90), Ok(Some((1800, true))));
+        let m = req("k: timer\r\nx: 600\r\n");
+        assert_eq!(
+            as_uas(&m, true, 1800, 90),
+            Ok(Some((600, false))),
+            "compact forms; no refresher asked and timers supported: the peer refreshes"
+        );
+        let m = req("Session-Expires: 600\r\n");
+        assert_eq!(
+            as_uas(&m, true, 1800, 90),
+            Ok(Some((600, true))),
+            "a peer without timer support never refreshes: Mediator does"
+        );
+        let m = req("Supported: timer\r\nSession-Expires: 60\r\n");
+        assert_eq!(
+            as_uas(&m, true, 1800, 90),
+            Err(Refuse::TooSmall { min_se: 90 })
+        );
+        let m = req("Supported: timer\r\nMin-SE: 1000\r\n");
+        assert_eq!(
+            as_uas(&m, true, 600, 90),
+            Ok(Some((1000, false))),
+            "never below the request's Min-SE"
+        );
+        let m = req("Session-Expires: soon\r\n");
+        assert!(matches!(as_uas(&m, true, 1800, 90), Err(Refuse::Bad(w)) if w.contains("soon")));
+    }
+
+    #[test]
+    fn off_means_no_timer_unless_the_peer_requires_one() {
+        let m = req("Supported: timer\r\nSession-Expires: 1800\r\n");
+        assert_eq!(as_uas(&m, false, 1800, 90), Ok(None));
+        let m = req("Require: timer\r\nSession-Expires: 1800;refresher=uac\r\n");
+        assert_eq!(as_uas(&m, false, 1800, 90), Ok(Some((1800, false))));
+    }
+
+    #[test]
+    fn a_2xx_without_session_expires_leaves_the_refreshing_to_mediator() {
+        let ok = Message::parse(
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 198.18.1.1;branch=z9hG4bK-1\r\n\
+              From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: t\r\nCSeq: 1 INVITE\r\n\
+              Content-Length: 0\r\n\r\n",
+        )
+        .expect("parses");
+        assert_eq!(as_uac(&ok, 1800), (1800, true));
+    }
+
+    #[test]
+    fn the_refresher_refreshes_at_half_and_the_watcher_gives_up_before_expiry() {
+        let t0 = Instant::now();
+        let s = SessionTimer::new(90, true, true, t0);
+        assert_eq!(s.due(t0), Due::Wait(t0 + Duration::from_secs(45)));
+        assert_eq!(s.due(t0 + Duration::from_secs(45)), Due::Refresh);
+        assert_eq!(s.due(t0 + Duration::from_secs(90)), Due::Expired);
+        let w = SessionTimer::new(90, false, true, t0);
+        assert_eq!(w.due(t0), Due::Wait(t0 + Duration::from_secs(60)));
+        assert_eq!(w.due(t0 + Duration::from_secs(60)), Due::Expired);
+        let w = SessionTimer::new(1800, false, true, t0);
+        assert_eq!(w.expires_at(), t0 + Duration::from_secs(1768));
+    }
+
+    #[test]
+    fn the_headers_say_who_refreshes() {
+        let t0 = Instant::now();
+        let watching = SessionTimer::new(600, false, true, t0);
+        let h = watching.uas_headers();
+        assert!(h.contains(&("Session-Expires", "600;refresher=uac".into())));
+        assert!(
+            h.contains(&("Require", "timer".into())),
+            "uac in a 2xx: Require: timer"
+        );
+        let refreshing = SessionTimer::new(600, true, true, t0);
+        assert!(
+            !refreshing
+                .uas_headers()
+                .iter()
+                .any(|(n, _)| *n == "Require")
+        );
+        assert!(
+            refreshing
+                .uac_headers(90)
+                .contains(&("Session-Expires", "600;refresher=uac".into()))
+        );
+    }
+}
