@@ -901,13 +901,13 @@ impl Engine {
                 );
                 let akey = call.a_key.clone();
                 if !call.a.peer.reliable() {
-                    call.retx = Some(Retx {
-                        key: akey.clone(),
-                        bytes: bytes.clone(),
-                        at: now + self.cfg.timers.t1,
-                        interval: self.cfg.timers.t1,
-                        side: a_side,
-                    });
+                    call.retx = Some(Retx::new(
+                        akey.clone(),
+                        bytes.clone(),
+                        a_side,
+                        now,
+                        self.cfg.timers.t1,
+                    ));
                 }
                 call.ack_deadline = Some(now + 64 * self.cfg.timers.t1);
                 self.wake.push(Reverse((now + self.cfg.timers.t1, id)));
@@ -1585,13 +1585,13 @@ impl Engine {
             let from_side = to.other();
             let reliable = call.leg_mut(from_side).is_some_and(|l| l.peer.reliable());
             if !reliable {
-                call.retx = Some(Retx {
-                    key: skey.clone(),
-                    bytes: bytes.clone(),
-                    at: now + self.cfg.timers.t1,
-                    interval: self.cfg.timers.t1,
-                    side: from_side,
-                });
+                call.retx = Some(Retx::new(
+                    skey.clone(),
+                    bytes.clone(),
+                    from_side,
+                    now,
+                    self.cfg.timers.t1,
+                ));
                 self.wake.push(Reverse((now + self.cfg.timers.t1, id)));
             }
         }
@@ -1642,6 +1642,19 @@ impl Engine {
             let Some(call) = self.calls.get_mut(&id) else {
                 continue;
             };
+            if call.phase != Phase::Answered
+                && call
+                    .retx
+                    .as_ref()
+                    .is_some_and(|r| r.at <= now && r.until <= now)
+            {
+                // RFC 3261 §13.3.1.4: a 2xx unacknowledged for 64×T1 ends the session (the
+                // caller's first 2xx has its own deadline, `ack_deadline`).
+                let side = call.retx.take().map(|r| r.side).unwrap_or(Side::Pool);
+                let why = format!("no ACK from the {} side for the 2xx", side.name());
+                self.hangup(id, 408, &why, &mut out, now);
+                continue;
+            }
             if let Some(r) = call.retx.as_mut()
                 && r.at <= now
             {

@@ -99,6 +99,22 @@ pub(super) struct Retx {
     pub(super) at: Instant,
     pub(super) interval: Duration,
     pub(super) side: Side,
+    /// No ACK by then (64×T1): the session is over (RFC 3261 §13.3.1.4).
+    pub(super) until: Instant,
+}
+
+impl Retx {
+    /// A 2xx just sent to `side`, retransmitted from T1 on.
+    pub(super) fn new(key: TxKey, bytes: Vec<u8>, side: Side, now: Instant, t1: Duration) -> Retx {
+        Retx {
+            key,
+            bytes,
+            at: now + t1,
+            interval: t1,
+            side,
+            until: now + 64 * t1,
+        }
+    }
 }
 
 /// The ACK of a 2xx relayed from `to`'s side, to be sent on when the other side ACKs.

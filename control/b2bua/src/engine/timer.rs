@@ -563,13 +563,7 @@ impl Engine {
         );
         if invite && !peer.reliable() {
             // Its 2xx is retransmitted until the ACK, like any (RFC 3261 §13.3.1.4).
-            call.retx = Some(Retx {
-                key: key.clone(),
-                bytes: bytes.clone(),
-                at: now + t1,
-                interval: t1,
-                side,
-            });
+            call.retx = Some(Retx::new(key.clone(), bytes.clone(), side, now, t1));
             self.wake.push(Reverse((now + t1, id)));
         }
         let step = self.layer.respond(&key, 200, bytes, now);

@@ -464,3 +464,33 @@ fn an_inbound_call_s_legs_follow_the_trunk_and_the_pool() {
         }
     }
 }
+
+#[test]
+fn a_2xx_to_a_re_invite_never_acknowledged_ends_the_call_after_64_t1() {
+    let mut r = timers(false);
+    let (inv, _ok) = call(&mut r, "st7", "", &[]);
+    let changed = ANSWER.replace("o=- 2 2", "o=- 2 3");
+    let a = r.msg(
+        &gw_in_dialog(&inv, "INVITE", 2, "", Some(&changed)),
+        gw(5060, 5060),
+    );
+    let re = sent_to(&a, fe());
+    let a = r.msg(&respond(&re[0], 200, "", Some(OFFER)), fe());
+    assert_eq!(finals(&sent_to(&a, gw(5060, 5060))), [200]);
+    // The gateway never ACKs: the 2xx is retransmitted, then the call ends (RFC 3261 §13.3.1.4).
+    let a = run_for(&mut r, Duration::from_secs(31));
+    assert!(
+        finals(&sent_to(&a, gw(5060, 5060))).len() >= 5,
+        "retransmitted"
+    );
+    assert!(ended(&a).is_none());
+    let a = run_for(&mut r, Duration::from_secs(5));
+    let rec = ended(&a).expect("ended");
+    assert_eq!(rec.status, 408);
+    assert!(
+        rec.end_reason.contains("no ACK from the gateway side"),
+        "{}",
+        rec.end_reason
+    );
+    assert!(methods(&sent_to(&a, fe())).contains(&"BYE".to_string()));
+}
