@@ -886,3 +886,58 @@ async fn session_timers_refresh_the_gateway_and_end_the_call_when_the_caller_sto
         "{c:?}"
     );
 }
+
+/// Delayed offers from each side on an anchored trunk: SIPp calls without SDP, the callee's
+/// 200 brings the offer (anchored, re-pointed at the relay), the caller's ACK the answer, and
+/// G.711 crosses the relay both ways.
+#[tokio::test(flavor = "multi_thread")]
+async fn delayed_offers_from_each_side_are_anchored() {
+    if !privileged("delayed_offers_from_each_side_are_anchored") {
+        return;
+    }
+    let lab = CallLab::new("delayed").await.expect("call lab");
+    let sf_uac = scenario("uac_delayed");
+    let sf_uas = scenario("uas_delayed");
+    let gw = Uas::start(&lab.lab.gw.name, GW_PEER, 5060, &["-sf", &sf_uas]).expect("uas");
+    let run = lab
+        .from_pool("+14255550100", 1, &["-sf", &sf_uac])
+        .expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "{run:?}\n{}",
+        lab.log()
+    );
+    drop(gw);
+    let _fe = Uas::start(&lab.lab.pool.name, POOL_PEER, 5060, &["-sf", &sf_uas]).expect("uas");
+    let run = lab
+        .from_gateway("+14255550199", 5060, 1, &["-sf", &sf_uac])
+        .expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "{run:?}\n{}",
+        lab.log()
+    );
+    let calls = lab.wait_recent(2).await.expect("recent");
+    for c in &calls {
+        let caller = if c.direction == "outbound" {
+            "pool"
+        } else {
+            "gateway"
+        };
+        assert_eq!(
+            (c.status, c.end_reason.clone()),
+            (200, format!("BYE from the {caller} side")),
+            "{c:?}"
+        );
+        assert!(!c.streams.is_empty(), "anchored: {c:?}");
+        let (from_pool, _) = flow(c, "pool");
+        let (from_gw, _) = flow(c, "gateway");
+        assert!(
+            from_pool > 50 && from_gw > 50,
+            "{} call: RTP both ways through the relay: {c:#?}",
+            c.direction
+        );
+    }
+}

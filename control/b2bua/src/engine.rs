@@ -517,6 +517,9 @@ impl Engine {
                 a_key: key,
                 a_invite: Box::new(m),
                 offer,
+                offerer: a_side,
+                delayed: None,
+                answer_in_ack: false,
                 sec: None,
                 a_policy,
                 targets,
@@ -820,6 +823,27 @@ impl Engine {
                     att.leg.learn(&m, true);
                 }
                 call.phase = Phase::Early;
+                if call.offer.is_none() && !call.target().is_some_and(|t| t.bypass) {
+                    // A delayed offer's early SDP is not anchored (its sessions are made from
+                    // the 2xx): the provisional goes on without it, so no early media.
+                    let Some(call) = self.calls.get_mut(&id) else {
+                        return;
+                    };
+                    let mut extra = passed(&m);
+                    extra.retain(|(n, _)| *n != "Content-Disposition");
+                    extra.push(("Contact", contact(&call.a.peer)));
+                    let bytes = build_response(
+                        &call.a_invite,
+                        status,
+                        &m.reason(),
+                        &call.a.local_tag,
+                        &extra,
+                        None,
+                    );
+                    let step = self.layer.respond(&call.a_key.clone(), status, bytes, now);
+                    emit(out, step);
+                    return;
+                }
                 let body = match self.answer_body(id, a_side.other(), &m, SdpKind::Answer, out) {
                     Ok(b) => b,
                     Err(why) => {
@@ -873,48 +897,22 @@ impl Engine {
                     cseq: att.invite.summary.cseq,
                 });
                 tracing::info!(call = id, trunk, "answered");
+                if call.offer.is_none() && is_sdp(&m) && !call.target().is_some_and(|t| t.bypass) {
+                    // A delayed offer: the callee's offer is anchored first (sessions made),
+                    // then goes to the caller, whose ACK brings the answer.
+                    if let Err(why) = self.delayed_offer(id, m, out, now) {
+                        self.refuse_answer(id, 488, &why, out, now);
+                    }
+                    return;
+                }
                 let body = match self.answer_body(id, a_side.other(), &m, SdpKind::Answer, out) {
                     Ok(b) => b,
                     Err(why) => {
-                        self.refuse_answer(id, &why, out, now);
+                        self.refuse_answer(id, 488, &why, out, now);
                         return;
                     }
                 };
-                let Some(call) = self.calls.get_mut(&id) else {
-                    return;
-                };
-                let mut extra = passed(&m);
-                extra.push(("Contact", contact(&call.a.peer)));
-                extra.push(("Allow", ALLOW.into()));
-                if let Some(t) = call.timers[slot(a_side)].as_mut() {
-                    t.refreshed_at = now;
-                    extra.extend(t.uas_headers());
-                }
-                let ctype = m.header("content-type").unwrap_or_else(|| SDP.into());
-                let bytes = build_response(
-                    &call.a_invite,
-                    status,
-                    &m.reason(),
-                    &call.a.local_tag,
-                    &extra,
-                    body.as_deref().map(|b| (ctype.as_str(), b)),
-                );
-                let akey = call.a_key.clone();
-                if !call.a.peer.reliable() {
-                    call.retx = Some(Retx::new(
-                        akey.clone(),
-                        bytes.clone(),
-                        a_side,
-                        now,
-                        self.cfg.timers.t1,
-                    ));
-                }
-                call.ack_deadline = Some(now + 64 * self.cfg.timers.t1);
-                self.wake.push(Reverse((now + self.cfg.timers.t1, id)));
-                self.wake.push(Reverse((now + 64 * self.cfg.timers.t1, id)));
-                let step = self.layer.respond(&akey, status, bytes, now);
-                emit(out, step);
-                self.wake_timers(id, now);
+                self.answer_caller(id, &m, body, out, now);
             }
             _ => {
                 let Some(att) = call.attempt.take() else {
@@ -998,6 +996,50 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The callee's 2xx `m` goes on to the caller with `body` (retransmitted until its ACK,
+    /// which is awaited for 64×T1), with the caller's leg's session timer.
+    pub(super) fn answer_caller(
+        &mut self,
+        id: CallId,
+        m: &Message,
+        body: Option<Vec<u8>>,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        let t1 = self.cfg.timers.t1;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let a_side = call.a_side;
+        let status = m.status().unwrap_or(200);
+        let mut extra = passed(m);
+        extra.push(("Contact", contact(&call.a.peer)));
+        extra.push(("Allow", ALLOW.into()));
+        if let Some(t) = call.timers[slot(a_side)].as_mut() {
+            t.refreshed_at = now;
+            extra.extend(t.uas_headers());
+        }
+        let ctype = m.header("content-type").unwrap_or_else(|| SDP.into());
+        let bytes = build_response(
+            &call.a_invite,
+            status,
+            &m.reason(),
+            &call.a.local_tag,
+            &extra,
+            body.as_deref().map(|b| (ctype.as_str(), b)),
+        );
+        let akey = call.a_key.clone();
+        if !call.a.peer.reliable() {
+            call.retx = Some(Retx::new(akey.clone(), bytes.clone(), a_side, now, t1));
+        }
+        call.ack_deadline = Some(now + 64 * t1);
+        self.wake.push(Reverse((now + t1, id)));
+        self.wake.push(Reverse((now + 64 * t1, id)));
+        let step = self.layer.respond(&akey, status, bytes, now);
+        emit(out, step);
+        self.wake_timers(id, now);
     }
 
     /// Gives up on an attempt: CANCEL it when it has had a provisional (otherwise when one comes).
@@ -1154,7 +1196,11 @@ impl Engine {
             return;
         }
         let mut refused = None;
+        let answer_due = std::mem::take(&mut call.answer_in_ack);
         let body = if m.body().is_empty() {
+            if answer_due {
+                refused = Some("the ACK carried no answer to the offer in the 2xx".to_string());
+            }
             None
         } else {
             match self.answer_body(id, side, &m, SdpKind::Answer, out) {
@@ -1258,9 +1304,17 @@ impl Engine {
     }
 
     /// The callee answered with SDP Mediator cannot use (a policy it fails, a stream it cannot
-    /// anchor): its 2xx is acknowledged and its dialog hung up, and the caller, which has had no
-    /// final response yet, gets 488 with the reason.
-    fn refuse_answer(&mut self, id: CallId, why: &str, out: &mut Vec<Action>, now: Instant) {
+    /// anchor, a delayed offer the relays could not anchor): its 2xx is acknowledged and its
+    /// dialog hung up, and the caller, which has had no final response yet, gets `status` (488,
+    /// or the relays' 503) with the reason.
+    pub(super) fn refuse_answer(
+        &mut self,
+        id: CallId,
+        status: u16,
+        why: &str,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
         tracing::info!(call = id, why, "the answer is refused");
         let branch = self.branch();
         if let Some(call) = self.calls.get_mut(&id)
@@ -1275,7 +1329,7 @@ impl Engine {
             let to = p.to;
             self.send_bye(id, to, out, now);
         }
-        self.fail(id, 488, why, out, now);
+        self.fail(id, status, why, out, now);
     }
 
     /// A 2xx whose SDP Mediator cannot use in a call in progress (a policy it fails, a stream it

@@ -131,7 +131,15 @@ pub(super) struct Call {
     pub(super) a: Leg,
     pub(super) a_key: TxKey,
     pub(super) a_invite: Box<Message>,
+    /// The offer the sessions were made from: the caller's, or with a delayed offer the
+    /// callee's (in its 2xx).
     pub(super) offer: Option<Sdp>,
+    /// Whose offer `offer` is.
+    pub(super) offerer: Side,
+    /// A callee's 2xx with a delayed offer, held while its sessions are made.
+    pub(super) delayed: Option<Box<Message>>,
+    /// The caller's ACK must carry the answer (Mediator's 2xx to it had the offer).
+    pub(super) answer_in_ack: bool,
     /// Media encryption, once the caller's offer has met its leg's policy (anchored calls).
     pub(super) sec: Option<Sec>,
     /// The caller's leg's media encryption policy.

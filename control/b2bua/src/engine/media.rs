@@ -24,23 +24,29 @@ impl Engine {
             return Ok(Vec::new());
         };
         let latching = t.latching;
-        let callee: Vec<LegPolicy> = call
-            .targets
-            .iter()
-            .filter(|t| !t.bypass)
-            .map(|t| t.srtp)
-            .collect();
+        // The answerer's leg's policies: every trunk the call may try, or (a delayed offer,
+        // made by the callee) the caller's.
+        let offerer = call.offerer;
+        let callee: Vec<LegPolicy> = if offerer == call.a_side {
+            call.targets
+                .iter()
+                .filter(|t| !t.bypass)
+                .map(|t| t.srtp)
+                .collect()
+        } else {
+            vec![call.a_policy]
+        };
         let on_hold = offer.on_hold();
         let mut requests = Vec::new();
         for s in offer.streams() {
             let known = remote(&s);
-            let (pool, gateway) = if call.a_side == Side::Pool {
+            let (pool, gateway) = if offerer == Side::Pool {
                 (known, Remote::default())
             } else {
                 (Remote::default(), known)
             };
             let srtp = match call.sec.as_mut() {
-                Some(sec) => sec.session_keys(s.index, call.a_side, &callee)?,
+                Some(sec) => sec.session_keys(s.index, offerer, &callee)?,
                 None => [None, None],
             };
             requests.push(MediaRequest {
@@ -96,7 +102,7 @@ impl Engine {
                         continue;
                     };
                     let mut remotes = [None, None];
-                    remotes[slot(call.a_side)] = call
+                    remotes[slot(call.offerer)] = call
                         .offer
                         .as_ref()
                         .and_then(|o| o.streams().into_iter().find(|x| x.index == index))
@@ -111,14 +117,108 @@ impl Engine {
                         timed_out: false,
                     });
                 }
-                self.send_invite(id, &mut out, now);
+                match call.delayed.take() {
+                    Some(ok) => self.answer_delayed(id, *ok, &mut out, now),
+                    None => self.send_invite(id, &mut out, now),
+                }
             }
             Err((status, why)) => {
                 tracing::warn!(call = id, status, why, "media relay failed");
-                self.fail(id, status, &format!("media relay: {why}"), &mut out, now);
+                let why = format!("media relay: {why}");
+                if call.delayed.take().is_some() {
+                    self.refuse_answer(id, status, &why, &mut out, now);
+                } else {
+                    self.fail(id, status, &why, &mut out, now);
+                }
             }
         }
         out
+    }
+
+    /// A delayed offer (the caller's INVITE had no SDP) in the callee's 2xx `ok`: the offer
+    /// against the callee's leg's policy, Mediator's offer planned for the caller's leg, and
+    /// the sessions asked of the relays; the 2xx goes on to the caller once they exist
+    /// ([`Engine::answer_delayed`]). A refusal names why.
+    pub(super) fn delayed_offer(
+        &mut self,
+        id: CallId,
+        ok: Message,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) -> Result<(), String> {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return Ok(());
+        };
+        let sdp = std::str::from_utf8(ok.body())
+            .map_err(|_| "the SDP is not UTF-8".to_string())
+            .and_then(|t| Sdp::parse(t).map_err(|e| e.to_string()))?;
+        let (a_side, b_side) = (call.a_side, call.a_side.other());
+        let mut policy = [LegPolicy::Off; 2];
+        policy[slot(a_side)] = call.a_policy;
+        policy[slot(b_side)] = call.target().map_or(LegPolicy::Off, |t| t.srtp);
+        let mut sec = Sec::of_offer(b_side, policy, &sdp).map_err(|r| r.reason)?;
+        sec.plan_callee(b_side, call.a_policy)
+            .map_err(|r| r.reason)?;
+        call.sec = Some(sec);
+        call.offer = Some(sdp);
+        call.offerer = b_side;
+        call.recv_sdp[slot(b_side)] = Some(ok.body().to_vec());
+        let requests = self.session_requests(id).map_err(|r| r.reason)?;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return Ok(());
+        };
+        tracing::info!(
+            call = id,
+            streams = requests.len(),
+            "a delayed offer: anchoring the callee's offer"
+        );
+        call.delayed = Some(Box::new(ok));
+        if requests.is_empty() {
+            // Nothing to anchor (T.38 only, every port 0): on at once.
+            if let Some(ok) = call.delayed.take() {
+                self.answer_delayed(id, *ok, out, now);
+            }
+            return Ok(());
+        }
+        out.push(Action::CreateMedia {
+            call: id,
+            pool: call.pool.clone(),
+            requests,
+        });
+        Ok(())
+    }
+
+    /// The callee's 2xx with its delayed offer goes on to the caller, the offer re-pointed at
+    /// the relay's side facing the caller and with Mediator's crypto for that leg; the caller's
+    /// ACK must bring the answer.
+    pub(super) fn answer_delayed(
+        &mut self,
+        id: CallId,
+        ok: Message,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let a_side = call.a_side;
+        let Some(offer) = call.offer.as_ref() else {
+            return;
+        };
+        let crypto = call
+            .sec
+            .as_ref()
+            .map(|s| s.rewrites(a_side, offer, Writing::Offer))
+            .unwrap_or_default();
+        match offer.rewrite_with(&call.anchors(a_side, offer), &crypto) {
+            Ok(body) => {
+                let body = body.into_bytes();
+                call.sent_sdp[slot(a_side)] = Some(body.clone());
+                call.answer_in_ack = true;
+                self.answer_caller(id, &ok, Some(body), out, now);
+            }
+            Err(e) => self.refuse_answer(id, 488, &e.to_string(), out, now),
+        }
     }
 
     /// The SDP of a message from `from`'s side, re-pointed at the relay for the other side and

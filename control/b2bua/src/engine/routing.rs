@@ -326,52 +326,37 @@ impl Engine {
 
     /// Tries the next target, or answers the caller with the last meaningful response.
     pub(super) fn next_attempt(&mut self, id: CallId, out: &mut Vec<Action>, now: Instant) {
-        loop {
-            let Some(call) = self.calls.get_mut(&id) else {
-                return;
-            };
-            let Some(i) = (call.next_target < call.targets.len()).then_some(call.next_target)
-            else {
-                let (status, why) = call
-                    .last
-                    .clone()
-                    .unwrap_or((503, "no trunk could take the call".into()));
-                self.fail(id, status, &why, out, now);
-                return;
-            };
-            call.next_target += 1;
-            call.current = Some(i);
-            let t = &call.targets[i];
-            if !t.bypass && call.offer.is_none() {
-                call.last = Some((
-                    488,
-                    "a delayed offer (INVITE without SDP) cannot be anchored yet".into(),
-                ));
-                call.tried.push((t.trunk.clone(), 488));
-                continue;
-            }
-            if let Err(r) = self.prepare_encryption(id, i) {
-                tracing::info!(call = id, status = r.status, why = %r.reason, "media encryption refused");
-                self.fail(id, r.status, &r.reason, out, now);
-                return;
-            }
-            let Some(call) = self.calls.get(&id) else {
-                return;
-            };
-            if !call.targets[i].bypass && call.streams.is_empty() {
-                let requests = match self.session_requests(id) {
-                    Ok(r) => r,
-                    Err(r) => {
-                        self.fail(id, r.status, &r.reason, out, now);
-                        return;
-                    }
-                };
-                let call = self.calls.get_mut(&id).expect("call exists");
-                if requests.is_empty() {
-                    // An offer with no anchored stream (T.38 only, all rejected): nothing to relay.
-                    self.send_invite(id, out, now);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(i) = (call.next_target < call.targets.len()).then_some(call.next_target) else {
+            let (status, why) = call
+                .last
+                .clone()
+                .unwrap_or((503, "no trunk could take the call".into()));
+            self.fail(id, status, &why, out, now);
+            return;
+        };
+        call.next_target += 1;
+        call.current = Some(i);
+        if let Err(r) = self.prepare_encryption(id, i) {
+            tracing::info!(call = id, status = r.status, why = %r.reason, "media encryption refused");
+            self.fail(id, r.status, &r.reason, out, now);
+            return;
+        }
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if !call.targets[i].bypass && call.streams.is_empty() {
+            let requests = match self.session_requests(id) {
+                Ok(r) => r,
+                Err(r) => {
+                    self.fail(id, r.status, &r.reason, out, now);
                     return;
                 }
+            };
+            if !requests.is_empty() {
+                let call = self.calls.get_mut(&id).expect("call exists");
                 call.phase = Phase::Media;
                 out.push(Action::CreateMedia {
                     call: id,
@@ -380,8 +365,8 @@ impl Engine {
                 });
                 return;
             }
-            self.send_invite(id, out, now);
-            return;
+            // Nothing to anchor yet (a delayed offer) or at all (T.38 only, all rejected).
         }
+        self.send_invite(id, out, now);
     }
 }

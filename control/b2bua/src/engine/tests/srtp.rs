@@ -967,3 +967,88 @@ fn bypass_refuses_keys_anywhere_in_clear() {
         "nothing reaches the gateway"
     );
 }
+
+/// A delayed offer with SRTP on both legs: the gateway's offer in its 200 is accepted under its
+/// trunk's policy (its key for the session's gateway side), the Front End is offered Mediator's
+/// own keys, and its answer in the ACK keys the pool side; the gateway's ACK carries Mediator's
+/// key for that leg. No key crosses.
+#[test]
+fn a_delayed_offer_is_keyed_per_leg() {
+    let mut r = Run::new("srtp-delayed");
+    setup(
+        &mut r,
+        MediaEncryption::Required,
+        Transport::Tls,
+        SrtpMode::Required,
+        false,
+    );
+    let full = String::from_utf8(fe_invite("s20", &fe_offer("RTP/SAVP", &[]))).expect("utf8");
+    let no_sdp = format!(
+        "{}Content-Length: 0\r\n\r\n",
+        full.split("Content-Type:").next().expect("head")
+    );
+    let a = r.msg(no_sdp.as_bytes(), fe());
+    assert!(create(&a).is_none());
+    let inv = requests(&sent_to(&a, gw_tls()))[0].clone();
+    assert!(inv.body().is_empty());
+    let offer = gw_sdp(
+        "RTP/SAVP",
+        &[format!("1 AES_CM_128_HMAC_SHA1_80 inline:{GW_KEY}")],
+    );
+    let a = r.msg(&respond(&inv, 200, "gw1", Some(&offer)), gw_tls());
+    let (id, reqs) = create(&a).expect("sessions for the gateway's offer");
+    let gw_keys = reqs[0].srtp[1].clone().expect("the gateway side is keyed");
+    assert_eq!(b64(gw_keys.peer.bytes()), GW_KEY);
+    assert!(
+        reqs[0].srtp[0].is_some(),
+        "the pool side waits for its answer"
+    );
+    let a = r.created(id);
+    let ok = sent_to(&a, fe())
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .expect("200");
+    let offered = body(&ok);
+    assert!(m_line(&offered).contains(" RTP/SAVP "), "{offered}");
+    let ours = cryptos(&offered);
+    assert!(!ours.is_empty() && !offered.contains(GW_KEY), "{offered}");
+    let suite = ours[0]
+        .split_whitespace()
+        .nth(1)
+        .expect("suite")
+        .to_string();
+    let tag = ours[0].split_whitespace().next().expect("tag").to_string();
+    let answer = fe_offer("RTP/SAVP", &[format!("{tag} {suite} inline:{FE_KEY}")]);
+    let ack = String::from_utf8(fe_in_dialog("ACK", &ok, 7, "ack-s20"))
+        .expect("utf8")
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer}",
+                answer.len()
+            ),
+        );
+    let a = r.msg(ack.as_bytes(), fe());
+    let upd = srtp_updates(&a, Side::Pool);
+    let k = keys(&upd[0]);
+    assert_eq!(b64(k.peer.bytes()), FE_KEY, "the Front End's key");
+    assert_eq!(
+        b64(k.relay.bytes()),
+        key_of(&ours[0]),
+        "Mediator's key it chose"
+    );
+    let to_gw = sent_to(&a, gw_tls());
+    let gw_ack = to_gw
+        .iter()
+        .find(|m| m.method() == Some("ACK"))
+        .expect("ACK to the gateway");
+    let answered = body(gw_ack);
+    let c = cryptos(&answered);
+    assert_eq!(c.len(), 1, "{answered}");
+    assert_eq!(
+        key_of(&c[0]),
+        b64(gw_keys.relay.bytes()),
+        "Mediator's key for that leg"
+    );
+    assert!(!answered.contains(FE_KEY) && !answered.contains(GW_KEY));
+}

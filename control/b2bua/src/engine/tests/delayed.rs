@@ -1,0 +1,210 @@
+//! Delayed offers on anchored trunks: an INVITE (or re-INVITE) without SDP goes on without SDP,
+//! the callee's offer in its 2xx is anchored and re-pointed toward the caller, and the answer in
+//! the caller's ACK updates the sessions and goes on in the ACK to the callee.
+
+use super::*;
+
+/// The lab INVITE from the Front End without a body.
+fn invite_without_sdp(call_id: &str) -> Vec<u8> {
+    let full = String::from_utf8(invite("+14255550100", call_id)).expect("utf8");
+    let head = full.split("Content-Type:").next().expect("head");
+    format!("{head}Content-Length: 0\r\n\r\n").into_bytes()
+}
+
+/// An ACK from the Front End to `ok` with `sdp` as its body.
+fn ack_with(ok: &Message, cseq: u32, sdp: Option<&str>) -> Vec<u8> {
+    let ack = String::from_utf8(fe_in_dialog("ACK", ok, cseq, "ack-delayed")).expect("utf8");
+    match sdp {
+        Some(s) => ack
+            .replace(
+                "Content-Length: 0\r\n\r\n",
+                &format!(
+                    "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{s}",
+                    s.len()
+                ),
+            )
+            .into_bytes(),
+        None => ack.into_bytes(),
+    }
+}
+
+fn updates(actions: &[Action]) -> Vec<&MediaUpdate> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::UpdateMedia { request, .. } => Some(request.as_ref()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn port(ep: Option<Remote>) -> Option<u16> {
+    ep.and_then(|r| r.rtp).map(|a| a.port())
+}
+
+/// A call from the Front End without SDP, up to the gateway's 200 with its offer; the INVITE
+/// to the gateway and the actions of the 200.
+fn to_the_offer(r: &mut Run, id: &str) -> (Message, Vec<Action>) {
+    let a = r.msg(&invite_without_sdp(id), fe());
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::CreateMedia { .. })),
+        "nothing to anchor before the offer"
+    );
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    assert!(inv.body().is_empty(), "the INVITE goes on without SDP");
+    let a = r.msg(&respond(&inv, 200, "gw1", Some(ANSWER)), gw(5060, 5060));
+    (inv, a)
+}
+
+fn created_call(a: &[Action]) -> CallId {
+    a.iter()
+        .find_map(|x| match x {
+            Action::CreateMedia { call, requests, .. } => {
+                assert_eq!(
+                    requests[0].gateway.rtp.map(|e| e.port()),
+                    Some(7000),
+                    "the session is made with the callee's offer"
+                );
+                Some(*call)
+            }
+            _ => None,
+        })
+        .expect("sessions for the callee's offer")
+}
+
+#[test]
+fn a_delayed_offer_is_anchored_from_the_callee_s_200_and_the_answer_in_the_ack() {
+    let mut r = Run::new("delayed");
+    let (inv, a) = to_the_offer(&mut r, "d1");
+    assert!(
+        finals(&sent_to(&a, fe())).is_empty(),
+        "the caller waits for the sessions"
+    );
+    let id = created_call(&a);
+    let a = r.created(id);
+    let ok = sent_to(&a, fe())
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .expect("200 to the caller");
+    let offer = String::from_utf8_lossy(ok.body()).to_string();
+    assert!(
+        offer.contains("c=IN IP4 198.18.1.1") && offer.contains("m=audio 30000 "),
+        "the caller is offered the relay's pool side:\n{offer}"
+    );
+    // The caller's answer in its ACK: the session learns where it receives, and the gateway's
+    // ACK carries the answer re-pointed at the relay's gateway side.
+    let a = r.msg(&ack_with(&ok, 7, Some(OFFER)), fe());
+    assert!(
+        updates(&a).iter().any(|u| port(u.pool) == Some(6000)),
+        "the session learns the caller's address"
+    );
+    let to_gw = sent_to(&a, gw(5060, 5060));
+    assert_eq!(to_gw.len(), 1);
+    let ack = &to_gw[0];
+    assert_eq!(ack.method(), Some("ACK"));
+    assert_eq!(ack.summary.cseq, inv.summary.cseq);
+    let answer = String::from_utf8_lossy(ack.body()).to_string();
+    assert!(
+        answer.contains("c=IN IP4 198.18.2.1") && answer.contains("m=audio 30002 "),
+        "the gateway's ACK carries the answer anchored:\n{answer}"
+    );
+    let info = r.e.call(id, r.now).expect("the call");
+    assert_eq!(info.state, "confirmed");
+}
+
+#[test]
+fn early_sdp_of_a_delayed_offer_is_not_passed_and_the_200_s_offer_is_anchored() {
+    let mut r = Run::new("delayed-early");
+    let a = r.msg(&invite_without_sdp("d5"), fe());
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let a = r.msg(&respond(&inv, 183, "gw1", Some(ANSWER)), gw(5060, 5060));
+    let p = sent_to(&a, fe());
+    assert_eq!(statuses(&p), [183]);
+    assert!(
+        p[0].body().is_empty(),
+        "no early media: its SDP is not anchored"
+    );
+    assert!(!a.iter().any(|x| matches!(x, Action::CreateMedia { .. })));
+    let a = r.msg(&respond(&inv, 200, "gw1", Some(ANSWER)), gw(5060, 5060));
+    let id = created_call(&a);
+    let a = r.created(id);
+    assert_eq!(finals(&sent_to(&a, fe())), [200]);
+}
+
+#[test]
+fn an_ack_without_the_answer_ends_the_call() {
+    let mut r = Run::new("delayed-noanswer");
+    let (_inv, a) = to_the_offer(&mut r, "d2");
+    let id = created_call(&a);
+    let a = r.created(id);
+    let ok = sent_to(&a, fe())
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .expect("200");
+    let a = r.msg(&ack_with(&ok, 7, None), fe());
+    let to_gw = methods(&sent_to(&a, gw(5060, 5060)));
+    assert_eq!(to_gw, ["ACK", "BYE"], "ACKed, then hung up");
+    assert!(methods(&sent_to(&a, fe())).contains(&"BYE".to_string()));
+    let rec = ended(&a).expect("ended");
+    assert_eq!(rec.status, 488);
+    assert!(rec.end_reason.contains("no answer"), "{}", rec.end_reason);
+}
+
+#[test]
+fn relays_that_cannot_anchor_the_callee_s_offer_end_both_legs() {
+    let mut r = Run::new("delayed-relay");
+    let (_inv, a) = to_the_offer(&mut r, "d3");
+    let id = created_call(&a);
+    let a = r.e.on_media_created(
+        id,
+        "pool.lab.mediator",
+        Err((503, "no relay".into())),
+        r.now,
+    );
+    assert_eq!(
+        methods(&sent_to(&a, gw(5060, 5060))),
+        ["ACK", "BYE"],
+        "the callee's 2xx is ACKed and hung up"
+    );
+    assert_eq!(finals(&sent_to(&a, fe())), [503]);
+    assert!(ended(&a).is_some());
+}
+
+#[test]
+fn a_re_invite_without_sdp_gets_the_offer_anchored_both_ways() {
+    let mut r = Run::new("delayed-reinvite");
+    let (inv, ok) = answered(&mut r, "d4");
+    let a = r.msg(&fe_in_dialog("INVITE", &ok, 8, "re-d4"), fe());
+    let re = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    assert!(re.body().is_empty(), "the re-INVITE goes on without SDP");
+    // The gateway offers a new address (a new version of its SDP).
+    let moved = ANSWER.replace("o=- 2 2", "o=- 2 3").replace("7000", "7002");
+    let a = r.msg(&respond(&re, 200, "gw1", Some(&moved)), gw(5060, 5060));
+    assert!(updates(&a).iter().any(|u| port(u.gateway) == Some(7002)));
+    let ok2 = sent_to(&a, fe())
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .expect("200 to the caller");
+    let offer = String::from_utf8_lossy(ok2.body()).to_string();
+    assert!(offer.contains("m=audio 30000 "), "{offer}");
+    let answer = OFFER.replace("o=- 1 1", "o=- 1 2").replace("6000", "6002");
+    let a = r.msg(&ack_with(&ok2, 8, Some(&answer)), fe());
+    assert!(updates(&a).iter().any(|u| port(u.pool) == Some(6002)));
+    let ack = sent_to(&a, gw(5060, 5060))
+        .into_iter()
+        .find(|m| m.method() == Some("ACK"))
+        .expect("ACK to the gateway");
+    assert_eq!(ack.summary.to_tag.as_deref(), Some("gw1"));
+    assert!(String::from_utf8_lossy(ack.body()).contains("m=audio 30002 "));
+    let _ = inv;
+}
+
+fn finals(ms: &[Message]) -> Vec<u16> {
+    statuses(ms).into_iter().filter(|s| *s >= 200).collect()
+}
+
+fn methods(ms: &[Message]) -> Vec<String> {
+    ms.iter()
+        .filter_map(|m| m.method().map(str::to_string))
+        .collect()
+}
