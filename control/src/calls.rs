@@ -43,7 +43,7 @@ enum Cmd {
     List(oneshot::Sender<Vec<CallInfo>>),
     Get(CallId, oneshot::Sender<Option<CallInfo>>),
     /// A relay reported a session's media stopped: (relay, session id).
-    MediaTimeout(String, String),
+    MediaTimeout(String, String, crate::media::Silence),
     /// Ends a call; answered with its record once its sessions are deleted.
     End(
         CallId,
@@ -225,11 +225,15 @@ pub fn start_with(
         end_waiters: HashMap::new(),
         watchers: HashMap::new(),
         timeouts: {
-            let (tx, mut rx) = mpsc::channel::<(String, String)>(1024);
+            let (tx, mut rx) = mpsc::channel::<(String, String, crate::media::Silence)>(1024);
             let cmd = handle.cmd.clone();
             tokio::spawn(async move {
-                while let Some((relay, session)) = rx.recv().await {
-                    if cmd.send(Cmd::MediaTimeout(relay, session)).await.is_err() {
+                while let Some((relay, session, silence)) = rx.recv().await {
+                    if cmd
+                        .send(Cmd::MediaTimeout(relay, session, silence))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -255,7 +259,7 @@ struct Runtime {
     /// The tasks following the relays' event streams, by relay address.
     watchers: HashMap<String, tokio::task::AbortHandle>,
     /// Where they report media timeouts (forwarded to this runtime as commands, in order).
-    timeouts: mpsc::Sender<(String, String)>,
+    timeouts: mpsc::Sender<(String, String, crate::media::Silence)>,
     options: Options,
 }
 
@@ -313,13 +317,19 @@ impl Runtime {
             Cmd::Get(id, tx) => {
                 let _ = tx.send(self.engine.call(id, now));
             }
-            Cmd::MediaTimeout(relay, session) => {
+            Cmd::MediaTimeout(relay, session, crate::media::Silence::Media) => {
                 if self.options.media_timeout_ends_calls {
                     let actions = self.engine.on_media_timeout(&relay, &session, now);
                     self.act(actions);
                 } else {
                     tracing::info!(relay, session, "media timeout (calls are not ended for it)");
                 }
+            }
+            Cmd::MediaTimeout(relay, session, crate::media::Silence::Rtcp) => {
+                // Asked of the relay only where the trunk's rtcp_active_calls or
+                // rtcp_calls_on_hold is on.
+                let actions = self.engine.on_rtcp_timeout(&relay, &session, now);
+                self.act(actions);
             }
             Cmd::End(id, reason, tx) => match self.engine.end_call(id, &reason, now) {
                 Ok(actions) => {

@@ -60,6 +60,10 @@ struct Args {
     /// The shortest session interval accepted (Min-SE; 90 or more).
     #[arg(long, env = "MEDIATOR_MIN_SE_SECS")]
     min_se_secs: Option<u32>,
+    /// Seconds without RTCP (once seen) that end a call on trunks with rtcp_active_calls /
+    /// rtcp_calls_on_hold (0: never).
+    #[arg(long, env = "MEDIATOR_RTCP_TIMEOUT_SECS")]
+    rtcp_timeout_secs: Option<u32>,
     /// Mediator's TLS certificate chain (PEM), for TLS trunks and next hops.
     #[arg(long, env = "MEDIATOR_TLS_CERTIFICATE")]
     tls_certificate: Option<PathBuf>,
@@ -95,6 +99,7 @@ struct FileConfig {
     media_timeout_ends_calls: Option<bool>,
     session_expires_secs: Option<u32>,
     min_se_secs: Option<u32>,
+    rtcp_timeout_secs: Option<u32>,
     tls_certificate: Option<PathBuf>,
     tls_private_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
@@ -111,6 +116,7 @@ struct Config {
     media_timeout_ends_calls: bool,
     session_expires_secs: u32,
     min_se_secs: u32,
+    rtcp_timeout_secs: u32,
     tls: Option<(PathBuf, PathBuf, PathBuf)>,
     log_format: LogFormat,
 }
@@ -155,6 +161,10 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
             .min_se_secs
             .or(file.min_se_secs)
             .unwrap_or(mediator_b2bua::MIN_SE_FLOOR),
+        rtcp_timeout_secs: args
+            .rtcp_timeout_secs
+            .or(file.rtcp_timeout_secs)
+            .unwrap_or(30),
         tls: match (
             args.tls_certificate.clone().or(file.tls_certificate),
             args.tls_private_key.clone().or(file.tls_private_key),
@@ -180,9 +190,10 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
     for (name, v) in [
         ("media_timeout_secs", cfg.media_timeout_secs),
         ("hold_timeout_secs", cfg.hold_timeout_secs),
+        ("rtcp_timeout_secs", cfg.rtcp_timeout_secs),
     ] {
         if v > 86_400 {
-            anyhow::bail!("{name}: {v} is over 86400 (0 is the relay's default)");
+            anyhow::bail!("{name}: {v} is over 86400");
         }
     }
     // The relay refuses a session whose hold timeout is shorter than its media timeout, with 0
@@ -298,6 +309,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
                 hold_timeout_secs: cfg.hold_timeout_secs,
                 session_expires: cfg.session_expires_secs,
                 min_se: cfg.min_se_secs,
+                rtcp_timeout_secs: cfg.rtcp_timeout_secs,
                 ..Default::default()
             },
             tls,

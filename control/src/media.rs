@@ -267,14 +267,23 @@ impl Relays {
     }
 }
 
-/// Follows relay `addr`'s event stream and sends each media timeout on `tx` as (relay, session
-/// id). Its own channel: no per-request timeout (a stream lasts), HTTP/2 keep-alives so a relay
+/// What a relay reported silent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Silence {
+    /// No packet either way for the media (or hold) timeout.
+    Media,
+    /// No RTCP either way for the RTCP timeout, after RTCP had been seen.
+    Rtcp,
+}
+
+/// Follows relay `addr`'s event stream and sends each media or RTCP timeout on `tx` as (relay,
+/// session id, which). Its own channel: no per-request timeout (a stream lasts), HTTP/2 keep-alives so a relay
 /// host that vanished is noticed; a stream that ends or cannot be opened is opened again after a
 /// pause. The task ends when `tx`'s receiver is gone or it is aborted.
 pub fn watch_relay(
     addr: &str,
     connect_timeout: Duration,
-    tx: tokio::sync::mpsc::Sender<(String, String)>,
+    tx: tokio::sync::mpsc::Sender<(String, String, Silence)>,
 ) -> Result<tokio::task::AbortHandle, MediaError> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| MediaError::Unavailable(format!("{addr}: {e}")))?
@@ -289,8 +298,15 @@ pub fn watch_relay(
             if let Ok(resp) = client.watch_events(pb::WatchEventsRequest {}).await {
                 let mut stream = resp.into_inner();
                 while let Ok(Some(e)) = stream.message().await {
-                    if matches!(e.kind, Some(pb::event::Kind::MediaTimeout(_)))
-                        && tx.send((addr.clone(), e.session_id)).await.is_err()
+                    let silence = match e.kind {
+                        Some(pb::event::Kind::MediaTimeout(_)) => Silence::Media,
+                        Some(pb::event::Kind::RtcpTimeout(_)) => Silence::Rtcp,
+                        _ => continue,
+                    };
+                    if tx
+                        .send((addr.clone(), e.session_id, silence))
+                        .await
+                        .is_err()
                     {
                         return;
                     }
@@ -355,6 +371,8 @@ pub fn create_request(r: MediaRequest) -> pb::CreateSessionRequest {
             clock_rate: 0,
             media_timeout_secs: r.media_timeout_secs,
             hold_timeout_secs: r.hold_timeout_secs,
+            rtcp_timeout_secs: r.rtcp_timeout_secs,
+            rtcp_hold_timeout_secs: r.rtcp_hold_timeout_secs,
         }),
         on_hold: r.on_hold,
     }
@@ -411,6 +429,8 @@ mod tests {
             rtcp_mux: false,
             media_timeout_secs: 30,
             hold_timeout_secs: 3600,
+            rtcp_timeout_secs: 30,
+            rtcp_hold_timeout_secs: 0,
             on_hold: true,
             srtp: [None, None],
         });
@@ -425,6 +445,7 @@ mod tests {
         assert!(o.latching && o.strict_source && !o.rtcp_mux);
         assert_eq!(o.clock_rate, 0, "the relay's default");
         assert_eq!((o.media_timeout_secs, o.hold_timeout_secs), (30, 3600));
+        assert_eq!((o.rtcp_timeout_secs, o.rtcp_hold_timeout_secs), (30, 0));
         assert!(r.on_hold);
     }
 
@@ -474,6 +495,8 @@ mod tests {
             rtcp_mux: false,
             media_timeout_secs: 0,
             hold_timeout_secs: 0,
+            rtcp_timeout_secs: 0,
+            rtcp_hold_timeout_secs: 0,
             on_hold: false,
             srtp: [Some(k.clone()), None],
         });

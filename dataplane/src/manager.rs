@@ -147,9 +147,22 @@ pub struct UpdateSpec {
 
 #[derive(Clone, Debug)]
 pub enum EventKind {
-    MediaTimeout { on_hold: bool, idle_ms: u64 },
-    Offloaded { kind: Kind },
-    Withdrawn { kind: Kind, reason: String },
+    MediaTimeout {
+        on_hold: bool,
+        idle_ms: u64,
+    },
+    /// No RTCP either way for the rtcp timeout after RTCP had been seen.
+    RtcpTimeout {
+        on_hold: bool,
+        idle_ms: u64,
+    },
+    Offloaded {
+        kind: Kind,
+    },
+    Withdrawn {
+        kind: Kind,
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -296,6 +309,9 @@ struct Entry {
     /// When the session could next time out, for the timeout it was last checked with: until
     /// then its kernel counters need no reading (a syscall per stream).
     next_check: Option<(u64, u32)>,
+    /// The same for RTCP (its own silence, its own event).
+    rtcp_timed_out: bool,
+    rtcp_next_check: Option<(u64, u32)>,
 }
 
 struct Inner {
@@ -495,6 +511,14 @@ impl Dataplane {
                 "options.clock_rate",
                 format!("{} Hz is outside 1..=1000000", o.clock_rate),
             ));
+        }
+        for (field, v) in [
+            ("options.rtcp_timeout_secs", o.rtcp_timeout_secs),
+            ("options.rtcp_hold_timeout_secs", o.rtcp_hold_timeout_secs),
+        ] {
+            if v > 86_400 {
+                return Err(invalid(field, format!("{v} s is over 86400")));
+            }
         }
         if o.hold_timeout_secs < o.media_timeout_secs {
             return Err(invalid(
@@ -702,6 +726,8 @@ impl Dataplane {
             created_mono_ns: monotonic_ns(),
             timed_out: false,
             next_check: None,
+            rtcp_timed_out: false,
+            rtcp_next_check: None,
         })
     }
 
@@ -1202,6 +1228,7 @@ impl Dataplane {
             Err(_) => return,
         };
         for (id, shared, created, next_check) in sessions {
+            self.check_rtcp(&id, &shared, now);
             let (slots, user_last, on_hold, timeout) = {
                 let Ok(m) = shared.media.lock() else { continue };
                 let t = if m.on_hold {
@@ -1251,6 +1278,70 @@ impl Dataplane {
             if fire {
                 self.emit(&id, EventKind::MediaTimeout { on_hold, idle_ms });
             }
+        }
+    }
+
+    /// The RTCP half of [`Self::check_timeouts`] for one session: armed once RTCP has been seen
+    /// (a peer that never sends RTCP is not a dead call), silent rtcp-mux sessions excepted (their
+    /// RTCP rides on the RTP streams).
+    fn check_rtcp(&self, id: &str, shared: &SessionShared, now: u64) {
+        let (slots, user_last, on_hold, timeout) = {
+            let Ok(m) = shared.media.lock() else { return };
+            let t = if m.on_hold {
+                m.options.rtcp_hold_timeout_secs
+            } else {
+                m.options.rtcp_timeout_secs
+            };
+            if t == 0 || m.options.rtcp_mux {
+                return;
+            }
+            let rtcp: Vec<StreamId> = StreamId::ALL
+                .into_iter()
+                .filter(|s| s.kind == Kind::Rtcp)
+                .collect();
+            let slots: Vec<u32> = rtcp.iter().map(|&s| m.stream(s).stats_slot).collect();
+            let user = rtcp
+                .iter()
+                .map(|&s| m.stream(s).user.last_seen_ns)
+                .max()
+                .unwrap_or(0);
+            (slots, user, m.on_hold, t)
+        };
+        let next = self
+            .inner
+            .lock()
+            .ok()
+            .and_then(|i| i.sessions.get(id).and_then(|e| e.rtcp_next_check));
+        if next.is_some_and(|(at, with)| with == timeout && now < at) {
+            return;
+        }
+        let kernel_last = slots
+            .iter()
+            .flat_map(|&s| self.forwarder.read_stats(s).unwrap_or_default())
+            .map(|k| k.last_seen_ns)
+            .max()
+            .unwrap_or(0);
+        let last = user_last.max(kernel_last);
+        if last == 0 {
+            return; // no RTCP yet: not armed
+        }
+        let idle_ms = now.saturating_sub(last) / 1_000_000;
+        let expired = idle_ms >= u64::from(timeout) * 1000;
+        let fire = {
+            let Ok(mut inner) = self.inner.lock() else {
+                return;
+            };
+            let Some(e) = inner.sessions.get_mut(id) else {
+                return;
+            };
+            let fire = expired && !e.rtcp_timed_out;
+            e.rtcp_timed_out = expired;
+            e.rtcp_next_check =
+                (!expired).then(|| (last + u64::from(timeout) * 1_000_000_000, timeout));
+            fire
+        };
+        if fire {
+            self.emit(id, EventKind::RtcpTimeout { on_hold, idle_ms });
         }
     }
 
@@ -1522,6 +1613,8 @@ mod tests {
             clock_rate: 8000,
             media_timeout_secs: 60,
             hold_timeout_secs: 3600,
+            rtcp_timeout_secs: 0,
+            rtcp_hold_timeout_secs: 0,
         }
     }
 
@@ -2110,6 +2203,77 @@ mod tests {
         );
         assert_eq!(lab.free_slots(), 1024);
         drop(squatter);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rtcp_timeout_is_armed_by_rtcp_and_fires_once_per_silence() {
+        let state = StateDir::new("rtcp-timeout");
+        let mut lab = Lab::start(config(13, 4, &state), Arc::default());
+        let mut s = spec("r1", None, None, true);
+        s.options.rtcp_timeout_secs = 1;
+        lab.dp.create(s).expect("create");
+        let silence = Duration::from_millis(1500);
+        tokio::time::sleep(silence).await;
+        lab.dp.check_timeouts();
+        assert!(
+            lab.drain_events().is_empty(),
+            "no RTCP seen yet: not armed (a peer that never sends RTCP is no dead call)"
+        );
+        // RTCP from the gateway, seen by the fast path only: armed.
+        let slot = lab.slot(
+            "r1",
+            StreamId {
+                from: Side::Gateway,
+                kind: Kind::Rtcp,
+            },
+        );
+        let seen = StreamStats {
+            packets: 1,
+            last_seen_ns: monotonic_ns(),
+            ..Default::default()
+        };
+        lab.fake
+            .stats
+            .lock()
+            .expect("fake lock")
+            .insert(slot, vec![seen]);
+        lab.dp.check_timeouts();
+        assert!(lab.drain_events().is_empty(), "RTCP just seen");
+        tokio::time::sleep(silence).await;
+        lab.dp.check_timeouts();
+        let e = lab.next_event().await;
+        assert_eq!(e.session_id, "r1");
+        assert!(
+            matches!(e.kind, EventKind::RtcpTimeout { on_hold: false, idle_ms } if idle_ms >= 1000),
+            "{e:?}"
+        );
+        lab.dp.check_timeouts();
+        assert!(lab.drain_events().is_empty(), "once per silence");
+        // On hold with rtcp_hold_timeout_secs 0: off.
+        let mut s = spec("r2", None, None, true);
+        s.options.rtcp_timeout_secs = 1;
+        s.on_hold = true;
+        lab.dp.create(s).expect("create");
+        let slot = lab.slot(
+            "r2",
+            StreamId {
+                from: Side::Pool,
+                kind: Kind::Rtcp,
+            },
+        );
+        lab.fake
+            .stats
+            .lock()
+            .expect("fake lock")
+            .insert(slot, vec![seen]);
+        tokio::time::sleep(silence).await;
+        lab.dp.check_timeouts();
+        assert!(
+            !lab.drain_events()
+                .iter()
+                .any(|e| matches!(e, EventKind::RtcpTimeout { .. })),
+            "held, and the hold RTCP timeout is off"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

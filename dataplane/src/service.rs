@@ -224,6 +224,8 @@ fn options(dp: &Dataplane, o: Option<&pb::SessionOptions>) -> Options {
         } else {
             o.hold_timeout_secs
         },
+        rtcp_timeout_secs: o.rtcp_timeout_secs,
+        rtcp_hold_timeout_secs: o.rtcp_hold_timeout_secs,
     }
 }
 
@@ -313,6 +315,8 @@ pub fn pb_session(v: &SessionView) -> pb::Session {
             clock_rate: v.options.clock_rate,
             media_timeout_secs: v.options.media_timeout_secs,
             hold_timeout_secs: v.options.hold_timeout_secs,
+            rtcp_timeout_secs: v.options.rtcp_timeout_secs,
+            rtcp_hold_timeout_secs: v.options.rtcp_hold_timeout_secs,
         }),
         on_hold: v.on_hold,
         path: pb_path(xdp),
@@ -328,6 +332,9 @@ pub fn pb_session(v: &SessionView) -> pb::Session {
 
 fn pb_event(e: Event) -> pb::Event {
     let kind = match e.kind {
+        EventKind::RtcpTimeout { on_hold, idle_ms } => {
+            pb::event::Kind::RtcpTimeout(pb::RtcpTimeout { on_hold, idle_ms })
+        }
         EventKind::MediaTimeout { on_hold, idle_ms } => {
             pb::event::Kind::MediaTimeout(pb::MediaTimeout { on_hold, idle_ms })
         }

@@ -99,6 +99,12 @@ pub struct Options {
     pub clock_rate: u32,
     pub media_timeout_secs: u32,
     pub hold_timeout_secs: u32,
+    /// No RTCP either way for this long (once seen): an rtcp-timeout event. 0 = off.
+    #[serde(default)]
+    pub rtcp_timeout_secs: u32,
+    /// The same on hold.
+    #[serde(default)]
+    pub rtcp_hold_timeout_secs: u32,
 }
 
 /// What the caller says about one side's remote peer (from its SDP).
@@ -365,6 +371,8 @@ mod tests {
                 clock_rate: 8000,
                 media_timeout_secs: 60,
                 hold_timeout_secs: 3600,
+                rtcp_timeout_secs: 0,
+                rtcp_hold_timeout_secs: 0,
             },
             on_hold: false,
         }

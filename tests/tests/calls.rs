@@ -941,3 +941,152 @@ async fn delayed_offers_from_each_side_are_anchored() {
         );
     }
 }
+
+/// RTCP dead-call detection (the trunk's `rtcp_active_calls`, on by default as in Lync; the
+/// timeout shortened to 3 s with `--rtcp-timeout-secs`): a caller of the test's own sends RTP and
+/// RTCP through the relay, then only RTP. Its RTCP stopped: Mediator ends the call on both legs
+/// with `Reason: SIP;cause=408;text="rtcp timeout"` while RTP still flows.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_rtcp_timeout_ends_a_call_whose_rtcp_stopped() {
+    if !privileged("an_rtcp_timeout_ends_a_call_whose_rtcp_stopped") {
+        return;
+    }
+    let lab = CallLab::build("rtcpto", &["30000-30999"], &["--rtcp-timeout-secs", "3"])
+        .await
+        .expect("call lab");
+    let gw = uas(&lab, 5060, "uas");
+    let pool_ns = lab.lab.pool.name.clone();
+    let (seen, took) = tokio::task::spawn_blocking(move || {
+        in_netns(&pool_ns, || {
+            let sip = std::net::UdpSocket::bind(format!("{POOL_PEER}:0")).expect("bind");
+            sip.set_read_timeout(Some(Duration::from_millis(20)))
+                .expect("timeout");
+            let rtp = std::net::UdpSocket::bind(format!("{POOL_PEER}:0")).expect("rtp");
+            let port = sip.local_addr().expect("addr").port();
+            let media = rtp.local_addr().expect("addr").port();
+            // RTCP from the next port, as the SDP says (no a=rtcp).
+            let rtcp = std::net::UdpSocket::bind(format!("{POOL_PEER}:{}", media + 1))
+                .expect("rtcp port next to the RTP one");
+            let to = format!("{POOL_RELAY}:5060");
+            let sdp = format!(
+                "v=0\r\no=- 1 1 IN IP4 {POOL_PEER}\r\ns=-\r\nc=IN IP4 {POOL_PEER}\r\nt=0 0\r\nm=audio {media} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n"
+            );
+            let invite = format!(
+                "INVITE sip:+14255550100@{POOL_RELAY}:5060 SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP {POOL_PEER}:{port};branch=z9hG4bK-rtcp1\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:+14255551000@{POOL_PEER}>;tag=r1\r\n\
+                 To: <sip:+14255550100@{POOL_RELAY}>\r\nCall-ID: rtcp-call-1\r\nCSeq: 1 INVITE\r\n\
+                 Contact: <sip:fe@{POOL_PEER}:{port}>\r\nContent-Type: application/sdp\r\n\
+                 Content-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            );
+            sip.send_to(invite.as_bytes(), &to).expect("send");
+            let mut buf = [0u8; 8192];
+            let start = std::time::Instant::now();
+            let mut ok = None;
+            while ok.is_none() && start.elapsed() < Duration::from_secs(10) {
+                if let Ok(n) = sip.recv(&mut buf) {
+                    let m = String::from_utf8_lossy(&buf[..n]).to_string();
+                    if m.starts_with("SIP/2.0 200") {
+                        ok = Some(m);
+                    }
+                }
+            }
+            let ok = ok.expect("a 200");
+            let header = |name: &str| {
+                ok.lines()
+                    .find(|l| l.to_ascii_lowercase().starts_with(name))
+                    .map(|l| l[name.len()..].trim().to_string())
+                    .expect("header")
+            };
+            let to_hdr = header("to:");
+            let relay_port: u16 = ok
+                .lines()
+                .find_map(|l| l.strip_prefix("m=audio "))
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|p| p.parse().ok())
+                .expect("the relay's port in the 200");
+            let relay_rtcp = ok
+                .lines()
+                .find_map(|l| l.strip_prefix("a=rtcp:"))
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(relay_port + 1);
+            let ack = format!(
+                "ACK sip:mediator@{POOL_RELAY}:5060 SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP {POOL_PEER}:{port};branch=z9hG4bK-rtcp2\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:+14255551000@{POOL_PEER}>;tag=r1\r\n\
+                 To: {to_hdr}\r\nCall-ID: rtcp-call-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+            );
+            sip.send_to(ack.as_bytes(), &to).expect("ack");
+            let rtp_to = format!("{POOL_RELAY}:{relay_port}");
+            let rtcp_to = format!("{POOL_RELAY}:{relay_rtcp}");
+            let mut packet = vec![0x80u8, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+            packet.extend_from_slice(&[0xd5; 160]);
+            // A receiver report: V=2, PT=201, length 1, SSRC.
+            let rr = [0x80u8, 201, 0, 1, 0, 0, 0, 1];
+            let mut seen = Vec::new();
+            let mut bye_at = None;
+            let started = std::time::Instant::now();
+            for i in 0u32..(20 * 50) {
+                if bye_at.is_some() {
+                    break;
+                }
+                packet[2..4].copy_from_slice(&(i as u16).to_be_bytes());
+                packet[4..8].copy_from_slice(&(i * 160).to_be_bytes());
+                let _ = rtp.send_to(&packet, &rtp_to);
+                // About 50 packets a second (each turn waits up to 20 ms for SIP); RTCP every
+                // half second for the first two seconds only.
+                if i < 100 && i % 25 == 0 {
+                    let _ = rtcp.send_to(&rr, &rtcp_to);
+                }
+                if let Ok(n) = sip.recv(&mut buf) {
+                    let m = String::from_utf8_lossy(&buf[..n]).to_string();
+                    if m.starts_with("BYE ") {
+                        bye_at = Some(started.elapsed());
+                        let via = m
+                            .lines()
+                            .filter(|l| {
+                                let l = l.to_ascii_lowercase();
+                                ["via:", "from:", "to:", "call-id:", "cseq:"]
+                                    .iter()
+                                    .any(|h| l.starts_with(h))
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\r\n");
+                        let reply = format!("SIP/2.0 200 OK\r\n{via}\r\nContent-Length: 0\r\n\r\n");
+                        sip.send_to(reply.as_bytes(), &to).expect("200 to the BYE");
+                    }
+                    seen.push(m);
+                }
+            }
+            (seen, bye_at)
+        })
+    })
+    .await
+    .expect("caller");
+    let bye = seen
+        .iter()
+        .find(|m| m.starts_with("BYE "))
+        .unwrap_or_else(|| panic!("no BYE: {seen:?}\n{}", lab.log()));
+    assert!(
+        bye.contains("Reason: SIP;cause=408;text=\"rtcp timeout\""),
+        "{bye}"
+    );
+    let took = took.expect("when");
+    assert!(
+        took > Duration::from_secs(3) && took < Duration::from_secs(15),
+        "about 3 s after the last RTCP (at 1.5 s), with RTP still flowing: {took:?}"
+    );
+    let c = &lab.wait_recent(1).await.expect("recent")[0];
+    assert_eq!(
+        (c.status, c.end_reason.as_str()),
+        (200, "rtcp timeout"),
+        "{c:?}"
+    );
+    let msgs = gw.messages();
+    assert!(
+        msgs.contains("Reason: SIP;cause=408;text=\"rtcp timeout\""),
+        "the gateway got its BYE with the reason:\n{msgs}"
+    );
+}

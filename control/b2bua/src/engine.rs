@@ -49,6 +49,9 @@ pub struct Config {
     pub session_expires: u32,
     /// The shortest interval it accepts (Min-SE, at least 90).
     pub min_se: u32,
+    /// Seconds without RTCP (once seen) that end a call on trunks with `rtcp_active_calls` /
+    /// `rtcp_calls_on_hold` (Lync's 30); 0 turns RTCP dead-call detection off.
+    pub rtcp_timeout_secs: u32,
 }
 
 impl Default for Config {
@@ -60,6 +63,7 @@ impl Default for Config {
             hold_timeout_secs: 0,
             session_expires: 1800,
             min_se: timer::MIN_SE_FLOOR,
+            rtcp_timeout_secs: 30,
         }
     }
 }
@@ -1764,6 +1768,18 @@ impl Engine {
     /// `Reason: SIP;cause=408;text="media timeout"` (RFC 3326), and its record says why. A call
     /// still being set up is left to its own timers.
     pub fn on_media_timeout(&mut self, relay: &str, session_id: &str, now: Now) -> Vec<Action> {
+        self.silence(relay, session_id, false, now)
+    }
+
+    /// A relay reports that a session's RTCP stopped (no RTCP either way for the RTCP timeout,
+    /// after RTCP had been seen; asked only on trunks with `rtcp_active_calls` or
+    /// `rtcp_calls_on_hold`). The call ends as for a media timeout, once every live stream is
+    /// silent one way or the other, with `Reason: SIP;cause=408;text="rtcp timeout"`.
+    pub fn on_rtcp_timeout(&mut self, relay: &str, session_id: &str, now: Now) -> Vec<Action> {
+        self.silence(relay, session_id, true, now)
+    }
+
+    fn silence(&mut self, relay: &str, session_id: &str, rtcp: bool, now: Now) -> Vec<Action> {
         self.wall_ms = now.unix_ms;
         let now = now.mono;
         let mut out = Vec::new();
@@ -1779,16 +1795,30 @@ impl Engine {
             .iter_mut()
             .filter(|s| s.session_id == session_id && s.relay == relay)
         {
-            s.timed_out = true;
+            if rtcp {
+                s.rtcp_timed_out = true;
+            } else {
+                s.timed_out = true;
+            }
         }
         let id = call.id;
         // Confirmed only: no BYE may go to a caller before its ACK.
-        if call.phase != Phase::Confirmed || call.streams.iter().any(|s| s.live && !s.timed_out) {
+        if call.phase != Phase::Confirmed
+            || call
+                .streams
+                .iter()
+                .any(|s| s.live && !s.timed_out && !s.rtcp_timed_out)
+        {
             return out;
         }
-        tracing::info!(call = id, session = session_id, "media timeout");
-        let reason = [("Reason", "SIP;cause=408;text=\"media timeout\"".to_string())];
-        self.hangup_with(id, 200, "media timeout", &reason, &mut out, now);
+        let why = if rtcp {
+            "rtcp timeout"
+        } else {
+            "media timeout"
+        };
+        tracing::info!(call = id, session = session_id, "{why}");
+        let reason = [("Reason", format!("SIP;cause=408;text=\"{why}\""))];
+        self.hangup_with(id, 200, why, &reason, &mut out, now);
         out
     }
 

@@ -70,6 +70,11 @@ pub struct MediaRequest {
     pub media_timeout_secs: u32,
     /// The same while on hold.
     pub hold_timeout_secs: u32,
+    /// Seconds without RTCP either way (once seen) before the relay reports an RTCP timeout
+    /// (0: off), from the trunk's `rtcp_active_calls`.
+    pub rtcp_timeout_secs: u32,
+    /// The same on hold, from `rtcp_calls_on_hold`.
+    pub rtcp_hold_timeout_secs: u32,
     pub on_hold: bool,
     /// SRTP on the pool side [0] and the gateway side [1]; `None` is plain RTP.
     pub srtp: [Option<SrtpKeys>; 2],

@@ -16,6 +16,8 @@ pub(super) struct Stream {
     pub(super) live: bool,
     /// Its relay reported its media stopped.
     pub(super) timed_out: bool,
+    /// Its relay reported its RTCP stopped (after RTCP had been seen).
+    pub(super) rtcp_timed_out: bool,
 }
 
 pub(super) fn slot(side: Side) -> usize {

@@ -24,6 +24,9 @@ impl Engine {
             return Ok(Vec::new());
         };
         let latching = t.latching;
+        let rtcp = self.cfg.rtcp_timeout_secs;
+        let rtcp_timeout_secs = if t.rtcp_active { rtcp } else { 0 };
+        let rtcp_hold_timeout_secs = if t.rtcp_on_hold { rtcp } else { 0 };
         // The answerer's leg's policies: every trunk the call may try, or (a delayed offer,
         // made by the callee) the caller's.
         let offerer = call.offerer;
@@ -58,6 +61,8 @@ impl Engine {
                 rtcp_mux: s.rtcp_mux,
                 media_timeout_secs,
                 hold_timeout_secs,
+                rtcp_timeout_secs,
+                rtcp_hold_timeout_secs,
                 on_hold,
                 srtp,
             });
@@ -115,6 +120,7 @@ impl Engine {
                         remotes,
                         live: true,
                         timed_out: false,
+                        rtcp_timed_out: false,
                     });
                 }
                 match call.delayed.take() {

@@ -30,6 +30,9 @@ pub(super) struct Target {
     pub(super) passthrough: bool,
     /// `session_timer` of the trunk: its gateway's leg keeps an RFC 4028 session timer.
     pub(super) session_timer: bool,
+    /// `rtcp_active_calls`, `rtcp_calls_on_hold`: RTCP silence ends the call (active, held).
+    pub(super) rtcp_active: bool,
+    pub(super) rtcp_on_hold: bool,
 }
 
 impl Target {
@@ -79,6 +82,8 @@ impl Target {
             srtp: LegPolicy::Off,
             passthrough: s.srtp_passthrough.unwrap_or(false),
             session_timer: s.session_timer.unwrap_or(false),
+            rtcp_active: s.rtcp_active_calls.unwrap_or(true),
+            rtcp_on_hold: s.rtcp_calls_on_hold.unwrap_or(true),
             peer,
         }
     }

@@ -818,6 +818,53 @@ fn a_media_timeout_ends_a_confirmed_call() {
 
 /// A gateway's redirect reaches the caller with its Contact (followed redirects are not built
 /// yet), and with Diversion/History-Info only when the trunk forwards call history.
+/// RTCP dead-call detection follows the trunk's `rtcp_active_calls` and `rtcp_calls_on_hold`:
+/// the sessions ask the relay for Lync's 30 s (or nothing when off), and the relay's RTCP
+/// timeout ends the call on both legs with its reason.
+#[test]
+fn rtcp_timeouts_follow_the_trunk_settings_and_end_the_call() {
+    let rtcp_of = |a: &[Action]| {
+        a.iter()
+            .find_map(|x| match x {
+                Action::CreateMedia { requests, .. } => Some((
+                    requests[0].rtcp_timeout_secs,
+                    requests[0].rtcp_hold_timeout_secs,
+                )),
+                _ => None,
+            })
+            .expect("sessions")
+    };
+    let mut r = Run::new("rtcp");
+    let a = r.msg(&invite("+14255550100", "c70"), fe());
+    assert_eq!(rtcp_of(&a), (30, 30), "Lync's defaults: on, 30 s");
+    let s = &mut r
+        .t
+        .configs
+        .get_mut("global")
+        .expect("global")
+        .value
+        .settings;
+    s.rtcp_active_calls = Some(false);
+    let a = r.msg(&invite("+14255550100", "c71"), fe());
+    assert_eq!(rtcp_of(&a), (0, 30), "active calls off, held calls on");
+
+    let mut r = Run::new("rtcp-end");
+    let (_inv, _ok) = answered(&mut r, "c72");
+    let a = r.e.on_rtcp_timeout("relay", "s", r.now);
+    for peer in [fe(), gw(5060, 5060)] {
+        let bye = sent_to(&a, peer)
+            .into_iter()
+            .find(|m| m.method() == Some("BYE"))
+            .expect("a BYE to each leg");
+        assert_eq!(
+            bye.header("reason").as_deref(),
+            Some("SIP;cause=408;text=\"rtcp timeout\"")
+        );
+    }
+    let rec = ended(&a).expect("a record");
+    assert_eq!((rec.status, rec.end_reason.as_str()), (200, "rtcp timeout"));
+}
+
 #[test]
 fn a_redirect_is_relayed_with_its_contact_and_history_per_the_trunk() {
     for history in [false, true] {
