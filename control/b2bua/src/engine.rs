@@ -184,6 +184,14 @@ impl Engine {
         format!("{:016x}", h.finish())
     }
 
+    /// A pseudo-random delay of up to `max_ms` (glare back-off).
+    pub(super) fn jitter(&mut self, max_ms: u64) -> u64 {
+        self.counter += 1;
+        let mut h = self.hasher.build_hasher();
+        h.write_u64(self.counter);
+        h.finish() % (max_ms + 1)
+    }
+
     fn branch(&mut self) -> String {
         format!("z9hG4bK-med-{}", self.token())
     }
@@ -470,7 +478,7 @@ impl Engine {
         // The caller's leg's session timer (RFC 4028 §9), refused before anything is created.
         let timer_on = a_side == Side::Pool || targets.first().is_some_and(|t| t.session_timer);
         let a_timer = match timer::as_uas(&m, timer_on, self.cfg.session_expires, self.cfg.min_se) {
-            Ok(t) => t.map(|(i, we)| SessionTimer::new(i, we, timer::allows_update(&m), now)),
+            Ok(t) => t.map(|a| SessionTimer::agreed(a, timer::allows_update(&m), now)),
             Err(Refuse::TooSmall { min_se }) => {
                 let why = format!("the session interval is below Mediator's Min-SE of {min_se} s");
                 let extra = vec![("Min-SE", min_se.to_string())];
@@ -552,6 +560,10 @@ impl Engine {
                 sent_sdp: [None, None],
                 recv_sdp,
                 refresh_keys: [None, None],
+                refresh_invite: [false, false],
+                pending_sdp: None,
+                b_min_se: self.cfg.min_se,
+                se_retried: None,
             },
         );
         self.next_attempt(id, out, now);
@@ -624,7 +636,7 @@ impl Engine {
             // RFC 4028 §7.1: the interval asked, the refresher left to the callee.
             headers.push(("Supported", "timer".into()));
             headers.push(("Session-Expires", call.b_se.to_string()));
-            headers.push(("Min-SE", self.cfg.min_se.to_string()));
+            headers.push(("Min-SE", call.b_min_se.to_string()));
         }
         if ctype.to_ascii_lowercase().starts_with(SDP) {
             call.sent_sdp[slot(b_side)] = body.clone();
@@ -708,10 +720,14 @@ impl Engine {
             }
             Purpose::InDialog { .. } => {
                 if status >= 200
-                    && let Some(Purpose::InDialog { call, to, server }) =
-                        self.by_client.remove(&key)
+                    && let Some(Purpose::InDialog {
+                        call,
+                        to,
+                        server,
+                        agreed,
+                    }) = self.by_client.remove(&key)
                 {
-                    self.relay_response(call, to, server, m, out, now);
+                    self.relay_response(call, to, server, agreed, m, out, now);
                 } else if let Some(Purpose::InDialog { server, .. }) = self.by_client.get(&key)
                     && status > 100
                     && let Some((skey, sreq)) = server
@@ -890,8 +906,13 @@ impl Engine {
                 let b_side = a_side.other();
                 if call.timer_wanted(b_side) {
                     let (i, we) = timer::as_uac(&m, call.b_se);
-                    call.timers[slot(b_side)] =
-                        Some(SessionTimer::new(i, we, timer::allows_update(&m), now));
+                    call.timers[slot(b_side)] = Some(SessionTimer::new(
+                        i,
+                        we,
+                        timer::allows_update(&m),
+                        call.b_min_se,
+                        now,
+                    ));
                 }
                 call.phase = Phase::Answered;
                 call.answered_unix = Some(self.wall_ms);
@@ -925,12 +946,11 @@ impl Engine {
                 self.by_client.remove(&key);
                 if status == 422
                     && call.timer_wanted(a_side.other())
-                    && call.b_se == self.cfg.session_expires
-                    && let Some(n) =
-                        timer::min_se(&m).filter(|n| *n > call.b_se && *n <= timer::MAX_SE)
+                    && call.se_retried != Some(att.target)
+                    && let Some(n) = timer::min_se(&m).filter(|n| *n <= timer::MAX_SE)
                 {
                     // RFC 4028 §7.4: asked too short an interval; once more with the callee's
-                    // Min-SE, to the same target.
+                    // Min-SE (as Session-Expires and as Min-SE), to the same target.
                     tracing::info!(
                         call = id,
                         min_se = n,
@@ -938,7 +958,9 @@ impl Engine {
                     );
                     call.tried
                         .push((call.targets[att.target].trunk.clone(), status));
-                    call.b_se = n;
+                    call.b_se = call.b_se.max(n);
+                    call.b_min_se = call.b_min_se.max(n);
+                    call.se_retried = Some(att.target);
                     call.current = Some(att.target);
                     self.dialogs.remove(&att.leg.key());
                     self.send_invite(id, out, now);
@@ -1085,15 +1107,15 @@ impl Engine {
                     self.next_attempt(call, out, now);
                 }
             }
-            Some(Purpose::InDialog { call, to, server }) => {
+            Some(Purpose::InDialog {
+                call, to, server, ..
+            }) => {
                 tracing::info!(call, leg = to.name(), "in-dialog request timed out");
                 if let Some((skey, sreq)) = server {
                     self.answer_relayed(&skey, &sreq, 408, out, now);
                     if let Some(c) = self.calls.get_mut(&call) {
                         c.negotiating = false;
-                        if let Some(sec) = c.sec.as_mut() {
-                            sec.drop_reoffer();
-                        }
+                        c.abandon_offer();
                     }
                 }
             }
@@ -1102,7 +1124,7 @@ impl Engine {
                 let why = format!("session refresh of the {} leg timed out", to.name());
                 tracing::info!(call, "{why}");
                 if let Some(c) = self.calls.get_mut(&call) {
-                    c.negotiating = false;
+                    c.refresh_invite[slot(to)] = false;
                 }
                 let reason = [("Reason", timer::EXPIRED.to_string())];
                 self.hangup_with(call, 408, &why, &reason, out, now);
@@ -1191,7 +1213,11 @@ impl Engine {
         if call.phase == Phase::Answered && side == call.a_side {
             call.phase = Phase::Confirmed;
             call.ack_deadline = None;
+            self.wake_timers(id, now);
         }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         let Some(p) = call.pending_ack.take() else {
             return;
         };
@@ -1242,8 +1268,8 @@ impl Engine {
                 why,
                 "the answer in an ACK is refused; hanging up"
             );
-            if let Some(sec) = self.calls.get_mut(&id).and_then(|c| c.sec.as_mut()) {
-                sec.drop_reoffer();
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.abandon_offer();
             }
             self.hangup(id, 488, &why, out, now);
         }
@@ -1364,9 +1390,7 @@ impl Engine {
         emit(out, step);
         let branch = self.branch();
         if let Some(call) = self.calls.get_mut(&id) {
-            if let Some(sec) = call.sec.as_mut() {
-                sec.drop_reoffer();
-            }
+            call.abandon_offer();
             if m.method().is_none()
                 && m.summary.cseq_method.eq_ignore_ascii_case("INVITE")
                 && let Some(leg) = call.leg_mut(to)
@@ -1431,11 +1455,15 @@ impl Engine {
         let repeats_sdp = is_sdp(&m)
             && call.sent_sdp[slot(side)].is_some()
             && call.recv_sdp[slot(side)].as_deref() == Some(m.body());
-        let refresh = match method.as_str() {
-            "UPDATE" => m.body().is_empty(),
-            "INVITE" => repeats_sdp && call.phase == Phase::Confirmed && !call.negotiating,
-            _ => false,
-        };
+        // A refresh: an UPDATE without a body that changes nothing else (no asserted identity,
+        // RFC 4916), or a re-INVITE repeating the last SDP — while no offer is pending on the
+        // call and no refresh of Mediator's on this leg (glare on its dialog: 491 below).
+        let refresh = call.phase == Phase::Confirmed
+            && match method.as_str() {
+                "UPDATE" => m.body().is_empty() && m.header("p-asserted-identity").is_none(),
+                "INVITE" => repeats_sdp && !call.negotiating && !call.refresh_invite[slot(side)],
+                _ => false,
+            };
         if refresh {
             self.answer_refresh(id, side, key, m, out, now);
             return;
@@ -1452,7 +1480,9 @@ impl Engine {
             );
             return;
         }
-        if (method == "INVITE" || offer) && call.negotiating {
+        if (method == "INVITE" || offer)
+            && (call.negotiating || call.refresh_invite.contains(&true))
+        {
             self.reply(&key, &m, 491, "another offer is in progress", out, now);
             return;
         }
@@ -1466,9 +1496,10 @@ impl Engine {
         if let Some(leg) = call.leg_mut(side) {
             leg.refresh_target(&m);
         }
+        let mut agreed = None;
         if matches!(method.as_str(), "INVITE" | "UPDATE") {
             // The sender's leg's session timer, as this request asks it (RFC 4028 §9); put in
-            // force with the 2xx.
+            // force with the 2xx (`relay_response`).
             let s = slot(side);
             match timer::as_uas(
                 &m,
@@ -1476,14 +1507,7 @@ impl Engine {
                 self.cfg.session_expires,
                 self.cfg.min_se,
             ) {
-                Ok(Some((i, we))) => {
-                    let t = call.timers[s].get_or_insert_with(|| {
-                        SessionTimer::new(i, we, timer::allows_update(&m), now)
-                    });
-                    t.interval = i;
-                    t.we_refresh = we;
-                }
-                Ok(None) => {}
+                Ok(a) => agreed = a,
                 Err(Refuse::TooSmall { min_se }) => {
                     let why =
                         format!("the session interval is below Mediator's Min-SE of {min_se} s");
@@ -1520,7 +1544,7 @@ impl Engine {
         if matches!(method.as_str(), "INVITE" | "UPDATE")
             && let Some(t) = &call.timers[slot(side.other())]
         {
-            extra.extend(t.uac_headers(self.cfg.min_se));
+            extra.extend(t.uac_headers());
         }
         let Some(leg) = call.leg_mut(side.other()) else {
             return;
@@ -1554,22 +1578,26 @@ impl Engine {
                 call: id,
                 to: side.other(),
                 server: Some((key, Box::new(m))),
+                agreed,
             },
         );
         emit(out, step);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn relay_response(
         &mut self,
         id: CallId,
         to: Side,
         server: Option<(TxKey, Box<Message>)>,
+        agreed: Option<timer::Agreed>,
         m: Message,
         out: &mut Vec<Action>,
         now: Instant,
     ) {
         let Some((skey, sreq)) = server else { return };
-        let status = m.status().unwrap_or(500);
+        let mut status = m.status().unwrap_or(500);
+        let mut reason = m.reason();
         let method = sreq.method().unwrap_or_default().to_string();
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -1577,11 +1605,9 @@ impl Engine {
         let was_offer = method == "INVITE" || (method == "UPDATE" && is_sdp(&sreq));
         if was_offer {
             call.negotiating = false;
-            if status >= 300
-                && let Some(sec) = call.sec.as_mut()
-            {
+            if status >= 300 {
                 // A refused or failed re-offer leaves the session as it was (RFC 3264 §8).
-                sec.drop_reoffer();
+                call.abandon_offer();
             }
         }
         if (200..300).contains(&status)
@@ -1610,18 +1636,48 @@ impl Engine {
             return;
         };
         let mut extra = passed(&m);
+        if status == 422
+            && let Some(t) = call.timers[slot(to)].as_mut()
+        {
+            // Mediator's own Session-Expires on that leg was too short: the sender asked none
+            // of it, so it is not told 422 (it has no Min-SE to give); the next request on that
+            // leg asks the callee's Min-SE.
+            if let Some(n) = timer::min_se(&m).filter(|n| *n <= timer::MAX_SE) {
+                t.min_se = t.min_se.max(n);
+                t.ask = Some(t.interval.max(n));
+            }
+            status = 500;
+            reason = reason_phrase(500).to_string();
+            extra.push((
+                "Warning",
+                warning(&format!(
+                    "the {} side refused Mediator's session interval; try again",
+                    to.name()
+                )),
+            ));
+        }
         if method == "INVITE" || method == "UPDATE" {
             if let Some(l) = call.leg_mut(to.other()) {
                 extra.push(("Contact", contact(&l.peer)));
             }
             if (200..300).contains(&status) {
-                // Both legs' sessions were refreshed by this exchange (RFC 4028 §10).
+                // Both legs' sessions were refreshed by this exchange (RFC 4028 §10), the
+                // sender's with what it asked.
                 if let Some(t) = call.timers[slot(to)].as_mut() {
-                    let (i, we) = timer::as_uac(&m, t.interval);
+                    let (i, we) = timer::as_uac(&m, t.ask.unwrap_or(t.interval));
                     t.refreshed(i, we, now);
                 }
-                if let Some(t) = call.timers[slot(to.other())].as_mut() {
+                let from = slot(to.other());
+                if let Some(a) = agreed {
+                    let t = call.timers[from].get_or_insert_with(|| {
+                        SessionTimer::agreed(a, timer::allows_update(&sreq), now)
+                    });
+                    t.min_se = t.min_se.max(a.min_se);
+                    t.refreshed(a.interval, a.we_refresh, now);
+                } else if let Some(t) = call.timers[from].as_mut() {
                     t.refreshed(t.interval, t.we_refresh, now);
+                }
+                if let Some(t) = &call.timers[from] {
                     extra.extend(t.uas_headers());
                 }
             }
@@ -1630,7 +1686,7 @@ impl Engine {
         let bytes = build_response(
             &sreq,
             status,
-            &m.reason(),
+            &reason,
             "",
             &extra,
             body.as_deref().map(|b| (ctype.as_str(), b)),

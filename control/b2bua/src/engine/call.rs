@@ -54,6 +54,8 @@ pub(super) enum Purpose {
         call: CallId,
         to: Side,
         server: Option<(TxKey, Box<Message>)>,
+        /// The sender's leg's session timer as its request asked it, in force with the 2xx.
+        agreed: Option<timer::Agreed>,
     },
     Orphan(Box<Orphan>),
     /// A session refresh Mediator sent on leg `to` (RFC 4028), asking `asked` seconds; the ACK
@@ -182,6 +184,22 @@ pub(super) struct Call {
     pub(super) recv_sdp: [Option<Vec<u8>>; 2],
     /// The last session refresh Mediator sent on each leg (kept to re-ACK its 2xx).
     pub(super) refresh_keys: [Option<TxKey>; 2],
+    /// A refresh re-INVITE of Mediator's is pending on the leg (its dialog's only INVITE).
+    pub(super) refresh_invite: [bool; 2],
+    /// An offer relayed and not yet answered: its SDP as received and as sent on, which become
+    /// `recv_sdp` / `sent_sdp` only once answered.
+    pub(super) pending_sdp: Option<PendingSdp>,
+    /// The Min-SE asked of the callee (raised by a 422).
+    pub(super) b_min_se: u32,
+    /// The target whose 422 has been retried already (once per target).
+    pub(super) se_retried: Option<usize>,
+}
+
+/// An offer in flight between the legs.
+pub(super) struct PendingSdp {
+    pub(super) from: Side,
+    pub(super) recv: Vec<u8>,
+    pub(super) sent: Vec<u8>,
 }
 
 impl Call {
@@ -219,6 +237,15 @@ impl Call {
                 .target()
                 .or_else(|| self.targets.first())
                 .is_some_and(|t| t.session_timer),
+        }
+    }
+
+    /// An offer was refused or failed: the session stays as it was (RFC 3264 §8) — its keys and
+    /// the SDP each side last had.
+    pub(super) fn abandon_offer(&mut self) {
+        self.pending_sdp = None;
+        if let Some(sec) = self.sec.as_mut() {
+            sec.drop_reoffer();
         }
     }
 

@@ -176,19 +176,27 @@ impl Engine {
                 ),
             );
         }
+        // A trunk keeps its state and counters while it probes the same gateway (a new interval
+        // or threshold applies from its next probe); a new peer starts it afresh.
         self.health.retain(|trunk, p| {
-            let keep = wanted.get(trunk).is_some_and(|(peer, gw, interval, n)| {
-                p.peer == *peer && p.gateway == *gw && p.interval == *interval && p.threshold == *n
-            });
+            let keep = wanted
+                .get(trunk)
+                .is_some_and(|(peer, gw, _, _)| p.peer == *peer && p.gateway == *gw);
             if !keep && let Some((key, _, _)) = p.in_flight.take() {
                 self.by_client.insert(key, Purpose::Ignore);
             }
             keep
         });
         for (trunk, (peer, gw, interval, n)) in wanted {
-            self.health
+            let p = self
+                .health
                 .entry(trunk)
                 .or_insert_with(|| Probe::new(peer, &gw, interval, n, now));
+            if p.interval != interval {
+                p.next_at = p.next_at.min(now + interval);
+            }
+            p.interval = interval;
+            p.threshold = n;
         }
         let mut due: Vec<String> = Vec::new();
         let mut given_up: Vec<(String, TxKey)> = Vec::new();
@@ -240,6 +248,11 @@ impl Engine {
             ("Accept", SDP.to_string()),
         ];
         let Ok(req) = build_request("OPTIONS", &uri, &headers, None) else {
+            // Never due again at once (no busy loop): tried at the next interval.
+            tracing::warn!(trunk, "cannot build the OPTIONS probe");
+            if let Some(p) = self.health.get_mut(trunk) {
+                p.next_at = now + interval;
+            }
             return;
         };
         let (key, step) = self.layer.request(req, peer, now);

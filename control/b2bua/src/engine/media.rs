@@ -242,13 +242,28 @@ impl Engine {
     ) -> Result<Option<Vec<u8>>, String> {
         let body = self.rewritten(id, from, m, kind, out)?;
         // Kept for session refreshes: the SDP each side last had from Mediator and the last
-        // one from each side.
+        // one from each side — an offer's only once it is answered.
         if is_sdp(m)
             && let Some(b) = &body
             && let Some(call) = self.calls.get_mut(&id)
         {
-            call.recv_sdp[slot(from)] = Some(m.body().to_vec());
-            call.sent_sdp[slot(from.other())] = Some(b.clone());
+            match kind {
+                SdpKind::Offer => {
+                    call.pending_sdp = Some(PendingSdp {
+                        from,
+                        recv: m.body().to_vec(),
+                        sent: b.clone(),
+                    });
+                }
+                SdpKind::Answer => {
+                    if let Some(p) = call.pending_sdp.take() {
+                        call.recv_sdp[slot(p.from)] = Some(p.recv);
+                        call.sent_sdp[slot(p.from.other())] = Some(p.sent);
+                    }
+                    call.recv_sdp[slot(from)] = Some(m.body().to_vec());
+                    call.sent_sdp[slot(from.other())] = Some(b.clone());
+                }
+            }
         }
         Ok(body)
     }

@@ -344,6 +344,9 @@ impl Engine {
         };
         call.next_target += 1;
         call.current = Some(i);
+        // Each trunk is asked Mediator's own session interval first.
+        call.b_se = self.cfg.session_expires;
+        call.b_min_se = self.cfg.min_se;
         if let Err(r) = self.prepare_encryption(id, i) {
             tracing::info!(call = id, status = r.status, why = %r.reason, "media encryption refused");
             self.fail(id, r.status, &r.reason, out, now);

@@ -42,6 +42,13 @@ pub(super) struct SessionTimer {
     pub(super) refreshing: bool,
     /// A refresh that failed without ending the session is tried again then.
     pub(super) retry_at: Option<Instant>,
+    /// The largest Min-SE seen on this leg (Mediator's own, the peer's requests, a 422): every
+    /// request Mediator sends on it carries it (RFC 4028 §7.1, §7.4).
+    pub(super) min_se: u32,
+    /// An interval asked for after a 422, in force once a refresh with it succeeds.
+    pub(super) ask: Option<u32>,
+    /// Refreshes have been failing (logged once per streak).
+    pub(super) failing: bool,
 }
 
 /// What a leg's timer asks of the engine now.
@@ -56,7 +63,13 @@ pub(super) enum Due {
 }
 
 impl SessionTimer {
-    pub(super) fn new(interval: u32, we_refresh: bool, use_update: bool, now: Instant) -> Self {
+    pub(super) fn new(
+        interval: u32,
+        we_refresh: bool,
+        use_update: bool,
+        min_se: u32,
+        now: Instant,
+    ) -> Self {
         SessionTimer {
             interval,
             we_refresh,
@@ -64,7 +77,15 @@ impl SessionTimer {
             refreshed_at: now,
             refreshing: false,
             retry_at: None,
+            min_se,
+            ask: None,
+            failing: false,
         }
+    }
+
+    /// The timer a UAS agreement sets up.
+    pub(super) fn agreed(a: Agreed, use_update: bool, now: Instant) -> Self {
+        Self::new(a.interval, a.we_refresh, use_update, a.min_se, now)
     }
 
     fn secs(s: u32) -> Duration {
@@ -109,18 +130,18 @@ impl SessionTimer {
         self.refreshed_at = now;
         self.refreshing = false;
         self.retry_at = None;
+        self.ask = None;
+        self.failing = false;
     }
 
     /// Headers of a request Mediator sends on this leg (it is the request's UAC).
-    pub(super) fn uac_headers(&self, min_se: u32) -> Vec<(&'static str, String)> {
+    pub(super) fn uac_headers(&self) -> Vec<(&'static str, String)> {
         let who = if self.we_refresh { "uac" } else { "uas" };
+        let interval = self.ask.unwrap_or(self.interval);
         vec![
             ("Supported", "timer".into()),
-            (
-                "Session-Expires",
-                format!("{};refresher={who}", self.interval),
-            ),
-            ("Min-SE", min_se.to_string()),
+            ("Session-Expires", format!("{interval};refresher={who}")),
+            ("Min-SE", self.min_se.to_string()),
         ]
     }
 
@@ -215,23 +236,37 @@ pub(super) enum Refuse {
     Bad(String),
 }
 
+/// What Mediator, as a UAS, agrees to for a leg's session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Agreed {
+    pub(super) interval: u32,
+    pub(super) we_refresh: bool,
+    /// The larger of Mediator's Min-SE and the request's.
+    pub(super) min_se: u32,
+}
+
 /// The interval and refresher Mediator, as the UAS of an INVITE or UPDATE on a leg whose timer
-/// is `on`, agrees to: `None` when the leg has no timer (off and the peer does not require one).
-/// RFC 4028 §9: below Min-SE is 422; the refresher asked for is taken; else the peer refreshes
-/// when it supports timers, Mediator when it does not. `default` is used when the request asks
-/// no interval, never below the request's own Min-SE.
+/// is `on`, agrees to: `None` when the leg has no timer (off and the peer does not require one;
+/// its Session-Expires is then not even read). RFC 4028 §9: below Min-SE is 422 for a peer that
+/// supports timers — one that does not could not retry, so its interval is raised instead; the
+/// refresher asked for is taken, except that a peer without timer support is never made
+/// refresher; with none asked, the peer refreshes when it supports timers, Mediator when it does
+/// not. `default` is used when the request asks no interval, never below the request's own
+/// Min-SE.
 pub(super) fn as_uas(
     m: &Message,
     on: bool,
     default: u32,
     our_min_se: u32,
-) -> Result<Option<(u32, bool)>, Refuse> {
-    let se = session_expires(m).map_err(Refuse::Bad)?;
+) -> Result<Option<Agreed>, Refuse> {
     if !(on || requires_timer(m)) {
         return Ok(None);
     }
+    let se = session_expires(m).map_err(Refuse::Bad)?;
+    let supports = supports_timer(m);
     if let Some(e) = se
         && e.secs < our_min_se
+        && supports
     {
         return Err(Refuse::TooSmall { min_se: our_min_se });
     }
@@ -239,17 +274,22 @@ pub(super) fn as_uas(
     let interval = se
         .map_or(default, |e| e.secs)
         .clamp(floor, MAX_SE.max(floor));
-    let we_refresh = match se.and_then(|e| e.refresher) {
-        Some(Refresher::Uac) => false,
-        Some(Refresher::Uas) => true,
-        None => !supports_timer(m),
-    };
-    Ok(Some((interval, we_refresh)))
+    let we_refresh = !supports
+        || match se.and_then(|e| e.refresher) {
+            Some(Refresher::Uac) => false,
+            Some(Refresher::Uas) => true,
+            None => false,
+        };
+    Ok(Some(Agreed {
+        interval,
+        we_refresh,
+        min_se: floor,
+    }))
 }
 
 /// The interval and refresher a 2xx gives Mediator, the UAC of a request that asked for
 /// `asked` seconds. A 2xx without Session-Expires comes from a peer without timers: Mediator
-/// refreshes on its own (RFC 4028 §7.4 allows it), which keeps finding out whether the peer is
+/// refreshes on its own (RFC 4028 §7.2 allows it), which keeps finding out whether the peer is
 /// still there. A refresher the 2xx leaves out is Mediator (the UAC).
 pub(super) fn as_uac(m: &Message, asked: u32) -> (u32, bool) {
     match session_expires(m) {
@@ -270,15 +310,17 @@ impl Engine {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
+        if call.phase != Phase::Confirmed {
+            // Armed by the caller's ACK (no request may go before it).
+            return;
+        }
         let at = call
             .timers
             .iter()
             .flatten()
             .map(|t| match t.due(now) {
                 Due::Wait(at) => at,
-                // Due while the call is not confirmed yet (no request may go before the ACK):
-                // looked at again shortly.
-                _ => now + self.cfg.timers.t1,
+                _ => now,
             })
             .min();
         if let Some(at) = at {
@@ -326,7 +368,6 @@ impl Engine {
     /// (RFC 4028 §7.4, §10).
     fn send_refresh(&mut self, id: CallId, side: Side, out: &mut Vec<Action>, now: Instant) {
         let branch = self.branch();
-        let min_se = self.cfg.min_se;
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -340,10 +381,8 @@ impl Engine {
             t.retry_at = Some(now + Duration::from_secs(2));
             return;
         }
-        let headers = t.uac_headers(min_se);
-        let asked = t.interval;
-        t.refreshing = true;
-        t.retry_at = None;
+        let headers = t.uac_headers();
+        let asked = t.ask.unwrap_or(t.interval);
         let body = if invite {
             call.sent_sdp[s].clone()
         } else {
@@ -364,13 +403,20 @@ impl Engine {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(call = id, error = %e, "building a session refresh");
+                if let Some(t) = call.timers[s].as_mut() {
+                    t.retry_at = Some(now + Duration::from_secs(10));
+                }
                 return;
             }
         };
         tracing::debug!(call = id, leg = side.name(), method, "session refresh");
         let (k, step) = self.layer.request(req, peer, now);
+        if let Some(t) = call.timers[s].as_mut() {
+            t.refreshing = true;
+            t.retry_at = None;
+        }
         if invite {
-            call.negotiating = true;
+            call.refresh_invite[s] = true;
         }
         if let Some(old) = call.refresh_keys[s].replace(k.clone()) {
             self.by_client.remove(&old);
@@ -431,10 +477,13 @@ impl Engine {
             self.by_client.remove(&key);
             return;
         };
-        if invite {
-            call.negotiating = false;
-        }
         let s = slot(to);
+        if invite {
+            call.refresh_invite[s] = false;
+        }
+        let ours_call_id = call
+            .leg_mut(to)
+            .is_some_and(|l| l.call_id.ends_with("@mediator"));
         match status {
             200..=299 => {
                 let (i, we) = as_uac(&m, asked);
@@ -470,24 +519,43 @@ impl Engine {
             }
             _ => {
                 self.by_client.remove(&key);
-                if let Some(t) = call.timers[s].as_mut() {
-                    t.refreshing = false;
-                    let retry = match (status, min_se(&m)) {
-                        (422, Some(n)) if n > t.interval && n <= MAX_SE => {
-                            t.interval = n;
-                            Duration::ZERO
-                        }
-                        (491, _) => Duration::from_secs(2),
-                        _ => Duration::from_secs(10),
-                    };
+                // RFC 3261 §14.1: after 491, 2.1–4 s when Mediator owns the dialog's Call-ID,
+                // up to 2 s otherwise.
+                let glare = if ours_call_id {
+                    2100 + self.jitter(1900)
+                } else {
+                    self.jitter(2000)
+                };
+                let Some(t) = self.calls.get_mut(&id).and_then(|c| c.timers[s].as_mut()) else {
+                    return;
+                };
+                t.refreshing = false;
+                let retry = match (status, min_se(&m)) {
+                    (422, Some(n)) if n <= MAX_SE => {
+                        // Asked again at once with the peer's Min-SE; the interval in force
+                        // changes only when that refresh succeeds.
+                        t.min_se = t.min_se.max(n);
+                        t.ask = Some(t.interval.max(n));
+                        Duration::ZERO
+                    }
+                    (491, _) => Duration::from_millis(glare),
+                    (405 | 501, _) if !invite => {
+                        // The peer does not take UPDATE after all: re-INVITE from now on.
+                        t.use_update = false;
+                        Duration::ZERO
+                    }
+                    _ => Duration::from_secs(10),
+                };
+                if !t.failing {
+                    t.failing = true;
                     tracing::info!(
                         call = id,
                         leg = to.name(),
                         status,
-                        "session refresh refused; trying again"
+                        "session refresh refused; trying again until the session expires"
                     );
-                    t.retry_at = Some(now + retry);
                 }
+                t.retry_at = Some(now + retry);
             }
         }
         self.wake_timers(id, now);
@@ -516,10 +584,11 @@ impl Engine {
         let on = call.timers[s].is_some();
         let mut extra: Vec<(&'static str, String)> = Vec::new();
         match as_uas(&m, on, default, our_min) {
-            Ok(Some((i, we))) => {
+            Ok(Some(a)) => {
                 let t = call.timers[s]
-                    .get_or_insert_with(|| SessionTimer::new(i, we, allows_update(&m), now));
-                t.refreshed(i, we, now);
+                    .get_or_insert_with(|| SessionTimer::agreed(a, allows_update(&m), now));
+                t.min_se = t.min_se.max(a.min_se);
+                t.refreshed(a.interval, a.we_refresh, now);
                 extra.extend(t.uas_headers());
             }
             Ok(None) => {}
@@ -588,20 +657,28 @@ mod tests {
         .expect("parses")
     }
 
+    fn agreed(interval: u32, we_refresh: bool, min_se: u32) -> Agreed {
+        Agreed {
+            interval,
+            we_refresh,
+            min_se,
+        }
+    }
+
     #[test]
     fn a_uas_takes_the_asked_refresher_and_refuses_below_min_se() {
         let m = req("Supported: timer\r\nSession-Expires: 1800;refresher=uas\r\n");
-        assert_eq!(as_uas(&m, true, 1800, 90), Ok(Some((1800, true))));
+        assert_eq!(as_uas(&m, true, 1800, 90), Ok(Some(agreed(1800, true, 90))));
         let m = req("k: timer\r\nx: 600\r\n");
         assert_eq!(
             as_uas(&m, true, 1800, 90),
-            Ok(Some((600, false))),
+            Ok(Some(agreed(600, false, 90))),
             "compact forms; no refresher asked and timers supported: the peer refreshes"
         );
         let m = req("Session-Expires: 600\r\n");
         assert_eq!(
             as_uas(&m, true, 1800, 90),
-            Ok(Some((600, true))),
+            Ok(Some(agreed(600, true, 90))),
             "a peer without timer support never refreshes: Mediator does"
         );
         let m = req("Supported: timer\r\nSession-Expires: 60\r\n");
@@ -612,8 +689,14 @@ mod tests {
         let m = req("Supported: timer\r\nMin-SE: 1000\r\n");
         assert_eq!(
             as_uas(&m, true, 600, 90),
-            Ok(Some((1000, false))),
+            Ok(Some(agreed(1000, false, 1000))),
             "never below the request's Min-SE"
+        );
+        let m = req("Session-Expires: 60;refresher=uac\r\n");
+        assert_eq!(
+            as_uas(&m, true, 1800, 90),
+            Ok(Some(agreed(90, true, 90))),
+            "a peer without timer support cannot take a 422 nor refresh: raised, Mediator refreshes"
         );
         let m = req("Session-Expires: soon\r\n");
         assert!(matches!(as_uas(&m, true, 1800, 90), Err(Refuse::Bad(w)) if w.contains("soon")));
@@ -623,8 +706,13 @@ mod tests {
     fn off_means_no_timer_unless_the_peer_requires_one() {
         let m = req("Supported: timer\r\nSession-Expires: 1800\r\n");
         assert_eq!(as_uas(&m, false, 1800, 90), Ok(None));
+        let m = req("Session-Expires: soon\r\n");
+        assert_eq!(as_uas(&m, false, 1800, 90), Ok(None), "off: not even read");
         let m = req("Require: timer\r\nSession-Expires: 1800;refresher=uac\r\n");
-        assert_eq!(as_uas(&m, false, 1800, 90), Ok(Some((1800, false))));
+        assert_eq!(
+            as_uas(&m, false, 1800, 90),
+            Ok(Some(agreed(1800, false, 90)))
+        );
     }
 
     #[test]
@@ -641,28 +729,28 @@ mod tests {
     #[test]
     fn the_refresher_refreshes_at_half_and_the_watcher_gives_up_before_expiry() {
         let t0 = Instant::now();
-        let s = SessionTimer::new(90, true, true, t0);
+        let s = SessionTimer::new(90, true, true, 90, t0);
         assert_eq!(s.due(t0), Due::Wait(t0 + Duration::from_secs(45)));
         assert_eq!(s.due(t0 + Duration::from_secs(45)), Due::Refresh);
         assert_eq!(s.due(t0 + Duration::from_secs(90)), Due::Expired);
-        let w = SessionTimer::new(90, false, true, t0);
+        let w = SessionTimer::new(90, false, true, 90, t0);
         assert_eq!(w.due(t0), Due::Wait(t0 + Duration::from_secs(60)));
         assert_eq!(w.due(t0 + Duration::from_secs(60)), Due::Expired);
-        let w = SessionTimer::new(1800, false, true, t0);
+        let w = SessionTimer::new(1800, false, true, 90, t0);
         assert_eq!(w.expires_at(), t0 + Duration::from_secs(1768));
     }
 
     #[test]
     fn the_headers_say_who_refreshes() {
         let t0 = Instant::now();
-        let watching = SessionTimer::new(600, false, true, t0);
+        let watching = SessionTimer::new(600, false, true, 90, t0);
         let h = watching.uas_headers();
         assert!(h.contains(&("Session-Expires", "600;refresher=uac".into())));
         assert!(
             h.contains(&("Require", "timer".into())),
             "uac in a 2xx: Require: timer"
         );
-        let refreshing = SessionTimer::new(600, true, true, t0);
+        let refreshing = SessionTimer::new(600, true, true, 90, t0);
         assert!(
             !refreshing
                 .uas_headers()
@@ -671,7 +759,7 @@ mod tests {
         );
         assert!(
             refreshing
-                .uac_headers(90)
+                .uac_headers()
                 .contains(&("Session-Expires", "600;refresher=uac".into()))
         );
     }

@@ -248,3 +248,24 @@ fn probing_follows_the_topology() {
         "the others still are"
     );
 }
+
+/// Changing a trunk's interval or threshold keeps its state and counters: a down trunk stays
+/// down (and skipped) instead of starting over as unknown.
+#[test]
+fn new_probe_settings_keep_a_down_trunk_down() {
+    let mut r = probing();
+    r.topology_changed();
+    let mut elapsed = Duration::ZERO;
+    while r.health("gw-5062").state != TrunkState::Down && elapsed < Duration::from_secs(40) {
+        r.run_for(Duration::from_secs(1));
+        elapsed += Duration::from_secs(1);
+    }
+    assert_eq!(r.health("gw-5062").state, TrunkState::Down);
+    let g = r.t.configs.get_mut("global").expect("global");
+    g.value.settings.options_interval_secs = Some(20);
+    g.value.settings.options_failures = Some(4);
+    r.topology_changed();
+    let h = r.health("gw-5062");
+    assert_eq!((h.state, h.downs), (TrunkState::Down, 1));
+    assert!(h.probes >= 3, "the counters are kept: {}", h.probes);
+}

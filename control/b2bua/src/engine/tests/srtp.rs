@@ -744,7 +744,12 @@ fn a_refused_re_offer_changes_nothing() {
     );
     // The next re-offer (same key) is answered with Mediator's same key: the session is intact.
     let a = r.msg(
-        reinvite(9, "re2-s8", &fe_offer("RTP/SAVP", &[lync(1, FE_KEY)])).as_bytes(),
+        reinvite(
+            9,
+            "re2-s8",
+            &fe_offer("RTP/SAVP", &[lync(1, FE_KEY)]).replace("o=- 1 1 ", "o=- 1 2 "),
+        )
+        .as_bytes(),
         fe(),
     );
     let re = requests(&sent_to(&a, gw_tls()))[0].clone();

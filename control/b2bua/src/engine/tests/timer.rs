@@ -244,7 +244,7 @@ fn a_peer_without_update_or_timers_is_refreshed_with_a_re_invite_of_the_same_sdp
         "a caller without timer support is never made refresher"
     );
     assert!(ok.headers_named("require").is_empty());
-    // Both legs are due at 900 s; one offer at a time: the caller's first.
+    // Both legs are due at 900 s; each leg's refresh is its own dialog's (no glare between them).
     let a = run_for(&mut r, Duration::from_secs(901));
     let re_fe = requests(&sent_to(&a, fe()))
         .into_iter()
@@ -256,10 +256,13 @@ fn a_peer_without_update_or_timers_is_refreshed_with_a_re_invite_of_the_same_sdp
         ok.body(),
         "the same SDP as before: nothing changes"
     );
-    assert!(
-        requests(&sent_to(&a, gw(5060, 5060))).is_empty(),
-        "the gateway's waits"
-    );
+    let re = requests(&sent_to(&a, gw(5060, 5060)))
+        .into_iter()
+        .find(|m| m.method() == Some("INVITE"))
+        .cloned()
+        .expect("a re-INVITE to the gateway");
+    assert_eq!(re.body(), inv.body());
+    assert_eq!(re.summary.to_tag.as_deref(), Some("gw1"), "in its dialog");
     // Its 200 is ACKed, and so is a retransmission of it; nothing crosses.
     let a = r.msg(&respond(&re_fe, 200, "", Some(OFFER)), fe());
     assert_eq!(methods(&sent_to(&a, fe())), ["ACK"]);
@@ -269,15 +272,23 @@ fn a_peer_without_update_or_timers_is_refreshed_with_a_re_invite_of_the_same_sdp
     );
     let a = r.msg(&respond(&re_fe, 200, "", Some(OFFER)), fe());
     assert_eq!(methods(&sent_to(&a, fe())), ["ACK"]);
-    // Then the gateway's leg, in its dialog, with the SDP it had from Mediator.
-    let a = run_for(&mut r, Duration::from_secs(3));
-    let re = requests(&sent_to(&a, gw(5060, 5060)))
-        .into_iter()
-        .find(|m| m.method() == Some("INVITE"))
-        .cloned()
-        .expect("a re-INVITE to the gateway");
-    assert_eq!(re.body(), inv.body());
-    assert_eq!(re.summary.to_tag.as_deref(), Some("gw1"));
+    // The caller's repeated SDP while Mediator's refresh of its leg is pending is glare (491);
+    // none is pending now, so it is a refresh answered locally.
+    let a = r.msg(
+        &String::from_utf8(fe_in_dialog("INVITE", &ok, 8, "re-fe-st2"))
+            .expect("utf8")
+            .replace(
+                "Content-Length: 0\r\n\r\n",
+                &format!(
+                    "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{OFFER}",
+                    OFFER.len()
+                ),
+            )
+            .into_bytes(),
+        fe(),
+    );
+    assert_eq!(finals(&sent_to(&a, fe())), [200]);
+    assert!(requests(&sent_to(&a, gw(5060, 5060))).is_empty());
     // The gateway answers 481: that leg is gone, the call ends on both legs.
     let a = r.msg(
         &build_response(&re, 481, "Call/Transaction Does Not Exist", "", &[], None),
@@ -493,4 +504,75 @@ fn a_2xx_to_a_re_invite_never_acknowledged_ends_the_call_after_64_t1() {
         rec.end_reason
     );
     assert!(methods(&sent_to(&a, fe())).contains(&"BYE".to_string()));
+}
+
+/// A re-offer the far side refuses changes nothing (RFC 3264 §8): the same re-INVITE sent
+/// again is relayed again (not taken for a refresh of the old SDP), and the session timer it
+/// asked for is not put in force.
+#[test]
+fn a_refused_re_offer_is_not_a_refresh_and_does_not_change_the_timer() {
+    let mut r = timers(true);
+    // The caller lists no timer support: Mediator refreshes its leg.
+    let (_inv, ok) = call(&mut r, "st8", "", &[]);
+    let held = OFFER.replace("o=- 1 1", "o=- 1 2").replace(
+        "a=rtpmap:8 PCMA/8000\r\n",
+        "a=rtpmap:8 PCMA/8000\r\na=sendonly\r\n",
+    );
+    let reinvite = |cseq: u32, branch: &str| {
+        String::from_utf8(fe_in_dialog("INVITE", &ok, cseq, branch))
+            .expect("utf8")
+            .replace(
+                "Content-Length: 0\r\n\r\n",
+                &format!(
+                    "Supported: timer\r\nSession-Expires: 1800;refresher=uac\r\n\
+                     Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{held}",
+                    held.len()
+                ),
+            )
+            .into_bytes()
+    };
+    let a = r.msg(&reinvite(8, "hold1"), fe());
+    let re = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let a = r.msg(&respond(&re, 491, "gw1", None), gw(5060, 5060));
+    assert_eq!(finals(&sent_to(&a, fe())), [491]);
+    let a = r.msg(&reinvite(9, "hold2"), fe());
+    assert_eq!(
+        methods(&sent_to(&a, gw(5060, 5060))),
+        ["INVITE"],
+        "relayed again, not answered with the old SDP"
+    );
+    let re = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    r.msg(&respond(&re, 488, "gw1", None), gw(5060, 5060));
+    // The refused request asked the caller to refresh; it never took effect: Mediator still
+    // refreshes the caller's leg at 900 s (re-INVITE: the caller's Allow is not known).
+    let a = run_answering(&mut r, Duration::from_secs(905));
+    assert!(ended(&a).is_none());
+    assert!(methods(&sent_to(&a, fe())).contains(&"INVITE".to_string()));
+}
+
+/// A peer that lists UPDATE but refuses it (405) is refreshed with re-INVITE from then on.
+#[test]
+fn an_update_refused_with_405_falls_back_to_re_invite() {
+    let mut r = timers(true);
+    let (inv, _ok) = call(
+        &mut r,
+        "st9",
+        "Supported: timer\r\nSession-Expires: 1800;refresher=uac\r\n",
+        &[("Session-Expires", "1200;refresher=uac"), ALLOW_UPDATE],
+    );
+    let a = run_for(&mut r, Duration::from_secs(601));
+    let upd = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    assert_eq!(upd.method(), Some("UPDATE"));
+    let a = r.msg(
+        &build_response(&upd, 405, "Method Not Allowed", "", &[], None),
+        gw(5060, 5060),
+    );
+    assert!(ended(&a).is_none());
+    let a = run_for(&mut r, Duration::from_secs(1));
+    let re = requests(&sent_to(&a, gw(5060, 5060)))
+        .into_iter()
+        .find(|m| m.method() == Some("INVITE"))
+        .cloned()
+        .expect("a re-INVITE at once");
+    assert_eq!(re.body(), inv.body());
 }
