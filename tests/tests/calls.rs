@@ -1090,3 +1090,41 @@ async fn an_rtcp_timeout_ends_a_call_whose_rtcp_stopped() {
         "the gateway got its BYE with the reason:\n{msgs}"
     );
 }
+
+/// A Record-Routing proxy on the pool side: SIPp as the Front End answers a call from the
+/// gateway with the proxy's Record-Route and a Contact where nothing listens; a second SIPp as
+/// the proxy must get the dialog's ACK and the BYE (when the gateway hangs up), each with its
+/// Route and the Contact as Request-URI (checked by its scenario).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_routing_proxy_on_the_pool_side_gets_the_dialog_s_requests() {
+    if !privileged("a_record_routing_proxy_on_the_pool_side_gets_the_dialog_s_requests") {
+        return;
+    }
+    let lab = CallLab::new("rroute").await.expect("call lab");
+    let fe_sf = scenario("uas_record_route");
+    let proxy_sf = scenario("proxy_route");
+    let _fe = Uas::start(&lab.lab.pool.name, POOL_PEER, 5060, &["-sf", &fe_sf]).expect("fe");
+    let proxy =
+        Uas::start(&lab.lab.pool.name, POOL_PEER, 5082, &["-sf", &proxy_sf]).expect("proxy");
+    let run = lab.from_gateway("+14255550199", 5060, 1, &[]).expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "{run:?}\n{}",
+        lab.log()
+    );
+    let c = &lab.wait_recent(1).await.expect("recent")[0];
+    assert_eq!(
+        (c.status, c.end_reason.as_str()),
+        (200, "BYE from the gateway side"),
+        "{c:?}"
+    );
+    let seen = proxy.messages();
+    assert!(
+        seen.contains("ACK sip:fe@198.18.1.2:5999")
+            && seen.contains("BYE sip:fe@198.18.1.2:5999")
+            && seen.contains("SIP/2.0 200 OK"),
+        "the proxy got the ACK and the BYE and answered:\n{seen}"
+    );
+    assert!(!seen.contains("Aborting"), "{seen}");
+}

@@ -766,13 +766,13 @@ impl Engine {
                             None,
                         ) {
                             out.push(Action::Send {
-                                to: o.leg.peer,
+                                to: o.leg.next_hop(),
                                 bytes: ack.to_bytes(),
                             });
                         }
                         let bye_branch = self.branch();
                         if let Ok(bye) = o.leg.request("BYE", &bye_branch, None, &[], None) {
-                            let (k, step) = self.layer.request(bye, o.leg.peer, now);
+                            let (k, step) = self.layer.request(bye, o.leg.next_hop(), now);
                             self.by_client.insert(k, Purpose::Ignore);
                             emit(out, step);
                         }
@@ -820,7 +820,7 @@ impl Engine {
                 && let Some(b) = &call.b
             {
                 out.push(Action::Send {
-                    to: b.peer,
+                    to: b.next_hop(),
                     bytes: ack.clone(),
                 });
             }
@@ -852,6 +852,7 @@ impl Engine {
                     let mut extra = passed(&m);
                     extra.retain(|(n, _)| *n != "Content-Disposition");
                     extra.push(("Contact", contact(&call.a.peer)));
+                    extra.extend(record_routes(&call.a_invite));
                     let bytes = build_response(
                         &call.a_invite,
                         status,
@@ -884,6 +885,7 @@ impl Engine {
                 };
                 let mut extra = passed(&m);
                 extra.push(("Contact", contact(&call.a.peer)));
+                extra.extend(record_routes(&call.a_invite));
                 let bytes = build_response(
                     &call.a_invite,
                     status,
@@ -1042,6 +1044,7 @@ impl Engine {
         let status = m.status().unwrap_or(200);
         let mut extra = passed(m);
         extra.push(("Contact", contact(&call.a.peer)));
+        extra.extend(record_routes(&call.a_invite));
         extra.push(("Allow", ALLOW.into()));
         if let Some(t) = call.timers[slot(a_side)].as_mut() {
             t.refreshed_at = now;
@@ -1248,7 +1251,7 @@ impl Engine {
         let Some(leg) = call.leg_mut(p.to) else {
             return;
         };
-        let peer = leg.peer;
+        let peer = leg.next_hop();
         if let Ok(ack) = leg.request(
             "ACK",
             &branch,
@@ -1325,7 +1328,7 @@ impl Engine {
             return;
         };
         let Some(leg) = call.leg_mut(to) else { return };
-        let peer = leg.peer;
+        let peer = leg.next_hop();
         if let Ok(bye) = leg.request("BYE", &branch, None, extra, None) {
             let (k, step) = self.layer.request(bye, peer, now);
             self.by_client.insert(k, Purpose::Ignore);
@@ -1353,7 +1356,7 @@ impl Engine {
             && let Ok(ack) = leg.request("ACK", &branch, Some(p.cseq), &[], None)
         {
             out.push(Action::Send {
-                to: leg.peer,
+                to: leg.next_hop(),
                 bytes: ack.to_bytes(),
             });
             let to = p.to;
@@ -1397,7 +1400,7 @@ impl Engine {
                 && let Ok(ack) = leg.request("ACK", &branch, Some(m.summary.cseq), &[], None)
             {
                 out.push(Action::Send {
-                    to: leg.peer,
+                    to: leg.next_hop(),
                     bytes: ack.to_bytes(),
                 });
             }
@@ -1549,7 +1552,7 @@ impl Engine {
         let Some(leg) = call.leg_mut(side.other()) else {
             return;
         };
-        let peer = leg.peer;
+        let peer = leg.next_hop();
         let req = match leg.request(
             &method,
             &branch,
@@ -1966,6 +1969,16 @@ fn emit(out: &mut Vec<Action>, step: Step) {
     for (to, bytes) in step.send {
         out.push(Action::Send { to, bytes });
     }
+}
+
+/// The Record-Route of the caller's INVITE, copied into every response that makes or confirms
+/// its dialog (RFC 3261 §12.1.1).
+fn record_routes(invite: &Message) -> Vec<(&'static str, String)> {
+    invite
+        .headers_named("record-route")
+        .into_iter()
+        .map(|v| ("Record-Route", v))
+        .collect()
 }
 
 /// A Warning naming why, bounded (a reason may quote a peer; an error reply stays small).

@@ -94,6 +94,69 @@ impl Leg {
         }
     }
 
+    /// Where this dialog's requests go (RFC 3261 §12.2.1.1, §8.1.2): the first Route's address
+    /// when the route set is loose (`;lr`), the Request-URI's otherwise (the remote target, or a
+    /// strict router) — provided it is the configured peer's IP on its transport, as only
+    /// configured peers may answer or send (a port of its own is fine: a proxy or gateway that
+    /// Record-Routes or gives a Contact on another port). Anything else, or a name Mediator
+    /// cannot resolve, is not followed: the peer the leg was set up with gets the request.
+    pub(crate) fn next_hop(&self) -> Peer {
+        let uri = match self.route_set.first() {
+            Some(r) => uri_of(r),
+            None => self.remote_target.clone(),
+        };
+        match uri_addr(&uri) {
+            Some((addr, transport))
+                if addr.ip() == self.peer.remote.ip()
+                    && transport.unwrap_or(self.peer.transport) == self.peer.transport =>
+            {
+                Peer {
+                    remote: addr,
+                    ..self.peer
+                }
+            }
+            _ => self.peer,
+        }
+    }
+
+    /// The Request-URI and Route headers of a request in this dialog (RFC 3261 §12.2.1.1):
+    /// loose routing keeps the remote target as Request-URI and the route set as Route; a
+    /// strict router's URI becomes the Request-URI (without the parameters a Request-URI may
+    /// not have: `method` and headers, RFC 3261 §19.1.1) and the remote target the last Route.
+    fn routing(&self) -> (String, Vec<String>) {
+        let Some(first) = self.route_set.first() else {
+            return (self.remote_target.clone(), Vec::new());
+        };
+        let first_uri = uri_of(first);
+        let loose = first_uri.split(';').skip(1).any(|p| {
+            p.trim().eq_ignore_ascii_case("lr") || p.trim().to_ascii_lowercase().starts_with("lr=")
+        });
+        if loose {
+            return (self.remote_target.clone(), self.route_set.clone());
+        }
+        let first_uri = first_uri.split('?').next().unwrap_or_default().to_string();
+        let ruri: String = first_uri
+            .split(';')
+            .enumerate()
+            .filter(|(i, p)| {
+                *i == 0 || {
+                    let name = p
+                        .split('=')
+                        .next()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_ascii_lowercase();
+                    name != "method"
+                }
+            })
+            .map(|(_, p)| p)
+            .collect::<Vec<_>>()
+            .join(";");
+        let mut routes: Vec<String> = self.route_set[1..].to_vec();
+        routes.push(format!("<{}>", self.remote_target));
+        (ruri, routes)
+    }
+
     /// A request in this dialog. `cseq` is the next local CSeq unless given (ACK uses its
     /// INVITE's).
     pub(crate) fn request(
@@ -119,13 +182,145 @@ impl Leg {
             ("Call-ID", self.call_id.clone()),
             ("CSeq", format!("{cseq} {method}")),
         ];
-        for r in &self.route_set {
-            headers.push(("Route", r.clone()));
+        let (ruri, routes) = self.routing();
+        for r in routes {
+            headers.push(("Route", r));
         }
         if method != "ACK" && method != "BYE" && method != "CANCEL" {
             headers.push(("Contact", contact(&self.peer)));
         }
         headers.extend(extra.iter().cloned());
-        build_request(method, &self.remote_target, &headers, body)
+        build_request(method, &ruri, &headers, body)
+    }
+}
+
+/// The address (IP literal; a port of 5060, or 5061 for `sips`, when none is given) and the
+/// `transport` parameter of a SIP URI; `None` for a name or anything unreadable.
+pub(crate) fn uri_addr(
+    uri: &str,
+) -> Option<(std::net::SocketAddr, Option<mediator_sip::Transport>)> {
+    let lower = uri.trim().to_ascii_lowercase();
+    let (rest, default_port) = if let Some(r) = lower.strip_prefix("sips:") {
+        (r, 5061)
+    } else {
+        (lower.strip_prefix("sip:")?, 5060)
+    };
+    let mut parts = rest.split(';');
+    let hostport = parts.next()?.split('?').next()?;
+    let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => default_port,
+            None => return None,
+        };
+        (h.to_string(), port)
+    } else {
+        match hostport.split_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().ok()?),
+            None => (hostport.to_string(), default_port),
+        }
+    };
+    let ip: std::net::IpAddr = host.parse().ok()?;
+    let transport = parts.find_map(|p| {
+        let (n, v) = p.split_once('=')?;
+        if n.trim() != "transport" {
+            return None;
+        }
+        match v.trim() {
+            "udp" => Some(mediator_sip::Transport::Udp),
+            "tcp" => Some(mediator_sip::Transport::Tcp),
+            "tls" => Some(mediator_sip::Transport::Tls),
+            _ => None,
+        }
+    });
+    let transport = transport.or(if default_port == 5061 {
+        Some(mediator_sip::Transport::Tls)
+    } else {
+        None
+    });
+    Some((std::net::SocketAddr::new(ip, port), transport))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leg(target: &str, routes: &[&str]) -> Leg {
+        Leg {
+            side: Side::Pool,
+            peer: Peer::udp("198.18.1.2:5060", "198.18.1.1:5060"),
+            call_id: "c".into(),
+            local_tag: "a".into(),
+            local_hdr: "<sip:m@198.18.1.1>;tag=a".into(),
+            remote_hdr: "<sip:fe@198.18.1.2>;tag=b".into(),
+            remote_tag: Some("b".into()),
+            local_cseq: 1,
+            remote_target: target.into(),
+            route_set: routes.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn loose_routing_keeps_the_target_and_goes_to_the_first_route() {
+        let mut l = leg(
+            "sip:fe@198.18.1.9:5070",
+            &["<sip:198.18.1.2:5080;lr>", "<sip:198.18.1.3;lr>"],
+        );
+        let m = l
+            .request("BYE", "z9hG4bK-1", None, &[], None)
+            .expect("built");
+        assert_eq!(m.request_uri(), Some("sip:fe@198.18.1.9:5070"));
+        assert_eq!(
+            m.headers_named("route"),
+            vec![
+                "<sip:198.18.1.2:5080;lr>".to_string(),
+                "<sip:198.18.1.3;lr>".to_string()
+            ]
+        );
+        assert_eq!(
+            l.next_hop().remote,
+            "198.18.1.2:5080".parse().expect("addr")
+        );
+    }
+
+    #[test]
+    fn a_strict_router_becomes_the_request_uri_and_the_target_the_last_route() {
+        let mut l = leg(
+            "sip:fe@198.18.1.2:5070",
+            &["<sip:198.18.1.2:5090;method=INVITE?Subject=x>"],
+        );
+        let m = l
+            .request("BYE", "z9hG4bK-2", None, &[], None)
+            .expect("built");
+        assert_eq!(m.request_uri(), Some("sip:198.18.1.2:5090"));
+        assert_eq!(
+            m.headers_named("route"),
+            vec!["<sip:fe@198.18.1.2:5070>".to_string()]
+        );
+        assert_eq!(
+            l.next_hop().remote,
+            "198.18.1.2:5090".parse().expect("addr")
+        );
+    }
+
+    #[test]
+    fn the_next_hop_is_followed_only_to_the_configured_peer() {
+        let l = leg("sip:fe@198.18.1.2:5070", &[]);
+        assert_eq!(l.next_hop().remote.port(), 5070, "the Contact's own port");
+        let l = leg("sip:fe@198.18.1.77:5060", &[]);
+        assert_eq!(l.next_hop(), l.peer, "another host: not a configured peer");
+        let l = leg("sip:fe@fe.contoso.com", &[]);
+        assert_eq!(l.next_hop(), l.peer, "a name: not resolved");
+        let l = leg("sip:fe@198.18.1.2:5061;transport=tls", &[]);
+        assert_eq!(l.next_hop(), l.peer, "another transport");
+        assert_eq!(
+            uri_addr("sips:[2001:2::1]"),
+            Some((
+                "[2001:2::1]:5061".parse().expect("addr"),
+                Some(mediator_sip::Transport::Tls)
+            ))
+        );
     }
 }

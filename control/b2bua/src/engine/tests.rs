@@ -985,3 +985,53 @@ mod delayed;
 mod health;
 mod srtp;
 mod timer;
+
+/// A Record-Routing proxy on the pool side (at the Front End's address, on its own port): the
+/// 2xx copies the Record-Route (RFC 3261 §12.1.1), and requests in the pool leg's dialog go to
+/// the proxy with it as Route and the Front End's Contact as Request-URI (loose routing,
+/// §12.2.1.1, §16.12).
+#[test]
+fn the_pool_leg_follows_a_record_routing_proxy() {
+    let mut r = Run::new("rr");
+    let proxied = String::from_utf8(invite("+14255550100", "c80"))
+        .expect("utf8")
+        .replace(
+            "Contact: <sip:fe@198.18.1.2:5060>",
+            "Record-Route: <sip:198.18.1.2:5080;lr>\r\nContact: <sip:fe@198.18.1.2:5090>",
+        );
+    let a = r.msg(proxied.as_bytes(), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    assert!(
+        inv.header("record-route").is_none(),
+        "the route set is the pool leg's, not passed to the gateway"
+    );
+    let a = r.msg(&respond(&inv, 200, "gw1", Some(ANSWER)), gw(5060, 5060));
+    let ok = sent_to(&a, fe())[0].clone();
+    assert_eq!(
+        ok.headers_named("record-route"),
+        vec!["<sip:198.18.1.2:5080;lr>".to_string()]
+    );
+    r.msg(&fe_in_dialog("ACK", &ok, 7, "ack-rr"), fe());
+    let bye = format!(
+        "BYE sip:mediator@198.18.2.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.2:5060;branch=z9hG4bK-gwbye-rr\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+        respond_to_header(&inv),
+        inv.header("from").expect("from"),
+        inv.summary.call_id
+    );
+    let a = r.msg(bye.as_bytes(), gw(5060, 5060));
+    let proxy = Peer::udp("198.18.1.2:5080", "198.18.1.1:5060");
+    let to_proxy = requests(&sent_to(&a, proxy))
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(to_proxy.len(), 1, "the BYE goes to the proxy");
+    assert_eq!(to_proxy[0].method(), Some("BYE"));
+    assert_eq!(to_proxy[0].request_uri(), Some("sip:fe@198.18.1.2:5090"));
+    assert_eq!(
+        to_proxy[0].headers_named("route"),
+        vec!["<sip:198.18.1.2:5080;lr>".to_string()]
+    );
+    assert!(sent_to(&a, fe()).is_empty());
+}

@@ -392,7 +392,7 @@ impl Engine {
         let Some(leg) = call.leg_mut(side) else {
             return;
         };
-        let peer = leg.peer;
+        let peer = leg.next_hop();
         let req = match leg.request(
             method,
             &branch,
@@ -462,7 +462,7 @@ impl Engine {
                     .calls
                     .get_mut(&id)
                     .and_then(|c| c.leg_mut(to))
-                    .map(|l| l.peer)
+                    .map(|l| l.next_hop())
             {
                 out.push(Action::Send {
                     to: peer,
@@ -495,7 +495,7 @@ impl Engine {
                 };
                 leg.refresh_target(&m);
                 if invite {
-                    let peer = leg.peer;
+                    let peer = leg.next_hop();
                     if let Ok(a) = leg.request("ACK", &branch, Some(m.summary.cseq), &[], None) {
                         let bytes = a.to_bytes();
                         out.push(Action::Send {
