@@ -318,6 +318,7 @@ mod tests {
         let mut global = t.configs.get("global").expect("global").clone();
         global.value.settings.options_interval_secs = None;
         global.value.settings.options_failures = None;
+        global.value.settings.follow_redirects = None;
         let ch = Changes {
             puts: vec![(
                 Kind::TrunkConfiguration,
@@ -331,8 +332,12 @@ mod tests {
         let (_, t) = Store::open(&dir, 2).expect("an older store opens");
         let s = &t.configs.get("global").expect("global").value.settings;
         assert_eq!(
-            (s.options_interval_secs, s.options_failures),
-            (Some(60), Some(5))
+            (
+                s.options_interval_secs,
+                s.options_failures,
+                s.follow_redirects
+            ),
+            (Some(60), Some(5), Some(false))
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -248,7 +248,7 @@ impl Engine {
                 self.request(key, from, *message, out, topo, now)
             }
             Event::Ack { message, .. } => self.ack(*message, out, now),
-            Event::Response { key, message } => self.response(key, *message, out, now),
+            Event::Response { key, message } => self.response(key, *message, out, topo, now),
             Event::Timeout { key } => self.timeout(key, out, now),
             Event::Refused {
                 from,
@@ -564,6 +564,7 @@ impl Engine {
                 pending_sdp: None,
                 b_min_se: self.cfg.min_se,
                 se_retried: None,
+                redirected: 0,
             },
         );
         self.next_attempt(id, out, now);
@@ -708,7 +709,14 @@ impl Engine {
 
     // ---- responses --------------------------------------------------------------------------
 
-    fn response(&mut self, key: TxKey, m: Message, out: &mut Vec<Action>, now: Instant) {
+    fn response(
+        &mut self,
+        key: TxKey,
+        m: Message,
+        out: &mut Vec<Action>,
+        topo: &Topology,
+        now: Instant,
+    ) {
         let status = m.status().unwrap_or(0);
         let Some(purpose) = self.by_client.get(&key) else {
             return;
@@ -716,7 +724,7 @@ impl Engine {
         match purpose {
             Purpose::Invite { call } => {
                 let id = *call;
-                self.invite_response(id, key, m, status, out, now);
+                self.invite_response(id, key, m, status, out, topo, now);
             }
             Purpose::InDialog { .. } => {
                 if status >= 200
@@ -800,6 +808,7 @@ impl Engine {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn invite_response(
         &mut self,
         id: CallId,
@@ -807,6 +816,7 @@ impl Engine {
         m: Message,
         status: u16,
         out: &mut Vec<Action>,
+        topo: &Topology,
         now: Instant,
     ) {
         let Some(call) = self.calls.get_mut(&id) else {
@@ -984,24 +994,40 @@ impl Engine {
                 tracing::info!(call = id, trunk = %t.trunk, status, translated, "attempt failed");
                 call.last = Some((translated, reason.clone()));
                 // A 422 not cured by asking its Min-SE is the trunk's failure, not the caller's.
-                let failover =
-                    (500..600).contains(&translated) || translated == 408 || translated == 422;
+                let alternative = t.from_redirect
+                    && call
+                        .targets
+                        .get(call.next_target)
+                        .is_some_and(|n| n.from_redirect);
+                let failover = (500..600).contains(&translated)
+                    || translated == 408
+                    || translated == 422
+                    || alternative;
                 if translated == 422 {
                     call.last = Some((500, "Server Internal Error".into()));
                 }
-                if failover {
+                let follow =
+                    (300..400).contains(&translated) && t.follow_redirects && call.outbound;
+                let history = t.forward_call_history;
+                if follow && self.follow_redirect(id, att.target, &m, topo) > 0 {
+                    tracing::info!(call = id, status, "redirect followed");
+                    self.next_attempt(id, out, now);
+                } else if failover {
                     self.next_attempt(id, out, now);
                 } else {
+                    let Some(call) = self.calls.get_mut(&id) else {
+                        return;
+                    };
                     let mut extra = passed(&m);
                     extra.retain(|(n, _)| *n == "Reason");
                     if (300..400).contains(&translated) {
-                        // A redirect is relayed with where it points (followed redirects are
-                        // not built yet), and with the call's history when the trunk says so.
+                        // A redirect not followed is relayed with where it points, and with the
+                        // call's history when the trunk says so.
                         // At most 16: a redirect is no amplifier either.
                         for v in m.headers_named("contact").into_iter().take(16) {
                             extra.push(("Contact", v));
                         }
-                        if t.forward_call_history {
+                        if history {
                             for name in ["Diversion", "History-Info"] {
                                 for v in m.headers_named(name) {
                                     extra.push((name, v));

@@ -88,6 +88,10 @@ const WORDS: &[(&str, &str)] = &[
         "options_failures",
         "Failed OPTIONS probes in a row that mark the trunk down (1-100)",
     ),
+    (
+        "follow_redirects",
+        "Follow a gateway's 3xx to the gateways it names instead of relaying it",
+    ),
 ];
 
 /// How a list is named by the flags that empty it or give it back to the wider scope.

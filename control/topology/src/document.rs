@@ -479,6 +479,7 @@ response_code_rules = [{ received = 408, translated = 503 }]
 srtp_passthrough = false
 options_interval_secs = 60
 options_failures = 5
+follow_redirects = false
 
 [[trunk_configuration]]
 name = "trunk:gw1-5068"

@@ -253,6 +253,10 @@ pub struct Settings {
     /// Consecutive failed probes that mark the trunk down.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub options_failures: Option<u32>,
+    /// A 3xx from the gateway is followed (its Contacts tried as the next targets) instead of
+    /// relayed to the caller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follow_redirects: Option<bool>,
 }
 
 /// Applies `$m!` to every setting: `$m!(field_name)`. One list, so merging, masks, effective
@@ -281,6 +285,7 @@ macro_rules! for_each_setting {
         $m!(srtp_passthrough);
         $m!(options_interval_secs);
         $m!(options_failures);
+        $m!(follow_redirects);
     };
 }
 
@@ -306,6 +311,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "srtp_passthrough",
     "options_interval_secs",
     "options_failures",
+    "follow_redirects",
 ];
 
 impl Settings {
@@ -333,6 +339,7 @@ impl Settings {
             srtp_passthrough: Some(false),
             options_interval_secs: Some(60),
             options_failures: Some(5),
+            follow_redirects: Some(false),
         }
     }
 

@@ -311,6 +311,7 @@ pub fn settings_from_pb_unchecked(s: &pb::TrunkSettings) -> Result<Settings, Fie
         srtp_passthrough: s.srtp_passthrough,
         options_interval_secs: s.options_interval_secs,
         options_failures: s.options_failures,
+        follow_redirects: s.follow_redirects,
     };
     Ok(settings)
 }
@@ -349,6 +350,7 @@ pub fn settings_to_pb(s: &Settings) -> pb::TrunkSettings {
         srtp_passthrough: s.srtp_passthrough,
         options_interval_secs: s.options_interval_secs,
         options_failures: s.options_failures,
+        follow_redirects: s.follow_redirects,
     }
 }
 

@@ -193,6 +193,8 @@ pub(super) struct Call {
     pub(super) b_min_se: u32,
     /// The target whose 422 has been retried already (once per target).
     pub(super) se_retried: Option<usize>,
+    /// Targets added by followed redirects.
+    pub(super) redirected: usize,
 }
 
 /// An offer in flight between the legs.

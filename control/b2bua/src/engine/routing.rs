@@ -22,6 +22,11 @@ pub(super) struct Target {
     pub(super) forward_pai: bool,
     /// `forward_call_history`: Diversion and History-Info pass (on relayed redirects).
     pub(super) forward_call_history: bool,
+    /// `follow_redirects`: a 3xx is followed to the gateways it names.
+    pub(super) follow_redirects: bool,
+    /// Added by a followed redirect: the Contacts of one 3xx are alternatives, tried in turn
+    /// whatever the previous one answered.
+    pub(super) from_redirect: bool,
     pub(super) fast_failover: Option<Duration>,
     pub(super) code_rules: Vec<(u16, u16)>,
     /// The callee's leg's media encryption policy on this target.
@@ -70,6 +75,8 @@ impl Target {
             refer: s.refer_support.unwrap_or(true),
             forward_pai: s.forward_pai.unwrap_or(false),
             forward_call_history: s.forward_call_history.unwrap_or(false),
+            follow_redirects: s.follow_redirects.unwrap_or(false),
+            from_redirect: false,
             fast_failover: s.fast_failover.unwrap_or(false).then(|| {
                 Duration::from_secs(u64::from(s.fast_failover_timeout_secs.unwrap_or(10)))
             }),
@@ -329,6 +336,99 @@ impl Engine {
         }
     }
 
+    /// A 3xx from target `from` on a trunk with `follow_redirects`: its Contacts, best `q` first
+    /// (at most 16 read), that name the gateway of a trunk of the call's pool (its address and
+    /// port, and transport when the Contact gives one) become the next targets, with the
+    /// Contact's user part as the number. Refused: a trunk and number the call tried already
+    /// (loops), a trunk that is down, one whose media handling (bypass, SRTP policy) differs from
+    /// the redirecting trunk's (the sessions are made), and more than `MAX_REDIRECTS` in all.
+    /// Returns how many were added.
+    pub(super) fn follow_redirect(
+        &mut self,
+        id: CallId,
+        from: usize,
+        m: &Message,
+        topo: &Topology,
+    ) -> usize {
+        let Some(call) = self.calls.get(&id) else {
+            return 0;
+        };
+        let (pool, cur, tried, redirected) = (
+            call.pool.clone(),
+            call.targets[from].clone(),
+            call.targets
+                .iter()
+                .map(|t| (t.trunk.clone(), t.called.clone()))
+                .collect::<Vec<_>>(),
+            call.redirected,
+        );
+        let mut contacts = contact_list(m);
+        contacts.truncate(16);
+        contacts.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let mut new: Vec<Target> = Vec::new();
+        for (uri, _) in contacts {
+            if redirected + new.len() >= MAX_REDIRECTS {
+                break;
+            }
+            let Some((addr, tp)) = crate::leg::uri_addr(&uri) else {
+                tracing::info!(call = id, contact = %uri, "redirect: not an IP address, not followed");
+                continue;
+            };
+            let trunks: Vec<mediator_topology::model::Trunk> = topo
+                .trunks
+                .values()
+                .map(|t| t.value.clone())
+                .filter(|t| t.pool == pool)
+                .collect();
+            let Some((trunk, peer)) = trunks.into_iter().find_map(|t| {
+                let peer = trunk_peer(topo, &t)?;
+                (peer.remote == addr && tp.is_none_or(|tp| tp == peer.transport))
+                    .then_some((t, peer))
+            }) else {
+                tracing::info!(call = id, contact = %uri, pool, "redirect: no trunk of the pool goes there, not followed");
+                continue;
+            };
+            let called = user_of(&uri).unwrap_or_else(|| cur.called.clone());
+            let seen = tried.iter().any(|(t, c)| *t == trunk.name && *c == called)
+                || new
+                    .iter()
+                    .any(|t| t.trunk == trunk.name && t.called == called);
+            if seen {
+                tracing::info!(call = id, trunk = %trunk.name, called, "redirect: a loop, not followed");
+                continue;
+            }
+            if self.is_down(&trunk.name) {
+                continue;
+            }
+            let Ok(eff) = topo.effective(&trunk.name) else {
+                continue;
+            };
+            let mut target = Target::new(
+                &trunk.name,
+                &trunk.gateway,
+                peer,
+                called,
+                cur.calling.clone(),
+                &eff.settings,
+            );
+            target.route = cur.route.clone();
+            target.from_redirect = true;
+            target.srtp = self.trunk_policy(&trunk, &eff);
+            if target.bypass != cur.bypass || target.srtp != cur.srtp {
+                tracing::info!(call = id, trunk = %trunk.name, "redirect: the trunk handles media otherwise, not followed");
+                continue;
+            }
+            new.push(target);
+        }
+        let n = new.len();
+        if let Some(call) = self.calls.get_mut(&id) {
+            let at = call.next_target;
+            call.targets.splice(at..at, new);
+            call.redirected += n;
+        }
+        n
+    }
+
     /// Tries the next target, or answers the caller with the last meaningful response.
     pub(super) fn next_attempt(&mut self, id: CallId, out: &mut Vec<Action>, now: Instant) {
         let Some(call) = self.calls.get_mut(&id) else {
@@ -377,4 +477,46 @@ impl Engine {
         }
         self.send_invite(id, out, now);
     }
+}
+
+/// Redirect targets a call may add in all (a redirect is no amplifier, and no loop lasts).
+pub(super) const MAX_REDIRECTS: usize = 8;
+
+/// The Contacts of a response as (URI, q), in order (`q` 1.0 when absent or unreadable).
+fn contact_list(m: &Message) -> Vec<(String, f32)> {
+    let mut out = Vec::new();
+    for value in m.headers_named("contact") {
+        // Split on commas outside <> and quotes.
+        let (mut depth, mut quoted, mut start) = (0i32, false, 0usize);
+        let bytes = value.as_bytes();
+        let mut items = Vec::new();
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b'"' => quoted = !quoted,
+                b'<' if !quoted => depth += 1,
+                b'>' if !quoted => depth -= 1,
+                b',' if !quoted && depth == 0 => {
+                    items.push(&value[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        items.push(&value[start..]);
+        for item in items {
+            let uri = uri_of(item.trim());
+            if uri.is_empty() {
+                continue;
+            }
+            let after = item.rsplit_once('>').map_or("", |(_, a)| a);
+            let q = after
+                .split(';')
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|v| v.trim().parse::<f32>().ok())
+                .filter(|q| (0.0..=1.0).contains(q))
+                .unwrap_or(1.0);
+            out.push((uri, q));
+        }
+    }
+    out
 }

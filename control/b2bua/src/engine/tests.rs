@@ -1035,3 +1035,72 @@ fn the_pool_leg_follows_a_record_routing_proxy() {
     );
     assert!(sent_to(&a, fe()).is_empty());
 }
+
+/// With `follow_redirects` a gateway's 302 is followed: its Contacts that are gateways of the
+/// call's pool become the next targets, best q first, with the Contact's number; a Contact
+/// elsewhere, or back to a trunk and number already tried, is not followed; the record lists
+/// every attempt. With nothing left to follow, the 3xx is relayed.
+#[test]
+fn a_redirect_is_followed_to_the_gateways_it_names_when_the_trunk_says_so() {
+    let mut r = Run::new("follow");
+    r.t.configs
+        .get_mut("global")
+        .expect("global")
+        .value
+        .settings
+        .follow_redirects = Some(true);
+    let a = r.msg(&invite("+14255550100", "c90"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let moved = build_response(
+        &inv,
+        302,
+        "Moved Temporarily",
+        "gw1",
+        &[(
+            "Contact",
+            "<sip:+14255550177@198.18.2.2:5064>;q=0.5, <sip:+14255550166@198.18.2.2:5062>;q=0.9, <sip:+14255550155@198.18.2.9:5060>"
+                .into(),
+        )],
+        None,
+    );
+    let a = r.msg(&moved, gw(5060, 5060));
+    assert!(
+        statuses(&sent_to(&a, fe())).iter().all(|s| *s < 300),
+        "the caller does not see the redirect"
+    );
+    let next = requests(&sent_to(&a, gw(5062, 5062)))[0].clone();
+    assert_eq!(next.method(), Some("INVITE"));
+    assert_eq!(
+        next.request_uri(),
+        Some("sip:+14255550166@198.18.2.2:5062;user=phone")
+    );
+    // That gateway redirects back to where the call started: a loop, not followed; the next
+    // Contact of the first redirect (q=0.5) is tried instead.
+    let back = build_response(
+        &next,
+        302,
+        "Moved Temporarily",
+        "gw2",
+        &[("Contact", "<sip:14255550100@198.18.2.2:5060>".into())],
+        None,
+    );
+    let a = r.msg(&back, gw(5062, 5062));
+    let third = requests(&sent_to(&a, gw(5064, 5064)))[0].clone();
+    assert_eq!(
+        third.request_uri(),
+        Some("sip:+14255550177@198.18.2.2:5064;user=phone")
+    );
+    let a = r.msg(&respond(&third, 486, "gw3", None), gw(5064, 5064));
+    let rec = ended(&a).expect("ended");
+    assert_eq!(rec.status, 486);
+    assert_eq!(
+        rec.attempts,
+        [
+            ("198.18.2.2".to_string(), 302),
+            ("gw-5062".to_string(), 302),
+            ("gw-silent".to_string(), 486)
+        ]
+    );
+}
