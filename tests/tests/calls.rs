@@ -1128,3 +1128,38 @@ async fn a_record_routing_proxy_on_the_pool_side_gets_the_dialog_s_requests() {
     );
     assert!(!seen.contains("Aborting"), "{seen}");
 }
+
+/// A forked INVITE (SIPp as a forking gateway, `max_early_dialogs` at its default of 20): two
+/// early dialogs each send a 183 with SDP, both reach the caller anchored on the relay; the first
+/// answers and wins; the second answers too and gets an ACK and a BYE in its own dialog; the
+/// caller's BYE ends the first (both scenarios check the To tags).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forked_invite_with_two_early_dialogs() {
+    if !privileged("a_forked_invite_with_two_early_dialogs") {
+        return;
+    }
+    let lab = CallLab::new("fork").await.expect("call lab");
+    let gw = uas(&lab, 5060, "uas_fork");
+    let sf = scenario("uac_fork");
+    let run = lab
+        .from_pool("+14255550100", 1, &["-sf", &sf])
+        .expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "{run:?}\n{}",
+        lab.log()
+    );
+    let c = &lab.wait_recent(1).await.expect("recent")[0];
+    assert_eq!(
+        (c.status, c.end_reason.as_str()),
+        (200, "BYE from the pool side"),
+        "{c:?}"
+    );
+    let seen = gw.messages();
+    assert!(
+        seen.matches("BYE sip:").count() == 2 && !seen.contains("Aborting"),
+        "the second dialog's BYE and the caller's:\n{seen}"
+    );
+    assert!(lab.active().await.expect("active").is_empty());
+}

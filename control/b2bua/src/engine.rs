@@ -676,6 +676,8 @@ impl Engine {
             target: i,
             key: key.clone(),
             invite,
+            base: leg.clone(),
+            early: Vec::new(),
             leg,
             provisional: false,
             deadline: t.fast_failover.map(|d| now + d),
@@ -824,11 +826,40 @@ impl Engine {
         };
         let current = call.attempt.as_ref().is_some_and(|a| a.key == key);
         if !current {
+            let Some(b) = &call.b else {
+                return;
+            };
+            if !(200..300).contains(&status) {
+                return;
+            }
+            if m.summary.to_tag != b.remote_tag {
+                // A second 2xx of a forked INVITE (another dialog answered too): it is ACKed and
+                // hung up (RFC 3261 §13.2.2.4); the call keeps the first.
+                let mut extra = b.clone();
+                extra.remote_tag = None;
+                extra.route_set.clear();
+                extra.learn(&m, true);
+                let (ack_branch, bye_branch) = (self.branch(), self.branch());
+                tracing::info!(
+                    call = id,
+                    "a second dialog answered the forked INVITE: ACK and BYE"
+                );
+                if let Ok(ack) = extra.request("ACK", &ack_branch, Some(m.summary.cseq), &[], None)
+                {
+                    out.push(Action::Send {
+                        to: extra.next_hop(),
+                        bytes: ack.to_bytes(),
+                    });
+                }
+                if let Ok(bye) = extra.request("BYE", &bye_branch, None, &[], None) {
+                    let (k, step) = self.layer.request(bye, extra.next_hop(), now);
+                    self.by_client.insert(k, Purpose::Ignore);
+                    emit(out, step);
+                }
+                return;
+            }
             // A 2xx retransmission of the answered INVITE: ACK it again.
-            if (200..300).contains(&status)
-                && let Some(ack) = &call.acks[slot(call.a_side.other())]
-                && let Some(b) = &call.b
-            {
+            if let Some(ack) = &call.acks[slot(call.a_side.other())] {
                 out.push(Action::Send {
                     to: b.next_hop(),
                     bytes: ack.clone(),
@@ -850,7 +881,17 @@ impl Engine {
                 att.provisional = true;
                 att.deadline = None;
                 if m.summary.to_tag.is_some() {
-                    att.leg.learn(&m, true);
+                    let max = call.targets[att.target].max_early_dialogs;
+                    if !att.fork(&m, max) {
+                        // A forked INVITE's early dialog beyond max_early_dialogs: its
+                        // provisional is not relayed (it may still answer, and win).
+                        tracing::info!(
+                            call = id,
+                            max,
+                            "an early dialog beyond max_early_dialogs is not relayed"
+                        );
+                        return;
+                    }
                 }
                 call.phase = Phase::Early;
                 if call.offer.is_none() && !call.target().is_some_and(|t| t.bypass) {
@@ -911,7 +952,15 @@ impl Engine {
                 let Some(mut att) = call.attempt.take() else {
                     return;
                 };
-                att.leg.learn(&m, true);
+                // The dialog that answers wins: its early dialog (or a new one).
+                att.fork(&m, usize::MAX);
+                if att.early.len() > 1 {
+                    tracing::info!(
+                        call = id,
+                        early_dialogs = att.early.len(),
+                        "a forked INVITE answered; its other early dialogs end with it"
+                    );
+                }
                 let trunk = call.targets[att.target].trunk.clone();
                 call.tried.push((trunk.clone(), status));
                 call.b = Some(att.leg);

@@ -32,9 +32,43 @@ pub(super) struct Attempt {
     pub(super) target: usize,
     pub(super) key: TxKey,
     pub(super) invite: Message,
+    /// The early dialog whose provisional was relayed last (the caller's PRACKs and early
+    /// requests go there), or the leg as sent before any.
     pub(super) leg: Leg,
+    /// The leg as sent, before any early dialog (a fork's starts from it).
+    pub(super) base: Leg,
+    /// Every early dialog of a forked INVITE, at most the trunk's `max_early_dialogs`.
+    pub(super) early: Vec<Leg>,
     pub(super) provisional: bool,
     pub(super) deadline: Option<Instant>,
+}
+
+impl Attempt {
+    /// A response with a To tag: its early dialog (found, or started from the leg as sent
+    /// while fewer than `max` exist) becomes the current one, learning what the response says.
+    /// False when it would be one early dialog too many.
+    pub(super) fn fork(&mut self, m: &Message, max: usize) -> bool {
+        let tag = m.summary.to_tag.as_deref();
+        let i = match self
+            .early
+            .iter()
+            .position(|l| l.remote_tag.as_deref() == tag)
+        {
+            Some(i) => i,
+            None if self.early.len() < max => {
+                self.early.push(self.base.clone());
+                self.early.len() - 1
+            }
+            None => return false,
+        };
+        let mut leg = self.early[i].clone();
+        // Requests sent in any early dialog (PRACK) count toward the next CSeq.
+        leg.local_cseq = leg.local_cseq.max(self.leg.local_cseq);
+        leg.learn(m, true);
+        self.early[i] = leg.clone();
+        self.leg = leg;
+        true
+    }
 }
 
 /// An INVITE Mediator gave up on (failover, CANCEL): a late 1xx gets the CANCEL, a late 2xx an

@@ -27,6 +27,8 @@ pub(super) struct Target {
     /// Added by a followed redirect: the Contacts of one 3xx are alternatives, tried in turn
     /// whatever the previous one answered.
     pub(super) from_redirect: bool,
+    /// `max_early_dialogs`: early dialogs of a forked INVITE followed at most.
+    pub(super) max_early_dialogs: usize,
     pub(super) fast_failover: Option<Duration>,
     pub(super) code_rules: Vec<(u16, u16)>,
     /// The callee's leg's media encryption policy on this target.
@@ -77,6 +79,7 @@ impl Target {
             forward_call_history: s.forward_call_history.unwrap_or(false),
             follow_redirects: s.follow_redirects.unwrap_or(false),
             from_redirect: false,
+            max_early_dialogs: s.max_early_dialogs.unwrap_or(20).max(1) as usize,
             fast_failover: s.fast_failover.unwrap_or(false).then(|| {
                 Duration::from_secs(u64::from(s.fast_failover_timeout_secs.unwrap_or(10)))
             }),

@@ -1104,3 +1104,79 @@ fn a_redirect_is_followed_to_the_gateways_it_names_when_the_trunk_says_so() {
         ]
     );
 }
+
+/// A forked INVITE: each early dialog's provisional reaches the caller with its SDP anchored
+/// (the session follows the latest), up to `max_early_dialogs`; the dialog that answers wins,
+/// and a second 2xx is ACKed and hung up in its own dialog.
+#[test]
+fn a_forked_invite_follows_its_early_dialogs_and_the_first_answer_wins() {
+    let mut r = Run::new("fork");
+    r.t.configs
+        .get_mut("global")
+        .expect("global")
+        .value
+        .settings
+        .max_early_dialogs = Some(2);
+    let a = r.msg(&invite("+14255550100", "c95"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let gw_port = |a: &[Action]| {
+        a.iter().find_map(|x| match x {
+            Action::UpdateMedia { request, .. } => {
+                request.gateway.and_then(|g| g.rtp).map(|e| e.port())
+            }
+            _ => None,
+        })
+    };
+    let fork_b = ANSWER.replace("7000", "7002").replace("o=- 2 2", "o=- 3 1");
+    let a = r.msg(&respond(&inv, 180, "forkA", Some(ANSWER)), gw(5060, 5060));
+    assert_eq!(statuses(&sent_to(&a, fe())), [180]);
+    assert_eq!(gw_port(&a), Some(7000));
+    let a = r.msg(&respond(&inv, 183, "forkB", Some(&fork_b)), gw(5060, 5060));
+    let p = sent_to(&a, fe());
+    assert_eq!(statuses(&p), [183]);
+    assert!(
+        String::from_utf8_lossy(p[0].body()).contains("m=audio 30000 "),
+        "anchored"
+    );
+    assert_eq!(
+        gw_port(&a),
+        Some(7002),
+        "the session follows the latest early dialog"
+    );
+    let a = r.msg(&respond(&inv, 180, "forkC", None), gw(5060, 5060));
+    assert!(
+        sent_to(&a, fe()).is_empty(),
+        "a third early dialog is beyond max_early_dialogs"
+    );
+    // Fork A answers: it wins (the session goes back to its address).
+    let a = r.msg(&respond(&inv, 200, "forkA", Some(ANSWER)), gw(5060, 5060));
+    assert_eq!(finals(&sent_to(&a, fe())), [200]);
+    assert_eq!(gw_port(&a), Some(7000));
+    let ok = sent_to(&a, fe())
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .expect("200");
+    // Fork B answers too: ACKed and hung up in its own dialog.
+    let a = r.msg(&respond(&inv, 200, "forkB", Some(&fork_b)), gw(5060, 5060));
+    let to_gw = sent_to(&a, gw(5060, 5060));
+    let m: Vec<(&str, Option<&str>)> = to_gw
+        .iter()
+        .map(|x| (x.method().unwrap_or_default(), x.summary.to_tag.as_deref()))
+        .collect();
+    assert_eq!(m, [("ACK", Some("forkB")), ("BYE", Some("forkB"))]);
+    assert!(sent_to(&a, fe()).is_empty());
+    // The caller's ACK goes to the winner.
+    let a = r.msg(&fe_in_dialog("ACK", &ok, 7, "ack-fork"), fe());
+    let ack = &sent_to(&a, gw(5060, 5060))[0];
+    assert_eq!(
+        (ack.method(), ack.summary.to_tag.as_deref()),
+        (Some("ACK"), Some("forkA"))
+    );
+    assert_eq!(r.e.call(id, r.now).expect("the call").state, "confirmed");
+}
+
+fn finals(ms: &[Message]) -> Vec<u16> {
+    statuses(ms).into_iter().filter(|s| *s >= 200).collect()
+}
