@@ -312,6 +312,9 @@ struct Entry {
     /// The same for RTCP (its own silence, its own event).
     rtcp_timed_out: bool,
     rtcp_next_check: Option<(u64, u32)>,
+    /// RTCP is watched from then on (creation, or the last update: a new endpoint must send
+    /// RTCP of its own before its silence counts).
+    rtcp_since: u64,
 }
 
 struct Inner {
@@ -728,6 +731,7 @@ impl Dataplane {
             next_check: None,
             rtcp_timed_out: false,
             rtcp_next_check: None,
+            rtcp_since: monotonic_ns(),
         })
     }
 
@@ -992,6 +996,9 @@ impl Dataplane {
         {
             e.timed_out = false;
             e.next_check = None;
+            e.rtcp_timed_out = false;
+            e.rtcp_next_check = None;
+            e.rtcp_since = monotonic_ns();
         }
         self.evaluate(&shared);
         self.get(&spec.id)
@@ -1281,11 +1288,13 @@ impl Dataplane {
         }
     }
 
-    /// The RTCP half of [`Self::check_timeouts`] for one session: armed once RTCP has been seen
-    /// (a peer that never sends RTCP is not a dead call), silent rtcp-mux sessions excepted (their
-    /// RTCP rides on the RTP streams).
+    /// The RTCP half of [`Self::check_timeouts`] for one session. Each direction is watched on
+    /// its own (a peer that died while the other still sends RTCP is still a dead call), and
+    /// only once it has carried RTCP since the session was created or last updated (a peer that
+    /// never sends RTCP, or a new endpoint that has not yet, is not a dead call). rtcp-mux
+    /// sessions are not watched (their RTCP rides on the RTP streams).
     fn check_rtcp(&self, id: &str, shared: &SessionShared, now: u64) {
-        let (slots, user_last, on_hold, timeout) = {
+        let (slots, user, on_hold, timeout) = {
             let Ok(m) = shared.media.lock() else { return };
             let t = if m.on_hold {
                 m.options.rtcp_hold_timeout_secs
@@ -1295,37 +1304,54 @@ impl Dataplane {
             if t == 0 || m.options.rtcp_mux {
                 return;
             }
-            let rtcp: Vec<StreamId> = StreamId::ALL
-                .into_iter()
-                .filter(|s| s.kind == Kind::Rtcp)
-                .collect();
-            let slots: Vec<u32> = rtcp.iter().map(|&s| m.stream(s).stats_slot).collect();
-            let user = rtcp
-                .iter()
-                .map(|&s| m.stream(s).user.last_seen_ns)
-                .max()
-                .unwrap_or(0);
-            (slots, user, m.on_hold, t)
+            let rtcp = [Side::Pool, Side::Gateway].map(|from| StreamId {
+                from,
+                kind: Kind::Rtcp,
+            });
+            (
+                rtcp.map(|s| m.stream(s).stats_slot),
+                rtcp.map(|s| m.stream(s).user.last_seen_ns),
+                m.on_hold,
+                t,
+            )
         };
-        let next = self
-            .inner
-            .lock()
-            .ok()
-            .and_then(|i| i.sessions.get(id).and_then(|e| e.rtcp_next_check));
+        let Some((since, next)) = self.inner.lock().ok().and_then(|i| {
+            i.sessions
+                .get(id)
+                .map(|e| (e.rtcp_since, e.rtcp_next_check))
+        }) else {
+            return;
+        };
         if next.is_some_and(|(at, with)| with == timeout && now < at) {
             return;
         }
-        let kernel_last = slots
+        let timeout_ns = u64::from(timeout) * 1_000_000_000;
+        // The last RTCP of each direction that has carried RTCP since `since`.
+        let armed: Vec<u64> = slots
             .iter()
-            .flat_map(|&s| self.forwarder.read_stats(s).unwrap_or_default())
-            .map(|k| k.last_seen_ns)
-            .max()
-            .unwrap_or(0);
-        let last = user_last.max(kernel_last);
-        if last == 0 {
-            return; // no RTCP yet: not armed
-        }
-        let idle_ms = now.saturating_sub(last) / 1_000_000;
+            .zip(user)
+            .map(|(&slot, u)| {
+                self.forwarder
+                    .read_stats(slot)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|k| k.last_seen_ns)
+                    .max()
+                    .unwrap_or(0)
+                    .max(u)
+            })
+            .filter(|&last| last > since)
+            .collect();
+        let Some(&oldest) = armed.iter().min() else {
+            // Not armed: nothing can fire before a timeout from now.
+            if let Ok(mut inner) = self.inner.lock()
+                && let Some(e) = inner.sessions.get_mut(id)
+            {
+                e.rtcp_next_check = Some((now + timeout_ns, timeout));
+            }
+            return;
+        };
+        let idle_ms = now.saturating_sub(oldest) / 1_000_000;
         let expired = idle_ms >= u64::from(timeout) * 1000;
         let fire = {
             let Ok(mut inner) = self.inner.lock() else {
@@ -1336,8 +1362,7 @@ impl Dataplane {
             };
             let fire = expired && !e.rtcp_timed_out;
             e.rtcp_timed_out = expired;
-            e.rtcp_next_check =
-                (!expired).then(|| (last + u64::from(timeout) * 1_000_000_000, timeout));
+            e.rtcp_next_check = (!expired).then(|| (oldest + timeout_ns, timeout));
             fire
         };
         if fire {
@@ -2249,6 +2274,61 @@ mod tests {
         );
         lab.dp.check_timeouts();
         assert!(lab.drain_events().is_empty(), "once per silence");
+        // An update (a re-INVITE, a new endpoint) starts the watch over: the old RTCP no longer
+        // arms it.
+        lab.dp
+            .update(UpdateSpec {
+                id: "r1".into(),
+                on_hold: Some(false),
+                ..Default::default()
+            })
+            .expect("update");
+        tokio::time::sleep(silence).await;
+        lab.dp.check_timeouts();
+        assert!(
+            !lab.drain_events()
+                .iter()
+                .any(|e| matches!(e, EventKind::RtcpTimeout { .. })),
+            "not armed again until RTCP comes after the update"
+        );
+        // Each direction on its own: the pool side keeps sending RTCP, the gateway's stopped.
+        let pool_slot = lab.slot(
+            "r1",
+            StreamId {
+                from: Side::Pool,
+                kind: Kind::Rtcp,
+            },
+        );
+        let fresh = |lab: &Lab| {
+            let seen = StreamStats {
+                packets: 1,
+                last_seen_ns: monotonic_ns(),
+                ..Default::default()
+            };
+            lab.fake
+                .stats
+                .lock()
+                .expect("fake lock")
+                .insert(pool_slot, vec![seen]);
+        };
+        fresh(&lab);
+        lab.fake.stats.lock().expect("fake lock").insert(
+            slot,
+            vec![StreamStats {
+                packets: 2,
+                last_seen_ns: monotonic_ns(),
+                ..Default::default()
+            }],
+        );
+        lab.dp.check_timeouts();
+        tokio::time::sleep(silence).await;
+        fresh(&lab);
+        lab.dp.check_timeouts();
+        let e = lab.next_event().await;
+        assert!(
+            matches!(e.kind, EventKind::RtcpTimeout { .. }),
+            "the gateway's RTCP stopped while the pool's goes on: {e:?}"
+        );
         // On hold with rtcp_hold_timeout_secs 0: off.
         let mut s = spec("r2", None, None, true);
         s.options.rtcp_timeout_secs = 1;

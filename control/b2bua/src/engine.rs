@@ -558,6 +558,7 @@ impl Engine {
                 timers,
                 b_se: self.cfg.session_expires,
                 sent_sdp: [None, None],
+                sent_offer: [false, false],
                 recv_sdp,
                 refresh_keys: [None, None],
                 refresh_invite: [false, false],
@@ -622,8 +623,21 @@ impl Engine {
                 concat!("Mediator/", env!("CARGO_PKG_VERSION")).into(),
             ),
         ];
+        // A delayed offer on an anchored trunk: the callee's offer must come in the 2xx (a
+        // reliable 18x's would need its answer in the caller's PRACK, which Mediator cannot
+        // anchor), so `100rel` is not offered unless the caller requires it.
+        let delayed = call.offer.is_none() && !t.bypass;
         for (n, v) in passed(m) {
-            if matches!(n, "Require" | "Supported" | "Privacy") {
+            if n == "Supported" && delayed {
+                let tags: Vec<&str> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.eq_ignore_ascii_case("100rel"))
+                    .collect();
+                if !tags.is_empty() {
+                    headers.push((n, tags.join(", ")));
+                }
+            } else if matches!(n, "Require" | "Supported" | "Privacy") {
                 headers.push((n, v));
             }
         }
@@ -641,6 +655,7 @@ impl Engine {
         }
         if ctype.to_ascii_lowercase().starts_with(SDP) {
             call.sent_sdp[slot(b_side)] = body.clone();
+            call.sent_offer[slot(b_side)] = true;
         }
         let built = build_request(
             "INVITE",
@@ -983,6 +998,16 @@ impl Engine {
                     cseq: att.invite.summary.cseq,
                 });
                 tracing::info!(call = id, trunk, "answered");
+                if call.offer.is_none()
+                    && !call.target().is_some_and(|t| t.bypass)
+                    && m.body().is_empty()
+                {
+                    // A delayed offer the callee answered without an offer (its offer went in
+                    // a reliable 18x, which Mediator does not anchor): nothing for the caller.
+                    let why = "the callee's 2xx to an INVITE without SDP carries no offer";
+                    self.refuse_answer(id, 488, why, out, now);
+                    return;
+                }
                 if call.offer.is_none() && is_sdp(&m) && !call.target().is_some_and(|t| t.bypass) {
                     // A delayed offer: the callee's offer is anchored first (sessions made),
                     // then goes to the caller, whose ACK brings the answer.
@@ -1243,6 +1268,16 @@ impl Engine {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        if call.delayed.is_some() {
+            // The callee answered a delayed offer, the caller has had no final response yet
+            // (its sessions are being made): the caller gets 487, the callee ACK and BYE.
+            tracing::info!(
+                call = id,
+                "cancelled by the caller while its answer was anchored"
+            );
+            self.refuse_answer(id, 487, "cancelled by the caller", out, now);
+            return;
+        }
         if matches!(call.phase, Phase::Answered | Phase::Confirmed) {
             return; // too late: the call was answered
         }
@@ -1372,6 +1407,13 @@ impl Engine {
         };
         tracing::info!(call = id, leg = side.name(), "BYE");
         let reason = format!("BYE from the {} side", side.name());
+        if call.delayed.is_some() {
+            // Within a delayed offer's anchoring the caller has no final response yet: it gets
+            // one (487 when it left, 480 when the callee did), the callee its ACK and BYE.
+            let status = if side == call.a_side { 487 } else { 480 };
+            self.refuse_answer(id, status, &reason, out, now);
+            return;
+        }
         if side != call.a_side && !matches!(call.phase, Phase::Answered | Phase::Confirmed) {
             // The callee's early dialog ended: the caller gets a final error.
             self.fail(id, 480, &reason, out, now);
@@ -1539,7 +1581,12 @@ impl Engine {
         let refresh = call.phase == Phase::Confirmed
             && match method.as_str() {
                 "UPDATE" => m.body().is_empty() && m.header("p-asserted-identity").is_none(),
-                "INVITE" => repeats_sdp && !call.negotiating && !call.refresh_invite[slot(side)],
+                "INVITE" => {
+                    repeats_sdp
+                        && !call.sent_offer[slot(side)]
+                        && !call.negotiating
+                        && !call.refresh_invite[slot(side)]
+                }
                 _ => false,
             };
         if refresh {
@@ -1698,6 +1745,8 @@ impl Engine {
             let kind = if is_sdp(&sreq) {
                 SdpKind::Answer
             } else {
+                // The offer in a 2xx to a re-INVITE without SDP: its ACK must bring the answer.
+                call.answer_in_ack = method == "INVITE";
                 SdpKind::Offer
             };
             match self.answer_body(id, to, &m, kind, out) {

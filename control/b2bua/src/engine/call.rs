@@ -213,6 +213,9 @@ pub(super) struct Call {
     /// The SDP Mediator last sent to each side: a refresh re-INVITE offers it again, and a
     /// peer's refresh re-INVITE is answered with it.
     pub(super) sent_sdp: [Option<Vec<u8>>; 2],
+    /// That SDP was Mediator's offer (all its suites and codecs), not an answer: a peer's
+    /// refresh re-INVITE is then passed across rather than answered with it.
+    pub(super) sent_offer: [bool; 2],
     /// The last SDP from each side: a re-INVITE that repeats it byte for byte is a refresh
     /// (compared whole, not by its `o=` version: some peers change SDP without bumping it).
     pub(super) recv_sdp: [Option<Vec<u8>>; 2],

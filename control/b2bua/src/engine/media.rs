@@ -209,6 +209,7 @@ impl Engine {
         };
         let a_side = call.a_side;
         let Some(offer) = call.offer.as_ref() else {
+            self.refuse_answer(id, 500, "the delayed offer was lost", out, now);
             return;
         };
         let crypto = call
@@ -220,6 +221,7 @@ impl Engine {
             Ok(body) => {
                 let body = body.into_bytes();
                 call.sent_sdp[slot(a_side)] = Some(body.clone());
+                call.sent_offer[slot(a_side)] = true;
                 call.answer_in_ack = true;
                 self.answer_caller(id, &ok, Some(body), out, now);
             }
@@ -259,9 +261,11 @@ impl Engine {
                     if let Some(p) = call.pending_sdp.take() {
                         call.recv_sdp[slot(p.from)] = Some(p.recv);
                         call.sent_sdp[slot(p.from.other())] = Some(p.sent);
+                        call.sent_offer[slot(p.from.other())] = true;
                     }
                     call.recv_sdp[slot(from)] = Some(m.body().to_vec());
                     call.sent_sdp[slot(from.other())] = Some(b.clone());
+                    call.sent_offer[slot(from.other())] = false;
                 }
             }
         }
@@ -280,6 +284,15 @@ impl Engine {
             return Ok(None);
         };
         if !is_sdp(m) {
+            if !m.body().is_empty() && !call.target().is_some_and(|t| t.bypass) {
+                // Passed as it is, a body Mediator cannot read (multipart, say) could carry the
+                // peer's real addresses and keys past the anchoring.
+                return Err(format!(
+                    "a {} body is not accepted where media is anchored (application/sdp only)",
+                    m.header("content-type")
+                        .unwrap_or_else(|| "typeless".into())
+                ));
+            }
             return Ok((!m.body().is_empty()).then(|| m.body().to_vec()));
         }
         let bypass = call.target().is_some_and(|t| t.bypass);
@@ -336,6 +349,9 @@ impl Engine {
                 Some(s) => {
                     st.remotes[slot(from)] = Some(remote(s));
                     st.live = true;
+                    // The relay starts its silence clocks over with the update.
+                    st.timed_out = false;
+                    st.rtcp_timed_out = false;
                 }
                 // Declined or dropped (port 0): its silence is not the call's.
                 None => st.live = false,

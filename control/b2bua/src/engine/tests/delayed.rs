@@ -208,3 +208,73 @@ fn methods(ms: &[Message]) -> Vec<String> {
         .filter_map(|m| m.method().map(str::to_string))
         .collect()
 }
+
+#[test]
+fn a_cancel_while_the_callee_s_offer_is_anchored_ends_both_legs() {
+    let mut r = Run::new("delayed-cancel");
+    let a = r.msg(&invite_without_sdp("d6"), fe());
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let a = r.msg(&respond(&inv, 200, "gw1", Some(ANSWER)), gw(5060, 5060));
+    let id = created_call(&a);
+    let cancel = String::from_utf8(invite_without_sdp("d6"))
+        .expect("utf8")
+        .replace("INVITE sip:", "CANCEL sip:")
+        .replace("CSeq: 7 INVITE", "CSeq: 7 CANCEL");
+    let a = r.msg(cancel.as_bytes(), fe());
+    assert_eq!(
+        finals(&sent_to(&a, fe())),
+        [200, 487],
+        "the CANCEL's 200, the INVITE's 487"
+    );
+    assert_eq!(methods(&sent_to(&a, gw(5060, 5060))), ["ACK", "BYE"]);
+    assert!(ended(&a).is_some());
+    // The sessions made meanwhile are deleted when they come.
+    let a = r.created(id);
+    assert!(a.iter().any(|x| matches!(x, Action::DeleteMedia { .. })));
+}
+
+#[test]
+fn a_callee_s_2xx_without_the_offer_or_with_another_body_is_refused() {
+    let mut r = Run::new("delayed-nooffer");
+    let a = r.msg(&invite_without_sdp("d7"), fe());
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let a = r.msg(&respond(&inv, 200, "gw1", None), gw(5060, 5060));
+    assert_eq!(finals(&sent_to(&a, fe())), [488]);
+    assert_eq!(methods(&sent_to(&a, gw(5060, 5060))), ["ACK", "BYE"]);
+    // A body Mediator cannot read (multipart) never passes the anchoring.
+    let mut r = Run::new("delayed-multipart");
+    let a = r.msg(&invite_without_sdp("d9"), fe());
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let multipart = build_response(
+        &inv,
+        200,
+        "OK",
+        "gw9",
+        &[("Contact", "<sip:gw@198.18.2.2:5060>".into())],
+        Some(("multipart/mixed;boundary=x", b"--x\r\n\r\nv=0\r\n--x--\r\n")),
+    );
+    let a = r.msg(&multipart, gw(5060, 5060));
+    let back = sent_to(&a, fe());
+    assert_eq!(finals(&back), [488]);
+    assert!(
+        back.iter().all(|m| m.body().is_empty()),
+        "nothing of the callee's body reaches the caller"
+    );
+}
+
+#[test]
+fn an_ack_without_the_answer_to_a_re_invite_s_offer_ends_the_call() {
+    let mut r = Run::new("delayed-reack");
+    let (_inv, ok) = answered(&mut r, "d10");
+    let a = r.msg(&fe_in_dialog("INVITE", &ok, 8, "re-d10"), fe());
+    let re = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let moved = ANSWER.replace("o=- 2 2", "o=- 2 3");
+    let a = r.msg(&respond(&re, 200, "gw1", Some(&moved)), gw(5060, 5060));
+    let ok2 = sent_to(&a, fe())
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .expect("200");
+    let a = r.msg(&ack_with(&ok2, 8, None), fe());
+    assert!(methods(&sent_to(&a, gw(5060, 5060))).contains(&"BYE".to_string()));
+    assert_eq!(ended(&a).expect("ended").status, 488);
+}
