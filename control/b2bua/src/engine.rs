@@ -566,6 +566,7 @@ impl Engine {
                 b_min_se: self.cfg.min_se,
                 se_retried: None,
                 redirected: 0,
+                adding: None,
             },
         );
         self.next_attempt(id, out, now);
@@ -1645,6 +1646,9 @@ impl Engine {
                     return;
                 }
             }
+        }
+        if offer && self.add_streams(id, side, &key, &m, out, now) {
+            return;
         }
         let body = if offer {
             match self.answer_body(id, side, &m, SdpKind::Offer, out) {

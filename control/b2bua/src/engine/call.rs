@@ -232,6 +232,17 @@ pub(super) struct Call {
     pub(super) se_retried: Option<usize>,
     /// Targets added by followed redirects.
     pub(super) redirected: usize,
+    /// A re-offer held while the sessions of the streams it adds are made.
+    pub(super) adding: Option<Box<Adding>>,
+}
+
+/// A re-offer whose added streams' sessions are being made.
+pub(super) struct Adding {
+    pub(super) side: Side,
+    pub(super) key: TxKey,
+    pub(super) m: Message,
+    pub(super) sdp: Sdp,
+    pub(super) indexes: Vec<usize>,
 }
 
 /// An offer in flight between the legs.

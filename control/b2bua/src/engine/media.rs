@@ -14,22 +14,43 @@ pub(super) fn remote(s: &crate::sdp::Stream) -> Remote {
 
 impl Engine {
     pub(super) fn session_requests(&mut self, id: CallId) -> Result<Vec<MediaRequest>, Refused> {
+        let Some(call) = self.calls.get(&id) else {
+            return Ok(Vec::new());
+        };
+        let Some(offer) = call.offer.clone() else {
+            return Ok(Vec::new());
+        };
+        let offerer = call.offerer;
+        let all: Vec<usize> = offer.streams().iter().map(|s| s.index).collect();
+        self.requests_for(id, &offer, offerer, &all, true)
+    }
+
+    /// The sessions for the streams `indexes` of `sdp`, an offer from `offerer`'s side: its
+    /// peer's addresses, the target's latching and RTCP settings, and (when `keyed`) the keys
+    /// the call's encryption gives each side.
+    pub(super) fn requests_for(
+        &mut self,
+        id: CallId,
+        sdp: &Sdp,
+        offerer: Side,
+        indexes: &[usize],
+        keyed: bool,
+    ) -> Result<Vec<MediaRequest>, Refused> {
         let prefix = self.prefix.clone();
         let (media_timeout_secs, hold_timeout_secs) =
             (self.cfg.media_timeout_secs, self.cfg.hold_timeout_secs);
+        let rtcp = self.cfg.rtcp_timeout_secs;
         let Some(call) = self.calls.get_mut(&id) else {
             return Ok(Vec::new());
         };
-        let (Some(offer), Some(t)) = (&call.offer, call.target()) else {
+        let Some(t) = call.target() else {
             return Ok(Vec::new());
         };
         let latching = t.latching;
-        let rtcp = self.cfg.rtcp_timeout_secs;
         let rtcp_timeout_secs = if t.rtcp_active { rtcp } else { 0 };
         let rtcp_hold_timeout_secs = if t.rtcp_on_hold { rtcp } else { 0 };
         // The answerer's leg's policies: every trunk the call may try, or (a delayed offer,
         // made by the callee) the caller's.
-        let offerer = call.offerer;
         let callee: Vec<LegPolicy> = if offerer == call.a_side {
             call.targets
                 .iter()
@@ -39,9 +60,13 @@ impl Engine {
         } else {
             vec![call.a_policy]
         };
-        let on_hold = offer.on_hold();
+        let on_hold = sdp.on_hold();
         let mut requests = Vec::new();
-        for s in offer.streams() {
+        for s in sdp
+            .streams()
+            .into_iter()
+            .filter(|s| indexes.contains(&s.index))
+        {
             let known = remote(&s);
             let (pool, gateway) = if offerer == Side::Pool {
                 (known, Remote::default())
@@ -49,8 +74,8 @@ impl Engine {
                 (Remote::default(), known)
             };
             let srtp = match call.sec.as_mut() {
-                Some(sec) => sec.session_keys(s.index, offerer, &callee)?,
-                None => [None, None],
+                Some(sec) if keyed => sec.session_keys(s.index, offerer, &callee)?,
+                _ => [None, None],
             };
             requests.push(MediaRequest {
                 session_id: format!("m{}-{}-{}", prefix, id, s.index),
@@ -95,6 +120,10 @@ impl Engine {
             }
             return out;
         };
+        if let Some(add) = call.adding.take() {
+            self.streams_added(id, *add, result, &mut out, now);
+            return out;
+        }
         match result {
             Ok(sessions) => {
                 let indexes: Vec<usize> = call
@@ -139,6 +168,149 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// An offer in a re-INVITE or UPDATE from `side` adds streams to an anchored call: plain RTP
+    /// ones get sessions of their own (`on_media_created` then relays the request as any
+    /// re-offer); an SRTP one is refused. `false` when there is nothing to add.
+    pub(super) fn add_streams(
+        &mut self,
+        id: CallId,
+        side: Side,
+        key: &TxKey,
+        m: &Message,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) -> bool {
+        let Some(call) = self.calls.get(&id) else {
+            return false;
+        };
+        if !call.anchored() || !is_sdp(m) {
+            return false;
+        }
+        let Ok(sdp) = std::str::from_utf8(m.body())
+            .map_err(|_| ())
+            .and_then(|t| Sdp::parse(t).map_err(|_| ()))
+        else {
+            return false; // refused with its reason by the usual path
+        };
+        let new: Vec<usize> = sdp
+            .streams()
+            .iter()
+            .map(|s| s.index)
+            .filter(|i| !call.streams.iter().any(|c| c.index == *i))
+            .collect();
+        if new.is_empty() {
+            return false;
+        }
+        let srtp = new.iter().any(|&i| {
+            let media = &sdp.media[i];
+            media.proto.contains("SAVP")
+        }) || sdp.has_keys()
+            || call
+                .sec
+                .as_ref()
+                .is_some_and(|s| s.policy.contains(&LegPolicy::Required));
+        if srtp {
+            self.reply(
+                key,
+                m,
+                488,
+                "adding an SRTP stream mid-call is not supported (plain RTP streams are)",
+                out,
+                now,
+            );
+            return true;
+        }
+        let requests = match self.requests_for(id, &sdp, side, &new, false) {
+            Ok(r) => r,
+            Err(r) => {
+                self.reply(key, m, r.status, &r.reason, out, now);
+                return true;
+            }
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return true;
+        };
+        tracing::info!(
+            call = id,
+            streams = new.len(),
+            leg = side.name(),
+            "a re-offer adds streams: anchoring them"
+        );
+        call.negotiating = true;
+        call.adding = Some(Box::new(Adding {
+            side,
+            key: key.clone(),
+            m: m.clone(),
+            sdp,
+            indexes: new,
+        }));
+        out.push(Action::CreateMedia {
+            call: id,
+            pool: call.pool.clone(),
+            requests,
+        });
+        true
+    }
+
+    /// The relays' answer for streams a re-offer adds: the streams join the call and the
+    /// request goes on as any re-offer, or it is answered with the relays' error.
+    fn streams_added(
+        &mut self,
+        id: CallId,
+        add: Adding,
+        result: Result<Vec<(String, MediaAnswer)>, (u16, String)>,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        call.negotiating = false;
+        match result {
+            Ok(sessions) => {
+                for ((relay, s), index) in sessions.into_iter().zip(add.indexes) {
+                    let (Some(p), Some(g)) = (s.pool, s.gateway) else {
+                        continue;
+                    };
+                    let mut remotes = [None, None];
+                    remotes[slot(add.side)] = add
+                        .sdp
+                        .streams()
+                        .into_iter()
+                        .find(|x| x.index == index)
+                        .map(|x| remote(&x));
+                    call.streams.push(Stream {
+                        index,
+                        session_id: s.session_id,
+                        relay,
+                        anchors: [p, g],
+                        remotes,
+                        live: true,
+                        timed_out: false,
+                        rtcp_timed_out: false,
+                    });
+                }
+                self.relay_request(id, add.side, add.key, add.m, out, now);
+            }
+            Err((status, why)) => {
+                tracing::warn!(
+                    call = id,
+                    status,
+                    why,
+                    "media relay failed for added streams"
+                );
+                self.reply(
+                    &add.key,
+                    &add.m,
+                    status,
+                    &format!("media relay: {why}"),
+                    out,
+                    now,
+                );
+            }
+        }
     }
 
     /// A delayed offer (the caller's INVITE had no SDP) in the callee's 2xx `ok`: the offer
@@ -319,7 +491,8 @@ impl Engine {
             .any(|s| !call.streams.iter().any(|c| c.index == s.index))
         {
             return Err(
-                "a stream was added; adding media streams mid-call is not supported".into(),
+                "a stream was added where it cannot be anchored (only a re-INVITE or UPDATE offer may add one)"
+                    .into(),
             );
         }
         if !call.anchored() {

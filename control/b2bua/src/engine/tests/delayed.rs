@@ -278,3 +278,98 @@ fn an_ack_without_the_answer_to_a_re_invite_s_offer_ends_the_call() {
     assert!(methods(&sent_to(&a, gw(5060, 5060))).contains(&"BYE".to_string()));
     assert_eq!(ended(&a).expect("ended").status, 488);
 }
+
+/// A re-INVITE that adds a plain RTP stream (video to an audio call) gets a session for it
+/// before it goes on, anchored both ways; an SRTP stream added mid-call is refused.
+#[test]
+fn a_stream_added_by_a_re_invite_is_anchored() {
+    let mut r = Run::new("add-stream");
+    let (_inv, ok) = answered(&mut r, "d11");
+    let with_video = format!(
+        "{}m=video 6002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n",
+        OFFER.replace("o=- 1 1", "o=- 1 2")
+    );
+    let reinvite = String::from_utf8(fe_in_dialog("INVITE", &ok, 8, "re-d11"))
+        .expect("utf8")
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{with_video}",
+                with_video.len()
+            ),
+        );
+    let a = r.msg(reinvite.as_bytes(), fe());
+    let (id, requests_) = a
+        .iter()
+        .find_map(|x| match x {
+            Action::CreateMedia { call, requests, .. } => Some((*call, requests.clone())),
+            _ => None,
+        })
+        .expect("a session for the new stream");
+    assert_eq!(requests_.len(), 1);
+    assert_eq!(requests_[0].pool.rtp.map(|e| e.port()), Some(6002));
+    assert!(
+        requests(&sent_to(&a, gw(5060, 5060))).is_empty(),
+        "held until it exists"
+    );
+    let video = MediaAnswer {
+        session_id: "v".into(),
+        pool: Some(Anchor {
+            addr: "198.18.1.1".parse().expect("ip"),
+            rtp_port: 30004,
+            rtcp_port: 30005,
+        }),
+        gateway: Some(Anchor {
+            addr: "198.18.2.1".parse().expect("ip"),
+            rtp_port: 30006,
+            rtcp_port: 30007,
+        }),
+    };
+    let a = r.e.on_media_created(
+        id,
+        "pool.lab.mediator",
+        Ok(vec![("relay".into(), video)]),
+        r.now,
+    );
+    let re = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let body = String::from_utf8_lossy(re.body()).to_string();
+    assert!(
+        body.contains("m=audio 30002 ") && body.contains("m=video 30006 "),
+        "both streams anchored toward the gateway:\n{body}"
+    );
+    let gw_video = format!(
+        "{}m=video 7002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n",
+        ANSWER.replace("o=- 2 2", "o=- 2 3")
+    );
+    let a = r.msg(&respond(&re, 200, "gw1", Some(&gw_video)), gw(5060, 5060));
+    assert!(
+        updates(&a)
+            .iter()
+            .any(|u| u.session_id == "v" && port(u.gateway) == Some(7002)),
+        "the new session learns the gateway's video address"
+    );
+    let ok2 = sent_to(&a, fe())
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .expect("200");
+    let body = String::from_utf8_lossy(ok2.body()).to_string();
+    assert!(body.contains("m=video 30004 "), "{body}");
+
+    // An SRTP stream added mid-call: refused, nothing made.
+    let savp = format!(
+        "{}m=video 6004 RTP/SAVP 96\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n",
+        with_video.replace("o=- 1 2", "o=- 1 3")
+    );
+    let reinvite = String::from_utf8(fe_in_dialog("INVITE", &ok, 9, "re2-d11"))
+        .expect("utf8")
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{savp}",
+                savp.len()
+            ),
+        );
+    let a = r.msg(reinvite.as_bytes(), fe());
+    assert_eq!(finals(&sent_to(&a, fe())), [488]);
+    assert!(!a.iter().any(|x| matches!(x, Action::CreateMedia { .. })));
+}
