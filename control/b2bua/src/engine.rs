@@ -2053,6 +2053,10 @@ impl Engine {
         for k in call.refresh_keys.iter().flatten() {
             self.by_client.remove(k);
         }
+        if let Some(add) = &call.adding {
+            // A re-offer held for its new streams' sessions gets its answer too.
+            self.answer_relayed(&add.key, &add.m, 487, out, now);
+        }
         for k in &call.client_keys {
             if matches!(
                 self.by_client.get(k),
