@@ -299,6 +299,38 @@ impl Call {
         }
     }
 
+    /// The relays' sessions (in request order) for the streams `indexes` of `sdp`, an offer from
+    /// `from`'s side, join the call (a session without both anchors is left out).
+    pub(super) fn join_streams(
+        &mut self,
+        sessions: Vec<(String, crate::media::MediaAnswer)>,
+        indexes: &[usize],
+        sdp: &Sdp,
+        from: Side,
+    ) {
+        for ((relay, s), &index) in sessions.into_iter().zip(indexes) {
+            let (Some(p), Some(g)) = (s.pool, s.gateway) else {
+                continue;
+            };
+            let mut remotes = [None, None];
+            remotes[slot(from)] = sdp
+                .streams()
+                .into_iter()
+                .find(|x| x.index == index)
+                .map(|x| media::remote(&x));
+            self.streams.push(Stream {
+                index,
+                session_id: s.session_id,
+                relay,
+                anchors: [p, g],
+                remotes,
+                live: true,
+                timed_out: false,
+                rtcp_timed_out: false,
+            });
+        }
+    }
+
     pub(super) fn anchored(&self) -> bool {
         !self.streams.is_empty() && !self.target().is_some_and(|t| t.bypass)
     }

@@ -131,26 +131,10 @@ impl Engine {
                     .as_ref()
                     .map(|o| o.streams().iter().map(|s| s.index).collect())
                     .unwrap_or_default();
-                for ((relay, s), index) in sessions.into_iter().zip(indexes) {
-                    let (Some(p), Some(g)) = (s.pool, s.gateway) else {
-                        continue;
-                    };
-                    let mut remotes = [None, None];
-                    remotes[slot(call.offerer)] = call
-                        .offer
-                        .as_ref()
-                        .and_then(|o| o.streams().into_iter().find(|x| x.index == index))
-                        .map(|x| remote(&x));
-                    call.streams.push(Stream {
-                        index,
-                        session_id: s.session_id,
-                        relay,
-                        anchors: [p, g],
-                        remotes,
-                        live: true,
-                        timed_out: false,
-                        rtcp_timed_out: false,
-                    });
+                let offer = call.offer.clone();
+                let offerer = call.offerer;
+                if let Some(offer) = &offer {
+                    call.join_streams(sessions, &indexes, offer, offerer);
                 }
                 match call.delayed.take() {
                     Some(ok) => self.answer_delayed(id, *ok, &mut out, now),
@@ -270,28 +254,7 @@ impl Engine {
         call.negotiating = false;
         match result {
             Ok(sessions) => {
-                for ((relay, s), index) in sessions.into_iter().zip(add.indexes) {
-                    let (Some(p), Some(g)) = (s.pool, s.gateway) else {
-                        continue;
-                    };
-                    let mut remotes = [None, None];
-                    remotes[slot(add.side)] = add
-                        .sdp
-                        .streams()
-                        .into_iter()
-                        .find(|x| x.index == index)
-                        .map(|x| remote(&x));
-                    call.streams.push(Stream {
-                        index,
-                        session_id: s.session_id,
-                        relay,
-                        anchors: [p, g],
-                        remotes,
-                        live: true,
-                        timed_out: false,
-                        rtcp_timed_out: false,
-                    });
-                }
+                call.join_streams(sessions, &add.indexes, &add.sdp, add.side);
                 self.relay_request(id, add.side, add.key, add.m, out, now);
             }
             Err((status, why)) => {
