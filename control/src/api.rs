@@ -18,6 +18,8 @@ pub struct Api {
     registry: Arc<Registry>,
     /// The SIP runtime's trunk health, for Trunk.health (None: no runtime, no health).
     health: Option<crate::calls::HealthView>,
+    /// Its DNS answers, for Gateway.resolved and Pool.next_hop_resolved.
+    dns: Option<crate::calls::DnsView>,
 }
 
 impl Api {
@@ -25,6 +27,7 @@ impl Api {
         Self {
             registry,
             health: None,
+            dns: None,
         }
     }
 
@@ -32,6 +35,40 @@ impl Api {
     pub fn with_health(mut self, health: crate::calls::HealthView) -> Self {
         self.health = Some(health);
         self
+    }
+
+    /// Gateways and pools read through this API carry the DNS answers the SIP runtime uses.
+    pub fn with_dns(mut self, dns: crate::calls::DnsView) -> Self {
+        self.dns = Some(dns);
+        self
+    }
+
+    /// The DNS answers in use for `host`.
+    fn resolved(&self, host: &str) -> Vec<pb::Resolution> {
+        self.dns
+            .as_ref()
+            .and_then(|d| {
+                let d = d.lock().ok()?;
+                Some(
+                    d.iter()
+                        .filter(|(q, _)| q.host == host)
+                        .map(|(q, r)| crate::calls_api::resolution_to_pb(q, r))
+                        .collect(),
+                )
+            })
+            .unwrap_or_default()
+    }
+
+    fn gateway_out(&self, item: &Item<Gateway>) -> pb::Gateway {
+        let mut g = gateway_to_pb(item);
+        g.resolved = self.resolved(&g.name);
+        g
+    }
+
+    fn pool_out(&self, item: &Item<Pool>) -> pb::Pool {
+        let mut p = pool_to_pb(item);
+        p.next_hop_resolved = self.resolved(&item.value.next_hop.host);
+        p
     }
 
     /// `t` as the API shows it, with its health when it is probed.
@@ -181,7 +218,7 @@ impl TopologyService for Api {
         created(self.registry.create(p).map_err(status)?, pool_to_pb)
     }
     async fn get_pool(&self, r: Request<pb::GetRequest>) -> Result<Response<pb::Pool>, Status> {
-        get::<Pool, _>(&self.registry, &r.get_ref().name, pool_to_pb)
+        get::<Pool, _>(&self.registry, &r.get_ref().name, |i| self.pool_out(i))
     }
     async fn list_pools(
         &self,
@@ -193,7 +230,7 @@ impl TopologyService for Api {
                 t.pools
                     .iter()
                     .filter(|(_, p)| r.site.is_empty() || p.value.site == r.site)
-                    .map(|(n, p)| (n.clone(), pool_to_pb(p))),
+                    .map(|(n, p)| (n.clone(), self.pool_out(p))),
                 r.page_size,
                 &r.page_token,
             )
@@ -292,7 +329,7 @@ impl TopologyService for Api {
         &self,
         r: Request<pb::GetRequest>,
     ) -> Result<Response<pb::Gateway>, Status> {
-        get::<Gateway, _>(&self.registry, &r.get_ref().name, gateway_to_pb)
+        get::<Gateway, _>(&self.registry, &r.get_ref().name, |i| self.gateway_out(i))
     }
     async fn list_gateways(
         &self,
@@ -312,7 +349,7 @@ impl TopologyService for Api {
                         (r.site.is_empty() || g.value.site == r.site)
                             && kind.is_none_or(|k| g.value.kind == k)
                     })
-                    .map(|(n, g)| (n.clone(), gateway_to_pb(g))),
+                    .map(|(n, g)| (n.clone(), self.gateway_out(g))),
                 r.page_size,
                 &r.page_token,
             )

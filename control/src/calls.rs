@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::media::{Relays, create_request, media_answer, update_request};
 use crate::registry::Registry;
 use crate::transport::{Inbound, Transports};
+use mediator_b2bua::dns::{Query, Resolution};
 use mediator_b2bua::media::{MediaAnswer, MediaRequest};
 use mediator_b2bua::{
     Action, CallId, CallInfo, Config, EndRefused, Engine, Transport, TrunkChange, TrunkHealth,
@@ -34,6 +35,9 @@ const HEALTH_EVENTS: usize = 256;
 /// old; at once after a change).
 pub type HealthView = Arc<Mutex<HashMap<String, TrunkHealth>>>;
 
+/// The DNS answers the engine uses, by query (updated as each arrives).
+pub type DnsView = Arc<Mutex<Vec<(Query, Resolution)>>>;
+
 enum Cmd {
     Created {
         call: CallId,
@@ -44,6 +48,8 @@ enum Cmd {
     Get(CallId, oneshot::Sender<Option<CallInfo>>),
     /// A relay reported a session's media stopped: (relay, session id).
     MediaTimeout(String, String, crate::media::Silence),
+    /// The resolver's answer for a name the topology uses.
+    Dns(Query, Resolution),
     /// Ends a call; answered with its record once its sessions are deleted.
     End(
         CallId,
@@ -76,12 +82,19 @@ pub struct CallHandle {
     relays: Arc<Mutex<HashMap<String, Arc<Relays>>>>,
     health: HealthView,
     health_events: tokio::sync::broadcast::Sender<TrunkChange>,
+    dns: DnsView,
 }
 
 impl CallHandle {
     /// The trunks' health, shared with the topology API (for Trunk.health).
     pub fn health_view(&self) -> HealthView {
         self.health.clone()
+    }
+
+    /// The DNS answers in use, shared with the topology API (for Gateway.resolved and
+    /// Pool.next_hop_resolved).
+    pub fn dns_view(&self) -> DnsView {
+        self.dns.clone()
     }
 
     /// Every probed trunk's health, by trunk name.
@@ -178,17 +191,21 @@ pub fn listen_set(t: &Topology) -> BTreeSet<(std::net::SocketAddr, Transport)> {
 }
 
 /// What the SIP runtime does besides SIP.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Options {
     /// A relay's media timeout ends the call (BYE on both legs with a Reason); otherwise it is
     /// only logged.
     pub media_timeout_ends_calls: bool,
+    /// Where FQDNs are resolved; `None`: nowhere (FQDN gateways and next hops stay unresolved,
+    /// and calls to them get 503).
+    pub resolver: Option<crate::dns::Resolver>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             media_timeout_ends_calls: true,
+            resolver: None,
         }
     }
 }
@@ -213,7 +230,21 @@ pub fn start_with(
         relays: Arc::new(Mutex::new(HashMap::new())),
         health: Arc::new(Mutex::new(HashMap::new())),
         health_events: tokio::sync::broadcast::channel(HEALTH_EVENTS).0,
+        dns: Arc::new(Mutex::new(Vec::new())),
     };
+    let (dns_wanted, wanted_rx) = tokio::sync::watch::channel(BTreeSet::new());
+    if let Some(resolver) = options.resolver.clone() {
+        let (tx, mut rx) = mpsc::channel::<(Query, Resolution)>(256);
+        crate::dns::spawn(resolver, wanted_rx, tx);
+        let cmd = cmd_tx.clone();
+        tokio::spawn(async move {
+            while let Some((q, r)) = rx.recv().await {
+                if cmd.send(Cmd::Dns(q, r)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
     let rt = Runtime {
         engine: Engine::new(cfg),
         registry,
@@ -241,6 +272,7 @@ pub fn start_with(
             tx
         },
         options,
+        dns_wanted,
     };
     tokio::spawn(rt.run(cmd_rx, in_rx));
     handle
@@ -261,6 +293,8 @@ struct Runtime {
     /// Where they report media timeouts (forwarded to this runtime as commands, in order).
     timeouts: mpsc::Sender<(String, String, crate::media::Silence)>,
     options: Options,
+    /// The names the topology uses, for the resolver task.
+    dns_wanted: tokio::sync::watch::Sender<BTreeSet<Query>>,
 }
 
 impl Runtime {
@@ -331,6 +365,13 @@ impl Runtime {
                 let actions = self.engine.on_rtcp_timeout(&relay, &session, now);
                 self.act(actions);
             }
+            Cmd::Dns(q, r) => {
+                let topology = self.registry.snapshot();
+                let actions = self.engine.on_dns(&topology, q, r, now);
+                self.act(actions);
+                self.publish_dns();
+                self.publish_health();
+            }
             Cmd::End(id, reason, tx) => match self.engine.end_call(id, &reason, now) {
                 Ok(actions) => {
                     self.end_waiters.insert(id, tx);
@@ -361,11 +402,37 @@ impl Runtime {
         }
     }
 
+    /// Publishes the DNS answers for the API, and the names TLS peers' certificates must bear.
+    fn publish_dns(&mut self) {
+        let all = self.engine.resolutions();
+        let mut names = HashMap::new();
+        for (q, r) in &all {
+            if q.transport == Transport::Tls {
+                for a in r.addresses() {
+                    names.insert(a, q.host.clone());
+                }
+            }
+        }
+        self.transports.set_server_names(names);
+        if let Ok(mut d) = self.handle.dns.lock() {
+            *d = all;
+        }
+    }
+
     fn reconcile(&mut self) {
         let topology = self.registry.snapshot();
         let actions = self.engine.on_topology(&topology, crate::clock::now());
         self.act(actions);
         self.publish_health();
+        let names = mediator_b2bua::dns::wanted(&topology);
+        let changed = self.dns_wanted.send_if_modified(|w| {
+            let changed = *w != names;
+            *w = names;
+            changed
+        });
+        if changed {
+            self.publish_dns();
+        }
         let (wanted, pools) = self.registry.read(|t| {
             let pools: HashMap<String, Vec<String>> = t
                 .pools

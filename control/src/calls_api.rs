@@ -134,6 +134,30 @@ pub fn to_pb(view: &CallView) -> pb::Call {
 }
 
 /// A trunk's health as the API shows it.
+/// A DNS answer as the API shows it.
+pub fn resolution_to_pb(
+    q: &mediator_b2bua::dns::Query,
+    r: &mediator_b2bua::dns::Resolution,
+) -> pb::Resolution {
+    pb::Resolution {
+        query: q.to_string(),
+        how: r.how.into(),
+        targets: r
+            .targets
+            .iter()
+            .map(|t| pb::ResolvedTarget {
+                name: t.name.clone(),
+                priority: t.priority.into(),
+                weight: t.weight.into(),
+                port: t.port.into(),
+                addresses: t.addrs.iter().map(|a| a.to_string()).collect(),
+            })
+            .collect(),
+        expires_unix_ms: r.expires_unix_ms,
+        error: r.error.clone().unwrap_or_default(),
+    }
+}
+
 pub fn health_to_pb(h: &TrunkHealth) -> pb::TrunkHealth {
     pb::TrunkHealth {
         state: h.state.name().into(),

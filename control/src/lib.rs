@@ -10,6 +10,7 @@ pub mod api;
 pub mod calls;
 pub mod calls_api;
 pub mod clock;
+pub mod dns;
 pub mod media;
 pub mod registry;
 pub(crate) mod store;

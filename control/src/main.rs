@@ -64,6 +64,14 @@ struct Args {
     /// rtcp_calls_on_hold (0: never).
     #[arg(long, env = "MEDIATOR_RTCP_TIMEOUT_SECS")]
     rtcp_timeout_secs: Option<u32>,
+    /// DNS servers (ip:port) for FQDN gateways and next hops, repeated or comma-separated
+    /// (default: those of /etc/resolv.conf).
+    #[arg(
+        long = "dns-server",
+        env = "MEDIATOR_DNS_SERVERS",
+        value_delimiter = ','
+    )]
+    dns_servers: Vec<SocketAddr>,
     /// Mediator's TLS certificate chain (PEM), for TLS trunks and next hops.
     #[arg(long, env = "MEDIATOR_TLS_CERTIFICATE")]
     tls_certificate: Option<PathBuf>,
@@ -100,6 +108,7 @@ struct FileConfig {
     session_expires_secs: Option<u32>,
     min_se_secs: Option<u32>,
     rtcp_timeout_secs: Option<u32>,
+    dns_servers: Option<Vec<SocketAddr>>,
     tls_certificate: Option<PathBuf>,
     tls_private_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
@@ -117,6 +126,8 @@ struct Config {
     session_expires_secs: u32,
     min_se_secs: u32,
     rtcp_timeout_secs: u32,
+    /// Empty: the system's.
+    dns_servers: Vec<SocketAddr>,
     tls: Option<(PathBuf, PathBuf, PathBuf)>,
     log_format: LogFormat,
 }
@@ -165,6 +176,11 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
             .rtcp_timeout_secs
             .or(file.rtcp_timeout_secs)
             .unwrap_or(30),
+        dns_servers: if args.dns_servers.is_empty() {
+            file.dns_servers.unwrap_or_default()
+        } else {
+            args.dns_servers.clone()
+        },
         tls: match (
             args.tls_certificate.clone().or(file.tls_certificate),
             args.tls_private_key.clone().or(file.tls_private_key),
@@ -183,6 +199,12 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
     };
     if let Some((c, k, a)) = &cfg.tls {
         mediator_control::tls::load(c, k, a)?;
+    }
+    if cfg.dns_servers.len() > 8 {
+        anyhow::bail!("dns_servers: {} given, at most 8", cfg.dns_servers.len());
+    }
+    if let Some(s) = cfg.dns_servers.iter().find(|s| s.port() == 0) {
+        anyhow::bail!("dns_servers: {s} has no port");
     }
     if cfg.max_calls == 0 {
         anyhow::bail!("max_calls: must be at least 1");
@@ -301,6 +323,16 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             Some((c, k, a)) => Some(mediator_control::tls::load(c, k, a)?),
             None => None,
         };
+        // Without a resolver, FQDN gateways and next hops are unresolved (their calls get 503);
+        // a topology of IP addresses needs none, so a missing /etc/resolv.conf is no reason
+        // not to start.
+        let resolver = match mediator_control::dns::Resolver::new(&cfg.dns_servers) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "no DNS resolver: FQDN gateways and next hops will not be resolved");
+                None
+            }
+        };
         let calls = mediator_control::calls::start_with(
             registry.clone(),
             mediator_b2bua::Config {
@@ -315,6 +347,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             tls,
             mediator_control::calls::Options {
                 media_timeout_ends_calls: cfg.media_timeout_ends_calls,
+                resolver,
             },
         );
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -334,7 +367,11 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             // Topology documents may be large: up to the 16 MiB the importer accepts.
             .add_service(CallServiceServer::new(CallApi::new(calls.clone())))
             .add_service(
-                TopologyServiceServer::new(Api::new(registry).with_health(calls.health_view()))
+                TopologyServiceServer::new(
+                    Api::new(registry)
+                        .with_health(calls.health_view())
+                        .with_dns(calls.dns_view()),
+                )
                     .max_decoding_message_size(17 << 20)
                     .max_encoding_message_size(64 << 20),
             )

@@ -61,6 +61,8 @@ pub(crate) struct Transports {
     tls: Option<Tls>,
     conns: Conns,
     tx: mpsc::Sender<Inbound>,
+    /// The FQDN each TLS address was resolved from: its certificate must name it (RFC 5922).
+    server_names: HashMap<SocketAddr, String>,
 }
 
 fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
@@ -88,7 +90,14 @@ impl Transports {
             tls,
             conns: Arc::new(Mutex::new(HashMap::new())),
             tx,
+            server_names: HashMap::new(),
         }
+    }
+
+    /// The names TLS connections verify certificates against, by address (from DNS answers);
+    /// an address not listed is verified against itself (an IP address in the certificate).
+    pub(crate) fn set_server_names(&mut self, names: HashMap<SocketAddr, String>) {
+        self.server_names = names;
     }
 
     /// Listens on exactly `wanted`: binds what is new, closes what is gone. Returns an error per
@@ -218,6 +227,7 @@ impl Transports {
                     None => {
                         tokio::spawn(connect(
                             to,
+                            self.server_names.get(&to.remote).cloned(),
                             bytes,
                             self.tls.clone(),
                             self.conns.clone(),
@@ -308,9 +318,11 @@ async fn accept_loop(
 }
 
 /// Opens a connection to `to` from its local address (an ephemeral port), over TLS when its
-/// transport is TLS (the peer's certificate must be valid for its IP address), and sends `first`.
+/// transport is TLS, and sends `first`. The peer's certificate must be valid for `name` (the
+/// FQDN its address was resolved from, also sent as SNI) or, without one, for its IP address.
 async fn connect(
     to: Peer,
+    name: Option<String>,
     first: Vec<u8>,
     tls: Option<Tls>,
     conns: Conns,
@@ -333,7 +345,11 @@ async fn connect(
             let _ = stream.set_nodelay(true);
             match (to.transport, tls) {
                 (Transport::Tls, Some(tls)) => {
-                    let name = rustls::pki_types::ServerName::IpAddress(to.remote.ip().into());
+                    let name =
+                        match name.and_then(|n| rustls::pki_types::ServerName::try_from(n).ok()) {
+                            Some(n) => n,
+                            None => rustls::pki_types::ServerName::IpAddress(to.remote.ip().into()),
+                        };
                     match tokio::time::timeout(HANDSHAKE, tls.connector.connect(name, stream)).await
                     {
                         Ok(Ok(s)) => run_conn(s, to, conns, tx, Some(first)).await,

@@ -12,14 +12,15 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::dns;
 use crate::encryption::Refused;
 use crate::encryption::{LegPolicy, gateway_policy, pool_policy};
 use crate::leg::{Leg, contact, transport_param, via};
 use crate::media::{MediaAnswer, MediaRequest, MediaUpdate, Remote, SrtpChange};
 use crate::sdp::{Anchor, Sdp};
 use crate::{
-    Action, CallId, CallInfo, LegInfo, Now, Side, StreamInfo, TrunkChange, TrunkHealth, TrunkState,
-    sip_transport,
+    Action, CallId, CallInfo, LegInfo, Now, Side, StreamInfo, Transport, TrunkChange, TrunkHealth,
+    TrunkState, sip_transport,
 };
 use call::*;
 use crypto::*;
@@ -144,7 +145,12 @@ pub struct Engine {
     not_tls_logged: HashSet<String>,
     /// The OPTIONS probing of every trunk with probing on, by trunk name.
     health: HashMap<String, Probe>,
+    /// The last DNS answer for every name the topology uses (the edge resolves, see [`dns`]).
+    dns: Dns,
 }
+
+/// DNS answers by query.
+pub(super) type Dns = HashMap<dns::Query, dns::Resolution>;
 
 impl Engine {
     pub fn new(cfg: Config) -> Engine {
@@ -166,6 +172,7 @@ impl Engine {
             wall_ms: 0,
             not_tls_logged: HashSet::new(),
             health: HashMap::new(),
+            dns: HashMap::new(),
         }
     }
 
@@ -216,7 +223,7 @@ impl Engine {
         self.wall_ms = now.unix_ms;
         let now = now.mono;
         let mut out = Vec::new();
-        if identify(topo, &from).is_none() {
+        if identify(topo, &self.dns, &from).is_none() {
             // Not a configured peer: a request is refused without a transaction, anything else
             // is dropped.
             if let Ok(m) = Message::parse(bytes)
@@ -441,7 +448,7 @@ impl Engine {
             .header("from")
             .and_then(|f| user_of(&uri_of(&f)))
             .unwrap_or_default();
-        let origin = identify(topo, &from);
+        let origin = identify(topo, &self.dns, &from);
         let (outbound, pool, targets, a_policy) = match origin {
             Some(Origin::Pool { pool }) => {
                 let policy = topo
@@ -464,8 +471,8 @@ impl Engine {
                     (Ok(t), Ok(eff)) => self.trunk_policy(&t.value, &eff),
                     _ => LegPolicy::Off,
                 };
-                match self.inbound_target(topo, &trunk, &pool, &dialed, &caller) {
-                    Ok(t) => (false, pool, vec![t], policy),
+                match self.inbound_targets(topo, &trunk, &pool, &dialed, &caller) {
+                    Ok(t) => (false, pool, t, policy),
                     Err((status, why)) => {
                         self.reply(&key, &m, status, &why, out, now);
                         return;
@@ -978,7 +985,7 @@ impl Engine {
                     );
                 }
                 let trunk = call.targets[att.target].trunk.clone();
-                call.tried.push((trunk.clone(), status));
+                call.tried.push((call.targets[att.target].label(), status));
                 call.b = Some(att.leg);
                 let b_side = a_side.other();
                 if call.timer_wanted(b_side) {
@@ -1043,8 +1050,7 @@ impl Engine {
                         min_se = n,
                         "422 from the callee: asking its Min-SE"
                     );
-                    call.tried
-                        .push((call.targets[att.target].trunk.clone(), status));
+                    call.tried.push((call.targets[att.target].label(), status));
                     call.b_se = call.b_se.max(n);
                     call.b_min_se = call.b_min_se.max(n);
                     call.se_retried = Some(att.target);
@@ -1060,7 +1066,7 @@ impl Engine {
                     .find(|(r, _)| *r == status)
                     .map(|(_, x)| *x)
                     .unwrap_or(status);
-                call.tried.push((t.trunk.clone(), status));
+                call.tried.push((t.label(), status));
                 let reason = if translated == status {
                     m.reason()
                 } else {
@@ -1203,7 +1209,7 @@ impl Engine {
                 {
                     let t = &c.targets[att.target];
                     tracing::info!(call, trunk = %t.trunk, "no answer from the trunk (transaction timeout)");
-                    c.tried.push((t.trunk.clone(), 408));
+                    c.tried.push((t.label(), 408));
                     if c.last.is_none() {
                         c.last = Some((408, "Request Timeout".into()));
                     }
@@ -1861,9 +1867,41 @@ impl Engine {
     /// longer) from now on. The edge calls this whenever it picks up a new topology.
     pub fn on_topology(&mut self, topo: &Topology, now: Now) -> Vec<Action> {
         self.wall_ms = now.unix_ms;
+        let wanted = dns::wanted(topo);
+        self.dns.retain(|q, _| wanted.contains(q));
         let mut out = Vec::new();
         self.probe(topo, &mut out, now.mono);
         out
+    }
+
+    /// The edge's resolver answered `query` (a name [`dns::wanted`] lists): calls and probes
+    /// use it from now on, and requests from its addresses are matched to its trunks. Answers for
+    /// names the topology no longer uses are dropped by [`Engine::on_topology`].
+    pub fn on_dns(
+        &mut self,
+        topo: &Topology,
+        query: dns::Query,
+        answer: dns::Resolution,
+        now: Now,
+    ) -> Vec<Action> {
+        self.wall_ms = now.unix_ms;
+        if dns::wanted(topo).contains(&query) {
+            self.dns.insert(query, answer);
+        }
+        let mut out = Vec::new();
+        self.probe(topo, &mut out, now.mono);
+        out
+    }
+
+    /// The DNS answers in use, by query.
+    pub fn resolutions(&self) -> Vec<(dns::Query, dns::Resolution)> {
+        let mut v: Vec<_> = self
+            .dns
+            .iter()
+            .map(|(q, r)| (q.clone(), r.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     pub fn on_timer(&mut self, topo: &Topology, now: Now) -> Vec<Action> {
@@ -1935,7 +1973,7 @@ impl Engine {
             if expired && let Some(att) = call.attempt.take() {
                 let t = &call.targets[att.target];
                 tracing::info!(call = id, trunk = %t.trunk, "fast failover: no provisional in time");
-                call.tried.push((t.trunk.clone(), 408));
+                call.tried.push((t.label(), 408));
                 if call.last.is_none() {
                     call.last = Some((408, "Request Timeout".into()));
                 }

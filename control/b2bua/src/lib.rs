@@ -11,6 +11,7 @@
 //! its builders.
 #![warn(unreachable_pub)]
 
+pub mod dns;
 pub mod encryption;
 mod engine;
 mod leg;

@@ -5,7 +5,9 @@ use mediator_proto::control::v1 as pb;
 use mediator_topology::proto as convert;
 use serde_json::Value;
 
-use crate::output::{Show, bad_reply, kind_name, meta_fields, revision};
+use crate::output::{
+    Show, bad_reply, kind_name, meta_fields, resolution_fields, resolution_json, revision,
+};
 use crate::parse::{KindArg, TransportArg};
 use crate::resource::{
     Help, NoMoreVerbs, PAGE_SIZE, Resource, RevisionArg, VerbHelp, field_mask, rpcs,
@@ -90,6 +92,7 @@ impl Resource for Gateways {
                 site: a.site.clone(),
                 root_trunk: String::new(),
                 meta: None,
+                resolved: Vec::new(),
             }),
             root_trunk: Some(pb::RootTrunkSpec {
                 gateway_port: u32::from(a.gateway_port),
@@ -172,8 +175,8 @@ pub struct GatewayAdd {
     /// The pool of the root trunk.
     #[arg(long, value_name = "POOL")]
     pub pool: String,
-    /// The port the gateway listens on.
-    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    /// The port the gateway listens on (0: none, found by DNS SRV — a gateway named by FQDN).
+    #[arg(long, value_name = "PORT")]
     pub gateway_port: u16,
     /// The pool's port for this trunk.
     #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
@@ -204,7 +207,13 @@ impl Show for pb::Gateway {
     fn json(&self) -> Result<Value, Failure> {
         let g = mediator_topology::model::Gateway::try_from(self)
             .map_err(|e| bad_reply("gateway", &self.name, e))?;
-        Ok(convert::view(&g, self.meta.as_ref()))
+        let mut v = convert::view(&g, self.meta.as_ref());
+        if let Some(obj) = v.as_object_mut()
+            && !self.resolved.is_empty()
+        {
+            obj.insert("resolved".into(), resolution_json(&self.resolved));
+        }
+        Ok(v)
     }
 
     fn row(&self) -> Vec<String> {
@@ -224,6 +233,7 @@ impl Show for pb::Gateway {
             ("site".into(), self.site.clone()),
             ("root trunk".into(), self.root_trunk.clone()),
         ];
+        f.extend(resolution_fields("resolved", &self.resolved));
         f.extend(meta_fields(self.meta.as_ref()));
         f
     }
@@ -264,7 +274,7 @@ mod tests {
             (root.gateway_port, root.pool_port, root.transport),
             (5067, 5068, TransportArg::Tls.pb())
         );
-        assert!(
+        let add = |gateway_port: &str| {
             parse(&[
                 "add",
                 "gw1.contoso.com",
@@ -275,12 +285,14 @@ mod tests {
                 "--pool",
                 "pool1.contoso.com",
                 "--gateway-port",
-                "0",
+                gateway_port,
                 "--pool-port",
-                "5068"
+                "5068",
             ])
-            .is_err()
-        );
+        };
+        assert!(add("70000").is_err());
+        // 0 means "no port: DNS SRV finds it"; the server refuses it for a gateway named by IP.
+        assert!(add("0").is_ok());
     }
 
     #[test]

@@ -212,6 +212,65 @@ pub fn host_port_text(h: Option<&pb::HostPort>) -> String {
     }
 }
 
+/// DNS answers as `show` lists them: one field per answer, e.g. `gw.example.com (udp, SRV)` =
+/// `SRV until 2025-03-01 09:30:00Z: 10/60 a.example.com:5060 [198.18.0.2]; 20/0 …`.
+pub fn resolution_fields(label: &str, rs: &[pb::Resolution]) -> Vec<(String, String)> {
+    rs.iter()
+        .map(|r| {
+            let targets: Vec<String> = r
+                .targets
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{}/{} {}:{} [{}]",
+                        t.priority,
+                        t.weight,
+                        t.name,
+                        t.port,
+                        t.addresses.join(" ")
+                    )
+                })
+                .collect();
+            let what = if r.error.is_empty() {
+                format!(
+                    "{} until {}: {}",
+                    r.how,
+                    when(r.expires_unix_ms),
+                    targets.join("; ")
+                )
+            } else {
+                format!(
+                    "unresolved ({}), asked again at {}",
+                    r.error,
+                    when(r.expires_unix_ms)
+                )
+            };
+            (format!("{label} {}", r.query), what)
+        })
+        .collect()
+}
+
+/// DNS answers in JSON output.
+pub fn resolution_json(rs: &[pb::Resolution]) -> Value {
+    rs.iter()
+        .map(|r| {
+            serde_json::json!({
+                "query": r.query,
+                "how": r.how,
+                "expires_unix_ms": r.expires_unix_ms,
+                "error": r.error,
+                "targets": r.targets.iter().map(|t| serde_json::json!({
+                    "name": t.name,
+                    "priority": t.priority,
+                    "weight": t.weight,
+                    "port": t.port,
+                    "addresses": t.addresses,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
+
 /// An empty list or string as a visible dash, so columns never look shifted.
 pub fn or_dash(s: String) -> String {
     if s.is_empty() { "-".into() } else { s }

@@ -112,6 +112,17 @@ pub fn host_port(s: &str) -> Result<HostPort, String> {
     })
 }
 
+/// A SIP peer: `HOST:PORT`, or an FQDN alone (port 0: found by DNS SRV, RFC 3263).
+pub fn sip_peer(s: &str) -> Result<HostPort, String> {
+    if !s.contains(':') && !s.is_empty() && s.parse::<IpAddr>().is_err() {
+        return Ok(HostPort {
+            host: s.to_string(),
+            port: 0,
+        });
+    }
+    host_port(s).map_err(|e| format!("{e}; an FQDN may stand alone (its port found by DNS SRV)"))
+}
+
 /// An `IP:PORT` to listen on; clap's own message would not say what it wants.
 pub fn socket_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse::<SocketAddr>()

@@ -97,6 +97,7 @@ impl Resource for Pools {
                 }),
                 media_encryption: a.media_encryption.pb(),
                 meta: None,
+                next_hop_resolved: Vec::new(),
             }),
         })
     }
@@ -212,7 +213,7 @@ pub struct PoolAdd {
     #[arg(long, value_name = "IP", value_parser = parse::ip_addr)]
     pub gateway_side_address: IpAddr,
     /// The Front End pool that calls from gateways are sent to.
-    #[arg(long, value_name = "HOST:PORT", value_parser = parse::host_port)]
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = parse::sip_peer)]
     pub next_hop: HostPort,
     /// Transport toward the next hop.
     #[arg(long, value_enum, value_name = "TRANSPORT", default_value_t = TransportArg::Tls)]
@@ -239,7 +240,7 @@ pub struct PoolSet {
     #[arg(long, value_name = "IP", value_parser = parse::ip_addr)]
     pub gateway_side_address: Option<IpAddr>,
     /// The Front End pool's host and port (the transport stays unless --next-hop-transport).
-    #[arg(long, value_name = "HOST:PORT", value_parser = parse::host_port)]
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = parse::sip_peer)]
     pub next_hop: Option<HostPort>,
     /// Transport toward the next hop (the host and port stay unless --next-hop).
     #[arg(long, value_enum, value_name = "TRANSPORT")]
@@ -291,7 +292,16 @@ impl Show for pb::Pool {
     fn json(&self) -> Result<Value, Failure> {
         let pool = mediator_topology::model::Pool::try_from(self)
             .map_err(|e| bad_reply("pool", &self.name, e))?;
-        Ok(convert::view(&pool, self.meta.as_ref()))
+        let mut v = convert::view(&pool, self.meta.as_ref());
+        if let Some(obj) = v.as_object_mut()
+            && !self.next_hop_resolved.is_empty()
+        {
+            obj.insert(
+                "next_hop_resolved".into(),
+                output::resolution_json(&self.next_hop_resolved),
+            );
+        }
+        Ok(v)
     }
 
     fn row(&self) -> Vec<String> {
@@ -322,6 +332,10 @@ impl Show for pb::Pool {
                 encryption_text(self.media_encryption).to_string(),
             ),
         ];
+        f.extend(output::resolution_fields(
+            "next hop resolved",
+            &self.next_hop_resolved,
+        ));
         if self.dataplanes.is_empty() {
             f.push(("dataplanes".into(), "-".into()));
         }
@@ -452,6 +466,7 @@ mod tests {
                 revision: 3,
                 ..Default::default()
             }),
+            next_hop_resolved: Vec::new(),
         };
         let v = p.json().expect("json");
         assert_eq!(v["next_hop"]["transport"], "tls");

@@ -297,8 +297,8 @@ pub struct TrunkAdd {
     /// The gateway at the far end.
     #[arg(long)]
     pub gateway: String,
-    /// The port the gateway listens on.
-    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    /// The port the gateway listens on (0: none, found by DNS SRV — a gateway named by FQDN).
+    #[arg(long, value_name = "PORT")]
     pub gateway_port: u16,
     /// The pool at this end.
     #[arg(long)]
@@ -315,8 +315,8 @@ pub struct TrunkAdd {
 pub struct TrunkSet {
     /// The trunk's name.
     pub name: String,
-    /// The port the gateway listens on.
-    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    /// The port the gateway listens on (0: none, found by DNS SRV — a gateway named by FQDN).
+    #[arg(long, value_name = "PORT")]
     pub gateway_port: Option<u16>,
     /// SIP transport toward the gateway.
     #[arg(long, value_enum)]

@@ -107,6 +107,7 @@ impl MediaEncryption {
 #[serde(deny_unknown_fields)]
 pub struct HostPort {
     pub host: String,
+    /// 0: none given, found by DNS SRV (an FQDN only).
     pub port: u16,
     pub transport: Transport,
 }
@@ -139,6 +140,7 @@ pub struct Gateway {
 pub struct Trunk {
     pub name: String,
     pub gateway: String,
+    /// 0: none given, found by DNS SRV (a gateway named by FQDN only).
     pub gateway_port: u16,
     pub transport: Transport,
     pub pool: String,
@@ -589,6 +591,18 @@ pub fn check_port(field: &str, p: u16) -> Result<(), FieldError> {
     }
 }
 
+/// A peer's port: 1-65535, or 0 ("none given": found by DNS SRV, RFC 3263 §4.2) when the host
+/// is an FQDN.
+pub fn check_peer_port(field: &str, host: &str, p: u16) -> Result<(), FieldError> {
+    if p == 0 && host.parse::<IpAddr>().is_ok() {
+        return Err(field_error(
+            field,
+            "must be 1-65535 for an IP address (0, found by DNS SRV, needs an FQDN)",
+        ));
+    }
+    Ok(())
+}
+
 /// Compiles a number pattern so that it must match the whole number (as Lync's anchored
 /// patterns mean), with a bounded program size.
 pub fn compile_pattern(pattern: &str) -> Result<regex::Regex, regex::Error> {
@@ -747,7 +761,7 @@ impl Pool {
             return Err(field_error("pool_side_listen", "needs a port"));
         }
         check_host("next_hop.host", &self.next_hop.host)?;
-        check_port("next_hop.port", self.next_hop.port)
+        check_peer_port("next_hop.port", &self.next_hop.host, self.next_hop.port)
     }
 }
 
@@ -775,7 +789,7 @@ impl Trunk {
     pub fn validate(&self) -> Result<(), FieldError> {
         check_name("name", &self.name)?;
         check_host("gateway", &self.gateway)?;
-        check_port("gateway_port", self.gateway_port)?;
+        check_peer_port("gateway_port", &self.gateway, self.gateway_port)?;
         check_fqdn("pool", &self.pool)?;
         check_port("pool_port", self.pool_port)
     }
@@ -886,6 +900,15 @@ mod tests {
         );
         assert!(Scope::parse("site:").is_err());
         assert!(Scope::parse("pool:x").is_err());
+    }
+
+    #[test]
+    fn port_zero_means_srv_and_needs_a_name() {
+        assert!(check_peer_port("gateway_port", "sbc.contoso.com", 0).is_ok());
+        assert!(check_peer_port("gateway_port", "198.18.2.1", 5060).is_ok());
+        let e = check_peer_port("next_hop.port", "198.18.2.1", 0).expect_err("ip without port");
+        assert_eq!(e.field, "next_hop.port");
+        assert!(check_peer_port("gateway_port", "2001:2::1", 0).is_err());
     }
 
     #[test]

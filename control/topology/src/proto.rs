@@ -96,6 +96,13 @@ pub fn port(field: &str, p: u32) -> Result<u16, FieldError> {
         .ok_or_else(|| field_error(field, format!("{p} is outside 1-65535")))
 }
 
+/// A peer's port: 0 is "none given" (an FQDN's port then comes from DNS SRV, RFC 3263 §4.2);
+/// the model checks that the host is an FQDN.
+pub fn peer_port(field: &str, p: u32) -> Result<u16, FieldError> {
+    u16::try_from(p)
+        .map_err(|_| field_error(field, format!("{p} is outside 0-65535 (0: by DNS SRV)")))
+}
+
 pub fn meta_to_pb(m: &Meta) -> Option<pb::Meta> {
     Some(pb::Meta {
         revision: m.revision,
@@ -132,7 +139,7 @@ fn pool_from_pb(p: &pb::Pool) -> Result<Pool, FieldError> {
         gateway_side_address: gw_addr,
         next_hop: HostPort {
             host: hop.host.clone(),
-            port: port("next_hop.port", hop.port)?,
+            port: peer_port("next_hop.port", hop.port)?,
             transport: transport_from_pb("next_hop.transport", hop.transport)?,
         },
         media_encryption: media_encryption_from_pb("media_encryption", p.media_encryption)?,
@@ -156,6 +163,8 @@ pub fn pool_to_pb(item: &Item<Pool>) -> pb::Pool {
         }),
         media_encryption: media_encryption_to_pb(p.media_encryption),
         meta: meta_to_pb(&item.meta),
+        // Filled by the API from the resolver's cache, not stored.
+        next_hop_resolved: Vec::new(),
     }
 }
 
@@ -179,6 +188,8 @@ pub fn gateway_to_pb(item: &Item<Gateway>) -> pb::Gateway {
         site: g.site.clone(),
         root_trunk: g.name.clone(),
         meta: meta_to_pb(&item.meta),
+        // Filled by the API from the resolver's cache, not stored.
+        resolved: Vec::new(),
     }
 }
 
@@ -187,7 +198,7 @@ pub fn root_trunk_from_pb(gateway: &str, r: &pb::RootTrunkSpec) -> Result<Trunk,
     let t = Trunk {
         name: gateway.into(),
         gateway: gateway.into(),
-        gateway_port: port("root_trunk.gateway_port", r.gateway_port)?,
+        gateway_port: peer_port("root_trunk.gateway_port", r.gateway_port)?,
         transport: transport_from_pb("root_trunk.transport", r.transport)?,
         pool: r.pool.clone(),
         pool_port: port("root_trunk.pool_port", r.pool_port)?,
@@ -201,7 +212,7 @@ fn trunk_from_pb(t: &pb::Trunk) -> Result<Trunk, FieldError> {
     let trunk = Trunk {
         name: t.name.clone(),
         gateway: t.gateway.clone(),
-        gateway_port: port("gateway_port", t.gateway_port)?,
+        gateway_port: peer_port("gateway_port", t.gateway_port)?,
         transport: transport_from_pb("transport", t.transport)?,
         pool: t.pool.clone(),
         pool_port: port("pool_port", t.pool_port)?,

@@ -2,8 +2,11 @@
 //! at the trunk's `options_interval_secs`; `options_failures` failed probes in a row mark the
 //! trunk down, and routing skips it; a down trunk is probed faster (a quarter of the interval,
 //! at least a second, doubling back up to the interval) and is up again on its first answer.
-//! Calls in progress are never touched. The decisions ([`alive`], [`Probe::record`]) are pure;
-//! the engine sends the probes and feeds their outcome back.
+//! Calls in progress are never touched. A gateway named by FQDN is probed at the addresses it
+//! resolved to, one at a time: the probes stay on an address while it answers and move to the
+//! next when it fails, so the trunk goes down only when `options_failures` probes in a row, over
+//! its addresses, found none alive. The decisions ([`alive`], [`Probe::record`]) are pure; the
+//! engine sends the probes and feeds their outcome back.
 
 use super::*;
 
@@ -15,7 +18,10 @@ pub(super) fn alive(status: Option<u16>) -> bool {
 
 /// One trunk's probing.
 pub(super) struct Probe {
-    pub(super) peer: Peer,
+    /// Where the probes go: the gateway's address, or its FQDN's addresses in priority order.
+    pub(super) peers: Vec<Peer>,
+    /// The one probed now (an index into `peers`).
+    pub(super) at: usize,
     pub(super) gateway: String,
     pub(super) interval: Duration,
     pub(super) threshold: u32,
@@ -45,14 +51,15 @@ pub(super) enum Change {
 
 impl Probe {
     pub(super) fn new(
-        peer: Peer,
+        peers: Vec<Peer>,
         gateway: &str,
         interval: Duration,
         threshold: u32,
         now: Instant,
     ) -> Probe {
         Probe {
-            peer,
+            peers,
+            at: 0,
             gateway: gateway.into(),
             interval,
             threshold,
@@ -103,6 +110,8 @@ impl Probe {
             return Change::None;
         }
         self.failures = self.failures.saturating_add(1);
+        // The next probe tries the gateway's next address (an FQDN's).
+        self.at = (self.at + 1) % self.peers.len().max(1);
         if self.state == TrunkState::Down {
             self.down_delay = (self.down_delay * 2).min(self.interval).max(self.fast());
             self.next_at = now + self.down_delay;
@@ -118,6 +127,11 @@ impl Probe {
         }
         self.next_at = now + self.interval;
         Change::None
+    }
+
+    /// Where the next probe goes.
+    pub(super) fn peer(&self) -> Option<Peer> {
+        self.peers.get(self.at).or(self.peers.first()).copied()
     }
 
     /// When this probe wants waking.
@@ -136,7 +150,9 @@ impl Probe {
         TrunkHealth {
             trunk: trunk.into(),
             gateway: self.gateway.clone(),
-            peer: self.peer.remote,
+            peer: self
+                .peer()
+                .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.remote),
             state: self.state,
             since_unix_ms: (self.since_unix_ms != 0).then_some(self.since_unix_ms),
             failures: self.failures,
@@ -156,44 +172,59 @@ impl Engine {
     /// peer or settings changed starts again from unknown), sends the probes that are due, and
     /// gives up on the ones unanswered in time.
     pub(super) fn probe(&mut self, topo: &Topology, out: &mut Vec<Action>, now: Instant) {
-        let mut wanted: HashMap<String, (Peer, String, Duration, u32)> = HashMap::new();
-        for t in topo.trunks.values().map(|t| &t.value) {
-            let (Some(peer), Ok(eff)) = (trunk_peer(topo, t), topo.effective(&t.name)) else {
+        let mut wanted: HashMap<String, (Vec<Peer>, String, Duration, u32)> = HashMap::new();
+        let trunks: Vec<mediator_topology::model::Trunk> =
+            topo.trunks.values().map(|t| t.value.clone()).collect();
+        for t in &trunks {
+            let Ok(eff) = topo.effective(&t.name) else {
                 continue;
             };
             let secs = eff.settings.options_interval_secs.unwrap_or(60);
             if secs == 0 {
                 continue;
             }
+            // An FQDN not resolved (yet) is not probed: routing skips it for that reason.
+            let Ok(peers) = self.trunk_peers(topo, t, false) else {
+                continue;
+            };
             let threshold = eff.settings.options_failures.unwrap_or(5).max(1);
             wanted.insert(
                 t.name.clone(),
                 (
-                    peer,
+                    peers,
                     t.gateway.clone(),
                     Duration::from_secs(u64::from(secs)),
                     threshold,
                 ),
             );
         }
-        // A trunk keeps its state and counters while it probes the same gateway (a new interval
-        // or threshold applies from its next probe); a new peer starts it afresh.
+        // A trunk keeps its state and counters while it probes the same gateway from the same
+        // address and transport (a new interval or threshold applies from its next probe, new
+        // DNS answers from the next probe); another gateway starts it afresh.
         self.health.retain(|trunk, p| {
-            let keep = wanted
-                .get(trunk)
-                .is_some_and(|(peer, gw, _, _)| p.peer == *peer && p.gateway == *gw);
+            let keep = wanted.get(trunk).is_some_and(|(peers, gw, _, _)| {
+                p.gateway == *gw
+                    && p.peers.first().map(|p| (p.local, p.transport))
+                        == peers.first().map(|p| (p.local, p.transport))
+            });
             if !keep && let Some((key, _, _)) = p.in_flight.take() {
                 self.by_client.insert(key, Purpose::Ignore);
             }
             keep
         });
-        for (trunk, (peer, gw, interval, n)) in wanted {
+        for (trunk, (peers, gw, interval, n)) in wanted {
             let p = self
                 .health
                 .entry(trunk)
-                .or_insert_with(|| Probe::new(peer, &gw, interval, n, now));
+                .or_insert_with(|| Probe::new(peers.clone(), &gw, interval, n, now));
             if p.interval != interval {
                 p.next_at = p.next_at.min(now + interval);
+            }
+            if p.peers != peers {
+                // Stay on the same address if DNS still gives it.
+                let cur = p.peer();
+                p.at = peers.iter().position(|x| Some(*x) == cur).unwrap_or(0);
+                p.peers = peers;
             }
             p.interval = interval;
             p.threshold = n;
@@ -221,10 +252,13 @@ impl Engine {
     }
 
     fn send_probe(&mut self, trunk: &str, out: &mut Vec<Action>, now: Instant) {
-        let Some(p) = self.health.get(trunk) else {
+        let Some((peer, interval)) = self
+            .health
+            .get(trunk)
+            .and_then(|p| Some((p.peer()?, p.interval)))
+        else {
             return;
         };
-        let (peer, interval) = (p.peer, p.interval);
         let branch = self.branch();
         let tag = self.token();
         let call_id = format!("{}@mediator.invalid", self.token());
@@ -337,7 +371,7 @@ mod tests {
             transport: mediator_sip::Transport::Udp,
         };
         Probe::new(
-            peer,
+            vec![peer],
             "gw",
             Duration::from_secs(60),
             threshold,

@@ -40,6 +40,9 @@ pub(super) struct Target {
     /// `rtcp_active_calls`, `rtcp_calls_on_hold`: RTCP silence ends the call (active, held).
     pub(super) rtcp_active: bool,
     pub(super) rtcp_on_hold: bool,
+    /// The peer is one address of this FQDN (RFC 3263): the Request-URI names it, and the
+    /// call's record says which address was tried.
+    pub(super) fqdn: Option<String>,
 }
 
 impl Target {
@@ -94,7 +97,39 @@ impl Target {
             session_timer: s.session_timer.unwrap_or(false),
             rtcp_active: s.rtcp_active_calls.unwrap_or(true),
             rtcp_on_hold: s.rtcp_calls_on_hold.unwrap_or(true),
+            fqdn: None,
             peer,
+        }
+    }
+
+    /// The peer is an address of `host`, an FQDN (`port` 0: none configured, found by SRV): the
+    /// Request-URI and To name the host, as the configuration does (RFC 3263 resolves where
+    /// a request goes, not what it says).
+    pub(super) fn named(mut self, host: &str, port: u16) -> Target {
+        if host.parse::<IpAddr>().is_ok() {
+            return self;
+        }
+        let port = if port == 0 {
+            String::new()
+        } else {
+            format!(":{port}")
+        };
+        self.request_uri = format!(
+            "sip:{}@{host}{port};user=phone{}",
+            self.called,
+            transport_param(&self.peer)
+        );
+        self.to_hdr = format!("<sip:{}@{host};user=phone>", self.called);
+        self.fqdn = Some(host.to_string());
+        self
+    }
+
+    /// How the call's record names this attempt: the trunk, and the address when it was one of
+    /// several an FQDN resolved to.
+    pub(super) fn label(&self) -> String {
+        match &self.fqdn {
+            Some(_) => format!("{} via {}", self.trunk, self.peer.remote),
+            None => self.trunk.clone(),
         }
     }
 }
@@ -105,12 +140,15 @@ pub(super) enum Origin {
 }
 
 /// Who a message came from: the pool's next hop on its pool-side address, or a gateway on the
-/// listening port of one of its trunks (and that trunk's transport). Anything else is refused.
-pub(super) fn identify(topo: &Topology, from: &Peer) -> Option<Origin> {
+/// listening port of one of its trunks (and that trunk's transport). A next hop or gateway named
+/// by FQDN is matched by the addresses its name last resolved to. Anything else is refused.
+pub(super) fn identify(topo: &Topology, dns: &Dns, from: &Peer) -> Option<Origin> {
+    let ip = from.remote.ip();
     for p in topo.pools.values().map(|p| &p.value) {
+        let transport = sip_transport(p.next_hop.transport);
         if p.pool_side_listen == from.local
-            && sip_transport(p.next_hop.transport) == from.transport
-            && p.next_hop.host.parse::<IpAddr>().ok() == Some(from.remote.ip())
+            && transport == from.transport
+            && is_host(dns, &p.next_hop.host, transport, ip)
         {
             return Some(Origin::Pool {
                 pool: p.name.clone(),
@@ -121,9 +159,10 @@ pub(super) fn identify(topo: &Topology, from: &Peer) -> Option<Origin> {
         let Some(p) = topo.pools.get(&t.pool).map(|p| &p.value) else {
             continue;
         };
+        let transport = sip_transport(t.transport);
         if SocketAddr::new(p.gateway_side_address, t.pool_port) == from.local
-            && sip_transport(t.transport) == from.transport
-            && t.gateway.parse::<IpAddr>().ok() == Some(from.remote.ip())
+            && transport == from.transport
+            && is_host(dns, &t.gateway, transport, ip)
         {
             return Some(Origin::Gateway {
                 trunk: t.name.clone(),
@@ -134,16 +173,18 @@ pub(super) fn identify(topo: &Topology, from: &Peer) -> Option<Origin> {
     None
 }
 
-/// Where Mediator reaches trunk `t`'s peer from, when its gateway is an IP address and its pool
-/// exists (FQDN gateways are not resolved yet).
-pub(super) fn trunk_peer(topo: &Topology, t: &mediator_topology::model::Trunk) -> Option<Peer> {
-    let gw = t.gateway.parse::<IpAddr>().ok()?;
-    let pool = &topo.pools.get(&t.pool)?.value;
-    Some(Peer {
-        remote: SocketAddr::new(gw, t.gateway_port),
-        local: SocketAddr::new(pool.gateway_side_address, t.pool_port),
-        transport: sip_transport(t.transport),
-    })
+/// Whether `ip` is `host`: the same IP literal, or an address `host` resolved to for
+/// `transport` (whatever the port: a peer sends from the address it listens on, rarely from the
+/// port).
+fn is_host(dns: &Dns, host: &str, transport: Transport, ip: IpAddr) -> bool {
+    match host.parse::<IpAddr>() {
+        Ok(h) => h == ip,
+        Err(_) => dns.iter().any(|(q, r)| {
+            q.host == host
+                && q.transport == transport
+                && r.targets.iter().any(|t| t.addrs.contains(&ip))
+        }),
+    }
 }
 
 pub(super) fn host_of(addr: SocketAddr) -> String {
@@ -154,6 +195,68 @@ pub(super) fn host_of(addr: SocketAddr) -> String {
 }
 
 impl Engine {
+    /// Where `host` is reached: an IP literal on `port`, or the addresses its FQDN last
+    /// resolved to for `transport` (`port` 0: by SRV) — for a call in RFC 3263 order with SRV
+    /// weights drawn (`shuffle`), for the probes in a stable order. Err: why there are none.
+    pub(super) fn addresses(
+        &mut self,
+        host: &str,
+        port: u16,
+        transport: Transport,
+        shuffle: bool,
+    ) -> Result<Vec<SocketAddr>, String> {
+        let Some(q) = dns::Query::of(host, port, transport) else {
+            return host
+                .parse::<IpAddr>()
+                .map(|ip| vec![SocketAddr::new(ip, port)])
+                .map_err(|_| format!("'{host}' is not an address"));
+        };
+        let Some(r) = self.dns.get(&q) else {
+            return Err(format!("{q}: not resolved yet"));
+        };
+        if r.targets.is_empty() {
+            return Err(format!(
+                "{q}: {}",
+                r.error.as_deref().unwrap_or("no addresses")
+            ));
+        }
+        let addrs = if shuffle {
+            let targets = r.targets.clone();
+            dns::order(&targets, |n| self.jitter(u64::from(n)) as u32)
+        } else {
+            r.addresses()
+        };
+        if addrs.is_empty() {
+            return Err(format!("{q}: no addresses"));
+        }
+        Ok(addrs)
+    }
+
+    /// Where Mediator reaches trunk `t`'s peer from its pool: [`Engine::addresses`] of its
+    /// gateway, from the pool's gateway-side address and the trunk's port.
+    pub(super) fn trunk_peers(
+        &mut self,
+        topo: &Topology,
+        t: &mediator_topology::model::Trunk,
+        shuffle: bool,
+    ) -> Result<Vec<Peer>, String> {
+        let pool = topo
+            .pools
+            .get(&t.pool)
+            .map(|p| p.value.gateway_side_address)
+            .ok_or_else(|| format!("trunk {}: no pool '{}'", t.name, t.pool))?;
+        let transport = sip_transport(t.transport);
+        let addrs = self.addresses(&t.gateway, t.gateway_port, transport, shuffle)?;
+        Ok(addrs
+            .into_iter()
+            .map(|remote| Peer {
+                remote,
+                local: SocketAddr::new(pool, t.pool_port),
+                transport,
+            })
+            .collect())
+    }
+
     /// The gateway leg's policy on trunk `t`: its effective `srtp_mode`, never SRTP on a trunk
     /// that is not TLS (logged once per trunk when that overrides the configuration).
     pub(super) fn trunk_policy(
@@ -194,6 +297,7 @@ impl Engine {
             .map_err(|e| (500, e.to_string()))?;
         let mut targets = Vec::new();
         let mut down = Vec::new();
+        let mut unresolved = Vec::new();
         for a in attempts.into_iter().filter(|a| a.pool == pool) {
             let (Ok(t), Ok(eff)) = (
                 topo.get::<mediator_topology::model::Trunk>(&a.trunk),
@@ -202,35 +306,48 @@ impl Engine {
                 continue;
             };
             let t = &t.value;
-            let Some(peer) = trunk_peer(topo, t) else {
-                tracing::warn!(trunk = %t.name, gateway = %t.gateway, "skipped: the gateway is not an IP address (FQDN gateways are not supported yet)");
-                continue;
-            };
             if self.is_down(&t.name) {
                 if !down.contains(&t.name) {
                     down.push(t.name.clone());
                 }
                 continue;
             }
-            let mut target = Target::new(
-                &a.trunk,
-                &t.gateway,
-                peer,
-                a.called,
-                a.calling,
-                &eff.settings,
-            );
-            target.route = a.route;
-            target.srtp = self.trunk_policy(t, &eff);
-            targets.push(target);
+            let peers = match self.trunk_peers(topo, t, true) {
+                Ok(p) => p,
+                Err(why) => {
+                    tracing::info!(trunk = %t.name, gateway = %t.gateway, why, "trunk skipped: no address for its gateway");
+                    unresolved.push(format!("{}: {why}", t.name));
+                    continue;
+                }
+            };
+            let srtp = self.trunk_policy(t, &eff);
+            // Each address an FQDN resolved to is tried in turn, as the next trunk would be.
+            for peer in peers {
+                let mut target = Target::new(
+                    &a.trunk,
+                    &t.gateway,
+                    peer,
+                    a.called.clone(),
+                    a.calling.clone(),
+                    &eff.settings,
+                )
+                .named(&t.gateway, t.gateway_port);
+                target.route = a.route.clone();
+                target.srtp = srtp;
+                targets.push(target);
+            }
         }
-        if targets.is_empty() && !down.is_empty() {
+        if targets.is_empty() && (!down.is_empty() || !unresolved.is_empty()) {
+            let mut why = Vec::new();
+            if !down.is_empty() {
+                why.push(format!("down (OPTIONS): {}", down.join(", ")));
+            }
+            if !unresolved.is_empty() {
+                why.push(format!("unresolved: {}", unresolved.join("; ")));
+            }
             return Err((
                 503,
-                format!(
-                    "every trunk for '{dialed}' is down (OPTIONS): {}",
-                    down.join(", ")
-                ),
+                format!("no trunk for '{dialed}' is usable: {}", why.join("; ")),
             ));
         }
         if targets.is_empty() {
@@ -242,49 +359,61 @@ impl Engine {
         Ok(targets)
     }
 
-    pub(super) fn inbound_target(
-        &self,
+    /// The pool's next hop for a call from `trunk`: one target per address (an FQDN's, in
+    /// RFC 3263 order), tried in turn.
+    pub(super) fn inbound_targets(
+        &mut self,
         topo: &Topology,
         trunk: &str,
         pool: &str,
         dialed: &str,
         caller: &str,
-    ) -> Result<Target, (u16, String)> {
+    ) -> Result<Vec<Target>, (u16, String)> {
         let inb = topo
             .inbound(trunk, dialed, caller)
             .map_err(|e| (500, format!("inbound routing on trunk {trunk}: {e}")))?;
-        let pool_v = &topo
+        let pool_v = topo
             .get::<mediator_topology::model::Pool>(pool)
             .map_err(|e| (500, e.to_string()))?
-            .value;
-        let Ok(ip) = inb.next_hop.host.parse::<IpAddr>() else {
-            return Err((
-                503,
-                format!(
-                    "the next hop of pool {pool} is not an IP address (FQDNs are not supported yet)"
-                ),
-            ));
-        };
+            .value
+            .clone();
+        let hop = &inb.next_hop;
+        let transport = sip_transport(hop.transport);
+        let addrs = self
+            .addresses(&hop.host, hop.port, transport, true)
+            .map_err(|why| (503, format!("the next hop of pool {pool}: {why}")))?;
         let s = topo
             .effective(trunk)
             .map_err(|e| (500, e.to_string()))?
             .settings;
-        let peer = Peer {
-            remote: SocketAddr::new(ip, inb.next_hop.port),
-            local: pool_v.pool_side_listen,
-            transport: sip_transport(inb.next_hop.transport),
-        };
         let gateway = topo
             .get::<mediator_topology::model::Trunk>(trunk)
             .map(|t| t.value.gateway.clone())
             .unwrap_or_default();
-        let mut target = Target::new(trunk, &gateway, peer, inb.called, inb.calling, &s);
-        // Toward the pool: its own identity headers pass, and no trunk-side failover applies.
-        target.srtp = pool_policy(pool_v.media_encryption);
-        target.forward_pai = true;
-        target.fast_failover = None;
-        target.code_rules.clear();
-        Ok(target)
+        let mut targets = Vec::new();
+        for remote in addrs {
+            let peer = Peer {
+                remote,
+                local: pool_v.pool_side_listen,
+                transport,
+            };
+            let mut target = Target::new(
+                trunk,
+                &gateway,
+                peer,
+                inb.called.clone(),
+                inb.calling.clone(),
+                &s,
+            )
+            .named(&hop.host, hop.port);
+            // Toward the pool: its own identity headers pass, and no trunk-side failover applies.
+            target.srtp = pool_policy(pool_v.media_encryption);
+            target.forward_pai = true;
+            target.fast_failover = None;
+            target.code_rules.clear();
+            targets.push(target);
+        }
+        Ok(targets)
     }
 
     /// Media encryption for an anchored attempt on target `i`: the caller's offer checked
@@ -384,8 +513,12 @@ impl Engine {
                 .filter(|t| t.pool == pool)
                 .collect();
             let Some((trunk, peer)) = trunks.into_iter().find_map(|t| {
-                let peer = trunk_peer(topo, &t)?;
-                (peer.remote == addr && tp.is_none_or(|tp| tp == peer.transport))
+                let peer = self
+                    .trunk_peers(topo, &t, false)
+                    .ok()?
+                    .into_iter()
+                    .find(|p| p.remote == addr)?;
+                tp.is_none_or(|tp| tp == peer.transport)
                     .then_some((t, peer))
             }) else {
                 tracing::info!(call = id, contact = %uri, pool, "redirect: no trunk of the pool goes there, not followed");
@@ -413,7 +546,8 @@ impl Engine {
                 called,
                 cur.calling.clone(),
                 &eff.settings,
-            );
+            )
+            .named(&trunk.gateway, trunk.gateway_port);
             target.route = cur.route.clone();
             target.from_redirect = true;
             target.srtp = self.trunk_policy(&trunk, &eff);
