@@ -180,7 +180,7 @@ fn is_host(dns: &Dns, host: &str, transport: Transport, ip: IpAddr) -> bool {
     match host.parse::<IpAddr>() {
         Ok(h) => h == ip,
         Err(_) => dns.iter().any(|(q, r)| {
-            q.host == host
+            q.host.eq_ignore_ascii_case(host)
                 && q.transport == transport
                 && r.targets.iter().any(|t| t.addrs.contains(&ip))
         }),

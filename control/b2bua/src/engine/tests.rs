@@ -982,6 +982,7 @@ fn a_media_timeout_ends_a_call_only_when_every_live_stream_stopped() {
 }
 
 mod delayed;
+mod dns;
 mod health;
 mod srtp;
 mod timer;

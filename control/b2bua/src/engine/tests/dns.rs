@@ -1,0 +1,379 @@
+//! Gateways and next hops named by FQDN on virtual time (RFC 3263, RFC 2782): the engine only
+//! knows what the resolver told it (`on_dns`). Unresolved or failed names refuse calls at once
+//! with a 503 naming them; SRV targets are tried in priority order, weighted within one priority,
+//! and failed over like trunks; inbound requests are matched by resolved address; probes move to
+//! the next address when one stays silent.
+
+use super::*;
+use crate::dns::{Query, Resolution, Target as DnsTarget};
+use mediator_sip::Transport;
+
+/// The lab plus an SBC named by FQDN (its port found by SRV) on its own pool-side port, with
+/// a route for +1999 through it.
+const SBC: &str = r#"
+[[gateway]]
+name = "sbc.lab.test"
+kind = "sbc"
+site = "lab"
+root_trunk = { gateway_port = 0, transport = "udp", pool = "pool.lab.mediator", pool_port = 5090 }
+
+[[voice_route]]
+name = "dns"
+pattern = '^\+1999(\d{7})$'
+trunks = ["sbc.lab.test"]
+pstn_usages = ["Lab"]
+"#;
+
+fn with_sbc() -> Run {
+    let mut r = Run::new("dns");
+    let (mut t, _) = Topology::initial(1);
+    t.import(
+        &format!("{}\n{SBC}", mediator_topology::testing::LAB),
+        false,
+        1,
+        &mut mediator_topology::Changes::default(),
+    )
+    .expect("the lab with an FQDN gateway imports");
+    if let Some(g) = t.configs.get_mut("global") {
+        g.value.settings.options_interval_secs = Some(0);
+    }
+    r.t = t;
+    r
+}
+
+fn sbc_query() -> Query {
+    Query::of("sbc.lab.test", 0, Transport::Udp).expect("an FQDN")
+}
+
+fn target(name: &str, priority: u16, weight: u16, port: u16, ip: &str) -> DnsTarget {
+    DnsTarget {
+        name: name.into(),
+        priority,
+        weight,
+        port,
+        addrs: vec![ip.parse().expect("ip")],
+    }
+}
+
+fn srv(targets: Vec<DnsTarget>) -> Resolution {
+    Resolution {
+        targets,
+        how: "SRV",
+        expires_unix_ms: 1_700_000_060_000,
+        error: None,
+    }
+}
+
+/// The SBC's address `remote` as seen from its trunk's pool-side port.
+fn sbc(remote: &str) -> Peer {
+    Peer::udp(remote, "198.18.2.1:5090")
+}
+
+impl Run {
+    fn resolved(&mut self, q: Query, r: Resolution) -> Vec<Action> {
+        self.e.on_dns(&self.t, q, r, self.now)
+    }
+}
+
+/// An INVITE from the lab's gateway (198.18.2.2) on its root trunk.
+fn gw_invite(id: &str) -> Vec<u8> {
+    format!(
+        "INVITE sip:+14255551000@198.18.2.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 198.18.2.2:5060;branch=z9hG4bK-gw-{id}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:+12065550100@198.18.2.2>;tag=gwa\r\n\
+         To: <sip:+14255551000@198.18.2.1>\r\n\
+         Call-ID: {id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:gw@198.18.2.2:5060>\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{ANSWER}",
+        ANSWER.len()
+    )
+    .into_bytes()
+}
+
+fn warning(m: &Message) -> String {
+    m.header("warning").unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_call_to_a_name_not_resolved_or_not_resolvable_gets_503_at_once_naming_it() {
+    let mut r = with_sbc();
+    let a = r.msg(&invite("+19995550100", "d1"), fe());
+    let to_fe = sent_to(&a, fe());
+    let last = to_fe.last().expect("an answer");
+    assert_eq!(last.status(), Some(503), "refused, not held up");
+    let w = warning(last);
+    assert!(
+        w.contains("sbc.lab.test") && w.contains("not resolved yet"),
+        "{w}"
+    );
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::CreateMedia { .. })),
+        "no session for a call that cannot go anywhere"
+    );
+
+    let a = r.resolved(
+        sbc_query(),
+        Resolution::failed("no such name (NXDOMAIN)", 1_700_000_005_000),
+    );
+    assert!(a.is_empty(), "probing is off: nothing to send");
+    let a = r.msg(&invite("+19995550101", "d2"), fe());
+    let last = sent_to(&a, fe()).pop().expect("an answer");
+    assert_eq!(last.status(), Some(503));
+    let w = warning(&last);
+    assert!(w.contains("NXDOMAIN") && w.contains("sbc.lab.test"), "{w}");
+    assert_eq!(r.e.resolutions().len(), 1, "the failure is shown");
+
+    // An answer for a name the topology does not use is not kept.
+    r.resolved(
+        Query::of("stranger.lab.test", 0, Transport::Udp).expect("fqdn"),
+        srv(vec![target("x", 1, 1, 5060, "198.18.2.9")]),
+    );
+    assert_eq!(r.e.resolutions().len(), 1);
+}
+
+#[test]
+fn srv_targets_are_tried_in_priority_order_and_fail_over_like_trunks() {
+    let mut r = with_sbc();
+    // DNS lists the backup first: priority decides, not the order of the answer.
+    r.resolved(
+        sbc_query(),
+        srv(vec![
+            target("b.lab.test", 20, 0, 5062, "198.18.2.3"),
+            target("a.lab.test", 10, 0, 5060, "198.18.2.2"),
+        ]),
+    );
+    let a = r.msg(&invite("+19995550100", "d3"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let first = requests(&sent_to(&a, sbc("198.18.2.2:5060")))[0].clone();
+    assert_eq!(first.method(), Some("INVITE"));
+    assert_eq!(
+        first.request_uri(),
+        Some("sip:+19995550100@sbc.lab.test;user=phone"),
+        "the Request-URI names the gateway, not the address tried"
+    );
+    assert!(
+        first
+            .header("to")
+            .is_some_and(|t| t.contains("@sbc.lab.test")),
+        "{:?}",
+        first.header("to")
+    );
+    let a = r.msg(&respond(&first, 503, "s1", None), sbc("198.18.2.2:5060"));
+    assert_eq!(sent_to(&a, sbc("198.18.2.2:5060"))[0].method(), Some("ACK"));
+    let second = requests(&sent_to(&a, sbc("198.18.2.3:5062")))[0].clone();
+    assert_eq!(second.method(), Some("INVITE"), "the next SRV target");
+    assert!(statuses(&sent_to(&a, fe())).is_empty());
+    let a = r.msg(&respond(&second, 486, "s2", None), sbc("198.18.2.3:5062"));
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![486]);
+    assert_eq!(
+        ended(&a).expect("record").attempts,
+        vec![
+            ("sbc.lab.test via 198.18.2.2:5060".to_string(), 503),
+            ("sbc.lab.test via 198.18.2.3:5062".to_string(), 486)
+        ]
+    );
+
+    // A silent first target: fast failover moves on after its timeout (10 s, the global one).
+    let a = r.msg(&invite("+19995550102", "d4"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    assert_eq!(requests(&sent_to(&a, sbc("198.18.2.2:5060"))).len(), 1);
+    let mut next = Vec::new();
+    for _ in 0..21 {
+        let a = r.advance(Duration::from_millis(500));
+        next.extend(
+            requests(&sent_to(&a, sbc("198.18.2.3:5062")))
+                .into_iter()
+                .filter(|m| m.method() == Some("INVITE"))
+                .cloned(),
+        );
+    }
+    let branches: std::collections::BTreeSet<&str> =
+        next.iter().map(|m| m.summary.branch.as_str()).collect();
+    assert_eq!(
+        branches.len(),
+        1,
+        "failed over to the second target (one transaction, retransmitted)"
+    );
+}
+
+#[test]
+fn srv_weights_share_the_first_attempts_within_a_priority() {
+    let mut r = with_sbc();
+    r.resolved(
+        sbc_query(),
+        srv(vec![
+            target("heavy.lab.test", 10, 90, 5060, "198.18.2.2"),
+            target("light.lab.test", 10, 10, 5060, "198.18.2.3"),
+            target("backup.lab.test", 20, 100, 5060, "198.18.2.4"),
+        ]),
+    );
+    let heavy: std::net::SocketAddr = "198.18.2.2:5060".parse().expect("addr");
+    let backup: std::net::SocketAddr = "198.18.2.4:5060".parse().expect("addr");
+    let mut first_heavy = 0;
+    for _ in 0..2000 {
+        let order =
+            r.e.addresses("sbc.lab.test", 0, Transport::Udp, true)
+                .expect("resolved");
+        assert_eq!(order.len(), 3);
+        assert_eq!(
+            order[2], backup,
+            "a higher priority value always comes last"
+        );
+        if order[0] == heavy {
+            first_heavy += 1;
+        }
+    }
+    // 90 % expected: 1,800 of 2,000; the bounds are > 6 standard deviations (13.4) away.
+    assert!(
+        (1700..=1900).contains(&first_heavy),
+        "weight 90 of 100 went first {first_heavy} times of 2000"
+    );
+}
+
+#[test]
+fn requests_from_a_gateway_named_by_fqdn_are_matched_by_its_resolved_addresses() {
+    let mut r = with_sbc();
+    let from = sbc("198.18.2.3:5062");
+    let inbound = |id: &str| {
+        format!(
+            "INVITE sip:+14255551000@198.18.2.1:5090 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 198.18.2.3:5062;branch=z9hG4bK-sbc-{id}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:+12065550100@sbc.lab.test>;tag=sbc\r\n\
+             To: <sip:+14255551000@198.18.2.1>\r\n\
+             Call-ID: {id}\r\n\
+             CSeq: 1 INVITE\r\n\
+             Contact: <sip:sbc@198.18.2.3:5062>\r\n\
+             Content-Type: application/sdp\r\n\
+             Content-Length: {}\r\n\r\n{ANSWER}",
+            ANSWER.len()
+        )
+        .into_bytes()
+    };
+    let a = r.msg(&inbound("in1"), from);
+    assert_eq!(
+        statuses(&sent_to(&a, from)),
+        vec![403],
+        "unknown before its name resolves to it"
+    );
+    r.resolved(
+        sbc_query(),
+        srv(vec![
+            target("a.lab.test", 10, 0, 5060, "198.18.2.2"),
+            target("b.lab.test", 20, 0, 5062, "198.18.2.3"),
+        ]),
+    );
+    let a = r.msg(&inbound("in2"), from);
+    assert_eq!(statuses(&sent_to(&a, from)), vec![100]);
+    assert!(
+        a.iter().any(|x| matches!(x, Action::CreateMedia { .. })),
+        "the call goes on toward the pool"
+    );
+    // The same address on another trunk's port is still a stranger.
+    let a = r.msg(
+        &inbound("in3"),
+        Peer::udp("198.18.2.3:5062", "198.18.2.1:5066"),
+    );
+    assert_eq!(
+        statuses(&sent_to(
+            &a,
+            Peer::udp("198.18.2.3:5062", "198.18.2.1:5066")
+        )),
+        vec![403]
+    );
+}
+
+#[test]
+fn a_pool_next_hop_named_by_fqdn_receives_inbound_calls_at_its_resolved_address() {
+    let mut r = Run::new("dns-pool");
+    let hop = &mut r
+        .t
+        .pools
+        .get_mut("pool.lab.mediator")
+        .expect("pool")
+        .value
+        .next_hop;
+    hop.host = "fe.lab.test".into();
+    hop.port = 5060;
+    let q = Query::of("fe.lab.test", 5060, Transport::Udp).expect("fqdn");
+    let a = r.msg(&gw_invite("p1"), gw(5060, 5060));
+    let last = sent_to(&a, gw(5060, 5060)).pop().expect("an answer");
+    assert_eq!(last.status(), Some(503));
+    assert!(warning(&last).contains("fe.lab.test"), "{}", warning(&last));
+
+    r.resolved(
+        q,
+        Resolution {
+            targets: vec![target("fe.lab.test", 0, 0, 5060, "198.18.1.2")],
+            how: "A/AAAA",
+            expires_unix_ms: 1_700_000_060_000,
+            error: None,
+        },
+    );
+    let a = r.msg(&gw_invite("p2"), gw(5060, 5060));
+    let id = a
+        .iter()
+        .find_map(|x| match x {
+            Action::CreateMedia { call, .. } => Some(*call),
+            _ => None,
+        })
+        .expect("a session toward the pool");
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, fe()))[0].clone();
+    assert_eq!(inv.method(), Some("INVITE"));
+    assert!(
+        inv.request_uri()
+            .is_some_and(|u| u.contains("@fe.lab.test")),
+        "{:?}",
+        inv.request_uri()
+    );
+    // And the Front End's requests are recognised by that address.
+    let a = r.msg(&invite("+14255550100", "p3"), fe());
+    assert_eq!(statuses(&sent_to(&a, fe()))[0], 100);
+}
+
+#[test]
+fn probes_move_to_the_next_address_when_one_stays_silent() {
+    let mut r = with_sbc();
+    let g = r.t.configs.get_mut("global").expect("global");
+    g.value.settings.options_interval_secs = Some(10);
+    g.value.settings.options_failures = Some(3);
+    r.e.on_topology(&r.t, r.now);
+    let a = r.resolved(
+        sbc_query(),
+        srv(vec![
+            target("a.lab.test", 10, 0, 5060, "198.18.2.2"),
+            target("b.lab.test", 20, 0, 5062, "198.18.2.3"),
+        ]),
+    );
+    let options = |a: &[Action], to: Peer| -> Vec<Message> {
+        sent_to(a, to)
+            .into_iter()
+            .filter(|m| m.method() == Some("OPTIONS"))
+            .collect()
+    };
+    assert_eq!(
+        options(&a, sbc("198.18.2.2:5060")).len(),
+        1,
+        "probed once resolved"
+    );
+    let mut second = Vec::new();
+    for _ in 0..24 {
+        let a = r.advance(Duration::from_millis(500));
+        second.extend(options(&a, sbc("198.18.2.3:5062")));
+    }
+    let o = second
+        .first()
+        .expect("the next probe goes to the next address");
+    let a = r.msg(&respond(o, 200, "b", None), sbc("198.18.2.3:5062"));
+    assert!(
+        a.iter().any(|x| matches!(x, Action::TrunkState(c)
+            if c.trunk == "sbc.lab.test" && c.state == TrunkState::Up)),
+        "up on the answer of its second address"
+    );
+}
