@@ -328,13 +328,17 @@ impl Runtime {
         }
     }
 
-    /// A message from a transport, handled on the current topology snapshot: a topology write
-    /// in progress (validation, fsync) never holds it up.
+    /// A message from a transport (or one of Mediator's that it could not deliver), handled on
+    /// the current topology snapshot: a topology write in progress (validation, fsync) never
+    /// holds it up.
     fn inbound(&mut self, m: Inbound) {
         let topology = self.registry.snapshot();
-        let actions = self
-            .engine
-            .on_message(&topology, &m.bytes, m.peer, crate::clock::now());
+        let now = crate::clock::now();
+        let actions = if m.undelivered {
+            self.engine.on_transport_error(&topology, &m.bytes, now)
+        } else {
+            self.engine.on_message(&topology, &m.bytes, m.peer, now)
+        };
         self.act(actions);
     }
 

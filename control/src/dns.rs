@@ -134,7 +134,7 @@ impl Resolver {
                     .collect::<Vec<_>>()
             }
             Err(e) if e.is_no_records_found() || e.is_nx_domain() => Vec::new(),
-            Err(e) => return Err(format!("SRV {srv_name}: {e}")),
+            Err(e) => return Err(format!("SRV {srv_name}: {}", brief(&e))),
         };
         if srv.is_empty() {
             if how == "NAPTR" {
@@ -186,7 +186,7 @@ impl Resolver {
             .inner
             .lookup_ip(fqdn(name))
             .await
-            .map_err(|e| format!("{name}: {e}"))?;
+            .map_err(|e| format!("{name}: {}", brief(&e)))?;
         let mut addrs: Vec<IpAddr> = l.iter().collect();
         addrs.dedup();
         addrs.truncate(MAX_ADDRESSES);
@@ -194,6 +194,23 @@ impl Resolver {
             return Err(format!("{name}: no A or AAAA record"));
         }
         Ok((addrs, l.valid_until()))
+    }
+}
+
+/// A lookup's failure in a few words for logs, Warnings and `gateway show` (hickory's own text
+/// carries the whole query).
+fn brief(e: &hickory_resolver::net::NetError) -> String {
+    if e.is_nx_domain() {
+        "no such name (NXDOMAIN)".into()
+    } else if e.is_no_records_found() {
+        "no A or AAAA record".into()
+    } else {
+        let mut text = e.to_string();
+        if text.len() > 120 {
+            text.truncate(text.floor_char_boundary(117));
+            text.push_str("...");
+        }
+        text
     }
 }
 

@@ -19,11 +19,23 @@ use mediator_sip::Peer;
 use mediator_sip::Transport;
 use mediator_sip::framing::{Frame, Framer};
 
-/// A message (or a datagram that may be one) from a peer.
+/// A message (or a datagram that may be one) from a peer — or, `undelivered`, one of Mediator's
+/// own that could not be sent to it (its TCP/TLS connection or handshake failed).
 #[derive(Debug)]
 pub(crate) struct Inbound {
     pub bytes: Vec<u8>,
     pub peer: Peer,
+    pub undelivered: bool,
+}
+
+impl Inbound {
+    fn from(peer: Peer, bytes: Vec<u8>) -> Inbound {
+        Inbound {
+            bytes,
+            peer,
+            undelivered: false,
+        }
+    }
 }
 
 /// Messages queued toward one TCP connection at most; beyond it the connection is too slow and
@@ -223,6 +235,11 @@ impl Transports {
                     }
                     None if to.transport == Transport::Tls && self.tls.is_none() => {
                         tracing::warn!(to = %to.remote, "no TLS certificate configured: cannot connect");
+                        let _ = self.tx.try_send(Inbound {
+                            bytes,
+                            peer: to,
+                            undelivered: true,
+                        });
                     }
                     None => {
                         tokio::spawn(connect(
@@ -249,14 +266,12 @@ async fn udp_loop(sock: Arc<UdpSocket>, local: SocketAddr, tx: mpsc::Sender<Inbo
                 if n < 4 {
                     continue;
                 }
-                let msg = Inbound {
-                    bytes: buf[..n].to_vec(),
-                    peer: Peer {
-                        remote: from,
-                        local,
-                        transport: Transport::Udp,
-                    },
+                let peer = Peer {
+                    remote: from,
+                    local,
+                    transport: Transport::Udp,
                 };
+                let msg = Inbound::from(peer, buf[..n].to_vec());
                 if tx.try_send(msg).is_err() {
                     tracing::debug!("engine queue full; datagram dropped");
                 }
@@ -340,30 +355,44 @@ async fn connect(
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))?
     }
     .await;
-    match result {
-        Ok(stream) => {
-            let _ = stream.set_nodelay(true);
-            match (to.transport, tls) {
-                (Transport::Tls, Some(tls)) => {
-                    let name =
-                        match name.and_then(|n| rustls::pki_types::ServerName::try_from(n).ok()) {
-                            Some(n) => n,
-                            None => rustls::pki_types::ServerName::IpAddress(to.remote.ip().into()),
-                        };
-                    match tokio::time::timeout(HANDSHAKE, tls.connector.connect(name, stream)).await
-                    {
-                        Ok(Ok(s)) => run_conn(s, to, conns, tx, Some(first)).await,
-                        Ok(Err(e)) => {
-                            tracing::warn!(to = %to.remote, error = %e, "TLS handshake failed")
-                        }
-                        Err(_) => tracing::warn!(to = %to.remote, "TLS handshake timed out"),
-                    }
-                }
-                _ => run_conn(stream, to, conns, tx, Some(first)).await,
-            }
+    let stream = match result {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(to = %to.remote, error = %e, "SIP/TCP connect failed");
+            return undelivered(&tx, to, first).await;
         }
-        Err(e) => tracing::warn!(to = %to.remote, error = %e, "SIP/TCP connect failed"),
+    };
+    let _ = stream.set_nodelay(true);
+    let Some(tls) = tls.filter(|_| to.transport == Transport::Tls) else {
+        return run_conn(stream, to, conns, tx, Some(first)).await;
+    };
+    let shown = name.clone().unwrap_or_else(|| to.remote.ip().to_string());
+    let server = match name.and_then(|n| rustls::pki_types::ServerName::try_from(n).ok()) {
+        Some(n) => n,
+        None => rustls::pki_types::ServerName::IpAddress(to.remote.ip().into()),
+    };
+    match tokio::time::timeout(HANDSHAKE, tls.connector.connect(server, stream)).await {
+        Ok(Ok(s)) => run_conn(s, to, conns, tx, Some(first)).await,
+        Ok(Err(e)) => {
+            tracing::warn!(to = %to.remote, name = %shown, error = %e, "TLS handshake failed");
+            undelivered(&tx, to, first).await
+        }
+        Err(_) => {
+            tracing::warn!(to = %to.remote, name = %shown, "TLS handshake timed out");
+            undelivered(&tx, to, first).await
+        }
     }
+}
+
+/// Tells the engine that `bytes` never reached `to` (their transaction fails at once, as a 503).
+async fn undelivered(tx: &mpsc::Sender<Inbound>, to: Peer, bytes: Vec<u8>) {
+    let _ = tx
+        .send(Inbound {
+            bytes,
+            peer: to,
+            undelivered: true,
+        })
+        .await;
 }
 
 async fn run_conn<S>(
@@ -402,7 +431,7 @@ async fn run_conn<S>(
         loop {
             match framer.next_frame() {
                 Ok(Some(Frame::Message(bytes))) => {
-                    if tx.send(Inbound { bytes, peer }).await.is_err() {
+                    if tx.send(Inbound::from(peer, bytes)).await.is_err() {
                         break 'read;
                     }
                 }

@@ -8,6 +8,7 @@ pub mod baresip;
 pub mod calls;
 pub mod control;
 pub mod daemon;
+pub mod dnsmasq;
 pub mod fixture;
 pub mod lab;
 pub mod process;

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use rustls::pki_types::pem::PemObject;
 
-/// A CA, a certificate for Mediator (both relay addresses) and one for the gateway, made with
-/// openssl in `dir` (`ca.pem`, `mediator.pem`/`.key`, `gateway.pem`/`.key`).
+/// A CA, a certificate for Mediator (both relay addresses), one for the gateway's address and one
+/// for its DNS name `tls.lab.test`, made with openssl in `dir` (`ca.pem`, `mediator.pem`/`.key`,
+/// `gateway.pem`/`.key`, `gateway-fqdn.pem`/`.key`).
 pub fn certificates(dir: &Path) -> anyhow::Result<()> {
     let run = |args: &[&str]| -> anyhow::Result<()> {
         let out = std::process::Command::new("openssl")
@@ -43,6 +44,8 @@ pub fn certificates(dir: &Path) -> anyhow::Result<()> {
     for (name, ips) in [
         ("mediator", "IP:198.18.1.1,IP:198.18.2.1"),
         ("gateway", "IP:198.18.2.2"),
+        // The gateway as named in DNS (the DNS lab's `tls.lab.test`), without its address.
+        ("gateway-fqdn", "DNS:tls.lab.test"),
     ] {
         std::fs::write(
             dir.join(format!("{name}.ext")),
@@ -81,7 +84,8 @@ pub fn certificates(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One accepted TLS connection carrying SIP, as the gateway (with `gateway.pem` from `dir`).
+/// One accepted TLS connection carrying SIP, as the gateway (with `gateway.pem`, or another of
+/// [`certificates`], from `dir`).
 pub struct TlsPeer {
     tls: rustls::StreamOwned<rustls::ServerConnection, TcpStream>,
     buf: Vec<u8>,
@@ -90,10 +94,20 @@ pub struct TlsPeer {
 impl TlsPeer {
     /// Accepts one connection on `listener` (bound in the gateway's namespace) within `limit`.
     pub fn accept(listener: &TcpListener, dir: &Path, limit: Duration) -> anyhow::Result<TlsPeer> {
+        Self::accept_as(listener, dir, "gateway", limit)
+    }
+
+    /// [`Self::accept`] presenting certificate `name` (`gateway`, `gateway-fqdn`) from `dir`.
+    pub fn accept_as(
+        listener: &TcpListener,
+        dir: &Path,
+        name: &str,
+        limit: Duration,
+    ) -> anyhow::Result<TlsPeer> {
         let chain: Vec<_> =
-            rustls::pki_types::CertificateDer::pem_file_iter(dir.join("gateway.pem"))?
+            rustls::pki_types::CertificateDer::pem_file_iter(dir.join(format!("{name}.pem")))?
                 .collect::<Result<_, _>>()?;
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(dir.join("gateway.key"))?;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(dir.join(format!("{name}.key")))?;
         let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

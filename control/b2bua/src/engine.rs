@@ -212,6 +212,18 @@ impl Engine {
         }
     }
 
+    /// The transport could not deliver `bytes` to their peer (a TCP or TLS connection or its
+    /// handshake failed): the request's transaction ends as if answered 503 — an INVITE fails
+    /// over to the next target at once instead of waiting for its timeout.
+    pub fn on_transport_error(&mut self, topo: &Topology, bytes: &[u8], now: Now) -> Vec<Action> {
+        self.wall_ms = now.unix_ms;
+        let now = now.mono;
+        let mut out = Vec::new();
+        let step = self.layer.transport_error(bytes);
+        self.absorb(step, &mut out, topo, now);
+        out
+    }
+
     /// Bytes that arrived from `from`.
     pub fn on_message(
         &mut self,
@@ -256,7 +268,8 @@ impl Engine {
             }
             Event::Ack { message, .. } => self.ack(*message, out, now),
             Event::Response { key, message } => self.response(key, *message, out, topo, now),
-            Event::Timeout { key } => self.timeout(key, out, now),
+            Event::Timeout { key } => self.failed(key, 408, out, now),
+            Event::TransportError { key } => self.failed(key, 503, out, now),
             Event::Refused {
                 from,
                 status,
@@ -1198,7 +1211,14 @@ impl Engine {
         );
     }
 
-    fn timeout(&mut self, key: TxKey, out: &mut Vec<Action>, now: Instant) {
+    /// A client transaction ended without a response: `status` 408 (it timed out) or 503 (its
+    /// request could not be delivered — RFC 3261 §8.1.3.1 treats a transport error as a 503).
+    fn failed(&mut self, key: TxKey, status: u16, out: &mut Vec<Action>, now: Instant) {
+        let what = if status == 408 {
+            "transaction timeout"
+        } else {
+            "transport error"
+        };
         match self.by_client.remove(&key) {
             Some(Purpose::Invite { call }) => {
                 let Some(c) = self.calls.get_mut(&call) else {
@@ -1208,10 +1228,10 @@ impl Engine {
                     && let Some(att) = c.attempt.take()
                 {
                     let t = &c.targets[att.target];
-                    tracing::info!(call, trunk = %t.trunk, "no answer from the trunk (transaction timeout)");
-                    c.tried.push((t.label(), 408));
+                    tracing::info!(call, trunk = %t.trunk, to = %t.peer.remote, "no answer from the trunk ({what})");
+                    c.tried.push((t.label(), status));
                     if c.last.is_none() {
-                        c.last = Some((408, "Request Timeout".into()));
+                        c.last = Some((status, reason_phrase(status).into()));
                     }
                     self.dialogs.remove(&att.leg.key());
                     self.next_attempt(call, out, now);
@@ -1220,9 +1240,9 @@ impl Engine {
             Some(Purpose::InDialog {
                 call, to, server, ..
             }) => {
-                tracing::info!(call, leg = to.name(), "in-dialog request timed out");
+                tracing::info!(call, leg = to.name(), "in-dialog request failed ({what})");
                 if let Some((skey, sreq)) = server {
-                    self.answer_relayed(&skey, &sreq, 408, out, now);
+                    self.answer_relayed(&skey, &sreq, status, out, now);
                     if let Some(c) = self.calls.get_mut(&call) {
                         c.negotiating = false;
                         c.abandon_offer();
@@ -1231,13 +1251,13 @@ impl Engine {
             }
             Some(Purpose::Probe { trunk }) => self.probe_result(&trunk, None, out, now),
             Some(Purpose::Refresh { call, to, .. }) => {
-                let why = format!("session refresh of the {} leg timed out", to.name());
+                let why = format!("session refresh of the {} leg failed ({what})", to.name());
                 tracing::info!(call, "{why}");
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.refresh_invite[slot(to)] = false;
                 }
                 let reason = [("Reason", timer::EXPIRED.to_string())];
-                self.hangup_with(call, 408, &why, &reason, out, now);
+                self.hangup_with(call, status, &why, &reason, out, now);
             }
             _ => {}
         }

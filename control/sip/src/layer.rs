@@ -25,6 +25,9 @@ pub enum Event {
     Response { key: TxKey, message: Box<Message> },
     /// A client transaction got no final response in time.
     Timeout { key: TxKey },
+    /// A client transaction's request could not be delivered (a TCP or TLS connection that
+    /// failed): RFC 3261 §8.1.3.1 treats it as a 503.
+    TransportError { key: TxKey },
     /// A malformed request was answered with an error by the layer itself.
     Refused {
         from: Peer,
@@ -221,6 +224,27 @@ impl Layer {
         self.clients.insert(key.clone(), Client { tx, peer: to });
         self.resched(true, &key);
         (key, step)
+    }
+
+    /// The transport could not deliver `bytes` (a TCP or TLS connection to the peer failed, or
+    /// its handshake did, RFC 3261 §17.1.4): the client transaction that sent the request ends
+    /// at once with [`Event::TransportError`]. Anything else (a response, an ACK, a request of no
+    /// transaction kept) changes nothing.
+    pub fn transport_error(&mut self, bytes: &[u8]) -> Step {
+        let mut step = Step::default();
+        let Ok(m) = Message::parse(bytes) else {
+            return step;
+        };
+        if !m.is_request() {
+            return step;
+        }
+        let key = TxKey::of(&m);
+        if self.clients.remove(&key).is_some() {
+            // Drops its timers (the transaction is gone).
+            self.resched(true, &key);
+            step.events.push(Event::TransportError { key });
+        }
+        step
     }
 
     /// The user's response in server transaction `key`.
@@ -428,5 +452,33 @@ mod tests {
             l.on_bytes(&stray, to, t0).events.is_empty(),
             "a response to nothing is dropped"
         );
+    }
+
+    #[test]
+    fn an_undelivered_request_ends_its_transaction_at_once_and_nothing_else_does() {
+        let t0 = Instant::now();
+        let mut l = Layer::new(Timers::default());
+        let to = Peer {
+            transport: crate::Transport::Tls,
+            ..Peer::udp("198.18.2.2:5071", "198.18.2.1:5071")
+        };
+        let (key, step) = l.request(Message::parse(INVITE.as_bytes()).expect("invite"), to, t0);
+        let bytes = step.send[0].1.clone();
+        let s = l.transport_error(&bytes);
+        assert!(
+            matches!(s.events.as_slice(), [Event::TransportError { key: k }] if *k == key),
+            "{:?}",
+            s.events
+        );
+        assert!(l.is_empty() && l.next_deadline().is_none(), "no timer left");
+        assert!(l.transport_error(&bytes).events.is_empty(), "only once");
+        let resp = crate::message::response_to(
+            &Message::parse(INVITE.as_bytes()).expect("i"),
+            200,
+            "OK",
+            "x",
+        );
+        assert!(l.transport_error(&resp).events.is_empty());
+        assert!(l.transport_error(b"garbage").events.is_empty());
     }
 }

@@ -299,6 +299,39 @@ fn fast_failover_tries_the_next_trunk_when_no_provisional_comes_in_time() {
 }
 
 #[test]
+fn an_invite_the_transport_could_not_deliver_fails_over_at_once_as_a_503() {
+    let mut r = Run::new("transport");
+    let a = r.msg(&invite("+15555550100", "c3t"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let to_first = a
+        .iter()
+        .find_map(|x| match x {
+            Action::Send { to, bytes } if *to == gw(5062, 5062) => Some(bytes.clone()),
+            _ => None,
+        })
+        .expect("the INVITE to the first trunk");
+    // Its connection (or TLS handshake) failed: RFC 3261 §8.1.3.1, a 503 — no waiting.
+    let a = r.e.on_transport_error(&r.t, &to_first, r.now);
+    assert!(
+        sent_to(&a, gw(5062, 5062)).is_empty(),
+        "no ACK to a peer that never got the INVITE"
+    );
+    let next = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    assert_eq!(next.method(), Some("INVITE"), "the next trunk at once");
+    let a = r.msg(&respond(&next, 486, "t2", None), gw(5060, 5060));
+    assert_eq!(
+        ended(&a).expect("record").attempts,
+        vec![
+            ("gw-5062".to_string(), 503),
+            ("198.18.2.2".to_string(), 486)
+        ]
+    );
+    // A late error for a transaction already over changes nothing.
+    assert!(r.e.on_transport_error(&r.t, &to_first, r.now).is_empty());
+}
+
+#[test]
 fn cancel_before_answer_reaches_the_gateway_and_ends_the_call() {
     let mut r = Run::new("cancel");
     let a = r.msg(&invite("+14255550100", "c4"), fe());
