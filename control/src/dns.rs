@@ -73,6 +73,9 @@ impl Resolver {
         let opts: &mut ResolverOpts = builder.options_mut();
         opts.timeout = Duration::from_secs(2);
         opts.attempts = 2;
+        // Both families, IPv4 first (hickory's default asks AAAA first); the engine keeps the
+        // family it can send from.
+        opts.ip_strategy = hickory_resolver::config::LookupIpStrategy::Ipv4AndIpv6;
         let inner = builder
             .build()
             .map_err(|e| DnsError::Servers(e.to_string()))?;

@@ -24,6 +24,8 @@ pub enum Record {
         priority: u16,
         weight: u16,
     },
+    /// `service` is not offered (an SRV record whose target is `.`).
+    SrvNone { service: String },
     /// `name`'s NAPTR record leading to SRV owner `replacement` for `service` (`SIP+D2U`…).
     Naptr {
         name: String,
@@ -42,6 +44,13 @@ impl Record {
         }
     }
 
+    /// An SRV record that says the service is not offered (target `.`, RFC 2782).
+    pub fn srv_none(service: &str) -> Record {
+        Record::SrvNone {
+            service: service.into(),
+        }
+    }
+
     pub fn srv(service: &str, target: &str, port: u16, priority: u16, weight: u16) -> Record {
         Record::Srv {
             service: service.into(),
@@ -53,9 +62,14 @@ impl Record {
     }
 
     pub fn naptr(name: &str, service: &str, replacement: &str) -> Record {
+        Self::naptr_ordered(name, 10, service, replacement)
+    }
+
+    /// A NAPTR record of order `order` (lower first, RFC 3403).
+    pub fn naptr_ordered(name: &str, order: u16, service: &str, replacement: &str) -> Record {
         Record::Naptr {
             name: name.into(),
-            order: 10,
+            order,
             preference: 50,
             service: service.into(),
             replacement: replacement.into(),
@@ -72,6 +86,7 @@ impl Record {
                 priority,
                 weight,
             } => format!("--srv-host={service},{target},{port},{priority},{weight}"),
+            Record::SrvNone { service } => format!("--srv-host={service}"),
             Record::Naptr {
                 name,
                 order,
@@ -84,7 +99,7 @@ impl Record {
 }
 
 pub struct DnsServer {
-    ns: String,
+    ns: Option<String>,
     port: u16,
     domain: String,
     log: PathBuf,
@@ -92,18 +107,21 @@ pub struct DnsServer {
 }
 
 impl DnsServer {
-    /// dnsmasq in namespace `ns` on 127.0.0.1:`port`, authoritative for `domain` (other names in
-    /// it do not exist) and serving `records`.
+    /// dnsmasq in namespace `ns` (None: here) on 127.0.0.1:`port`, authoritative for `domain`
+    /// (other names in it do not exist) and serving `records`.
     pub fn start(
-        ns: &str,
+        ns: Option<&str>,
         port: u16,
         domain: &str,
         records: &[Record],
     ) -> anyhow::Result<DnsServer> {
-        let log =
-            std::env::temp_dir().join(format!("mediator-dnsmasq-{}-{ns}.log", std::process::id()));
+        let log = std::env::temp_dir().join(format!(
+            "mediator-dnsmasq-{}-{}-{port}.log",
+            std::process::id(),
+            ns.unwrap_or("host")
+        ));
         let mut d = DnsServer {
-            ns: ns.into(),
+            ns: ns.map(str::to_string),
             port,
             domain: domain.into(),
             log,
@@ -137,8 +155,8 @@ impl DnsServer {
         args.extend(records.iter().map(|r| OsString::from(r.option())));
         self.proc = Some(Process::start(
             "dnsmasq",
-            PathBuf::from("dnsmasq"),
-            Some(&self.ns),
+            PathBuf::from("/usr/sbin/dnsmasq"),
+            self.ns.as_deref(),
             args,
             self.log.clone(),
         )?);

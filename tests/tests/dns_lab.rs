@@ -2,7 +2,8 @@
 //! in the relay namespace, serving NAPTR, SRV and A records for `lab.test` with a 2 s TTL) and
 //! called through SIPp: failover between two SRV targets (503, then silence), the SRV weights
 //! over many calls after a record change that mediator-control picks up without a restart, an
-//! unresolvable name refused at once with a Warning, and what `mediatorctl gateway show` lists.
+//! unresolvable name refused at once with a Warning, what `mediatorctl gateway show` lists, and
+//! TLS verified against the name. And the resolver itself against dnsmasq on loopback.
 
 use std::time::{Duration, Instant};
 
@@ -141,6 +142,111 @@ fn invite_once(pool_ns: String, dialed: &'static str) -> (String, Duration) {
     })
 }
 
+/// mediator-control's resolver against dnsmasq on loopback: the RFC 3263 steps for each kind
+/// of query, and the failures it reports.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_resolver_follows_naptr_srv_and_address_records() {
+    use mediator_b2bua::dns::Query;
+    use mediator_control::dns::{MIN_REFRESH, Resolver};
+    use mediator_sip::Transport;
+    let port = mediator_tests::daemon::free_port();
+    let _dns = DnsServer::start(
+        None,
+        port,
+        "lab.test",
+        &[
+            // r: NAPTR per transport (TCP preferred by order), each to its own SRV owner.
+            Record::naptr_ordered("r.lab.test", 10, "SIP+D2T", "_sip._tcp.r.lab.test"),
+            Record::naptr_ordered("r.lab.test", 20, "SIP+D2U", "_sip._udp.r.lab.test"),
+            Record::srv("_sip._udp.r.lab.test", "u1.lab.test", 5080, 1, 0),
+            Record::srv("_sip._tcp.r.lab.test", "t1.lab.test", 5090, 1, 0),
+            Record::host("u1.lab.test", "198.18.2.11"),
+            Record::host("t1.lab.test", "198.18.2.12"),
+            // s: TLS is not offered there.
+            Record::srv_none("_sips._tcp.s.lab.test"),
+            // h: addresses only, both families.
+            Record::host("h.lab.test", "198.18.2.7"),
+            Record::host("h.lab.test", "2001:2:0:2::7"),
+            // n: a NAPTR record leading nowhere.
+            Record::naptr("n.lab.test", "SIP+D2U", "_sip._udp.none.lab.test"),
+        ],
+    )
+    .expect("dnsmasq");
+    let server: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let r = Resolver::new(&[server]).expect("resolver");
+    let q = |host: &str, port: u16, t: Transport| Query::of(host, port, t).expect("an FQDN");
+
+    let (udp, ttl) = r
+        .resolve(&q("r.lab.test", 0, Transport::Udp))
+        .await
+        .expect("udp");
+    assert_eq!(udp.how, "NAPTR");
+    assert_eq!(
+        udp.addresses(),
+        vec!["198.18.2.11:5080".parse().expect("addr")],
+        "the NAPTR record of the transport asked, not the preferred one"
+    );
+    assert!(
+        ttl >= MIN_REFRESH && ttl <= Duration::from_secs(2),
+        "the records' 2 s TTL: {ttl:?}"
+    );
+    let (tcp, _) = r
+        .resolve(&q("R.lab.test", 0, Transport::Tcp))
+        .await
+        .expect("tcp");
+    assert_eq!(
+        tcp.addresses(),
+        vec!["198.18.2.12:5090".parse().expect("addr")]
+    );
+
+    let (h, _) = r
+        .resolve(&q("h.lab.test", 0, Transport::Udp))
+        .await
+        .expect("h");
+    assert_eq!(
+        h.how, "A/AAAA",
+        "no NAPTR or SRV: the name on the default port"
+    );
+    assert_eq!(
+        h.addresses(),
+        vec![
+            "198.18.2.7:5060".parse().expect("addr"),
+            "[2001:2:0:2::7]:5060".parse().expect("addr")
+        ],
+        "both families, IPv4 first"
+    );
+    let (h, _) = r
+        .resolve(&q("h.lab.test", 0, Transport::Tls))
+        .await
+        .expect("h");
+    assert_eq!(h.targets[0].port, 5061, "TLS's default port");
+    let (h, _) = r
+        .resolve(&q("h.lab.test", 5077, Transport::Udp))
+        .await
+        .expect("h");
+    assert_eq!(
+        (h.how, h.targets[0].port),
+        ("A/AAAA", 5077),
+        "a port given: no SRV"
+    );
+
+    let e = r
+        .resolve(&q("s.lab.test", 0, Transport::Tls))
+        .await
+        .expect_err("s");
+    assert!(e.contains("not offered"), "{e}");
+    let e = r
+        .resolve(&q("n.lab.test", 0, Transport::Udp))
+        .await
+        .expect_err("n");
+    assert!(e.contains("no SRV record"), "{e}");
+    let e = r
+        .resolve(&q("missing.lab.test", 0, Transport::Udp))
+        .await
+        .expect_err("missing");
+    assert!(e.contains("missing.lab.test") && e.len() < 200, "{e}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn fqdn_gateways_fail_over_between_srv_targets_honour_weights_and_ttls() {
     if !privileged("fqdn_gateways_fail_over_between_srv_targets_honour_weights_and_ttls") {
@@ -151,7 +257,7 @@ async fn fqdn_gateways_fail_over_between_srv_targets_honour_weights_and_ttls() {
         .await
         .expect("call lab");
     let mut dns = DnsServer::start(
-        &lab.lab.relay.name,
+        Some(&lab.lab.relay.name),
         DNS_PORT,
         "lab.test",
         &sbc_records(&[("a.lab.test", 5080, 10, 0), ("b.lab.test", 5081, 20, 0)]),
@@ -407,7 +513,7 @@ async fn tls_to_a_gateway_named_by_fqdn_verifies_the_certificate_against_the_nam
     .await
     .expect("call lab");
     let dns = DnsServer::start(
-        &lab.lab.relay.name,
+        Some(&lab.lab.relay.name),
         DNS_PORT,
         "lab.test",
         &[Record::host("tls.lab.test", GW_PEER)],

@@ -195,14 +195,16 @@ pub(super) fn host_of(addr: SocketAddr) -> String {
 }
 
 impl Engine {
-    /// Where `host` is reached: an IP literal on `port`, or the addresses its FQDN last
-    /// resolved to for `transport` (`port` 0: by SRV) — for a call in RFC 3263 order with SRV
-    /// weights drawn (`shuffle`), for the probes in a stable order. Err: why there are none.
+    /// Where `host` is reached from local address `from`: an IP literal on `port`, or the
+    /// addresses of `from`'s family its FQDN last resolved to for `transport` (`port` 0: by SRV)
+    /// — for a call in RFC 3263 order with SRV weights drawn (`shuffle`), for the probes in a
+    /// stable order. Err: why there are none.
     pub(super) fn addresses(
         &mut self,
         host: &str,
         port: u16,
         transport: Transport,
+        from: IpAddr,
         shuffle: bool,
     ) -> Result<Vec<SocketAddr>, String> {
         let Some(q) = dns::Query::of(host, port, transport) else {
@@ -220,14 +222,19 @@ impl Engine {
                 r.error.as_deref().unwrap_or("no addresses")
             ));
         }
-        let addrs = if shuffle {
+        let mut addrs = if shuffle {
             let targets = r.targets.clone();
             dns::order(&targets, |n| self.jitter(u64::from(n)) as u32)
         } else {
             r.addresses()
         };
+        // A dual-stack name: only what Mediator can send to from its address.
+        addrs.retain(|a| a.is_ipv4() == from.is_ipv4());
         if addrs.is_empty() {
-            return Err(format!("{q}: no addresses"));
+            let family = if from.is_ipv4() { "IPv4" } else { "IPv6" };
+            return Err(format!(
+                "{q}: no {family} address (Mediator sends from {from})"
+            ));
         }
         Ok(addrs)
     }
@@ -246,7 +253,7 @@ impl Engine {
             .map(|p| p.value.gateway_side_address)
             .ok_or_else(|| format!("trunk {}: no pool '{}'", t.name, t.pool))?;
         let transport = sip_transport(t.transport);
-        let addrs = self.addresses(&t.gateway, t.gateway_port, transport, shuffle)?;
+        let addrs = self.addresses(&t.gateway, t.gateway_port, transport, pool, shuffle)?;
         Ok(addrs
             .into_iter()
             .map(|remote| Peer {
@@ -380,7 +387,13 @@ impl Engine {
         let hop = &inb.next_hop;
         let transport = sip_transport(hop.transport);
         let addrs = self
-            .addresses(&hop.host, hop.port, transport, true)
+            .addresses(
+                &hop.host,
+                hop.port,
+                transport,
+                pool_v.pool_side_listen.ip(),
+                true,
+            )
             .map_err(|why| (503, format!("the next hop of pool {pool}: {why}")))?;
         let s = topo
             .effective(trunk)

@@ -217,8 +217,14 @@ fn srv_weights_share_the_first_attempts_within_a_priority() {
     let mut first_heavy = 0;
     for _ in 0..2000 {
         let order =
-            r.e.addresses("sbc.lab.test", 0, Transport::Udp, true)
-                .expect("resolved");
+            r.e.addresses(
+                "sbc.lab.test",
+                0,
+                Transport::Udp,
+                "198.18.2.1".parse().expect("ip"),
+                true,
+            )
+            .expect("resolved");
         assert_eq!(order.len(), 3);
         assert_eq!(
             order[2], backup,
@@ -375,5 +381,35 @@ fn probes_move_to_the_next_address_when_one_stays_silent() {
         a.iter().any(|x| matches!(x, Action::TrunkState(c)
             if c.trunk == "sbc.lab.test" && c.state == TrunkState::Up)),
         "up on the answer of its second address"
+    );
+}
+
+#[test]
+fn a_dual_stack_name_is_tried_only_at_the_addresses_of_mediators_family() {
+    let mut r = with_sbc();
+    let mut t = target("sbc.lab.test", 0, 0, 5060, "2001:2:0:2::2");
+    t.addrs.push("198.18.2.2".parse().expect("ip"));
+    r.resolved(sbc_query(), srv(vec![t]));
+    let a = r.msg(&invite("+19995550100", "d6"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, sbc("198.18.2.2:5060")))[0].clone();
+    let a = r.msg(&respond(&inv, 503, "s6", None), sbc("198.18.2.2:5060"));
+    assert_eq!(
+        statuses(&sent_to(&a, fe())),
+        vec![503],
+        "no IPv6 attempt from an IPv4 address"
+    );
+    r.resolved(
+        sbc_query(),
+        srv(vec![target("sbc.lab.test", 0, 0, 5060, "2001:2:0:2::2")]),
+    );
+    let a = r.msg(&invite("+19995550101", "d7"), fe());
+    let last = sent_to(&a, fe()).pop().expect("an answer");
+    assert_eq!(last.status(), Some(503));
+    assert!(
+        warning(&last).contains("no IPv4 address"),
+        "{}",
+        warning(&last)
     );
 }
