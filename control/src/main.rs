@@ -64,12 +64,13 @@ struct Args {
     /// rtcp_calls_on_hold (0: never).
     #[arg(long, env = "MEDIATOR_RTCP_TIMEOUT_SECS")]
     rtcp_timeout_secs: Option<u32>,
-    /// DNS servers (ip:port) for FQDN gateways and next hops, repeated or comma-separated
-    /// (default: those of /etc/resolv.conf).
+    /// DNS servers (ip or ip:port, port 53 by default) for FQDN gateways and next hops,
+    /// repeated or comma-separated (default: those of /etc/resolv.conf).
     #[arg(
         long = "dns-server",
         env = "MEDIATOR_DNS_SERVERS",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = dns_server
     )]
     dns_servers: Vec<SocketAddr>,
     /// Mediator's TLS certificate chain (PEM), for TLS trunks and next hops.
@@ -108,7 +109,7 @@ struct FileConfig {
     session_expires_secs: Option<u32>,
     min_se_secs: Option<u32>,
     rtcp_timeout_secs: Option<u32>,
-    dns_servers: Option<Vec<SocketAddr>>,
+    dns_servers: Option<Vec<String>>,
     tls_certificate: Option<PathBuf>,
     tls_private_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
@@ -130,6 +131,17 @@ struct Config {
     dns_servers: Vec<SocketAddr>,
     tls: Option<(PathBuf, PathBuf, PathBuf)>,
     log_format: LogFormat,
+}
+
+/// One DNS server: `ip:port`, `[v6]:port`, or an address alone (port 53).
+fn dns_server(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    s.parse::<SocketAddr>()
+        .or_else(|_| {
+            s.parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, 53))
+        })
+        .map_err(|_| format!("'{s}' is not an IP address or ip:port"))
 }
 
 fn settings(args: &Args) -> anyhow::Result<Config> {
@@ -177,7 +189,12 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
             .or(file.rtcp_timeout_secs)
             .unwrap_or(30),
         dns_servers: if args.dns_servers.is_empty() {
-            file.dns_servers.unwrap_or_default()
+            file.dns_servers
+                .unwrap_or_default()
+                .iter()
+                .map(|s| dns_server(s))
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("dns_servers: {e}"))?
         } else {
             args.dns_servers.clone()
         },
@@ -204,7 +221,7 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
         anyhow::bail!("dns_servers: {} given, at most 8", cfg.dns_servers.len());
     }
     if let Some(s) = cfg.dns_servers.iter().find(|s| s.port() == 0) {
-        anyhow::bail!("dns_servers: {s} has no port");
+        anyhow::bail!("dns_servers: {s}: port 0");
     }
     if cfg.max_calls == 0 {
         anyhow::bail!("max_calls: must be at least 1");

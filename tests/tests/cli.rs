@@ -459,5 +459,29 @@ fn control_daemon_settings_errors_are_named() {
         &[],
     );
     assert_eq!(code, 0, "{text}");
+    // DNS servers: an address alone gets port 53; anything else is named.
+    let (code, text) = run(
+        &[
+            "--check-config",
+            "--dns-server",
+            "198.18.0.53,[2001:2::53]:5353",
+        ],
+        &[],
+    );
+    assert!(
+        code == 0 && text.contains("198.18.0.53:53") && text.contains("[2001:2::53]:5353"),
+        "{text}"
+    );
+    let (code, text) = run(&["--check-config", "--dns-server", "dns.example"], &[]);
+    assert!(code == 64 && text.contains("'dns.example'"), "{text}");
+    std::fs::write(&file, "dns_servers = [\"198.18.0.53\", \"bogus\"]\n").expect("write");
+    let (code, text) = run(
+        &["--check-config", "--config", file.to_str().expect("path")],
+        &[],
+    );
+    assert!(
+        code == 78 && text.contains("dns_servers: 'bogus'"),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
