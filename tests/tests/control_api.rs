@@ -358,8 +358,17 @@ async fn gateways_trunks_and_integrity() {
         Code::InvalidArgument,
         "gateway 'gw9.contoso.com' does not exist",
     );
+    // A gateway port of 0 is "ask DNS SRV" for an FQDN gateway (RFC 3263 §4.2), but Mediator's
+    // own listening port (pool_port) is never 0.
     refused(
         c.create_trunk(t("zero", 0)).await,
+        Code::InvalidArgument,
+        "pool_port: 0 is outside 1-65535",
+    );
+    let mut ip_gw = gateway("198.18.2.9", "pool1.contoso.com", 6001);
+    ip_gw.root_trunk.as_mut().expect("root trunk").gateway_port = 0;
+    refused(
+        c.create_gateway(ip_gw).await,
         Code::InvalidArgument,
         "gateway_port",
     );
