@@ -30,6 +30,7 @@ use mediator_sip::Peer;
 use mediator_sip::layer::{Event, Layer, Step};
 use mediator_sip::message::{
     Message, build_request, build_response, cancel_for, reason_phrase, uri_of, user_of,
+    with_compact_names,
 };
 use mediator_sip::transaction::{Timers, TxKey};
 use mediator_topology::Topology;
@@ -69,7 +70,11 @@ impl Default for Config {
     }
 }
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, NOTIFY";
+/// Written without spaces (legal, RFC 3261 §25.1 COMMA = SWS "," SWS): a 405 must carry it and
+/// must still be no larger than a small request that drew it.
+const ALLOW: &str = "INVITE,ACK,CANCEL,BYE,OPTIONS,UPDATE,INFO,PRACK,REFER,NOTIFY";
+/// What a 405 to a request outside a dialog allows: the methods Mediator takes there.
+const ALLOW_OUTSIDE: &str = "INVITE,ACK,CANCEL,OPTIONS";
 const SDP: &str = "application/sdp";
 /// Headers passed from one leg to the other on requests and responses (end-to-end extensions).
 const PASSED: &[&str] = &[
@@ -304,14 +309,43 @@ impl Engine {
         out: &mut Vec<Action>,
         now: Instant,
     ) {
-        if !why.is_empty() {
-            extra.push(("Warning", warning(why)));
-        }
         if status == 405 {
-            extra.push(("Allow", ALLOW.into()));
+            extra.push(("Allow", ALLOW_OUTSIDE.into()));
+        }
+        if status == 415 && !extra.iter().any(|(n, _)| *n == "Accept") {
+            // RFC 3261 §21.4.13: a 415 lists what is acceptable.
+            extra.push(("Accept", SDP.into()));
         }
         let tag = self.token();
-        let bytes = build_response(req, status, reason_phrase(status), &tag[..10], &extra, None);
+        let build = |extra: &[(&str, String)]| {
+            build_response(req, status, reason_phrase(status), &tag[..10], extra, None)
+        };
+        let mut bytes = build(&extra);
+        // An error reply is never larger than the request that drew it (no amplifier toward a
+        // spoofed source): the Warning is cut to fit, or left out.
+        let budget = req.wire_len();
+        if !why.is_empty() {
+            let mut text: String = why.chars().take(200).collect();
+            loop {
+                extra.push(("Warning", warning(&text)));
+                let with = build(&extra);
+                extra.pop();
+                let over = with.len().saturating_sub(budget);
+                if over == 0 || status < 300 {
+                    bytes = with;
+                    break;
+                }
+                let keep = text.chars().count().saturating_sub(over + 1);
+                if keep < 8 {
+                    break;
+                }
+                text = text.chars().take(keep).collect::<String>() + "…";
+            }
+        }
+        if status >= 300 && bytes.len() > budget {
+            // Too large even without a Warning: the same reply with compact header names.
+            bytes = with_compact_names(&bytes);
+        }
         let step = self.layer.respond(key, status, bytes, now);
         emit(out, step);
     }
@@ -326,6 +360,15 @@ impl Engine {
         now: Instant,
     ) {
         let method = m.method().unwrap_or_default().to_string();
+        // Methods Mediator knows are checked as RFC 3261 §8.2 says; the others get their 501.
+        if method != "CANCEL"
+            && ALLOW.split(',').any(|a| a == method)
+            && let Err(r) = uas::check(&m)
+        {
+            tracing::info!(peer = %from.remote, status = r.status, why = %r.why, "refused a request");
+            self.reply_with(&key, &m, r.status, &r.why, r.headers, out, now);
+            return;
+        }
         if let Some(tag) = m.summary.to_tag.clone() {
             let Some(&(id, side)) = self.dialogs.get(&(m.summary.call_id.clone(), tag)) else {
                 self.reply(&key, &m, 481, "no such dialog", out, now);
@@ -2196,6 +2239,7 @@ mod health;
 mod media;
 mod routing;
 mod timer;
+mod uas;
 mod view;
 
 #[cfg(test)]

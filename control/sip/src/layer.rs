@@ -302,8 +302,14 @@ fn error_reply(original: &[u8], status: u16, reason: &str) -> Option<Vec<u8>> {
     let bytes: &[u8] = &normal;
     let text = std::str::from_utf8(bytes).ok()?;
     let mut head = text.lines();
+    // A request line, however malformed, ends in a version (505 answers another one).
     let start = head.next()?;
-    if !start.ends_with("SIP/2.0") {
+    if !start
+        .trim_end()
+        .rsplit(' ')
+        .next()
+        .is_some_and(|v| v.len() > 4 && v.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("SIP/")))
+    {
         return None;
     }
     let mut out = format!("SIP/2.0 {status} {}\r\n", reason_phrase(status));

@@ -6,6 +6,7 @@
 #![warn(unreachable_pub)]
 
 pub mod framing;
+pub mod grammar;
 pub mod layer;
 pub mod message;
 pub mod normalize;

@@ -57,13 +57,8 @@ pub struct Message {
     /// The bytes as received or built: what is sent and retransmitted, byte for byte (rsip
     /// would re-serialise parameters in its own spelling).
     raw: Vec<u8>,
-}
-
-fn tag_of(params: &[rsip::Param]) -> Option<String> {
-    params.iter().find_map(|p| match p {
-        rsip::Param::Tag(t) => Some(t.value().to_string()),
-        _ => None,
-    })
+    /// The size it had on the wire (before normalising): what an error reply must not exceed.
+    wire_len: usize,
 }
 
 /// At most this much of anything a peer wrote goes into an error's reason (and so into a
@@ -119,24 +114,29 @@ impl Message {
             });
         }
         check_header_lines(bytes)?;
+        let wire_len = bytes.len();
         let normal = crate::normalize::normalize(bytes, datagram);
         let bytes: &[u8] = &normal;
         // Again after normalising: several values on one line became several lines.
         check_header_lines(bytes)?;
-        let inner = rsip::SipMessage::try_from(bytes)
+        check_single_headers(bytes)?;
+        let form = rsip_form(bytes)?;
+        let inner = rsip::SipMessage::try_from(&*form.bytes)
             .map_err(|e| bad(format!("unparseable message: {}", short(&e.to_string()))))?;
-        let mut summary = summarise(&inner)?;
-        // The Request-URI as it arrived: rsip re-serialises parameters (transport=UDP), and a
-        // B2BUA echoes what it received.
-        if let Start::Request { uri, .. } = &mut summary.start
-            && let Some(raw) = bytes.split(|&b| b == b' ').nth(1)
-        {
-            *uri = String::from_utf8_lossy(raw).into_owned();
+        let mut summary = summarise(&inner, bytes)?;
+        // The method and Request-URI as they arrived: rsip knows only some methods, is stricter
+        // than RFC 3261 about URIs and re-serialises parameters, and a B2BUA echoes what it got.
+        if let Some(m) = form.cseq_method {
+            summary.cseq_method = m;
+        }
+        if let Some((method, uri)) = form.start {
+            summary.start = Start::Request { method, uri };
         }
         Ok(Message {
             inner,
             summary,
             raw: bytes.to_vec(),
+            wire_len,
         })
     }
 
@@ -147,9 +147,163 @@ impl Message {
     pub fn to_bytes(&self) -> Vec<u8> {
         self.raw.clone()
     }
+
+    /// The message's size as received (or built).
+    pub fn wire_len(&self) -> usize {
+        self.wire_len
+    }
 }
 
-fn summarise(m: &rsip::SipMessage) -> Result<Summary, SipError> {
+/// The methods `rsip` has names for (it matches them case-insensitively; SIP does not).
+const RSIP_METHODS: &[&str] = &[
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "INFO",
+    "INVITE",
+    "MESSAGE",
+    "NOTIFY",
+    "OPTIONS",
+    "PRACK",
+    "PUBLISH",
+    "REFER",
+    "REGISTER",
+    "SUBSCRIBE",
+    "UPDATE",
+];
+
+/// The header lines of a normalised message (after the start line, before the blank line).
+fn header_lines(bytes: &[u8]) -> impl Iterator<Item = (&str, &str)> {
+    let head = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(bytes, |end| &bytes[..end]);
+    std::str::from_utf8(head)
+        .unwrap_or_default()
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n, v.trim_start()))
+}
+
+/// Headers a message has at most one of (RFC 3261 §7.3.1, §20): two are a 400, whichever is
+/// right (RFC 4475 §3.3.8, §3.3.9).
+const SINGLE: &[&str] = &[
+    "Call-ID",
+    "CSeq",
+    "From",
+    "To",
+    "Max-Forwards",
+    "Content-Length",
+    "Content-Type",
+];
+
+fn check_single_headers(bytes: &[u8]) -> Result<(), SipError> {
+    for name in SINGLE {
+        if header_lines(bytes)
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+            > 1
+        {
+            return Err(bad(format!("more than one {name} header")));
+        }
+    }
+    Ok(())
+}
+
+/// What a received message is to `rsip`, and what it hides from it.
+struct RsipForm<'a> {
+    bytes: std::borrow::Cow<'a, [u8]>,
+    /// A request's method and Request-URI as written.
+    start: Option<(String, String)>,
+    /// The CSeq method as written, when `rsip` was shown OPTIONS instead.
+    cseq_method: Option<String>,
+}
+
+/// The message as `rsip` is given it. The request line is checked here (RFC 3261 §7.1: 400, or
+/// 505 for another version); `rsip` sees a placeholder Request-URI (it refuses legal URIs such as
+/// RFC 4475's `sip:user;par=u%40…@host`, and the URI Mediator uses is the one as written) and, for
+/// a method it has no name for, OPTIONS in the request line and CSeq (the engine answers the real
+/// method 501; a response keeps its real CSeq method).
+fn rsip_form(bytes: &[u8]) -> Result<RsipForm<'_>, SipError> {
+    let line_end = bytes
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .unwrap_or(bytes.len());
+    let (first, rest) = bytes.split_at(line_end);
+    let cseq = header_lines(bytes)
+        .find(|(n, _)| n.eq_ignore_ascii_case("CSeq"))
+        .map(|(_, v)| v);
+    let cseq_method = cseq.and_then(|v| v.split_whitespace().nth(1));
+    let unknown = |m: &str| !RSIP_METHODS.contains(&m);
+    if first.starts_with(b"SIP/") {
+        return Ok(match cseq_method {
+            Some(m) if unknown(m) => RsipForm {
+                bytes: std::borrow::Cow::Owned([first, &cseq_as_options(rest)].concat()),
+                start: None,
+                cseq_method: Some(m.to_string()),
+            },
+            _ => RsipForm {
+                bytes: std::borrow::Cow::Borrowed(bytes),
+                start: None,
+                cseq_method: None,
+            },
+        });
+    }
+    let first = std::str::from_utf8(first).map_err(|_| bad("the request line is not UTF-8"))?;
+    let line = crate::grammar::request_line(first).map_err(|(status, reason)| SipError {
+        status,
+        reason: short(&reason),
+    })?;
+    if let Some(m) = cseq_method
+        && m != line.method
+    {
+        return Err(bad(format!(
+            "CSeq method {} does not match the request method {}",
+            short(m),
+            short(line.method)
+        )));
+    }
+    let known = !unknown(line.method);
+    let as_rsip = if known { line.method } else { "OPTIONS" };
+    let mut out = format!("{as_rsip} sip:mediator.invalid SIP/2.0").into_bytes();
+    if known {
+        out.extend_from_slice(rest);
+    } else {
+        out.extend_from_slice(&cseq_as_options(rest));
+    }
+    Ok(RsipForm {
+        bytes: std::borrow::Cow::Owned(out),
+        start: Some((line.method.to_string(), line.uri.to_string())),
+        cseq_method: (!known).then(|| line.method.to_string()),
+    })
+}
+
+/// The header lines and body after a start line, with the CSeq method replaced by OPTIONS.
+fn cseq_as_options(rest: &[u8]) -> Vec<u8> {
+    let (head, body) = match rest.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(end) => rest.split_at(end),
+        None => (rest, &[][..]),
+    };
+    let mut out = Vec::with_capacity(rest.len());
+    for line in String::from_utf8_lossy(head).split("\r\n") {
+        match line.split_once(':') {
+            Some((name, value)) if name.eq_ignore_ascii_case("CSeq") => {
+                let seq = value.split_whitespace().next().unwrap_or_default();
+                out.extend_from_slice(format!("\r\nCSeq: {seq} OPTIONS").as_bytes());
+            }
+            _ if line.is_empty() => {}
+            _ => {
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(line.as_bytes());
+            }
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+fn summarise(m: &rsip::SipMessage, raw: &[u8]) -> Result<Summary, SipError> {
     let vias: Vec<&rsip::headers::Via> = m
         .headers()
         .iter()
@@ -167,10 +321,26 @@ fn summarise(m: &rsip::SipMessage) -> Result<Summary, SipError> {
     let top = vias[0]
         .typed()
         .map_err(|e| bad(format!("malformed Via: {e}")))?;
-    let branch = top
-        .branch()
-        .map(|b| b.to_string())
-        .ok_or_else(|| bad("the top Via has no branch"))?;
+    // To, From and Contact by RFC 3261's grammar: rsip refuses legal ones (any URI scheme,
+    // RFC 4475's odd tokens) and accepts some that are not (an unbalanced quote).
+    let address = |name: &str| -> Result<Option<crate::grammar::NameAddr<'_>>, SipError> {
+        match header_lines(raw).find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            None => Ok(None),
+            Some((_, v)) => crate::grammar::name_addr(v)
+                .map(Some)
+                .map_err(|e| bad(format!("malformed {name}: {e}"))),
+        }
+    };
+    let from = address("From")?.ok_or_else(|| bad("no From header"))?;
+    let to = address("To")?.ok_or_else(|| bad("no To header"))?;
+    for (_, contact) in header_lines(raw).filter(|(n, _)| n.eq_ignore_ascii_case("Contact")) {
+        if contact.trim() != "*" {
+            crate::grammar::name_addr(contact)
+                .map_err(|e| bad(format!("malformed Contact: {e}")))?;
+        }
+    }
+    let tag = |a: &crate::grammar::NameAddr<'_>| a.param("tag").flatten().map(str::to_string);
+    let (from_tag, to_tag) = (tag(&from), tag(&to));
     let call_id = m
         .call_id_header()
         .map_err(|_| bad("no Call-ID header"))?
@@ -185,16 +355,6 @@ fn summarise(m: &rsip::SipMessage) -> Result<Summary, SipError> {
         .map_err(|_| bad("no CSeq header"))?
         .typed()
         .map_err(|e| bad(format!("malformed CSeq: {e}")))?;
-    let from = m
-        .from_header()
-        .map_err(|_| bad("no From header"))?
-        .typed()
-        .map_err(|e| bad(format!("malformed From: {e}")))?;
-    let to = m
-        .to_header()
-        .map_err(|_| bad("no To header"))?
-        .typed()
-        .map_err(|e| bad(format!("malformed To: {e}")))?;
     let max_forwards = match m.max_forwards_header() {
         Ok(h) => Some(
             h.value()
@@ -226,10 +386,9 @@ fn summarise(m: &rsip::SipMessage) -> Result<Summary, SipError> {
                     cseq.method
                 )));
             }
-            let Some(mf) = max_forwards else {
-                return Err(bad("no Max-Forwards header"));
-            };
-            if mf == 0 && method != "OPTIONS" {
+            // No Max-Forwards is taken as 70, as a proxy adds (RFC 3261 §16.6 step 3; RFC 2543
+            // peers send none).
+            if max_forwards == Some(0) && method != "OPTIONS" {
                 return Err(SipError {
                     status: 483,
                     reason: "Too Many Hops".into(),
@@ -244,6 +403,17 @@ fn summarise(m: &rsip::SipMessage) -> Result<Summary, SipError> {
             status: r.status_code().code(),
         },
     };
+    // An RFC 2543 peer's top Via has no branch: its transactions are told apart by Call-ID,
+    // From tag, CSeq number and sent-by instead (RFC 3261 §17.2.3), folded into a key no
+    // RFC 3261 branch can equal (those start with z9hG4bK; this has a space).
+    let branch = match top.branch() {
+        Some(b) => b.to_string(),
+        None => format!(
+            "rfc2543 {call_id};{};{}",
+            from_tag.as_deref().unwrap_or_default(),
+            cseq.seq
+        ),
+    };
     Ok(Summary {
         start,
         call_id,
@@ -252,8 +422,8 @@ fn summarise(m: &rsip::SipMessage) -> Result<Summary, SipError> {
         branch,
         sent_by: top.sent_by().to_string(),
         via_count: vias.len(),
-        from_tag: tag_of(&from.params),
-        to_tag: tag_of(&to.params),
+        from_tag,
+        to_tag,
         max_forwards,
     })
 }
@@ -274,28 +444,25 @@ pub fn build_response(
     extra: &[(&str, String)],
     body: Option<(&str, &[u8])>,
 ) -> Vec<u8> {
-    let rsip::SipMessage::Request(req) = &req.inner else {
+    if !req.is_request() {
         return Vec::new();
-    };
+    }
     let reason = clean(reason);
     let mut out = format!("SIP/2.0 {status} {reason}\r\n");
-    for h in req.headers.iter() {
-        match h {
-            rsip::Header::Via(_)
-            | rsip::Header::From(_)
-            | rsip::Header::CallId(_)
-            | rsip::Header::CSeq(_) => {
-                out.push_str(&format!("{h}\r\n"));
-            }
-            rsip::Header::To(to) => {
-                let has_tag = to.typed().ok().is_some_and(|t| tag_of(&t.params).is_some());
-                if has_tag || status == 100 || to_tag.is_empty() {
-                    out.push_str(&format!("{h}\r\n"));
-                } else {
-                    out.push_str(&format!("{h};tag={to_tag}\r\n"));
-                }
-            }
-            _ => {}
+    // Copied as the peer wrote them (normalised: one per line, full names): the CSeq of a
+    // method rsip has no name for stays that method.
+    for (name, value) in header_lines(&req.raw) {
+        let Some(&name) = ["Via", "From", "To", "Call-ID", "CSeq"]
+            .iter()
+            .find(|n| n.eq_ignore_ascii_case(name))
+        else {
+            continue;
+        };
+        let value = value.trim_end();
+        if name == "To" && req.summary.to_tag.is_none() && status != 100 && !to_tag.is_empty() {
+            out.push_str(&format!("To: {value};tag={to_tag}\r\n"));
+        } else {
+            out.push_str(&format!("{name}: {value}\r\n"));
         }
     }
     let mut out = out.into_bytes();
@@ -342,6 +509,39 @@ pub fn build_request(
     Message::parse(&out)
 }
 
+/// A message Mediator built with its header names in their compact forms (RFC 3261 §7.3.3), for
+/// an error reply that must fit in the size of the request that drew it.
+pub fn with_compact_names(message: &[u8]) -> Vec<u8> {
+    const FORMS: &[(&str, &str)] = &[
+        ("Via: ", "v: "),
+        ("From: ", "f: "),
+        ("To: ", "t: "),
+        ("Call-ID: ", "i: "),
+        ("Content-Length: ", "l: "),
+        ("Content-Type: ", "c: "),
+        ("Supported: ", "k: "),
+    ];
+    let (head, body) = match message.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(end) => message.split_at(end),
+        None => (message, &[][..]),
+    };
+    let mut out = Vec::with_capacity(message.len());
+    for (i, line) in String::from_utf8_lossy(head).split("\r\n").enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b"\r\n");
+        }
+        match FORMS.iter().find(|(long, _)| line.starts_with(long)) {
+            Some((long, short)) if i > 0 => {
+                out.extend_from_slice(short.as_bytes());
+                out.extend_from_slice(&line.as_bytes()[long.len()..]);
+            }
+            _ => out.extend_from_slice(line.as_bytes()),
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
 /// The standard reason phrase of a status Mediator answers with itself.
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
@@ -353,8 +553,11 @@ pub fn reason_phrase(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
         408 => "Request Timeout",
         415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
         480 => "Temporarily Unavailable",
         481 => "Call/Transaction Does Not Exist",
         482 => "Loop Detected",
@@ -367,46 +570,20 @@ pub fn reason_phrase(status: u16) -> &'static str {
         501 => "Not Implemented",
         503 => "Service Unavailable",
         504 => "Server Time-out",
+        505 => "Version Not Supported",
         513 => "Message Too Large",
         _ => "Error",
     }
-}
-
-/// The compact form of a header name (RFC 3261 7.3.3, RFC 3515, RFC 4028), if it has one.
-fn compact(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "via" => "v",
-        "from" => "f",
-        "to" => "t",
-        "call-id" => "i",
-        "contact" => "m",
-        "content-length" => "l",
-        "content-type" => "c",
-        "supported" => "k",
-        "subject" => "s",
-        "event" => "o",
-        "refer-to" => "r",
-        "referred-by" => "b",
-        "session-expires" => "x",
-        _ => return None,
-    })
 }
 
 impl Message {
     /// The values of every header called `name` (case-insensitive, compact forms included), in
     /// order, as text.
     pub fn headers_named(&self, name: &str) -> Vec<String> {
-        let name = name.to_ascii_lowercase();
-        let short = compact(&name);
-        self.inner
-            .headers()
-            .iter()
-            .filter_map(|h| {
-                let line = h.to_string();
-                let (n, v) = line.split_once(':')?;
-                let n = n.trim().to_ascii_lowercase();
-                (n == name || Some(n.as_str()) == short).then(|| v.trim().to_string())
-            })
+        let name = crate::normalize::full_name(name);
+        header_lines(&self.raw)
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
             .collect()
     }
 
@@ -607,7 +784,7 @@ Content-Length: 0\r\n\r\n";
 
     #[test]
     fn broken_requests_get_the_right_status() {
-        let cases: [(String, u16, &str); 7] = [
+        let cases: [(String, u16, &str); 9] = [
             (
                 INVITE.replace(
                     "Via: SIP/2.0/UDP 198.18.1.1:5060;branch=z9hG4bK-abc123\r\n",
@@ -632,16 +809,30 @@ Content-Length: 0\r\n\r\n";
                 "Too Many Hops",
             ),
             (
-                INVITE.replace("Max-Forwards: 70\r\n", ""),
+                INVITE.replace("Call-ID: 9f1c2e@198.18.1.1\r\n", "Call-ID: a\r\ni: b\r\n"),
                 400,
-                "Max-Forwards",
+                "more than one Call-ID",
+            ),
+            (
+                INVITE.replace(" SIP/2.0\r\n", " SIP/3.0\r\n"),
+                505,
+                "SIP/3.0",
+            ),
+            (
+                INVITE.replace("To: <sip:", "To: \"Unbalanced <sip:"),
+                400,
+                "malformed To",
+            ),
+            (
+                INVITE.replace("CSeq: 1 INVITE", "CSeq: 1 NEWMETHOD"),
+                400,
+                "CSeq method NEWMETHOD",
             ),
             (
                 INVITE.replace("Content-Length: 0", "Content-Length: 10"),
                 400,
                 "Content-Length",
             ),
-            (INVITE.replace(";branch=z9hG4bK-abc123", ""), 400, "branch"),
         ];
         for (text, status, what) in cases {
             let e = Message::parse(text.as_bytes()).expect_err(what);
@@ -650,6 +841,51 @@ Content-Length: 0\r\n\r\n";
         }
         let huge = vec![b'a'; MAX_MESSAGE_BYTES + 1];
         assert_eq!(Message::parse(&huge).map_err(|e| e.status).err(), Some(513));
+    }
+
+    /// An RFC 2543 request (no branch, no Max-Forwards) is taken: its transaction key is made
+    /// of Call-ID, From tag and CSeq (RFC 3261 §17.2.3), and Max-Forwards counts as absent.
+    #[test]
+    fn an_rfc_2543_request_is_accepted() {
+        let old = INVITE
+            .replace(";branch=z9hG4bK-abc123", "")
+            .replace("Max-Forwards: 70\r\n", "");
+        let m = Message::parse(old.as_bytes()).expect("RFC 2543 INVITE");
+        assert_eq!(m.summary.branch, "rfc2543 9f1c2e@198.18.1.1;f1;1");
+        assert_eq!(m.summary.max_forwards, None);
+        // The ACK of a non-2xx (To tag added) is in the same transaction.
+        let ack = old
+            .replace("INVITE sip:", "ACK sip:")
+            .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+            .replace(
+                "To: <sip:+14255550100@contoso.com>",
+                "To: <sip:+14255550100@contoso.com>;tag=t1",
+            );
+        let ack = Message::parse(ack.as_bytes()).expect("RFC 2543 ACK");
+        assert_eq!(
+            crate::transaction::TxKey::of(&ack),
+            crate::transaction::TxKey::of(&m)
+        );
+    }
+
+    /// A method rsip has no name for is a request like any other (the engine answers it 501),
+    /// and a response to it carries its CSeq as written.
+    #[test]
+    fn extension_methods_parse_and_their_responses_echo_them() {
+        let m = INVITE
+            .replace("INVITE sip:", "NEWMETHOD sip:")
+            .replace("CSeq: 1 INVITE", "CSeq: 1 NEWMETHOD");
+        let m = Message::parse(m.as_bytes()).expect("extension method");
+        assert_eq!(m.method(), Some("NEWMETHOD"));
+        assert_eq!(m.summary.cseq_method, "NEWMETHOD");
+        let r = String::from_utf8(response_to(&m, 501, "Not Implemented", "t")).expect("utf8");
+        assert!(r.contains("\r\nCSeq: 1 NEWMETHOD\r\n"), "{r}");
+        assert!(r.contains(";tag=t\r\n"), "{r}");
+        let lower = INVITE
+            .replace("INVITE sip:", "invite sip:")
+            .replace("CSeq: 1 INVITE", "CSeq: 1 invite");
+        let m = Message::parse(lower.as_bytes()).expect("methods are case-sensitive");
+        assert_eq!(m.method(), Some("invite"), "not INVITE");
     }
 
     #[test]
@@ -753,6 +989,25 @@ l: 0\r\n\r\n";
         let e = Message::parse(format!("INVITE {junk} SIP/2.0\r\n\r\n").as_bytes())
             .expect_err("no headers");
         assert!(e.reason.len() < 200, "{}", e.reason.len());
+    }
+
+    /// Compact names are the same response, shorter.
+    #[test]
+    fn a_response_with_compact_names_is_the_same_response() {
+        let m = Message::parse(INVITE.as_bytes()).expect("parse");
+        let long = response_to(&m, 405, "Method Not Allowed", "t1");
+        let short = with_compact_names(&long);
+        assert!(
+            short.len() + 20 < long.len(),
+            "{}",
+            String::from_utf8_lossy(&short)
+        );
+        let (a, b) = (
+            Message::parse(&long).expect("long"),
+            Message::parse(&short).expect("short"),
+        );
+        assert_eq!(a.summary, b.summary);
+        assert_eq!(a.header("to"), b.header("to"));
     }
 
     /// Several Vias on one line (RFC 3261 §7.3.1) are several Vias: the top one is the first.

@@ -83,6 +83,25 @@ fn tidy_value(value: &str) -> String {
     out
 }
 
+/// A Via value with [`tidy_value`]'s treatment, and the optional whitespace of its sent-protocol
+/// and sent-by removed (RFC 3261 §25.1: `SLASH = SWS "/" SWS`, `COLON = SWS ":" SWS`, so
+/// `SIP / 2.0 / UDP  host : 5060` is `SIP/2.0/UDP host:5060`).
+fn tidy_via(value: &str) -> String {
+    let value = tidy_value(value);
+    let (head, params) = value.split_at(value.find(';').unwrap_or(value.len()));
+    let words: Vec<&str> = head.split_whitespace().collect();
+    let mut out = String::with_capacity(value.len());
+    for (i, w) in words.iter().enumerate() {
+        let glued = i == 0 || out.ends_with(['/', ':']) || w.starts_with(['/', ':']);
+        if !glued {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    out.push_str(params);
+    out
+}
+
 /// Headers whose comma-separated values are each a header of their own (RFC 3261 §7.3.1): written
 /// one per line, so the parser sees every Via and every route.
 const ONE_PER_LINE: &[&str] = &["Via", "Route", "Record-Route", "Contact"];
@@ -192,8 +211,14 @@ pub fn normalize(bytes: &[u8], datagram: bool) -> Cow<'_, [u8]> {
             if parts.is_empty() {
                 out_lines.push(format!("{name}: "));
             }
+            let via = name.eq_ignore_ascii_case("Via");
             for part in parts {
-                out_lines.push(format!("{name}: {}", tidy_value(part)));
+                let part = if via {
+                    tidy_via(part)
+                } else {
+                    tidy_value(part)
+                };
+                out_lines.push(format!("{name}: {part}"));
             }
         } else {
             out_lines.push(format!("{name}: {}", tidy_value(value)));
@@ -288,6 +313,18 @@ mod tests {
             norm(m),
             "INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nVia: SIP/2.0/TCP b;branch=z9hG4bK2\r\n\
              Route: <sip:p1;lr>\r\nRoute: \"x, y\" <sip:p2;lr;q=\"a,b\">\r\nContact: *\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_via_written_with_optional_whitespace_is_the_plain_one() {
+        assert_eq!(
+            tidy_via("SIP  /   2.0 /UDP  198.18.1.1 : 5060 ; branch = z9hG4bK1"),
+            "SIP/2.0/UDP 198.18.1.1:5060;branch=z9hG4bK1"
+        );
+        assert_eq!(
+            tidy_via("SIP/2.0/TCP [2001:2::1]:5061;branch=z9hG4bK2"),
+            "SIP/2.0/TCP [2001:2::1]:5061;branch=z9hG4bK2"
         );
     }
 

@@ -484,7 +484,15 @@ fn in_dialog_requests_are_passed_across_and_refer_obeys_the_trunk() {
         .settings
         .refer_support = Some(false);
     let (_inv, ok) = answered(&mut r, "c21");
-    let a = r.msg(&fe_in_dialog("REFER", &ok, 8, "refer1"), fe());
+    // A REFER as a Front End writes it (RFC 3515: it has a Refer-To): an error reply is never
+    // larger than its request, so the Warning needs a request of ordinary size to fit.
+    let refer = String::from_utf8(fe_in_dialog("REFER", &ok, 8, "refer1"))
+        .expect("utf8")
+        .replace(
+            "Content-Length: 0",
+            "Refer-To: <sip:+14255550199@contoso.com>\r\nContact: <sip:fe@198.18.1.2:5060;transport=udp>\r\nContent-Length: 0",
+        );
+    let a = r.msg(refer.as_bytes(), fe());
     let st = sent_to(&a, fe());
     assert_eq!(statuses(&st), vec![403]);
     assert!(
