@@ -420,6 +420,9 @@ async fn run_conn<S>(
             }
         }
     });
+    /// How long a connection whose stream cannot be framed stays open for the answers to what
+    /// came before the error.
+    const UNFRAMEABLE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
     let mut framer = Framer::default();
     let mut buf = vec![0u8; 16 * 1024];
     'read: loop {
@@ -441,6 +444,9 @@ async fn run_conn<S>(
                 Ok(None) => break,
                 Err(e) => {
                     tracing::info!(peer = %peer.remote, error = ?e, "closing a SIP/TCP connection: unframeable stream");
+                    // The messages framed before the error are still being answered: their
+                    // responses go out on this connection before it closes (bounded).
+                    tokio::time::sleep(UNFRAMEABLE_LINGER).await;
                     break 'read;
                 }
             }
