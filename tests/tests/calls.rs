@@ -398,10 +398,15 @@ async fn tcp_trunk_media_bypass_and_refused_strangers() {
                 "INVITE sip:+14255550100@{POOL_RELAY}:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {from}:5999;branch=z9hG4bK-x1\r\nMax-Forwards: 70\r\nFrom: <sip:x@{from}>;tag=1\r\nTo: <sip:+14255550100@{POOL_RELAY}>\r\nCall-ID: stranger\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
             )
         };
-        let no_max_forwards = invite(POOL_PEER).replace("Max-Forwards: 70\r\n", "");
+        // Two Call-IDs (RFC 3261 §20: one only). A missing Max-Forwards is no longer malformed:
+        // RFC 2543 peers send none, and Mediator takes it as 70.
+        let two_call_ids = invite(POOL_PEER).replace(
+            "Call-ID: stranger\r\n",
+            "Call-ID: stranger\r\nCall-ID: another\r\n",
+        );
         (
             ask(POOL_OTHER, invite(POOL_OTHER).as_bytes()),
-            ask(POOL_PEER, no_max_forwards.as_bytes()),
+            ask(POOL_PEER, two_call_ids.as_bytes()),
         )
     });
     assert!(
