@@ -1209,6 +1209,25 @@ fn torture_message(name: &str, suffix: &str) -> Vec<u8> {
     [&bytes[..end], suffix.as_bytes(), &bytes[end..]].concat()
 }
 
+/// What a peer receives after sending one message: `recv` (a read with a short timeout) is
+/// called until `want` final responses came and 300 ms passed with nothing more, or it reports
+/// the connection closed (`None`); 3 s at most.
+fn gather(want: usize, mut recv: impl FnMut() -> Option<Vec<Vec<u8>>>) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    let start = std::time::Instant::now();
+    let mut quiet = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(3)
+        && (finals(&got).len() < want || quiet.elapsed() < Duration::from_millis(300))
+    {
+        let Some(messages) = recv() else { break };
+        if !messages.is_empty() {
+            got.extend(messages);
+            quiet = std::time::Instant::now();
+        }
+    }
+    got
+}
+
 /// The final statuses in what a peer received (100 Trying left out).
 fn finals(received: &[Vec<u8>]) -> Vec<u16> {
     received
@@ -1242,20 +1261,14 @@ async fn rfc_4475_torture_messages_over_udp_and_tcp() {
                     .expect("timeout");
                 s.send_to(&bytes, format!("{POOL_RELAY}:5060"))
                     .expect("send");
-                let mut got = Vec::new();
                 let mut buf = vec![0u8; 65536];
-                let start = std::time::Instant::now();
-                // Until the expected finals came and 300 ms passed with nothing more (bounded).
-                let mut quiet = std::time::Instant::now();
-                while start.elapsed() < Duration::from_secs(3)
-                    && (finals(&got).len() < want.len()
-                        || quiet.elapsed() < Duration::from_millis(300))
-                {
-                    if let Ok(n) = s.recv(&mut buf) {
-                        got.push(buf[..n].to_vec());
-                        quiet = std::time::Instant::now();
-                    }
-                }
+                let got = gather(want.len(), || {
+                    Some(
+                        s.recv(&mut buf)
+                            .map(|n| vec![buf[..n].to_vec()])
+                            .unwrap_or_default(),
+                    )
+                });
                 if finals(&got) != want {
                     wrong.push(format!(
                         "{name} over udp: {:?}, want {want:?}",
@@ -1314,28 +1327,21 @@ async fn rfc_4475_torture_messages_over_udp_and_tcp() {
                     .expect("timeout");
                 s.write_all(&bytes).expect("write");
                 let mut framer = mediator_sip::framing::Framer::default();
-                let mut got = Vec::new();
                 let mut buf = vec![0u8; 65536];
-                let start = std::time::Instant::now();
-                let mut quiet = std::time::Instant::now();
-                while start.elapsed() < Duration::from_secs(3)
-                    && (finals(&got).len() < want.len()
-                        || quiet.elapsed() < Duration::from_millis(300))
-                {
-                    match s.read(&mut buf) {
-                        Ok(0) => break, // Mediator closed the connection
-                        Ok(n) => {
-                            framer.push(&buf[..n]);
-                            while let Ok(Some(mediator_sip::framing::Frame::Message(m))) =
-                                framer.next_frame()
-                            {
-                                got.push(m);
-                            }
-                            quiet = std::time::Instant::now();
+                let got = gather(want.len(), || match s.read(&mut buf) {
+                    Ok(0) => None, // Mediator closed the connection
+                    Ok(n) => {
+                        framer.push(&buf[..n]);
+                        let mut frames = Vec::new();
+                        while let Ok(Some(mediator_sip::framing::Frame::Message(m))) =
+                            framer.next_frame()
+                        {
+                            frames.push(m);
                         }
-                        Err(_) => {}
+                        Some(frames)
                     }
-                }
+                    Err(_) => Some(Vec::new()),
+                });
                 if finals(&got) != want {
                     let firsts: Vec<String> = got
                         .iter()

@@ -50,7 +50,10 @@ pub fn request_line(line: &str) -> Result<RequestLine<'_>, Refusal> {
                 .and_then(|v| v.split_once('.'))
                 .is_some_and(|(a, b)| is_number(a) && is_number(b));
         return Err(if numeric {
-            (505, format!("{} is not supported", short_text(version)))
+            (
+                505,
+                format!("{} is not supported", crate::message::short(version)),
+            )
         } else {
             malformed("the version is not SIP/2.0")
         });
@@ -76,10 +79,6 @@ pub fn request_line(line: &str) -> Result<RequestLine<'_>, Refusal> {
 
 fn is_number(s: &str) -> bool {
     !s.is_empty() && s.len() <= 3 && s.bytes().all(|b| b.is_ascii_digit())
-}
-
-fn short_text(s: &str) -> String {
-    crate::message::short(s)
 }
 
 /// `scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`, lower-cased, when `uri` starts with one

@@ -172,12 +172,18 @@ const RSIP_METHODS: &[&str] = &[
     "UPDATE",
 ];
 
+/// A message (or what follows its start line) cut at the CRLF CRLF that ends its headers: the
+/// headers, and the rest from that CRLF CRLF on (empty when there is none).
+fn head_and_body(bytes: &[u8]) -> (&[u8], &[u8]) {
+    match bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(end) => bytes.split_at(end),
+        None => (bytes, &[][..]),
+    }
+}
+
 /// The header lines of a normalised message (after the start line, before the blank line).
 fn header_lines(bytes: &[u8]) -> impl Iterator<Item = (&str, &str)> {
-    let head = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(bytes, |end| &bytes[..end]);
+    let (head, _) = head_and_body(bytes);
     std::str::from_utf8(head)
         .unwrap_or_default()
         .split("\r\n")
@@ -199,13 +205,13 @@ const SINGLE: &[&str] = &[
 ];
 
 fn check_single_headers(bytes: &[u8]) -> Result<(), SipError> {
-    for name in SINGLE {
-        if header_lines(bytes)
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .count()
-            > 1
-        {
-            return Err(bad(format!("more than one {name} header")));
+    let mut seen = [0usize; SINGLE.len()];
+    for (name, _) in header_lines(bytes) {
+        if let Some(i) = SINGLE.iter().position(|s| s.eq_ignore_ascii_case(name)) {
+            seen[i] += 1;
+            if seen[i] > 1 {
+                return Err(bad(format!("more than one {} header", SINGLE[i])));
+            }
         }
     }
     Ok(())
@@ -281,10 +287,7 @@ fn rsip_form(bytes: &[u8]) -> Result<RsipForm<'_>, SipError> {
 
 /// The header lines and body after a start line, with the CSeq method replaced by OPTIONS.
 fn cseq_as_options(rest: &[u8]) -> Vec<u8> {
-    let (head, body) = match rest.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(end) => rest.split_at(end),
-        None => (rest, &[][..]),
-    };
+    let (head, body) = head_and_body(rest);
     let mut out = Vec::with_capacity(rest.len());
     for line in String::from_utf8_lossy(head).split("\r\n") {
         match line.split_once(':') {
@@ -521,10 +524,7 @@ pub fn with_compact_names(message: &[u8]) -> Vec<u8> {
         ("Content-Type: ", "c: "),
         ("Supported: ", "k: "),
     ];
-    let (head, body) = match message.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(end) => message.split_at(end),
-        None => (message, &[][..]),
-    };
+    let (head, body) = head_and_body(message);
     let mut out = Vec::with_capacity(message.len());
     for (i, line) in String::from_utf8_lossy(head).split("\r\n").enumerate() {
         if i > 0 {
