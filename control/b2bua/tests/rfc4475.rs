@@ -112,6 +112,16 @@ fn run(name: &str, transport: Transport) -> Outcome {
                 .and_then(|r| r.get(..3))
                 .and_then(|s| s.parse().ok())
                 .unwrap_or_else(|| panic!("{name}: not a response:\n{text}"));
+            if transport != Transport::Udp {
+                // Over a stream the peer cuts the reply out with its Content-Length.
+                let mut framer = Framer::default();
+                framer.push(&reply);
+                assert_eq!(
+                    framer.next_frame(),
+                    Ok(Some(Frame::Message(reply.clone()))),
+                    "{name}: a reply a stream peer cannot frame:\n{text}"
+                );
+            }
             if status == 100 {
                 continue;
             }
