@@ -893,8 +893,9 @@ async fn session_timers_refresh_the_gateway_and_end_the_call_when_the_caller_sto
 }
 
 /// Delayed offers from each side on an anchored trunk: SIPp calls without SDP, the callee's
-/// 200 brings the offer (anchored, re-pointed at the relay), the caller's ACK the answer, and
-/// G.711 crosses the relay both ways.
+/// 183 brings the offer (anchored at once, re-pointed at the relay: the caller checks the 183's
+/// address), its 200 repeats it, the caller's ACK brings the answer, and G.711 crosses the relay
+/// both ways.
 #[tokio::test(flavor = "multi_thread")]
 async fn delayed_offers_from_each_side_are_anchored() {
     if !privileged("delayed_offers_from_each_side_are_anchored") {

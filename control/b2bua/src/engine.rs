@@ -25,7 +25,7 @@ use crate::{
 use call::*;
 use crypto::*;
 use health::Probe;
-use media::SdpKind;
+use media::{Held, SdpKind};
 use mediator_sip::Peer;
 use mediator_sip::layer::{Event, Layer, Step};
 use mediator_sip::message::{
@@ -595,6 +595,9 @@ impl Engine {
                 offerer: a_side,
                 delayed: None,
                 answer_in_ack: false,
+                early: EarlyOffer::None,
+                early_held: None,
+                media_generation: 0,
                 sec: None,
                 a_policy,
                 targets,
@@ -687,21 +690,10 @@ impl Engine {
                 concat!("Mediator/", env!("CARGO_PKG_VERSION")).into(),
             ),
         ];
-        // A delayed offer on an anchored trunk: the callee's offer must come in the 2xx (a
-        // reliable 18x's would need its answer in the caller's PRACK, which Mediator cannot
-        // anchor), so `100rel` is not offered unless the caller requires it.
-        let delayed = call.offer.is_none() && !t.bypass;
+        // (With a delayed offer, a reliable 18x's offer is anchored and the caller's PRACK
+        // brings the answer: `100rel` passes as the caller wrote it.)
         for (n, v) in passed(m) {
-            if n == "Supported" && delayed {
-                let tags: Vec<&str> = v
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|t| !t.eq_ignore_ascii_case("100rel"))
-                    .collect();
-                if !tags.is_empty() {
-                    headers.push((n, tags.join(", ")));
-                }
-            } else if matches!(n, "Require" | "Supported" | "Privacy") {
+            if matches!(n, "Require" | "Supported" | "Privacy") {
                 headers.push((n, v));
             }
         }
@@ -973,26 +965,51 @@ impl Engine {
                     }
                 }
                 call.phase = Phase::Early;
-                if call.offer.is_none() && !call.target().is_some_and(|t| t.bypass) {
-                    // A delayed offer's early SDP is not anchored (its sessions are made from
-                    // the 2xx): the provisional goes on without it, so no early media.
-                    let Some(call) = self.calls.get_mut(&id) else {
-                        return;
+                let bypass = call.target().is_some_and(|t| t.bypass);
+                if !bypass && (call.offer.is_none() || call.early != EarlyOffer::None) {
+                    // A delayed offer: the callee's offer in a provisional is anchored at once
+                    // and goes to the caller as Mediator's offer (its answer comes in a PRACK or
+                    // the ACK), so the caller has early media.
+                    let body = match call.early {
+                        EarlyOffer::None if is_sdp(&m) && call.delayed.is_none() => {
+                            if let Err(why) = self.delayed_offer(id, m, Held::Early, out, now) {
+                                tracing::info!(
+                                    call = id,
+                                    why,
+                                    "the callee's early offer is refused"
+                                );
+                                self.refuse_early(id, 488, &why, out, now);
+                            }
+                            return;
+                        }
+                        EarlyOffer::Anchoring => {
+                            // Its sessions are on their way: a retransmission (or another
+                            // provisional) now would reach the caller before the offer.
+                            tracing::debug!(
+                                call = id,
+                                status,
+                                "a provisional while the early offer is anchored: not relayed"
+                            );
+                            return;
+                        }
+                        EarlyOffer::Sent if is_sdp(&m) => {
+                            match self.early_offer_body(id, &m, out) {
+                                Ok(b) => Some(b),
+                                Err(why) => {
+                                    tracing::info!(
+                                        call = id,
+                                        why,
+                                        "the callee's early offer is refused"
+                                    );
+                                    self.refuse_early(id, 488, &why, out, now);
+                                    return;
+                                }
+                            }
+                        }
+                        // No SDP, or the offer already answered (in a PRACK): without it.
+                        _ => None,
                     };
-                    let mut extra = passed(&m);
-                    extra.retain(|(n, _)| *n != "Content-Disposition");
-                    extra.push(("Contact", contact(&call.a.peer)));
-                    extra.extend(record_routes(&call.a_invite));
-                    let bytes = build_response(
-                        &call.a_invite,
-                        status,
-                        &m.reason(),
-                        &call.a.local_tag,
-                        &extra,
-                        None,
-                    );
-                    let step = self.layer.respond(&call.a_key.clone(), status, bytes, now);
-                    emit(out, step);
+                    self.relay_provisional(id, &m, body, out, now);
                     return;
                 }
                 let body = match self.answer_body(id, a_side.other(), &m, SdpKind::Answer, out) {
@@ -1001,31 +1018,11 @@ impl Engine {
                         // An early answer Mediator cannot use: the attempt is CANCELled and
                         // the caller gets 488 (with 100rel the 2xx may carry no SDP at all).
                         tracing::info!(call = id, why, "the early answer is refused");
-                        if let Some(call) = self.calls.get_mut(&id)
-                            && let Some(att) = call.attempt.take()
-                        {
-                            self.orphan(att, true, out, now);
-                        }
-                        self.fail(id, 488, &why, out, now);
+                        self.refuse_early(id, 488, &why, out, now);
                         return;
                     }
                 };
-                let Some(call) = self.calls.get_mut(&id) else {
-                    return;
-                };
-                let mut extra = passed(&m);
-                extra.push(("Contact", contact(&call.a.peer)));
-                extra.extend(record_routes(&call.a_invite));
-                let bytes = build_response(
-                    &call.a_invite,
-                    status,
-                    &m.reason(),
-                    &call.a.local_tag,
-                    &extra,
-                    body.as_deref().map(|b| (SDP, b)),
-                );
-                let step = self.layer.respond(&call.a_key.clone(), status, bytes, now);
-                emit(out, step);
+                self.relay_provisional(id, &m, body, out, now);
             }
             200..=299 => {
                 let Some(mut att) = call.attempt.take() else {
@@ -1062,6 +1059,16 @@ impl Engine {
                     cseq: att.invite.summary.cseq,
                 });
                 tracing::info!(call = id, trunk, "answered");
+                if call.early != EarlyOffer::None && !call.target().is_some_and(|t| t.bypass) {
+                    // The callee offered in a provisional already.
+                    if call.early == EarlyOffer::Anchoring {
+                        // Its sessions are on their way: the 2xx follows the provisional.
+                        call.delayed = Some(Box::new(m));
+                    } else {
+                        self.answer_early_offered(id, m, out, now);
+                    }
+                    return;
+                }
                 if call.offer.is_none()
                     && !call.target().is_some_and(|t| t.bypass)
                     && m.body().is_empty()
@@ -1075,7 +1082,7 @@ impl Engine {
                 if call.offer.is_none() && is_sdp(&m) && !call.target().is_some_and(|t| t.bypass) {
                     // A delayed offer: the callee's offer is anchored first (sessions made),
                     // then goes to the caller, whose ACK brings the answer.
-                    if let Err(why) = self.delayed_offer(id, m, out, now) {
+                    if let Err(why) = self.delayed_offer(id, m, Held::Final, out, now) {
                         self.refuse_answer(id, 488, &why, out, now);
                     }
                     return;
@@ -1112,6 +1119,7 @@ impl Engine {
                     call.se_retried = Some(att.target);
                     call.current = Some(att.target);
                     self.dialogs.remove(&att.leg.key());
+                    self.forget_early_offer(id, out);
                     self.send_invite(id, out, now);
                     return;
                 }
@@ -1232,6 +1240,56 @@ impl Engine {
         let step = self.layer.respond(&akey, status, bytes, now);
         emit(out, step);
         self.wake_timers(id, now);
+    }
+
+    /// The callee's provisional `m` goes on to the caller with `body` (or without SDP), in the
+    /// caller's dialog.
+    pub(super) fn relay_provisional(
+        &mut self,
+        id: CallId,
+        m: &Message,
+        body: Option<Vec<u8>>,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let status = m.status().unwrap_or(183);
+        let mut extra = passed(m);
+        if body.is_none() {
+            extra.retain(|(n, _)| *n != "Content-Disposition");
+        }
+        extra.push(("Contact", contact(&call.a.peer)));
+        extra.extend(record_routes(&call.a_invite));
+        let bytes = build_response(
+            &call.a_invite,
+            status,
+            &m.reason(),
+            &call.a.local_tag,
+            &extra,
+            body.as_deref().map(|b| (SDP, b)),
+        );
+        let step = self.layer.respond(&call.a_key.clone(), status, bytes, now);
+        emit(out, step);
+    }
+
+    /// The SDP of a provisional cannot be used: the attempt is CANCELled and the caller gets
+    /// `status`.
+    pub(super) fn refuse_early(
+        &mut self,
+        id: CallId,
+        status: u16,
+        why: &str,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        if let Some(call) = self.calls.get_mut(&id)
+            && let Some(att) = call.attempt.take()
+        {
+            self.orphan(att, true, out, now);
+        }
+        self.fail(id, status, why, out, now);
     }
 
     /// Gives up on an attempt: CANCEL it when it has had a provisional (otherwise when one comes).
@@ -1664,7 +1722,12 @@ impl Engine {
             return;
         }
         let offer = matches!(method.as_str(), "INVITE" | "UPDATE") && is_sdp(&m);
-        if method == "PRACK" && is_sdp(&m) && call.anchored() {
+        // The caller's answer to the callee's early offer (a reliable 18x's) comes in its PRACK.
+        let prack_answer = method == "PRACK"
+            && is_sdp(&m)
+            && side == call.a_side
+            && call.early == EarlyOffer::Sent;
+        if method == "PRACK" && is_sdp(&m) && call.anchored() && !prack_answer {
             self.reply(
                 &key,
                 &m,
@@ -1719,9 +1782,19 @@ impl Engine {
         if offer && self.add_streams(id, side, &key, &m, out, now) {
             return;
         }
-        let body = if offer {
-            match self.answer_body(id, side, &m, SdpKind::Offer, out) {
-                Ok(b) => b,
+        let body = if offer || prack_answer {
+            let kind = if offer {
+                SdpKind::Offer
+            } else {
+                SdpKind::Answer
+            };
+            match self.answer_body(id, side, &m, kind, out) {
+                Ok(b) => {
+                    if prack_answer && let Some(call) = self.calls.get_mut(&id) {
+                        call.early = EarlyOffer::Answered;
+                    }
+                    b
+                }
                 Err(why) => {
                     self.reply(&key, &m, 488, &why, out, now);
                     return;

@@ -155,6 +155,21 @@ impl Retx {
     }
 }
 
+/// A delayed offer (the caller's INVITE had no SDP) that the callee made in a provisional
+/// (RFC 3261 §13.2.1; RFC 3262 when reliable): anchored at once, so the caller has early media.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) enum EarlyOffer {
+    /// None made (or the call's offer came otherwise).
+    #[default]
+    None,
+    /// Its sessions are being made; the provisional waits (later ones are not relayed).
+    Anchoring,
+    /// Sent to the caller in the provisional; its answer comes in a PRACK or the ACK.
+    Sent,
+    /// The caller answered it in a PRACK: the 2xx brings no new offer.
+    Answered,
+}
+
 /// The ACK of a 2xx relayed from `to`'s side, to be sent on when the other side ACKs.
 pub(super) struct PendingAck {
     pub(super) to: Side,
@@ -178,6 +193,13 @@ pub(super) struct Call {
     pub(super) delayed: Option<Box<Message>>,
     /// The caller's ACK must carry the answer (Mediator's 2xx to it had the offer).
     pub(super) answer_in_ack: bool,
+    /// A delayed offer the callee made in a provisional: where that offer stands.
+    pub(super) early: EarlyOffer,
+    /// That provisional, held while its sessions are made.
+    pub(super) early_held: Option<Box<Message>>,
+    /// How many times the call's sessions were made and given up (a failed attempt's early
+    /// offer): new sessions get new ids, never racing the deletion of the old ones.
+    pub(super) media_generation: u32,
     /// Media encryption, once the caller's offer has met its leg's policy (anchored calls).
     pub(super) sec: Option<Sec>,
     /// The caller's leg's media encryption policy.

@@ -61,6 +61,11 @@ impl Engine {
             vec![call.a_policy]
         };
         let on_hold = sdp.on_hold();
+        // Sessions given up earlier (their deletion may still be on its way) keep their ids.
+        let generation = match call.media_generation {
+            0 => String::new(),
+            n => format!("-{n}"),
+        };
         let mut requests = Vec::new();
         for s in sdp
             .streams()
@@ -78,7 +83,7 @@ impl Engine {
                 _ => [None, None],
             };
             requests.push(MediaRequest {
-                session_id: format!("m{}-{}-{}", prefix, id, s.index),
+                session_id: format!("m{}-{}-{}{}", prefix, id, s.index, generation),
                 pool,
                 gateway,
                 latching,
@@ -136,16 +141,20 @@ impl Engine {
                 if let Some(offer) = &offer {
                     call.join_streams(sessions, &indexes, offer, offerer);
                 }
-                match call.delayed.take() {
-                    Some(ok) => self.answer_delayed(id, *ok, &mut out, now),
-                    None => self.send_invite(id, &mut out, now),
+                match (call.early_held.take(), call.delayed.take()) {
+                    (Some(p), ok) => self.send_early_offer(id, *p, ok, &mut out, now),
+                    (None, Some(ok)) => self.answer_delayed(id, *ok, &mut out, now),
+                    (None, None) => self.send_invite(id, &mut out, now),
                 }
             }
             Err((status, why)) => {
                 tracing::warn!(call = id, status, why, "media relay failed");
                 let why = format!("media relay: {why}");
+                let early = call.early_held.take().is_some();
                 if call.delayed.take().is_some() {
                     self.refuse_answer(id, status, &why, &mut out, now);
+                } else if early {
+                    self.refuse_early(id, status, &why, &mut out, now);
                 } else {
                     self.fail(id, status, &why, &mut out, now);
                 }
@@ -276,21 +285,23 @@ impl Engine {
         }
     }
 
-    /// A delayed offer (the caller's INVITE had no SDP) in the callee's 2xx `ok`: the offer
-    /// against the callee's leg's policy, Mediator's offer planned for the caller's leg, and
-    /// the sessions asked of the relays; the 2xx goes on to the caller once they exist
-    /// ([`Engine::answer_delayed`]). A refusal names why.
+    /// A delayed offer (the caller's INVITE had no SDP) in the callee's message `m` — its 2xx,
+    /// or (`Held::Early`) a provisional: the offer against the callee's leg's policy, Mediator's
+    /// offer planned for the caller's leg, and the sessions asked of the relays; `m` goes on to
+    /// the caller once they exist ([`Engine::answer_delayed`], [`Engine::send_early_offer`]). A
+    /// refusal names why.
     pub(super) fn delayed_offer(
         &mut self,
         id: CallId,
-        ok: Message,
+        m: Message,
+        held: Held,
         out: &mut Vec<Action>,
         now: Instant,
     ) -> Result<(), String> {
         let Some(call) = self.calls.get_mut(&id) else {
             return Ok(());
         };
-        let sdp = std::str::from_utf8(ok.body())
+        let sdp = std::str::from_utf8(m.body())
             .map_err(|_| "the SDP is not UTF-8".to_string())
             .and_then(|t| Sdp::parse(t).map_err(|e| e.to_string()))?;
         let (a_side, b_side) = (call.a_side, call.a_side.other());
@@ -303,21 +314,36 @@ impl Engine {
         call.sec = Some(sec);
         call.offer = Some(sdp);
         call.offerer = b_side;
-        call.recv_sdp[slot(b_side)] = Some(ok.body().to_vec());
-        let requests = self.session_requests(id).map_err(|r| r.reason)?;
+        call.recv_sdp[slot(b_side)] = Some(m.body().to_vec());
+        let requests = match self.session_requests(id) {
+            Ok(r) => r,
+            Err(r) => {
+                self.forget_early_offer(id, out);
+                return Err(r.reason);
+            }
+        };
         let Some(call) = self.calls.get_mut(&id) else {
             return Ok(());
         };
         tracing::info!(
             call = id,
             streams = requests.len(),
+            early = held == Held::Early,
             "a delayed offer: anchoring the callee's offer"
         );
-        call.delayed = Some(Box::new(ok));
+        match held {
+            Held::Final => call.delayed = Some(Box::new(m)),
+            Held::Early => {
+                call.early = EarlyOffer::Anchoring;
+                call.early_held = Some(Box::new(m));
+            }
+        }
         if requests.is_empty() {
             // Nothing to anchor (T.38 only, every port 0): on at once.
-            if let Some(ok) = call.delayed.take() {
-                self.answer_delayed(id, *ok, out, now);
+            match (call.early_held.take(), call.delayed.take()) {
+                (Some(p), ok) => self.send_early_offer(id, *p, ok, out, now),
+                (None, Some(ok)) => self.answer_delayed(id, *ok, out, now),
+                (None, None) => {}
             }
             return Ok(());
         }
@@ -329,10 +355,108 @@ impl Engine {
         Ok(())
     }
 
-    /// The callee's 2xx with its delayed offer goes on to the caller, the offer re-pointed at
-    /// the relay's side facing the caller and with Mediator's crypto for that leg; the caller's
-    /// ACK must bring the answer.
+    /// The call's offer (the callee's, anchored) as Mediator offers it to the caller: re-pointed
+    /// at the relay's side facing the caller, with Mediator's crypto for that leg.
+    fn offer_to_caller(&mut self, id: CallId) -> Result<Vec<u8>, String> {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return Err("the call is gone".into());
+        };
+        let a_side = call.a_side;
+        let Some(offer) = call.offer.as_ref() else {
+            return Err("the delayed offer was lost".into());
+        };
+        let crypto = call
+            .sec
+            .as_ref()
+            .map(|s| s.rewrites(a_side, offer, Writing::Offer))
+            .unwrap_or_default();
+        let body = offer
+            .rewrite_with(&call.anchors(a_side, offer), &crypto)
+            .map_err(|e| e.to_string())?
+            .into_bytes();
+        call.sent_sdp[slot(a_side)] = Some(body.clone());
+        call.sent_offer[slot(a_side)] = true;
+        Ok(body)
+    }
+
+    /// The callee's 2xx with its delayed offer goes on to the caller with Mediator's offer; the
+    /// caller's ACK must bring the answer.
     pub(super) fn answer_delayed(
+        &mut self,
+        id: CallId,
+        ok: Message,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        match self.offer_to_caller(id) {
+            Ok(body) => {
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.answer_in_ack = true;
+                }
+                self.answer_caller(id, &ok, Some(body), out, now);
+            }
+            Err(why) => self.refuse_answer(id, 488, &why, out, now),
+        }
+    }
+
+    /// The callee's provisional `p` with its early offer goes on to the caller with Mediator's
+    /// offer, its sessions made; then the 2xx `ok` that came meanwhile, if one did.
+    pub(super) fn send_early_offer(
+        &mut self,
+        id: CallId,
+        p: Message,
+        ok: Option<Box<Message>>,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        match self.offer_to_caller(id) {
+            Ok(body) => {
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.early = EarlyOffer::Sent;
+                }
+                self.relay_provisional(id, &p, Some(body), out, now);
+                if let Some(ok) = ok {
+                    self.answer_early_offered(id, *ok, out, now);
+                }
+            }
+            Err(why) if ok.is_some() => self.refuse_answer(id, 488, &why, out, now),
+            Err(why) => self.refuse_early(id, 488, &why, out, now),
+        }
+    }
+
+    /// The SDP for the caller of a provisional or 2xx `m` repeating the callee's early offer:
+    /// what the caller was sent for it when `m`'s SDP is the same, else (another fork's, a
+    /// moved address) `m`'s offer re-pointed, the sessions told where the callee now receives.
+    pub(super) fn early_offer_body(
+        &mut self,
+        id: CallId,
+        m: &Message,
+        out: &mut Vec<Action>,
+    ) -> Result<Vec<u8>, String> {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return Err("the call is gone".into());
+        };
+        let (a_side, b_side) = (call.a_side, call.a_side.other());
+        if call.recv_sdp[slot(b_side)].as_deref() == Some(m.body())
+            && let Some(sent) = &call.sent_sdp[slot(a_side)]
+        {
+            return Ok(sent.clone());
+        }
+        let body = self
+            .answer_body(id, b_side, m, SdpKind::Offer, out)?
+            .ok_or("the callee's offer went missing")?;
+        if let Some(call) = self.calls.get_mut(&id) {
+            // Still an offer the caller has not answered: it replaces the first.
+            call.pending_sdp = None;
+            call.recv_sdp[slot(b_side)] = Some(m.body().to_vec());
+            call.sent_sdp[slot(a_side)] = Some(body.clone());
+        }
+        Ok(body)
+    }
+
+    /// The callee's 2xx `ok` after its early offer: with the offer (its answer due in the ACK)
+    /// when the caller has not answered it, without SDP when it answered in a PRACK.
+    pub(super) fn answer_early_offered(
         &mut self,
         id: CallId,
         ok: Message,
@@ -342,26 +466,72 @@ impl Engine {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let a_side = call.a_side;
-        let Some(offer) = call.offer.as_ref() else {
-            self.refuse_answer(id, 500, "the delayed offer was lost", out, now);
+        let answered = call.early == EarlyOffer::Answered;
+        call.early = EarlyOffer::None;
+        let b_side = call.a_side.other();
+        let body = if answered {
+            if is_sdp(&ok) && call.recv_sdp[slot(b_side)].as_deref() != Some(ok.body()) {
+                let why = "the callee's 2xx carries a new offer after its early offer was answered";
+                self.refuse_answer(id, 488, why, out, now);
+                return;
+            }
+            None
+        } else {
+            let body = if is_sdp(&ok) {
+                self.early_offer_body(id, &ok, out)
+            } else {
+                // No SDP in the 2xx: the provisional's offer stands (RFC 3261 wants it
+                // repeated; the caller is given it again).
+                call.sent_sdp[slot(call.a_side)]
+                    .clone()
+                    .ok_or_else(|| "the early offer was lost".to_string())
+            };
+            match body {
+                Ok(b) => {
+                    if let Some(call) = self.calls.get_mut(&id) {
+                        call.answer_in_ack = true;
+                    }
+                    Some(b)
+                }
+                Err(why) => {
+                    self.refuse_answer(id, 488, &why, out, now);
+                    return;
+                }
+            }
+        };
+        self.answer_caller(id, &ok, body, out, now);
+    }
+
+    /// An attempt whose callee made an early offer is over (failover, a 422 retry): its sessions
+    /// are deleted and the call is a delayed offer again, for the next INVITE without SDP.
+    pub(super) fn forget_early_offer(&mut self, id: CallId, out: &mut Vec<Action>) {
+        let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        let crypto = call
-            .sec
-            .as_ref()
-            .map(|s| s.rewrites(a_side, offer, Writing::Offer))
-            .unwrap_or_default();
-        match offer.rewrite_with(&call.anchors(a_side, offer), &crypto) {
-            Ok(body) => {
-                let body = body.into_bytes();
-                call.sent_sdp[slot(a_side)] = Some(body.clone());
-                call.sent_offer[slot(a_side)] = true;
-                call.answer_in_ack = true;
-                self.answer_caller(id, &ok, Some(body), out, now);
-            }
-            Err(e) => self.refuse_answer(id, 488, &e.to_string(), out, now),
+        if call.early == EarlyOffer::None && call.offerer == call.a_side {
+            return;
         }
+        let sessions: Vec<(String, String)> = call
+            .streams
+            .drain(..)
+            .map(|s| (s.relay, s.session_id))
+            .collect();
+        if !sessions.is_empty() {
+            out.push(Action::DeleteMedia {
+                pool: call.pool.clone(),
+                sessions,
+            });
+            call.media_generation += 1;
+        }
+        call.offer = None;
+        call.offerer = call.a_side;
+        call.sec = None;
+        call.early = EarlyOffer::None;
+        call.early_held = None;
+        call.recv_sdp = [None, None];
+        call.sent_sdp = [None, None];
+        call.sent_offer = [false; 2];
+        call.pending_sdp = None;
     }
 
     /// The SDP of a message from `from`'s side, re-pointed at the relay for the other side and
@@ -531,6 +701,15 @@ impl Engine {
             .map(|s| Some(s.into_bytes()))
             .map_err(|e| e.to_string())
     }
+}
+
+/// Where a delayed offer's message waits while its sessions are made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Held {
+    /// The callee's 2xx.
+    Final,
+    /// A provisional of the callee's.
+    Early,
 }
 
 /// Whether an SDP answers Mediator's offer to its sender or is a new offer from it.

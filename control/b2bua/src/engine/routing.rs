@@ -581,6 +581,8 @@ impl Engine {
 
     /// Tries the next target, or answers the caller with the last meaningful response.
     pub(super) fn next_attempt(&mut self, id: CallId, out: &mut Vec<Action>, now: Instant) {
+        // The last trunk's early offer (a delayed offer) is not the next trunk's.
+        self.forget_early_offer(id, out);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };

@@ -112,23 +112,213 @@ fn a_delayed_offer_is_anchored_from_the_callee_s_200_and_the_answer_in_the_ack()
     assert_eq!(info.state, "confirmed");
 }
 
+/// The gateway's provisional to `inv` with `sdp`, reliable (RFC 3262) when `rseq` is given.
+fn provisional(inv: &Message, status: u16, sdp: Option<&str>, rseq: Option<u32>) -> Vec<u8> {
+    let mut extra = vec![("Contact", "<sip:gw@198.18.2.2:5060>".to_string())];
+    if let Some(n) = rseq {
+        extra.push(("Require", "100rel".into()));
+        extra.push(("RSeq", n.to_string()));
+    }
+    build_response(
+        inv,
+        status,
+        reason_phrase(status),
+        "gw1",
+        &extra,
+        sdp.map(|s| ("application/sdp", s.as_bytes())),
+    )
+}
+
 #[test]
-fn early_sdp_of_a_delayed_offer_is_not_passed_and_the_200_s_offer_is_anchored() {
+fn an_early_offer_in_a_183_is_anchored_for_early_media_and_answered_in_the_ack() {
     let mut r = Run::new("delayed-early");
     let a = r.msg(&invite_without_sdp("d5"), fe());
     let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
-    let a = r.msg(&respond(&inv, 183, "gw1", Some(ANSWER)), gw(5060, 5060));
+    let a = r.msg(&provisional(&inv, 183, Some(ANSWER), None), gw(5060, 5060));
+    let id = created_call(&a);
+    assert!(
+        statuses(&sent_to(&a, fe())).is_empty(),
+        "the 183 waits for its sessions"
+    );
+    let a = r.created(id);
     let p = sent_to(&a, fe());
     assert_eq!(statuses(&p), [183]);
+    let early = String::from_utf8_lossy(p[0].body()).to_string();
     assert!(
-        p[0].body().is_empty(),
-        "no early media: its SDP is not anchored"
+        early.contains("c=IN IP4 198.18.1.1") && early.contains("m=audio 30000 "),
+        "the caller is offered the relay's pool side, for early media:\n{early}"
     );
-    assert!(!a.iter().any(|x| matches!(x, Action::CreateMedia { .. })));
+    // The same 183 again, then the 200 repeating the offer: the caller is given the same SDP,
+    // and nothing is anchored twice.
+    let a = r.msg(&provisional(&inv, 183, Some(ANSWER), None), gw(5060, 5060));
+    assert_eq!(sent_to(&a, fe())[0].body(), p[0].body());
     let a = r.msg(&respond(&inv, 200, "gw1", Some(ANSWER)), gw(5060, 5060));
+    assert!(!a.iter().any(|x| matches!(x, Action::CreateMedia { .. })));
+    let ok = sent_to(&a, fe())
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .expect("200 to the caller");
+    assert_eq!(ok.body(), p[0].body(), "the 2xx offers what the 183 did");
+    let a = r.msg(&ack_with(&ok, 7, Some(OFFER)), fe());
+    assert!(
+        updates(&a).iter().any(|u| port(u.pool) == Some(6000)),
+        "the session learns the caller's address"
+    );
+    let ack = sent_to(&a, gw(5060, 5060))
+        .into_iter()
+        .find(|m| m.method() == Some("ACK"))
+        .expect("ACK to the gateway");
+    let answer = String::from_utf8_lossy(ack.body()).to_string();
+    assert!(
+        answer.contains("c=IN IP4 198.18.2.1") && answer.contains("m=audio 30002 "),
+        "the gateway's ACK carries the answer anchored:\n{answer}"
+    );
+    assert_eq!(r.e.call(id, r.now).expect("the call").state, "confirmed");
+}
+
+#[test]
+fn a_200_that_comes_while_the_early_offer_is_anchored_follows_its_183() {
+    let mut r = Run::new("delayed-early-race");
+    let a = r.msg(&invite_without_sdp("d6"), fe());
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let a = r.msg(&provisional(&inv, 183, Some(ANSWER), None), gw(5060, 5060));
+    let id = created_call(&a);
+    // A 180 and the 200 before the relay answers: the caller hears nothing before the offer.
+    let a = r.msg(&provisional(&inv, 180, None, None), gw(5060, 5060));
+    assert!(sent_to(&a, fe()).is_empty());
+    let a = r.msg(&respond(&inv, 200, "gw1", Some(ANSWER)), gw(5060, 5060));
+    assert!(sent_to(&a, fe()).is_empty());
+    assert!(!a.iter().any(|x| matches!(x, Action::CreateMedia { .. })));
+    let a = r.created(id);
+    let to_fe = sent_to(&a, fe());
+    assert_eq!(statuses(&to_fe), [183, 200], "the offer, then the answer");
+    assert_eq!(to_fe[0].body(), to_fe[1].body());
+    let a = r.msg(&ack_with(&to_fe[1], 7, Some(OFFER)), fe());
+    assert!(updates(&a).iter().any(|u| port(u.pool) == Some(6000)));
+}
+
+#[test]
+fn a_reliable_183_s_early_offer_is_answered_in_the_prack() {
+    let mut r = Run::new("delayed-prack");
+    let without = String::from_utf8(invite_without_sdp("d7")).expect("utf8");
+    let with_100rel = without.replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nSupported: 100rel\r\n",
+    );
+    let a = r.msg(with_100rel.as_bytes(), fe());
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    assert!(
+        inv.header("supported")
+            .is_some_and(|s| s.contains("100rel")),
+        "100rel is offered to the callee as the caller offered it"
+    );
+    let a = r.msg(
+        &provisional(&inv, 183, Some(ANSWER), Some(1)),
+        gw(5060, 5060),
+    );
     let id = created_call(&a);
     let a = r.created(id);
-    assert_eq!(finals(&sent_to(&a, fe())), [200]);
+    let p = sent_to(&a, fe());
+    assert_eq!(statuses(&p), [183]);
+    assert_eq!(p[0].header("rseq").as_deref(), Some("1"));
+    assert!(String::from_utf8_lossy(p[0].body()).contains("m=audio 30000 "));
+    // The caller's PRACK brings its answer: the session learns where it receives, and the
+    // PRACK goes on with the answer anchored.
+    let prack = String::from_utf8(fe_in_dialog("PRACK", &p[0], 8, "prack-d7"))
+        .expect("utf8")
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "RAck: 1 7 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{OFFER}",
+                OFFER.len()
+            ),
+        );
+    let a = r.msg(prack.as_bytes(), fe());
+    assert!(
+        updates(&a).iter().any(|u| port(u.pool) == Some(6000)),
+        "the session learns the caller's address from the PRACK"
+    );
+    let to_gw = requests(&sent_to(&a, gw(5060, 5060)))
+        .into_iter()
+        .find(|m| m.method() == Some("PRACK"))
+        .expect("PRACK to the gateway")
+        .clone();
+    let answer = String::from_utf8_lossy(to_gw.body()).to_string();
+    assert!(answer.contains("m=audio 30002 "), "{answer}");
+    assert_eq!(to_gw.header("rack").as_deref(), Some("1 7 INVITE"));
+    let a = r.msg(&respond(&to_gw, 200, "gw1", None), gw(5060, 5060));
+    assert_eq!(statuses(&sent_to(&a, fe())), [200], "the PRACK's 200");
+    // The 2xx brings no new offer: it reaches the caller without SDP, and its ACK has none.
+    let a = r.msg(&respond(&inv, 200, "gw1", None), gw(5060, 5060));
+    let ok = sent_to(&a, fe())
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .expect("200 to the caller");
+    assert!(ok.body().is_empty());
+    let a = r.msg(&ack_with(&ok, 7, None), fe());
+    assert_eq!(methods(&sent_to(&a, gw(5060, 5060))), ["ACK"]);
+    assert_eq!(r.e.call(id, r.now).expect("the call").state, "confirmed");
+}
+
+#[test]
+fn a_failover_after_an_early_offer_deletes_its_sessions_and_the_next_trunk_offers_anew() {
+    let mut r = Run::new("delayed-early-failover");
+    let without = String::from_utf8(invite_without_sdp("d8")).expect("utf8");
+    let a = r.msg(
+        without.replace("+14255550100", "+15555550100").as_bytes(),
+        fe(),
+    );
+    let first = requests(&sent_to(&a, gw(5062, 5062)))[0].clone();
+    let a = r.msg(
+        &provisional(&first, 183, Some(ANSWER), None),
+        gw(5062, 5062),
+    );
+    let id = created_call(&a);
+    let a = r.created(id);
+    assert_eq!(statuses(&sent_to(&a, fe())), [183]);
+    let a = r.msg(&respond(&first, 503, "gw1", None), gw(5062, 5062));
+    let deleted: Vec<&(String, String)> = a
+        .iter()
+        .filter_map(|x| match x {
+            Action::DeleteMedia { sessions, .. } => Some(sessions),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(
+        deleted.len(),
+        1,
+        "the first trunk's early sessions are deleted"
+    );
+    let second = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    assert!(
+        second.body().is_empty(),
+        "the next INVITE has no SDP either"
+    );
+    // The next trunk's early offer gets sessions of their own, with new ids.
+    let moved = ANSWER.replace("7000", "7004");
+    let a = r.msg(
+        &provisional(&second, 183, Some(&moved), None),
+        gw(5060, 5060),
+    );
+    let ids: Vec<String> = a
+        .iter()
+        .filter_map(|x| match x {
+            Action::CreateMedia { requests, .. } => {
+                assert_eq!(port(Some(requests[0].gateway)), Some(7004));
+                Some(requests[0].session_id.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids.len(), 1);
+    assert!(
+        !deleted.iter().any(|(_, s)| *s == ids[0]),
+        "a new session id ({}) never races the old one's deletion",
+        ids[0]
+    );
+    let a = r.created(id);
+    assert_eq!(statuses(&sent_to(&a, fe())), [183]);
 }
 
 #[test]
