@@ -194,16 +194,22 @@ impl Leg {
     }
 }
 
-/// The address (IP literal; a port of 5060, or 5061 for `sips`, when none is given) and the
-/// `transport` parameter of a SIP URI; `None` for a name or anything unreadable.
-pub(crate) fn uri_addr(
-    uri: &str,
-) -> Option<(std::net::SocketAddr, Option<mediator_sip::Transport>)> {
+/// Where a SIP URI points: its host (lower-cased, an IPv6 literal without brackets), the port
+/// it gives (`None` when none), and its `transport` parameter (TLS for `sips`); `None` for
+/// another scheme or anything unreadable.
+pub(crate) struct UriHost {
+    pub host: String,
+    pub port: Option<u16>,
+    pub transport: Option<mediator_sip::Transport>,
+    pub sips: bool,
+}
+
+pub(crate) fn uri_host(uri: &str) -> Option<UriHost> {
     let lower = uri.trim().to_ascii_lowercase();
-    let (rest, default_port) = if let Some(r) = lower.strip_prefix("sips:") {
-        (r, 5061)
+    let (rest, sips) = if let Some(r) = lower.strip_prefix("sips:") {
+        (r, true)
     } else {
-        (lower.strip_prefix("sip:")?, 5060)
+        (lower.strip_prefix("sip:")?, false)
     };
     let mut parts = rest.split(';');
     let hostport = parts.next()?.split('?').next()?;
@@ -211,18 +217,20 @@ pub(crate) fn uri_addr(
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
         let (h, after) = v6.split_once(']')?;
         let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().ok()?,
-            None if after.is_empty() => default_port,
+            Some(p) => Some(p.parse().ok()?),
+            None if after.is_empty() => None,
             None => return None,
         };
         (h.to_string(), port)
     } else {
         match hostport.split_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse().ok()?),
-            None => (hostport.to_string(), default_port),
+            Some((h, p)) => (h.to_string(), Some(p.parse().ok()?)),
+            None => (hostport.to_string(), None),
         }
     };
-    let ip: std::net::IpAddr = host.parse().ok()?;
+    if host.is_empty() {
+        return None;
+    }
     let transport = parts.find_map(|p| {
         let (n, v) = p.split_once('=')?;
         if n.trim() != "transport" {
@@ -235,12 +243,23 @@ pub(crate) fn uri_addr(
             _ => None,
         }
     });
-    let transport = transport.or(if default_port == 5061 {
-        Some(mediator_sip::Transport::Tls)
-    } else {
-        None
-    });
-    Some((std::net::SocketAddr::new(ip, port), transport))
+    Some(UriHost {
+        host,
+        port,
+        transport: transport.or(sips.then_some(mediator_sip::Transport::Tls)),
+        sips,
+    })
+}
+
+/// The address (IP literal; a port of 5060, or 5061 for `sips`, when none is given) and the
+/// `transport` parameter of a SIP URI; `None` for a name or anything unreadable.
+pub(crate) fn uri_addr(
+    uri: &str,
+) -> Option<(std::net::SocketAddr, Option<mediator_sip::Transport>)> {
+    let u = uri_host(uri)?;
+    let ip: std::net::IpAddr = u.host.parse().ok()?;
+    let port = u.port.unwrap_or(if u.sips { 5061 } else { 5060 });
+    Some((std::net::SocketAddr::new(ip, port), u.transport))
 }
 
 #[cfg(test)]

@@ -483,7 +483,8 @@ impl Engine {
 
     /// A 3xx from target `from` on a trunk with `follow_redirects`: its Contacts, best `q` first
     /// (at most 16 read), that name the gateway of a trunk of the call's pool (its address and
-    /// port, and transport when the Contact gives one) become the next targets, with the
+    /// port, or its FQDN — then every address the name resolved to, in RFC 3263 order — and
+    /// transport when the Contact gives one) become the next targets, with the
     /// Contact's user part as the number. Refused: a trunk and number the call tried already
     /// (loops), a trunk that is down, one whose media handling (bypass, SRTP policy) differs from
     /// the redirecting trunk's (the sessions are made), and more than `MAX_REDIRECTS` in all.
@@ -515,8 +516,8 @@ impl Engine {
             if redirected + new.len() >= MAX_REDIRECTS {
                 break;
             }
-            let Some((addr, tp)) = crate::leg::uri_addr(&uri) else {
-                tracing::info!(call = id, contact = %uri, "redirect: not an IP address, not followed");
+            let Some(dest) = crate::leg::uri_host(&uri) else {
+                tracing::info!(call = id, contact = %uri, "redirect: not a SIP URI, not followed");
                 continue;
             };
             let trunks: Vec<mediator_topology::model::Trunk> = topo
@@ -525,15 +526,40 @@ impl Engine {
                 .map(|t| t.value.clone())
                 .filter(|t| t.pool == pool)
                 .collect();
-            let Some((trunk, peer)) = trunks.into_iter().find_map(|t| {
-                let peer = self
-                    .trunk_peers(topo, &t, false)
-                    .ok()?
-                    .into_iter()
-                    .find(|p| p.remote == addr)?;
-                tp.is_none_or(|tp| tp == peer.transport)
-                    .then_some((t, peer))
-            }) else {
+            let found = match crate::leg::uri_addr(&uri) {
+                // An address: the trunk of the pool whose gateway is (or resolved to) it.
+                Some((addr, tp)) => trunks.into_iter().find_map(|t| {
+                    let peer = self
+                        .trunk_peers(topo, &t, false)
+                        .ok()?
+                        .into_iter()
+                        .find(|p| p.remote == addr)?;
+                    tp.is_none_or(|tp| tp == peer.transport)
+                        .then_some((t, vec![peer]))
+                }),
+                // A name: the trunk of the pool whose gateway has that FQDN (and the port the
+                // trunk is configured with, if the Contact gives one), to the addresses the
+                // name resolved to, in RFC 3263 order — never a name Mediator was not given.
+                None => trunks.into_iter().find_map(|t| {
+                    let name = dest.host.trim_end_matches('.');
+                    let named = t.gateway.trim_end_matches('.').eq_ignore_ascii_case(name)
+                        && dest.port.is_none_or(|p| p == t.gateway_port)
+                        && dest
+                            .transport
+                            .is_none_or(|tp| tp == sip_transport(t.transport));
+                    if !named {
+                        return None;
+                    }
+                    match self.trunk_peers(topo, &t, true) {
+                        Ok(peers) => Some((t, peers)),
+                        Err(why) => {
+                            tracing::info!(call = id, contact = %uri, why, "redirect: the gateway's name has no address, not followed");
+                            None
+                        }
+                    }
+                }),
+            };
+            let Some((trunk, peers)) = found else {
                 tracing::info!(call = id, contact = %uri, pool, "redirect: no trunk of the pool goes there, not followed");
                 continue;
             };
@@ -552,23 +578,29 @@ impl Engine {
             let Ok(eff) = topo.effective(&trunk.name) else {
                 continue;
             };
-            let mut target = Target::new(
-                &trunk.name,
-                &trunk.gateway,
-                peer,
-                called,
-                cur.calling.clone(),
-                &eff.settings,
-            )
-            .named(&trunk.gateway, trunk.gateway_port);
-            target.route = cur.route.clone();
-            target.from_redirect = true;
-            target.srtp = self.trunk_policy(&trunk, &eff);
-            if target.bypass != cur.bypass || target.srtp != cur.srtp {
-                tracing::info!(call = id, trunk = %trunk.name, "redirect: the trunk handles media otherwise, not followed");
-                continue;
+            let srtp = self.trunk_policy(&trunk, &eff);
+            for peer in peers {
+                if redirected + new.len() >= MAX_REDIRECTS {
+                    break;
+                }
+                let mut target = Target::new(
+                    &trunk.name,
+                    &trunk.gateway,
+                    peer,
+                    called.clone(),
+                    cur.calling.clone(),
+                    &eff.settings,
+                )
+                .named(&trunk.gateway, trunk.gateway_port);
+                target.route = cur.route.clone();
+                target.from_redirect = true;
+                target.srtp = srtp;
+                if target.bypass != cur.bypass || target.srtp != cur.srtp {
+                    tracing::info!(call = id, trunk = %trunk.name, "redirect: the trunk handles media otherwise, not followed");
+                    break;
+                }
+                new.push(target);
             }
-            new.push(target);
         }
         let n = new.len();
         if let Some(call) = self.calls.get_mut(&id) {

@@ -413,3 +413,61 @@ fn a_dual_stack_name_is_tried_only_at_the_addresses_of_mediators_family() {
         warning(&last)
     );
 }
+
+/// A redirect naming a configured gateway by its FQDN (any case, a trailing dot) is followed to
+/// the addresses the name resolved to, in RFC 3263 order; a Contact naming a host Mediator was
+/// not given, or the gateway's name on a port its trunk does not use, is not followed.
+#[test]
+fn a_redirect_to_a_gateway_s_fqdn_is_followed_to_its_resolved_addresses() {
+    let mut r = with_sbc();
+    r.t.configs
+        .get_mut("global")
+        .expect("global")
+        .value
+        .settings
+        .follow_redirects = Some(true);
+    r.resolved(
+        sbc_query(),
+        srv(vec![
+            target("b.lab.test", 20, 0, 5062, "198.18.2.3"),
+            target("a.lab.test", 10, 0, 5070, "198.18.2.7"),
+        ]),
+    );
+    let a = r.msg(&invite("+14255550100", "d20"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let moved = build_response(
+        &inv,
+        302,
+        "Moved Temporarily",
+        "gw1",
+        &[(
+            "Contact",
+            "<sip:+19995550123@SBC.Lab.Test.>;q=0.9, <sip:+19995550124@elsewhere.example>;q=1.0, \
+             <sip:+19995550125@sbc.lab.test:5999>;q=1.0"
+                .into(),
+        )],
+        None,
+    );
+    let a = r.msg(&moved, gw(5060, 5060));
+    assert!(statuses(&sent_to(&a, fe())).iter().all(|s| *s < 300));
+    let first = requests(&sent_to(&a, sbc("198.18.2.7:5070")))[0].clone();
+    assert_eq!(
+        first.request_uri(),
+        Some("sip:+19995550123@sbc.lab.test;user=phone"),
+        "the first SRV target, with the Contact's number"
+    );
+    let a = r.msg(&respond(&first, 503, "s1", None), sbc("198.18.2.7:5070"));
+    let second = requests(&sent_to(&a, sbc("198.18.2.3:5062")))[0].clone();
+    assert_eq!(second.method(), Some("INVITE"), "then the next one");
+    let a = r.msg(&respond(&second, 486, "s2", None), sbc("198.18.2.3:5062"));
+    assert_eq!(
+        ended(&a).expect("record").attempts,
+        vec![
+            ("198.18.2.2".to_string(), 302),
+            ("sbc.lab.test via 198.18.2.7:5070".to_string(), 503),
+            ("sbc.lab.test via 198.18.2.3:5062".to_string(), 486)
+        ]
+    );
+}
