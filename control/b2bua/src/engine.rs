@@ -1572,9 +1572,14 @@ impl Engine {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        // RFC 4028 §7.1: every request but ACK on a leg with session timers says `timer`.
+        let mut extra = extra.to_vec();
+        if call.timers[slot(to)].is_some() {
+            extra.push(("Supported", "timer".into()));
+        }
         let Some(leg) = call.leg_mut(to) else { return };
         let peer = leg.next_hop();
-        if let Ok(bye) = leg.request("BYE", &branch, None, extra, None) {
+        if let Ok(bye) = leg.request("BYE", &branch, None, &extra, None) {
             let (k, step) = self.layer.request(bye, peer, now);
             self.by_client.insert(k, Purpose::Ignore);
             emit(out, step);
@@ -1812,10 +1817,13 @@ impl Engine {
         }
         let ctype = m.header("content-type").unwrap_or_else(|| SDP.into());
         let mut extra = passed(&m);
-        if matches!(method.as_str(), "INVITE" | "UPDATE")
-            && let Some(t) = &call.timers[slot(side.other())]
-        {
-            extra.extend(t.uac_headers());
+        if let Some(t) = &call.timers[slot(side.other())] {
+            if matches!(method.as_str(), "INVITE" | "UPDATE") {
+                extra.extend(t.uac_headers());
+            } else {
+                // RFC 4028 §7.1: every request but ACK on a leg with session timers says so.
+                extra.push(("Supported", "timer".into()));
+            }
         }
         let Some(leg) = call.leg_mut(side.other()) else {
             return;

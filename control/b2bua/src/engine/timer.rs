@@ -433,6 +433,41 @@ impl Engine {
         emit(out, step);
     }
 
+    /// The answer in the 2xx to Mediator's refresh re-INVITE on the leg facing `to` is not the
+    /// SDP that leg last sent: the sessions follow it (where it receives, its keys), as for any
+    /// answer; what the other leg was last sent stays as it was (nothing goes to it). An answer
+    /// Mediator cannot use leaves the legs disagreeing: the call ends with the reason.
+    fn refresh_answer_moved(
+        &mut self,
+        id: CallId,
+        to: Side,
+        m: &Message,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        let other = slot(to.other());
+        let kept = (call.sent_sdp[other].clone(), call.sent_offer[other]);
+        tracing::info!(
+            call = id,
+            leg = to.name(),
+            "a refresh's answer moves the media: the sessions follow it"
+        );
+        match self.answer_body(id, to, m, SdpKind::Answer, out) {
+            Ok(_) => {
+                if let Some(call) = self.calls.get_mut(&id) {
+                    (call.sent_sdp[other], call.sent_offer[other]) = kept;
+                }
+            }
+            Err(why) => {
+                let why = format!("the answer to a session refresh is refused: {why}");
+                self.hangup(id, 488, &why, out, now);
+            }
+        }
+    }
+
     /// A final response to a refresh of Mediator's (RFC 4028 §10): a 2xx renews the leg (and a
     /// re-INVITE's is ACKed, again for each retransmission); 408 or 481 ends the call; a 422
     /// is retried at once with the peer's Min-SE; anything else is tried again shortly, until
@@ -490,6 +525,13 @@ impl Engine {
                 if let Some(t) = call.timers[s].as_mut() {
                     t.refreshed(i, we, now);
                 }
+                // The answer to a refresh re-INVITE (Mediator offered again what the peer last
+                // had) normally repeats the peer's SDP; one that differs (the peer moved its
+                // media, changed its keys) is followed below.
+                let moved = invite
+                    && is_sdp(&m)
+                    && call.recv_sdp[s].as_deref() != Some(m.body())
+                    && !call.target().is_some_and(|t| t.bypass);
                 let Some(leg) = call.leg_mut(to) else {
                     return;
                 };
@@ -508,6 +550,9 @@ impl Engine {
                     }
                 } else {
                     self.by_client.remove(&key);
+                }
+                if moved {
+                    self.refresh_answer_moved(id, to, &m, out, now);
                 }
             }
             408 | 481 => {

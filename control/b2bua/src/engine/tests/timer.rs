@@ -592,3 +592,68 @@ fn an_update_refused_with_405_falls_back_to_re_invite() {
         .expect("a re-INVITE at once");
     assert_eq!(re.body(), inv.body());
 }
+
+/// The answer to Mediator's refresh re-INVITE moves the peer's media: the session follows it,
+/// and nothing is sent to the other leg (whose next refresh offers what it had). Requests on a
+/// leg with session timers say `Supported: timer` (RFC 4028 §7.1), the BYE among them.
+#[test]
+fn a_refresh_answer_that_moves_the_media_is_followed_and_requests_say_timer() {
+    let mut r = timers(true);
+    let (inv, ok) = call(&mut r, "st9", "", &[]);
+    let a = run_for(&mut r, Duration::from_secs(901));
+    let re_fe = requests(&sent_to(&a, fe()))
+        .into_iter()
+        .find(|m| m.method() == Some("INVITE"))
+        .cloned()
+        .expect("a re-INVITE to the caller");
+    let re_gw = requests(&sent_to(&a, gw(5060, 5060)))
+        .into_iter()
+        .find(|m| m.method() == Some("INVITE"))
+        .cloned()
+        .expect("a re-INVITE to the gateway");
+    let moved = OFFER.replace("o=- 1 1", "o=- 1 2").replace("6000", "6010");
+    let a = r.msg(&respond(&re_fe, 200, "", Some(&moved)), fe());
+    assert_eq!(methods(&sent_to(&a, fe())), ["ACK"]);
+    let to_pool: Vec<Option<u16>> = a
+        .iter()
+        .filter_map(|x| match x {
+            Action::UpdateMedia { request, .. } => {
+                Some(request.pool.and_then(|p| p.rtp).map(|e| e.port()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        to_pool,
+        [Some(6010)],
+        "the session follows the caller's new address"
+    );
+    assert!(sent_to(&a, gw(5060, 5060)).is_empty(), "nothing crosses");
+    let a = r.msg(&respond(&re_gw, 200, "", Some(ANSWER)), gw(5060, 5060));
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::UpdateMedia { .. })),
+        "unchanged"
+    );
+    // The next refresh of the gateway's leg offers what that leg had, not something new.
+    let a = run_for(&mut r, Duration::from_secs(901));
+    let next = requests(&sent_to(&a, gw(5060, 5060)))
+        .into_iter()
+        .find(|m| m.method() == Some("INVITE"))
+        .cloned()
+        .expect("the next re-INVITE to the gateway");
+    assert_eq!(next.body(), inv.body());
+    // The caller hangs up: the gateway's BYE says `timer`.
+    let a = r.msg(&fe_in_dialog("BYE", &ok, 9, "bye-st9"), fe());
+    let bye = requests(&sent_to(&a, gw(5060, 5060)))
+        .into_iter()
+        .find(|m| m.method() == Some("BYE"))
+        .cloned()
+        .expect("BYE to the gateway");
+    assert!(
+        bye.headers_named("supported")
+            .iter()
+            .any(|s| s.contains("timer")),
+        "{:?}",
+        bye.headers_named("supported")
+    );
+}
