@@ -319,6 +319,7 @@ mod tests {
         global.value.settings.options_interval_secs = None;
         global.value.settings.options_failures = None;
         global.value.settings.follow_redirects = None;
+        global.value.settings.large_requests_over_tcp = None;
         let ch = Changes {
             puts: vec![(
                 Kind::TrunkConfiguration,
@@ -335,9 +336,10 @@ mod tests {
             (
                 s.options_interval_secs,
                 s.options_failures,
-                s.follow_redirects
+                s.follow_redirects,
+                s.large_requests_over_tcp
             ),
-            (Some(60), Some(5), Some(false))
+            (Some(60), Some(5), Some(false), Some(false))
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

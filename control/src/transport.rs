@@ -44,10 +44,10 @@ const CONN_QUEUE: usize = 1024;
 
 type Conns = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
 
-/// RFC 3261 §18.1.1: a request over 1300 bytes (the path MTU being unknown) should go over a
-/// congestion-controlled transport. A trunk has one transport here, so such a request goes over
-/// UDP as configured, and the log says so once per peer.
-const UDP_REQUEST_LIMIT: usize = 1300;
+/// RFC 3261 §18.1.1: a request over 1300 bytes (the path MTU being unknown) must go over a
+/// congestion-controlled transport. The engine moves it to TCP where the trunk's
+/// `large_requests_over_tcp` says so; one still sent over UDP is logged once per peer.
+use mediator_sip::message::UDP_REQUEST_LIMIT;
 /// Peers remembered for that log line, at most.
 const OVERSIZE_PEERS: usize = 1024;
 
@@ -210,7 +210,8 @@ impl Transports {
                         to = %to.remote,
                         bytes = bytes.len(),
                         "a request over 1300 bytes goes over UDP (RFC 3261 §18.1.1 asks for TCP; \
-                         the trunk is UDP): fragments may be lost on the way (logged once per peer)"
+                         the trunk's large_requests_over_tcp is off): fragments may be lost on the \
+                         way (logged once per peer)"
                     );
                 }
                 let Some((sock, _)) = self.udp.get(&to.local) else {

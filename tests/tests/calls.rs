@@ -1408,3 +1408,149 @@ async fn rfc_4475_torture_messages_over_udp_and_tcp() {
             .is_empty()
     );
 }
+
+/// RFC 3261 §18.1.1 with the trunk's `large_requests_over_tcp` on: SIPp calls from the pool with
+/// a large offer, and the INVITE Mediator sends the lab's UDP gateway, over 1300 bytes, arrives
+/// over TCP to the gateway's address and port (its Via saying TCP) from Mediator's address; the
+/// gateway — the test's own, on UDP and TCP 5060 — answers on that connection, and the ACK and
+/// BYE come over UDP as the dialog's Contact says. Before the setting, the same call's INVITE
+/// comes over UDP.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_invite_goes_over_tcp_where_the_trunk_says_so() {
+    if !privileged("a_large_invite_goes_over_tcp_where_the_trunk_says_so") {
+        return;
+    }
+    let lab = CallLab::new("large").await.expect("call lab");
+    let gateway = |lab: &CallLab| {
+        let ns = lab.lab.gw.name.clone();
+        std::thread::spawn(move || in_netns(&ns, answer_on_udp_and_tcp))
+    };
+    let uac = scenario("uac_large");
+    for over_tcp in [false, true] {
+        if over_tcp {
+            let (rc, out) = lab
+                .ctl(&[
+                    "trunk-config",
+                    "set",
+                    "global",
+                    "--large-requests-over-tcp",
+                    "true",
+                ])
+                .expect("mediatorctl");
+            assert_eq!(rc, 0, "{out}");
+        }
+        let gw = gateway(&lab);
+        let run = lab
+            .from_pool("+14255550100", 1, &["-sf", &uac])
+            .expect("uac");
+        let seen = gw.join().expect("gateway thread");
+        assert_eq!(
+            (run.successful, run.failed),
+            (1, 0),
+            "{run:?}\n{seen:?}\n{}",
+            lab.log()
+        );
+        let want = if over_tcp { "tcp" } else { "udp" };
+        assert_eq!(seen.invite_over, want, "{seen:?}");
+        assert!(seen.invite_len > 1300, "{seen:?}");
+        assert!(
+            seen.via
+                .starts_with(&format!("SIP/2.0/{} ", want.to_uppercase())),
+            "{seen:?}"
+        );
+        assert_eq!(seen.in_dialog_over_udp, ["ACK", "BYE"], "{seen:?}");
+        let said = if over_tcp {
+            "goes over TCP (large_requests_over_tcp)"
+        } else {
+            "a request over 1300 bytes goes over UDP"
+        };
+        assert!(lab.log().contains(said), "the log says: {said}");
+    }
+}
+
+/// What the test's gateway saw of one call.
+#[derive(Debug, Default)]
+struct Seen {
+    invite_over: &'static str,
+    invite_len: usize,
+    via: String,
+    in_dialog_over_udp: Vec<String>,
+}
+
+/// The lab's gateway for one call, on UDP and TCP 5060: answers the INVITE (whichever way it
+/// came) with 200 and an SDP, then takes the ACK and answers the BYE over UDP; 15 s at most.
+fn answer_on_udp_and_tcp() -> Seen {
+    use mediator_sip::message::{Message, build_response};
+    use std::io::{Read, Write};
+    let udp = std::net::UdpSocket::bind(format!("{GW_PEER}:5060")).expect("udp 5060");
+    udp.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let tcp = std::net::TcpListener::bind(format!("{GW_PEER}:5060")).expect("tcp 5060");
+    tcp.set_nonblocking(true).expect("nonblocking");
+    let sdp = format!(
+        "v=0\r\no=gw 1 1 IN IP4 {GW_PEER}\r\ns=-\r\nc=IN IP4 {GW_PEER}\r\nt=0 0\r\nm=audio 7000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n"
+    );
+    let answer = |req: &Message, status: u16, body: Option<&str>| {
+        build_response(
+            req,
+            status,
+            "OK",
+            "gwlarge",
+            &[("Contact", format!("<sip:gw@{GW_PEER}:5060>"))],
+            body.map(|b| ("application/sdp", b.as_bytes())),
+        )
+    };
+    let mut seen = Seen::default();
+    let mut conn: Option<(std::net::TcpStream, mediator_sip::framing::Framer)> = None;
+    let mut buf = vec![0u8; 65536];
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(15) && seen.in_dialog_over_udp.len() < 2 {
+        if conn.is_none()
+            && let Ok((s, _)) = tcp.accept()
+        {
+            s.set_nonblocking(false).expect("blocking");
+            s.set_read_timeout(Some(Duration::from_millis(50)))
+                .expect("timeout");
+            conn = Some((s, Default::default()));
+        }
+        if let Some((s, framer)) = conn.as_mut()
+            && let Ok(n) = s.read(&mut buf)
+            && n > 0
+        {
+            framer.push(&buf[..n]);
+            while let Ok(Some(mediator_sip::framing::Frame::Message(m))) = framer.next_frame() {
+                let Ok(req) = Message::parse(&m) else {
+                    continue;
+                };
+                if req.method() == Some("INVITE") && seen.invite_over.is_empty() {
+                    seen.invite_over = "tcp";
+                    seen.invite_len = m.len();
+                    seen.via = req.header("via").unwrap_or_default();
+                    s.write_all(&answer(&req, 200, Some(&sdp)))
+                        .expect("200 over TCP");
+                }
+            }
+        }
+        if let Ok((n, from)) = udp.recv_from(&mut buf) {
+            let Ok(req) = Message::parse(&buf[..n]) else {
+                continue;
+            };
+            match req.method() {
+                Some("INVITE") if seen.invite_over.is_empty() => {
+                    seen.invite_over = "udp";
+                    seen.invite_len = n;
+                    seen.via = req.header("via").unwrap_or_default();
+                    udp.send_to(&answer(&req, 200, Some(&sdp)), from)
+                        .expect("200 over UDP");
+                }
+                Some("ACK") => seen.in_dialog_over_udp.push("ACK".into()),
+                Some("BYE") => {
+                    seen.in_dialog_over_udp.push("BYE".into());
+                    udp.send_to(&answer(&req, 200, None), from).expect("200");
+                }
+                _ => {}
+            }
+        }
+    }
+    seen
+}

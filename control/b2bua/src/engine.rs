@@ -29,8 +29,8 @@ use media::{Held, SdpKind};
 use mediator_sip::Peer;
 use mediator_sip::layer::{Event, Layer, Step};
 use mediator_sip::message::{
-    Message, build_request, build_response, cancel_for, reason_phrase, uri_of, user_of,
-    with_compact_names,
+    Message, UDP_REQUEST_LIMIT, build_request, build_response, cancel_for, reason_phrase, uri_of,
+    user_of, with_compact_names, with_via_transport,
 };
 use mediator_sip::transaction::{Timers, TxKey};
 use mediator_topology::Topology;
@@ -95,6 +95,44 @@ const PASSED: &[&str] = &[
 const IN_DIALOG: &[&str] = &[
     "INVITE", "UPDATE", "INFO", "PRACK", "REFER", "NOTIFY", "OPTIONS", "MESSAGE",
 ];
+
+/// RFC 3261 §18.1.1: a request of Mediator's over 1300 bytes to a UDP peer goes over TCP to the
+/// same address and port when the trunk says so (`over_tcp`, its `large_requests_over_tcp`),
+/// its top Via saying TCP; otherwise as it is (the transport logs it once per peer).
+fn sized(req: Message, peer: Peer, over_tcp: bool) -> (Message, Peer) {
+    if !over_tcp
+        || peer.transport != mediator_sip::Transport::Udp
+        || req.wire_len() <= UDP_REQUEST_LIMIT
+    {
+        return (req, peer);
+    }
+    match with_via_transport(&req, "TCP") {
+        Ok(m) => (
+            m,
+            Peer {
+                transport: mediator_sip::Transport::Tcp,
+                ..peer
+            },
+        ),
+        Err(_) => (req, peer),
+    }
+}
+
+/// Where a request of Mediator's went to `peer`: over TCP when its top Via says so (moved there
+/// by [`sized`]) — its CANCEL goes the same way.
+fn sent_over(req: &Message, peer: Peer) -> Peer {
+    let tcp = req
+        .header("via")
+        .is_some_and(|v| v.to_ascii_uppercase().starts_with("SIP/2.0/TCP "));
+    if tcp && peer.transport == mediator_sip::Transport::Udp {
+        Peer {
+            transport: mediator_sip::Transport::Tcp,
+            ..peer
+        }
+    } else {
+        peer
+    }
+}
 
 fn is_sdp(m: &Message) -> bool {
     !m.body().is_empty()
@@ -240,7 +278,22 @@ impl Engine {
         self.wall_ms = now.unix_ms;
         let now = now.mono;
         let mut out = Vec::new();
-        if identify(topo, &self.dns, &from).is_none() {
+        // A response over a TCP connection Mediator opened to a UDP trunk's gateway for a large
+        // request (`large_requests_over_tcp`) comes from that gateway on TCP.
+        let moved_response = from.transport == mediator_sip::Transport::Tcp
+            && bytes.starts_with(b"SIP/2.0 ")
+            && matches!(
+                identify(
+                    topo,
+                    &self.dns,
+                    &Peer {
+                        transport: mediator_sip::Transport::Udp,
+                        ..from
+                    }
+                ),
+                Some(Origin::Gateway { .. })
+            );
+        if !moved_response && identify(topo, &self.dns, &from).is_none() {
             // Not a configured peer: a request is refused without a transaction, anything else
             // is dropped.
             if let Ok(m) = Message::parse(bytes)
@@ -738,7 +791,15 @@ impl Engine {
             remote_target: t.request_uri.clone(),
             route_set: Vec::new(),
         };
-        let (key, step) = self.layer.request(invite.clone(), t.peer, now);
+        let (invite, sent_to) = sized(
+            invite,
+            t.peer,
+            t.large_over_tcp && leg.side == Side::Gateway,
+        );
+        if sent_to != t.peer {
+            tracing::info!(call = id, to = %t.peer.remote, bytes = invite.wire_len(), "an INVITE over 1300 bytes goes over TCP (large_requests_over_tcp)");
+        }
+        let (key, step) = self.layer.request(invite.clone(), sent_to, now);
         self.dialogs.insert(leg.key(), (id, leg.side));
         tracing::info!(call = id, trunk = %t.trunk, to = %t.peer.remote, called = %t.called, calling = %t.calling, "trying trunk");
         call.phase = Phase::Calling;
@@ -830,7 +891,8 @@ impl Engine {
                             && let Ok(c) = cancel_for(&o.invite)
                         {
                             o.cancelled = true;
-                            let (_, step) = self.layer.request(c, o.leg.peer, now);
+                            let to = sent_over(&o.invite, o.leg.peer);
+                            let (_, step) = self.layer.request(c, to, now);
                             emit(out, step);
                         }
                         self.by_client.insert(key, Purpose::Orphan(o));
@@ -1296,7 +1358,8 @@ impl Engine {
     fn orphan(&mut self, att: Attempt, provisional: bool, out: &mut Vec<Action>, now: Instant) {
         let mut cancelled = false;
         if provisional && let Ok(c) = cancel_for(&att.invite) {
-            let (k, step) = self.layer.request(c, att.leg.peer, now);
+            let to = sent_over(&att.invite, att.leg.peer);
+            let (k, step) = self.layer.request(c, to, now);
             self.by_client.insert(k, Purpose::Ignore);
             emit(out, step);
             cancelled = true;
@@ -1849,6 +1912,9 @@ impl Engine {
                 return;
             }
         };
+        let over_tcp =
+            side.other() == Side::Gateway && call.target().is_some_and(|t| t.large_over_tcp);
+        let (req, peer) = sized(req, peer, over_tcp);
         let (k, step) = self.layer.request(req, peer, now);
         call.client_keys.push(k.clone());
         self.by_client.insert(

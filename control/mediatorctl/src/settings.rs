@@ -92,6 +92,10 @@ const WORDS: &[(&str, &str)] = &[
         "follow_redirects",
         "Follow a gateway's 3xx to the gateways it names instead of relaying it",
     ),
+    (
+        "large_requests_over_tcp",
+        "Send requests over 1300 bytes to a UDP trunk's gateway over TCP (RFC 3261 18.1.1)",
+    ),
 ];
 
 /// How a list is named by the flags that empty it or give it back to the wider scope.

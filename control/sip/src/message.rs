@@ -740,6 +740,51 @@ pub fn ack_for(invite: &Message, response: &Message) -> Vec<u8> {
 
 /// The CANCEL for a client INVITE (RFC 3261 9.1): the INVITE's Request-URI, top Via (so it has the
 /// INVITE's branch), Route, From, To, Call-ID and CSeq number.
+/// RFC 3261 §18.1.1: a request over this many bytes, the path MTU being unknown, goes over a
+/// congestion-controlled transport.
+pub const UDP_REQUEST_LIMIT: usize = 1300;
+
+/// `request` with its top Via's transport set to `transport` (`"TCP"`): sent over another
+/// transport than it was built for, its Via must say so (RFC 3261 §18.1.1).
+pub fn with_via_transport(request: &Message, transport: &str) -> Result<Message, SipError> {
+    let bytes = request.to_bytes();
+    let text = std::str::from_utf8(&bytes).map_err(|_| bad("not UTF-8"))?;
+    // The first header line named Via (or v), before the empty line that ends the head.
+    let mut start = text.find("\r\n").ok_or_else(|| bad("no head"))? + 2;
+    let (at, end) = loop {
+        let end = text[start..].find("\r\n").map_or(text.len(), |e| start + e);
+        if end == start {
+            return Err(bad("no Via"));
+        }
+        let name = text[start..end]
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .trim();
+        if name.eq_ignore_ascii_case("via") || name.eq_ignore_ascii_case("v") {
+            break (start, end);
+        }
+        start = end + 2;
+    };
+    let line = &text[at..end];
+    let value = line
+        .split_once(':')
+        .map(|(_, v)| v.trim_start())
+        .unwrap_or_default();
+    let (protocol, rest) = value
+        .split_once(' ')
+        .ok_or_else(|| bad("a Via without sent-by"))?;
+    let (base, _) = protocol
+        .rsplit_once('/')
+        .ok_or_else(|| bad("a Via without transport"))?;
+    let rewritten = format!(
+        "{}Via: {base}/{transport} {rest}{}",
+        &text[..at],
+        &text[end..]
+    );
+    Message::parse(rewritten.as_bytes())
+}
+
 pub fn cancel_for(invite: &Message) -> Result<Message, SipError> {
     let text =
         in_invite_transaction(invite, "CANCEL", None).ok_or_else(|| bad("CANCEL of a response"))?;
@@ -759,6 +804,26 @@ Call-ID: 9f1c2e@198.18.1.1\r\n\
 CSeq: 1 INVITE\r\n\
 Contact: <sip:med@198.18.1.1:5060>\r\n\
 Content-Length: 0\r\n\r\n";
+
+    #[test]
+    fn a_request_moved_to_tcp_says_so_in_its_top_via_only() {
+        let two = INVITE.replace(
+            "Max-Forwards",
+            "Via: SIP/2.0/UDP 198.18.9.9;branch=z9hG4bK-x\r\nMax-Forwards",
+        );
+        let m = Message::parse(two.as_bytes()).expect("parse");
+        let tcp = with_via_transport(&m, "TCP").expect("rewritten");
+        let vias = tcp.headers_named("via");
+        assert_eq!(
+            vias,
+            [
+                "SIP/2.0/TCP 198.18.1.1:5060;branch=z9hG4bK-abc123",
+                "SIP/2.0/UDP 198.18.9.9;branch=z9hG4bK-x"
+            ]
+        );
+        assert_eq!(tcp.summary.branch, m.summary.branch);
+        assert_eq!(tcp.body(), m.body());
+    }
 
     #[test]
     fn a_good_invite_is_summarised() {

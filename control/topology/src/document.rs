@@ -480,6 +480,7 @@ srtp_passthrough = false
 options_interval_secs = 60
 options_failures = 5
 follow_redirects = false
+large_requests_over_tcp = false
 
 [[trunk_configuration]]
 name = "trunk:gw1-5068"

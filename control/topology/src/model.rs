@@ -259,6 +259,10 @@ pub struct Settings {
     /// relayed to the caller.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub follow_redirects: Option<bool>,
+    /// A request over 1300 bytes to the gateway of a UDP trunk goes over TCP to the same
+    /// address and port (RFC 3261 §18.1.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub large_requests_over_tcp: Option<bool>,
 }
 
 /// Applies `$m!` to every setting: `$m!(field_name)`. One list, so merging, masks, effective
@@ -288,6 +292,7 @@ macro_rules! for_each_setting {
         $m!(options_interval_secs);
         $m!(options_failures);
         $m!(follow_redirects);
+        $m!(large_requests_over_tcp);
     };
 }
 
@@ -314,6 +319,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "options_interval_secs",
     "options_failures",
     "follow_redirects",
+    "large_requests_over_tcp",
 ];
 
 impl Settings {
@@ -342,6 +348,7 @@ impl Settings {
             options_interval_secs: Some(60),
             options_failures: Some(5),
             follow_redirects: Some(false),
+            large_requests_over_tcp: Some(false),
         }
     }
 

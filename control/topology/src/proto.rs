@@ -323,6 +323,7 @@ pub fn settings_from_pb_unchecked(s: &pb::TrunkSettings) -> Result<Settings, Fie
         options_interval_secs: s.options_interval_secs,
         options_failures: s.options_failures,
         follow_redirects: s.follow_redirects,
+        large_requests_over_tcp: s.large_requests_over_tcp,
     };
     Ok(settings)
 }
@@ -362,6 +363,7 @@ pub fn settings_to_pb(s: &Settings) -> pb::TrunkSettings {
         options_interval_secs: s.options_interval_secs,
         options_failures: s.options_failures,
         follow_redirects: s.follow_redirects,
+        large_requests_over_tcp: s.large_requests_over_tcp,
     }
 }
 

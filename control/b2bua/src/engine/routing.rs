@@ -24,6 +24,8 @@ pub(super) struct Target {
     pub(super) forward_call_history: bool,
     /// `follow_redirects`: a 3xx is followed to the gateways it names.
     pub(super) follow_redirects: bool,
+    /// `large_requests_over_tcp`: a request over 1300 bytes to a UDP peer goes over TCP.
+    pub(super) large_over_tcp: bool,
     /// Added by a followed redirect: the Contacts of one 3xx are alternatives, tried in turn
     /// whatever the previous one answered.
     pub(super) from_redirect: bool,
@@ -81,6 +83,7 @@ impl Target {
             forward_pai: s.forward_pai.unwrap_or(false),
             forward_call_history: s.forward_call_history.unwrap_or(false),
             follow_redirects: s.follow_redirects.unwrap_or(false),
+            large_over_tcp: s.large_requests_over_tcp.unwrap_or(false),
             from_redirect: false,
             max_early_dialogs: s.max_early_dialogs.unwrap_or(20).max(1) as usize,
             fast_failover: s.fast_failover.unwrap_or(false).then(|| {

@@ -1222,3 +1222,92 @@ fn a_forked_invite_follows_its_early_dialogs_and_the_first_answer_wins() {
 fn finals(ms: &[Message]) -> Vec<u16> {
     statuses(ms).into_iter().filter(|s| *s >= 200).collect()
 }
+
+/// An INVITE from the lab's gateway to the relay's gateway-side port `port`.
+fn gw_invite_on(port: u16, call_id: &str) -> Vec<u8> {
+    format!(
+        "INVITE sip:+14255551000@198.18.2.1:{port} SIP/2.0\r\n\
+         Via: SIP/2.0/TCP 198.18.2.2:5060;branch=z9hG4bK-gw-{call_id}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+12065550100@198.18.2.2>;tag=gwa\r\n\
+         To: <sip:+14255551000@198.18.2.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:gw@198.18.2.2:5060>\r\nContent-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// RFC 3261 §18.1.1 with `large_requests_over_tcp`: an INVITE to a UDP trunk's gateway that
+/// is over 1300 bytes goes over TCP to the same address and port (its Via says TCP), the
+/// gateway's responses on that connection are taken, and its CANCEL goes the same way; a small
+/// one stays on UDP, and with the setting off a large one does too.
+#[test]
+fn a_large_invite_goes_over_tcp_where_the_trunk_says_so() {
+    let mut r = Run::new("large");
+    let big_offer = format!(
+        "{OFFER}{}",
+        (0..40)
+            .map(|i| format!("a=x-note-{i}:{}\r\n", "n".repeat(20)))
+            .collect::<String>()
+    );
+    let big = |call_id: &str| -> Vec<u8> {
+        String::from_utf8(invite("+14255550100", call_id))
+            .expect("utf8")
+            .replace(
+                &format!("Content-Length: {}\r\n\r\n{OFFER}", OFFER.len()),
+                &format!("Content-Length: {}\r\n\r\n{big_offer}", big_offer.len()),
+            )
+            .into_bytes()
+    };
+    let tcp = Peer {
+        transport: mediator_sip::Transport::Tcp,
+        ..gw(5060, 5060)
+    };
+    // Off (the default): over UDP as configured.
+    let a = r.msg(&big("L0"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    assert!(inv.wire_len() > 1300, "{} bytes", inv.wire_len());
+    r.t.configs
+        .get_mut("global")
+        .expect("global")
+        .value
+        .settings
+        .large_requests_over_tcp = Some(true);
+    // On: a small INVITE stays on UDP...
+    let a = r.msg(&invite("+14255550100", "L1"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    assert_eq!(requests(&sent_to(&a, gw(5060, 5060))).len(), 1);
+    // ...a large one goes over TCP, its Via saying so.
+    let a = r.msg(&big("L2"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    assert!(sent_to(&a, gw(5060, 5060)).is_empty());
+    let inv = requests(&sent_to(&a, tcp))[0].clone();
+    assert!(
+        inv.header("via")
+            .is_some_and(|v| v.starts_with("SIP/2.0/TCP 198.18.2.1:5060")),
+        "{:?}",
+        inv.header("via")
+    );
+    assert!(
+        inv.header("contact").is_some_and(|c| !c.contains("tcp")),
+        "the dialog stays on the trunk's transport: {:?}",
+        inv.header("contact")
+    );
+    // The gateway answers on that connection: taken (it is the trunk's gateway).
+    let a = r.msg(&respond(&inv, 180, "gw1", None), tcp);
+    assert_eq!(statuses(&sent_to(&a, fe())), [180]);
+    // A request from the gateway over TCP is still no trunk's: refused.
+    let a = r.msg(&gw_invite_on(5060, "L3"), tcp);
+    assert_eq!(statuses(&sent_to(&a, tcp)), [403]);
+    // The call is ended before the answer: the CANCEL follows the INVITE over TCP.
+    let a = r.e.end_call(id, "operator", r.now).expect("ended");
+    assert_eq!(
+        requests(&sent_to(&a, tcp))
+            .iter()
+            .filter_map(|m| m.method())
+            .collect::<Vec<_>>(),
+        ["CANCEL"]
+    );
+}

@@ -410,6 +410,8 @@ impl Engine {
             }
         };
         tracing::debug!(call = id, leg = side.name(), method, "session refresh");
+        let over_tcp = side == Side::Gateway && call.target().is_some_and(|t| t.large_over_tcp);
+        let (req, peer) = sized(req, peer, over_tcp);
         let (k, step) = self.layer.request(req, peer, now);
         if let Some(t) = call.timers[s].as_mut() {
             t.refreshing = true;
