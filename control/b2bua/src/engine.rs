@@ -662,7 +662,7 @@ impl Engine {
                 streams: Vec::new(),
                 last: None,
                 tried: Vec::new(),
-                retx: None,
+                retx: [None, None],
                 ack_deadline: None,
                 pending_ack: None,
                 acks: [None, None],
@@ -1294,7 +1294,7 @@ impl Engine {
         );
         let akey = call.a_key.clone();
         if !call.a.peer.reliable() {
-            call.retx = Some(Retx::new(akey.clone(), bytes.clone(), a_side, now, t1));
+            call.retx[slot(a_side)] = Some(Retx::new(akey.clone(), bytes.clone(), a_side, now, t1));
         }
         call.ack_deadline = Some(now + 64 * t1);
         self.wake.push(Reverse((now + t1, id)));
@@ -1511,9 +1511,7 @@ impl Engine {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        if call.retx.as_ref().is_some_and(|r| r.side == side) {
-            call.retx = None;
-        }
+        call.retx[slot(side)] = None;
         if call.phase == Phase::Answered && side == call.a_side {
             call.phase = Phase::Confirmed;
             call.ack_deadline = None;
@@ -2046,7 +2044,7 @@ impl Engine {
             let from_side = to.other();
             let reliable = call.leg_mut(from_side).is_some_and(|l| l.peer.reliable());
             if !reliable {
-                call.retx = Some(Retx::new(
+                call.retx[slot(from_side)] = Some(Retx::new(
                     skey.clone(),
                     bytes.clone(),
                     from_side,
@@ -2135,22 +2133,27 @@ impl Engine {
             let Some(call) = self.calls.get_mut(&id) else {
                 continue;
             };
+            let unacked = call
+                .retx
+                .iter()
+                .flatten()
+                .find(|r| r.at <= now && r.until <= now)
+                .map(|r| r.side);
             if call.phase != Phase::Answered
-                && call
-                    .retx
-                    .as_ref()
-                    .is_some_and(|r| r.at <= now && r.until <= now)
+                && let Some(side) = unacked
             {
                 // RFC 3261 §13.3.1.4: a 2xx unacknowledged for 64×T1 ends the session (the
                 // caller's first 2xx has its own deadline, `ack_deadline`).
-                let side = call.retx.take().map(|r| r.side).unwrap_or(Side::Pool);
+                call.retx[slot(side)] = None;
                 let why = format!("no ACK from the {} side for the 2xx", side.name());
                 self.hangup(id, 408, &why, &mut out, now);
                 continue;
             }
-            if let Some(r) = call.retx.as_mut()
-                && r.at <= now
-            {
+            // Each side's 2xx awaiting its ACK is retransmitted on its own clock.
+            for r in call.retx.iter_mut().flatten() {
+                if r.at > now {
+                    continue;
+                }
                 r.interval = (r.interval * 2).min(self.cfg.timers.t2);
                 r.at = now + r.interval;
                 self.wake.push(Reverse((r.at, id)));

@@ -214,7 +214,8 @@ pub(super) struct Call {
     pub(super) streams: Vec<Stream>,
     pub(super) last: Option<(u16, String)>,
     pub(super) tried: Vec<(String, u16)>,
-    pub(super) retx: Option<Retx>,
+    /// The 2xx awaiting its ACK on each side's dialog (by `slot`), retransmitted meanwhile.
+    pub(super) retx: [Option<Retx>; 2],
     pub(super) ack_deadline: Option<Instant>,
     pub(super) pending_ack: Option<PendingAck>,
     /// The last ACK sent to each side's 2xx, resent when the 2xx is.

@@ -679,7 +679,7 @@ impl Engine {
         );
         if invite && !peer.reliable() {
             // Its 2xx is retransmitted until the ACK, like any (RFC 3261 §13.3.1.4).
-            call.retx = Some(Retx::new(key.clone(), bytes.clone(), side, now, t1));
+            call.retx[slot(side)] = Some(Retx::new(key.clone(), bytes.clone(), side, now, t1));
             self.wake.push(Reverse((now + t1, id)));
         }
         let step = self.layer.respond(&key, 200, bytes, now);

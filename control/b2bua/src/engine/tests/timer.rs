@@ -657,3 +657,56 @@ fn a_refresh_answer_that_moves_the_media_is_followed_and_requests_say_timer() {
         bye.headers_named("supported")
     );
 }
+
+/// Two 2xx awaiting their ACKs at once, one on each leg (a relayed 2xx to the caller's
+/// re-INVITE not yet ACKed when the gateway's re-INVITE is answered): each is retransmitted on
+/// its own clock until its own ACK (RFC 3261 §13.3.1.4), neither taking over the other's.
+#[test]
+fn a_2xx_awaiting_its_ack_on_each_leg_is_retransmitted_on_its_own() {
+    let mut r = timers(false);
+    let (inv, ok) = answered(&mut r, "rx1");
+    let with_sdp = |bytes: Vec<u8>, sdp: &str| {
+        String::from_utf8(bytes)
+            .expect("utf8")
+            .replace(
+                "Content-Length: 0\r\n\r\n",
+                &format!(
+                    "Contact: <sip:fe@198.18.1.2:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                    sdp.len()
+                ),
+            )
+            .into_bytes()
+    };
+    // The caller re-offers; the gateway answers; the 200 reaches the caller, which does not
+    // ACK yet.
+    let fe_offer = OFFER.replace("o=- 1 1", "o=- 1 2").replace("6000", "6002");
+    let a = r.msg(
+        &with_sdp(fe_in_dialog("INVITE", &ok, 8, "re-rx1"), &fe_offer),
+        fe(),
+    );
+    let re_gw = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let a = r.msg(&respond(&re_gw, 200, "gw1", Some(ANSWER)), gw(5060, 5060));
+    assert_eq!(finals(&sent_to(&a, fe())), [200]);
+    // The gateway re-offers in turn; the caller answers; the 200 reaches the gateway.
+    let gw_offer = ANSWER.replace("o=- 2 2", "o=- 2 3").replace("7000", "7002");
+    let a = r.msg(
+        &gw_in_dialog(&inv, "INVITE", 2, "", Some(&gw_offer)),
+        gw(5060, 5060),
+    );
+    let re_fe = requests(&sent_to(&a, fe()))[0].clone();
+    let a = r.msg(&respond(&re_fe, 200, "", Some(&fe_offer)), fe());
+    assert_eq!(finals(&sent_to(&a, gw(5060, 5060))), [200]);
+    // T1 later both are retransmitted.
+    let a = r.advance(Duration::from_millis(500));
+    assert_eq!(finals(&sent_to(&a, fe())), [200], "the caller's 2xx again");
+    assert_eq!(
+        finals(&sent_to(&a, gw(5060, 5060))),
+        [200],
+        "the gateway's 2xx again"
+    );
+    // The caller's ACK ends only its own.
+    r.msg(&fe_in_dialog("ACK", &ok, 8, "ack-re-rx1"), fe());
+    let a = r.advance(Duration::from_millis(1000));
+    assert!(finals(&sent_to(&a, fe())).is_empty());
+    assert_eq!(finals(&sent_to(&a, gw(5060, 5060))), [200]);
+}
