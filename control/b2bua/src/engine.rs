@@ -648,6 +648,7 @@ impl Engine {
                 offerer: a_side,
                 delayed: None,
                 answer_in_ack: false,
+                offer_in_2xx: None,
                 early: EarlyOffer::None,
                 early_held: None,
                 media_generation: 0,
@@ -1121,7 +1122,16 @@ impl Engine {
                     cseq: att.invite.summary.cseq,
                 });
                 tracing::info!(call = id, trunk, "answered");
-                if call.early != EarlyOffer::None && !call.target().is_some_and(|t| t.bypass) {
+                let bypass = call.target().is_some_and(|t| t.bypass);
+                if is_sdp(&m)
+                    && !bypass
+                    && call.early != EarlyOffer::Answered
+                    && (call.offer.is_none() || call.offerer != a_side)
+                {
+                    // A delayed offer: its ACK must answer it, whatever becomes of the call.
+                    call.offer_in_2xx = Some(m.body().to_vec());
+                }
+                if call.early != EarlyOffer::None && !bypass {
                     // The callee offered in a provisional already.
                     if call.early == EarlyOffer::Anchoring {
                         // Its sessions are on their way: the 2xx follows the provisional.
@@ -1547,6 +1557,13 @@ impl Engine {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        // RFC 3261 §13.2.2.4: the offer in a 2xx is answered in the ACK even when the call
+        // cannot go on — every stream rejected — and the BYE follows.
+        let offer = call.offer_to_answer(p.to);
+        let body = match (&refused, answer_due) {
+            (Some(_), true) => offer.and_then(|o| rejecting(&o)),
+            _ => body,
+        };
         let Some(leg) = call.leg_mut(p.to) else {
             return;
         };
@@ -1663,8 +1680,15 @@ impl Engine {
         let branch = self.branch();
         if let Some(call) = self.calls.get_mut(&id)
             && let Some(p) = call.pending_ack.take()
+            && let answer = call.offer_in_2xx.take().and_then(|o| rejecting(&o))
             && let Some(leg) = call.leg_mut(p.to)
-            && let Ok(ack) = leg.request("ACK", &branch, Some(p.cseq), &[], None)
+            && let Ok(ack) = leg.request(
+                "ACK",
+                &branch,
+                Some(p.cseq),
+                &[],
+                answer.as_deref().map(|b| (SDP, b)),
+            )
         {
             out.push(Action::Send {
                 to: leg.next_hop(),

@@ -362,6 +362,27 @@ impl Sdp {
         Some((m.proto.as_str(), values))
     }
 
+    /// An answer that rejects every stream of this offer (RFC 3264 §6: as many m-lines, each with
+    /// port 0 and one of the offer's formats): what an ACK must carry when the offer in a 2xx
+    /// cannot be accepted and the call is to end at once (RFC 3261 §13.2.2.4).
+    pub fn rejecting_answer(&self) -> String {
+        let mut out = vec![
+            "v=0".to_string(),
+            "o=mediator 0 0 IN IP4 0.0.0.0".into(),
+            "s=-".into(),
+            "c=IN IP4 0.0.0.0".into(),
+            "t=0 0".into(),
+        ];
+        for m in &self.media {
+            let fmt = self.lines[m.start][2..]
+                .split_whitespace()
+                .nth(3)
+                .unwrap_or("0");
+            out.push(format!("m={} 0 {} {fmt}", m.kind, m.proto));
+        }
+        join(&out)
+    }
+
     /// The SDP with each anchored stream pointing at its anchor (`anchors[i]` for m-line i;
     /// `None` leaves a stream as it is). A stream on the old 0.0.0.0 hold keeps 0.0.0.0 so the far
     /// side keeps not sending. Lines end with CRLF.
@@ -525,6 +546,24 @@ fn join(lines: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rejecting_answer_has_every_m_line_at_port_0() {
+        let offer = Sdp::parse(
+            "v=0\r\no=- 1 1 IN IP4 198.18.2.2\r\ns=-\r\nc=IN IP4 198.18.2.2\r\nt=0 0\r\n\
+             m=audio 7000 RTP/SAVP 0 8\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:x\r\n\
+             m=image 7002 udptl t38\r\n",
+        )
+        .expect("offer");
+        let answer = offer.rejecting_answer();
+        assert_eq!(
+            answer,
+            "v=0\r\no=mediator 0 0 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n\
+             m=audio 0 RTP/SAVP 0\r\nm=image 0 udptl t38\r\n"
+        );
+        let parsed = Sdp::parse(&answer).expect("a valid SDP");
+        assert!(parsed.media.iter().all(|m| m.port == 0));
+    }
 
     const BASIC: &str = "v=0\r\no=- 1 1 IN IP4 198.18.1.2\r\ns=-\r\nc=IN IP4 198.18.1.2\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\n";
 

@@ -193,6 +193,9 @@ pub(super) struct Call {
     pub(super) delayed: Option<Box<Message>>,
     /// The caller's ACK must carry the answer (Mediator's 2xx to it had the offer).
     pub(super) answer_in_ack: bool,
+    /// The offer in the callee's 2xx to the call's INVITE (a delayed offer), until its ACK:
+    /// refused, it is still answered in the ACK (rejecting every stream) before the BYE.
+    pub(super) offer_in_2xx: Option<Vec<u8>>,
     /// A delayed offer the callee made in a provisional: where that offer stands.
     pub(super) early: EarlyOffer,
     /// That provisional, held while its sessions are made.
@@ -275,7 +278,25 @@ pub(super) struct PendingSdp {
     pub(super) sent: Vec<u8>,
 }
 
+/// An answer rejecting every stream of `offer` (an SDP Mediator was offered and cannot take),
+/// for the ACK that must answer it (RFC 3261 §13.2.2.4); `None` when the offer is unreadable.
+pub(super) fn rejecting(offer: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(offer).ok()?;
+    Some(Sdp::parse(text).ok()?.rejecting_answer().into_bytes())
+}
+
 impl Call {
+    /// The offer from `side` that an ACK to it must answer: the one in the callee's 2xx to the
+    /// call's INVITE, or one in a 2xx to a re-INVITE without SDP.
+    pub(super) fn offer_to_answer(&mut self, side: Side) -> Option<Vec<u8>> {
+        self.offer_in_2xx.take().or_else(|| {
+            self.pending_sdp
+                .as_ref()
+                .filter(|p| p.from == side)
+                .map(|p| p.recv.clone())
+        })
+    }
+
     pub(super) fn target(&self) -> Option<&Target> {
         self.current.and_then(|i| self.targets.get(i))
     }

@@ -334,6 +334,7 @@ fn an_ack_without_the_answer_ends_the_call() {
     let a = r.msg(&ack_with(&ok, 7, None), fe());
     let to_gw = methods(&sent_to(&a, gw(5060, 5060)));
     assert_eq!(to_gw, ["ACK", "BYE"], "ACKed, then hung up");
+    assert_rejecting_ack(&a);
     assert!(methods(&sent_to(&a, fe())).contains(&"BYE".to_string()));
     let rec = ended(&a).expect("ended");
     assert_eq!(rec.status, 488);
@@ -356,6 +357,7 @@ fn relays_that_cannot_anchor_the_callee_s_offer_end_both_legs() {
         ["ACK", "BYE"],
         "the callee's 2xx is ACKed and hung up"
     );
+    assert_rejecting_ack(&a);
     assert_eq!(finals(&sent_to(&a, fe())), [503]);
     assert!(ended(&a).is_some());
 }
@@ -466,7 +468,22 @@ fn an_ack_without_the_answer_to_a_re_invite_s_offer_ends_the_call() {
         .expect("200");
     let a = r.msg(&ack_with(&ok2, 8, None), fe());
     assert!(methods(&sent_to(&a, gw(5060, 5060))).contains(&"BYE".to_string()));
+    assert_rejecting_ack(&a);
     assert_eq!(ended(&a).expect("ended").status, 488);
+}
+
+/// The ACK sent to the gateway answers its offer by rejecting every stream (RFC 3261
+/// §13.2.2.4: an offer in a 2xx is answered in the ACK even when the call is to end).
+fn assert_rejecting_ack(a: &[Action]) {
+    let ack = sent_to(a, gw(5060, 5060))
+        .into_iter()
+        .find(|m| m.method() == Some("ACK"))
+        .expect("ACK to the gateway");
+    let body = String::from_utf8_lossy(ack.body()).to_string();
+    assert!(
+        body.contains("m=audio 0 RTP/AVP 8"),
+        "the ACK rejects the stream:\n{body}"
+    );
 }
 
 /// A re-INVITE that adds a plain RTP stream (video to an audio call) gets a session for it
