@@ -652,6 +652,7 @@ impl Engine {
                 early: EarlyOffer::None,
                 early_held: None,
                 media_generation: 0,
+                media_settings: None,
                 sec: None,
                 a_policy,
                 targets,

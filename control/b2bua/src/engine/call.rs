@@ -203,6 +203,9 @@ pub(super) struct Call {
     /// How many times the call's sessions were made and given up (a failed attempt's early
     /// offer): new sessions get new ids, never racing the deletion of the old ones.
     pub(super) media_generation: u32,
+    /// The trunk settings the call's sessions were made with: latching, RTCP dead-call
+    /// detection on active and on held calls.
+    pub(super) media_settings: Option<(bool, bool, bool)>,
     /// Media encryption, once the caller's offer has met its leg's policy (anchored calls).
     pub(super) sec: Option<Sec>,
     /// The caller's leg's media encryption policy.

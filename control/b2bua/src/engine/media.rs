@@ -47,6 +47,7 @@ impl Engine {
             return Ok(Vec::new());
         };
         let latching = t.latching;
+        let settings = (t.latching, t.rtcp_active, t.rtcp_on_hold);
         let rtcp_timeout_secs = if t.rtcp_active { rtcp } else { 0 };
         let rtcp_hold_timeout_secs = if t.rtcp_on_hold { rtcp } else { 0 };
         // The answerer's leg's policies: every trunk the call may try, or (a delayed offer,
@@ -60,6 +61,7 @@ impl Engine {
         } else {
             vec![call.a_policy]
         };
+        call.media_settings = Some(settings);
         let on_hold = sdp.on_hold();
         // Sessions given up earlier (their deletion may still be on its way) keep their ids.
         let generation = match call.media_generation {

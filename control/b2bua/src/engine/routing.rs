@@ -639,9 +639,31 @@ impl Engine {
             self.fail(id, r.status, &r.reason, out, now);
             return;
         }
-        let Some(call) = self.calls.get(&id) else {
+        let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        let t = &call.targets[i];
+        let settings = (t.latching, t.rtcp_active, t.rtcp_on_hold);
+        if !t.bypass
+            && !call.streams.is_empty()
+            && call.media_settings.is_some_and(|s| s != settings)
+            && call.sent_sdp[slot(call.a_side)].is_none()
+        {
+            // The sessions were made with the last trunk's latching and RTCP settings, and the
+            // caller has not been sent their addresses yet: made again for this trunk (new ids,
+            // never racing the old ones' deletion).
+            tracing::info!(call = id, trunk = %t.trunk, "the next trunk handles media otherwise: its sessions are made anew");
+            let sessions: Vec<(String, String)> = call
+                .streams
+                .drain(..)
+                .map(|s| (s.relay, s.session_id))
+                .collect();
+            out.push(Action::DeleteMedia {
+                pool: call.pool.clone(),
+                sessions,
+            });
+            call.media_generation += 1;
+        }
         if !call.targets[i].bypass && call.streams.is_empty() {
             let requests = match self.session_requests(id) {
                 Ok(r) => r,

@@ -1311,3 +1311,58 @@ fn a_large_invite_goes_over_tcp_where_the_trunk_says_so() {
         ["CANCEL"]
     );
 }
+
+/// A failover to a trunk whose latching (or RTCP dead-call detection) differs from the first
+/// trunk's, before the caller was sent any SDP: the sessions are made anew for it (new ids, the
+/// old ones deleted), so the call runs with the trunk's own settings.
+#[test]
+fn a_failover_to_a_trunk_that_handles_media_otherwise_makes_its_sessions_anew() {
+    let mut r = Run::new("failover-settings");
+    r.t.configs
+        .get_mut("trunk:198.18.2.2")
+        .expect("the lab gateway's own configuration")
+        .value
+        .settings
+        .rtp_latching = Some(true);
+    let a = r.msg(&invite("+15555550100", "fs1"), fe());
+    let first_ids: Vec<String> = a
+        .iter()
+        .filter_map(|x| match x {
+            Action::CreateMedia { requests, .. } => {
+                assert!(!requests[0].latching, "gw-5062 does not latch");
+                Some(requests[0].session_id.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    let id = media_call(&a);
+    let a = r.created(id);
+    let first = requests(&sent_to(&a, gw(5062, 5062)))[0].clone();
+    let a = r.msg(&respond(&first, 503, "x1", None), gw(5062, 5062));
+    let deleted: Vec<String> = a
+        .iter()
+        .filter_map(|x| match x {
+            Action::DeleteMedia { sessions, .. } => Some(sessions.clone()),
+            _ => None,
+        })
+        .flatten()
+        .map(|(_, s)| s)
+        .collect();
+    // (The lab relay's answer names its session "s".)
+    assert_eq!(deleted, ["s"], "the first trunk's session goes");
+    let again = a
+        .iter()
+        .find_map(|x| match x {
+            Action::CreateMedia { requests, .. } => Some(requests[0].clone()),
+            _ => None,
+        })
+        .expect("sessions made anew");
+    assert!(again.latching, "with the next trunk's latching");
+    assert_ne!(again.session_id, first_ids[0]);
+    assert!(
+        sent_to(&a, gw(5060, 5060)).is_empty(),
+        "the INVITE waits for them"
+    );
+    let a = r.created(id);
+    assert_eq!(requests(&sent_to(&a, gw(5060, 5060))).len(), 1);
+}
