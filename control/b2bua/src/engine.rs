@@ -1728,12 +1728,23 @@ impl Engine {
         let step = self.layer.respond(skey, 488, bytes, now);
         emit(out, step);
         let branch = self.branch();
+        // RFC 3261 §13.2.2.4: an offer in the 2xx (to a re-INVITE without SDP) is answered in
+        // the ACK, every stream rejected, before the BYE.
+        let answer = (!is_sdp(sreq) && is_sdp(m))
+            .then(|| rejecting(m.body()))
+            .flatten();
         if let Some(call) = self.calls.get_mut(&id) {
             call.abandon_offer();
             if m.method().is_none()
                 && m.summary.cseq_method.eq_ignore_ascii_case("INVITE")
                 && let Some(leg) = call.leg_mut(to)
-                && let Ok(ack) = leg.request("ACK", &branch, Some(m.summary.cseq), &[], None)
+                && let Ok(ack) = leg.request(
+                    "ACK",
+                    &branch,
+                    Some(m.summary.cseq),
+                    &[],
+                    answer.as_deref().map(|b| (SDP, b)),
+                )
             {
                 out.push(Action::Send {
                     to: leg.next_hop(),
@@ -1870,7 +1881,7 @@ impl Engine {
                 }
             }
         }
-        if offer && self.add_streams(id, side, &key, &m, out, now) {
+        if offer && self.add_streams(id, side, &key, &m, None, out, now) {
             return;
         }
         let body = if offer || prack_answer {
@@ -1967,6 +1978,14 @@ impl Engine {
         let mut status = m.status().unwrap_or(500);
         let mut reason = m.reason();
         let method = sreq.method().unwrap_or_default().to_string();
+        if (200..300).contains(&status)
+            && method == "INVITE"
+            && !is_sdp(&sreq)
+            && self.add_streams(id, to, &skey, &sreq, Some((&m, agreed)), out, now)
+        {
+            // The offer in the 2xx adds streams: the 2xx goes on once their sessions exist.
+            return;
+        }
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };

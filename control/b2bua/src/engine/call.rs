@@ -272,6 +272,9 @@ pub(super) struct Adding {
     pub(super) m: Message,
     pub(super) sdp: Sdp,
     pub(super) indexes: Vec<usize>,
+    /// The offer came in `side`'s 2xx (with the session timer it agreed) to the re-INVITE
+    /// without SDP `m`: the 2xx is what goes on once the sessions exist.
+    pub(super) answer: Option<(Box<Message>, Option<timer::Agreed>)>,
 }
 
 /// An offer in flight between the legs.

@@ -165,25 +165,30 @@ impl Engine {
         out
     }
 
-    /// An offer in a re-INVITE or UPDATE from `side` adds streams to an anchored call: plain RTP
-    /// ones get sessions of their own (`on_media_created` then relays the request as any
-    /// re-offer); an SRTP one is refused. `false` when there is nothing to add.
+    /// An offer from `side` adds streams to an anchored call — in a re-INVITE or UPDATE `m`
+    /// (its server transaction `key`), or (`answer`) in `side`'s 2xx to the re-INVITE without
+    /// SDP `m` relayed to it: plain RTP ones get sessions of their own (`on_media_created` then
+    /// relays the request, or the 2xx, as any re-offer); an SRTP one is refused. `false` when
+    /// there is nothing to add.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn add_streams(
         &mut self,
         id: CallId,
         side: Side,
         key: &TxKey,
         m: &Message,
+        answer: Option<(&Message, Option<timer::Agreed>)>,
         out: &mut Vec<Action>,
         now: Instant,
     ) -> bool {
         let Some(call) = self.calls.get(&id) else {
             return false;
         };
-        if !call.anchored() || !is_sdp(m) {
+        let offer = answer.map_or(m, |(r, _)| r);
+        if !call.anchored() || !is_sdp(offer) {
             return false;
         }
-        let Ok(sdp) = std::str::from_utf8(m.body())
+        let Ok(sdp) = std::str::from_utf8(offer.body())
             .map_err(|_| ())
             .and_then(|t| Sdp::parse(t).map_err(|_| ()))
         else {
@@ -206,21 +211,19 @@ impl Engine {
                 .sec
                 .as_ref()
                 .is_some_and(|s| s.policy.contains(&LegPolicy::Required));
+        let refuse = |e: &mut Engine, status: u16, why: &str, out: &mut Vec<Action>| match answer {
+            None => e.reply(key, m, status, why, out, now),
+            Some((r, _)) => e.refuse_in_dialog_answer(id, side, key, m, r, why, out, now),
+        };
         if srtp {
-            self.reply(
-                key,
-                m,
-                488,
-                "adding an SRTP stream mid-call is not supported (plain RTP streams are)",
-                out,
-                now,
-            );
+            let why = "adding an SRTP stream mid-call is not supported (plain RTP streams are)";
+            refuse(self, 488, why, out);
             return true;
         }
         let requests = match self.requests_for(id, &sdp, side, &new, false) {
             Ok(r) => r,
             Err(r) => {
-                self.reply(key, m, r.status, &r.reason, out, now);
+                refuse(self, r.status, &r.reason, out);
                 return true;
             }
         };
@@ -240,6 +243,7 @@ impl Engine {
             m: m.clone(),
             sdp,
             indexes: new,
+            answer: answer.map(|(r, agreed)| (Box::new(r.clone()), agreed)),
         }));
         out.push(Action::CreateMedia {
             call: id,
@@ -266,7 +270,19 @@ impl Engine {
         match result {
             Ok(sessions) => {
                 call.join_streams(sessions, &add.indexes, &add.sdp, add.side);
-                self.relay_request(id, add.side, add.key, add.m, out, now);
+                match add.answer {
+                    // The 2xx goes on to the re-INVITE's sender with its offer re-pointed.
+                    Some((r, agreed)) => self.relay_response(
+                        id,
+                        add.side,
+                        Some((add.key, Box::new(add.m))),
+                        agreed,
+                        *r,
+                        out,
+                        now,
+                    ),
+                    None => self.relay_request(id, add.side, add.key, add.m, out, now),
+                }
             }
             Err((status, why)) => {
                 tracing::warn!(
@@ -275,14 +291,12 @@ impl Engine {
                     why,
                     "media relay failed for added streams"
                 );
-                self.reply(
-                    &add.key,
-                    &add.m,
-                    status,
-                    &format!("media relay: {why}"),
-                    out,
-                    now,
-                );
+                let why = format!("media relay: {why}");
+                match &add.answer {
+                    Some((r, _)) => self
+                        .refuse_in_dialog_answer(id, add.side, &add.key, &add.m, r, &why, out, now),
+                    None => self.reply(&add.key, &add.m, status, &why, out, now),
+                }
             }
         }
     }

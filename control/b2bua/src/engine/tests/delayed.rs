@@ -580,3 +580,79 @@ fn a_stream_added_by_a_re_invite_is_anchored() {
     assert_eq!(finals(&sent_to(&a, fe())), [488]);
     assert!(!a.iter().any(|x| matches!(x, Action::CreateMedia { .. })));
 }
+
+/// A re-INVITE without SDP whose 2xx offers a stream more (video): the 2xx is held while the
+/// relays make a session for it, then reaches the caller with both streams anchored; the answer
+/// in the caller's ACK updates both sessions and goes on anchored in the ACK to the gateway.
+#[test]
+fn a_stream_added_by_the_offer_in_a_2xx_to_a_re_invite_without_sdp_is_anchored() {
+    let mut r = Run::new("add-stream-2xx");
+    let (_inv, ok) = answered(&mut r, "d12");
+    let a = r.msg(&fe_in_dialog("INVITE", &ok, 8, "re-d12"), fe());
+    let re = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    assert!(re.body().is_empty());
+    let gw_video = format!(
+        "{}m=video 7002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n",
+        ANSWER.replace("o=- 2 2", "o=- 2 3")
+    );
+    let a = r.msg(&respond(&re, 200, "gw1", Some(&gw_video)), gw(5060, 5060));
+    let (id, reqs) = a
+        .iter()
+        .find_map(|x| match x {
+            Action::CreateMedia { call, requests, .. } => Some((*call, requests.clone())),
+            _ => None,
+        })
+        .expect("a session for the new stream");
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(port(Some(reqs[0].gateway)), Some(7002));
+    assert!(sent_to(&a, fe()).is_empty(), "the 2xx waits for it");
+    let video = MediaAnswer {
+        session_id: "v".into(),
+        pool: Some(Anchor {
+            addr: "198.18.1.1".parse().expect("ip"),
+            rtp_port: 30004,
+            rtcp_port: 30005,
+        }),
+        gateway: Some(Anchor {
+            addr: "198.18.2.1".parse().expect("ip"),
+            rtp_port: 30006,
+            rtcp_port: 30007,
+        }),
+    };
+    let a = r.e.on_media_created(
+        id,
+        "pool.lab.mediator",
+        Ok(vec![("relay".into(), video)]),
+        r.now,
+    );
+    let ok2 = sent_to(&a, fe())
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .expect("200 to the caller");
+    let offer = String::from_utf8_lossy(ok2.body()).to_string();
+    assert!(
+        offer.contains("m=audio 30000 ") && offer.contains("m=video 30004 "),
+        "both streams offered at the relay:\n{offer}"
+    );
+    let fe_video = format!(
+        "{}m=video 6002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n",
+        OFFER.replace("o=- 1 1", "o=- 1 2")
+    );
+    let a = r.msg(&ack_with(&ok2, 8, Some(&fe_video)), fe());
+    assert!(
+        updates(&a)
+            .iter()
+            .any(|u| u.session_id == "v" && port(u.pool) == Some(6002)),
+        "the new session learns the caller's video address"
+    );
+    let ack = sent_to(&a, gw(5060, 5060))
+        .into_iter()
+        .find(|m| m.method() == Some("ACK"))
+        .expect("ACK to the gateway");
+    let answer = String::from_utf8_lossy(ack.body()).to_string();
+    assert!(
+        answer.contains("m=audio 30002 ") && answer.contains("m=video 30006 "),
+        "{answer}"
+    );
+    assert_eq!(r.e.call(id, r.now).expect("the call").state, "confirmed");
+}
