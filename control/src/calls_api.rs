@@ -171,6 +171,7 @@ pub fn health_to_pb(h: &TrunkHealth) -> pb::TrunkHealth {
         peer: h.peer.to_string(),
         interval_secs: h.interval.as_secs() as u32,
         threshold: h.threshold,
+        addresses_down: h.addresses_down.iter().map(|a| a.to_string()).collect(),
     }
 }
 

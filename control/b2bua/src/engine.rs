@@ -24,7 +24,7 @@ use crate::{
 };
 use call::*;
 use crypto::*;
-use health::Probe;
+use health::{Probe, TrunkProbes};
 use media::{Held, SdpKind};
 use mediator_sip::Peer;
 use mediator_sip::layer::{Event, Layer, Step};
@@ -187,7 +187,7 @@ pub struct Engine {
     /// Trunks whose srtp_mode was overridden (not TLS) and said so in the log.
     not_tls_logged: HashSet<String>,
     /// The OPTIONS probing of every trunk with probing on, by trunk name.
-    health: HashMap<String, Probe>,
+    health: HashMap<String, TrunkProbes>,
     /// The last DNS answer for every name the topology uses (the edge resolves, see [`dns`]).
     dns: Dns,
 }
@@ -932,9 +932,9 @@ impl Engine {
             }
             Purpose::Probe { .. } => {
                 if status >= 200
-                    && let Some(Purpose::Probe { trunk }) = self.by_client.remove(&key)
+                    && let Some(Purpose::Probe { trunk, at }) = self.by_client.remove(&key)
                 {
-                    self.probe_result(&trunk, Some(status), out, now);
+                    self.probe_result(&trunk, at, Some(status), out, now);
                 }
             }
             Purpose::Ignore => {
@@ -1424,7 +1424,7 @@ impl Engine {
                     }
                 }
             }
-            Some(Purpose::Probe { trunk }) => self.probe_result(&trunk, None, out, now),
+            Some(Purpose::Probe { trunk, at }) => self.probe_result(&trunk, at, None, out, now),
             Some(Purpose::Refresh { call, to, .. }) => {
                 let why = format!("session refresh of the {} leg failed ({what})", to.name());
                 tracing::info!(call, "{why}");
@@ -2107,7 +2107,11 @@ impl Engine {
 
     pub fn next_deadline(&self) -> Option<Instant> {
         let calls = self.wake.peek().map(|Reverse((at, _))| *at);
-        let probes = self.health.values().map(Probe::deadline).min();
+        let probes = self
+            .health
+            .values()
+            .flat_map(|tp| tp.probes.iter().map(Probe::deadline))
+            .min();
         calls
             .into_iter()
             .chain(self.layer.next_deadline())

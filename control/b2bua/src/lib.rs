@@ -173,6 +173,8 @@ pub struct TrunkHealth {
     pub rtt: Option<Duration>,
     pub interval: Duration,
     pub threshold: u32,
+    /// The gateway's addresses (an FQDN's) whose probes found them down: calls skip them.
+    pub addresses_down: Vec<SocketAddr>,
 }
 
 /// A leg as the API shows it.

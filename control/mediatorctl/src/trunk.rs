@@ -392,6 +392,7 @@ impl Show for pb::Trunk {
                         "peer": h.peer,
                         "interval_secs": h.interval_secs,
                         "threshold": h.threshold,
+                        "addresses_down": h.addresses_down,
                     }),
                 );
             }
@@ -478,7 +479,7 @@ fn health_fields(h: Option<&pb::TrunkHealth>) -> Vec<(String, String)> {
     let Some(h) = h else {
         return vec![(
             "health".into(),
-            "not probed (options_interval_secs 0, or an FQDN gateway)".into(),
+            "not probed (options_interval_secs 0, or an FQDN not resolved yet)".into(),
         )];
     };
     let since = if h.since_unix_ms == 0 {
@@ -491,7 +492,7 @@ fn health_fields(h: Option<&pb::TrunkHealth>) -> Vec<(String, String)> {
         (at, 0) => format!("unanswered ({})", when(at)),
         (at, s) => format!("{s} in {:.1} ms ({})", h.rtt_ms, when(at)),
     };
-    vec![
+    let mut fields = vec![
         ("health".into(), format!("{}{since}", h.state)),
         ("last probe".into(), last),
         (
@@ -501,7 +502,14 @@ fn health_fields(h: Option<&pb::TrunkHealth>) -> Vec<(String, String)> {
                 h.probes, h.peer, h.interval_secs, h.failures, h.threshold, h.downs
             ),
         ),
-    ]
+    ];
+    if !h.addresses_down.is_empty() {
+        fields.push((
+            "addresses down".into(),
+            format!("{} (calls skip them)", h.addresses_down.join(", ")),
+        ));
+    }
+    fields
 }
 
 #[cfg(test)]
@@ -632,6 +640,18 @@ mod tests {
             Some("unanswered (2023-11-14 22:13:21Z)")
         );
         assert!(get("probes").is_some_and(|p| p.contains("5 failed in a row (down after 5)")));
+        assert_eq!(get("addresses down"), None, "none listed when none is");
+        let one_down = pb::TrunkHealth {
+            state: "up".into(),
+            addresses_down: vec!["198.18.2.3:5062".into()],
+            ..Default::default()
+        };
+        let f = health_fields(Some(&one_down));
+        assert!(
+            f.iter()
+                .any(|(k, v)| k == "addresses down" && v.starts_with("198.18.2.3:5062")),
+            "{f:?}"
+        );
         let answered = pb::TrunkHealth {
             state: "up".into(),
             last_status: 200,

@@ -100,9 +100,10 @@ pub(super) enum Purpose {
         asked: u32,
         ack: Option<Vec<u8>>,
     },
-    /// An OPTIONS probe of a trunk's peer.
+    /// An OPTIONS probe of a trunk's peer at address `at`.
     Probe {
         trunk: String,
+        at: std::net::SocketAddr,
     },
     Ignore,
 }

@@ -2,11 +2,12 @@
 //! at the trunk's `options_interval_secs`; `options_failures` failed probes in a row mark the
 //! trunk down, and routing skips it; a down trunk is probed faster (a quarter of the interval,
 //! at least a second, doubling back up to the interval) and is up again on its first answer.
-//! Calls in progress are never touched. A gateway named by FQDN is probed at the addresses it
-//! resolved to, one at a time: the probes stay on an address while it answers and move to the
-//! next when it fails, so the trunk goes down only when `options_failures` probes in a row, over
-//! its addresses, found none alive. The decisions ([`alive`], [`Probe::record`]) are pure; the
-//! engine sends the probes and feeds their outcome back.
+//! Calls in progress are never touched. A gateway named by FQDN is probed at every address it
+//! resolved to, each on its own clock: an address with `options_failures` failed probes in a
+//! row is down and calls skip it while another is up; the trunk is up while any address is,
+//! and down once every one is. The decisions ([`alive`], [`Probe::record`],
+//! [`TrunkProbes::state_now`]) are pure; the engine sends the probes and feeds their outcome
+//! back.
 
 use super::*;
 
@@ -16,13 +17,122 @@ pub(super) fn alive(status: Option<u16>) -> bool {
     status.is_some_and(|s| (200..=499).contains(&s) && s != 408)
 }
 
-/// One trunk's probing.
-pub(super) struct Probe {
-    /// Where the probes go: the gateway's address, or its FQDN's addresses in priority order.
-    pub(super) peers: Vec<Peer>,
-    /// The one probed now (an index into `peers`).
-    pub(super) at: usize,
+/// One trunk's probing: a [`Probe`] per address of its gateway (an FQDN's, in priority order),
+/// and the trunk's state drawn from theirs.
+pub(super) struct TrunkProbes {
     pub(super) gateway: String,
+    pub(super) probes: Vec<Probe>,
+    pub(super) state: TrunkState,
+    pub(super) since_unix_ms: u64,
+    /// Times the trunk went down.
+    pub(super) downs: u64,
+}
+
+impl TrunkProbes {
+    pub(super) fn new(gateway: &str) -> TrunkProbes {
+        TrunkProbes {
+            gateway: gateway.into(),
+            probes: Vec::new(),
+            state: TrunkState::Unknown,
+            since_unix_ms: 0,
+            downs: 0,
+        }
+    }
+
+    /// The trunk's state from its addresses': up while any is up, down once every one is down;
+    /// otherwise (addresses not probed yet) as it was.
+    pub(super) fn state_now(&self) -> TrunkState {
+        if self.probes.iter().any(|p| p.state == TrunkState::Up) {
+            TrunkState::Up
+        } else if !self.probes.is_empty() && self.probes.iter().all(|p| p.state == TrunkState::Down)
+        {
+            TrunkState::Down
+        } else {
+            self.state
+        }
+    }
+
+    /// Takes the outcome of the probe of address `at` and says whether the trunk went up or
+    /// down; the address's own change comes second.
+    pub(super) fn record(
+        &mut self,
+        at: SocketAddr,
+        status: Option<u16>,
+        rtt: Option<Duration>,
+        now: Instant,
+        unix_ms: u64,
+    ) -> (Change, Change) {
+        let Some(p) = self.probes.iter_mut().find(|p| p.peer.remote == at) else {
+            return (Change::None, Change::None);
+        };
+        let address = p.record(status, rtt, now, unix_ms);
+        let state = self.state_now();
+        if state == self.state {
+            return (Change::None, address);
+        }
+        self.state = state;
+        self.since_unix_ms = unix_ms;
+        match state {
+            TrunkState::Up => (Change::Up, address),
+            TrunkState::Down => {
+                self.downs += 1;
+                (Change::Down, address)
+            }
+            TrunkState::Unknown => (Change::None, address),
+        }
+    }
+
+    /// Whether calls skip address `remote`: its probes found it down.
+    pub(super) fn address_down(&self, remote: SocketAddr) -> bool {
+        self.probes
+            .iter()
+            .any(|p| p.peer.remote == remote && p.state == TrunkState::Down)
+    }
+
+    pub(super) fn info(&self, trunk: &str) -> TrunkHealth {
+        // The address shown, and its figures: the first one up, else the first.
+        let shown = self
+            .probes
+            .iter()
+            .find(|p| p.state == TrunkState::Up)
+            .or(self.probes.first());
+        let last = self
+            .probes
+            .iter()
+            .filter_map(|p| p.last)
+            .max_by_key(|(_, at, _)| *at);
+        let (last_status, last_unix_ms, rtt) = match last {
+            Some((s, at, rtt)) => (s, Some(at), rtt),
+            None => (None, None, None),
+        };
+        TrunkHealth {
+            trunk: trunk.into(),
+            gateway: self.gateway.clone(),
+            peer: shown.map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.peer.remote),
+            state: self.state,
+            since_unix_ms: (self.since_unix_ms != 0).then_some(self.since_unix_ms),
+            failures: shown.map_or(0, |p| p.failures),
+            probes: self.probes.iter().map(|p| p.probes).sum(),
+            downs: self.downs,
+            last_status,
+            last_unix_ms,
+            rtt,
+            interval: shown.map_or(Duration::ZERO, |p| p.interval),
+            threshold: shown.map_or(0, |p| p.threshold),
+            addresses_down: self
+                .probes
+                .iter()
+                .filter(|p| p.state == TrunkState::Down)
+                .map(|p| p.peer.remote)
+                .collect(),
+        }
+    }
+}
+
+/// One address's probing.
+pub(super) struct Probe {
+    /// Where the probes go.
+    pub(super) peer: Peer,
     pub(super) interval: Duration,
     pub(super) threshold: u32,
     pub(super) state: TrunkState,
@@ -50,17 +160,9 @@ pub(super) enum Change {
 }
 
 impl Probe {
-    pub(super) fn new(
-        peers: Vec<Peer>,
-        gateway: &str,
-        interval: Duration,
-        threshold: u32,
-        now: Instant,
-    ) -> Probe {
+    pub(super) fn new(peer: Peer, interval: Duration, threshold: u32, now: Instant) -> Probe {
         Probe {
-            peers,
-            at: 0,
-            gateway: gateway.into(),
+            peer,
             interval,
             threshold,
             state: TrunkState::Unknown,
@@ -110,8 +212,6 @@ impl Probe {
             return Change::None;
         }
         self.failures = self.failures.saturating_add(1);
-        // The next probe tries the gateway's next address (an FQDN's).
-        self.at = (self.at + 1) % self.peers.len().max(1);
         if self.state == TrunkState::Down {
             self.down_delay = (self.down_delay * 2).min(self.interval).max(self.fast());
             self.next_at = now + self.down_delay;
@@ -129,11 +229,6 @@ impl Probe {
         Change::None
     }
 
-    /// Where the next probe goes.
-    pub(super) fn peer(&self) -> Option<Peer> {
-        self.peers.get(self.at).or(self.peers.first()).copied()
-    }
-
     /// When this probe wants waking.
     pub(super) fn deadline(&self) -> Instant {
         match &self.in_flight {
@@ -141,36 +236,12 @@ impl Probe {
             None => self.next_at,
         }
     }
-
-    pub(super) fn info(&self, trunk: &str) -> TrunkHealth {
-        let (last_status, last_unix_ms, rtt) = match self.last {
-            Some((s, at, rtt)) => (s, Some(at), rtt),
-            None => (None, None, None),
-        };
-        TrunkHealth {
-            trunk: trunk.into(),
-            gateway: self.gateway.clone(),
-            peer: self
-                .peer()
-                .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.remote),
-            state: self.state,
-            since_unix_ms: (self.since_unix_ms != 0).then_some(self.since_unix_ms),
-            failures: self.failures,
-            probes: self.probes,
-            downs: self.downs,
-            last_status,
-            last_unix_ms,
-            rtt,
-            interval: self.interval,
-            threshold: self.threshold,
-        }
-    }
 }
 
 impl Engine {
-    /// Keeps one probe per trunk with probing on (new trunks are probed at once; a trunk whose
-    /// peer or settings changed starts again from unknown), sends the probes that are due, and
-    /// gives up on the ones unanswered in time.
+    /// Keeps a probe per address of every trunk with probing on (new trunks and addresses are
+    /// probed at once; a trunk whose peer or settings changed starts again from unknown), sends
+    /// the probes that are due, and gives up on the ones unanswered in time.
     pub(super) fn probe(&mut self, topo: &Topology, out: &mut Vec<Action>, now: Instant) {
         let mut wanted: HashMap<String, (Vec<Peer>, String, Duration, u32)> = HashMap::new();
         let trunks: Vec<mediator_topology::model::Trunk> =
@@ -199,63 +270,83 @@ impl Engine {
             );
         }
         // A trunk keeps its state and counters while it probes the same gateway from the same
-        // address and transport (a new interval or threshold applies from its next probe, new
-        // DNS answers from the next probe); another gateway starts it afresh.
-        self.health.retain(|trunk, p| {
+        // address and transport (a new interval or threshold applies from its next probe); an
+        // address DNS no longer gives is dropped, a new one probed at once; another gateway
+        // starts it afresh.
+        let mut dropped: Vec<TxKey> = Vec::new();
+        self.health.retain(|trunk, tp| {
             let keep = wanted.get(trunk).is_some_and(|(peers, gw, _, _)| {
-                p.gateway == *gw
-                    && p.peers.first().map(|p| (p.local, p.transport))
+                tp.gateway == *gw
+                    && tp.probes.first().map(|p| (p.peer.local, p.peer.transport))
                         == peers.first().map(|p| (p.local, p.transport))
             });
-            if !keep && let Some((key, _, _)) = p.in_flight.take() {
-                self.by_client.insert(key, Purpose::Ignore);
+            if !keep {
+                dropped.extend(
+                    tp.probes
+                        .iter_mut()
+                        .filter_map(|p| p.in_flight.take())
+                        .map(|f| f.0),
+                );
             }
             keep
         });
         for (trunk, (peers, gw, interval, n)) in wanted {
-            let p = self
+            let tp = self
                 .health
                 .entry(trunk)
-                .or_insert_with(|| Probe::new(peers.clone(), &gw, interval, n, now));
-            if p.interval != interval {
-                p.next_at = p.next_at.min(now + interval);
-            }
-            if p.peers != peers {
-                // Stay on the same address if DNS still gives it.
-                let cur = p.peer();
-                p.at = peers.iter().position(|x| Some(*x) == cur).unwrap_or(0);
-                p.peers = peers;
-            }
-            p.interval = interval;
-            p.threshold = n;
-        }
-        let mut due: Vec<String> = Vec::new();
-        let mut given_up: Vec<(String, TxKey)> = Vec::new();
-        for (trunk, p) in &self.health {
-            match &p.in_flight {
-                Some((key, _, give_up)) if *give_up <= now => {
-                    given_up.push((trunk.clone(), key.clone()))
+                .or_insert_with(|| TrunkProbes::new(&gw));
+            let mut old = std::mem::take(&mut tp.probes);
+            for peer in peers {
+                let mut p = match old.iter().position(|p| p.peer == peer) {
+                    Some(i) => old.swap_remove(i),
+                    None => Probe::new(peer, interval, n, now),
+                };
+                if p.interval != interval {
+                    p.next_at = p.next_at.min(now + interval);
                 }
-                None if p.next_at <= now => due.push(trunk.clone()),
-                _ => {}
+                p.interval = interval;
+                p.threshold = n;
+                tp.probes.push(p);
+            }
+            dropped.extend(
+                old.iter_mut()
+                    .filter_map(|p| p.in_flight.take())
+                    .map(|f| f.0),
+            );
+        }
+        for key in dropped {
+            self.by_client.insert(key, Purpose::Ignore);
+        }
+        let mut due: Vec<(String, SocketAddr)> = Vec::new();
+        let mut given_up: Vec<(String, SocketAddr, TxKey)> = Vec::new();
+        for (trunk, tp) in &self.health {
+            for p in &tp.probes {
+                match &p.in_flight {
+                    Some((key, _, give_up)) if *give_up <= now => {
+                        given_up.push((trunk.clone(), p.peer.remote, key.clone()))
+                    }
+                    None if p.next_at <= now => due.push((trunk.clone(), p.peer.remote)),
+                    _ => {}
+                }
             }
         }
-        for (trunk, key) in given_up {
+        for (trunk, at, key) in given_up {
             // A late answer is ignored; the transaction ends on its own timer.
             self.by_client.insert(key, Purpose::Ignore);
-            self.probe_result(&trunk, None, out, now);
+            self.probe_result(&trunk, at, None, out, now);
         }
         due.sort();
-        for trunk in due {
-            self.send_probe(&trunk, out, now);
+        for (trunk, at) in due {
+            self.send_probe(&trunk, at, out, now);
         }
     }
 
-    fn send_probe(&mut self, trunk: &str, out: &mut Vec<Action>, now: Instant) {
+    fn send_probe(&mut self, trunk: &str, at: SocketAddr, out: &mut Vec<Action>, now: Instant) {
         let Some((peer, interval)) = self
             .health
             .get(trunk)
-            .and_then(|p| Some((p.peer()?, p.interval)))
+            .and_then(|tp| tp.probes.iter().find(|p| p.peer.remote == at))
+            .map(|p| (p.peer, p.interval))
         else {
             return;
         };
@@ -284,7 +375,7 @@ impl Engine {
         let Ok(req) = build_request("OPTIONS", &uri, &headers, None) else {
             // Never due again at once (no busy loop): tried at the next interval.
             tracing::warn!(trunk, "cannot build the OPTIONS probe");
-            if let Some(p) = self.health.get_mut(trunk) {
+            if let Some(p) = self.probe_at(trunk, at) {
                 p.next_at = now + interval;
             }
             return;
@@ -297,59 +388,87 @@ impl Engine {
             key.clone(),
             Purpose::Probe {
                 trunk: trunk.to_string(),
+                at,
             },
         );
-        if let Some(p) = self.health.get_mut(trunk) {
+        if let Some(p) = self.probe_at(trunk, at) {
             p.probes += 1;
             p.in_flight = Some((key, now, give_up));
         }
     }
 
-    /// A probe of `trunk` answered `status` (None: not in time).
+    fn probe_at(&mut self, trunk: &str, at: SocketAddr) -> Option<&mut Probe> {
+        self.health
+            .get_mut(trunk)?
+            .probes
+            .iter_mut()
+            .find(|p| p.peer.remote == at)
+    }
+
+    /// The probe of `trunk`'s address `at` answered `status` (None: not in time).
     pub(super) fn probe_result(
         &mut self,
         trunk: &str,
+        at: SocketAddr,
         status: Option<u16>,
         out: &mut Vec<Action>,
         now: Instant,
     ) {
         let unix_ms = self.wall_ms;
-        let Some(p) = self.health.get_mut(trunk) else {
+        let Some(tp) = self.health.get_mut(trunk) else {
             return;
         };
-        let rtt = match (&p.in_flight, status) {
+        let rtt = match (
+            tp.probes
+                .iter()
+                .find(|p| p.peer.remote == at)
+                .and_then(|p| p.in_flight.as_ref()),
+            status,
+        ) {
             (Some((_, sent, _)), Some(_)) => Some(now.saturating_duration_since(*sent)),
             _ => None,
         };
-        let change = p.record(status, rtt, now, unix_ms);
+        let (trunk_change, address) = tp.record(at, status, rtt, now, unix_ms);
         let why = match status {
             Some(s) => format!("OPTIONS answered {s}"),
             None => "OPTIONS unanswered".to_string(),
         };
-        let state = match change {
+        if tp.probes.len() > 1 && address != Change::None {
+            // One address of several: calls skip it while it is down.
+            tracing::info!(trunk, address = %at, up = address == Change::Up, why, "a gateway address changed state");
+        }
+        let state = match trunk_change {
             Change::None => return,
             Change::Up => TrunkState::Up,
             Change::Down => TrunkState::Down,
         };
         let why = if state == TrunkState::Down {
-            format!("{why} ({} failed probes in a row)", p.failures)
+            let failures = tp.probes.iter().map(|p| p.failures).min().unwrap_or(0);
+            format!("{why} ({failures} failed probes in a row, every address)")
         } else {
             why
         };
         out.push(Action::TrunkState(Box::new(TrunkChange {
             trunk: trunk.to_string(),
-            gateway: p.gateway.clone(),
+            gateway: tp.gateway.clone(),
             state,
             why,
             unix_ms,
         })));
     }
 
-    /// Whether routing skips `trunk`: its probes marked it down.
+    /// Whether routing skips `trunk`: its probes found every address down.
     pub(super) fn is_down(&self, trunk: &str) -> bool {
         self.health
             .get(trunk)
-            .is_some_and(|p| p.state == TrunkState::Down)
+            .is_some_and(|tp| tp.state == TrunkState::Down)
+    }
+
+    /// Whether calls skip `trunk`'s address `remote`: its probes found it down.
+    pub(super) fn address_down(&self, trunk: &str, remote: SocketAddr) -> bool {
+        self.health
+            .get(trunk)
+            .is_some_and(|tp| tp.address_down(remote))
     }
 
     /// Every probed trunk's health, by trunk name.
@@ -370,13 +489,7 @@ mod tests {
             local: "198.18.0.1:5068".parse().expect("addr"),
             transport: mediator_sip::Transport::Udp,
         };
-        Probe::new(
-            vec![peer],
-            "gw",
-            Duration::from_secs(60),
-            threshold,
-            Instant::now(),
-        )
+        Probe::new(peer, Duration::from_secs(60), threshold, Instant::now())
     }
 
     #[test]

@@ -323,6 +323,12 @@ impl Engine {
                 continue;
             }
             let peers = match self.trunk_peers(topo, t, true) {
+                // An address whose probes found it down is skipped while another is up (the
+                // trunk is down, and skipped above, once every one is).
+                Ok(p) if p.iter().any(|x| !self.address_down(&t.name, x.remote)) => p
+                    .into_iter()
+                    .filter(|x| !self.address_down(&t.name, x.remote))
+                    .collect::<Vec<_>>(),
                 Ok(p) => p,
                 Err(why) => {
                     tracing::info!(trunk = %t.name, gateway = %t.gateway, why, "trunk skipped: no address for its gateway");

@@ -343,14 +343,18 @@ fn a_pool_next_hop_named_by_fqdn_receives_inbound_calls_at_its_resolved_address(
     assert_eq!(statuses(&sent_to(&a, fe()))[0], 100);
 }
 
+/// Every address a gateway's name resolved to is probed on its own clock: one that stays silent
+/// is down after `options_failures` probes and calls skip it while the other answers (the trunk
+/// stays up); its first answer brings it back.
 #[test]
-fn probes_move_to_the_next_address_when_one_stays_silent() {
+fn every_address_of_a_name_is_probed_and_calls_skip_a_dead_one() {
     let mut r = with_sbc();
     let g = r.t.configs.get_mut("global").expect("global");
     g.value.settings.options_interval_secs = Some(10);
     g.value.settings.options_failures = Some(3);
     r.e.on_topology(&r.t, r.now);
-    let a = r.resolved(
+    let (a_addr, b_addr) = (sbc("198.18.2.2:5060"), sbc("198.18.2.3:5062"));
+    let mut all = r.resolved(
         sbc_query(),
         srv(vec![
             target("a.lab.test", 10, 0, 5060, "198.18.2.2"),
@@ -363,25 +367,65 @@ fn probes_move_to_the_next_address_when_one_stays_silent() {
             .filter(|m| m.method() == Some("OPTIONS"))
             .collect()
     };
-    assert_eq!(
-        options(&a, sbc("198.18.2.2:5060")).len(),
-        1,
-        "probed once resolved"
-    );
-    let mut second = Vec::new();
-    for _ in 0..24 {
-        let a = r.advance(Duration::from_millis(500));
-        second.extend(options(&a, sbc("198.18.2.3:5062")));
+    assert_eq!(options(&all, a_addr).len(), 1, "both probed once resolved");
+    assert_eq!(options(&all, b_addr).len(), 1);
+    // b answers every probe; a never does.
+    let mut states = Vec::new();
+    for _ in 0..90 {
+        for o in options(&all, b_addr) {
+            let x = r.msg(&respond(&o, 200, "b", None), b_addr);
+            states.extend(x.into_iter().filter_map(|x| match x {
+                Action::TrunkState(c) if c.trunk == "sbc.lab.test" => Some(c.state),
+                _ => None,
+            }));
+        }
+        all = r.advance(Duration::from_millis(500));
+        states.extend(all.iter().filter_map(|x| match x {
+            Action::TrunkState(c) if c.trunk == "sbc.lab.test" => Some(c.state),
+            _ => None,
+        }));
     }
-    let o = second
-        .first()
-        .expect("the next probe goes to the next address");
-    let a = r.msg(&respond(o, 200, "b", None), sbc("198.18.2.3:5062"));
-    assert!(
-        a.iter().any(|x| matches!(x, Action::TrunkState(c)
-            if c.trunk == "sbc.lab.test" && c.state == TrunkState::Up)),
-        "up on the answer of its second address"
-    );
+    assert_eq!(states, [TrunkState::Up], "up once, never down: b is alive");
+    let h =
+        r.e.trunk_health()
+            .into_iter()
+            .find(|h| h.trunk == "sbc.lab.test")
+            .expect("probed");
+    assert_eq!(h.state, TrunkState::Up);
+    assert_eq!(h.addresses_down, ["198.18.2.2:5060".parse().expect("addr")]);
+    assert_eq!(h.peer, b_addr.remote, "the address shown is one that is up");
+    // A call now goes to b first: a, though first by priority, is skipped.
+    let x = r.msg(&invite("+19995550177", "d30"), fe());
+    let id = media_call(&x);
+    let x = r.created(id);
+    assert!(requests(&sent_to(&x, a_addr)).is_empty());
+    assert_eq!(requests(&sent_to(&x, b_addr))[0].method(), Some("INVITE"));
+    // a answers its next probe: up again, first again.
+    let mut back = false;
+    for _ in 0..40 {
+        let x = r.advance(Duration::from_millis(500));
+        for o in options(&x, a_addr) {
+            r.msg(&respond(&o, 200, "a", None), a_addr);
+            back = true;
+        }
+        for o in options(&x, b_addr) {
+            r.msg(&respond(&o, 200, "b", None), b_addr);
+        }
+        if back {
+            break;
+        }
+    }
+    assert!(back, "a is probed again while down");
+    let h =
+        r.e.trunk_health()
+            .into_iter()
+            .find(|h| h.trunk == "sbc.lab.test")
+            .expect("probed");
+    assert!(h.addresses_down.is_empty());
+    let x = r.msg(&invite("+19995550178", "d31"), fe());
+    let id = media_call(&x);
+    let x = r.created(id);
+    assert_eq!(requests(&sent_to(&x, a_addr))[0].method(), Some("INVITE"));
 }
 
 #[test]
