@@ -124,13 +124,19 @@ static __always_inline void rtp_account(struct mdp_stream_stats *st, const struc
 					void *payload, void *end, __u16 udp_len, __u64 now)
 {
 	__u8 *p = payload;
-	/* Bounded by the UDP length too, not only the frame: Ethernet padding is not payload. */
-	if (udp_len < sizeof(struct udphdr) + 12 || (void *)(p + 12) > end)
+	/* Bounded by the UDP length too, not only the frame: Ethernet padding is not payload. An
+	 * RTCP header is 8 bytes, an RTP one 12. */
+	if (udp_len < sizeof(struct udphdr) + 8 || (void *)(p + 8) > end)
 		return;
 	if ((p[0] >> 6) != 2)
 		return;
-	/* RTCP multiplexed on the RTP port (RFC 5761): packet types 192..223. */
-	if (p[1] >= 192 && p[1] <= 223)
+	/* RTCP multiplexed on the RTP port (RFC 5761): packet types 192..223. Its sighting is what
+	 * dead-call detection watches on an rtcp-mux session. */
+	if (p[1] >= 192 && p[1] <= 223) {
+		st->rtcp_seen_s = (__u32)(now / 1000000000) + 1;
+		return;
+	}
+	if (udp_len < sizeof(struct udphdr) + 12 || (void *)(p + 12) > end)
 		return;
 	__u16 seq = ((__u16)p[2] << 8) | p[3];
 	__u32 ts = ((__u32)p[4] << 24) | ((__u32)p[5] << 16) | ((__u32)p[6] << 8) | p[7];

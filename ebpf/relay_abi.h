@@ -84,7 +84,8 @@ struct mdp_stream_stats {
 	__u32 jitter_q4;      /* host: interarrival jitter in RTP units, times 16 */
 	__u32 last_transit;   /* host: arrival (RTP units) - RTP timestamp of the previous packet */
 	__u32 rtp_init;       /* host: 1 once base_seq/last_transit hold a value */
-	__u32 pad;
+	__u32 rtcp_seen_s;    /* host: 1 + CLOCK_MONOTONIC seconds of the last RTCP packet forwarded
+			       * on this RTP stream (RTCP multiplexed on it, RFC 5761); 0: none */
 };
 
 /*

@@ -73,7 +73,17 @@ pub struct StreamStats {
     pub jitter_q4: u32,
     pub last_transit: u32,
     pub rtp_init: u32,
-    pub pad: u32,
+    /// 1 + CLOCK_MONOTONIC seconds of the last RTCP packet forwarded on this RTP stream (RTCP
+    /// multiplexed on it, RFC 5761); 0: none.
+    pub rtcp_seen_s: u32,
+}
+
+impl StreamStats {
+    /// When RTCP multiplexed on this stream was last forwarded, as CLOCK_MONOTONIC ns (the end
+    /// of the second it was seen in: never earlier than the packet); 0: never.
+    pub fn rtcp_seen_ns(&self) -> u64 {
+        u64::from(self.rtcp_seen_s) * 1_000_000_000
+    }
 }
 
 /// `struct mdp_floor_cfg`: the benchmark floor program's fixed rewrite.

@@ -1291,28 +1291,35 @@ impl Dataplane {
     /// The RTCP half of [`Self::check_timeouts`] for one session. Each direction is watched on
     /// its own (a peer that died while the other still sends RTCP is still a dead call), and
     /// only once it has carried RTCP since the session was created or last updated (a peer that
-    /// never sends RTCP, or a new endpoint that has not yet, is not a dead call). rtcp-mux
-    /// sessions are not watched (their RTCP rides on the RTP streams).
+    /// never sends RTCP, or a new endpoint that has not yet, is not a dead call). On an rtcp-mux
+    /// session, RTCP is what the RTP streams forwarded with an RTCP packet type (RFC 5761).
     fn check_rtcp(&self, id: &str, shared: &SessionShared, now: u64) {
-        let (slots, user, on_hold, timeout) = {
+        let (slots, user, on_hold, timeout, mux) = {
             let Ok(m) = shared.media.lock() else { return };
             let t = if m.on_hold {
                 m.options.rtcp_hold_timeout_secs
             } else {
                 m.options.rtcp_timeout_secs
             };
-            if t == 0 || m.options.rtcp_mux {
+            if t == 0 {
                 return;
             }
-            let rtcp = [Side::Pool, Side::Gateway].map(|from| StreamId {
-                from,
-                kind: Kind::Rtcp,
-            });
+            let mux = m.options.rtcp_mux;
+            let kind = if mux { Kind::Rtp } else { Kind::Rtcp };
+            let rtcp = [Side::Pool, Side::Gateway].map(|from| StreamId { from, kind });
             (
                 rtcp.map(|s| m.stream(s).stats_slot),
-                rtcp.map(|s| m.stream(s).user.last_seen_ns),
+                rtcp.map(|s| {
+                    let u = &m.stream(s).user;
+                    if mux {
+                        u.rtcp_seen_ns()
+                    } else {
+                        u.last_seen_ns
+                    }
+                }),
                 m.on_hold,
                 t,
+                mux,
             )
         };
         let Some((since, next)) = self.inner.lock().ok().and_then(|i| {
@@ -1335,7 +1342,13 @@ impl Dataplane {
                     .read_stats(slot)
                     .unwrap_or_default()
                     .iter()
-                    .map(|k| k.last_seen_ns)
+                    .map(|k| {
+                        if mux {
+                            k.rtcp_seen_ns()
+                        } else {
+                            k.last_seen_ns
+                        }
+                    })
                     .max()
                     .unwrap_or(0)
                     .max(u)
@@ -2228,6 +2241,78 @@ mod tests {
         );
         assert_eq!(lab.free_slots(), 1024);
         drop(squatter);
+    }
+
+    /// On an rtcp-mux session the RTP streams carry RTCP: what they forwarded with an RTCP packet
+    /// type (RFC 5761) arms and feeds the RTCP timeout; RTP alone does not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_rtcp_mux_session_is_watched_by_the_rtcp_on_its_rtp_streams() {
+        let state = StateDir::new("rtcp-mux-timeout");
+        let mut lab = Lab::start(config(17, 4, &state), Arc::default());
+        let mut s = spec("m1", None, None, true);
+        s.options.rtcp_mux = true;
+        s.options.rtcp_timeout_secs = 1;
+        lab.dp.create(s).expect("create");
+        let rtp = |from| {
+            lab.slot(
+                "m1",
+                StreamId {
+                    from,
+                    kind: Kind::Rtp,
+                },
+            )
+        };
+        let (pool, gw) = (rtp(Side::Pool), rtp(Side::Gateway));
+        let put = |lab: &Lab, slot: u32, rtcp: bool| {
+            let now = monotonic_ns();
+            let seen = StreamStats {
+                packets: 10,
+                last_seen_ns: now,
+                rtcp_seen_s: if rtcp {
+                    (now / 1_000_000_000) as u32 + 1
+                } else {
+                    0
+                },
+                ..Default::default()
+            };
+            lab.fake
+                .stats
+                .lock()
+                .expect("fake lock")
+                .insert(slot, vec![seen]);
+        };
+        // RTP only, for longer than the timeout: not armed.
+        put(&lab, pool, false);
+        put(&lab, gw, false);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        put(&lab, pool, false);
+        put(&lab, gw, false);
+        lab.dp.check_timeouts();
+        assert!(
+            lab.drain_events().is_empty(),
+            "RTP without RTCP arms nothing"
+        );
+        // RTCP both ways on the RTP streams, then the gateway's stops while its RTP goes on.
+        put(&lab, pool, true);
+        put(&lab, gw, true);
+        lab.dp.check_timeouts();
+        assert!(lab.drain_events().is_empty(), "RTCP just seen");
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+        put(&lab, pool, true);
+        let mut gw_stats = lab.fake.stats.lock().expect("fake lock")[&gw].clone();
+        gw_stats[0].last_seen_ns = monotonic_ns();
+        lab.fake
+            .stats
+            .lock()
+            .expect("fake lock")
+            .insert(gw, gw_stats);
+        lab.dp.check_timeouts();
+        let e = lab.next_event().await;
+        assert_eq!(e.session_id, "m1");
+        assert!(
+            matches!(e.kind, EventKind::RtcpTimeout { on_hold: false, .. }),
+            "{e:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,16 @@ pub fn account_packet(st: &mut StreamStats, clock_rate: u32, payload: &[u8], now
 /// RFC 3550 A.1 (sequence tracking, extended with wrap cycles) and A.8 (interarrival jitter).
 /// Must stay identical to `rtp_account` in ebpf/relay.bpf.c.
 pub fn account_rtp(st: &mut StreamStats, clock_rate: u32, p: &[u8], now_ns: u64) {
-    if p.len() < 12 || p[0] >> 6 != 2 || (192..=223).contains(&p[1]) {
+    // An RTCP header is 8 bytes, an RTP one 12.
+    if p.len() < 8 || p[0] >> 6 != 2 {
+        return;
+    }
+    if (192..=223).contains(&p[1]) {
+        // RTCP multiplexed on the RTP port (RFC 5761): dead-call detection of rtcp-mux sessions.
+        st.rtcp_seen_s = (now_ns / 1_000_000_000) as u32 + 1;
+        return;
+    }
+    if p.len() < 12 {
         return;
     }
     let seq = u16::from_be_bytes([p[2], p[3]]);
@@ -316,10 +325,30 @@ mod tests {
             proptest::prelude::any::<(u64, u64, u64, u32, u32, u32, u32, u32, u32)>(), 0..8)) {
             let parts: Vec<StreamStats> = parts.into_iter().map(|(a, b, c, d, e, f, g, h, i)| StreamStats {
                 packets: a >> 1, bytes: b >> 1, last_seen_ns: c, src_mismatch: 0, ssrc: d,
-                rtp_packets: e, base_seq: f, max_seq: g, jitter_q4: h, last_transit: 0, rtp_init: i & 1, pad: 0,
+                rtp_packets: e, base_seq: f, max_seq: g, jitter_q4: h, last_transit: 0, rtp_init: i & 1, rtcp_seen_s: 0,
             }).collect();
             let _ = merge(parts.iter());
         }
+    }
+
+    #[test]
+    fn rtcp_multiplexed_on_an_rtp_stream_is_noted_and_not_counted_as_rtp() {
+        let mut st = StreamStats::default();
+        let mut rtp = vec![0x80, 8, 0, 1, 0, 0, 0, 160, 0, 0, 0, 7];
+        rtp.extend([0u8; 160]);
+        account_packet(&mut st, 8000, &rtp, 5_000_000_000);
+        assert_eq!((st.rtp_packets, st.rtcp_seen_s), (1, 0));
+        // An RTCP receiver report without report blocks (PT 201, its 8 bytes), on the same port.
+        let rr = [0x80, 201, 0, 1, 0, 0, 0, 7];
+        account_packet(&mut st, 8000, &rr, 7_500_000_000);
+        assert_eq!(st.rtp_packets, 1, "RTCP is no RTP packet");
+        assert_eq!(st.rtcp_seen_s, 8, "second 7, plus one (0 is never)");
+        assert_eq!(
+            st.rtcp_seen_ns(),
+            8_000_000_000,
+            "never earlier than the packet"
+        );
+        assert_eq!(st.packets, 2, "both forwarded");
     }
 
     #[test]

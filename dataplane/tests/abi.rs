@@ -119,7 +119,7 @@ fn rust_mirror_matches_the_c_header() {
             jitter_q4,
             last_transit,
             rtp_init,
-            pad
+            rtcp_seen_s
         ]
     );
     check_struct!(

@@ -951,7 +951,9 @@ async fn delayed_offers_from_each_side_are_anchored() {
 /// RTCP dead-call detection (the trunk's `rtcp_active_calls`, on by default as in Lync; the
 /// timeout shortened to 3 s with `--rtcp-timeout-secs`): a caller of the test's own sends RTP and
 /// RTCP through the relay, then only RTP. Its RTCP stopped: Mediator ends the call on both legs
-/// with `Reason: SIP;cause=408;text="rtcp timeout"` while RTP still flows.
+/// with `Reason: SIP;cause=408;text="rtcp timeout"` while RTP still flows. Twice: RTCP on its own
+/// port, then on an rtcp-mux call (RFC 5761: `a=rtcp-mux`, RTCP on the RTP port, told from RTP
+/// by its packet type — in XDP and in the userspace relay alike).
 #[tokio::test(flavor = "multi_thread")]
 async fn an_rtcp_timeout_ends_a_call_whose_rtcp_stopped() {
     if !privileged("an_rtcp_timeout_ends_a_call_whose_rtcp_stopped") {
@@ -961,27 +963,34 @@ async fn an_rtcp_timeout_ends_a_call_whose_rtcp_stopped() {
         .await
         .expect("call lab");
     let gw = uas(&lab, 5060, "uas");
-    let pool_ns = lab.lab.pool.name.clone();
-    let (seen, took) = tokio::task::spawn_blocking(move || {
-        in_netns(&pool_ns, || {
+    for (n, mux) in [(1usize, false), (2, true)] {
+        let pool_ns = lab.lab.pool.name.clone();
+        let call_id = format!("rtcp-call-{n}");
+        let (seen, took) = tokio::task::spawn_blocking(move || {
+        in_netns(&pool_ns, move || {
             let sip = std::net::UdpSocket::bind(format!("{POOL_PEER}:0")).expect("bind");
             sip.set_read_timeout(Some(Duration::from_millis(20)))
                 .expect("timeout");
             let rtp = std::net::UdpSocket::bind(format!("{POOL_PEER}:0")).expect("rtp");
             let port = sip.local_addr().expect("addr").port();
             let media = rtp.local_addr().expect("addr").port();
-            // RTCP from the next port, as the SDP says (no a=rtcp).
-            let rtcp = std::net::UdpSocket::bind(format!("{POOL_PEER}:{}", media + 1))
-                .expect("rtcp port next to the RTP one");
+            // RTCP from the next port, as the SDP says (no a=rtcp) — or, muxed, from the RTP one.
+            let rtcp = if mux {
+                rtp.try_clone().expect("the RTP socket")
+            } else {
+                std::net::UdpSocket::bind(format!("{POOL_PEER}:{}", media + 1))
+                    .expect("rtcp port next to the RTP one")
+            };
             let to = format!("{POOL_RELAY}:5060");
+            let mux_line = if mux { "a=rtcp-mux\r\n" } else { "" };
             let sdp = format!(
-                "v=0\r\no=- 1 1 IN IP4 {POOL_PEER}\r\ns=-\r\nc=IN IP4 {POOL_PEER}\r\nt=0 0\r\nm=audio {media} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n"
+                "v=0\r\no=- 1 1 IN IP4 {POOL_PEER}\r\ns=-\r\nc=IN IP4 {POOL_PEER}\r\nt=0 0\r\nm=audio {media} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n{mux_line}"
             );
             let invite = format!(
                 "INVITE sip:+14255550100@{POOL_RELAY}:5060 SIP/2.0\r\n\
-                 Via: SIP/2.0/UDP {POOL_PEER}:{port};branch=z9hG4bK-rtcp1\r\n\
+                 Via: SIP/2.0/UDP {POOL_PEER}:{port};branch=z9hG4bK-rtcp1-{n}\r\n\
                  Max-Forwards: 70\r\nFrom: <sip:+14255551000@{POOL_PEER}>;tag=r1\r\n\
-                 To: <sip:+14255550100@{POOL_RELAY}>\r\nCall-ID: rtcp-call-1\r\nCSeq: 1 INVITE\r\n\
+                 To: <sip:+14255550100@{POOL_RELAY}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
                  Contact: <sip:fe@{POOL_PEER}:{port}>\r\nContent-Type: application/sdp\r\n\
                  Content-Length: {}\r\n\r\n{sdp}",
                 sdp.len()
@@ -1012,17 +1021,25 @@ async fn an_rtcp_timeout_ends_a_call_whose_rtcp_stopped() {
                 .and_then(|r| r.split_whitespace().next())
                 .and_then(|p| p.parse().ok())
                 .expect("the relay's port in the 200");
-            let relay_rtcp = ok
+            let a_rtcp: Option<u16> = ok
                 .lines()
                 .find_map(|l| l.strip_prefix("a=rtcp:"))
                 .and_then(|r| r.split_whitespace().next())
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(relay_port + 1);
+                .and_then(|p| p.parse().ok());
+            let relay_rtcp = if mux {
+                // The gateway (SIPp) did not answer a=rtcp-mux; the session is muxed anyway, so
+                // the caller is told its RTCP goes to the RTP port.
+                let at = a_rtcp.unwrap_or(relay_port);
+                assert_eq!(at, relay_port, "RTCP on the RTP port:\n{ok}");
+                at
+            } else {
+                a_rtcp.unwrap_or(relay_port + 1)
+            };
             let ack = format!(
                 "ACK sip:mediator@{POOL_RELAY}:5060 SIP/2.0\r\n\
-                 Via: SIP/2.0/UDP {POOL_PEER}:{port};branch=z9hG4bK-rtcp2\r\n\
+                 Via: SIP/2.0/UDP {POOL_PEER}:{port};branch=z9hG4bK-rtcp2-{n}\r\n\
                  Max-Forwards: 70\r\nFrom: <sip:+14255551000@{POOL_PEER}>;tag=r1\r\n\
-                 To: {to_hdr}\r\nCall-ID: rtcp-call-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+                 To: {to_hdr}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
             );
             sip.send_to(ack.as_bytes(), &to).expect("ack");
             let rtp_to = format!("{POOL_RELAY}:{relay_port}");
@@ -1071,30 +1088,41 @@ async fn an_rtcp_timeout_ends_a_call_whose_rtcp_stopped() {
     })
     .await
     .expect("caller");
-    let bye = seen
-        .iter()
-        .find(|m| m.starts_with("BYE "))
-        .unwrap_or_else(|| panic!("no BYE: {seen:?}\n{}", lab.log()));
-    assert!(
-        bye.contains("Reason: SIP;cause=408;text=\"rtcp timeout\""),
-        "{bye}"
-    );
-    let took = took.expect("when");
-    assert!(
-        took > Duration::from_secs(3) && took < Duration::from_secs(15),
-        "about 3 s after the last RTCP (at 1.5 s), with RTP still flowing: {took:?}"
-    );
-    let c = &lab.wait_recent(1).await.expect("recent")[0];
-    assert_eq!(
-        (c.status, c.end_reason.as_str()),
-        (200, "rtcp timeout"),
-        "{c:?}"
-    );
-    let msgs = gw.messages();
-    assert!(
-        msgs.contains("Reason: SIP;cause=408;text=\"rtcp timeout\""),
-        "the gateway got its BYE with the reason:\n{msgs}"
-    );
+        let bye = seen
+            .iter()
+            .find(|m| m.starts_with("BYE "))
+            .unwrap_or_else(|| panic!("no BYE: {seen:?}\n{}", lab.log()));
+        assert!(
+            bye.contains("Reason: SIP;cause=408;text=\"rtcp timeout\""),
+            "{bye}"
+        );
+        let took = took.expect("when");
+        assert!(
+            took > Duration::from_secs(3) && took < Duration::from_secs(15),
+            "about 3 s after the last RTCP (at 1.5 s), with RTP still flowing: {took:?}"
+        );
+        let recent = lab.wait_recent(n).await.expect("recent");
+        let c = recent
+            .iter()
+            .find(|c| c.legs.iter().any(|l| l.sip_call_id == call_id_of(n)))
+            .unwrap_or_else(|| panic!("call {n} in {recent:?}"));
+        assert_eq!(
+            (c.status, c.end_reason.as_str()),
+            (200, "rtcp timeout"),
+            "{c:?}"
+        );
+        let msgs = gw.messages();
+        assert_eq!(
+            msgs.matches("Reason: SIP;cause=408;text=\"rtcp timeout\"")
+                .count(),
+            n,
+            "the gateway got its BYE with the reason:\n{msgs}"
+        );
+    }
+}
+
+fn call_id_of(n: usize) -> String {
+    format!("rtcp-call-{n}")
 }
 
 /// A Record-Routing proxy on the pool side: SIPp as the Front End answers a call from the

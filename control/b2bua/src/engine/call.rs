@@ -18,6 +18,9 @@ pub(super) struct Stream {
     pub(super) timed_out: bool,
     /// Its relay reported its RTCP stopped (after RTCP had been seen).
     pub(super) rtcp_timed_out: bool,
+    /// Its session multiplexes RTCP on the RTP port (RFC 5761), as the offer it was made from
+    /// asked: a peer's separate RTCP address is not the session's.
+    pub(super) mux: bool,
 }
 
 pub(super) fn slot(side: Side) -> usize {
@@ -364,12 +367,10 @@ impl Call {
                 continue;
             };
             let mut remotes = [None, None];
-            remotes[slot(from)] = sdp
-                .streams()
-                .into_iter()
-                .find(|x| x.index == index)
-                .map(|x| media::remote(&x));
+            let stream = sdp.streams().into_iter().find(|x| x.index == index);
+            remotes[slot(from)] = stream.as_ref().map(media::remote);
             self.streams.push(Stream {
+                mux: stream.is_some_and(|x| x.rtcp_mux),
                 index,
                 session_id: s.session_id,
                 relay,

@@ -12,6 +12,18 @@ pub(super) fn remote(s: &crate::sdp::Stream) -> Remote {
     }
 }
 
+/// [`remote`] for a session already made: on an rtcp-mux one (RFC 5761) a peer that answered
+/// without `a=rtcp-mux` still has its RTCP on the session's one port — its separate RTCP address
+/// is not given (the relay would refuse the update, and the peer's RTP address with it).
+fn remote_of(st: &Stream, s: &crate::sdp::Stream) -> Remote {
+    let r = remote(s);
+    if st.mux {
+        Remote { rtcp: None, ..r }
+    } else {
+        r
+    }
+}
+
 impl Engine {
     pub(super) fn session_requests(&mut self, id: CallId) -> Result<Vec<MediaRequest>, Refused> {
         let Some(call) = self.calls.get(&id) else {
@@ -669,7 +681,7 @@ impl Engine {
         for st in &mut call.streams {
             match streams.iter().find(|s| s.index == st.index) {
                 Some(s) => {
-                    st.remotes[slot(from)] = Some(remote(s));
+                    st.remotes[slot(from)] = Some(remote_of(st, s));
                     st.live = true;
                     // The relay starts its silence clocks over with the update.
                     st.timed_out = false;
@@ -680,7 +692,10 @@ impl Engine {
             }
         }
         for st in &call.streams {
-            let mine = streams.iter().find(|s| s.index == st.index).map(remote);
+            let mine = streams
+                .iter()
+                .find(|s| s.index == st.index)
+                .map(|s| remote_of(st, s));
             let mut sides: [Option<Remote>; 2] = [None, None];
             sides[slot(from)] = mine;
             let mut srtp: [SrtpChange; 2] = Default::default();

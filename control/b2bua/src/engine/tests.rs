@@ -1366,3 +1366,44 @@ fn a_failover_to_a_trunk_that_handles_media_otherwise_makes_its_sessions_anew() 
     let a = r.created(id);
     assert_eq!(requests(&sent_to(&a, gw(5060, 5060))).len(), 1);
 }
+
+/// An rtcp-mux offer (RFC 5761) answered without `a=rtcp-mux`: the session stays muxed, so the
+/// answerer's separate RTCP address is not given to the relay (which would refuse the whole
+/// update, and the peer's RTP address with it).
+#[test]
+fn a_mux_offer_answered_without_mux_keeps_the_session_s_one_port() {
+    let mut r = Run::new("mux");
+    let muxed = format!("{OFFER}a=rtcp-mux\r\n");
+    let inv = String::from_utf8(invite("+14255550100", "mx1"))
+        .expect("utf8")
+        .replace(
+            &format!("Content-Length: {}\r\n\r\n{OFFER}", OFFER.len()),
+            &format!("Content-Length: {}\r\n\r\n{muxed}", muxed.len()),
+        );
+    let a = r.msg(inv.as_bytes(), fe());
+    let req = a
+        .iter()
+        .find_map(|x| match x {
+            Action::CreateMedia { requests, .. } => Some(requests[0].clone()),
+            _ => None,
+        })
+        .expect("a session");
+    assert!(req.rtcp_mux);
+    let id = media_call(&a);
+    let a = r.created(id);
+    let to_gw = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    // The gateway answers with RTCP on its own port (7001, implied) and no a=rtcp-mux.
+    let a = r.msg(&respond(&to_gw, 200, "gw1", Some(ANSWER)), gw(5060, 5060));
+    let update = a
+        .iter()
+        .find_map(|x| match x {
+            Action::UpdateMedia { request, .. } => request.gateway,
+            _ => None,
+        })
+        .expect("the gateway's address");
+    assert_eq!(update.rtp.map(|e| e.port()), Some(7000));
+    assert_eq!(
+        update.rtcp, None,
+        "no separate RTCP address on a muxed session"
+    );
+}
