@@ -1899,6 +1899,11 @@ impl Engine {
                 }
                 Err(why) => {
                     self.reply(&key, &m, 488, &why, out, now);
+                    if prack_answer {
+                        // The callee's early offer cannot be answered: its attempt is CANCELled
+                        // and the call fails, rather than the callee waiting for an answer.
+                        self.refuse_early(id, 488, &why, out, now);
+                    }
                     return;
                 }
             }

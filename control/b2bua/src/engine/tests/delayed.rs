@@ -656,3 +656,43 @@ fn a_stream_added_by_the_offer_in_a_2xx_to_a_re_invite_without_sdp_is_anchored()
     );
     assert_eq!(r.e.call(id, r.now).expect("the call").state, "confirmed");
 }
+
+/// A caller's PRACK whose answer to the callee's early offer cannot be used (here: not SDP
+/// Mediator can read): the PRACK gets 488, and the attempt is CANCELled and the call fails
+/// rather than the callee waiting for an answer that will not come.
+#[test]
+fn a_prack_answer_that_cannot_be_used_ends_the_attempt() {
+    let mut r = Run::new("delayed-prack-bad");
+    let without = String::from_utf8(invite_without_sdp("d13")).expect("utf8");
+    let with_100rel = without.replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nSupported: 100rel\r\n",
+    );
+    let a = r.msg(with_100rel.as_bytes(), fe());
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let a = r.msg(
+        &provisional(&inv, 183, Some(ANSWER), Some(1)),
+        gw(5060, 5060),
+    );
+    let id = created_call(&a);
+    let a = r.created(id);
+    let p = sent_to(&a, fe())[0].clone();
+    let bad = "v=0\r\nthis is not SDP\r\n";
+    let prack = String::from_utf8(fe_in_dialog("PRACK", &p, 8, "prack-d13"))
+        .expect("utf8")
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "RAck: 1 7 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{bad}",
+                bad.len()
+            ),
+        );
+    let a = r.msg(prack.as_bytes(), fe());
+    let to_fe = statuses(&sent_to(&a, fe()));
+    assert!(to_fe.contains(&488), "{to_fe:?}");
+    assert!(
+        methods(&sent_to(&a, gw(5060, 5060))).contains(&"CANCEL".to_string()),
+        "the attempt is given up"
+    );
+    assert!(ended(&a).is_some());
+}
