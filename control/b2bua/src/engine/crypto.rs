@@ -197,6 +197,60 @@ impl Sec {
         })
     }
 
+    /// Streams `indexes` that a re-offer from `from` adds mid-call: each checked against that
+    /// leg's policy (as the caller's offer is), and Mediator's fresh offer planned for the other
+    /// leg under its policy. A refusal names why and adds nothing.
+    pub(super) fn add_streams(
+        &mut self,
+        from: Side,
+        sdp: &Sdp,
+        indexes: &[usize],
+    ) -> Result<(), Refused> {
+        let (f, o) = (slot(from), slot(from.other()));
+        if self.passthrough {
+            return Err(refused(
+                from,
+                "adding a stream is not supported while SRTP passes end to end",
+            ));
+        }
+        let mut added = Vec::new();
+        for &index in indexes {
+            let sc = stream_crypto(sdp, index);
+            let used = accept_offer(self.policy[f], side_name(from), &sc)?;
+            let srtp = matches!(used, Use::Srtp { .. });
+            let plan = crate::encryption::plan_offer(callee_policy(self.policy[o], srtp)).map_err(
+                |e| Refused {
+                    status: 500,
+                    reason: e.to_string(),
+                },
+            )?;
+            let proto = proto_of(sdp, index);
+            let mut legs: [LegSec; 2] = Default::default();
+            legs[o] = LegSec {
+                proto: proto_for(plan.savp, &proto),
+                plan: Some(plan),
+                used: None,
+                keyed: false,
+            };
+            legs[f] = LegSec {
+                proto,
+                plan: None,
+                used: Some(used),
+                keyed: false,
+            };
+            added.push(StreamSec {
+                index,
+                legs,
+                pending: None,
+                offered: Some((from, sc.savp, pairs(&sc))),
+                end_to_end: None,
+            });
+        }
+        self.streams.retain(|s| !indexes.contains(&s.index));
+        self.streams.extend(added);
+        Ok(())
+    }
+
     /// Every stream of the caller uses SRTP: the condition for passthrough on its side.
     pub(super) fn caller_all_srtp(&self, a_side: Side) -> bool {
         !self.streams.is_empty()
@@ -494,6 +548,10 @@ impl Sec {
             };
             s.pending = Some(Pending { from, used, proto });
             let other = &mut s.legs[o];
+            if other.used.is_none() && other.plan.is_some() {
+                // A stream this re-offer adds: Mediator's fresh plan for the leg stands.
+                continue;
+            }
             other.plan = Some(match &other.used {
                 Some(Use::Srtp { ours, .. }) => Plan {
                     savp: other.proto.to_ascii_uppercase().contains("SAVP"),

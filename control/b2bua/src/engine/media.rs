@@ -215,24 +215,27 @@ impl Engine {
         if new.is_empty() {
             return false;
         }
-        let srtp = new.iter().any(|&i| {
-            let media = &sdp.media[i];
-            media.proto.contains("SAVP")
-        }) || sdp.has_keys()
-            || call
-                .sec
-                .as_ref()
-                .is_some_and(|s| s.policy.contains(&LegPolicy::Required));
         let refuse = |e: &mut Engine, status: u16, why: &str, out: &mut Vec<Action>| match answer {
             None => e.reply(key, m, status, why, out, now),
             Some((r, _)) => e.refuse_in_dialog_answer(id, side, key, m, r, why, out, now),
         };
-        if srtp {
-            let why = "adding an SRTP stream mid-call is not supported (plain RTP streams are)";
-            refuse(self, 488, why, out);
+        // Each new stream against the sender's leg policy, Mediator's offer planned for the
+        // other leg under its own (SRTP or plain, as the policies say).
+        let checked = match self.calls.get_mut(&id).and_then(|c| c.sec.as_mut()) {
+            Some(sec) => sec.add_streams(side, &sdp, &new),
+            None if new.iter().any(|&i| sdp.media[i].proto.contains("SAVP")) || sdp.has_keys() => {
+                Err(crate::encryption::Refused {
+                    status: 488,
+                    reason: "SRTP on a call without media encryption state".into(),
+                })
+            }
+            None => Ok(()),
+        };
+        if let Err(r) = checked {
+            refuse(self, r.status, &r.reason, out);
             return true;
         }
-        let requests = match self.requests_for(id, &sdp, side, &new, false) {
+        let requests = match self.requests_for(id, &sdp, side, &new, true) {
             Ok(r) => r,
             Err(r) => {
                 refuse(self, r.status, &r.reason, out);

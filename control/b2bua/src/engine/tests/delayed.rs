@@ -487,7 +487,7 @@ fn assert_rejecting_ack(a: &[Action]) {
 }
 
 /// A re-INVITE that adds a plain RTP stream (video to an audio call) gets a session for it
-/// before it goes on, anchored both ways; an SRTP stream added mid-call is refused.
+/// before it goes on, anchored both ways; an SRTP stream added mid-call gets one with keys.
 #[test]
 fn a_stream_added_by_a_re_invite_is_anchored() {
     let mut r = Run::new("add-stream");
@@ -577,8 +577,18 @@ fn a_stream_added_by_a_re_invite_is_anchored() {
             ),
         );
     let a = r.msg(reinvite.as_bytes(), fe());
-    assert_eq!(finals(&sent_to(&a, fe())), [488]);
-    assert!(!a.iter().any(|x| matches!(x, Action::CreateMedia { .. })));
+    // An SRTP stream added mid-call is anchored too: its session holds the caller's keys (the
+    // gateway's leg, on UDP, stays plain).
+    let reqs = a
+        .iter()
+        .find_map(|x| match x {
+            Action::CreateMedia { requests, .. } => Some(requests.clone()),
+            _ => None,
+        })
+        .expect("a session for the SRTP stream");
+    assert_eq!(reqs.len(), 1);
+    assert!(reqs[0].srtp[0].is_some(), "the caller's keys");
+    assert!(reqs[0].srtp[1].is_none(), "plain toward a UDP gateway");
 }
 
 /// A re-INVITE without SDP whose 2xx offers a stream more (video): the 2xx is held while the

@@ -1057,3 +1057,126 @@ fn a_delayed_offer_is_keyed_per_leg() {
     );
     assert!(!answered.contains(FE_KEY) && !answered.contains(GW_KEY));
 }
+
+/// An SRTP stream (video) added mid-call by the caller's re-INVITE on a call with SRTP required
+/// on both legs: its session is made with the caller's keys and a placeholder for the gateway's
+/// side; the re-INVITE reaches the gateway with Mediator's own key for it (never the caller's);
+/// the gateway's answer keys the relay's gateway side, and the caller gets Mediator's answer
+/// with Mediator's own key. A plain stream added on a leg that requires SRTP is refused.
+#[test]
+fn an_srtp_stream_added_mid_call_is_keyed_per_leg() {
+    let mut r = Run::new("srtp-add");
+    setup(
+        &mut r,
+        MediaEncryption::Required,
+        Transport::Tls,
+        SrtpMode::Required,
+        false,
+    );
+    let offer = fe_offer("RTP/SAVP", &[lync(1, FE_KEY)]);
+    let a = r.msg(&fe_invite("s40", &offer), fe());
+    let (id, _) = create(&a).expect("sessions");
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw_tls()))[0].clone();
+    let gw_attr = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{GW_KEY}");
+    let a = r.msg(
+        &respond(
+            &inv,
+            200,
+            "gw1",
+            Some(&gw_sdp("RTP/SAVP", std::slice::from_ref(&gw_attr))),
+        ),
+        gw_tls(),
+    );
+    let ok = sent_to(&a, fe())[0].clone();
+    r.msg(&fe_in_dialog("ACK", &ok, 7, "ack-s40"), fe());
+    let with_video = |offer: &str, proto: &str, crypto: &[String]| {
+        let mut s = format!(
+            "{}m=video 6002 {proto} 96\r\na=rtpmap:96 H264/90000\r\n",
+            offer.replace("o=- 1 1 ", "o=- 1 2 ")
+        );
+        for c in crypto {
+            s.push_str(&format!("a=crypto:{c}\r\n"));
+        }
+        s
+    };
+    let reinvite = |cseq: u32, branch: &str, sdp: &str| {
+        String::from_utf8(fe_in_dialog("INVITE", &ok, cseq, branch))
+            .expect("utf8")
+            .replace(
+                "Content-Length: 0\r\n\r\n",
+                &format!(
+                    "Contact: <sip:fe@198.18.1.2:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                    sdp.len()
+                ),
+            )
+    };
+    // A plain video stream on a leg that requires SRTP: refused, nothing made.
+    let plain = with_video(&offer, "RTP/AVP", &[]);
+    let a = r.msg(reinvite(8, "re-s40a", &plain).as_bytes(), fe());
+    assert_eq!(finals(&sent_to(&a, fe())), [488]);
+    assert!(create(&a).is_none());
+    // An SRTP video stream: a session with keys on both sides.
+    let savp = with_video(&offer, "RTP/SAVP", &[lync(1, FE_KEY2)]);
+    let a = r.msg(reinvite(9, "re-s40b", &savp).as_bytes(), fe());
+    let (cid, reqs) = create(&a).expect("a session for the video");
+    assert_eq!(reqs.len(), 1);
+    assert!(
+        reqs[0].srtp[0].is_some() && reqs[0].srtp[1].is_some(),
+        "{:?}",
+        reqs[0].srtp.iter().map(Option::is_some).collect::<Vec<_>>()
+    );
+    let video = MediaAnswer {
+        session_id: "v".into(),
+        pool: Some(Anchor {
+            addr: "198.18.1.1".parse().expect("ip"),
+            rtp_port: 30004,
+            rtcp_port: 30005,
+        }),
+        gateway: Some(Anchor {
+            addr: "198.18.2.1".parse().expect("ip"),
+            rtp_port: 30006,
+            rtcp_port: 30007,
+        }),
+    };
+    let a = r.e.on_media_created(
+        cid,
+        "pool.lab.mediator",
+        Ok(vec![("relay".into(), video)]),
+        r.now,
+    );
+    let re = requests(&sent_to(&a, gw_tls()))[0].clone();
+    let to_gw = body(&re);
+    assert!(to_gw.contains("m=video 30006 RTP/SAVP"), "{to_gw}");
+    let keys = cryptos(&to_gw);
+    assert!(
+        keys.len() >= 2
+            && !keys
+                .iter()
+                .any(|k| k.contains(FE_KEY2) || k.contains(FE_KEY)),
+        "Mediator's own keys toward the gateway, never the caller's: {keys:?}"
+    );
+    // The gateway answers both streams with SRTP.
+    let gw_video = format!(
+        "{}m=video 7002 RTP/SAVP 96\r\na=rtpmap:96 H264/90000\r\na=crypto:{gw_attr}\r\n",
+        gw_sdp("RTP/SAVP", std::slice::from_ref(&gw_attr)).replace("o=- 1 1 ", "o=- 1 2 ")
+    );
+    let a = r.msg(&respond(&re, 200, "gw1", Some(&gw_video)), gw_tls());
+    let keyed_gw = a.iter().any(|x| match x {
+        Action::UpdateMedia { request, .. } => {
+            request.session_id == "v" && matches!(request.srtp[1], SrtpChange::Keys(_))
+        }
+        _ => false,
+    });
+    assert!(keyed_gw, "the video session gets the gateway's keys");
+    let ok2 = sent_to(&a, fe())
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .expect("200 to the caller");
+    let to_fe = body(&ok2);
+    assert!(to_fe.contains("m=video 30004 RTP/SAVP"), "{to_fe}");
+    assert!(
+        !cryptos(&to_fe).iter().any(|k| k.contains(GW_KEY)),
+        "never the gateway's key toward the caller: {to_fe}"
+    );
+}
