@@ -337,6 +337,7 @@ fn srtp_spec(k: &SrtpKeys) -> pb::SrtpSpec {
         relay_key: k.relay.bytes().to_vec(),
         relay_mki_length,
         relay_mki,
+        peer_key_pending: k.peer_pending,
     }
 }
 
@@ -485,6 +486,7 @@ mod tests {
             peer_mki: Some(Mki { value: 1, len: 1 }),
             relay: MasterKey::generate(suite).expect("key"),
             relay_mki: None,
+            peer_pending: false,
         };
         let r = create_request(MediaRequest {
             session_id: "s".into(),

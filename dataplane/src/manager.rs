@@ -67,6 +67,8 @@ pub struct LegSrtp {
     pub peer_mki: Option<Mki>,
     pub relay: MasterKey,
     pub relay_mki: Option<Mki>,
+    /// `peer` stands in for a key not known yet: its failures are not the peer's.
+    pub peer_pending: bool,
 }
 
 impl LegSrtp {
@@ -123,6 +125,8 @@ fn stream_crypto(keys: &[Option<Arc<LegSrtp>>; 2]) -> Result<[StreamCrypto; 4], 
                 None => None,
             };
             out[id.index()] = StreamCrypto::new(inbound, outbound);
+            out[id.index()].inbound_pending =
+                keys[from as usize].as_ref().is_some_and(|k| k.peer_pending);
         }
     }
     Ok(out)
@@ -913,8 +917,8 @@ impl Dataplane {
                 }
                 check_keys(&keys)?;
                 // Every new context first, so a failure changes nothing.
-                let mut fresh: Vec<(usize, Option<InboundContext>, Option<OutboundContext>)> =
-                    Vec::new();
+                type Fresh = (usize, Option<InboundContext>, Option<OutboundContext>, bool);
+                let mut fresh: Vec<Fresh> = Vec::new();
                 for from in Side::BOTH {
                     let to = from.other();
                     for kind in Kind::BOTH {
@@ -933,7 +937,8 @@ impl Dataplane {
                             ),
                             _ => None,
                         };
-                        fresh.push((id.index(), inbound, outbound));
+                        let pending = keys[from as usize].as_ref().is_some_and(|k| k.peer_pending);
+                        fresh.push((id.index(), inbound, outbound, pending));
                     }
                 }
                 // Every lock before any change: a poisoned one fails the update with nothing
@@ -944,10 +949,11 @@ impl Dataplane {
                 for c in shared.crypto.iter() {
                     slots.push(c.lock().map_err(lock_err)?);
                 }
-                for (i, inbound, outbound) in fresh {
+                for (i, inbound, outbound, pending) in fresh {
                     let slot = &mut slots[i];
                     if inbound.is_some() {
                         slot.set_inbound(inbound);
+                        slot.inbound_pending = pending;
                     }
                     if outbound.is_some() {
                         slot.set_outbound(outbound);
@@ -2647,6 +2653,7 @@ mod tests {
                 peer_mki: mki,
                 relay: key(relay),
                 relay_mki: None,
+                peer_pending: false,
             })
         };
         let mut create = spec("s1", Some(at(b + 4)), Some(at(b + 5)), false);
@@ -2796,6 +2803,7 @@ mod tests {
                 peer_mki: None,
                 relay: key(relay),
                 relay_mki: None,
+                peer_pending: false,
             })
         };
         let mut echo = spec("e1", Some(at(b + 4)), Some(at(b + 5)), false);

@@ -194,6 +194,7 @@ fn leg_srtp(side: &str, s: &pb::SrtpSpec) -> Result<LegSrtp, SessionError> {
         peer_mki: mki("peer_mki_length", s.peer_mki_length, s.peer_mki)?,
         relay: key("relay_key", &s.relay_key)?,
         relay_mki: mki("relay_mki_length", s.relay_mki_length, s.relay_mki)?,
+        peer_pending: s.peer_key_pending,
     })
 }
 
@@ -568,6 +569,7 @@ mod tests {
             relay_key: vec![0x5a; 30],
             relay_mki_length: 0,
             relay_mki: 0,
+            peer_key_pending: false,
         }
     }
 

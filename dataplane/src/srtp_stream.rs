@@ -27,7 +27,8 @@ pub struct SrtpCounters {
     /// Dropped: an MKI this leg did not signal.
     pub bad_mki: u64,
     /// Dropped: not RTP/RTCP, too short, no room for the trailer, the key expired, a sequence
-    /// number the relay already protected, or too many SSRCs toward the peer.
+    /// number the relay already protected, too many SSRCs toward the peer, or sent before the
+    /// peer's key was known (its answer not yet processed).
     pub other: u64,
 }
 
@@ -40,6 +41,9 @@ pub struct StreamCrypto {
     /// side is not authenticated, so their number is capped.
     outbound_ssrcs: Vec<u32>,
     pub counters: SrtpCounters,
+    /// The inbound key stands in for one not known yet: what fails to verify is early, not the
+    /// peer's fault, and counted with `other`.
+    pub inbound_pending: bool,
 }
 
 /// Distinct SSRCs one outbound context protects at most (a call has one or two per stream;
@@ -60,6 +64,7 @@ impl StreamCrypto {
             outbound,
             outbound_ssrcs: Vec::new(),
             counters: SrtpCounters::default(),
+            inbound_pending: false,
         }
     }
 
@@ -165,6 +170,7 @@ impl StreamCrypto {
         let c = &mut self.counters;
         match r {
             Ok(n) => return Some(n),
+            Err(PacketError::Authentication) if self.inbound_pending => c.other += 1,
             Err(PacketError::Authentication) => c.auth_failures += 1,
             Err(PacketError::Replay) => c.replays += 1,
             Err(PacketError::BadMki) => c.bad_mki += 1,
@@ -205,6 +211,52 @@ mod tests {
     /// A peer that encrypts with `k` (and its MKI) as SRTP endpoints do.
     fn peer(k: &MasterKey, mki: Option<Mki>) -> OutboundContext {
         OutboundContext::new(k, mki).expect("peer context")
+    }
+
+    /// Packets a peer protects before its key is known (the relay holds a stand-in until its
+    /// answer is processed) are dropped as early, not as authentication failures; once the real
+    /// key is in, they decrypt and a bad tag is the peer's again.
+    #[test]
+    fn drops_before_the_peer_s_key_is_known_are_not_authentication_failures() {
+        let suite = Suite::AesCm128HmacSha1_80;
+        let (real, stand_in) = (key(suite, 7), key(suite, 9));
+        let mut s = StreamCrypto::new(
+            Some(InboundContext::new(&stand_in, None).expect("inbound")),
+            None,
+        );
+        s.inbound_pending = true;
+        let mut sender = peer(&real, None);
+        let mut wire = |seq: u16| {
+            let plain = rtp(seq, b"early media");
+            let mut p = room(&plain);
+            let n = sender
+                .protect_rtp_in_place(&mut p, plain.len())
+                .expect("protect");
+            p.truncate(n);
+            p
+        };
+        let first = wire(1);
+        let mut buf = room(&first);
+        assert_eq!(
+            s.transform(StreamKind::Rtp, false, &mut buf, first.len()),
+            None
+        );
+        assert_eq!((s.counters.auth_failures, s.counters.other), (0, 1));
+        // The answer is processed: the real key.
+        s.set_inbound(Some(InboundContext::new(&real, None).expect("inbound")));
+        s.inbound_pending = false;
+        let second = wire(2);
+        let mut buf = room(&second);
+        assert!(
+            s.transform(StreamKind::Rtp, false, &mut buf, second.len())
+                .is_some()
+        );
+        let mut bad = wire(3);
+        let n = bad.len();
+        bad[14] ^= 1;
+        let mut buf = room(&bad);
+        assert_eq!(s.transform(StreamKind::Rtp, false, &mut buf, n), None);
+        assert_eq!((s.counters.auth_failures, s.counters.other), (1, 1));
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod dataplane {
                         &format_args!("<{} bytes>", self.relay_key.len()),
                     )
                     .field("relay_mki_length", &self.relay_mki_length)
+                    .field("peer_key_pending", &self.peer_key_pending)
                     .finish()
             }
         }

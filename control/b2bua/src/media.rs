@@ -19,6 +19,8 @@ pub struct SrtpKeys {
     pub peer_mki: Option<Mki>,
     pub relay: MasterKey,
     pub relay_mki: Option<Mki>,
+    /// `peer` stands in for a key not known yet (the peer's answer has not come).
+    pub peer_pending: bool,
 }
 
 impl SrtpKeys {
@@ -30,6 +32,7 @@ impl SrtpKeys {
             peer_mki: peer.mki,
             relay: ours.key.clone(),
             relay_mki: ours.mki,
+            peer_pending: false,
         }
     }
 }

@@ -149,6 +149,7 @@ fn placeholder() -> Result<SrtpKeys, Refused> {
         peer_mki: None,
         relay: key()?,
         relay_mki: None,
+        peer_pending: true,
     })
 }
 

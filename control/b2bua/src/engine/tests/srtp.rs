@@ -1121,6 +1121,16 @@ fn an_srtp_stream_added_mid_call_is_keyed_per_leg() {
     let a = r.msg(reinvite(9, "re-s40b", &savp).as_bytes(), fe());
     let (cid, reqs) = create(&a).expect("a session for the video");
     assert_eq!(reqs.len(), 1);
+    let pending = reqs[0]
+        .srtp
+        .iter()
+        .map(|k| k.as_ref().map(|k| k.peer_pending))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        pending,
+        [Some(false), Some(true)],
+        "the caller's key is known; the gateway's side holds a stand-in until its answer"
+    );
     assert!(
         reqs[0].srtp[0].is_some() && reqs[0].srtp[1].is_some(),
         "{:?}",
