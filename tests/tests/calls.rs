@@ -1582,3 +1582,37 @@ fn answer_on_udp_and_tcp() -> Seen {
     }
     seen
 }
+
+/// In-dialog requests through the B2BUA with SIPp on both sides (`uac_indialog.xml`,
+/// `uas_indialog.xml`): once answered, the caller sends INFO (DTMF as application/dtmf-relay),
+/// UPDATE without a body (a session refresh: answered by Mediator, it never reaches the
+/// gateway, whose scenario would not match it), REFER (the trunk's `refer_support` on, as by
+/// default) and NOTIFY (Event: refer, a sipfrag body); the gateway's scenario checks each that
+/// crosses arrives with its body and headers (Refer-To, Referred-By, Event,
+/// Subscription-State), answers it, and its answer reaches the caller (202 for the REFER); then
+/// the caller hangs up.
+#[tokio::test(flavor = "multi_thread")]
+async fn info_update_refer_and_notify_cross_the_b2bua() {
+    if !privileged("info_update_refer_and_notify_cross_the_b2bua") {
+        return;
+    }
+    let lab = CallLab::new("indialog").await.expect("call lab");
+    let gw = uas(&lab, 5060, "uas_indialog");
+    let uac = scenario("uac_indialog");
+    let run = lab
+        .from_pool("+14255550100", 1, &["-sf", &uac])
+        .expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "{run:?}\n{}\n{}",
+        gw.messages(),
+        lab.log()
+    );
+    let c = &lab.wait_recent(1).await.expect("recent")[0];
+    assert_eq!(
+        (c.status, c.end_reason.as_str()),
+        (200, "BYE from the pool side"),
+        "{c:?}"
+    );
+}

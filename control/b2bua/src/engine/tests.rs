@@ -105,6 +105,26 @@ impl Run {
         )
     }
 
+    /// The relays' answer for a second stream (a video session "v" at 30004–30007).
+    fn created_video(&mut self, call: CallId) -> Vec<Action> {
+        let anchor = |addr: &str, rtp_port| Anchor {
+            addr: addr.parse().expect("ip"),
+            rtp_port,
+            rtcp_port: rtp_port + 1,
+        };
+        let video = MediaAnswer {
+            session_id: "v".into(),
+            pool: Some(anchor("198.18.1.1", 30004)),
+            gateway: Some(anchor("198.18.2.1", 30006)),
+        };
+        self.e.on_media_created(
+            call,
+            "pool.lab.mediator",
+            Ok(vec![("relay".into(), video)]),
+            self.now,
+        )
+    }
+
     fn advance(&mut self, d: Duration) -> Vec<Action> {
         self.now += d;
         self.e.on_timer(&self.t, self.now)

@@ -519,25 +519,7 @@ fn a_stream_added_by_a_re_invite_is_anchored() {
         requests(&sent_to(&a, gw(5060, 5060))).is_empty(),
         "held until it exists"
     );
-    let video = MediaAnswer {
-        session_id: "v".into(),
-        pool: Some(Anchor {
-            addr: "198.18.1.1".parse().expect("ip"),
-            rtp_port: 30004,
-            rtcp_port: 30005,
-        }),
-        gateway: Some(Anchor {
-            addr: "198.18.2.1".parse().expect("ip"),
-            rtp_port: 30006,
-            rtcp_port: 30007,
-        }),
-    };
-    let a = r.e.on_media_created(
-        id,
-        "pool.lab.mediator",
-        Ok(vec![("relay".into(), video)]),
-        r.now,
-    );
+    let a = r.created_video(id);
     let re = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
     let body = String::from_utf8_lossy(re.body()).to_string();
     assert!(
@@ -616,25 +598,7 @@ fn a_stream_added_by_the_offer_in_a_2xx_to_a_re_invite_without_sdp_is_anchored()
     assert_eq!(reqs.len(), 1);
     assert_eq!(port(Some(reqs[0].gateway)), Some(7002));
     assert!(sent_to(&a, fe()).is_empty(), "the 2xx waits for it");
-    let video = MediaAnswer {
-        session_id: "v".into(),
-        pool: Some(Anchor {
-            addr: "198.18.1.1".parse().expect("ip"),
-            rtp_port: 30004,
-            rtcp_port: 30005,
-        }),
-        gateway: Some(Anchor {
-            addr: "198.18.2.1".parse().expect("ip"),
-            rtp_port: 30006,
-            rtcp_port: 30007,
-        }),
-    };
-    let a = r.e.on_media_created(
-        id,
-        "pool.lab.mediator",
-        Ok(vec![("relay".into(), video)]),
-        r.now,
-    );
+    let a = r.created_video(id);
     let ok2 = sent_to(&a, fe())
         .into_iter()
         .find(|m| m.status() == Some(200))

@@ -1136,25 +1136,7 @@ fn an_srtp_stream_added_mid_call_is_keyed_per_leg() {
         "{:?}",
         reqs[0].srtp.iter().map(Option::is_some).collect::<Vec<_>>()
     );
-    let video = MediaAnswer {
-        session_id: "v".into(),
-        pool: Some(Anchor {
-            addr: "198.18.1.1".parse().expect("ip"),
-            rtp_port: 30004,
-            rtcp_port: 30005,
-        }),
-        gateway: Some(Anchor {
-            addr: "198.18.2.1".parse().expect("ip"),
-            rtp_port: 30006,
-            rtcp_port: 30007,
-        }),
-    };
-    let a = r.e.on_media_created(
-        cid,
-        "pool.lab.mediator",
-        Ok(vec![("relay".into(), video)]),
-        r.now,
-    );
+    let a = r.created_video(cid);
     let re = requests(&sent_to(&a, gw_tls()))[0].clone();
     let to_gw = body(&re);
     assert!(to_gw.contains("m=video 30006 RTP/SAVP"), "{to_gw}");
