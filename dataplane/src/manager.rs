@@ -1359,7 +1359,16 @@ impl Dataplane {
                     .unwrap_or(0)
                     .max(u)
             })
-            .filter(|&last| last > since)
+            // Muxed RTCP is known to the second (`rtcp_seen_ns` is its end): it arms the watch
+            // only when that second began after `since`, never from RTCP before an update.
+            .filter(|&last| {
+                let seen_from = if mux {
+                    last.saturating_sub(1_000_000_000)
+                } else {
+                    last
+                };
+                seen_from > since
+            })
             .collect();
         let Some(&oldest) = armed.iter().min() else {
             // Not armed: nothing can fire before a timeout from now.

@@ -652,6 +652,10 @@ impl Engine {
                 early: EarlyOffer::None,
                 early_held: None,
                 media_generation: 0,
+                orphan_create: false,
+                deferred_create: None,
+                early_tag: None,
+                early_reliable: false,
                 media_settings: None,
                 sec: None,
                 a_policy,
@@ -1056,7 +1060,16 @@ impl Engine {
                             );
                             return;
                         }
+                        // Another early dialog's offer after a reliable one: the caller answers
+                        // that one in its PRACK; this one's provisional goes on without SDP.
+                        EarlyOffer::Sent
+                            if call.early_reliable && m.summary.to_tag != call.early_tag =>
+                        {
+                            None
+                        }
                         EarlyOffer::Sent if is_sdp(&m) => {
+                            let tag = m.summary.to_tag.clone();
+                            call.early_tag = tag;
                             match self.early_offer_body(id, &m, out) {
                                 Ok(b) => Some(b),
                                 Err(why) => {
@@ -1651,6 +1664,37 @@ impl Engine {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        // A 2xx from that side held while streams its offer adds were being anchored: ACKed
+        // first, its offer answered with every stream rejected (RFC 3261 §13.2.2.4).
+        let held = call
+            .adding
+            .as_mut()
+            .filter(|a| a.side == to)
+            .and_then(|a| a.answer.take());
+        if let Some((ok, _)) = held {
+            let answer = rejecting(ok.body());
+            let ack_branch = self.branch();
+            let Some(call) = self.calls.get_mut(&id) else {
+                return;
+            };
+            if let Some(leg) = call.leg_mut(to)
+                && let Ok(ack) = leg.request(
+                    "ACK",
+                    &ack_branch,
+                    Some(ok.summary.cseq),
+                    &[],
+                    answer.as_deref().map(|b| (SDP, b)),
+                )
+            {
+                out.push(Action::Send {
+                    to: leg.next_hop(),
+                    bytes: ack.to_bytes(),
+                });
+            }
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         // RFC 4028 §7.1: every request but ACK on a leg with session timers says `timer`.
         let mut extra = extra.to_vec();
         if call.timers[slot(to)].is_some() {
@@ -1829,7 +1873,10 @@ impl Engine {
             && is_sdp(&m)
             && side == call.a_side
             && call.early == EarlyOffer::Sent;
-        if method == "PRACK" && is_sdp(&m) && call.anchored() && !prack_answer {
+        // Any other SDP in a PRACK is refused wherever Mediator handles media (anchored or not
+        // yet: passed raw, it would carry the peer's addresses and keys past the relay).
+        let bypass = call.target().is_some_and(|t| t.bypass);
+        if method == "PRACK" && is_sdp(&m) && !bypass && !prack_answer {
             self.reply(
                 &key,
                 &m,

@@ -207,6 +207,16 @@ pub(super) struct Call {
     /// How many times the call's sessions were made and given up (a failed attempt's early
     /// offer): new sessions get new ids, never racing the deletion of the old ones.
     pub(super) media_generation: u32,
+    /// Sessions asked for an early offer whose attempt was given up before the relays answered:
+    /// their answer is deleted on arrival. One creation is in flight per call at a time: sessions
+    /// asked meanwhile wait in `deferred_create`.
+    pub(super) orphan_create: bool,
+    pub(super) deferred_create: Option<Vec<MediaRequest>>,
+    /// The early dialog (the callee's To tag) whose offer the call's sessions were made from.
+    pub(super) early_tag: Option<String>,
+    /// That offer reached the caller in a reliable provisional (RFC 3262): the caller's answer
+    /// comes in its PRACK, and no other early dialog's offer may follow it there.
+    pub(super) early_reliable: bool,
     /// The trunk settings the call's sessions were made with: latching, RTCP dead-call
     /// detection on active and on held calls.
     pub(super) media_settings: Option<(bool, bool, bool)>,

@@ -139,6 +139,27 @@ impl Engine {
             }
             return out;
         };
+        if call.orphan_create {
+            // Asked for an attempt given up meanwhile: deleted; what was asked since goes now.
+            call.orphan_create = false;
+            if let Ok(sessions) = result {
+                out.push(Action::DeleteMedia {
+                    pool: pool.to_string(),
+                    sessions: sessions
+                        .into_iter()
+                        .map(|(r, s)| (r, s.session_id))
+                        .collect(),
+                });
+            }
+            if let Some(requests) = call.deferred_create.take() {
+                out.push(Action::CreateMedia {
+                    call: id,
+                    pool: call.pool.clone(),
+                    requests,
+                });
+            }
+            return out;
+        }
         if let Some(add) = call.adding.take() {
             self.streams_added(id, *add, result, &mut out, now);
             return out;
@@ -362,6 +383,7 @@ impl Engine {
             early = held == Held::Early,
             "a delayed offer: anchoring the callee's offer"
         );
+        call.early_tag = m.summary.to_tag.clone();
         match held {
             Held::Final => call.delayed = Some(Box::new(m)),
             Held::Early => {
@@ -376,6 +398,12 @@ impl Engine {
                 (None, Some(ok)) => self.answer_delayed(id, *ok, out, now),
                 (None, None) => {}
             }
+            return Ok(());
+        }
+        if call.orphan_create {
+            // The sessions of an attempt given up are still being made: these go once they are
+            // answered (and deleted).
+            call.deferred_create = Some(requests);
             return Ok(());
         }
         out.push(Action::CreateMedia {
@@ -444,6 +472,7 @@ impl Engine {
             Ok(body) => {
                 if let Some(call) = self.calls.get_mut(&id) {
                     call.early = EarlyOffer::Sent;
+                    call.early_reliable = p.header("rseq").is_some();
                 }
                 self.relay_provisional(id, &p, Some(body), out, now);
                 if let Some(ok) = ok {
@@ -500,6 +529,15 @@ impl Engine {
         let answered = call.early == EarlyOffer::Answered;
         call.early = EarlyOffer::None;
         let b_side = call.a_side.other();
+        let other_dialog = ok.summary.to_tag != call.early_tag;
+        if other_dialog && (answered || call.early_reliable || !is_sdp(&ok)) {
+            // Another early dialog answered than the one whose offer the caller has (and may
+            // have answered): the sessions point at that one's media, and this 2xx brings no
+            // offer Mediator may put in its place.
+            let why = "a 2xx from another early dialog than the one whose offer the caller has";
+            self.refuse_answer(id, 488, why, out, now);
+            return;
+        }
         let body = if answered {
             if is_sdp(&ok) && call.recv_sdp[slot(b_side)].as_deref() != Some(ok.body()) {
                 let why = "the callee's 2xx carries a new offer after its early offer was answered";
@@ -536,12 +574,28 @@ impl Engine {
     /// An attempt whose callee made an early offer is over (failover, a 422 retry): its sessions
     /// are deleted and the call is a delayed offer again, for the next INVITE without SDP.
     pub(super) fn forget_early_offer(&mut self, id: CallId, out: &mut Vec<Action>) {
+        let tag = self.token()[..10].to_string();
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         if call.early == EarlyOffer::None && call.offerer == call.a_side {
             return;
         }
+        if call.early == EarlyOffer::Anchoring {
+            // Its sessions are still being made: deleted when the relays answer, and the next
+            // ones get other ids.
+            call.orphan_create = true;
+            call.media_generation += 1;
+        }
+        if matches!(call.early, EarlyOffer::Sent | EarlyOffer::Answered) {
+            // The caller has this early dialog's offer (and may have answered it in a PRACK):
+            // the next trunk's goes to it in an early dialog of its own (a new To tag), as a
+            // fork's would, never as a second offer in this one (RFC 3262, RFC 3264).
+            self.dialogs.remove(&call.a.key());
+            call.a.local_tag = tag;
+            self.dialogs.insert(call.a.key(), (id, call.a_side));
+        }
+        call.early_tag = None;
         let sessions: Vec<(String, String)> = call
             .streams
             .drain(..)

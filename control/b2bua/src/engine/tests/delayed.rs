@@ -670,3 +670,225 @@ fn a_prack_answer_that_cannot_be_used_ends_the_attempt() {
     );
     assert!(ended(&a).is_some());
 }
+
+/// A trunk that fails while its early offer's sessions are still being made: the next INVITE
+/// goes at once; the late sessions are deleted when the relays answer, never joined and never
+/// the cause of a second INVITE; the next trunk's early offer waits for that answer if it comes
+/// first, then gets sessions of its own (other ids).
+#[test]
+fn a_failover_while_the_early_offer_is_anchored_discards_the_late_sessions() {
+    let mut r = Run::new("delayed-early-race-failover");
+    let without = String::from_utf8(invite_without_sdp("d14")).expect("utf8");
+    let a = r.msg(
+        without.replace("+14255550100", "+15555550100").as_bytes(),
+        fe(),
+    );
+    let first = requests(&sent_to(&a, gw(5062, 5062)))[0].clone();
+    let a = r.msg(
+        &provisional(&first, 183, Some(ANSWER), None),
+        gw(5062, 5062),
+    );
+    let id = created_call(&a);
+    let stale_id = a
+        .iter()
+        .find_map(|x| match x {
+            Action::CreateMedia { requests, .. } => Some(requests[0].session_id.clone()),
+            _ => None,
+        })
+        .expect("asked");
+    // The first trunk fails before the relays answer.
+    let a = r.msg(&respond(&first, 503, "gw1", None), gw(5062, 5062));
+    let second = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    assert!(second.body().is_empty());
+    // The next trunk offers early before the late answer comes: its sessions wait.
+    let moved = ANSWER.replace("7000", "7004");
+    let a = r.msg(
+        &provisional(&second, 183, Some(&moved), None),
+        gw(5060, 5060),
+    );
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::CreateMedia { .. })),
+        "one creation in flight per call"
+    );
+    // The late answer: deleted, and the waiting sessions asked now, with other ids.
+    let a = r.created(id);
+    assert!(
+        a.iter().any(|x| matches!(x, Action::DeleteMedia { .. })),
+        "the late sessions are deleted"
+    );
+    assert!(
+        requests(&sent_to(&a, gw(5060, 5060))).is_empty()
+            && requests(&sent_to(&a, gw(5062, 5062))).is_empty(),
+        "no INVITE goes again"
+    );
+    assert!(sent_to(&a, fe()).is_empty());
+    let asked = a
+        .iter()
+        .find_map(|x| match x {
+            Action::CreateMedia { requests, .. } => Some(requests[0].clone()),
+            _ => None,
+        })
+        .expect("the next trunk's sessions");
+    assert_eq!(port(Some(asked.gateway)), Some(7004));
+    assert_ne!(asked.session_id, stale_id);
+    let a = r.created(id);
+    let p = sent_to(&a, fe());
+    assert_eq!(
+        statuses(&p),
+        [183],
+        "the next trunk's early offer reaches the caller"
+    );
+}
+
+/// After the caller had the first trunk's early offer, the next trunk's reaches it in an early
+/// dialog of its own (a new To tag), as a fork's would — never as a second offer in the first.
+#[test]
+fn the_next_trunk_s_early_offer_comes_in_a_new_early_dialog() {
+    let mut r = Run::new("delayed-early-new-dialog");
+    let without = String::from_utf8(invite_without_sdp("d15")).expect("utf8");
+    let a = r.msg(
+        without.replace("+14255550100", "+15555550100").as_bytes(),
+        fe(),
+    );
+    let first = requests(&sent_to(&a, gw(5062, 5062)))[0].clone();
+    let a = r.msg(
+        &provisional(&first, 183, Some(ANSWER), None),
+        gw(5062, 5062),
+    );
+    let id = created_call(&a);
+    let a = r.created(id);
+    let tag1 = sent_to(&a, fe())[0].summary.to_tag.clone().expect("a tag");
+    let a = r.msg(&respond(&first, 503, "gw1", None), gw(5062, 5062));
+    let second = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let a = r.msg(
+        &provisional(&second, 183, Some(ANSWER), None),
+        gw(5060, 5060),
+    );
+    let id2 = created_call(&a);
+    let a = r.created(id2);
+    let p = sent_to(&a, fe());
+    assert_eq!(statuses(&p), [183]);
+    assert_ne!(p[0].summary.to_tag, Some(tag1), "a new early dialog");
+    let a = r.msg(&respond(&second, 200, "gw2", Some(ANSWER)), gw(5060, 5060));
+    let ok = sent_to(&a, fe())
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .expect("200");
+    assert_eq!(
+        ok.summary.to_tag, p[0].summary.to_tag,
+        "the 2xx in that dialog"
+    );
+    let a = r.msg(&ack_with(&ok, 7, Some(OFFER)), fe());
+    assert_eq!(methods(&sent_to(&a, gw(5060, 5060))), ["ACK"]);
+}
+
+/// A re-INVITE without SDP whose 2xx adds a stream, and a call that ends while its session is
+/// being made: the held 2xx is ACKed — its offer answered, every stream rejected — before the
+/// BYE to that side.
+#[test]
+fn a_held_2xx_is_acked_with_a_rejecting_answer_before_the_bye() {
+    let mut r = Run::new("add-stream-2xx-end");
+    let (_inv, ok) = answered(&mut r, "d16");
+    let a = r.msg(&fe_in_dialog("INVITE", &ok, 8, "re-d16"), fe());
+    let re = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let gw_video = format!(
+        "{}m=video 7002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n",
+        ANSWER.replace("o=- 2 2", "o=- 2 3")
+    );
+    let a = r.msg(&respond(&re, 200, "gw1", Some(&gw_video)), gw(5060, 5060));
+    let id = a
+        .iter()
+        .find_map(|x| match x {
+            Action::CreateMedia { call, .. } => Some(*call),
+            _ => None,
+        })
+        .expect("a session for the video");
+    let a = r.e.end_call(id, "operator", r.now).expect("ended");
+    let to_gw = sent_to(&a, gw(5060, 5060));
+    assert_eq!(methods(&to_gw), ["ACK", "BYE"], "ACKed before the BYE");
+    let body = String::from_utf8_lossy(to_gw[0].body()).to_string();
+    assert!(
+        body.contains("m=audio 0 ") && body.contains("m=video 0 "),
+        "{body}"
+    );
+}
+
+/// Forks and a reliable early offer: another early dialog's SDP does not follow it to the caller
+/// (a second offer there is not allowed), and a 2xx from that other dialog — whose media the
+/// sessions do not point at, with no offer to take instead — is refused; SDP in a PRACK that
+/// answers nothing is refused before anything is anchored too.
+#[test]
+fn another_fork_after_a_reliable_early_offer_is_kept_out() {
+    let mut r = Run::new("delayed-fork-reliable");
+    let without = String::from_utf8(invite_without_sdp("d17")).expect("utf8");
+    let with_100rel = without.replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nSupported: 100rel\r\n",
+    );
+    let a = r.msg(with_100rel.as_bytes(), fe());
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    // A reliable 180 without SDP first: the caller's PRACK with SDP answers nothing.
+    let a = r.msg(&provisional(&inv, 180, None, Some(1)), gw(5060, 5060));
+    let p180 = sent_to(&a, fe())[0].clone();
+    let prack = String::from_utf8(fe_in_dialog("PRACK", &p180, 8, "prack-d17"))
+        .expect("utf8")
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "RAck: 1 7 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{OFFER}",
+                OFFER.len()
+            ),
+        );
+    let a = r.msg(prack.as_bytes(), fe());
+    assert_eq!(
+        finals(&sent_to(&a, fe())),
+        [488],
+        "nothing to answer: refused"
+    );
+    assert!(sent_to(&a, gw(5060, 5060)).is_empty(), "never passed raw");
+    // Fork A offers reliably; fork B's SDP then does not reach the caller.
+    let fork_a = build_response(
+        &inv,
+        183,
+        "Session Progress",
+        "forkA",
+        &[
+            ("Contact", "<sip:gw@198.18.2.2:5060>".into()),
+            ("Require", "100rel".into()),
+            ("RSeq", "2".into()),
+        ],
+        Some(("application/sdp", ANSWER.as_bytes())),
+    );
+    let a = r.msg(&fork_a, gw(5060, 5060));
+    let id = created_call(&a);
+    let a = r.created(id);
+    assert!(!sent_to(&a, fe())[0].body().is_empty(), "fork A's offer");
+    let fork_b_sdp = ANSWER.replace("7000", "7008");
+    let fork_b = build_response(
+        &inv,
+        183,
+        "Session Progress",
+        "forkB",
+        &[("Contact", "<sip:gw@198.18.2.2:5060>".into())],
+        Some(("application/sdp", fork_b_sdp.as_bytes())),
+    );
+    let a = r.msg(&fork_b, gw(5060, 5060));
+    let p = sent_to(&a, fe());
+    assert_eq!(statuses(&p), [183]);
+    assert!(
+        p[0].body().is_empty(),
+        "no second offer in the caller's dialog"
+    );
+    // Fork B answers without SDP: refused (its media is not where the sessions point).
+    let ok_b = build_response(
+        &inv,
+        200,
+        "OK",
+        "forkB",
+        &[("Contact", "<sip:gw@198.18.2.2:5060>".into())],
+        None,
+    );
+    let a = r.msg(&ok_b, gw(5060, 5060));
+    assert_eq!(finals(&sent_to(&a, fe())), [488]);
+    assert_eq!(methods(&sent_to(&a, gw(5060, 5060))), ["ACK", "BYE"]);
+}
