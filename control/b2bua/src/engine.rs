@@ -1672,25 +1672,7 @@ impl Engine {
             .filter(|a| a.side == to)
             .and_then(|a| a.answer.take());
         if let Some((ok, _)) = held {
-            let answer = rejecting(ok.body());
-            let ack_branch = self.branch();
-            let Some(call) = self.calls.get_mut(&id) else {
-                return;
-            };
-            if let Some(leg) = call.leg_mut(to)
-                && let Ok(ack) = leg.request(
-                    "ACK",
-                    &ack_branch,
-                    Some(ok.summary.cseq),
-                    &[],
-                    answer.as_deref().map(|b| (SDP, b)),
-                )
-            {
-                out.push(Action::Send {
-                    to: leg.next_hop(),
-                    bytes: ack.to_bytes(),
-                });
-            }
+            self.ack_2xx(id, to, ok.summary.cseq, rejecting(ok.body()), out);
         }
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -1709,6 +1691,36 @@ impl Engine {
         }
     }
 
+    /// ACKs the 2xx numbered `cseq` on the leg facing `to`, with `answer` (an SDP) when its offer
+    /// must be answered. `false` when the call or leg is gone.
+    fn ack_2xx(
+        &mut self,
+        id: CallId,
+        to: Side,
+        cseq: u32,
+        answer: Option<Vec<u8>>,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let branch = self.branch();
+        let Some(leg) = self.calls.get_mut(&id).and_then(|c| c.leg_mut(to)) else {
+            return false;
+        };
+        let Ok(ack) = leg.request(
+            "ACK",
+            &branch,
+            Some(cseq),
+            &[],
+            answer.as_deref().map(|b| (SDP, b)),
+        ) else {
+            return false;
+        };
+        out.push(Action::Send {
+            to: leg.next_hop(),
+            bytes: ack.to_bytes(),
+        });
+        true
+    }
+
     /// The callee answered with SDP Mediator cannot use (a policy it fails, a stream it cannot
     /// anchor, a delayed offer the relays could not anchor): its 2xx is acknowledged and its
     /// dialog hung up, and the caller, which has had no final response yet, gets `status` (488,
@@ -1722,25 +1734,13 @@ impl Engine {
         now: Instant,
     ) {
         tracing::info!(call = id, why, "the answer is refused");
-        let branch = self.branch();
         if let Some(call) = self.calls.get_mut(&id)
             && let Some(p) = call.pending_ack.take()
-            && let answer = call.offer_in_2xx.take().and_then(|o| rejecting(&o))
-            && let Some(leg) = call.leg_mut(p.to)
-            && let Ok(ack) = leg.request(
-                "ACK",
-                &branch,
-                Some(p.cseq),
-                &[],
-                answer.as_deref().map(|b| (SDP, b)),
-            )
         {
-            out.push(Action::Send {
-                to: leg.next_hop(),
-                bytes: ack.to_bytes(),
-            });
-            let to = p.to;
-            self.send_bye(id, to, out, now);
+            let answer = call.offer_in_2xx.take().and_then(|o| rejecting(&o));
+            if self.ack_2xx(id, p.to, p.cseq, answer, out) {
+                self.send_bye(id, p.to, out, now);
+            }
         }
         self.fail(id, status, why, out, now);
     }
@@ -1771,7 +1771,6 @@ impl Engine {
         );
         let step = self.layer.respond(skey, 488, bytes, now);
         emit(out, step);
-        let branch = self.branch();
         // RFC 3261 §13.2.2.4: an offer in the 2xx (to a re-INVITE without SDP) is answered in
         // the ACK, every stream rejected, before the BYE.
         let answer = (!is_sdp(sreq) && is_sdp(m))
@@ -1779,21 +1778,8 @@ impl Engine {
             .flatten();
         if let Some(call) = self.calls.get_mut(&id) {
             call.abandon_offer();
-            if m.method().is_none()
-                && m.summary.cseq_method.eq_ignore_ascii_case("INVITE")
-                && let Some(leg) = call.leg_mut(to)
-                && let Ok(ack) = leg.request(
-                    "ACK",
-                    &branch,
-                    Some(m.summary.cseq),
-                    &[],
-                    answer.as_deref().map(|b| (SDP, b)),
-                )
-            {
-                out.push(Action::Send {
-                    to: leg.next_hop(),
-                    bytes: ack.to_bytes(),
-                });
+            if m.method().is_none() && m.summary.cseq_method.eq_ignore_ascii_case("INVITE") {
+                self.ack_2xx(id, to, m.summary.cseq, answer, out);
             }
         }
         self.hangup(id, 488, why, out, now);

@@ -4,6 +4,17 @@
 
 use super::*;
 
+/// Deletes sessions the relays made that no call will use.
+fn delete_made(pool: &str, sessions: Vec<(String, MediaAnswer)>) -> Action {
+    Action::DeleteMedia {
+        pool: pool.to_string(),
+        sessions: sessions
+            .into_iter()
+            .map(|(r, s)| (r, s.session_id))
+            .collect(),
+    }
+}
+
 /// Where a stream's peer receives, as the media request says it.
 pub(super) fn remote(s: &crate::sdp::Stream) -> Remote {
     Remote {
@@ -129,13 +140,7 @@ impl Engine {
         let Some(call) = self.calls.get_mut(&id) else {
             // The caller went away meanwhile: the sessions are not needed.
             if let Ok(sessions) = result {
-                out.push(Action::DeleteMedia {
-                    pool: pool.to_string(),
-                    sessions: sessions
-                        .into_iter()
-                        .map(|(r, s)| (r, s.session_id))
-                        .collect(),
-                });
+                out.push(delete_made(pool, sessions));
             }
             return out;
         };
@@ -143,13 +148,7 @@ impl Engine {
             // Asked for an attempt given up meanwhile: deleted; what was asked since goes now.
             call.orphan_create = false;
             if let Ok(sessions) = result {
-                out.push(Action::DeleteMedia {
-                    pool: pool.to_string(),
-                    sessions: sessions
-                        .into_iter()
-                        .map(|(r, s)| (r, s.session_id))
-                        .collect(),
-                });
+                out.push(delete_made(pool, sessions));
             }
             if let Some(requests) = call.deferred_create.take() {
                 out.push(Action::CreateMedia {
