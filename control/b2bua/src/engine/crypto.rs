@@ -252,6 +252,16 @@ impl Sec {
         Ok(())
     }
 
+    /// Whether any stream uses, plans or keyed SRTP on either leg.
+    pub(super) fn any_srtp(&self) -> bool {
+        self.passthrough
+            || self.streams.iter().any(|s| {
+                s.legs
+                    .iter()
+                    .any(|l| l.keyed || is_srtp(&l.used) || l.plan.as_ref().is_some_and(|p| p.savp))
+            })
+    }
+
     /// Every stream of the caller uses SRTP: the condition for passthrough on its side.
     pub(super) fn caller_all_srtp(&self, a_side: Side) -> bool {
         !self.streams.is_empty()

@@ -645,20 +645,35 @@ impl Engine {
             self.fail(id, r.status, &r.reason, out, now);
             return;
         }
+        let tag = self.token()[..10].to_string();
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         let t = &call.targets[i];
         let settings = (t.latching, t.rtcp_active, t.rtcp_on_hold);
+        let caller_has_sdp = call.sent_sdp[slot(call.a_side)].is_some();
+        // A caller that has the sessions' addresses (early SDP of the last trunk) gets new ones
+        // only in an early dialog of its own, and only on a plain call: SRTP keys stay with the
+        // sessions they were made for.
+        let plain = call.sec.as_ref().is_none_or(|s| !s.any_srtp());
         if !t.bypass
             && !call.streams.is_empty()
             && call.media_settings.is_some_and(|s| s != settings)
-            && call.sent_sdp[slot(call.a_side)].is_none()
+            && (!caller_has_sdp || plain)
         {
-            // The sessions were made with the last trunk's latching and RTCP settings, and the
-            // caller has not been sent their addresses yet: made again for this trunk (new ids,
-            // never racing the old ones' deletion).
+            // The sessions were made with the last trunk's latching and RTCP settings: made
+            // again for this trunk (new ids, never racing the old ones' deletion).
             tracing::info!(call = id, trunk = %t.trunk, "the next trunk handles media otherwise: its sessions are made anew");
+            if caller_has_sdp {
+                // Its answer reaches the caller in a new early dialog (as a fork's would).
+                self.dialogs.remove(&call.a.key());
+                call.a.local_tag = tag;
+                self.dialogs.insert(call.a.key(), (id, call.a_side));
+                let b = slot(call.a_side.other());
+                call.sent_sdp[slot(call.a_side)] = None;
+                call.sent_offer[slot(call.a_side)] = false;
+                call.recv_sdp[b] = None;
+            }
             let sessions: Vec<(String, String)> = call
                 .streams
                 .drain(..)

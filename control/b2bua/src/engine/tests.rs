@@ -1427,3 +1427,42 @@ fn a_mux_offer_answered_without_mux_keeps_the_session_s_one_port() {
         "no separate RTCP address on a muxed session"
     );
 }
+
+/// The same failover after the first trunk's early SDP reached the caller (a plain call): the
+/// sessions are still made anew for the next trunk, whose answer reaches the caller in an early
+/// dialog of its own (a new To tag), as a fork's would.
+#[test]
+fn a_failover_after_early_sdp_makes_sessions_anew_in_a_new_early_dialog() {
+    let mut r = Run::new("failover-settings-early");
+    r.t.configs
+        .get_mut("trunk:198.18.2.2")
+        .expect("the lab gateway's own configuration")
+        .value
+        .settings
+        .rtp_latching = Some(true);
+    let a = r.msg(&invite("+15555550100", "fs2"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let first = requests(&sent_to(&a, gw(5062, 5062)))[0].clone();
+    let a = r.msg(&respond(&first, 183, "x1", Some(ANSWER)), gw(5062, 5062));
+    let early = sent_to(&a, fe());
+    assert_eq!(statuses(&early), [183]);
+    let tag1 = early[0].summary.to_tag.clone();
+    let a = r.msg(&respond(&first, 503, "x1", None), gw(5062, 5062));
+    assert!(a.iter().any(|x| matches!(x, Action::DeleteMedia { .. })));
+    let again = a
+        .iter()
+        .find_map(|x| match x {
+            Action::CreateMedia { requests, .. } => Some(requests[0].clone()),
+            _ => None,
+        })
+        .expect("sessions made anew");
+    assert!(again.latching);
+    let a = r.created(id);
+    let second = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let a = r.msg(&respond(&second, 183, "x2", Some(ANSWER)), gw(5060, 5060));
+    let p = sent_to(&a, fe());
+    assert_eq!(statuses(&p), [183]);
+    assert_ne!(p[0].summary.to_tag, tag1, "a new early dialog");
+    assert!(String::from_utf8_lossy(p[0].body()).contains("m=audio 30000 "));
+}
