@@ -280,20 +280,22 @@ impl Engine {
         let mut out = Vec::new();
         // A response over a TCP connection Mediator opened to a UDP trunk's gateway for a large
         // request (`large_requests_over_tcp`) comes from that gateway on TCP.
-        let moved_response = from.transport == mediator_sip::Transport::Tcp
-            && bytes.starts_with(b"SIP/2.0 ")
-            && matches!(
-                identify(
-                    topo,
-                    &self.dns,
-                    &Peer {
-                        transport: mediator_sip::Transport::Udp,
-                        ..from
-                    }
-                ),
-                Some(Origin::Gateway { .. })
-            );
-        if !moved_response && identify(topo, &self.dns, &from).is_none() {
+        let moved_response = || {
+            from.transport == mediator_sip::Transport::Tcp
+                && bytes.starts_with(b"SIP/2.0 ")
+                && matches!(
+                    identify(
+                        topo,
+                        &self.dns,
+                        &Peer {
+                            transport: mediator_sip::Transport::Udp,
+                            ..from
+                        }
+                    ),
+                    Some(Origin::Gateway { .. })
+                )
+        };
+        if identify(topo, &self.dns, &from).is_none() && !moved_response() {
             // Not a configured peer: a request is refused without a transaction, anything else
             // is dropped.
             if let Ok(m) = Message::parse(bytes)
@@ -1041,11 +1043,6 @@ impl Engine {
                     let body = match call.early {
                         EarlyOffer::None if is_sdp(&m) && call.delayed.is_none() => {
                             if let Err(why) = self.delayed_offer(id, m, Held::Early, out, now) {
-                                tracing::info!(
-                                    call = id,
-                                    why,
-                                    "the callee's early offer is refused"
-                                );
                                 self.refuse_early(id, 488, &why, out, now);
                             }
                             return;
@@ -1073,11 +1070,6 @@ impl Engine {
                             match self.early_offer_body(id, &m, out) {
                                 Ok(b) => Some(b),
                                 Err(why) => {
-                                    tracing::info!(
-                                        call = id,
-                                        why,
-                                        "the callee's early offer is refused"
-                                    );
                                     self.refuse_early(id, 488, &why, out, now);
                                     return;
                                 }
@@ -1094,7 +1086,6 @@ impl Engine {
                     Err(why) => {
                         // An early answer Mediator cannot use: the attempt is CANCELled and
                         // the caller gets 488 (with 100rel the 2xx may carry no SDP at all).
-                        tracing::info!(call = id, why, "the early answer is refused");
                         self.refuse_early(id, 488, &why, out, now);
                         return;
                     }
@@ -1370,6 +1361,7 @@ impl Engine {
         out: &mut Vec<Action>,
         now: Instant,
     ) {
+        tracing::info!(call = id, why, "the callee's early SDP is refused");
         if let Some(call) = self.calls.get_mut(&id)
             && let Some(att) = call.attempt.take()
         {

@@ -393,6 +393,24 @@ impl Call {
         }
     }
 
+    /// Gives the call's sessions up: their deletion (none when it has none), and new ids for
+    /// any made again, so a creation never races the deletion.
+    pub(super) fn give_up_sessions(&mut self) -> Option<Action> {
+        if self.streams.is_empty() {
+            return None;
+        }
+        let sessions = self
+            .streams
+            .drain(..)
+            .map(|s| (s.relay, s.session_id))
+            .collect();
+        self.media_generation += 1;
+        Some(Action::DeleteMedia {
+            pool: self.pool.clone(),
+            sessions,
+        })
+    }
+
     pub(super) fn anchored(&self) -> bool {
         !self.streams.is_empty() && !self.target().is_some_and(|t| t.bypass)
     }

@@ -573,7 +573,6 @@ impl Engine {
     /// An attempt whose callee made an early offer is over (failover, a 422 retry): its sessions
     /// are deleted and the call is a delayed offer again, for the next INVITE without SDP.
     pub(super) fn forget_early_offer(&mut self, id: CallId, out: &mut Vec<Action>) {
-        let tag = self.token()[..10].to_string();
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -586,27 +585,12 @@ impl Engine {
             call.orphan_create = true;
             call.media_generation += 1;
         }
-        if matches!(call.early, EarlyOffer::Sent | EarlyOffer::Answered) {
-            // The caller has this early dialog's offer (and may have answered it in a PRACK):
-            // the next trunk's goes to it in an early dialog of its own (a new To tag), as a
-            // fork's would, never as a second offer in this one (RFC 3262, RFC 3264).
-            self.dialogs.remove(&call.a.key());
-            call.a.local_tag = tag;
-            self.dialogs.insert(call.a.key(), (id, call.a_side));
-        }
+        // The caller has this early dialog's offer (and may have answered it in a PRACK): the
+        // next trunk's goes to it in an early dialog of its own, never as a second offer in this
+        // one (RFC 3262, RFC 3264).
+        let new_dialog = matches!(call.early, EarlyOffer::Sent | EarlyOffer::Answered);
         call.early_tag = None;
-        let sessions: Vec<(String, String)> = call
-            .streams
-            .drain(..)
-            .map(|s| (s.relay, s.session_id))
-            .collect();
-        if !sessions.is_empty() {
-            out.push(Action::DeleteMedia {
-                pool: call.pool.clone(),
-                sessions,
-            });
-            call.media_generation += 1;
-        }
+        out.extend(call.give_up_sessions());
         call.offer = None;
         call.offerer = call.a_side;
         call.sec = None;
@@ -616,6 +600,21 @@ impl Engine {
         call.sent_sdp = [None, None];
         call.sent_offer = [false; 2];
         call.pending_sdp = None;
+        if new_dialog {
+            self.new_caller_dialog(id);
+        }
+    }
+
+    /// The caller's next early SDP goes in an early dialog of its own (a new To tag on its leg),
+    /// as a fork's would.
+    pub(super) fn new_caller_dialog(&mut self, id: CallId) {
+        let tag = self.token()[..10].to_string();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        self.dialogs.remove(&call.a.key());
+        call.a.local_tag = tag;
+        self.dialogs.insert(call.a.key(), (id, call.a_side));
     }
 
     /// The SDP of a message from `from`'s side, re-pointed at the relay for the other side and

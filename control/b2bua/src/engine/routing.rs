@@ -645,7 +645,6 @@ impl Engine {
             self.fail(id, r.status, &r.reason, out, now);
             return;
         }
-        let tag = self.token()[..10].to_string();
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -664,27 +663,19 @@ impl Engine {
             // The sessions were made with the last trunk's latching and RTCP settings: made
             // again for this trunk (new ids, never racing the old ones' deletion).
             tracing::info!(call = id, trunk = %t.trunk, "the next trunk handles media otherwise: its sessions are made anew");
+            out.extend(call.give_up_sessions());
             if caller_has_sdp {
                 // Its answer reaches the caller in a new early dialog (as a fork's would).
-                self.dialogs.remove(&call.a.key());
-                call.a.local_tag = tag;
-                self.dialogs.insert(call.a.key(), (id, call.a_side));
                 let b = slot(call.a_side.other());
                 call.sent_sdp[slot(call.a_side)] = None;
                 call.sent_offer[slot(call.a_side)] = false;
                 call.recv_sdp[b] = None;
+                self.new_caller_dialog(id);
             }
-            let sessions: Vec<(String, String)> = call
-                .streams
-                .drain(..)
-                .map(|s| (s.relay, s.session_id))
-                .collect();
-            out.push(Action::DeleteMedia {
-                pool: call.pool.clone(),
-                sessions,
-            });
-            call.media_generation += 1;
         }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         if !call.targets[i].bypass && call.streams.is_empty() {
             let requests = match self.session_requests(id) {
                 Ok(r) => r,

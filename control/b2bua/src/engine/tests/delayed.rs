@@ -28,6 +28,31 @@ fn ack_with(ok: &Message, cseq: u32, sdp: Option<&str>) -> Vec<u8> {
     }
 }
 
+/// The lab INVITE from the Front End without a body, offering `100rel`.
+fn invite_100rel_without_sdp(call_id: &str) -> Vec<u8> {
+    String::from_utf8(invite_without_sdp(call_id))
+        .expect("utf8")
+        .replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nSupported: 100rel\r\n",
+        )
+        .into_bytes()
+}
+
+/// The Front End's PRACK (RAck 1 7 INVITE) of the reliable provisional `p`, with `sdp`.
+fn prack_with(p: &Message, branch: &str, sdp: &str) -> Vec<u8> {
+    String::from_utf8(fe_in_dialog("PRACK", p, 8, branch))
+        .expect("utf8")
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "RAck: 1 7 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            ),
+        )
+        .into_bytes()
+}
+
 fn updates(actions: &[Action]) -> Vec<&MediaUpdate> {
     actions
         .iter()
@@ -200,12 +225,7 @@ fn a_200_that_comes_while_the_early_offer_is_anchored_follows_its_183() {
 #[test]
 fn a_reliable_183_s_early_offer_is_answered_in_the_prack() {
     let mut r = Run::new("delayed-prack");
-    let without = String::from_utf8(invite_without_sdp("d7")).expect("utf8");
-    let with_100rel = without.replace(
-        "Max-Forwards: 70\r\n",
-        "Max-Forwards: 70\r\nSupported: 100rel\r\n",
-    );
-    let a = r.msg(with_100rel.as_bytes(), fe());
+    let a = r.msg(&invite_100rel_without_sdp("d7"), fe());
     let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
     assert!(
         inv.header("supported")
@@ -224,16 +244,8 @@ fn a_reliable_183_s_early_offer_is_answered_in_the_prack() {
     assert!(String::from_utf8_lossy(p[0].body()).contains("m=audio 30000 "));
     // The caller's PRACK brings its answer: the session learns where it receives, and the
     // PRACK goes on with the answer anchored.
-    let prack = String::from_utf8(fe_in_dialog("PRACK", &p[0], 8, "prack-d7"))
-        .expect("utf8")
-        .replace(
-            "Content-Length: 0\r\n\r\n",
-            &format!(
-                "RAck: 1 7 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{OFFER}",
-                OFFER.len()
-            ),
-        );
-    let a = r.msg(prack.as_bytes(), fe());
+    let prack = prack_with(&p[0], "prack-d7", OFFER);
+    let a = r.msg(&prack, fe());
     assert!(
         updates(&a).iter().any(|u| port(u.pool) == Some(6000)),
         "the session learns the caller's address from the PRACK"
@@ -637,12 +649,7 @@ fn a_stream_added_by_the_offer_in_a_2xx_to_a_re_invite_without_sdp_is_anchored()
 #[test]
 fn a_prack_answer_that_cannot_be_used_ends_the_attempt() {
     let mut r = Run::new("delayed-prack-bad");
-    let without = String::from_utf8(invite_without_sdp("d13")).expect("utf8");
-    let with_100rel = without.replace(
-        "Max-Forwards: 70\r\n",
-        "Max-Forwards: 70\r\nSupported: 100rel\r\n",
-    );
-    let a = r.msg(with_100rel.as_bytes(), fe());
+    let a = r.msg(&invite_100rel_without_sdp("d13"), fe());
     let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
     let a = r.msg(
         &provisional(&inv, 183, Some(ANSWER), Some(1)),
@@ -652,16 +659,8 @@ fn a_prack_answer_that_cannot_be_used_ends_the_attempt() {
     let a = r.created(id);
     let p = sent_to(&a, fe())[0].clone();
     let bad = "v=0\r\nthis is not SDP\r\n";
-    let prack = String::from_utf8(fe_in_dialog("PRACK", &p, 8, "prack-d13"))
-        .expect("utf8")
-        .replace(
-            "Content-Length: 0\r\n\r\n",
-            &format!(
-                "RAck: 1 7 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{bad}",
-                bad.len()
-            ),
-        );
-    let a = r.msg(prack.as_bytes(), fe());
+    let prack = prack_with(&p, "prack-d13", bad);
+    let a = r.msg(&prack, fe());
     let to_fe = statuses(&sent_to(&a, fe()));
     assert!(to_fe.contains(&488), "{to_fe:?}");
     assert!(
@@ -820,26 +819,13 @@ fn a_held_2xx_is_acked_with_a_rejecting_answer_before_the_bye() {
 #[test]
 fn another_fork_after_a_reliable_early_offer_is_kept_out() {
     let mut r = Run::new("delayed-fork-reliable");
-    let without = String::from_utf8(invite_without_sdp("d17")).expect("utf8");
-    let with_100rel = without.replace(
-        "Max-Forwards: 70\r\n",
-        "Max-Forwards: 70\r\nSupported: 100rel\r\n",
-    );
-    let a = r.msg(with_100rel.as_bytes(), fe());
+    let a = r.msg(&invite_100rel_without_sdp("d17"), fe());
     let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
     // A reliable 180 without SDP first: the caller's PRACK with SDP answers nothing.
     let a = r.msg(&provisional(&inv, 180, None, Some(1)), gw(5060, 5060));
     let p180 = sent_to(&a, fe())[0].clone();
-    let prack = String::from_utf8(fe_in_dialog("PRACK", &p180, 8, "prack-d17"))
-        .expect("utf8")
-        .replace(
-            "Content-Length: 0\r\n\r\n",
-            &format!(
-                "RAck: 1 7 INVITE\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{OFFER}",
-                OFFER.len()
-            ),
-        );
-    let a = r.msg(prack.as_bytes(), fe());
+    let prack = prack_with(&p180, "prack-d17", OFFER);
+    let a = r.msg(&prack, fe());
     assert_eq!(
         finals(&sent_to(&a, fe())),
         [488],
