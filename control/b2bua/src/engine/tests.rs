@@ -61,6 +61,20 @@ fn fe_in_dialog(method: &str, ok: &Message, cseq: u32, branch: &str) -> Vec<u8> 
     .into_bytes()
 }
 
+/// [`fe_in_dialog`] with a Contact and `sdp` as its body.
+fn fe_in_dialog_sdp(method: &str, ok: &Message, cseq: u32, branch: &str, sdp: &str) -> Vec<u8> {
+    String::from_utf8(fe_in_dialog(method, ok, cseq, branch))
+        .expect("utf8")
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Contact: <sip:fe@198.18.1.2:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            ),
+        )
+        .into_bytes()
+}
+
 struct Run {
     e: Engine,
     t: Topology,

@@ -718,19 +718,10 @@ fn a_refused_re_offer_changes_nothing() {
     );
     let ok = sent_to(&a, fe())[0].clone();
     r.msg(&fe_in_dialog("ACK", &ok, 7, "ack-s8"), fe());
-    let reinvite = |cseq: u32, branch: &str, offer: &str| {
-        String::from_utf8(fe_in_dialog("INVITE", &ok, cseq, branch))
-            .expect("utf8")
-            .replace(
-                "Content-Length: 0\r\n\r\n",
-                &format!(
-                    "Contact: <sip:fe@198.18.1.2:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
-                    offer.len()
-                ),
-            )
-    };
+    let reinvite =
+        |cseq: u32, branch: &str, offer: &str| fe_in_dialog_sdp("INVITE", &ok, cseq, branch, offer);
     let a = r.msg(
-        reinvite(8, "re-s8", &fe_offer("RTP/SAVP", &[lync(1, FE_KEY2)])).as_bytes(),
+        &reinvite(8, "re-s8", &fe_offer("RTP/SAVP", &[lync(1, FE_KEY2)])),
         fe(),
     );
     let re = requests(&sent_to(&a, gw_tls()))[0].clone();
@@ -744,12 +735,11 @@ fn a_refused_re_offer_changes_nothing() {
     );
     // The next re-offer (same key) is answered with Mediator's same key: the session is intact.
     let a = r.msg(
-        reinvite(
+        &reinvite(
             9,
             "re2-s8",
             &fe_offer("RTP/SAVP", &[lync(1, FE_KEY)]).replace("o=- 1 1 ", "o=- 1 2 "),
-        )
-        .as_bytes(),
+        ),
         fe(),
     );
     let re = requests(&sent_to(&a, gw_tls()))[0].clone();
@@ -895,22 +885,14 @@ fn an_in_dialog_answer_that_fails_the_policy_ends_the_call_and_prack_sdp_is_refu
     let ok = sent_to(&a, fe())[0].clone();
     r.msg(&fe_in_dialog("ACK", &ok, 7, "ack-s13"), fe());
     let with_sdp = |method: &str, cseq: u32, branch: &str, offer: &str| {
-        String::from_utf8(fe_in_dialog(method, &ok, cseq, branch))
-            .expect("utf8")
-            .replace(
-                "Content-Length: 0\r\n\r\n",
-                &format!(
-                    "Contact: <sip:fe@198.18.1.2:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
-                    offer.len()
-                ),
-            )
+        fe_in_dialog_sdp(method, &ok, cseq, branch, offer)
     };
     let offer = fe_offer("RTP/SAVP", &[lync(1, FE_KEY)]);
-    let a = r.msg(with_sdp("PRACK", 8, "prack-s13", &offer).as_bytes(), fe());
+    let a = r.msg(&with_sdp("PRACK", 8, "prack-s13", &offer), fe());
     assert_eq!(statuses(&sent_to(&a, fe())), [488], "SDP in PRACK");
     // A new version of the same offer (the same bytes again would be a session refresh).
     let reoffer = offer.replace("o=- 1 1 ", "o=- 1 2 ");
-    let a = r.msg(with_sdp("INVITE", 9, "re-s13", &reoffer).as_bytes(), fe());
+    let a = r.msg(&with_sdp("INVITE", 9, "re-s13", &reoffer), fe());
     let re = requests(&sent_to(&a, gw_tls()))[0].clone();
     // The gateway answers the re-offer in clear.
     let a = r.msg(
@@ -1100,25 +1082,16 @@ fn an_srtp_stream_added_mid_call_is_keyed_per_leg() {
         }
         s
     };
-    let reinvite = |cseq: u32, branch: &str, sdp: &str| {
-        String::from_utf8(fe_in_dialog("INVITE", &ok, cseq, branch))
-            .expect("utf8")
-            .replace(
-                "Content-Length: 0\r\n\r\n",
-                &format!(
-                    "Contact: <sip:fe@198.18.1.2:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-                    sdp.len()
-                ),
-            )
-    };
+    let reinvite =
+        |cseq: u32, branch: &str, sdp: &str| fe_in_dialog_sdp("INVITE", &ok, cseq, branch, sdp);
     // A plain video stream on a leg that requires SRTP: refused, nothing made.
     let plain = with_video(&offer, "RTP/AVP", &[]);
-    let a = r.msg(reinvite(8, "re-s40a", &plain).as_bytes(), fe());
+    let a = r.msg(&reinvite(8, "re-s40a", &plain), fe());
     assert_eq!(finals(&sent_to(&a, fe())), [488]);
     assert!(create(&a).is_none());
     // An SRTP video stream: a session with keys on both sides.
     let savp = with_video(&offer, "RTP/SAVP", &[lync(1, FE_KEY2)]);
-    let a = r.msg(reinvite(9, "re-s40b", &savp).as_bytes(), fe());
+    let a = r.msg(&reinvite(9, "re-s40b", &savp), fe());
     let (cid, reqs) = create(&a).expect("a session for the video");
     assert_eq!(reqs.len(), 1);
     let pending = reqs[0]

@@ -665,23 +665,11 @@ fn a_refresh_answer_that_moves_the_media_is_followed_and_requests_say_timer() {
 fn a_2xx_awaiting_its_ack_on_each_leg_is_retransmitted_on_its_own() {
     let mut r = timers(false);
     let (inv, ok) = answered(&mut r, "rx1");
-    let with_sdp = |bytes: Vec<u8>, sdp: &str| {
-        String::from_utf8(bytes)
-            .expect("utf8")
-            .replace(
-                "Content-Length: 0\r\n\r\n",
-                &format!(
-                    "Contact: <sip:fe@198.18.1.2:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-                    sdp.len()
-                ),
-            )
-            .into_bytes()
-    };
     // The caller re-offers; the gateway answers; the 200 reaches the caller, which does not
     // ACK yet.
     let fe_offer = OFFER.replace("o=- 1 1", "o=- 1 2").replace("6000", "6002");
     let a = r.msg(
-        &with_sdp(fe_in_dialog("INVITE", &ok, 8, "re-rx1"), &fe_offer),
+        &fe_in_dialog_sdp("INVITE", &ok, 8, "re-rx1", &fe_offer),
         fe(),
     );
     let re_gw = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
