@@ -229,6 +229,7 @@ impl Relays {
         let mut client = r.client.clone();
         let req = pb::DeleteSessionRequest {
             session_id: session_id.into(),
+            hand_ports_to: String::new(),
         };
         let answer = tokio::time::timeout(self.timeout, client.delete_session(req)).await;
         session_of(relay, self.timeout, answer, |r| r.session)
@@ -376,6 +377,7 @@ pub fn create_request(r: MediaRequest) -> pb::CreateSessionRequest {
             rtcp_hold_timeout_secs: r.rtcp_hold_timeout_secs,
         }),
         on_hold: r.on_hold,
+        fork_of: String::new(),
     }
 }
 

@@ -139,6 +139,8 @@ pub struct CreateSpec {
     pub gateway: LegRequest,
     pub options: Options,
     pub on_hold: bool,
+    /// An early dialog of a forked INVITE: the session whose gateway-side ports it shares.
+    pub fork_of: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -207,6 +209,10 @@ pub struct SessionView {
     pub on_hold: bool,
     pub created_unix_ms: u64,
     pub streams: Vec<StreamView>,
+    /// The session whose gateway-side ports this fork shares.
+    pub fork_of: Option<String>,
+    /// Forks sharing this session's gateway-side ports.
+    pub forks: usize,
 }
 
 impl SessionView {
@@ -590,6 +596,9 @@ impl Dataplane {
         let keys = [spec.pool.srtp.clone(), spec.gateway.srtp.clone()];
         check_keys(&keys)?;
         let crypto = stream_crypto(&keys)?;
+        if let Some(parent) = spec.fork_of.clone() {
+            return self.create_fork(spec, &parent, keys, crypto);
+        }
         let locals = [
             self.pick_local(Side::Pool, &spec.pool)?,
             self.pick_local(Side::Gateway, &spec.gateway)?,
@@ -650,6 +659,8 @@ impl Dataplane {
                 srtp: keys
                     .each_ref()
                     .map(|k| k.as_ref().map(|k| k.suite().name().to_string())),
+                fork_of: None,
+                forks: 0,
             };
             let rec = Record {
                 id: spec.id.clone(),
@@ -686,6 +697,217 @@ impl Dataplane {
         self.get(&spec.id)
     }
 
+    /// Creates an early dialog of a forked INVITE: pool-side ports of its own, the gateway-side
+    /// ports of `parent` (which the forks' single INVITE offered), where its packets are told
+    /// apart by source: those from its gateway peer's address are its own. Parent and forks stay
+    /// in userspace while they share (XDP knows ports, not sources); forks are not recorded.
+    fn create_fork(
+        &self,
+        spec: CreateSpec,
+        parent: &str,
+        keys: [Option<Arc<LegSrtp>>; 2],
+        crypto: [StreamCrypto; 4],
+    ) -> Result<SessionView, SessionError> {
+        let Some(source) = spec.gateway.remote.rtp else {
+            return Err(invalid(
+                "gateway.remote_rtp",
+                "a fork is told apart by its gateway peer's address: required",
+            ));
+        };
+        let pool_local = self.pick_local(Side::Pool, &spec.pool)?;
+        let shared;
+        {
+            let mut inner = self.inner.lock().map_err(lock_err)?;
+            if inner.sessions.contains_key(&spec.id) {
+                return Err(SessionError::AlreadyExists(spec.id));
+            }
+            if inner.deleting.contains(&spec.id) {
+                return Err(SessionError::Busy(format!(
+                    "session '{}' is being deleted; retry",
+                    spec.id
+                )));
+            }
+            let (parent_shared, gw_sockets) = match inner.sessions.get(parent) {
+                Some(e) if e.sockets.len() == 4 => (
+                    e.shared.clone(),
+                    [e.sockets[2].clone(), e.sockets[3].clone()],
+                ),
+                Some(_) => {
+                    return Err(invalid(
+                        "fork_of",
+                        format!("'{parent}' is a fork itself (forks share their parent's ports)"),
+                    ));
+                }
+                None => return Err(invalid("fork_of", format!("no session '{parent}'"))),
+            };
+            let mut pm = parent_shared.media.lock().map_err(lock_err)?;
+            let gw = pm.legs[1];
+            if pm.options.rtcp_mux != spec.options.rtcp_mux {
+                return Err(invalid(
+                    "options.rtcp_mux",
+                    "must be the parent's: the shared ports keep their shape",
+                ));
+            }
+            if spec.gateway.local.is_some_and(|a| a != gw.local) {
+                return Err(invalid(
+                    "gateway.local_address",
+                    format!("must be empty or the parent's ({})", gw.local),
+                ));
+            }
+            if source.is_ipv4() != gw.local.is_ipv4() {
+                return Err(invalid(
+                    "gateway.remote_rtp",
+                    format!(
+                        "{source} is not of the family of local address {}",
+                        gw.local
+                    ),
+                ));
+            }
+            self.check_not_self("gateway.remote_rtp".into(), Some(source))?;
+            let forks = parent_shared.forks.lock().map_err(lock_err)?;
+            let taken = std::iter::once(pm.fork_source(StreamId::ALL[2]))
+                .chain(forks.iter().map(|f| {
+                    f.shared
+                        .media
+                        .lock()
+                        .ok()
+                        .and_then(|m| m.legs[1].remote.rtp)
+                }))
+                .any(|s| s == Some(source));
+            drop(forks);
+            if taken || gw.remote.rtp == Some(source) {
+                return Err(invalid(
+                    "gateway.remote_rtp",
+                    format!(
+                        "{source} already sends to the shared port (for '{parent}' or another fork): the forks could not be told apart"
+                    ),
+                ));
+            }
+            if inner.slots.free < 4 {
+                return Err(SessionError::Exhausted(format!(
+                    "all {} stream slots are in use (max_streams)",
+                    inner.slots.used.len()
+                )));
+            }
+            let (p0, rtp0, rtcp0) = self.bind_pair(&mut inner, pool_local)?;
+            let mut slots = [0u32; 4];
+            for s in &mut slots {
+                *s = inner.slots.alloc(|_| true).unwrap_or(0) as u32; // free >= 4 checked above
+            }
+            let mut streams: [StreamState; 4] = Default::default();
+            for (st, slot) in streams.iter_mut().zip(slots) {
+                st.stats_slot = slot;
+                st.path_reason = "forked: early dialogs share the gateway-side ports".into();
+                let _ = self.forwarder.reset_stats(slot);
+            }
+            let media = Media {
+                legs: [
+                    Leg {
+                        local: pool_local,
+                        rtp_port: self.port_of_pair(p0),
+                        remote: spec.pool.remote,
+                    },
+                    Leg {
+                        local: gw.local,
+                        rtp_port: gw.rtp_port,
+                        remote: spec.gateway.remote,
+                    },
+                ],
+                streams,
+                options: spec.options,
+                on_hold: spec.on_hold,
+                srtp: keys
+                    .each_ref()
+                    .map(|k| k.as_ref().map(|k| k.suite().name().to_string())),
+                fork_of: Some(parent.to_string()),
+                forks: 0,
+            };
+            let mux = media.options.rtcp_mux;
+            let wrap = |s: std::net::UdpSocket| {
+                let _guard = self.relay.enter();
+                UdpSocket::from_std(s)
+                    .map(Arc::new)
+                    .map_err(|e| SessionError::Internal(format!("socket: {e}")))
+            };
+            let pool = match wrap(rtp0).and_then(|r| Ok([r, wrap(rtcp0)?])) {
+                Ok(p) => p,
+                Err(e) => {
+                    inner.pairs.release(p0);
+                    slots.iter().for_each(|s| inner.slots.release(*s as usize));
+                    return Err(e);
+                }
+            };
+            shared = Arc::new(SessionShared {
+                id: spec.id.clone(),
+                created_unix_ms: unix_ms(),
+                media: Mutex::new(media),
+                deleted: AtomicBool::new(false),
+                notify: self.notify.clone(),
+                keys: Mutex::new(keys),
+                crypto: crypto.map(Mutex::new),
+                forks: Mutex::new(Vec::new()),
+                has_forks: AtomicBool::new(false),
+            });
+            // What its pool-side peer sends leaves by the shared ports; what arrives there from
+            // its source is the parent's relay tasks' to hand over (see relay::Fork).
+            let tasks = [Kind::Rtp, Kind::Rtcp]
+                .into_iter()
+                .filter(|k| !(mux && *k == Kind::Rtcp))
+                .map(|kind| {
+                    let k = kind as usize;
+                    let id = StreamId {
+                        from: Side::Pool,
+                        kind,
+                    };
+                    self.relay.spawn(relay::run_stream(
+                        pool[k].clone(),
+                        gw_sockets[k].clone(),
+                        shared.clone(),
+                        id,
+                    ))
+                })
+                .collect();
+            let tx = [
+                pool[0].clone(),
+                if mux {
+                    pool[0].clone()
+                } else {
+                    pool[1].clone()
+                },
+            ];
+            pm.forks += 1;
+            self.withdraw_all(
+                &parent_shared,
+                &mut pm,
+                "forked: early dialogs share the gateway-side ports",
+            );
+            if let Ok(mut f) = parent_shared.forks.lock() {
+                f.push(relay::Fork {
+                    shared: shared.clone(),
+                    tx,
+                });
+            }
+            parent_shared.has_forks.store(true, Ordering::Release);
+            drop(pm);
+            tracing::info!(session = %spec.id, parent, %source, "fork created");
+            inner.sessions.insert(
+                spec.id.clone(),
+                Entry {
+                    shared: shared.clone(),
+                    tasks,
+                    sockets: pool.to_vec(),
+                    created_mono_ns: monotonic_ns(),
+                    timed_out: false,
+                    next_check: None,
+                    rtcp_timed_out: false,
+                    rtcp_next_check: None,
+                    rtcp_since: monotonic_ns(),
+                },
+            );
+        }
+        self.get(&shared.id)
+    }
+
     /// Wraps bound sockets for tokio and spawns the relay tasks of a session.
     fn start_session(
         &self,
@@ -712,6 +934,8 @@ impl Dataplane {
             notify: self.notify.clone(),
             keys: Mutex::new(keys),
             crypto: crypto.map(Mutex::new),
+            forks: Mutex::new(Vec::new()),
+            has_forks: AtomicBool::new(false),
         });
         let mux = rec.media.options.rtcp_mux;
         let tasks = rec
@@ -804,7 +1028,7 @@ impl Dataplane {
     }
 
     fn persist(&self, shared: &SessionShared, m: &Media) {
-        if shared.deleted.load(Ordering::Acquire) {
+        if shared.deleted.load(Ordering::Acquire) || m.fork_of.is_some() {
             return; // its record is being removed: never write it back
         }
         let rec = Record {
@@ -1020,27 +1244,63 @@ impl Dataplane {
     }
 
     /// Deletes a session. The teardown runs in its own task: a cancelled RPC cannot leave it half
-    /// done (ports or slots lost, a record left behind to be re-adopted).
-    pub async fn delete(self: &Arc<Self>, id: &str) -> Result<SessionView, SessionError> {
+    /// done (ports or slots lost, a record left behind to be re-adopted). A session with forks
+    /// takes them with it, unless `hand_to` names one of them: that fork (the early dialog that
+    /// answered) takes over its gateway-side ports and the others go.
+    pub async fn delete(
+        self: &Arc<Self>,
+        id: &str,
+        hand_to: Option<&str>,
+    ) -> Result<SessionView, SessionError> {
         validate_id(id)?;
-        let entry = {
+        let (entry, doomed) = {
             let mut inner = self.inner.lock().map_err(lock_err)?;
-            let entry = inner
+            let e = inner
                 .sessions
-                .remove(id)
+                .get(id)
                 .ok_or_else(|| SessionError::NotFound(id.into()))?;
+            let forks: Vec<String> = e
+                .shared
+                .forks
+                .lock()
+                .map(|f| f.iter().map(|f| f.shared.id.clone()).collect())
+                .unwrap_or_default();
+            if let Some(h) = hand_to
+                && !forks.iter().any(|f| f == h)
+            {
+                return Err(invalid(
+                    "hand_ports_to",
+                    format!("'{h}' is not a fork of '{id}'"),
+                ));
+            }
+            let entry = inner.sessions.remove(id).expect("looked up above");
             inner.deleting.insert(id.to_string());
-            entry
+            let mut doomed = Vec::new();
+            for f in forks.into_iter().filter(|f| Some(f.as_str()) != hand_to) {
+                if let Some(e) = inner.sessions.remove(&f) {
+                    inner.deleting.insert(f.clone());
+                    doomed.push((f, e));
+                }
+            }
+            (entry, doomed)
         };
         let dp = self.clone();
         let id = id.to_string();
-        tokio::spawn(async move { dp.teardown(id, entry).await })
-            .await
-            .map_err(|e| SessionError::Internal(format!("deleting the session: {e}")))
+        let heir = hand_to.map(str::to_string);
+        tokio::spawn(async move {
+            for (f, e) in doomed {
+                dp.teardown(f, e, None).await;
+            }
+            dp.teardown(id, entry, heir).await
+        })
+        .await
+        .map_err(|e| SessionError::Internal(format!("deleting the session: {e}")))
     }
 
-    async fn teardown(&self, id: String, entry: Entry) -> SessionView {
-        let (pairs, slots) = {
+    /// Stops a session and gives back what it holds. Its gateway-side ports go to `heir` (a
+    /// fork, which then relays them itself) when there is one; a fork's are its parent's.
+    async fn teardown(&self, id: String, entry: Entry, heir: Option<String>) -> SessionView {
+        let (pairs, slots, parent) = {
             let mut m = match entry.shared.media.lock() {
                 Ok(m) => m,
                 Err(p) => p.into_inner(),
@@ -1055,13 +1315,17 @@ impl Dataplane {
                     m.stream_mut(sid).installed = None;
                 }
             }
-            let pairs: Vec<usize> = m
-                .legs
+            let owned = if m.fork_of.is_some() || heir.is_some() {
+                1
+            } else {
+                2
+            };
+            let pairs: Vec<usize> = m.legs[..owned]
                 .iter()
                 .filter_map(|l| self.pair_of_port(l.rtp_port))
                 .collect();
             let slots: Vec<u32> = m.streams.iter().map(|s| s.stats_slot).collect();
-            (pairs, slots)
+            (pairs, slots, m.fork_of.clone())
         };
         let view = self.view(&entry.shared);
         // The ports are free only once the tasks holding the sockets are gone.
@@ -1070,6 +1334,21 @@ impl Dataplane {
         }
         for t in entry.tasks {
             let _ = t.await;
+        }
+        if let Ok(mut f) = entry.shared.forks.lock() {
+            f.clear();
+        }
+        entry.shared.has_forks.store(false, Ordering::Release);
+        if let Some(parent) = parent {
+            self.unfork(&parent, &id);
+        }
+        let mut gateway_released = false;
+        if let Some(heir) = heir
+            && entry.sockets.len() == 4
+            && !self.inherit(&heir, [entry.sockets[2].clone(), entry.sockets[3].clone()])
+        {
+            // The heir went meanwhile: the ports are nobody's.
+            gateway_released = true;
         }
         drop(entry.sockets);
         drop(entry.shared);
@@ -1083,6 +1362,9 @@ impl Dataplane {
         for p in pairs {
             inner.pairs.release(p);
         }
+        if gateway_released && let Some(p) = self.pair_of_port(view.legs[1].rtp_port) {
+            inner.pairs.release(p);
+        }
         for s in slots {
             inner.slots.release(s as usize);
         }
@@ -1092,6 +1374,77 @@ impl Dataplane {
         inner.deleting.remove(&id);
         tracing::info!(session = %id, "session deleted");
         view
+    }
+
+    /// A fork went: its parent stops handing it packets, and relays alone (and may be offloaded
+    /// again) once it has no fork left.
+    fn unfork(&self, parent: &str, fork: &str) {
+        let Some(shared) = self.shared(parent).ok() else {
+            return; // the parent is going too
+        };
+        let left = match shared.forks.lock() {
+            Ok(mut f) => {
+                f.retain(|f| f.shared.id != fork);
+                f.len()
+            }
+            Err(_) => return,
+        };
+        shared.has_forks.store(left > 0, Ordering::Release);
+        if let Ok(mut m) = shared.media.lock() {
+            m.forks = left;
+        }
+        if left == 0 {
+            self.evaluate(&shared);
+        }
+    }
+
+    /// Fork `heir` takes over its parent's gateway-side sockets: it relays them itself from now
+    /// on, is recorded, and may be offloaded. False when it is gone.
+    fn inherit(&self, heir: &str, gateway: [Arc<UdpSocket>; 2]) -> bool {
+        let mut inner = match self.inner.lock() {
+            Ok(i) => i,
+            Err(p) => p.into_inner(),
+        };
+        let Some(entry) = inner.sessions.get_mut(heir) else {
+            return false;
+        };
+        let shared = entry.shared.clone();
+        let Ok(mut m) = shared.media.lock() else {
+            return false;
+        };
+        m.fork_of = None;
+        let mux = m.options.rtcp_mux;
+        for kind in [Kind::Rtp, Kind::Rtcp] {
+            if mux && kind == Kind::Rtcp {
+                continue;
+            }
+            let k = kind as usize;
+            let id = StreamId {
+                from: Side::Gateway,
+                kind,
+            };
+            let task = self.relay.spawn(relay::run_stream(
+                gateway[k].clone(),
+                entry.sockets[k].clone(),
+                shared.clone(),
+                id,
+            ));
+            entry.tasks.push(task);
+            m.stream_mut(id).path_reason = "answered: its fork's ports".into();
+        }
+        entry.sockets.extend(gateway);
+        if let Err(e) = self.store.save(&Record {
+            id: shared.id.clone(),
+            created_unix_ms: shared.created_unix_ms,
+            media: m.clone(),
+        }) {
+            tracing::error!(session = %heir, error = %e, "saving the session record failed");
+        }
+        drop(m);
+        drop(inner);
+        tracing::info!(session = %heir, "a fork took over its parent's gateway-side ports");
+        self.evaluate(&shared);
+        true
     }
 
     pub fn get(&self, id: &str) -> Result<SessionView, SessionError> {
@@ -1172,6 +1525,8 @@ impl Dataplane {
             on_hold: m.on_hold,
             created_unix_ms: shared.created_unix_ms,
             streams,
+            fork_of: m.fork_of.clone(),
+            forks: m.forks,
         }
     }
 
@@ -1529,7 +1884,7 @@ impl Dataplane {
 mod tests {
     //! The manager against [`FakeForwarder`], unprivileged: relay sockets and peers on 127.0.0.1,
     //! a temporary state directory per test. Each test has its own block of eight ports in
-    //! 61000-61103 (see [`base`]), so tests running in parallel never take each other's ports;
+    //! 61000-61143 (see [`base`]), so tests running in parallel never take each other's ports;
     //! the block is above Linux's ephemeral range (32768-60999), so no port-0 bind takes them.
 
     use super::*;
@@ -1689,6 +2044,7 @@ mod tests {
             gateway: leg(gateway),
             options: options(latching),
             on_hold: false,
+            fork_of: None,
         }
     }
 
@@ -1825,6 +2181,120 @@ mod tests {
         let (page, more, total) = lab.dp.list("", 10).expect("list");
         assert_eq!((page.len(), more, total), (1, false, 1));
         assert_eq!(lab.dp.get("c1").expect("get").legs, v.legs);
+    }
+
+    /// Two early dialogs of a forked INVITE: the fork shares the parent's gateway-side port, and
+    /// each one's media there (told apart by source) reaches the caller from its own pool-side
+    /// port, and the caller's back; while shared nothing is offloaded. The fork that answered
+    /// inherits the port and is offloaded; the ports come back when it goes. Block 14 is the
+    /// relay's (four pairs), block 15 the peers'.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fork_shares_the_gateway_port_told_apart_by_source_and_inherits_it() {
+        let state = StateDir::new("fork");
+        let pb = base(15);
+        let lab = Lab::start(config(14, 4, &state), Arc::default());
+        let (caller, fork1, fork2, stranger) = (
+            peer(pb).await,
+            peer(pb + 2).await,
+            peer(pb + 4).await,
+            peer(pb + 6).await,
+        );
+        let parent = lab
+            .dp
+            .create(spec("p", Some(at(pb)), Some(at(pb + 2)), false))
+            .expect("create");
+        assert!(!lab.entries().is_empty(), "no latching: offloaded at once");
+        let mut fork = spec("f", Some(at(pb)), Some(at(pb + 4)), false);
+        fork.fork_of = Some("p".into());
+        let f = lab.dp.create(fork.clone()).expect("fork");
+        let [p_pool, gw] = ports(&parent);
+        let [f_pool, f_gw] = ports(&f);
+        assert_eq!(f_gw, gw, "the fork shares the gateway-side port");
+        assert_ne!(f_pool, p_pool);
+        assert_eq!(f.fork_of.as_deref(), Some("p"));
+        assert_eq!(lab.dp.get("p").expect("get").forks, 1);
+        assert!(
+            lab.entries().is_empty(),
+            "shared ports are relayed in userspace"
+        );
+        assert_eq!(state.records().len(), 1, "a fork is not recorded");
+        assert_eq!(lab.dp.free_ports(), 2, "the fork took one pair (two ports)");
+
+        // Each early dialog's media reaches the caller from its own port, and the caller's back.
+        assert_eq!(relay(&fork2, at(gw), &caller, 1).await, at(f_pool));
+        assert_eq!(relay(&fork1, at(gw), &caller, 2).await, at(p_pool));
+        assert_eq!(relay(&caller, at(f_pool), &fork2, 3).await, at(gw));
+        assert_eq!(relay(&caller, at(p_pool), &fork1, 4).await, at(gw));
+        // A stranger on the shared port is the parent's to drop (strict source).
+        stranger.send_to(&rtp(5), at(gw)).await.expect("send");
+        assert_eq!(relay(&fork1, at(gw), &caller, 6).await, at(p_pool));
+        let pv = lab.dp.get("p").expect("get");
+        assert_eq!(stream(&pv, Side::Gateway, Kind::Rtp).merged.src_mismatch, 1);
+        let fv = lab.dp.get("f").expect("get");
+        assert_eq!(stream(&fv, Side::Gateway, Kind::Rtp).userspace_packets, 1);
+
+        // What cannot be told apart, or is not a parent, is refused with nothing taken.
+        let mut same = spec("g", Some(at(pb)), Some(at(pb + 4)), false);
+        same.fork_of = Some("p".into());
+        let mut of_fork = spec("g", Some(at(pb)), Some(at(pb + 6)), false);
+        of_fork.fork_of = Some("f".into());
+        let mut no_source = spec("g", Some(at(pb)), None, false);
+        no_source.fork_of = Some("p".into());
+        let mut no_parent = spec("g", Some(at(pb)), Some(at(pb + 6)), false);
+        no_parent.fork_of = Some("nobody".into());
+        for (bad, field) in [
+            (same, "gateway.remote_rtp"),
+            (of_fork, "fork_of"),
+            (no_source, "gateway.remote_rtp"),
+            (no_parent, "fork_of"),
+        ] {
+            match lab.dp.create(bad) {
+                Err(SessionError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        assert_eq!(lab.dp.free_ports(), 2);
+        assert!(matches!(
+            lab.dp.delete("p", Some("nobody")).await,
+            Err(SessionError::Invalid { .. })
+        ));
+
+        // The fork answered: it inherits the gateway-side port, the parent goes.
+        let gone = lab.dp.delete("p", Some("f")).await.expect("hand over");
+        assert_eq!(gone.id, "p");
+        assert_eq!(
+            lab.dp.free_ports(),
+            4,
+            "only the parent's pool-side pair came back"
+        );
+        let f = lab.dp.get("f").expect("the heir lives");
+        assert_eq!((f.fork_of.as_deref(), f.legs[1].rtp_port), (None, gw));
+        assert_eq!(relay(&fork2, at(gw), &caller, 7).await, at(f_pool));
+        assert_eq!(relay(&caller, at(f_pool), &fork2, 8).await, at(gw));
+        let recs = state.records();
+        assert_eq!(
+            recs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["f"],
+            "the heir is recorded, the parent not any more"
+        );
+        assert!(
+            lab.entries().contains_key(&StreamKey::new(at(gw))),
+            "the heir is offloaded"
+        );
+        lab.dp.delete("f", None).await.expect("delete");
+        assert_eq!(lab.dp.free_ports(), 8);
+        assert_eq!(lab.free_slots(), 1024);
+        assert!(lab.entries().is_empty());
+
+        // A parent deleted without an heir takes its forks with it.
+        lab.dp
+            .create(spec("p", Some(at(pb)), Some(at(pb + 2)), false))
+            .expect("create");
+        lab.dp.create(fork).expect("fork");
+        lab.dp.delete("p", None).await.expect("delete");
+        assert!(matches!(lab.dp.get("f"), Err(SessionError::NotFound(_))));
+        assert_eq!((lab.dp.free_ports(), lab.dp.session_count()), (8, 0));
+        assert_eq!(lab.free_slots(), 1024);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2069,7 +2539,7 @@ mod tests {
         assert_eq!((lab.entries().len(), lab.dp.free_ports()), (4, 0));
         assert_eq!(lab.dp.offloaded_streams(), 4);
 
-        let gone = lab.dp.delete("d1").await.expect("delete");
+        let gone = lab.dp.delete("d1", None).await.expect("delete");
         assert_eq!((gone.id.as_str(), gone.legs), ("d1", v.legs));
         assert!(
             lab.entries().is_empty(),
@@ -2078,7 +2548,7 @@ mod tests {
         assert!(state.records().is_empty(), "its record is removed");
         assert!(matches!(lab.dp.get("d1"), Err(SessionError::NotFound(_))));
         assert!(matches!(
-            lab.dp.delete("d1").await,
+            lab.dp.delete("d1", None).await,
             Err(SessionError::NotFound(_))
         ));
         assert_eq!((lab.dp.session_count(), lab.dp.free_ports()), (0, 4));
@@ -2131,7 +2601,7 @@ mod tests {
         ];
         drop(spare);
 
-        lab.dp.delete("p1").await.expect("delete");
+        lab.dp.delete("p1", None).await.expect("delete");
         lab.dp
             .create(spec("p2", Some(at(b + 6)), Some(at(b + 7)), false))
             .expect("room again once p1 is gone");
@@ -2223,7 +2693,7 @@ mod tests {
             at(pool_port)
         );
 
-        lab.dp.delete("r1").await.expect("delete");
+        lab.dp.delete("r1", None).await.expect("delete");
         assert!(lab.entries().is_empty());
     }
 

@@ -11,7 +11,7 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -19,7 +19,7 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::session::{Kind, Media, StreamId, Verdict};
+use crate::session::{Kind, Media, Side, StreamId, Verdict};
 use crate::srtp_stream::{StreamCrypto, StreamKind};
 use crate::stats::monotonic_ns;
 
@@ -48,6 +48,19 @@ pub struct SessionShared {
     /// Each stream's SRTP work, by `StreamId::index`; only its own relay task (and a re-key)
     /// takes its lock.
     pub crypto: [Mutex<StreamCrypto>; 4],
+    /// Early dialogs of a forked INVITE sharing this session's gateway-side ports; `has_forks`
+    /// spares the relay the lock when there are none.
+    pub forks: Mutex<Vec<Fork>>,
+    pub has_forks: AtomicBool,
+}
+
+/// A fork as the session whose gateway-side ports it shares sees it: what arrives there from
+/// the fork's source is decided by the fork's own state and leaves by its own pool-side socket.
+#[derive(Clone)]
+pub struct Fork {
+    pub shared: Arc<SessionShared>,
+    /// Its pool-side sockets by `Kind` (RTP, RTCP; with rtcp-mux both the RTP one).
+    pub tx: [Arc<UdpSocket>; 2],
 }
 
 /// Binds a non-blocking UDP socket for relaying on `addr`, with SO_RXQ_OVFL on.
@@ -270,7 +283,9 @@ thread_local! {
     static SCRATCH: RefCell<Batch> = RefCell::new(Batch::new());
 }
 
-/// Receives one batch on `rx`, decides each packet, sends the forwarded ones from `tx`.
+/// Receives one batch on `rx`, decides each packet, sends the forwarded ones from `tx`. On a
+/// gateway-side port shared with forks, a fork's packets (by source) go to its own session and
+/// leave by its own socket.
 fn relay_batch(rx: RawFd, tx: RawFd, shared: &SessionShared, id: StreamId) -> io::Result<usize> {
     SCRATCH.with(|cell| {
         let mut guard = cell.borrow_mut();
@@ -280,85 +295,131 @@ fn relay_batch(rx: RawFd, tx: RawFd, shared: &SessionShared, id: StreamId) -> io
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let now = monotonic_ns();
-        b.out.clear();
-        let mut learned = false;
-        // SRTP termination, when the stream has it: authenticated and decrypted before anything
-        // else looks at a packet (a forged one must not latch a source or keep a call alive),
-        // encrypted for the receiving peer once it is to be forwarded.
-        let kind = match id.kind {
-            Kind::Rtp => StreamKind::Rtp,
-            Kind::Rtcp => StreamKind::Rtcp,
+        let mut owner = [usize::MAX; BATCH];
+        let forks = if id.from == Side::Gateway && shared.has_forks.load(Ordering::Acquire) {
+            shared.forks.lock().map(|f| f.clone()).unwrap_or_default()
+        } else {
+            Vec::new()
         };
-        {
-            let Ok(mut m) = shared.media.lock() else {
-                return Ok(n);
-            };
-            // Media, then crypto: the order every holder of both takes them in.
-            let mut guard = shared.crypto[id.index()].lock().ok();
-            let srtp = m.srtp.iter().any(Option::is_some);
-            if srtp && guard.is_none() {
-                // A poisoned crypto lock must not turn an SRTP session into a plain one.
-                m.stream_mut(id).dropped += n as u64;
-                return Ok(n);
-            }
-            let mut crypto = guard.as_deref_mut().filter(|c| c.terminates());
-            let mux = m.options.rtcp_mux;
-            // Under strict source with the source known, a packet from elsewhere is dropped before
-            // any crypto (no HMAC/GCM for junk, no replay index used up by a copy).
-            let strict = m.options.strict_source;
-            for i in 0..n {
-                let truncated = b.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-                let Some(src) = decode(&b.names[i]) else {
+        if !forks.is_empty() {
+            let sources: Vec<Option<SocketAddr>> = forks
+                .iter()
+                .map(|f| f.shared.media.lock().ok().and_then(|m| m.fork_source(id)))
+                .collect();
+            for (i, o) in owner.iter_mut().enumerate().take(n) {
+                let Some(src) = decode(&b.names[i]).map(unmap) else {
                     continue;
                 };
-                if truncated {
-                    m.stream_mut(id).dropped += 1;
+                if let Some(j) = sources.iter().position(|s| *s == Some(src)) {
+                    *o = j;
+                }
+            }
+            for (j, f) in forks.iter().enumerate() {
+                let fd = f.tx[id.kind as usize].as_raw_fd();
+                relay_some(b, (0..n).filter(|&i| owner[i] == j), fd, &f.shared, id, now);
+            }
+        }
+        relay_some(
+            b,
+            (0..n).filter(|&i| owner[i] == usize::MAX),
+            tx,
+            shared,
+            id,
+            now,
+        );
+        if let Some(ovfl) = b.overflow(n - 1)
+            && let Ok(mut m) = shared.media.lock()
+        {
+            m.stream_mut(id).socket_overflow = ovfl;
+        }
+        Ok(n)
+    })
+}
+
+/// Decides the batch's packets `which` as stream `id` of `shared`, sends the forwarded ones from
+/// `tx` and counts them.
+fn relay_some(
+    b: &mut Batch,
+    which: impl Iterator<Item = usize>,
+    tx: RawFd,
+    shared: &SessionShared,
+    id: StreamId,
+    now: u64,
+) {
+    b.out.clear();
+    let mut learned = false;
+    // SRTP termination, when the stream has it: authenticated and decrypted before anything
+    // else looks at a packet (a forged one must not latch a source or keep a call alive),
+    // encrypted for the receiving peer once it is to be forwarded.
+    let kind = match id.kind {
+        Kind::Rtp => StreamKind::Rtp,
+        Kind::Rtcp => StreamKind::Rtcp,
+    };
+    {
+        let Ok(mut m) = shared.media.lock() else {
+            return;
+        };
+        // Media, then crypto: the order every holder of both takes them in.
+        let mut guard = shared.crypto[id.index()].lock().ok();
+        let srtp = m.srtp.iter().any(Option::is_some);
+        if srtp && guard.is_none() {
+            // A poisoned crypto lock must not turn an SRTP session into a plain one.
+            m.stream_mut(id).dropped += which.count() as u64;
+            return;
+        }
+        let mut crypto = guard.as_deref_mut().filter(|c| c.terminates());
+        let mux = m.options.rtcp_mux;
+        // Under strict source with the source known, a packet from elsewhere is dropped before
+        // any crypto (no HMAC/GCM for junk, no replay index used up by a copy).
+        let strict = m.options.strict_source;
+        for i in which {
+            let truncated = b.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            let Some(src) = decode(&b.names[i]) else {
+                continue;
+            };
+            if truncated {
+                m.stream_mut(id).dropped += 1;
+                continue;
+            }
+            let src = unmap(src);
+            if let Some(c) = crypto.as_deref_mut() {
+                if strict && m.expected_source(id).is_some_and(|e| e != src) {
+                    let _ = m.on_packet(id, src, now);
                     continue;
                 }
-                let src = unmap(src);
+                let len = b.hdrs[i].msg_len as usize;
+                match c.unprotect(kind, mux, &mut b.bufs[i], len) {
+                    Some(l) => b.hdrs[i].msg_len = l as u32,
+                    None => continue,
+                }
+            }
+            let (verdict, l) = m.on_packet(id, src, now);
+            learned |= l;
+            if let Verdict::Forward(dst) = verdict {
                 if let Some(c) = crypto.as_deref_mut() {
-                    if strict && m.expected_source(id).is_some_and(|e| e != src) {
-                        let _ = m.on_packet(id, src, now);
-                        continue;
-                    }
                     let len = b.hdrs[i].msg_len as usize;
-                    match c.unprotect(kind, mux, &mut b.bufs[i], len) {
+                    match c.protect(kind, mux, &mut b.bufs[i], len) {
                         Some(l) => b.hdrs[i].msg_len = l as u32,
                         None => continue,
                     }
                 }
-                let (verdict, l) = m.on_packet(id, src, now);
-                learned |= l;
-                if let Verdict::Forward(dst) = verdict {
-                    if let Some(c) = crypto.as_deref_mut() {
-                        let len = b.hdrs[i].msg_len as usize;
-                        match c.protect(kind, mux, &mut b.bufs[i], len) {
-                            Some(l) => b.hdrs[i].msg_len = l as u32,
-                            None => continue,
-                        }
-                    }
-                    b.out.push((i, dst));
-                }
-            }
-            if let Some(ovfl) = b.overflow(n - 1) {
-                m.stream_mut(id).socket_overflow = ovfl;
+                b.out.push((i, dst));
             }
         }
-        let sent = b.send(tx);
-        if let Ok(mut m) = shared.media.lock() {
-            for &(i, _) in &b.out[..sent] {
-                let len = b.hdrs[i].msg_len as usize;
-                m.forwarded(id, &b.bufs[i][..len], now);
-            }
-            m.stream_mut(id).dropped += (b.out.len() - sent) as u64;
+    }
+    let sent = if b.out.is_empty() { 0 } else { b.send(tx) };
+    if let Ok(mut m) = shared.media.lock() {
+        for &(i, _) in &b.out[..sent] {
+            let len = b.hdrs[i].msg_len as usize;
+            m.forwarded(id, &b.bufs[i][..len], now);
         }
-        if learned {
-            let _ = shared
-                .notify
-                .send(crate::relay::Notice::Learned(shared.id.clone()));
-        }
-        Ok(n)
-    })
+        m.stream_mut(id).dropped += (b.out.len() - sent) as u64;
+    }
+    if learned {
+        let _ = shared
+            .notify
+            .send(crate::relay::Notice::Learned(shared.id.clone()));
+    }
 }
 
 /// IPv4-mapped IPv6 sources (never on our v6-only sockets, but harmless) as plain IPv4.

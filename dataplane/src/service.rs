@@ -328,6 +328,8 @@ pub fn pb_session(v: &SessionView) -> pb::Session {
             .map(|s| pb_stream(s, v.options.clock_rate))
             .collect(),
         created_unix_ms: v.created_unix_ms,
+        fork_of: v.fork_of.clone().unwrap_or_default(),
+        forks: v.forks as u32,
     }
 }
 
@@ -413,6 +415,7 @@ impl DataplaneService for Service {
                 gateway: leg_request("gateway", r.gateway.as_ref(), mux)?,
                 options: options(&self.dp, r.options.as_ref()),
                 on_hold: r.on_hold,
+                fork_of: Some(r.fork_of.clone()).filter(|f| !f.is_empty()),
             })
         })()
         .map_err(status)?;
@@ -459,11 +462,9 @@ impl DataplaneService for Service {
         &self,
         req: Request<pb::DeleteSessionRequest>,
     ) -> Result<Response<pb::DeleteSessionResponse>, Status> {
-        let view = self
-            .dp
-            .delete(&req.into_inner().session_id)
-            .await
-            .map_err(status)?;
+        let r = req.into_inner();
+        let heir = Some(r.hand_ports_to.as_str()).filter(|h| !h.is_empty());
+        let view = self.dp.delete(&r.session_id, heir).await.map_err(status)?;
         Ok(Response::new(pb::DeleteSessionResponse {
             session: Some(pb_session(&view)),
         }))

@@ -178,6 +178,13 @@ pub struct Media {
     /// keys live in the relay's contexts and never in a record.
     #[serde(default)]
     pub srtp: [Option<String>; 2],
+    /// An early dialog of a forked INVITE: the session whose gateway-side ports this one shares
+    /// (its packets there are told apart by source). Never in a record: forks are not re-adopted.
+    #[serde(skip)]
+    pub fork_of: Option<String>,
+    /// Forks sharing this session's gateway-side ports.
+    #[serde(skip)]
+    pub forks: usize,
 }
 
 /// What the relay does with one received packet.
@@ -280,8 +287,24 @@ impl Media {
         stats::account_packet(&mut self.stream_mut(id).user, clock_rate, payload, now_ns);
     }
 
+    /// Where a fork's packets on the shared gateway-side ports come from: the source it
+    /// latched, else its SDP address. `None` for the pool side (its ports are its own).
+    pub fn fork_source(&self, id: StreamId) -> Option<SocketAddr> {
+        if id.from != Side::Gateway {
+            return None;
+        }
+        self.stream(id).learned.or_else(|| {
+            self.leg(id.from)
+                .remote_hint(id.kind, self.options.rtcp_mux)
+        })
+    }
+
     /// The XDP entry for `id`, or why it cannot have one yet.
     pub fn offload_entry(&self, id: StreamId) -> Result<(StreamKey, StreamEntry), NotReady> {
+        if self.fork_of.is_some() || self.forks > 0 {
+            // XDP knows a port, not its sources: a shared port is relayed in userspace.
+            return Err("forked: early dialogs share the gateway-side ports");
+        }
         if self.srtp.iter().any(Option::is_some) {
             return Err("srtp termination");
         }
@@ -345,6 +368,8 @@ mod tests {
     fn media(latching: bool, strict: bool) -> Media {
         Media {
             srtp: Default::default(),
+            fork_of: None,
+            forks: 0,
             legs: [
                 Leg {
                     local: "198.18.1.1".parse().expect("ip"),

@@ -29,6 +29,7 @@ fn good(id: &str) -> pb::CreateSessionRequest {
         gateway: leg("127.0.0.1", 6002),
         options: Some(pb::SessionOptions::default()),
         on_hold: false,
+        fork_of: String::new(),
     }
 }
 
@@ -190,6 +191,7 @@ async fn create_session_rejects_bad_input_and_leaks_nothing() {
     assert!(e.message().contains("41000-41007"), "{}", e.message());
     c.delete_session(pb::DeleteSessionRequest {
         session_id: "two".into(),
+        hand_ports_to: String::new(),
     })
     .await
     .expect("delete");
@@ -271,6 +273,7 @@ async fn other_rpcs_reject_bad_input() {
     expect_err(
         c.delete_session(pb::DeleteSessionRequest {
             session_id: "nope".into(),
+            hand_ports_to: String::new(),
         })
         .await,
         Code::NotFound,
@@ -279,6 +282,7 @@ async fn other_rpcs_reject_bad_input() {
     expect_err(
         c.delete_session(pb::DeleteSessionRequest {
             session_id: "../x".into(),
+            hand_ports_to: String::new(),
         })
         .await,
         Code::InvalidArgument,

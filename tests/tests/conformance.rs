@@ -595,6 +595,7 @@ impl Suite {
             .c
             .delete_session(pb::DeleteSessionRequest {
                 session_id: "fwd4".into(),
+                hand_ports_to: String::new(),
             })
             .await
             .expect("delete")

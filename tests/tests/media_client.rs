@@ -25,6 +25,7 @@ fn request(id: &str) -> pb::CreateSessionRequest {
         gateway: leg(6002),
         options: None,
         on_hold: false,
+        fork_of: String::new(),
     }
 }
 
