@@ -552,6 +552,17 @@ impl Runtime {
                         }
                     });
                 }
+                Action::HandOverMedia { pool, sessions } => {
+                    let relays = self.relays(&pool);
+                    tokio::spawn(async move {
+                        let Some(r) = relays else { return };
+                        for (relay, id, heir) in sessions {
+                            if let Err(e) = r.delete_session_to(&relay, &id, Some(&heir)).await {
+                                tracing::warn!(relay, session = id, heir, error = %e, "handing a session's ports to its fork failed");
+                            }
+                        }
+                    });
+                }
                 Action::Ended {
                     record,
                     pool,
@@ -602,7 +613,12 @@ async fn create_all(
     };
     let mut made: Vec<(String, pb::Session)> = Vec::new();
     for req in requests {
-        match relays.create_session(create_request(req)).await {
+        // A fork is made where the session it forks lives.
+        let answer = match req.fork_of.clone() {
+            Some((relay, _)) => relays.create_session_on(&relay, create_request(req)).await,
+            None => relays.create_session(create_request(req)).await,
+        };
+        match answer {
             Ok(s) => made.push(s),
             Err(e) => {
                 for (relay, s) in &made {

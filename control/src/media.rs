@@ -225,14 +225,36 @@ impl Relays {
         relay: &str,
         session_id: &str,
     ) -> Result<pb::Session, MediaError> {
+        self.delete_session_to(relay, session_id, None).await
+    }
+
+    /// Deletes a session whose gateway-side ports its fork `heir` (when given) takes over.
+    pub async fn delete_session_to(
+        &self,
+        relay: &str,
+        session_id: &str,
+        heir: Option<&str>,
+    ) -> Result<pb::Session, MediaError> {
         let r = self.relay(relay)?;
         let mut client = r.client.clone();
         let req = pb::DeleteSessionRequest {
             session_id: session_id.into(),
-            hand_ports_to: String::new(),
+            hand_ports_to: heir.unwrap_or_default().into(),
         };
         let answer = tokio::time::timeout(self.timeout, client.delete_session(req)).await;
         session_of(relay, self.timeout, answer, |r| r.session)
+    }
+
+    /// Creates a session on relay `relay` (a fork, where the session it forks lives).
+    pub async fn create_session_on(
+        &self,
+        relay: &str,
+        req: pb::CreateSessionRequest,
+    ) -> Result<(String, pb::Session), MediaError> {
+        let r = self.relay(relay)?;
+        let mut client = r.client.clone();
+        let answer = tokio::time::timeout(self.timeout, client.create_session(req)).await;
+        session_of(relay, self.timeout, answer, |r| r.session).map(|s| (relay.to_string(), s))
     }
 
     /// A session's current figures from the relay that holds it.
@@ -377,7 +399,7 @@ pub fn create_request(r: MediaRequest) -> pb::CreateSessionRequest {
             rtcp_hold_timeout_secs: r.rtcp_hold_timeout_secs,
         }),
         on_hold: r.on_hold,
-        fork_of: String::new(),
+        fork_of: r.fork_of.map(|(_, s)| s).unwrap_or_default(),
     }
 }
 
@@ -436,8 +458,13 @@ mod tests {
             rtcp_hold_timeout_secs: 0,
             on_hold: true,
             srtp: [None, None],
+            fork_of: Some(("127.0.0.1:7400".into(), "m1-7-0-parent".into())),
         });
         assert_eq!(r.session_id, "m1-7-0");
+        assert_eq!(
+            r.fork_of, "m1-7-0-parent",
+            "the relay is where it goes, not what it says"
+        );
         let pool = r.pool.expect("pool leg");
         assert_eq!(pool.local_address, "", "the relay picks its own address");
         assert_eq!(pool.remote_rtp, Some(sa("198.18.1.2:6000").into()));
@@ -503,6 +530,7 @@ mod tests {
             rtcp_hold_timeout_secs: 0,
             on_hold: false,
             srtp: [Some(k.clone()), None],
+            fork_of: None,
         });
         let pool = r.pool.expect("pool").srtp.expect("pool keys");
         assert_eq!(pool.suite, "AES_CM_128_HMAC_SHA1_80");

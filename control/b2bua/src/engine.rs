@@ -660,6 +660,9 @@ impl Engine {
                 early_reliable: false,
                 media_settings: None,
                 sec: None,
+                forks: Vec::new(),
+                fork_tags: Vec::new(),
+                fork_create: None,
                 a_policy,
                 targets,
                 next_target: 0,
@@ -700,6 +703,7 @@ impl Engine {
     }
 
     fn send_invite(&mut self, id: CallId, out: &mut Vec<Action>, now: Instant) {
+        self.drop_forks(id, out);
         let branch = self.branch();
         let tag = self.token()[..10].to_string();
         let b_call_id = format!("{}@mediator", self.token());
@@ -818,6 +822,9 @@ impl Engine {
             invite,
             base: leg.clone(),
             early: Vec::new(),
+            current: 0,
+            tags: Vec::new(),
+            media_owner: None,
             leg,
             provisional: false,
             deadline: t.fast_failover.map(|d| now + d),
@@ -1036,6 +1043,15 @@ impl Engine {
                 }
                 call.phase = Phase::Early;
                 let bypass = call.target().is_some_and(|t| t.bypass);
+                let caller_offered = call.offer.is_some() && call.early == EarlyOffer::None;
+                // Each early dialog reaches the caller in an early dialog of its own.
+                self.tag_early_dialog(id);
+                if !bypass && caller_offered && self.fork_provisional(id, &m, out, now) {
+                    return;
+                }
+                let Some(call) = self.calls.get_mut(&id) else {
+                    return;
+                };
                 if !bypass && (call.offer.is_none() || call.early != EarlyOffer::None) {
                     // A delayed offer: the callee's offer in a provisional is anchored at once
                     // and goes to the caller as Mediator's offer (its answer comes in a PRACK or
@@ -1096,8 +1112,21 @@ impl Engine {
                 let Some(mut att) = call.attempt.take() else {
                     return;
                 };
-                // The dialog that answers wins: its early dialog (or a new one).
+                // The dialog that answers wins: its early dialog (or a new one), and the
+                // caller's early dialog of the same (its To tag is the call's from now on).
                 att.fork(&m, usize::MAX);
+                let winner = att.current;
+                let winner_tag = att.caller_tag().map(str::to_string);
+                if let Some(tag) = &winner_tag {
+                    self.dialogs.remove(&call.a.key());
+                    call.a.retag(tag);
+                }
+                let a_tag = call.a.local_tag.clone();
+                self.settle_forks(id, winner, out);
+                self.forget_fork_tags(id, Some(&a_tag));
+                let Some(call) = self.calls.get_mut(&id) else {
+                    return;
+                };
                 if att.early.len() > 1 {
                     tracing::info!(
                         call = id,
@@ -1339,11 +1368,17 @@ impl Engine {
         }
         extra.push(("Contact", contact(&call.a.peer)));
         extra.extend(record_routes(&call.a_invite));
+        // In the caller's early dialog of the callee's early dialog it comes from.
+        let tag = call
+            .attempt
+            .as_ref()
+            .and_then(Attempt::caller_tag)
+            .unwrap_or(&call.a.local_tag);
         let bytes = build_response(
             &call.a_invite,
             status,
             &m.reason(),
-            &call.a.local_tag,
+            tag,
             &extra,
             body.as_deref().map(|b| (SDP, b)),
         );
@@ -1812,6 +1847,21 @@ impl Engine {
             self.reply(&key, &m, 481, "the call has ended", out, now);
             return;
         };
+        if side == call.a_side
+            && call.b.is_none()
+            && let Some(att) = call.attempt.as_mut()
+            && let Some(tag) = m.summary.to_tag.as_deref()
+        {
+            // A caller's request in an early dialog goes to the callee's early dialog it
+            // stands for (a forked INVITE has several).
+            match att.dialog_of(tag, &call.a.local_tag) {
+                Some(i) => att.select(i),
+                None => {
+                    self.reply(&key, &m, 481, "no such early dialog", out, now);
+                    return;
+                }
+            }
+        }
         if method == "REFER" && !call.target().is_some_and(|t| t.refer) {
             let trunk = call.target().map(|t| t.trunk.clone()).unwrap_or_default();
             self.reply(
@@ -1952,9 +2002,29 @@ impl Engine {
                 extra.push(("Supported", "timer".into()));
             }
         }
+        // A callee's request in its early dialog reaches the caller in the caller's early
+        // dialog of the same (a forked INVITE's other early dialogs have tags of their own).
+        let early_tag = (side != call.a_side && call.b.is_none())
+            .then(|| {
+                let att = call.attempt.as_mut()?;
+                let from = m.summary.from_tag.as_deref()?;
+                let i = att
+                    .early
+                    .iter()
+                    .position(|l| l.remote_tag.as_deref() == Some(from))?;
+                att.select(i);
+                att.caller_tag().map(str::to_string)
+            })
+            .flatten();
         let Some(leg) = call.leg_mut(side.other()) else {
             return;
         };
+        let mut early_leg = early_tag.map(|t| {
+            let mut l = leg.clone();
+            l.retag(&t);
+            l
+        });
+        let leg = early_leg.as_mut().unwrap_or(leg);
         let peer = leg.next_hop();
         let req = match leg.request(
             &method,
@@ -1976,6 +2046,10 @@ impl Engine {
                 return;
             }
         };
+        if let Some(l) = &early_leg {
+            // One CSeq space for the caller's early dialogs: never repeated in any.
+            call.a.local_cseq = l.local_cseq;
+        }
         let over_tcp =
             side.other() == Side::Gateway && call.target().is_some_and(|t| t.large_over_tcp);
         let (req, peer) = sized(req, peer, over_tcp);
@@ -2372,6 +2446,9 @@ impl Engine {
         };
         self.by_invite.remove(&call.a_key);
         self.dialogs.remove(&call.a.key());
+        for t in &call.fork_tags {
+            self.dialogs.remove(&(call.a.call_id.clone(), t.clone()));
+        }
         if let Some(b) = &call.b {
             self.dialogs.remove(&b.key());
         }
@@ -2463,6 +2540,7 @@ fn warning(why: &str) -> String {
 
 mod call;
 mod crypto;
+mod fork;
 mod health;
 mod media;
 mod routing;

@@ -51,6 +51,15 @@ impl Leg {
         (self.call_id.clone(), self.local_tag.clone())
     }
 
+    /// Our tag becomes `tag` (another early dialog of the caller's), in the header too.
+    pub(crate) fn retag(&mut self, tag: &str) {
+        let old = format!(";tag={}", self.local_tag);
+        if let Some(base) = self.local_hdr.strip_suffix(&old) {
+            self.local_hdr = format!("{base};tag={tag}");
+        }
+        self.local_tag = tag.to_string();
+    }
+
     /// Takes their tag, Contact and (from a response, reversed) Record-Route from a message that
     /// establishes or refreshes the dialog.
     pub(crate) fn learn(&mut self, m: &Message, from_response: bool) {

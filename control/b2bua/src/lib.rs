@@ -111,6 +111,12 @@ pub enum Action {
         pool: String,
         sessions: Vec<(String, String)>,
     },
+    /// An early dialog's forks answered: each (relay, session, fork) — the session is deleted
+    /// and its fork takes over its gateway-side ports (its other forks are deleted with it).
+    HandOverMedia {
+        pool: String,
+        sessions: Vec<(String, String, String)>,
+    },
     /// The call ended: delete its sessions, add their final figures to the record, log it.
     Ended {
         record: Box<CallInfo>,

@@ -81,6 +81,9 @@ pub struct MediaRequest {
     pub on_hold: bool,
     /// SRTP on the pool side [0] and the gateway side [1]; `None` is plain RTP.
     pub srtp: [Option<SrtpKeys>; 2],
+    /// An early dialog's fork of a call's session: (relay, session). Made on that relay,
+    /// sharing the session's gateway-side ports (told apart there by the gateway peer's source).
+    pub fork_of: Option<(String, String)>,
 }
 
 /// New endpoints for one side of a session (from an SDP answer or a re-INVITE), or hold.

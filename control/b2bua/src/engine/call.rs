@@ -42,6 +42,14 @@ pub(super) struct Attempt {
     pub(super) base: Leg,
     /// Every early dialog of a forked INVITE, at most the trunk's `max_early_dialogs`.
     pub(super) early: Vec<Leg>,
+    /// Index in `early` of the early dialog `leg` is.
+    pub(super) current: usize,
+    /// The caller-facing To tag of each early dialog (by index in `early`) but the first,
+    /// which has the caller leg's own.
+    pub(super) tags: Vec<Option<String>>,
+    /// The early dialog whose SDP the call's sessions answer (the first to send SDP); the
+    /// others' is anchored in forks (see `fork.rs`).
+    pub(super) media_owner: Option<usize>,
     pub(super) provisional: bool,
     pub(super) deadline: Option<Instant>,
 }
@@ -64,13 +72,37 @@ impl Attempt {
             }
             None => return false,
         };
+        self.select(i);
+        self.leg.learn(m, true);
+        self.early[i] = self.leg.clone();
+        true
+    }
+
+    /// Early dialog `i` becomes the current one (what was learned in the current one kept).
+    pub(super) fn select(&mut self, i: usize) {
+        if self.current < self.early.len() && self.current != i {
+            self.early[self.current] = self.leg.clone();
+        }
         let mut leg = self.early[i].clone();
         // Requests sent in any early dialog (PRACK) count toward the next CSeq.
         leg.local_cseq = leg.local_cseq.max(self.leg.local_cseq);
-        leg.learn(m, true);
-        self.early[i] = leg.clone();
         self.leg = leg;
-        true
+        self.current = i;
+    }
+
+    /// The caller-facing To tag of the current early dialog, when not the caller leg's own.
+    pub(super) fn caller_tag(&self) -> Option<&str> {
+        self.tags.get(self.current).and_then(|t| t.as_deref())
+    }
+
+    /// The early dialog a caller's request with To tag `tag` is in (`own`: the caller leg's).
+    pub(super) fn dialog_of(&self, tag: &str, own: &str) -> Option<usize> {
+        let i = if tag == own {
+            0
+        } else {
+            self.tags.iter().position(|t| t.as_deref() == Some(tag))?
+        };
+        (i < self.early.len()).then_some(i)
     }
 }
 
@@ -222,6 +254,13 @@ pub(super) struct Call {
     pub(super) media_settings: Option<(bool, bool, bool)>,
     /// Media encryption, once the caller's offer has met its leg's policy (anchored calls).
     pub(super) sec: Option<Sec>,
+    /// The sessions of early dialogs other than the one the call's sessions answer.
+    pub(super) forks: Vec<fork::ForkMedia>,
+    /// Caller-facing To tags given to early dialogs (in the dialog table until the call is
+    /// answered, failed over or ended).
+    pub(super) fork_tags: Vec<String>,
+    /// Forks being made; one creation is in flight per call at a time.
+    pub(super) fork_create: Option<Box<fork::ForkCreate>>,
     /// The caller's leg's media encryption policy.
     pub(super) a_policy: LegPolicy,
     pub(super) targets: Vec<Target>,

@@ -120,6 +120,7 @@ impl Engine {
                 rtcp_hold_timeout_secs,
                 on_hold,
                 srtp,
+                fork_of: None,
             });
         }
         Ok(requests)
@@ -161,6 +162,10 @@ impl Engine {
         }
         if let Some(add) = call.adding.take() {
             self.streams_added(id, *add, result, &mut out, now);
+            return out;
+        }
+        if let Some(fc) = call.fork_create.take() {
+            self.forks_made(id, *fc, result, &mut out, now);
             return out;
         }
         match result {
@@ -613,7 +618,7 @@ impl Engine {
             return;
         };
         self.dialogs.remove(&call.a.key());
-        call.a.local_tag = tag;
+        call.a.retag(&tag);
         self.dialogs.insert(call.a.key(), (id, call.a_side));
     }
 

@@ -1181,12 +1181,35 @@ fn a_redirect_is_followed_to_the_gateways_it_names_when_the_trunk_says_so() {
     );
 }
 
-/// A forked INVITE: each early dialog's provisional reaches the caller with its SDP anchored
-/// (the session follows the latest), up to `max_early_dialogs`; the dialog that answers wins,
-/// and a second 2xx is ACKed and hung up in its own dialog.
-#[test]
-fn a_forked_invite_follows_its_early_dialogs_and_the_first_answer_wins() {
-    let mut r = Run::new("fork");
+/// The relays' answer for an early dialog's fork of session "s": "s-f1" with its own pool-side
+/// port 30008 (the gateway side is the parent's).
+fn fork_made(r: &mut Run, call: CallId) -> Vec<Action> {
+    let session = MediaAnswer {
+        session_id: "s-f1".into(),
+        pool: Some(Anchor {
+            addr: "198.18.1.1".parse().expect("ip"),
+            rtp_port: 30008,
+            rtcp_port: 30009,
+        }),
+        gateway: Some(Anchor {
+            addr: "198.18.2.1".parse().expect("ip"),
+            rtp_port: 30002,
+            rtcp_port: 30003,
+        }),
+    };
+    r.e.on_media_created(
+        call,
+        "pool.lab.mediator",
+        Ok(vec![("relay".into(), session)]),
+        r.now,
+    )
+}
+
+/// A forked INVITE up to where fork B (To tag forkB) has its own early media: fork A's 180
+/// answers the call's session, fork B's 183 gets a fork of it. Returns the run, the call, the
+/// INVITE sent and the caller's two provisionals.
+fn forked(tag: &str) -> (Run, CallId, Message, Message, Message) {
+    let mut r = Run::new(tag);
     r.t.configs
         .get_mut("global")
         .expect("global")
@@ -1197,58 +1220,183 @@ fn a_forked_invite_follows_its_early_dialogs_and_the_first_answer_wins() {
     let id = media_call(&a);
     let a = r.created(id);
     let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
-    let gw_port = |a: &[Action]| {
-        a.iter().find_map(|x| match x {
-            Action::UpdateMedia { request, .. } => {
-                request.gateway.and_then(|g| g.rtp).map(|e| e.port())
-            }
+    let a = r.msg(&respond(&inv, 180, "forkA", Some(ANSWER)), gw(5060, 5060));
+    let p1 = sent_to(&a, fe()).remove(0);
+    assert_eq!(p1.status(), Some(180));
+    assert!(String::from_utf8_lossy(p1.body()).contains("m=audio 30000 "));
+    let a = r.msg(&respond(&inv, 183, "forkB", Some(FORK_B)), gw(5060, 5060));
+    assert!(
+        sent_to(&a, fe()).is_empty(),
+        "fork B's 183 waits for its sessions"
+    );
+    let req = a
+        .iter()
+        .find_map(|x| match x {
+            Action::CreateMedia { requests, .. } => Some(requests[0].clone()),
             _ => None,
         })
-    };
-    let fork_b = ANSWER.replace("7000", "7002").replace("o=- 2 2", "o=- 3 1");
-    let a = r.msg(&respond(&inv, 180, "forkA", Some(ANSWER)), gw(5060, 5060));
-    assert_eq!(statuses(&sent_to(&a, fe())), [180]);
-    assert_eq!(gw_port(&a), Some(7000));
-    let a = r.msg(&respond(&inv, 183, "forkB", Some(&fork_b)), gw(5060, 5060));
-    let p = sent_to(&a, fe());
-    assert_eq!(statuses(&p), [183]);
-    assert!(
-        String::from_utf8_lossy(p[0].body()).contains("m=audio 30000 "),
-        "anchored"
+        .expect("a fork is asked for");
+    assert_eq!(req.session_id, "s-f1");
+    assert_eq!(req.fork_of, Some(("relay".into(), "s".into())));
+    assert_eq!(
+        req.gateway.rtp,
+        Some("198.18.2.2:7002".parse().expect("addr"))
     );
     assert_eq!(
-        gw_port(&a),
-        Some(7002),
-        "the session follows the latest early dialog"
+        req.pool.rtp,
+        Some("198.18.1.2:6000".parse().expect("addr")),
+        "the caller's address, as the call's session has it"
+    );
+    let a = fork_made(&mut r, id);
+    let p2 = sent_to(&a, fe()).remove(0);
+    assert_eq!(p2.status(), Some(183));
+    assert!(
+        String::from_utf8_lossy(p2.body()).contains("m=audio 30008 "),
+        "fork B's early media is anchored on its own port"
+    );
+    assert!(p1.summary.to_tag.is_some());
+    assert_ne!(
+        p1.summary.to_tag, p2.summary.to_tag,
+        "each early dialog reaches the caller in its own"
     );
     let a = r.msg(&respond(&inv, 180, "forkC", None), gw(5060, 5060));
     assert!(
         sent_to(&a, fe()).is_empty(),
         "a third early dialog is beyond max_early_dialogs"
     );
-    // Fork A answers: it wins (the session goes back to its address).
-    let a = r.msg(&respond(&inv, 200, "forkA", Some(ANSWER)), gw(5060, 5060));
-    assert_eq!(finals(&sent_to(&a, fe())), [200]);
-    assert_eq!(gw_port(&a), Some(7000));
+    (r, id, inv, p1, p2)
+}
+
+const FORK_B: &str = "v=0\r\no=- 3 1 IN IP4 198.18.2.2\r\ns=-\r\nc=IN IP4 198.18.2.2\r\nt=0 0\r\nm=audio 7002 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+
+/// A forked INVITE: each early dialog reaches the caller in an early dialog of its own, its
+/// early media anchored in sessions of its own (fork B's in a fork of the call's session); the
+/// caller's early requests go to the early dialog of their To tag. Fork B answers and wins: its
+/// fork takes over the session's gateway-side ports, the caller's dialog is fork B's; fork A's
+/// late 2xx is ACKed and hung up in its own dialog (RFC 3261 §13.2.2.4).
+#[test]
+fn a_forked_invite_gives_each_early_dialog_its_own_and_a_fork_that_answers_inherits() {
+    let (mut r, id, inv, p1, p2) = forked("fork");
+    // The caller's early INFO in fork B's early dialog reaches fork B; in one it never had, 481.
+    let a = r.msg(&fe_in_dialog("INFO", &p2, 2, "info-b"), fe());
+    let info = &sent_to(&a, gw(5060, 5060))[0];
+    assert_eq!(info.summary.to_tag.as_deref(), Some("forkB"));
+    let a = r.msg(&fe_in_dialog("INFO", &p1, 3, "info-a"), fe());
+    assert_eq!(
+        sent_to(&a, gw(5060, 5060))[0].summary.to_tag.as_deref(),
+        Some("forkA")
+    );
+    let stranger = String::from_utf8(fe_in_dialog("INFO", &p1, 4, "info-x"))
+        .expect("utf8")
+        .replace(p1.summary.to_tag.as_deref().expect("tag"), "nope");
+    let a = r.msg(stranger.as_bytes(), fe());
+    assert_eq!(statuses(&sent_to(&a, fe())), [481]);
+    // Fork B's own early INFO reaches the caller in fork B's early dialog there.
+    let info = format!(
+        "INFO sip:mediator@198.18.2.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 198.18.2.2:5060;branch=z9hG4bK-gw-info-b\r\n\
+         Max-Forwards: 70\r\nFrom: {};tag=forkB\r\nTo: {}\r\nCall-ID: {}\r\n\
+         CSeq: 1 INFO\r\nContact: <sip:gw@198.18.2.2:5060>\r\nContent-Length: 0\r\n\r\n",
+        inv.header("to").expect("to"),
+        inv.header("from").expect("from"),
+        inv.summary.call_id
+    );
+    let a = r.msg(info.as_bytes(), gw(5060, 5060));
+    let to_fe = sent_to(&a, fe());
+    assert_eq!(
+        (to_fe[0].method(), to_fe[0].summary.from_tag.as_deref()),
+        (Some("INFO"), p2.summary.to_tag.as_deref())
+    );
+
+    // Fork B answers.
+    let a = r.msg(&respond(&inv, 200, "forkB", Some(FORK_B)), gw(5060, 5060));
     let ok = sent_to(&a, fe())
         .into_iter()
         .find(|m| m.status() == Some(200))
         .expect("200");
-    // Fork B answers too: ACKed and hung up in its own dialog.
-    let a = r.msg(&respond(&inv, 200, "forkB", Some(&fork_b)), gw(5060, 5060));
+    assert_eq!(
+        ok.summary.to_tag, p2.summary.to_tag,
+        "in fork B's early dialog"
+    );
+    assert!(String::from_utf8_lossy(ok.body()).contains("m=audio 30008 "));
+    let handed: Vec<(String, String, String)> = a
+        .iter()
+        .filter_map(|x| match x {
+            Action::HandOverMedia { sessions, .. } => Some(sessions.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(handed, [("relay".into(), "s".into(), "s-f1".into())]);
+    // Fork A answers too: ACKed and hung up in its own dialog.
+    let a = r.msg(&respond(&inv, 200, "forkA", Some(ANSWER)), gw(5060, 5060));
     let to_gw = sent_to(&a, gw(5060, 5060));
     let m: Vec<(&str, Option<&str>)> = to_gw
         .iter()
         .map(|x| (x.method().unwrap_or_default(), x.summary.to_tag.as_deref()))
         .collect();
-    assert_eq!(m, [("ACK", Some("forkB")), ("BYE", Some("forkB"))]);
-    assert!(sent_to(&a, fe()).is_empty());
-    // The caller's ACK goes to the winner.
-    let a = r.msg(&fe_in_dialog("ACK", &ok, 7, "ack-fork"), fe());
+    assert_eq!(m, [("ACK", Some("forkA")), ("BYE", Some("forkA"))]);
+    // The caller's ACK goes to the winner; fork A's early dialog is gone.
+    let a = r.msg(&fe_in_dialog("ACK", &ok, 1, "ack-fork"), fe());
     let ack = &sent_to(&a, gw(5060, 5060))[0];
     assert_eq!(
         (ack.method(), ack.summary.to_tag.as_deref()),
-        (Some("ACK"), Some("forkA"))
+        (Some("ACK"), Some("forkB"))
+    );
+    assert_eq!(r.e.call(id, r.now).expect("the call").state, "confirmed");
+    let a = r.msg(&fe_in_dialog("INFO", &p1, 5, "info-late"), fe());
+    assert_eq!(statuses(&sent_to(&a, fe())), [481]);
+    // Fork B hangs up: the caller's BYE comes from fork B's early dialog's tag there (its
+    // dialog now); the call's session is the fork's.
+    let bye = info
+        .replace("INFO sip:", "BYE sip:")
+        .replace("CSeq: 1 INFO", "CSeq: 2 BYE")
+        .replace("gw-info-b", "gw-bye-b");
+    let ended_by_bye = r.msg(bye.as_bytes(), gw(5060, 5060));
+    let to_fe = sent_to(&ended_by_bye, fe());
+    let bye_fe = to_fe
+        .iter()
+        .find(|m| m.method() == Some("BYE"))
+        .expect("a BYE to the caller");
+    assert_eq!(bye_fe.summary.from_tag, p2.summary.to_tag);
+    let a = r.msg(&respond(bye_fe, 200, "fe1", None), fe());
+    let sessions = ended_by_bye
+        .iter()
+        .chain(&a)
+        .find_map(|x| match x {
+            Action::Ended { sessions, .. } => Some(sessions.clone()),
+            _ => None,
+        })
+        .expect("ended");
+    assert_eq!(sessions, [("relay".to_string(), "s-f1".to_string())]);
+}
+
+/// The early dialog whose SDP the call's session answers wins: the other's fork is deleted and
+/// the call keeps its session; the caller's dialog is the first one's.
+#[test]
+fn a_forked_invite_answered_by_the_first_early_dialog_deletes_the_forks() {
+    let (mut r, id, inv, p1, _) = forked("fork-a");
+    let a = r.msg(&respond(&inv, 200, "forkA", Some(ANSWER)), gw(5060, 5060));
+    let ok = sent_to(&a, fe())
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .expect("200");
+    assert_eq!(ok.summary.to_tag, p1.summary.to_tag);
+    assert!(String::from_utf8_lossy(ok.body()).contains("m=audio 30000 "));
+    let deleted: Vec<(String, String)> = a
+        .iter()
+        .filter_map(|x| match x {
+            Action::DeleteMedia { sessions, .. } => Some(sessions.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(deleted, [("relay".into(), "s-f1".into())]);
+    assert!(!a.iter().any(|x| matches!(x, Action::HandOverMedia { .. })));
+    let a = r.msg(&fe_in_dialog("ACK", &ok, 1, "ack-a"), fe());
+    assert_eq!(
+        sent_to(&a, gw(5060, 5060))[0].summary.to_tag.as_deref(),
+        Some("forkA")
     );
     assert_eq!(r.e.call(id, r.now).expect("the call").state, "confirmed");
 }

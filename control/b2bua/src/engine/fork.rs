@@ -1,0 +1,397 @@
+//! Forking: each early dialog of a forked INVITE reaches the caller as an early dialog of its
+//! own (a To tag of its own on the caller's leg), and each one's early media is anchored in
+//! sessions of its own: forks of the call's sessions on the same relay, which share the
+//! gateway-side ports the single INVITE offered and are told apart there by source. The early
+//! dialog that answers keeps its sessions (a fork inherits the ports); the others' go.
+
+use super::*;
+
+/// One early dialog's sessions, forks of the call's, by stream.
+#[derive(Clone, Debug)]
+pub(super) struct ForkMedia {
+    /// Its index in the attempt's early dialogs.
+    pub(super) dialog: usize,
+    pub(super) streams: Vec<ForkStream>,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct ForkStream {
+    pub(super) index: usize,
+    pub(super) relay: String,
+    pub(super) session_id: String,
+    /// The call's session it forks.
+    pub(super) parent: String,
+    /// The relay's address facing the pool: this early dialog's SDP reaches the caller with it.
+    pub(super) pool_anchor: Anchor,
+    /// Where its callee receives, as its SDP says.
+    pub(super) remote: Remote,
+}
+
+/// Sessions being made for an early dialog's SDP; its provisional waits for them.
+pub(super) struct ForkCreate {
+    attempt: TxKey,
+    dialog: usize,
+    m: Message,
+    /// (stream index, parent session, relay, the callee's remote), in request order.
+    streams: Vec<(usize, String, String, Remote)>,
+}
+
+impl Engine {
+    /// Gives the current early dialog of the attempt its caller-facing To tag (the first keeps
+    /// the caller leg's own), known to the dialog table from then on.
+    pub(super) fn tag_early_dialog(&mut self, id: CallId) {
+        let token = self.token()[..10].to_string();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(att) = call.attempt.as_mut() else {
+            return;
+        };
+        let i = att.current;
+        if i == 0 || i >= att.early.len() {
+            return;
+        }
+        att.tags.resize(att.early.len(), None);
+        if att.tags[i].is_none() {
+            att.tags[i] = Some(token.clone());
+            call.fork_tags.push(token.clone());
+            self.dialogs
+                .insert((call.a.call_id.clone(), token), (id, call.a_side));
+        }
+    }
+
+    /// Forgets the caller-facing tags of early dialogs, but `keep`'s.
+    pub(super) fn forget_fork_tags(&mut self, id: CallId, keep: Option<&str>) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        for t in std::mem::take(&mut call.fork_tags) {
+            if Some(t.as_str()) == keep {
+                call.fork_tags.push(t);
+            } else {
+                self.dialogs.remove(&(call.a.call_id.clone(), t));
+            }
+        }
+    }
+
+    /// Whether the current early dialog's SDP `m` is a fork's (the call's sessions answer
+    /// another early dialog's): then it is anchored in sessions of its own and relayed in its
+    /// own early dialog here, and true is returned.
+    pub(super) fn fork_provisional(
+        &mut self,
+        id: CallId,
+        m: &Message,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) -> bool {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        let Some(att) = call.attempt.as_mut() else {
+            return false;
+        };
+        let dialog = att.current;
+        let owner = *att.media_owner.get_or_insert(dialog);
+        if owner == dialog || !is_sdp(m) {
+            return false;
+        }
+        let key = att.key.clone();
+        // Forks are plain RTP only: one SRTP key per leg and stream is all the call's
+        // encryption state knows (two forks' packets under one key could repeat a keystream).
+        let plain = call.sec.as_ref().is_none_or(|s| !s.any_srtp());
+        let sdp = std::str::from_utf8(m.body())
+            .map_err(|_| "not UTF-8".to_string())
+            .and_then(|t| Sdp::parse(t).map_err(|e| e.to_string()));
+        // Every stream it has must be one of the call's, live: each gets a fork (a stream
+        // without one would reach the caller with the callee's own address).
+        let usable = match &sdp {
+            Ok(s) => {
+                s.streams().iter().all(|x| {
+                    x.rtp.is_some() && call.streams.iter().any(|c| c.index == x.index && c.live)
+                }) && !s.has_keys()
+            }
+            Err(_) => false,
+        };
+        if let Some(f) = call.forks.iter().find(|f| f.dialog == dialog).cloned() {
+            // Its sessions exist: followed where its SDP moved, relayed with their addresses.
+            match sdp {
+                Ok(sdp) if usable => {
+                    let body = self.fork_body(id, &f, &sdp, out);
+                    self.relay_provisional(id, m, body, out, now);
+                }
+                _ => self.relay_provisional(id, m, None, out, now),
+            }
+            return true;
+        }
+        let busy = call.fork_create.is_some()
+            || call.adding.is_some()
+            || call.orphan_create
+            || call.early_held.is_some()
+            || call.delayed.is_some();
+        let sdp = match sdp {
+            Ok(s) if usable && plain && !busy && call.offerer == call.a_side => s,
+            _ => {
+                tracing::info!(
+                    call = id,
+                    dialog,
+                    plain,
+                    "another early dialog's SDP is not anchored: its provisional goes on without it"
+                );
+                self.relay_provisional(id, m, None, out, now);
+                return true;
+            }
+        };
+        // In the SDP's order, as `requests_for` makes the requests.
+        let streams: Vec<(usize, String, String, Remote)> = sdp
+            .streams()
+            .into_iter()
+            .filter_map(|s| {
+                let st = call.streams.iter().find(|c| c.index == s.index && c.live)?;
+                let r = media::remote(&s);
+                let r = if st.mux {
+                    Remote { rtcp: None, ..r }
+                } else {
+                    r
+                };
+                Some((st.index, st.session_id.clone(), st.relay.clone(), r))
+            })
+            .collect();
+        let indexes: Vec<usize> = streams.iter().map(|s| s.0).collect();
+        let mut requests = self
+            .requests_for(id, &sdp, Side::Gateway, &indexes, false)
+            .unwrap_or_default();
+        let Some(call) = self.calls.get_mut(&id) else {
+            return true;
+        };
+        if requests.len() != streams.len() || requests.is_empty() {
+            self.relay_provisional(id, m, None, out, now);
+            return true;
+        }
+        for (r, (index, parent, relay, remote)) in requests.iter_mut().zip(&streams) {
+            let st = call.streams.iter().find(|s| s.index == *index);
+            r.session_id = format!("{parent}-f{dialog}");
+            r.pool = st.and_then(|s| s.remotes[0]).unwrap_or_default();
+            r.gateway = *remote;
+            r.rtcp_mux = st.is_some_and(|s| s.mux);
+            r.fork_of = Some((relay.clone(), parent.clone()));
+        }
+        tracing::info!(
+            call = id,
+            dialog,
+            streams = requests.len(),
+            "another early dialog sent SDP: anchoring its early media in forks of the call's sessions"
+        );
+        call.fork_create = Some(Box::new(ForkCreate {
+            attempt: key,
+            dialog,
+            m: m.clone(),
+            streams,
+        }));
+        out.push(Action::CreateMedia {
+            call: id,
+            pool: call.pool.clone(),
+            requests,
+        });
+        true
+    }
+
+    /// The relays' answer for an early dialog's forks: its provisional goes on with their
+    /// addresses (or, when they could not be made, without SDP: the call goes on).
+    pub(super) fn forks_made(
+        &mut self,
+        id: CallId,
+        fc: ForkCreate,
+        result: Result<Vec<(String, MediaAnswer)>, (u16, String)>,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let current = call
+            .attempt
+            .as_ref()
+            .is_some_and(|a| a.key == fc.attempt && call.b.is_none());
+        let sessions = match result {
+            Ok(s) if current => s,
+            Ok(s) => {
+                // The attempt ended meanwhile (answered, failed over): not needed.
+                out.push(Action::DeleteMedia {
+                    pool: call.pool.clone(),
+                    sessions: s.into_iter().map(|(r, a)| (r, a.session_id)).collect(),
+                });
+                return;
+            }
+            Err((status, why)) => {
+                tracing::warn!(call = id, status, why, "forks for an early dialog failed");
+                if current {
+                    self.relay_fork_provisional(id, fc.dialog, &fc.m, None, out, now);
+                }
+                return;
+            }
+        };
+        let streams: Vec<ForkStream> = sessions
+            .into_iter()
+            .zip(&fc.streams)
+            .filter_map(|((relay, a), (index, parent, _, remote))| {
+                Some(ForkStream {
+                    index: *index,
+                    relay,
+                    session_id: a.session_id,
+                    parent: parent.clone(),
+                    pool_anchor: a.pool?,
+                    remote: *remote,
+                })
+            })
+            .collect();
+        let f = ForkMedia {
+            dialog: fc.dialog,
+            streams,
+        };
+        call.forks.push(f.clone());
+        let body = std::str::from_utf8(fc.m.body())
+            .ok()
+            .and_then(|t| Sdp::parse(t).ok())
+            .and_then(|sdp| self.fork_body(id, &f, &sdp, out));
+        self.relay_fork_provisional(id, fc.dialog, &fc.m, body, out, now);
+    }
+
+    /// `m` relayed in early dialog `dialog`'s own To tag toward the caller (the attempt's
+    /// current early dialog may have moved on while its forks were made).
+    fn relay_fork_provisional(
+        &mut self,
+        id: CallId,
+        dialog: usize,
+        m: &Message,
+        body: Option<Vec<u8>>,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        let Some(att) = self.calls.get_mut(&id).and_then(|c| c.attempt.as_mut()) else {
+            return;
+        };
+        let was = std::mem::replace(&mut att.current, dialog);
+        self.relay_provisional(id, m, body, out, now);
+        if let Some(att) = self.calls.get_mut(&id).and_then(|c| c.attempt.as_mut()) {
+            att.current = was;
+        }
+    }
+
+    /// An early dialog's SDP re-pointed at its forks' pool-side addresses; the forks follow
+    /// where its SDP moved.
+    fn fork_body(
+        &mut self,
+        id: CallId,
+        f: &ForkMedia,
+        sdp: &Sdp,
+        out: &mut Vec<Action>,
+    ) -> Option<Vec<u8>> {
+        let call = self.calls.get_mut(&id)?;
+        let mut anchors = vec![None; sdp.media.len()];
+        let hold = sdp.on_hold();
+        for s in sdp.streams() {
+            // A stream with no fork session would reach the caller with the callee's address.
+            let fs = f.streams.iter().find(|x| x.index == s.index)?;
+            if let Some(a) = anchors.get_mut(s.index) {
+                *a = Some(fs.pool_anchor);
+            }
+            let mux = call.streams.iter().any(|c| c.index == s.index && c.mux);
+            let r = media::remote(&s);
+            let r = if mux { Remote { rtcp: None, ..r } } else { r };
+            if r != fs.remote {
+                out.push(Action::UpdateMedia {
+                    pool: call.pool.clone(),
+                    relay: fs.relay.clone(),
+                    request: Box::new(MediaUpdate {
+                        session_id: fs.session_id.clone(),
+                        pool: None,
+                        gateway: Some(r),
+                        on_hold: Some(hold),
+                        srtp: Default::default(),
+                    }),
+                });
+                if let Some(cf) = call.forks.iter_mut().find(|x| x.dialog == f.dialog)
+                    && let Some(x) = cf.streams.iter_mut().find(|x| x.index == s.index)
+                {
+                    x.remote = r;
+                }
+            }
+        }
+        sdp.rewrite_with(&anchors, &Vec::new())
+            .ok()
+            .map(String::into_bytes)
+    }
+
+    /// Early dialog `winner` answered: its forks (if it has any) inherit their parents' ports and
+    /// become the call's sessions; every other fork is deleted.
+    pub(super) fn settle_forks(&mut self, id: CallId, winner: usize, out: &mut Vec<Action>) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let forks = std::mem::take(&mut call.forks);
+        let mut handed = Vec::new();
+        let mut doomed = Vec::new();
+        for f in forks {
+            for fs in f.streams {
+                if f.dialog == winner {
+                    handed.push(fs);
+                } else {
+                    doomed.push(fs);
+                }
+            }
+        }
+        for fs in &handed {
+            if let Some(st) = call.streams.iter_mut().find(|s| s.session_id == fs.parent) {
+                st.session_id = fs.session_id.clone();
+                st.anchors[0] = fs.pool_anchor;
+                st.remotes[1] = Some(fs.remote);
+            }
+        }
+        // Forks of a handed-over parent go with the hand-over; the others one by one.
+        doomed.retain(|d| !handed.iter().any(|h| h.parent == d.parent));
+        if !doomed.is_empty() {
+            out.push(Action::DeleteMedia {
+                pool: call.pool.clone(),
+                sessions: doomed
+                    .into_iter()
+                    .map(|d| (d.relay, d.session_id))
+                    .collect(),
+            });
+        }
+        if !handed.is_empty() {
+            tracing::info!(
+                call = id,
+                streams = handed.len(),
+                "a fork answered: its sessions take over the call's gateway-side ports"
+            );
+            out.push(Action::HandOverMedia {
+                pool: call.pool.clone(),
+                sessions: handed
+                    .into_iter()
+                    .map(|h| (h.relay, h.parent, h.session_id))
+                    .collect(),
+            });
+        }
+    }
+
+    /// A new attempt: the forks of the last one go (their parents may live on).
+    pub(super) fn drop_forks(&mut self, id: CallId, out: &mut Vec<Action>) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let forks = std::mem::take(&mut call.forks);
+        let sessions: Vec<(String, String)> = forks
+            .into_iter()
+            .flat_map(|f| f.streams)
+            .map(|s| (s.relay, s.session_id))
+            .collect();
+        if !sessions.is_empty() {
+            out.push(Action::DeleteMedia {
+                pool: call.pool.clone(),
+                sessions,
+            });
+        }
+        let a_tag = call.a.local_tag.clone();
+        self.forget_fork_tags(id, Some(&a_tag));
+    }
+}
