@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use mediator_tests::calls::{CallLab, flow, scenario};
-use mediator_tests::lab::{GW_PEER, POOL_OTHER, POOL_PEER, POOL_RELAY, in_netns, privileged};
+use mediator_tests::lab::{
+    GW_PEER, GW_RELAY, POOL_OTHER, POOL_PEER, POOL_RELAY, in_netns, privileged,
+};
+use mediator_tests::rtp::{rtp_packet, udp_in};
 use mediator_tests::sipp::{Uac, Uas};
 
 fn uas(lab: &CallLab, port: u16, name: &str) -> Uas {
@@ -1164,19 +1167,152 @@ async fn a_record_routing_proxy_on_the_pool_side_gets_the_dialog_s_requests() {
 }
 
 /// A forked INVITE (SIPp as a forking gateway, `max_early_dialogs` at its default of 20): two
-/// early dialogs each send a 183 with SDP, both reach the caller anchored on the relay; the first
-/// answers and wins; the second answers too and gets an ACK and a BYE in its own dialog; the
-/// caller's BYE ends the first (both scenarios check the To tags).
+/// early dialogs each send a 183 with SDP, and each reaches the caller in an early dialog of its
+/// own with early media of its own — the test plays both forks (7001, 7002) and the caller
+/// (7000): each fork's packets, sent to the one gateway-side port the INVITE offered, reach the
+/// caller from that early dialog's own port, and the caller's reach each fork. The second
+/// answers and wins: its fork inherits the port (the first's media is dropped there from then
+/// on) and goes back to XDP; the first answers too and gets an ACK and a BYE in its own dialog;
+/// the caller's BYE ends the second (both scenarios check the To tags).
 #[tokio::test(flavor = "multi_thread")]
-async fn a_forked_invite_with_two_early_dialogs() {
-    if !privileged("a_forked_invite_with_two_early_dialogs") {
+async fn a_forked_invite_with_two_early_dialogs_and_media_on_both() {
+    if !privileged("a_forked_invite_with_two_early_dialogs_and_media_on_both") {
         return;
     }
-    let lab = CallLab::new("fork").await.expect("call lab");
+    let mut lab = CallLab::new("fork").await.expect("call lab");
     let gw = uas(&lab, 5060, "uas_fork");
     let sf = scenario("uac_fork");
-    let run = lab
-        .from_pool("+14255550100", 1, &["-sf", &sf])
+    let caller = Uac::start(
+        &lab.lab.pool.name,
+        POOL_PEER,
+        &format!("{POOL_RELAY}:5060"),
+        1,
+        1,
+        Duration::from_secs(40),
+        &["-s", "+14255550100", "-sf", &sf],
+    )
+    .expect("uac");
+    let sock =
+        |ns: &str, ip: &str, port: u16| udp_in(ns, format!("{ip}:{port}").parse().expect("addr"));
+    let me = sock(&lab.lab.pool.name, POOL_PEER, 7000);
+    let fork1 = sock(&lab.lab.gw.name, GW_PEER, 7001);
+    let fork2 = sock(&lab.lab.gw.name, GW_PEER, 7002);
+    let mut dp = lab.dataplane.client().await.expect("dataplane");
+    let sessions = |list: &[mediator_proto::dataplane::v1::Session]| {
+        let fork = list.iter().find(|s| !s.fork_of.is_empty()).cloned();
+        let parent = fork
+            .as_ref()
+            .and_then(|f| list.iter().find(|s| s.session_id == f.fork_of).cloned());
+        parent.zip(fork)
+    };
+    let port = |l: &Option<mediator_proto::dataplane::v1::Leg>| {
+        l.as_ref().expect("leg").local_rtp_port as u16
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    let (parent, fork) = loop {
+        let list = dp
+            .list_sessions(mediator_proto::dataplane::v1::ListSessionsRequest::default())
+            .await
+            .expect("list")
+            .into_inner()
+            .sessions;
+        if let Some(pf) = sessions(&list) {
+            break pf;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no fork session: {list:?}\n{}",
+            lab.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (p_pool, gw_port, f_pool) = (port(&parent.pool), port(&parent.gateway), port(&fork.pool));
+    assert_eq!(
+        port(&fork.gateway),
+        gw_port,
+        "one gateway-side port for both"
+    );
+    assert_ne!(p_pool, f_pool, "a caller-facing port per early dialog");
+    let at =
+        |ip: &str, p: u16| -> std::net::SocketAddr { format!("{ip}:{p}").parse().expect("addr") };
+    // One packet through, its source as the receiver sees it (a few tries: UDP).
+    let through =
+        |from: &std::net::UdpSocket, to: std::net::SocketAddr, rx: &std::net::UdpSocket| {
+            let mut buf = [0u8; 2048];
+            for seq in 0..20u16 {
+                let pkt = rtp_packet(seq, u32::from(seq) * 160, 0x5eed, 160);
+                from.send_to(&pkt, to).expect("send");
+                if let Ok((n, src)) = rx.recv_from(&mut buf)
+                    && buf[..n] == pkt[..]
+                {
+                    return Some(src);
+                }
+            }
+            None
+        };
+    let (g, p0, p1) = (
+        at(GW_RELAY, gw_port),
+        at(POOL_RELAY, p_pool),
+        at(POOL_RELAY, f_pool),
+    );
+    let early = tokio::task::spawn_blocking(move || {
+        let r = [
+            through(&fork1, g, &me),
+            through(&fork2, g, &me),
+            through(&me, p0, &fork1),
+            through(&me, p1, &fork2),
+        ];
+        (r, me, fork1, fork2)
+    })
+    .await
+    .expect("early media");
+    let (r, me, fork1, fork2) = early;
+    assert_eq!(
+        r,
+        [Some(p0), Some(p1), Some(g), Some(g)],
+        "each early dialog's media both ways on its own caller-facing port"
+    );
+    // Fork 2 answers: its fork inherits the port, the parent goes, and it is offloaded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = dp
+            .get_session(mediator_proto::dataplane::v1::GetSessionRequest {
+                session_id: fork.session_id.clone(),
+            })
+            .await
+            .expect("the fork lives on")
+            .into_inner()
+            .session
+            .expect("session");
+        if s.fork_of.is_empty()
+            && s.path == mediator_proto::dataplane::v1::ForwardingPath::Xdp as i32
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fork did not inherit the port and go to XDP: {s:?}\n{}",
+            lab.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = tokio::task::spawn_blocking(move || {
+        [
+            through(&fork2, g, &me),
+            through(&me, p1, &fork2),
+            through(&fork1, g, &me),
+        ]
+    })
+    .await
+    .expect("media after the answer");
+    assert_eq!(
+        after,
+        [Some(p1), Some(g), None],
+        "the answering dialog's media through XDP; the other's is dropped"
+    );
+    let run = tokio::task::spawn_blocking(move || caller.wait())
+        .await
+        .expect("join")
         .expect("uac");
     assert_eq!(
         (run.successful, run.failed),
@@ -1193,7 +1329,7 @@ async fn a_forked_invite_with_two_early_dialogs() {
     let seen = gw.messages();
     assert!(
         seen.matches("BYE sip:").count() == 2 && !seen.contains("Aborting"),
-        "the second dialog's BYE and the caller's:\n{seen}"
+        "the first dialog's BYE and the caller's:\n{seen}"
     );
     assert!(lab.active().await.expect("active").is_empty());
 }
