@@ -15,6 +15,15 @@ use crate::media::{MasterKey, SrtpChange, SrtpKeys, Suite};
 use crate::sdes::{Crypto, choose};
 use crate::sdp::CryptoRewrite;
 
+/// An early dialog's forks' encryption (see [`Sec::fork`]).
+#[derive(Debug, Default)]
+pub(super) struct ForkSec {
+    /// Per stream index: the relay's keys (by [`slot`]) and Mediator's key toward the caller.
+    pub(super) streams: Vec<(usize, [Option<SrtpKeys>; 2], Option<Crypto>)>,
+    /// What Mediator writes toward the caller for each m-line (empty: as it is, passthrough).
+    pub(super) rewrites: Vec<Option<CryptoRewrite>>,
+}
+
 /// One leg of one stream.
 #[derive(Debug, Default)]
 pub(super) struct LegSec {
@@ -327,6 +336,68 @@ impl Sec {
             s.legs[b].keyed = true;
         }
         Ok(keys)
+    }
+
+    /// Another early dialog's SDP `sdp` (the callee's leg answering Mediator's offer there),
+    /// for forks of the call's sessions: checked against that leg's policy as the first early
+    /// dialog's answer is; per stream the relay's keys for its fork (the fork's own key on the
+    /// callee's side, and on the caller's a fresh key of Mediator's, never the call's own: two
+    /// forks' packets to the caller may share an SSRC) and what Mediator writes toward the caller
+    /// for each m-line. The call's own state does not change.
+    pub(super) fn fork(&self, a_side: Side, sdp: &Sdp) -> Result<ForkSec, Refused> {
+        let (a, b) = (slot(a_side), slot(a_side.other()));
+        let live = anchored(sdp);
+        if self.passthrough {
+            // The peers' own attributes cross as they are; the relay sees ciphertext.
+            self.check_passthrough_answer(a_side.other(), sdp, &live)?;
+            return Ok(ForkSec::default());
+        }
+        let mut rewrites: Vec<Option<CryptoRewrite>> = sdp
+            .media
+            .iter()
+            .map(|m| Some(rewrite(&m.proto, &[])))
+            .collect();
+        let mut streams = Vec::new();
+        for s in self.streams.iter().filter(|s| live.contains(&s.index)) {
+            let mut keys = [None, None];
+            if let Some(plan) = &s.legs[b].plan
+                && let Use::Srtp { peer, ours } = accept_answer(
+                    self.policy[b],
+                    side_name(a_side.other()),
+                    plan,
+                    &stream_crypto(sdp, s.index),
+                )?
+            {
+                keys[b] = Some(SrtpKeys::of(&peer, &ours));
+            }
+            let proto = s.legs[a].proto.as_str();
+            let (written, caller) = match &s.legs[a].used {
+                Some(Use::Srtp { peer, .. }) => {
+                    let ours = peer.answer().map_err(|e| Refused {
+                        status: 500,
+                        reason: e.to_string(),
+                    })?;
+                    keys[a] = Some(SrtpKeys::of(peer, &ours));
+                    (rewrite(proto, &[&ours]), Some(ours))
+                }
+                _ => (rewrite(proto, &[]), None),
+            };
+            if let Some(r) = rewrites.get_mut(s.index) {
+                *r = Some(written);
+            }
+            streams.push((s.index, keys, caller));
+        }
+        Ok(ForkSec { streams, rewrites })
+    }
+
+    /// The early dialog whose forks answered: Mediator's key toward the caller on `index` is
+    /// its fork's from now on (the caller has it from that early dialog's SDP).
+    pub(super) fn adopt_fork(&mut self, index: usize, a_side: Side, caller: &Crypto) {
+        if let Some(s) = self.streams.iter_mut().find(|s| s.index == index)
+            && let Some(Use::Srtp { ours, .. }) = &mut s.legs[slot(a_side)].used
+        {
+            *ours = caller.clone();
+        }
     }
 
     /// What Mediator writes for each m-line of `sdp` sent to `toward`, as an offer (its plan

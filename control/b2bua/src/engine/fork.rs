@@ -5,6 +5,8 @@
 //! dialog that answers keeps its sessions (a fork inherits the ports); the others' go.
 
 use super::*;
+use crate::sdes::Crypto;
+use crate::sdp::CryptoRewrite;
 
 /// One early dialog's sessions, forks of the call's, by stream.
 #[derive(Clone, Debug)]
@@ -12,6 +14,8 @@ pub(super) struct ForkMedia {
     /// Its index in the attempt's early dialogs.
     pub(super) dialog: usize,
     pub(super) streams: Vec<ForkStream>,
+    /// What Mediator writes toward the caller for each m-line of its SDP (its own keys there).
+    rewrites: Vec<Option<CryptoRewrite>>,
 }
 
 #[derive(Clone, Debug)]
@@ -25,6 +29,8 @@ pub(super) struct ForkStream {
     pub(super) pool_anchor: Anchor,
     /// Where its callee receives, as its SDP says.
     pub(super) remote: Remote,
+    /// Mediator's key toward the caller for it (SRTP on the caller's leg).
+    caller: Option<Crypto>,
 }
 
 /// Sessions being made for an early dialog's SDP; its provisional waits for them.
@@ -34,6 +40,7 @@ pub(super) struct ForkCreate {
     m: Message,
     /// (stream index, parent session, relay, the callee's remote), in request order.
     streams: Vec<(usize, String, String, Remote)>,
+    sec: crypto::ForkSec,
 }
 
 impl Engine {
@@ -96,9 +103,6 @@ impl Engine {
             return false;
         }
         let key = att.key.clone();
-        // Forks are plain RTP only: one SRTP key per leg and stream is all the call's
-        // encryption state knows (two forks' packets under one key could repeat a keystream).
-        let plain = call.sec.as_ref().is_none_or(|s| !s.any_srtp());
         let sdp = std::str::from_utf8(m.body())
             .map_err(|_| "not UTF-8".to_string())
             .and_then(|t| Sdp::parse(t).map_err(|e| e.to_string()));
@@ -108,7 +112,7 @@ impl Engine {
             Ok(s) => {
                 s.streams().iter().all(|x| {
                     x.rtp.is_some() && call.streams.iter().any(|c| c.index == x.index && c.live)
-                }) && !s.has_keys()
+                }) && (call.sec.is_some() || !s.has_keys())
             }
             Err(_) => false,
         };
@@ -128,13 +132,23 @@ impl Engine {
             || call.orphan_create
             || call.early_held.is_some()
             || call.delayed.is_some();
-        let sdp = match sdp {
-            Ok(s) if usable && plain && !busy && call.offerer == call.a_side => s,
-            _ => {
+        // Its answer against the callee's leg's policy, its forks' keys (see `Sec::fork`).
+        let sec = match (&sdp, call.sec.as_ref()) {
+            (Ok(s), Some(sec)) if usable => sec.fork(call.a_side, s).map_err(|r| r.reason),
+            _ => Ok(crypto::ForkSec::default()),
+        };
+        let (sdp, sec) = match (sdp, sec) {
+            (Ok(s), Ok(sec)) if usable && !busy && call.offerer == call.a_side => (s, sec),
+            (_, sec) => {
+                let why = match sec {
+                    Err(why) => why,
+                    Ok(_) if busy => "another creation of sessions is in flight".into(),
+                    Ok(_) => "its SDP is not an answer Mediator can anchor".into(),
+                };
                 tracing::info!(
                     call = id,
                     dialog,
-                    plain,
+                    why,
                     "another early dialog's SDP is not anchored: its provisional goes on without it"
                 );
                 self.relay_provisional(id, m, None, out, now);
@@ -174,6 +188,9 @@ impl Engine {
             r.gateway = *remote;
             r.rtcp_mux = st.is_some_and(|s| s.mux);
             r.fork_of = Some((relay.clone(), parent.clone()));
+            if let Some((_, keys, _)) = sec.streams.iter().find(|(i, _, _)| i == index) {
+                r.srtp = keys.clone();
+            }
         }
         tracing::info!(
             call = id,
@@ -186,6 +203,7 @@ impl Engine {
             dialog,
             m: m.clone(),
             streams,
+            sec,
         }));
         out.push(Action::CreateMedia {
             call: id,
@@ -241,12 +259,19 @@ impl Engine {
                     parent: parent.clone(),
                     pool_anchor: a.pool?,
                     remote: *remote,
+                    caller: fc
+                        .sec
+                        .streams
+                        .iter()
+                        .find(|(i, _, _)| i == index)
+                        .and_then(|(_, _, c)| c.clone()),
                 })
             })
             .collect();
         let f = ForkMedia {
             dialog: fc.dialog,
             streams,
+            rewrites: fc.sec.rewrites.clone(),
         };
         call.forks.push(f.clone());
         let body = std::str::from_utf8(fc.m.body())
@@ -317,7 +342,7 @@ impl Engine {
                 }
             }
         }
-        sdp.rewrite_with(&anchors, &Vec::new())
+        sdp.rewrite_with(&anchors, &f.rewrites)
             .ok()
             .map(String::into_bytes)
     }
@@ -345,6 +370,10 @@ impl Engine {
                 st.session_id = fs.session_id.clone();
                 st.anchors[0] = fs.pool_anchor;
                 st.remotes[1] = Some(fs.remote);
+            }
+            // The caller has the fork's key for this stream from its early dialog's SDP.
+            if let (Some(c), Some(sec)) = (&fs.caller, call.sec.as_mut()) {
+                sec.adopt_fork(fs.index, call.a_side, c);
             }
         }
         // Forks of a handed-over parent go with the hand-over; the others one by one.

@@ -1145,3 +1145,86 @@ fn an_srtp_stream_added_mid_call_is_keyed_per_leg() {
         "never the gateway's key toward the caller: {to_fe}"
     );
 }
+
+/// A forked INVITE on a call with SRTP on both legs: another early dialog's answer is checked
+/// against the gateway leg's policy and gets forks keyed of their own — its own key on the
+/// gateway side, and toward the caller a fresh key of Mediator's (never the call's, which the
+/// first early dialog's SDP carries); one that answers in clear is not anchored. The fork that
+/// answers keeps its key toward the caller in the 2xx.
+#[test]
+fn a_fork_on_an_srtp_call_is_keyed_of_its_own() {
+    const GW_KEY2: &str = "RERERERERERERERERERERERERERERERERERERERE";
+    let mut r = Run::new("srtp-fork");
+    setup(
+        &mut r,
+        MediaEncryption::Required,
+        Transport::Tls,
+        SrtpMode::Required,
+        false,
+    );
+    let offer = fe_offer("RTP/SAVP", &[lync(2, FE_KEY)]);
+    let a = r.msg(&fe_invite("sf1", &offer), fe());
+    let (id, reqs) = create(&a).expect("sessions are created");
+    let call_key = b64(reqs[0].srtp[0].clone().expect("pool keys").relay.bytes());
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw_tls()))[0].clone();
+    let ours = cryptos(&body(&inv));
+    let answer = |port: u16, key: &str| {
+        sdp(
+            "198.18.2.2",
+            port,
+            "RTP/SAVP",
+            &[format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key}")],
+        )
+    };
+    let a = r.msg(
+        &respond(&inv, 183, "forkA", Some(&answer(7000, GW_KEY))),
+        gw_tls(),
+    );
+    let p1 = sent_to(&a, fe())[0].clone();
+    assert_eq!(key_of(&cryptos(&body(&p1))[0]), call_key);
+
+    // Fork B in clear on a leg that requires SRTP: not anchored, its 183 goes on without SDP.
+    let clear = sdp("198.18.2.2", 7004, "RTP/AVP", &[]);
+    let a = r.msg(&respond(&inv, 183, "forkC", Some(&clear)), gw_tls());
+    assert!(create(&a).is_none());
+    let p = sent_to(&a, fe());
+    assert!(p[0].body().is_empty(), "{}", body(&p[0]));
+
+    let fork_b = answer(7002, GW_KEY2);
+    let a = r.msg(&respond(&inv, 183, "forkB", Some(&fork_b)), gw_tls());
+    let (_, reqs) = create(&a).expect("a fork");
+    let [pool, gateway] = reqs[0].srtp.clone();
+    let (pool, gateway) = (pool.expect("pool keys"), gateway.expect("gateway keys"));
+    assert_eq!(
+        b64(pool.peer.bytes()),
+        FE_KEY,
+        "the caller's key, as for the call"
+    );
+    let fork_key = b64(pool.relay.bytes());
+    assert_ne!(fork_key, call_key, "a key of its own toward the caller");
+    assert_eq!(b64(gateway.peer.bytes()), GW_KEY2, "fork B's own key");
+    assert_eq!(
+        b64(gateway.relay.bytes()),
+        key_of(&ours[0]),
+        "Mediator's offered key"
+    );
+    let a = super::fork_made(&mut r, id);
+    let p2 = sent_to(&a, fe())[0].clone();
+    let c = cryptos(&body(&p2));
+    assert_eq!(c.len(), 1);
+    assert_eq!(key_of(&c[0]), fork_key);
+    assert!(!body(&p2).contains(GW_KEY2), "fork B's key never crosses");
+
+    let a = r.msg(&respond(&inv, 200, "forkB", Some(&fork_b)), gw_tls());
+    let ok = sent_to(&a, fe())
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .expect("200");
+    assert_eq!(ok.summary.to_tag, p2.summary.to_tag);
+    assert_eq!(
+        key_of(&cryptos(&body(&ok))[0]),
+        fork_key,
+        "the caller keeps the key its early dialog gave it"
+    );
+}
