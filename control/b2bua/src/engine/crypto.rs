@@ -218,10 +218,35 @@ impl Sec {
     ) -> Result<(), Refused> {
         let (f, o) = (slot(from), slot(from.other()));
         if self.passthrough {
-            return Err(refused(
-                from,
-                "adding a stream is not supported while SRTP passes end to end",
-            ));
+            // Its keys cross as they are, as the call's others do: so it must be SRTP with a
+            // key the other leg can take (a stream in clear would break the call's promise).
+            let mut added = Vec::new();
+            for &index in indexes {
+                let sc = stream_crypto(sdp, index);
+                let used = accept_offer(LegPolicy::Required, side_name(from), &sc).map_err(|_| {
+                    refused(
+                        from,
+                        "a stream added in clear (or without a usable key) to a call whose SRTP                          passes end to end",
+                    )
+                })?;
+                let mut legs: [LegSec; 2] = Default::default();
+                legs[f] = LegSec {
+                    proto: proto_of(sdp, index),
+                    plan: None,
+                    used: Some(used),
+                    keyed: false,
+                };
+                added.push(StreamSec {
+                    index,
+                    legs,
+                    pending: None,
+                    offered: Some((from, sc.savp, pairs(&sc))),
+                    end_to_end: None,
+                });
+            }
+            self.streams.retain(|s| !indexes.contains(&s.index));
+            self.streams.extend(added);
+            return Ok(());
         }
         let mut added = Vec::new();
         for &index in indexes {

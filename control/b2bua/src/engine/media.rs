@@ -365,6 +365,14 @@ impl Engine {
         policy[slot(a_side)] = call.a_policy;
         policy[slot(b_side)] = call.target().map_or(LegPolicy::Off, |t| t.srtp);
         let mut sec = Sec::of_offer(b_side, policy, &sdp).map_err(|r| r.reason)?;
+        // `srtp_passthrough`, as for a caller's offer: every stream of the callee's offer SRTP
+        // and SRTP allowed on the caller's leg, and its keys cross to the caller as they are
+        // (the caller's come back in its answer); the relay sees ciphertext.
+        sec.passthrough = sec.caller_all_srtp(b_side)
+            && call
+                .target()
+                .is_some_and(|t| t.passthrough && t.srtp != LegPolicy::Off)
+            && call.a_policy != LegPolicy::Off;
         sec.plan_callee(b_side, call.a_policy)
             .map_err(|r| r.reason)?;
         call.sec = Some(sec);

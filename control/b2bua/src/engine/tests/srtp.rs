@@ -1228,3 +1228,89 @@ fn a_fork_on_an_srtp_call_is_keyed_of_its_own() {
         "the caller keeps the key its early dialog gave it"
     );
 }
+
+/// `srtp_passthrough` with a delayed offer: the gateway's SRTP offer in its 2xx reaches the
+/// Front End with the gateway's own attribute, the relay keyless; the Front End's answer in the
+/// ACK reaches the gateway with its own attribute. A stream added mid-call passes end to end too
+/// (its session keyless), and one added in clear is refused.
+#[test]
+fn passthrough_applies_to_a_delayed_offer_and_to_added_streams() {
+    let mut r = Run::new("srtp-pass-delayed");
+    setup(
+        &mut r,
+        MediaEncryption::Required,
+        Transport::Tls,
+        SrtpMode::Required,
+        true,
+    );
+    let full = String::from_utf8(fe_invite("s60", &fe_offer("RTP/SAVP", &[]))).expect("utf8");
+    let no_sdp = format!(
+        "{}Content-Length: 0\r\n\r\n",
+        full.split("Content-Type:").next().expect("head")
+    );
+    let a = r.msg(no_sdp.as_bytes(), fe());
+    let inv = requests(&sent_to(&a, gw_tls()))[0].clone();
+    let gw_attr = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{GW_KEY}");
+    let offer = gw_sdp("RTP/SAVP", std::slice::from_ref(&gw_attr));
+    let a = r.msg(&respond(&inv, 200, "gw1", Some(&offer)), gw_tls());
+    let (id, reqs) = create(&a).expect("sessions for the gateway's offer");
+    assert_eq!(reqs[0].srtp, [None, None], "the relay does no SRTP");
+    let a = r.created(id);
+    let ok = sent_to(&a, fe())
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .expect("200");
+    assert_eq!(
+        cryptos(&body(&ok)),
+        std::slice::from_ref(&gw_attr),
+        "the gateway's own attribute"
+    );
+    let fe_attr = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{FE_KEY}");
+    let answer = fe_offer("RTP/SAVP", std::slice::from_ref(&fe_attr));
+    let a = r.msg(&fe_in_dialog_sdp("ACK", &ok, 1, "ack-s60", &answer), fe());
+    let to_gw = sent_to(&a, gw_tls());
+    let ack = to_gw
+        .iter()
+        .find(|m| m.method() == Some("ACK"))
+        .expect("ACK to the gateway");
+    assert_eq!(
+        cryptos(&body(ack)),
+        std::slice::from_ref(&fe_attr),
+        "the Front End's own"
+    );
+    assert!(
+        srtp_updates(&a, Side::Pool)
+            .iter()
+            .all(|c| *c == SrtpChange::Keep)
+    );
+    assert!(r.e.calls(r.now)[0].streams[0].srtp_passthrough);
+
+    // A video stream added by the Front End: keyless, its attribute passes; in clear: 488.
+    let with_video = |proto: &str, crypto: &[String]| {
+        let mut s = format!(
+            "{}m=video 6002 {proto} 96\r\na=rtpmap:96 H264/90000\r\n",
+            answer.replace("o=- 1 1 ", "o=- 1 2 ")
+        );
+        for c in crypto {
+            s.push_str(&format!("a=crypto:{c}\r\n"));
+        }
+        s
+    };
+    let plain = with_video("RTP/AVP", &[]);
+    let a = r.msg(&fe_in_dialog_sdp("INVITE", &ok, 2, "re-s60a", &plain), fe());
+    assert_eq!(finals(&sent_to(&a, fe())), [488]);
+    assert!(create(&a).is_none());
+    let video_attr = lync(1, FE_KEY2);
+    let savp = with_video("RTP/SAVP", std::slice::from_ref(&video_attr));
+    let a = r.msg(&fe_in_dialog_sdp("INVITE", &ok, 3, "re-s60b", &savp), fe());
+    let (cid, reqs) = create(&a).expect("a session for the video");
+    assert_eq!(reqs[0].srtp, [None, None]);
+    let a = r.created_video(cid);
+    let reinv = requests(&sent_to(&a, gw_tls()))[0].clone();
+    let c = cryptos(&body(&reinv));
+    assert_eq!(
+        c,
+        [fe_attr, video_attr],
+        "both streams' attributes as the Front End wrote them"
+    );
+}
