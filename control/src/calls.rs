@@ -413,7 +413,7 @@ impl Runtime {
         for (q, r) in &all {
             if q.transport == Transport::Tls {
                 for a in r.addresses() {
-                    names.insert(a, q.host.clone());
+                    names.entry(a).or_insert_with(Vec::new).push(q.host.clone());
                 }
             }
         }

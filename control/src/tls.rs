@@ -29,6 +29,31 @@ fn err(setting: &'static str, reason: impl Into<String>) -> TlsError {
 pub struct Tls {
     pub acceptor: TlsAcceptor,
     pub connector: TlsConnector,
+    /// Checks a peer's certificate against more names than the handshake's (an address that
+    /// several configured names resolve to must be each of them).
+    pub verifier: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl Tls {
+    /// Whether the certificate chain a server presented is valid for `name` too (as the
+    /// handshake checked it for the name it was made with). The reason when it is not.
+    pub fn valid_for(&self, certs: &[CertificateDer<'_>], name: &str) -> Result<(), String> {
+        use rustls::client::danger::ServerCertVerifier;
+        let (end, intermediates) = certs.split_first().ok_or("no certificate")?;
+        let server = rustls::pki_types::ServerName::try_from(name)
+            .map_err(|e| format!("{name}: {e}"))?
+            .to_owned();
+        self.verifier
+            .verify_server_cert(
+                end,
+                intermediates,
+                &server,
+                &[],
+                rustls::pki_types::UnixTime::now(),
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -67,6 +92,10 @@ pub fn load(certificate: &Path, private_key: &Path, ca: &Path) -> Result<Tls, Tl
         ));
     }
     let roots = Arc::new(roots);
+    let server_verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots.clone(), provider())
+            .build()
+            .map_err(|e| err("tls_ca", e.to_string()))?;
     let verifier =
         rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
             .allow_unauthenticated()
@@ -97,5 +126,6 @@ pub fn load(certificate: &Path, private_key: &Path, ca: &Path) -> Result<Tls, Tl
     Ok(Tls {
         acceptor: TlsAcceptor::from(Arc::new(server)),
         connector: TlsConnector::from(Arc::new(client)),
+        verifier: server_verifier,
     })
 }

@@ -73,8 +73,9 @@ pub(crate) struct Transports {
     tls: Option<Tls>,
     conns: Conns,
     tx: mpsc::Sender<Inbound>,
-    /// The FQDN each TLS address was resolved from: its certificate must name it (RFC 5922).
-    server_names: HashMap<SocketAddr, String>,
+    /// The FQDNs each TLS address was resolved from: its certificate must name every one of
+    /// them (RFC 5922), sorted (the first is the handshake's SNI).
+    server_names: HashMap<SocketAddr, Vec<String>>,
 }
 
 fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
@@ -108,7 +109,11 @@ impl Transports {
 
     /// The names TLS connections verify certificates against, by address (from DNS answers);
     /// an address not listed is verified against itself (an IP address in the certificate).
-    pub(crate) fn set_server_names(&mut self, names: HashMap<SocketAddr, String>) {
+    pub(crate) fn set_server_names(&mut self, mut names: HashMap<SocketAddr, Vec<String>>) {
+        for v in names.values_mut() {
+            v.sort();
+            v.dedup();
+        }
         self.server_names = names;
     }
 
@@ -245,7 +250,10 @@ impl Transports {
                     None => {
                         tokio::spawn(connect(
                             to,
-                            self.server_names.get(&to.remote).cloned(),
+                            self.server_names
+                                .get(&to.remote)
+                                .cloned()
+                                .unwrap_or_default(),
                             bytes,
                             self.tls.clone(),
                             self.conns.clone(),
@@ -334,11 +342,12 @@ async fn accept_loop(
 }
 
 /// Opens a connection to `to` from its local address (an ephemeral port), over TLS when its
-/// transport is TLS, and sends `first`. The peer's certificate must be valid for `name` (the
-/// FQDN its address was resolved from, also sent as SNI) or, without one, for its IP address.
+/// transport is TLS, and sends `first`. The peer's certificate must be valid for every one of
+/// `names` (the FQDNs its address was resolved from; the first is sent as SNI) or, without any,
+/// for its IP address.
 async fn connect(
     to: Peer,
-    name: Option<String>,
+    names: Vec<String>,
     first: Vec<u8>,
     tls: Option<Tls>,
     conns: Conns,
@@ -367,13 +376,25 @@ async fn connect(
     let Some(tls) = tls.filter(|_| to.transport == Transport::Tls) else {
         return run_conn(stream, to, conns, tx, Some(first)).await;
     };
+    let name = names.first().cloned();
     let shown = name.clone().unwrap_or_else(|| to.remote.ip().to_string());
     let server = match name.and_then(|n| rustls::pki_types::ServerName::try_from(n).ok()) {
         Some(n) => n,
         None => rustls::pki_types::ServerName::IpAddress(to.remote.ip().into()),
     };
     match tokio::time::timeout(HANDSHAKE, tls.connector.connect(server, stream)).await {
-        Ok(Ok(s)) => run_conn(s, to, conns, tx, Some(first)).await,
+        Ok(Ok(s)) => {
+            // Every other name this address stands for: a certificate for one configured name
+            // must not carry calls meant for another that resolved to the same place.
+            let certs = s.get_ref().1.peer_certificates().unwrap_or_default();
+            for other in names.iter().skip(1) {
+                if let Err(e) = tls.valid_for(certs, other) {
+                    tracing::warn!(to = %to.remote, name = %other, error = %e, "TLS: the certificate does not name every configured name of this address");
+                    return undelivered(&tx, to, first).await;
+                }
+            }
+            run_conn(s, to, conns, tx, Some(first)).await
+        }
         Ok(Err(e)) => {
             tracing::warn!(to = %to.remote, name = %shown, error = %e, "TLS handshake failed");
             undelivered(&tx, to, first).await

@@ -12,8 +12,9 @@ use anyhow::{Context, bail};
 use rustls::pki_types::pem::PemObject;
 
 /// A CA, a certificate for Mediator (both relay addresses), one for the gateway's address and one
-/// for its DNS name `tls.lab.test`, made with openssl in `dir` (`ca.pem`, `mediator.pem`/`.key`,
-/// `gateway.pem`/`.key`, `gateway-fqdn.pem`/`.key`).
+/// for its DNS name `tls.lab.test`, one for `alias.lab.test` and one for both, made with openssl
+/// in `dir` (`ca.pem`, `mediator.pem`/`.key`, `gateway.pem`/`.key`, `gateway-fqdn.pem`/`.key`,
+/// `gateway-alias.pem`/`.key`, `gateway-both.pem`/`.key`).
 pub fn certificates(dir: &Path) -> anyhow::Result<()> {
     let run = |args: &[&str]| -> anyhow::Result<()> {
         let out = std::process::Command::new("openssl")
@@ -46,6 +47,9 @@ pub fn certificates(dir: &Path) -> anyhow::Result<()> {
         ("gateway", "IP:198.18.2.2"),
         // The gateway as named in DNS (the DNS lab's `tls.lab.test`), without its address.
         ("gateway-fqdn", "DNS:tls.lab.test"),
+        // A second name of the same address (`alias.lab.test`) alone, and both names.
+        ("gateway-alias", "DNS:alias.lab.test"),
+        ("gateway-both", "DNS:tls.lab.test,DNS:alias.lab.test"),
     ] {
         std::fs::write(
             dir.join(format!("{name}.ext")),

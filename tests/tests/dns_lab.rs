@@ -484,6 +484,9 @@ trunks = ["tls.lab.test"]
 pstn_usages = ["Lab"]
 "#;
 
+/// TLS to a gateway named by FQDN: the certificate must name it (one naming only its address is
+/// refused, the caller gets 503 at once); and once a second configured name resolves to the same
+/// address and port, it must name both.
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_to_a_gateway_named_by_fqdn_verifies_the_certificate_against_the_name() {
     if !privileged("tls_to_a_gateway_named_by_fqdn_verifies_the_certificate_against_the_name") {
@@ -516,7 +519,10 @@ async fn tls_to_a_gateway_named_by_fqdn_verifies_the_certificate_against_the_nam
         Some(&lab.lab.relay.name),
         DNS_PORT,
         "lab.test",
-        &[Record::host("tls.lab.test", GW_PEER)],
+        &[
+            Record::host("tls.lab.test", GW_PEER),
+            Record::host("alias.lab.test", GW_PEER),
+        ],
     )
     .expect("dnsmasq");
     let mut topo = lab.control.client().await.expect("client");
@@ -585,5 +591,60 @@ async fn tls_to_a_gateway_named_by_fqdn_verifies_the_certificate_against_the_nam
         log.contains("tls.lab.test") && log.to_ascii_lowercase().contains("certificate"),
         "the log says why: {log}"
     );
+
+    // A second configured name resolves to the same address and port: a connection there
+    // must be valid for both names, so a certificate naming only alias.lab.test (the first, the
+    // handshake's SNI) is refused for lacking tls.lab.test, and one naming both is taken.
+    topo.import_topology(pb::ImportTopologyRequest {
+        toml: format!("{TOPOLOGY}\n{TLS_GATEWAY}\n{ALIAS_GATEWAY}"),
+        dry_run: false,
+    })
+    .await
+    .expect("a second name for the TLS gateway's address");
+    let shown = show_until(
+        &lab,
+        "alias.lab.test",
+        "alias.lab.test:5071 [198.18.2.2]",
+        Duration::from_secs(15),
+    );
+    assert!(
+        shown.contains("resolved alias.lab.test:5071 (tls)"),
+        "{shown}"
+    );
+    let gateway = tls_gateway(dir.clone(), lab.lab.gw.name.clone(), "gateway-alias");
+    let pool_ns = lab.lab.pool.name.clone();
+    let (reply, _) = tokio::task::spawn_blocking(move || invite_once(pool_ns, "+19975550102"))
+        .await
+        .expect("caller");
+    let seen = gateway.join().expect("tls gateway");
+    assert!(!seen.contains("INVITE "), "{seen}");
+    assert!(reply.starts_with("SIP/2.0 503"), "{reply}\n{}", lab.log());
+    let log = lab.log();
+    assert!(
+        log.lines().any(
+            |l| l.contains("does not name every configured name") && l.contains("tls.lab.test")
+        ),
+        "the log names the name the certificate lacks: {log}"
+    );
+    let gateway = tls_gateway(dir.clone(), lab.lab.gw.name.clone(), "gateway-both");
+    let run = lab
+        .from_pool("+19975550103", 1, &["-sn", "uac", "-d", "500"])
+        .expect("uac");
+    let seen = gateway.join().expect("tls gateway");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "a certificate naming both: {run:?}\n{seen}\n{}",
+        lab.log()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A second gateway name for the TLS gateway's address and port (its own pool port).
+const ALIAS_GATEWAY: &str = r#"
+[[gateway]]
+name = "alias.lab.test"
+kind = "sbc"
+site = "lab"
+root_trunk = { gateway_port = 5071, transport = "tls", pool = "pool.lab.mediator", pool_port = 5072 }
+"#;
