@@ -663,6 +663,8 @@ impl Engine {
                 forks: Vec::new(),
                 fork_tags: Vec::new(),
                 fork_create: None,
+                delayed_forks: Vec::new(),
+                delayed_fork_create: None,
                 a_policy,
                 targets,
                 next_target: 0,
@@ -1044,8 +1046,18 @@ impl Engine {
                 call.phase = Phase::Early;
                 let bypass = call.target().is_some_and(|t| t.bypass);
                 let caller_offered = call.offer.is_some() && call.early == EarlyOffer::None;
+                let delayed_early =
+                    !bypass && call.early != EarlyOffer::None && call.offerer != a_side;
                 // Each early dialog reaches the caller in an early dialog of its own.
                 self.tag_early_dialog(id);
+                // With a delayed offer, another early dialog's offer is anchored on its own.
+                let m = match delayed_early && is_sdp(&m) {
+                    true => match self.delayed_fork_provisional(id, m, out, now) {
+                        Some(m) => m,
+                        None => return,
+                    },
+                    false => m,
+                };
                 if !bypass && caller_offered && self.fork_provisional(id, &m, out, now) {
                     return;
                 }
@@ -1123,6 +1135,7 @@ impl Engine {
                 }
                 let a_tag = call.a.local_tag.clone();
                 self.settle_forks(id, winner, out);
+                self.settle_delayed_forks(id, m.summary.to_tag.as_deref(), out);
                 self.forget_fork_tags(id, Some(&a_tag));
                 let Some(call) = self.calls.get_mut(&id) else {
                     return;
@@ -1842,6 +1855,36 @@ impl Engine {
         out: &mut Vec<Action>,
         now: Instant,
     ) {
+        // A caller's request in an early dialog with an early offer of its own (a delayed
+        // offer's other early dialog): handled with that dialog's offer in the call's place.
+        let fork_tag = self.calls.get(&id).and_then(|call| {
+            let att = call.attempt.as_ref()?;
+            let tag = m.summary.to_tag.as_deref()?;
+            let i = att.dialog_of(tag, &call.a.local_tag)?;
+            let callee = att.early.get(i)?.remote_tag.clone()?;
+            (side == call.a_side
+                && call.b.is_none()
+                && call.delayed_forks.iter().any(|f| f.tag == callee))
+            .then_some(callee)
+        });
+        if let Some(t) = &fork_tag {
+            self.swap_delayed_fork(id, t);
+        }
+        self.relay_request_in(id, side, key, m, out, now);
+        if let Some(t) = &fork_tag {
+            self.swap_delayed_fork(id, t);
+        }
+    }
+
+    fn relay_request_in(
+        &mut self,
+        id: CallId,
+        side: Side,
+        key: TxKey,
+        m: Message,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
         let method = m.method().unwrap_or_default().to_string();
         let Some(call) = self.calls.get_mut(&id) else {
             self.reply(&key, &m, 481, "the call has ended", out, now);
@@ -2486,6 +2529,18 @@ impl Engine {
             .iter()
             .map(|s| (s.relay.clone(), s.session_id.clone()))
             .collect();
+        let early_sessions: Vec<(String, String)> = call
+            .delayed_forks
+            .iter()
+            .flat_map(|f| f.sessions())
+            .collect();
+        if !early_sessions.is_empty() {
+            // Other early dialogs' own early offers' sessions.
+            out.push(Action::DeleteMedia {
+                pool: call.pool.clone(),
+                sessions: early_sessions,
+            });
+        }
         out.push(Action::Ended {
             record: Box::new(record),
             pool: call.pool.clone(),

@@ -261,6 +261,11 @@ pub(super) struct Call {
     pub(super) fork_tags: Vec<String>,
     /// Forks being made; one creation is in flight per call at a time.
     pub(super) fork_create: Option<Box<fork::ForkCreate>>,
+    /// With a delayed offer, the early offers of early dialogs other than the call's own, each
+    /// with its sessions (see `fork.rs`).
+    pub(super) delayed_forks: Vec<fork::DelayedFork>,
+    /// Sessions being made for one of those: the attempt and the dialog's To tag.
+    pub(super) delayed_fork_create: Option<(TxKey, String)>,
     /// The caller's leg's media encryption policy.
     pub(super) a_policy: LegPolicy,
     pub(super) targets: Vec<Target>,

@@ -409,11 +409,20 @@ impl Engine {
             return;
         };
         let forks = std::mem::take(&mut call.forks);
-        let sessions: Vec<(String, String)> = forks
+        let mut sessions: Vec<(String, String)> = forks
             .into_iter()
             .flat_map(|f| f.streams)
             .map(|s| (s.relay, s.session_id))
             .collect();
+        // Other early dialogs' own early offers (a delayed offer).
+        for f in std::mem::take(&mut call.delayed_forks) {
+            sessions.extend(f.sessions());
+        }
+        // A creation in flight for them is the given-up attempt's: deleted on arrival, and what
+        // the next attempt asks waits for it (one creation in flight per call).
+        if call.fork_create.take().is_some() || call.delayed_fork_create.take().is_some() {
+            call.orphan_create = true;
+        }
         if !sessions.is_empty() {
             out.push(Action::DeleteMedia {
                 pool: call.pool.clone(),
@@ -422,5 +431,332 @@ impl Engine {
         }
         let a_tag = call.a.local_tag.clone();
         self.forget_fork_tags(id, Some(&a_tag));
+    }
+}
+
+/// An early dialog's own early offer (a delayed offer: Mediator's INVITE had no SDP, and each
+/// early dialog offers on its own): everything the call keeps of an early offer, for this
+/// dialog. Swapped into the call while this dialog's offer or its answer is handled (the code
+/// for the call's own early offer does the work), and for good when this dialog answers.
+#[derive(Default)]
+pub(super) struct DelayedFork {
+    /// The callee's To tag of its early dialog.
+    pub(super) tag: String,
+    offer: Option<Sdp>,
+    offerer: Option<Side>,
+    sec: Option<Sec>,
+    streams: Vec<Stream>,
+    early: EarlyOffer,
+    early_held: Option<Box<Message>>,
+    early_tag: Option<String>,
+    early_reliable: bool,
+    delayed: Option<Box<Message>>,
+    sent_sdp: [Option<Vec<u8>>; 2],
+    sent_offer: [bool; 2],
+    recv_sdp: [Option<Vec<u8>>; 2],
+    pending_sdp: Option<PendingSdp>,
+}
+
+impl DelayedFork {
+    /// Trades its early offer with the call's.
+    fn swap(&mut self, call: &mut Call) {
+        use std::mem::swap;
+        let mut offerer = Some(call.offerer);
+        swap(&mut self.offer, &mut call.offer);
+        swap(&mut self.offerer, &mut offerer);
+        if let Some(o) = offerer {
+            call.offerer = o;
+        }
+        swap(&mut self.sec, &mut call.sec);
+        swap(&mut self.streams, &mut call.streams);
+        swap(&mut self.early, &mut call.early);
+        swap(&mut self.early_held, &mut call.early_held);
+        swap(&mut self.early_tag, &mut call.early_tag);
+        swap(&mut self.early_reliable, &mut call.early_reliable);
+        swap(&mut self.delayed, &mut call.delayed);
+        swap(&mut self.sent_sdp, &mut call.sent_sdp);
+        swap(&mut self.sent_offer, &mut call.sent_offer);
+        swap(&mut self.recv_sdp, &mut call.recv_sdp);
+        swap(&mut self.pending_sdp, &mut call.pending_sdp);
+    }
+
+    pub(super) fn sessions(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.streams
+            .iter()
+            .map(|s| (s.relay.clone(), s.session_id.clone()))
+    }
+}
+
+impl Engine {
+    /// Swaps early dialog `tag`'s own early offer in or out of call `id`; false when it has none.
+    pub(super) fn swap_delayed_fork(&mut self, id: CallId, tag: &str) -> bool {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        let Some(i) = call.delayed_forks.iter().position(|f| f.tag == tag) else {
+            return false;
+        };
+        let mut f = call.delayed_forks.swap_remove(i);
+        f.swap(call);
+        call.delayed_forks.push(f);
+        true
+    }
+
+    /// A provisional with SDP from another early dialog than the one whose early offer the call
+    /// has (a delayed offer): its offer gets sessions of its own and reaches the caller in its
+    /// own early dialog, as the call's own does. `None` when it was handled here (or the call is
+    /// gone); the provisional back when it is the call's own dialog's.
+    pub(super) fn delayed_fork_provisional(
+        &mut self,
+        id: CallId,
+        m: Message,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) -> Option<Message> {
+        let call = self.calls.get_mut(&id)?;
+        let Some(tag) = m.summary.to_tag.clone() else {
+            return Some(m);
+        };
+        if call.early == EarlyOffer::None || call.early_tag.as_deref() == Some(tag.as_str()) {
+            return Some(m);
+        }
+        if self.swap_delayed_fork(id, &tag) {
+            // Its offer again (a retransmission, or moved): handled as the call's own would be.
+            self.delayed_fork_again(id, &m, out, now);
+            self.swap_delayed_fork(id, &tag);
+            return None;
+        }
+        let call = self.calls.get_mut(&id)?;
+        let busy = call.fork_create.is_some()
+            || call.delayed_fork_create.is_some()
+            || call.adding.is_some()
+            || call.orphan_create
+            || call.early == EarlyOffer::Anchoring
+            || call.delayed.is_some();
+        if busy || call.attempt.is_none() {
+            tracing::info!(
+                call = id,
+                "another early dialog's offer while sessions are being made: its provisional goes on without it"
+            );
+            self.relay_provisional(id, &m, None, out, now);
+            return None;
+        }
+        // New session ids: never the call's own sessions'.
+        call.media_generation += 1;
+        let key = call.attempt.as_ref().map(|a| a.key.clone());
+        call.delayed_forks.push(DelayedFork {
+            tag: tag.clone(),
+            ..DelayedFork::default()
+        });
+        self.swap_delayed_fork(id, &tag);
+        let made = self.delayed_offer(id, m.clone(), Held::Early, out, now);
+        self.swap_delayed_fork(id, &tag);
+        let call = self.calls.get_mut(&id)?;
+        match made {
+            Ok(())
+                if call
+                    .delayed_forks
+                    .last()
+                    .is_some_and(|f| f.early == EarlyOffer::Anchoring) =>
+            {
+                tracing::info!(
+                    call = id,
+                    "another early dialog's offer: anchored in sessions of its own"
+                );
+                call.delayed_fork_create = key.map(|k| (k, tag));
+            }
+            Ok(()) => {
+                // Nothing to anchor: already sent on (see `delayed_offer`).
+            }
+            Err(why) => {
+                tracing::info!(
+                    call = id,
+                    why,
+                    "another early dialog's offer cannot be anchored: its provisional goes on without it"
+                );
+                call.delayed_forks.retain(|f| f.tag != tag);
+                self.relay_provisional(id, &m, None, out, now);
+            }
+        }
+        None
+    }
+
+    /// An early dialog's offer again, its state swapped in: the same as the call's own.
+    fn delayed_fork_again(&mut self, id: CallId, m: &Message, out: &mut Vec<Action>, now: Instant) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if call.early == EarlyOffer::Anchoring || !matches!(call.early, EarlyOffer::Sent) {
+            // Being made, or answered in a PRACK: on without SDP.
+            self.relay_provisional(id, m, None, out, now);
+            return;
+        }
+        match self.early_offer_body(id, m, out) {
+            Ok(b) => self.relay_provisional(id, m, Some(b), out, now),
+            Err(_) => self.relay_provisional(id, m, None, out, now),
+        }
+    }
+
+    /// The relays' answer for an early dialog's own sessions (its state swapped in for the
+    /// call's own code): its provisional goes on with Mediator's offer; when they could not be
+    /// made it goes on without SDP and the dialog has no early offer.
+    pub(super) fn delayed_fork_made(
+        &mut self,
+        id: CallId,
+        (attempt, tag): (TxKey, String),
+        result: Result<Vec<(String, MediaAnswer)>, (u16, String)>,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let current = call.b.is_none() && call.attempt.as_ref().is_some_and(|a| a.key == attempt);
+        let pool = call.pool.clone();
+        let swapped = current && result.is_ok() && self.swap_delayed_fork(id, &tag);
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        match result {
+            Ok(sessions) if swapped => {
+                let Some(call) = self.calls.get_mut(&id) else {
+                    return;
+                };
+                let indexes: Vec<usize> = call
+                    .offer
+                    .as_ref()
+                    .map(|o| o.streams().iter().map(|s| s.index).collect())
+                    .unwrap_or_default();
+                if let Some(offer) = call.offer.clone() {
+                    call.join_streams(sessions, &indexes, &offer, call.offerer);
+                }
+                let held = call.early_held.take();
+                let ok = call.delayed.take();
+                if let Some(p) = held {
+                    self.relay_fork_offer(id, *p, ok, out, now);
+                }
+                self.swap_delayed_fork(id, &tag);
+            }
+            Ok(sessions) => out.push(Action::DeleteMedia {
+                pool,
+                sessions: sessions
+                    .into_iter()
+                    .map(|(r, a)| (r, a.session_id))
+                    .collect(),
+            }),
+            Err((status, why)) => {
+                tracing::warn!(
+                    call = id,
+                    status,
+                    why,
+                    "sessions for another early dialog's offer failed"
+                );
+                let held = call
+                    .delayed_forks
+                    .iter_mut()
+                    .find(|f| f.tag == tag)
+                    .and_then(|f| f.early_held.take());
+                call.delayed_forks.retain(|f| f.tag != tag);
+                if current && let Some(p) = held {
+                    self.relay_in_dialog_of(id, &p, None, out, now);
+                }
+            }
+        }
+    }
+
+    /// An early dialog's offer to the caller in its own early dialog: Mediator's offer from its
+    /// sessions (the call's own code, its state swapped in). A 2xx that came meanwhile is left
+    /// for the 2xx handling, which swaps this dialog in for good.
+    fn relay_fork_offer(
+        &mut self,
+        id: CallId,
+        p: Message,
+        ok: Option<Box<Message>>,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        let Some(tag) = p.summary.to_tag.clone() else {
+            return;
+        };
+        let Some(att) = self.calls.get_mut(&id).and_then(|c| c.attempt.as_mut()) else {
+            return;
+        };
+        let Some(i) = att
+            .early
+            .iter()
+            .position(|l| l.remote_tag.as_deref() == Some(tag.as_str()))
+        else {
+            return;
+        };
+        let was = std::mem::replace(&mut att.current, i);
+        self.send_early_offer(id, p, None, out, now);
+        if let Some(att) = self.calls.get_mut(&id).and_then(|c| c.attempt.as_mut()) {
+            att.current = was;
+        }
+        if let Some(ok) = ok
+            && let Some(call) = self.calls.get_mut(&id)
+        {
+            call.delayed = Some(ok);
+        }
+    }
+
+    /// `m` relayed to the caller in the early dialog of its own To tag.
+    fn relay_in_dialog_of(
+        &mut self,
+        id: CallId,
+        m: &Message,
+        body: Option<Vec<u8>>,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        let tag = m.summary.to_tag.clone();
+        let Some(att) = self.calls.get_mut(&id).and_then(|c| c.attempt.as_mut()) else {
+            return;
+        };
+        let Some(i) = att.early.iter().position(|l| l.remote_tag == tag) else {
+            return;
+        };
+        let was = std::mem::replace(&mut att.current, i);
+        self.relay_provisional(id, m, body, out, now);
+        if let Some(att) = self.calls.get_mut(&id).and_then(|c| c.attempt.as_mut()) {
+            att.current = was;
+        }
+    }
+
+    /// Early dialog `tag` answered: when it has an early offer of its own, that becomes the
+    /// call's (the call's own sessions and every other dialog's are deleted); otherwise every
+    /// early dialog's own sessions are.
+    pub(super) fn settle_delayed_forks(
+        &mut self,
+        id: CallId,
+        tag: Option<&str>,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if call.delayed_forks.is_empty() {
+            return;
+        }
+        let mut forks = std::mem::take(&mut call.delayed_forks);
+        let mut gone: Vec<(String, String)> = Vec::new();
+        if let Some(i) = forks.iter().position(|f| Some(f.tag.as_str()) == tag) {
+            let mut w = forks.swap_remove(i);
+            w.swap(call);
+            tracing::info!(
+                call = id,
+                "an early dialog with its own early offer answered: its sessions are the call's"
+            );
+            gone.extend(w.sessions());
+        }
+        for f in &forks {
+            gone.extend(f.sessions());
+        }
+        if !gone.is_empty() {
+            out.push(Action::DeleteMedia {
+                pool: call.pool.clone(),
+                sessions: gone,
+            });
+        }
     }
 }

@@ -168,6 +168,15 @@ impl Engine {
             self.forks_made(id, *fc, result, &mut out, now);
             return out;
         }
+        // Sessions for another early dialog's own offer; unless that dialog answered meanwhile
+        // and its offer is the call's now (then they were made for the call).
+        if let Some((key, tag)) = call.delayed_fork_create.take()
+            && (call.early_tag.as_deref() != Some(tag.as_str())
+                || call.early != EarlyOffer::Anchoring)
+        {
+            self.delayed_fork_made(id, (key, tag), result, &mut out, now);
+            return out;
+        }
         match result {
             Ok(sessions) => {
                 let indexes: Vec<usize> = call

@@ -645,6 +645,8 @@ impl Engine {
             self.fail(id, r.status, &r.reason, out, now);
             return;
         }
+        // The last attempt's early dialogs' own sessions go before anything is made anew.
+        self.drop_forks(id, out);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
@@ -687,11 +689,17 @@ impl Engine {
             if !requests.is_empty() {
                 let call = self.calls.get_mut(&id).expect("call exists");
                 call.phase = Phase::Media;
-                out.push(Action::CreateMedia {
-                    call: id,
-                    pool: call.pool.clone(),
-                    requests,
-                });
+                if call.orphan_create {
+                    // A given-up attempt's creation is still in flight: these go once it is
+                    // answered (and deleted).
+                    call.deferred_create = Some(requests);
+                } else {
+                    out.push(Action::CreateMedia {
+                        call: id,
+                        pool: call.pool.clone(),
+                        requests,
+                    });
+                }
                 return;
             }
             // Nothing to anchor yet (a delayed offer) or at all (T.38 only, all rejected).

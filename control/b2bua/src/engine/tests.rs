@@ -1401,6 +1401,44 @@ fn a_forked_invite_answered_by_the_first_early_dialog_deletes_the_forks() {
     assert_eq!(r.e.call(id, r.now).expect("the call").state, "confirmed");
 }
 
+/// A failover while an early dialog's forks are being made: the late forks are deleted on
+/// arrival and never reach the caller, and nothing else is asked of the relays meanwhile (one
+/// creation in flight per call).
+#[test]
+fn a_failover_while_forks_are_made_deletes_them_on_arrival() {
+    let mut r = Run::new("fork-failover");
+    let a = r.msg(&invite("+15555550100", "c96"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let first = requests(&sent_to(&a, gw(5062, 5062)))[0].clone();
+    r.msg(&respond(&first, 180, "forkA", Some(ANSWER)), gw(5062, 5062));
+    let a = r.msg(&respond(&first, 183, "forkB", Some(FORK_B)), gw(5062, 5062));
+    assert!(a.iter().any(|x| matches!(x, Action::CreateMedia { .. })));
+    // The first trunk fails before the relays answer.
+    let a = r.msg(&respond(&first, 503, "forkA", None), gw(5062, 5062));
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::CreateMedia { .. })),
+        "one creation in flight per call"
+    );
+    let a = fork_made(&mut r, id);
+    let deleted: Vec<(String, String)> = a
+        .iter()
+        .filter_map(|x| match x {
+            Action::DeleteMedia { sessions, .. } => Some(sessions.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(
+        deleted.contains(&("relay".into(), "s-f1".into())),
+        "{deleted:?}"
+    );
+    assert!(
+        sent_to(&a, fe()).iter().all(|m| m.status() != Some(183)),
+        "the given-up fork's 183 never reaches the caller"
+    );
+}
+
 fn finals(ms: &[Message]) -> Vec<u16> {
     statuses(ms).into_iter().filter(|s| *s >= 200).collect()
 }

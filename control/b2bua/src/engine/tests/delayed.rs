@@ -812,13 +812,15 @@ fn a_held_2xx_is_acked_with_a_rejecting_answer_before_the_bye() {
     );
 }
 
-/// Forks and a reliable early offer: another early dialog's SDP does not follow it to the caller
-/// (a second offer there is not allowed), and a 2xx from that other dialog — whose media the
-/// sessions do not point at, with no offer to take instead — is refused; SDP in a PRACK that
-/// answers nothing is refused before anything is anchored too.
+/// Forks with a delayed offer: each early dialog's offer is anchored in sessions of its own and
+/// reaches the caller in its own early dialog (fork A's reliably, answered in its PRACK; fork B's
+/// in an unreliable 183, with its own sessions' addresses). Fork B answers and wins: its offer and
+/// sessions are the call's, fork A's are deleted, the 2xx carries fork B's offer in fork B's
+/// early dialog and the caller's ACK answers it. A third dialog that never offered and answers
+/// is refused; SDP in a PRACK that answers nothing is refused before anything is anchored.
 #[test]
-fn another_fork_after_a_reliable_early_offer_is_kept_out() {
-    let mut r = Run::new("delayed-fork-reliable");
+fn each_early_dialog_s_offer_is_anchored_on_its_own() {
+    let mut r = Run::new("delayed-fork");
     let a = r.msg(&invite_100rel_without_sdp("d17"), fe());
     let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
     // A reliable 180 without SDP first: the caller's PRACK with SDP answers nothing.
@@ -832,7 +834,7 @@ fn another_fork_after_a_reliable_early_offer_is_kept_out() {
         "nothing to answer: refused"
     );
     assert!(sent_to(&a, gw(5060, 5060)).is_empty(), "never passed raw");
-    // Fork A offers reliably; fork B's SDP then does not reach the caller.
+    // Fork A offers reliably: anchored, answered in the caller's PRACK.
     let fork_a = build_response(
         &inv,
         183,
@@ -848,7 +850,22 @@ fn another_fork_after_a_reliable_early_offer_is_kept_out() {
     let a = r.msg(&fork_a, gw(5060, 5060));
     let id = created_call(&a);
     let a = r.created(id);
-    assert!(!sent_to(&a, fe())[0].body().is_empty(), "fork A's offer");
+    let pa = sent_to(&a, fe())[0].clone();
+    assert!(
+        String::from_utf8_lossy(pa.body()).contains("m=audio 30000 "),
+        "fork A's offer"
+    );
+    let prack = String::from_utf8(prack_with(&pa, "prack-d17a", OFFER))
+        .expect("utf8")
+        .replace("RAck: 1 7 INVITE", "RAck: 2 7 INVITE")
+        .replace("CSeq: 8 PRACK", "CSeq: 9 PRACK");
+    let a = r.msg(prack.as_bytes(), fe());
+    let to_gw = sent_to(&a, gw(5060, 5060));
+    assert_eq!(
+        (to_gw[0].method(), to_gw[0].summary.to_tag.as_deref()),
+        (Some("PRACK"), Some("forkA"))
+    );
+    // Fork B offers too: sessions of its own (new ids), its 183 held until they exist.
     let fork_b_sdp = ANSWER.replace("7000", "7008");
     let fork_b = build_response(
         &inv,
@@ -859,22 +876,277 @@ fn another_fork_after_a_reliable_early_offer_is_kept_out() {
         Some(("application/sdp", fork_b_sdp.as_bytes())),
     );
     let a = r.msg(&fork_b, gw(5060, 5060));
-    let p = sent_to(&a, fe());
-    assert_eq!(statuses(&p), [183]);
     assert!(
-        p[0].body().is_empty(),
-        "no second offer in the caller's dialog"
+        sent_to(&a, fe()).is_empty(),
+        "held while its sessions are made"
     );
-    // Fork B answers without SDP: refused (its media is not where the sessions point).
+    let reqs = a
+        .iter()
+        .find_map(|x| match x {
+            Action::CreateMedia { requests, .. } => Some(requests.clone()),
+            _ => None,
+        })
+        .expect("sessions for fork B's offer");
+    assert_eq!(port(Some(reqs[0].gateway)), Some(7008));
+    assert!(reqs[0].session_id.ends_with("-1"), "{}", reqs[0].session_id);
+    assert_eq!(
+        reqs[0].fork_of, None,
+        "sessions of its own, not forks: no port was offered"
+    );
+    let b_session = MediaAnswer {
+        session_id: "sb".into(),
+        pool: Some(Anchor {
+            addr: "198.18.1.1".parse().expect("ip"),
+            rtp_port: 30010,
+            rtcp_port: 30011,
+        }),
+        gateway: Some(Anchor {
+            addr: "198.18.2.1".parse().expect("ip"),
+            rtp_port: 30012,
+            rtcp_port: 30013,
+        }),
+    };
+    let a = r.e.on_media_created(
+        id,
+        "pool.lab.mediator",
+        Ok(vec![("relay".into(), b_session)]),
+        r.now,
+    );
+    let pb = sent_to(&a, fe())[0].clone();
+    assert_eq!(pb.status(), Some(183));
+    assert!(
+        String::from_utf8_lossy(pb.body()).contains("m=audio 30010 "),
+        "fork B's offer, at its own sessions: {}",
+        String::from_utf8_lossy(pb.body())
+    );
+    assert_ne!(
+        pb.summary.to_tag, pa.summary.to_tag,
+        "in its own early dialog"
+    );
+    // Fork B answers with its offer: it wins; fork A's sessions go.
     let ok_b = build_response(
         &inv,
         200,
         "OK",
         "forkB",
         &[("Contact", "<sip:gw@198.18.2.2:5060>".into())],
-        None,
+        Some(("application/sdp", fork_b_sdp.as_bytes())),
     );
     let a = r.msg(&ok_b, gw(5060, 5060));
+    let deleted: Vec<(String, String)> = a
+        .iter()
+        .filter_map(|x| match x {
+            Action::DeleteMedia { sessions, .. } => Some(sessions.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(deleted, [("relay".into(), "s".into())], "fork A's sessions");
+    let ok = sent_to(&a, fe())
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .expect("200");
+    assert_eq!(ok.summary.to_tag, pb.summary.to_tag);
+    assert!(String::from_utf8_lossy(ok.body()).contains("m=audio 30010 "));
+    // The caller's ACK answers it: fork B's sessions learn the caller's address.
+    let a = r.msg(&ack_with(&ok, 7, Some(OFFER)), fe());
+    let u = updates(&a);
+    assert_eq!(u[0].session_id, "sb");
+    assert_eq!(port(u[0].pool), Some(6000));
+    let to_gw = sent_to(&a, gw(5060, 5060));
+    let ack = to_gw
+        .iter()
+        .find(|m| m.method() == Some("ACK"))
+        .expect("ACK");
+    assert_eq!(ack.summary.to_tag.as_deref(), Some("forkB"));
+    assert!(String::from_utf8_lossy(ack.body()).contains("m=audio 30012 "));
+    assert_eq!(r.e.call(id, r.now).expect("the call").state, "confirmed");
+}
+
+/// Forks with a delayed offer: a 2xx from an early dialog that never offered (the sessions point
+/// at another's media, and it brings no offer to take instead) is refused.
+#[test]
+fn a_2xx_from_an_early_dialog_without_an_offer_is_refused() {
+    let mut r = Run::new("delayed-fork-none");
+    let a = r.msg(&invite_100rel_without_sdp("d18"), fe());
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let a = r.msg(
+        &provisional(&inv, 183, Some(ANSWER), Some(1)),
+        gw(5060, 5060),
+    );
+    let id = created_call(&a);
+    r.created(id);
+    let ok_c = build_response(
+        &inv,
+        200,
+        "OK",
+        "forkC",
+        &[("Contact", "<sip:gw@198.18.2.2:5060>".into())],
+        None,
+    );
+    let a = r.msg(&ok_c, gw(5060, 5060));
     assert_eq!(finals(&sent_to(&a, fe())), [488]);
     assert_eq!(methods(&sent_to(&a, gw(5060, 5060))), ["ACK", "BYE"]);
+}
+
+/// Forks with a delayed offer, both reliable: the caller answers each early dialog's offer in its
+/// own PRACK, which updates that dialog's own sessions and reaches that dialog's callee re-pointed
+/// at them. Fork A (the call's own) answers and wins: fork B's sessions are deleted.
+#[test]
+fn each_early_dialog_s_offer_is_answered_in_its_own_prack() {
+    let mut r = Run::new("delayed-fork-prack");
+    let a = r.msg(&invite_100rel_without_sdp("d19"), fe());
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let reliable = |tag: &str, rseq: u32, sdp: &str| {
+        build_response(
+            &inv,
+            183,
+            "Session Progress",
+            tag,
+            &[
+                ("Contact", "<sip:gw@198.18.2.2:5060>".into()),
+                ("Require", "100rel".into()),
+                ("RSeq", rseq.to_string()),
+            ],
+            Some(("application/sdp", sdp.as_bytes())),
+        )
+    };
+    let a = r.msg(&reliable("forkA", 1, ANSWER), gw(5060, 5060));
+    let id = created_call(&a);
+    let a = r.created(id);
+    let pa = sent_to(&a, fe())[0].clone();
+    let fork_b_sdp = ANSWER.replace("7000", "7008");
+    let a = r.msg(&reliable("forkB", 1, &fork_b_sdp), gw(5060, 5060));
+    assert!(sent_to(&a, fe()).is_empty());
+    let b_session = MediaAnswer {
+        session_id: "sb".into(),
+        pool: Some(Anchor {
+            addr: "198.18.1.1".parse().expect("ip"),
+            rtp_port: 30010,
+            rtcp_port: 30011,
+        }),
+        gateway: Some(Anchor {
+            addr: "198.18.2.1".parse().expect("ip"),
+            rtp_port: 30012,
+            rtcp_port: 30013,
+        }),
+    };
+    let a = r.e.on_media_created(
+        id,
+        "pool.lab.mediator",
+        Ok(vec![("relay".into(), b_session)]),
+        r.now,
+    );
+    let pb = sent_to(&a, fe())[0].clone();
+    assert!(String::from_utf8_lossy(pb.body()).contains("m=audio 30010 "));
+    // The caller answers fork B's offer in fork B's early dialog.
+    let answer_b = OFFER.replace("6000", "6010");
+    let a = r.msg(&prack_with(&pb, "prack-d19b", &answer_b), fe());
+    let u = updates(&a);
+    assert_eq!(
+        (u[0].session_id.as_str(), port(u[0].pool)),
+        ("sb", Some(6010))
+    );
+    let to_gw = sent_to(&a, gw(5060, 5060));
+    assert_eq!(to_gw[0].summary.to_tag.as_deref(), Some("forkB"));
+    assert!(String::from_utf8_lossy(to_gw[0].body()).contains("m=audio 30012 "));
+    // And fork A's in fork A's.
+    let a = r.msg(&prack_with(&pa, "prack-d19a", OFFER), fe());
+    let u = updates(&a);
+    assert_eq!(
+        (u[0].session_id.as_str(), port(u[0].pool)),
+        ("s", Some(6000))
+    );
+    let to_gw = sent_to(&a, gw(5060, 5060));
+    assert_eq!(to_gw[0].summary.to_tag.as_deref(), Some("forkA"));
+    assert!(String::from_utf8_lossy(to_gw[0].body()).contains("m=audio 30002 "));
+    // Fork A answers: the call's own offer wins, fork B's sessions go.
+    let ok_a = build_response(
+        &inv,
+        200,
+        "OK",
+        "forkA",
+        &[("Contact", "<sip:gw@198.18.2.2:5060>".into())],
+        None,
+    );
+    let a = r.msg(&ok_a, gw(5060, 5060));
+    let deleted: Vec<(String, String)> = a
+        .iter()
+        .filter_map(|x| match x {
+            Action::DeleteMedia { sessions, .. } => Some(sessions.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(deleted, [("relay".into(), "sb".into())]);
+    let ok = sent_to(&a, fe())
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .expect("200");
+    assert_eq!(ok.summary.to_tag, pa.summary.to_tag);
+    assert!(ok.body().is_empty(), "answered in the PRACK already");
+}
+
+/// Forks with a delayed offer: the early dialog whose own sessions are still being made answers.
+/// Its offer becomes the call's at once (the call's own sessions are deleted); once its sessions
+/// exist, its 183 and then its 2xx reach the caller with Mediator's offer at them, in its dialog.
+#[test]
+fn an_early_dialog_that_answers_while_its_sessions_are_made_wins_once_they_exist() {
+    let mut r = Run::new("delayed-fork-race");
+    let a = r.msg(&invite_without_sdp("d20"), fe());
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let a = r.msg(&provisional(&inv, 183, Some(ANSWER), None), gw(5060, 5060));
+    let id = created_call(&a);
+    let a = r.created(id);
+    let pa = sent_to(&a, fe())[0].clone();
+    let fork_b_sdp = ANSWER.replace("7000", "7008");
+    let fork_b = |status: u16| {
+        build_response(
+            &inv,
+            status,
+            "OK",
+            "forkB",
+            &[("Contact", "<sip:gw@198.18.2.2:5060>".into())],
+            Some(("application/sdp", fork_b_sdp.as_bytes())),
+        )
+    };
+    r.msg(&fork_b(183), gw(5060, 5060));
+    let a = r.msg(&fork_b(200), gw(5060, 5060));
+    assert!(sent_to(&a, fe()).is_empty(), "waits for its sessions");
+    let deleted: Vec<(String, String)> = a
+        .iter()
+        .filter_map(|x| match x {
+            Action::DeleteMedia { sessions, .. } => Some(sessions.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(deleted, [("relay".into(), "s".into())], "the call's own sessions go");
+    let b_session = MediaAnswer {
+        session_id: "sb".into(),
+        pool: Some(Anchor {
+            addr: "198.18.1.1".parse().expect("ip"),
+            rtp_port: 30010,
+            rtcp_port: 30011,
+        }),
+        gateway: Some(Anchor {
+            addr: "198.18.2.1".parse().expect("ip"),
+            rtp_port: 30012,
+            rtcp_port: 30013,
+        }),
+    };
+    let a = r.e.on_media_created(
+        id,
+        "pool.lab.mediator",
+        Ok(vec![("relay".into(), b_session)]),
+        r.now,
+    );
+    let to_fe = sent_to(&a, fe());
+    assert_eq!(statuses(&to_fe), [183, 200]);
+    assert!(to_fe.iter().all(|m| m.summary.to_tag == to_fe[0].summary.to_tag));
+    assert_ne!(to_fe[0].summary.to_tag, pa.summary.to_tag);
+    assert!(String::from_utf8_lossy(to_fe[1].body()).contains("m=audio 30010 "));
+    let a = r.msg(&ack_with(&to_fe[1], 7, Some(OFFER)), fe());
+    assert_eq!(updates(&a)[0].session_id, "sb");
+    assert_eq!(r.e.call(id, r.now).expect("the call").state, "confirmed");
 }
