@@ -765,14 +765,17 @@ impl Dataplane {
             }
             self.check_not_self("gateway.remote_rtp".into(), Some(source))?;
             let forks = parent_shared.forks.lock().map_err(lock_err)?;
-            let taken = std::iter::once(pm.fork_source(StreamId::ALL[2]))
-                .chain(forks.iter().map(|f| {
+            // Told apart by what each early dialog's SDP says (the parent may have latched the
+            // fork's source before the fork existed: see below).
+            let taken = forks
+                .iter()
+                .map(|f| {
                     f.shared
                         .media
                         .lock()
                         .ok()
                         .and_then(|m| m.legs[1].remote.rtp)
-                }))
+                })
                 .any(|s| s == Some(source));
             drop(forks);
             if taken || gw.remote.rtp == Some(source) {
@@ -875,6 +878,23 @@ impl Dataplane {
                     pool[1].clone()
                 },
             ];
+            // With latching, the fork's first packets may have come before it existed and
+            // latched the parent: the parent learns its own peer's source again.
+            let fork_leg = Leg {
+                local: gw.local,
+                rtp_port: gw.rtp_port,
+                remote: spec.gateway.remote,
+            };
+            for kind in [Kind::Rtp, Kind::Rtcp] {
+                let id = StreamId {
+                    from: Side::Gateway,
+                    kind,
+                };
+                let theirs = fork_leg.remote_hint(kind, mux);
+                if theirs.is_some() && pm.stream(id).learned == theirs {
+                    pm.stream_mut(id).learned = None;
+                }
+            }
             pm.forks += 1;
             self.withdraw_all(
                 &parent_shared,
@@ -2295,6 +2315,21 @@ mod tests {
         assert!(matches!(lab.dp.get("f"), Err(SessionError::NotFound(_))));
         assert_eq!((lab.dp.free_ports(), lab.dp.session_count()), (8, 0));
         assert_eq!(lab.free_slots(), 1024);
+
+        // With latching, fork 2's media may come before its fork exists and latch the parent:
+        // the fork is still made, and the parent learns fork 1 again.
+        let parent = lab
+            .dp
+            .create(spec("p", Some(at(pb)), Some(at(pb + 2)), true))
+            .expect("create");
+        let [p_pool, gw] = ports(&parent);
+        assert_eq!(relay(&fork2, at(gw), &caller, 9).await, at(p_pool));
+        let mut fork = spec("f", Some(at(pb)), Some(at(pb + 4)), true);
+        fork.fork_of = Some("p".into());
+        let f_pool = ports(&lab.dp.create(fork).expect("fork"))[0];
+        assert_eq!(relay(&fork1, at(gw), &caller, 10).await, at(p_pool));
+        assert_eq!(relay(&fork2, at(gw), &caller, 11).await, at(f_pool));
+        lab.dp.delete("p", None).await.expect("delete");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1121,7 +1121,11 @@ fn an_early_dialog_that_answers_while_its_sessions_are_made_wins_once_they_exist
         })
         .flatten()
         .collect();
-    assert_eq!(deleted, [("relay".into(), "s".into())], "the call's own sessions go");
+    assert_eq!(
+        deleted,
+        [("relay".into(), "s".into())],
+        "the call's own sessions go"
+    );
     let b_session = MediaAnswer {
         session_id: "sb".into(),
         pool: Some(Anchor {
@@ -1143,7 +1147,11 @@ fn an_early_dialog_that_answers_while_its_sessions_are_made_wins_once_they_exist
     );
     let to_fe = sent_to(&a, fe());
     assert_eq!(statuses(&to_fe), [183, 200]);
-    assert!(to_fe.iter().all(|m| m.summary.to_tag == to_fe[0].summary.to_tag));
+    assert!(
+        to_fe
+            .iter()
+            .all(|m| m.summary.to_tag == to_fe[0].summary.to_tag)
+    );
     assert_ne!(to_fe[0].summary.to_tag, pa.summary.to_tag);
     assert!(String::from_utf8_lossy(to_fe[1].body()).contains("m=audio 30010 "));
     let a = r.msg(&ack_with(&to_fe[1], 7, Some(OFFER)), fe());
