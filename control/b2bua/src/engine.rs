@@ -560,6 +560,25 @@ impl Engine {
             .and_then(|f| user_of(&uri_of(&f)))
             .unwrap_or_default();
         let origin = identify(topo, &self.dns, &from);
+        // Every address the caller's configured name resolved to: its route set may lead there.
+        let a_known = match &origin {
+            Some(Origin::Pool { pool }) => topo.pools.get(pool).map(|p| {
+                let hop = &p.value.next_hop;
+                host_ips(&self.dns, &hop.host, sip_transport(hop.transport))
+            }),
+            Some(Origin::Gateway { trunk, .. }) => topo
+                .get::<mediator_topology::model::Trunk>(trunk)
+                .ok()
+                .map(|t| {
+                    host_ips(
+                        &self.dns,
+                        &t.value.gateway,
+                        sip_transport(t.value.transport),
+                    )
+                }),
+            None => None,
+        }
+        .unwrap_or_default();
         let (outbound, pool, targets, a_policy) = match origin {
             Some(Origin::Pool { pool }) => {
                 let policy = topo
@@ -626,6 +645,7 @@ impl Engine {
             local_cseq: 0,
             remote_target: String::new(),
             route_set: Vec::new(),
+            peer_ips: a_known,
         };
         a.learn(&m, false);
         let id = self.next_id;
@@ -804,6 +824,7 @@ impl Engine {
             local_cseq: m.summary.cseq,
             remote_target: t.request_uri.clone(),
             route_set: Vec::new(),
+            peer_ips: t.known.clone(),
         };
         let (invite, sent_to) = sized(
             invite,

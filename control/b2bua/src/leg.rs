@@ -22,6 +22,9 @@ pub(crate) struct Leg {
     pub remote_target: String,
     /// Route headers for in-dialog requests, in order.
     pub route_set: Vec<String>,
+    /// Other addresses of the configured peer (every address its FQDN resolved to): a route
+    /// set or Contact leading to one of them is followed too.
+    pub peer_ips: Vec<std::net::IpAddr>,
 }
 
 pub(crate) fn transport_param(peer: &Peer) -> &'static str {
@@ -105,10 +108,11 @@ impl Leg {
 
     /// Where this dialog's requests go (RFC 3261 §12.2.1.1, §8.1.2): the first Route's address
     /// when the route set is loose (`;lr`), the Request-URI's otherwise (the remote target, or a
-    /// strict router) — provided it is the configured peer's IP on its transport, as only
-    /// configured peers may answer or send (a port of its own is fine: a proxy or gateway that
-    /// Record-Routes or gives a Contact on another port). Anything else, or a name Mediator
-    /// cannot resolve, is not followed: the peer the leg was set up with gets the request.
+    /// strict router) — provided it is the configured peer's IP (the one the leg was set up with,
+    /// or another its FQDN resolved to) on its transport, as only configured peers may answer or
+    /// send (a port of its own is fine: a proxy or gateway that Record-Routes or gives a Contact
+    /// on another port). Anything else, or a name, is not followed: the peer the leg was set up
+    /// with gets the request (for the peer's own FQDN, the address the call reached).
     pub(crate) fn next_hop(&self) -> Peer {
         let uri = match self.route_set.first() {
             Some(r) => uri_of(r),
@@ -116,7 +120,7 @@ impl Leg {
         };
         match uri_addr(&uri) {
             Some((addr, transport))
-                if addr.ip() == self.peer.remote.ip()
+                if (addr.ip() == self.peer.remote.ip() || self.peer_ips.contains(&addr.ip()))
                     && transport.unwrap_or(self.peer.transport) == self.peer.transport =>
             {
                 Peer {
@@ -287,6 +291,7 @@ mod tests {
             local_cseq: 1,
             remote_target: target.into(),
             route_set: routes.iter().map(|s| s.to_string()).collect(),
+            peer_ips: Vec::new(),
         }
     }
 
@@ -334,7 +339,7 @@ mod tests {
     }
 
     #[test]
-    fn the_next_hop_is_followed_only_to_the_configured_peer() {
+    fn the_next_hop_is_followed_only_to_the_configured_peer_and_its_name_s_addresses() {
         let l = leg("sip:fe@198.18.1.2:5070", &[]);
         assert_eq!(l.next_hop().remote.port(), 5070, "the Contact's own port");
         let l = leg("sip:fe@198.18.1.77:5060", &[]);
@@ -343,6 +348,18 @@ mod tests {
         assert_eq!(l.next_hop(), l.peer, "a name: not resolved");
         let l = leg("sip:fe@198.18.1.2:5061;transport=tls", &[]);
         assert_eq!(l.next_hop(), l.peer, "another transport");
+        // Another address the peer's configured FQDN resolved to: the same peer.
+        let mut l = leg("sip:fe@198.18.1.2", &["<sip:198.18.1.78:5062;lr>"]);
+        assert_eq!(l.next_hop(), l.peer, "not one of its addresses");
+        l.peer_ips = vec![
+            "198.18.1.2".parse().expect("ip"),
+            "198.18.1.78".parse().expect("ip"),
+        ];
+        assert_eq!(
+            l.next_hop().remote,
+            "198.18.1.78:5062".parse().expect("addr"),
+            "one of its name's addresses"
+        );
         assert_eq!(
             uri_addr("sips:[2001:2::1]"),
             Some((

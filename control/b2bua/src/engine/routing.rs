@@ -45,6 +45,9 @@ pub(super) struct Target {
     /// The peer is one address of this FQDN (RFC 3263): the Request-URI names it, and the
     /// call's record says which address was tried.
     pub(super) fqdn: Option<String>,
+    /// Every address that FQDN resolved to: the same configured peer, so its dialog's route
+    /// set may lead to any of them.
+    pub(super) known: Vec<IpAddr>,
 }
 
 impl Target {
@@ -101,6 +104,7 @@ impl Target {
             rtcp_active: s.rtcp_active_calls.unwrap_or(true),
             rtcp_on_hold: s.rtcp_calls_on_hold.unwrap_or(true),
             fqdn: None,
+            known: Vec::new(),
             peer,
         }
     }
@@ -179,6 +183,22 @@ pub(super) fn identify(topo: &Topology, dns: &Dns, from: &Peer) -> Option<Origin
 /// Whether `ip` is `host`: the same IP literal, or an address `host` resolved to for
 /// `transport` (whatever the port: a peer sends from the address it listens on, rarely from the
 /// port).
+/// Every address `host` (a name) last resolved to for `transport`: all of them the same
+/// configured peer. Empty for an IP literal (the peer's own address is all there is).
+pub(super) fn host_ips(dns: &Dns, host: &str, transport: Transport) -> Vec<IpAddr> {
+    if host.parse::<IpAddr>().is_ok() {
+        return Vec::new();
+    }
+    let mut ips: Vec<IpAddr> = dns
+        .iter()
+        .filter(|(q, _)| q.host.eq_ignore_ascii_case(host) && q.transport == transport)
+        .flat_map(|(_, r)| r.targets.iter().flat_map(|t| t.addrs.iter().copied()))
+        .collect();
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
 fn is_host(dns: &Dns, host: &str, transport: Transport, ip: IpAddr) -> bool {
     match host.parse::<IpAddr>() {
         Ok(h) => h == ip,
@@ -338,6 +358,7 @@ impl Engine {
             };
             let srtp = self.trunk_policy(t, &eff);
             // Each address an FQDN resolved to is tried in turn, as the next trunk would be.
+            let known: Vec<IpAddr> = peers.iter().map(|p| p.remote.ip()).collect();
             for peer in peers {
                 let mut target = Target::new(
                     &a.trunk,
@@ -350,6 +371,7 @@ impl Engine {
                 .named(&t.gateway, t.gateway_port);
                 target.route = a.route.clone();
                 target.srtp = srtp;
+                target.known = known.clone();
                 targets.push(target);
             }
         }
@@ -413,6 +435,7 @@ impl Engine {
             .map(|t| t.value.gateway.clone())
             .unwrap_or_default();
         let mut targets = Vec::new();
+        let known: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
         for remote in addrs {
             let peer = Peer {
                 remote,
@@ -433,6 +456,7 @@ impl Engine {
             target.forward_pai = true;
             target.fast_failover = None;
             target.code_rules.clear();
+            target.known = known.clone();
             targets.push(target);
         }
         Ok(targets)
@@ -588,6 +612,7 @@ impl Engine {
                 continue;
             };
             let srtp = self.trunk_policy(&trunk, &eff);
+            let known: Vec<IpAddr> = peers.iter().map(|p| p.remote.ip()).collect();
             for peer in peers {
                 if redirected + new.len() >= MAX_REDIRECTS {
                     break;
@@ -604,6 +629,7 @@ impl Engine {
                 target.route = cur.route.clone();
                 target.from_redirect = true;
                 target.srtp = srtp;
+                target.known = known.clone();
                 if target.bypass != cur.bypass || target.srtp != cur.srtp {
                     tracing::info!(call = id, trunk = %trunk.name, "redirect: the trunk handles media otherwise, not followed");
                     break;

@@ -515,3 +515,65 @@ fn a_redirect_to_a_gateway_s_fqdn_is_followed_to_its_resolved_addresses() {
         ]
     );
 }
+
+/// The route set of a dialog with a gateway named by FQDN may lead to another address of that
+/// name (the same configured peer): the 2xx came from one, its Contact names the other, and the
+/// caller's BYE goes there. An address of no configured name is not followed.
+#[test]
+fn a_dialog_follows_its_contact_to_another_address_of_the_gateway_s_name() {
+    let mut r = with_sbc();
+    r.resolved(
+        sbc_query(),
+        srv(vec![
+            target("a.lab.test", 10, 0, 5060, "198.18.2.2"),
+            target("b.lab.test", 20, 0, 5062, "198.18.2.3"),
+        ]),
+    );
+    let a = r.msg(&invite("+19995550100", "d40"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, sbc("198.18.2.2:5060")))[0].clone();
+    let ok = build_response(
+        &inv,
+        200,
+        "OK",
+        "s40",
+        &[("Contact", "<sip:gw@198.18.2.3:5062>".into())],
+        Some(("application/sdp", ANSWER.as_bytes())),
+    );
+    let a = r.msg(&ok, sbc("198.18.2.2:5060"));
+    let fe_ok = sent_to(&a, fe())[0].clone();
+    r.msg(&fe_in_dialog("ACK", &fe_ok, 1, "ack-d40"), fe());
+    let a = r.msg(&fe_in_dialog("BYE", &fe_ok, 2, "bye-d40"), fe());
+    let bye = requests(&sent_to(&a, sbc("198.18.2.3:5062")))
+        .into_iter()
+        .find(|m| m.method() == Some("BYE"))
+        .cloned();
+    assert!(
+        bye.is_some(),
+        "the BYE goes to the other address of sbc.lab.test: {a:?}"
+    );
+
+    // A Contact at an address of no configured name: the BYE goes where the call went.
+    let a = r.msg(&invite("+19995550101", "d41"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, sbc("198.18.2.2:5060")))[0].clone();
+    let ok = build_response(
+        &inv,
+        200,
+        "OK",
+        "s41",
+        &[("Contact", "<sip:gw@198.18.2.9:5062>".into())],
+        Some(("application/sdp", ANSWER.as_bytes())),
+    );
+    let a = r.msg(&ok, sbc("198.18.2.2:5060"));
+    let fe_ok = sent_to(&a, fe())[0].clone();
+    r.msg(&fe_in_dialog("ACK", &fe_ok, 1, "ack-d41"), fe());
+    let a = r.msg(&fe_in_dialog("BYE", &fe_ok, 2, "bye-d41"), fe());
+    assert!(
+        requests(&sent_to(&a, sbc("198.18.2.2:5060")))
+            .iter()
+            .any(|m| m.method() == Some("BYE"))
+    );
+}
