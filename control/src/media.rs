@@ -410,6 +410,16 @@ pub fn update_request(u: MediaUpdate) -> pb::UpdateSessionRequest {
         pool: u.pool.map(|r| leg_spec(r, &u.srtp[0])),
         gateway: u.gateway.map(|r| leg_spec(r, &u.srtp[1])),
         on_hold: u.on_hold,
+        options: u.options.map(|o| pb::SessionOptions {
+            latching: o.latching,
+            strict_source: true,
+            rtcp_mux: o.rtcp_mux,
+            clock_rate: 0,
+            media_timeout_secs: o.media_timeout_secs,
+            hold_timeout_secs: o.hold_timeout_secs,
+            rtcp_timeout_secs: o.rtcp_timeout_secs,
+            rtcp_hold_timeout_secs: o.rtcp_hold_timeout_secs,
+        }),
     }
 }
 
@@ -490,8 +500,10 @@ mod tests {
             }),
             on_hold: Some(false),
             srtp: Default::default(),
+            options: None,
         });
         assert!(u.pool.is_none(), "an unset side stays unchanged");
+        assert!(u.options.is_none(), "unset options stay as they are");
         let gw = u.gateway.expect("gateway");
         assert_eq!(
             gw.remote_rtp,
@@ -545,7 +557,18 @@ mod tests {
             gateway: Some(Remote::default()),
             on_hold: None,
             srtp: [SrtpChange::Off, SrtpChange::Keep],
+            options: Some(mediator_b2bua::media::MediaOptions {
+                latching: true,
+                rtcp_mux: false,
+                media_timeout_secs: 0,
+                hold_timeout_secs: 0,
+                rtcp_timeout_secs: 30,
+                rtcp_hold_timeout_secs: 0,
+            }),
         });
+        let o = u.options.expect("options");
+        assert!(o.latching && o.strict_source && o.rtcp_timeout_secs == 30);
+        assert_eq!(o.clock_rate, 0, "the session's own");
         let (p, g) = (u.pool.expect("pool"), u.gateway.expect("gateway"));
         assert!(p.srtp_off && p.srtp.is_none());
         assert!(!g.srtp_off && g.srtp.is_none());

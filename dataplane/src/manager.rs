@@ -149,6 +149,8 @@ pub struct UpdateSpec {
     pub pool: Option<LegRequest>,
     pub gateway: Option<LegRequest>,
     pub on_hold: Option<bool>,
+    /// New options; `rtcp_mux` must be the session's, a `clock_rate` of 0 keeps its own.
+    pub options: Option<Options>,
 }
 
 #[derive(Clone, Debug)]
@@ -1085,8 +1087,23 @@ impl Dataplane {
     pub fn update(&self, spec: UpdateSpec) -> Result<SessionView, SessionError> {
         validate_id(&spec.id)?;
         let shared = self.shared(&spec.id)?;
+        if let Some(o) = spec.options {
+            // A clock rate of 0 keeps the session's own.
+            Self::validate_options(&Options {
+                clock_rate: o.clock_rate.max(1),
+                ..o
+            })?;
+        }
         {
             let mut m = shared.media.lock().map_err(lock_err)?;
+            if let Some(o) = &spec.options
+                && o.rtcp_mux != m.options.rtcp_mux
+            {
+                return Err(invalid(
+                    "options.rtcp_mux",
+                    "cannot change in an update; create a new session",
+                ));
+            }
             let mut new_remote = false;
             let mut remotes = [None, None];
             for (i, (side, req)) in [(Side::Pool, &spec.pool), (Side::Gateway, &spec.gateway)]
@@ -1231,6 +1248,20 @@ impl Dataplane {
             if new_remote {
                 self.withdraw_all(&shared, &mut m, "update: new endpoints");
                 if m.options.latching {
+                    for st in &mut m.streams {
+                        st.learned = None;
+                    }
+                }
+            }
+            if let Some(mut o) = spec.options {
+                if o.clock_rate == 0 {
+                    o.clock_rate = m.options.clock_rate;
+                }
+                let relearn =
+                    o.latching != m.options.latching || o.strict_source != m.options.strict_source;
+                m.options = o;
+                if relearn {
+                    self.withdraw_all(&shared, &mut m, "update: new options");
                     for st in &mut m.streams {
                         st.learned = None;
                     }
@@ -2332,6 +2363,59 @@ mod tests {
         lab.dp.delete("p", None).await.expect("delete");
     }
 
+    /// UpdateSession with new options (a call moved to a trunk with other settings): latching on
+    /// withdraws the streams to learn their sources; the RTCP timeouts change; `rtcp_mux` cannot,
+    /// and a bad option changes nothing; a clock rate of 0 keeps the session's. Block 16.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_update_changes_the_options_that_follow_the_trunk() {
+        let state = StateDir::new("options");
+        let b = base(16);
+        let mut lab = Lab::start(config(16, 2, &state), Arc::default());
+        lab.dp
+            .create(spec("o1", Some(at(b + 4)), Some(at(b + 5)), false))
+            .expect("create");
+        assert!(!lab.entries().is_empty(), "no latching: offloaded at once");
+        lab.drain_events();
+        let mut new = options(true);
+        new.rtcp_timeout_secs = 30;
+        new.clock_rate = 0;
+        let bad = UpdateSpec {
+            id: "o1".into(),
+            options: Some(Options {
+                rtcp_mux: true,
+                ..new
+            }),
+            ..UpdateSpec::default()
+        };
+        assert!(matches!(
+            lab.dp.update(bad),
+            Err(SessionError::Invalid { field, .. }) if field == "options.rtcp_mux"
+        ));
+        assert!(
+            !lab.entries().is_empty(),
+            "a refused update changes nothing"
+        );
+        let v = lab
+            .dp
+            .update(UpdateSpec {
+                id: "o1".into(),
+                options: Some(new),
+                ..UpdateSpec::default()
+            })
+            .expect("update");
+        assert!(v.options.latching && v.options.rtcp_timeout_secs == 30);
+        assert_eq!(v.options.clock_rate, 8000, "its own clock rate");
+        assert!(lab.entries().is_empty(), "withdrawn to latch anew");
+        let ev = lab.drain_events();
+        assert!(
+            ev.iter()
+                .any(|e| is_withdrawn(e, Kind::Rtp, "update: new options")),
+            "{ev:?}"
+        );
+        assert_eq!(state.records()[0].media.options.rtcp_timeout_secs, 30);
+        lab.dp.delete("o1", None).await.expect("delete");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn relays_in_userspace_offloads_once_latched_and_withdraws_on_new_endpoints() {
         let state = StateDir::new("latch");
@@ -3115,20 +3199,23 @@ mod tests {
         );
         let mut followed = false;
         for _ in 0..200 {
+            // Both entries (the source expected, and the replies' destination) follow the peer;
+            // they are installed one after the other, so a snapshot may hold one of them only.
             let e = lab.entries();
-            if u16::from_be(e[&pool_key].expect_port) == b + 6 {
-                let back = e[&StreamKey::new(at(gw_port))];
-                assert_eq!(
-                    u16::from_be(back.dst_port),
-                    b + 6,
-                    "replies follow the peer"
-                );
+            let expect = e.get(&pool_key).map(|x| u16::from_be(x.expect_port));
+            let back = e
+                .get(&StreamKey::new(at(gw_port)))
+                .map(|x| u16::from_be(x.dst_port));
+            if (expect, back) == (Some(b + 6), Some(b + 6)) {
                 followed = true;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(followed, "the entry was re-installed for the new source");
+        assert!(
+            followed,
+            "the entries were re-installed for the new source, replies included"
+        );
         assert_eq!(lab.entries().len(), 2);
         // get() takes the media lock, which the re-install held until its events were out.
         let v = lab.dp.get("nat").expect("get");

@@ -449,6 +449,13 @@ impl DataplaneService for Service {
                     .map(|l| leg_request("gateway", Some(l), mux))
                     .transpose()?,
                 on_hold: r.on_hold,
+                options: r.options.as_ref().map(|o| {
+                    let mut o = options(&self.dp, Some(o));
+                    if r.options.as_ref().is_some_and(|p| p.clock_rate == 0) {
+                        o.clock_rate = 0; // the session's own
+                    }
+                    o
+                }),
             })
         })()
         .map_err(status)?;

@@ -16,7 +16,7 @@ use crate::dns;
 use crate::encryption::Refused;
 use crate::encryption::{LegPolicy, gateway_policy, pool_policy};
 use crate::leg::{Leg, contact, transport_param, via};
-use crate::media::{MediaAnswer, MediaRequest, MediaUpdate, Remote, SrtpChange};
+use crate::media::{MediaAnswer, MediaOptions, MediaRequest, MediaUpdate, Remote, SrtpChange};
 use crate::sdp::{Anchor, Sdp};
 use crate::{
     Action, CallId, CallInfo, LegInfo, Now, Side, StreamInfo, Transport, TrunkChange, TrunkHealth,

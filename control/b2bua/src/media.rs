@@ -95,6 +95,20 @@ pub struct MediaUpdate {
     pub on_hold: Option<bool>,
     /// SRTP changes on the pool side [0] and the gateway side [1].
     pub srtp: [SrtpChange; 2],
+    /// New settings (the call moved to a trunk that handles media otherwise); `None`: as they are.
+    pub options: Option<MediaOptions>,
+}
+
+/// The settings of a session that follow the trunk: what an update may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MediaOptions {
+    pub latching: bool,
+    /// The session's own (it cannot change).
+    pub rtcp_mux: bool,
+    pub media_timeout_secs: u32,
+    pub hold_timeout_secs: u32,
+    pub rtcp_timeout_secs: u32,
+    pub rtcp_hold_timeout_secs: u32,
 }
 
 /// A relay's answer to a [`MediaRequest`]: the session and where the relay receives on each side

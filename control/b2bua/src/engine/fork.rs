@@ -333,6 +333,7 @@ impl Engine {
                         gateway: Some(r),
                         on_hold: Some(hold),
                         srtp: Default::default(),
+                        options: None,
                     }),
                 });
                 if let Some(cf) = call.forks.iter_mut().find(|x| x.dialog == f.dialog)

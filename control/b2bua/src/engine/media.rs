@@ -793,6 +793,7 @@ impl Engine {
                     gateway: sides[1],
                     on_hold: Some(hold),
                     srtp,
+                    options: None,
                 }),
             });
         }

@@ -678,6 +678,11 @@ impl Engine {
         };
         let t = &call.targets[i];
         let settings = (t.latching, t.rtcp_active, t.rtcp_on_hold);
+        let (media_timeout_secs, hold_timeout_secs, rtcp) = (
+            self.cfg.media_timeout_secs,
+            self.cfg.hold_timeout_secs,
+            self.cfg.rtcp_timeout_secs,
+        );
         let caller_has_sdp = call.sent_sdp[slot(call.a_side)].is_some();
         // A caller that has the sessions' addresses (early SDP of the last trunk) gets new ones
         // only in an early dialog of its own, and only on a plain call: SRTP keys stay with the
@@ -700,6 +705,36 @@ impl Engine {
                 call.recv_sdp[b] = None;
                 self.new_caller_dialog(id);
             }
+        } else if !t.bypass
+            && !call.streams.is_empty()
+            && call.media_settings.is_some_and(|s| s != settings)
+        {
+            // An SRTP call whose caller has its sessions' addresses and keys: the sessions stay,
+            // with this trunk's latching and RTCP settings.
+            tracing::info!(call = id, trunk = %t.trunk, "the next trunk handles media otherwise: its settings go to the sessions");
+            let options = |mux: bool| MediaOptions {
+                latching: t.latching,
+                rtcp_mux: mux,
+                media_timeout_secs,
+                hold_timeout_secs,
+                rtcp_timeout_secs: if t.rtcp_active { rtcp } else { 0 },
+                rtcp_hold_timeout_secs: if t.rtcp_on_hold { rtcp } else { 0 },
+            };
+            for st in &call.streams {
+                out.push(Action::UpdateMedia {
+                    pool: call.pool.clone(),
+                    relay: st.relay.clone(),
+                    request: Box::new(MediaUpdate {
+                        session_id: st.session_id.clone(),
+                        pool: None,
+                        gateway: None,
+                        on_hold: None,
+                        srtp: Default::default(),
+                        options: Some(options(st.mux)),
+                    }),
+                });
+            }
+            call.media_settings = Some(settings);
         }
         let Some(call) = self.calls.get_mut(&id) else {
             return;

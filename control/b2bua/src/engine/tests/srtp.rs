@@ -1314,3 +1314,51 @@ fn passthrough_applies_to_a_delayed_offer_and_to_added_streams() {
         "both streams' attributes as the Front End wrote them"
     );
 }
+
+/// A failover to a trunk with other latching (or RTCP) settings after the first trunk's early
+/// SDP reached the caller on an SRTP call: the caller has the sessions' addresses and keys, so
+/// the sessions stay and take the next trunk's settings (an update, no new sessions).
+#[test]
+fn a_failover_on_an_srtp_call_after_early_sdp_updates_the_sessions_settings() {
+    let mut r = Run::new("srtp-failover-settings");
+    setup(
+        &mut r,
+        MediaEncryption::Required,
+        Transport::Udp,
+        SrtpMode::NotSupported,
+        false,
+    );
+    r.t.configs
+        .get_mut("trunk:198.18.2.2")
+        .expect("the lab gateway's own configuration")
+        .value
+        .settings
+        .rtp_latching = Some(true);
+    let offer = fe_offer("RTP/SAVP", &[lync(1, FE_KEY)]);
+    let a = r.msg(
+        &with_body(invite("+15555550100", "sfs1"), OFFER, &offer),
+        fe(),
+    );
+    let (id, reqs) = create(&a).expect("sessions");
+    assert!(!reqs[0].latching, "gw-5062 does not latch");
+    let a = r.created(id);
+    let first = requests(&sent_to(&a, gw(5062, 5062)))[0].clone();
+    let a = r.msg(&respond(&first, 183, "x1", Some(ANSWER)), gw(5062, 5062));
+    assert_eq!(statuses(&sent_to(&a, fe())), [183]);
+    let a = r.msg(&respond(&first, 503, "x1", None), gw(5062, 5062));
+    assert!(
+        create(&a).is_none(),
+        "no new sessions: the caller has their keys"
+    );
+    assert!(!a.iter().any(|x| matches!(x, Action::DeleteMedia { .. })));
+    let options: Vec<MediaOptions> = a
+        .iter()
+        .filter_map(|x| match x {
+            Action::UpdateMedia { request, .. } => request.options,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(options.len(), 1, "{a:?}");
+    assert!(options[0].latching, "the next trunk's latching");
+    assert_eq!(requests(&sent_to(&a, gw(5060, 5060))).len(), 1);
+}
