@@ -257,6 +257,44 @@ async fn other_rpcs_reject_bad_input() {
         Code::InvalidArgument,
         "gateway.remote_rtp.port",
     );
+    expect_err(
+        c.update_session(pb::UpdateSessionRequest {
+            session_id: "s".into(),
+            options: Some(pb::SessionOptions {
+                rtcp_mux: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await,
+        Code::InvalidArgument,
+        "options.rtcp_mux",
+    );
+    // Forks: of no session, of a fork, without the source that tells them apart; a hand-over
+    // to a session that is not a fork.
+    let mut fork = good("f");
+    fork.fork_of = "nope".into();
+    expect_err(
+        c.create_session(fork.clone()).await,
+        Code::InvalidArgument,
+        "fork_of",
+    );
+    fork.fork_of = "s".into();
+    fork.gateway = Some(pb::LegSpec::default());
+    expect_err(
+        c.create_session(fork.clone()).await,
+        Code::InvalidArgument,
+        "gateway.remote_rtp",
+    );
+    expect_err(
+        c.delete_session(pb::DeleteSessionRequest {
+            session_id: "s".into(),
+            hand_ports_to: "nope".into(),
+        })
+        .await,
+        Code::InvalidArgument,
+        "hand_ports_to",
+    );
     // A refused update changed nothing.
     let s = c
         .get_session(pb::GetSessionRequest {
