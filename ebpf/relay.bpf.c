@@ -240,8 +240,11 @@ static __always_inline int match_stream(const void *daddr, const void *saddr, in
 	if (!m->st)
 		return XDP_PASS;
 	m->now = bpf_ktime_get_ns();
-	m->st->last_seen_ns = m->now;
 	int match = udp->source == m->e->expect_port && addr_eq(saddr, m->e->expect_addr, alen);
+	/* Only the peer keeps a stream alive: a stranger's packets (an RTP-bleed probe) are no sign
+	 * of a live call. One passed up for a new source is userspace's to count once it decides. */
+	if (match || m->e->policy == MDP_POLICY_ACCEPT_ANY)
+		m->st->last_seen_ns = m->now;
 	int verdict = source_verdict(m->e, m->st, match);
 	if (verdict >= 0)
 		return verdict;

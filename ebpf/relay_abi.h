@@ -74,7 +74,8 @@ struct mdp_stream_entry {
 struct mdp_stream_stats {
 	__u64 packets;        /* host: forwarded */
 	__u64 bytes;          /* host: forwarded UDP payload bytes */
-	__u64 last_seen_ns;   /* host: CLOCK_MONOTONIC of the last packet seen (forwarded or not) */
+	__u64 last_seen_ns;   /* host: CLOCK_MONOTONIC of the last packet from the stream's peer
+			       * (forwarded or not; a source mismatch does not count) */
 	__u64 src_mismatch;   /* host: packets dropped or passed up for a wrong source */
 	/* RTP receiver state, RFC 3550 appendix A.1 and A.8 */
 	__u32 ssrc;           /* host */

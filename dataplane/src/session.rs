@@ -254,9 +254,8 @@ impl Media {
         match expected {
             Some(e) if e != src => {
                 if strict {
-                    let st = self.stream_mut(id);
-                    st.user.src_mismatch += 1;
-                    st.user.last_seen_ns = now_ns;
+                    // Counted, but no sign of life: a stranger keeps no call alive.
+                    self.stream_mut(id).user.src_mismatch += 1;
                     return (Verdict::DropMismatch, false);
                 }
                 if latching {

@@ -632,7 +632,8 @@ impl Suite {
         }
     }
 
-    /// No media for the timeout raises an event; on hold the longer hold timeout applies.
+    /// No media for the timeout raises an event; on hold the longer hold timeout applies; a
+    /// stranger's packets (an RTP-bleed probe, dropped by strict source) keep no call alive.
     async fn media_timeouts(&mut self) {
         let mut events = self
             .c
@@ -653,18 +654,59 @@ impl Suite {
         let mut held = create("held", sa(POOL_PEER, 4702), sa(GW_PEER, 5702), opts);
         held.on_hold = true;
         session(&mut self.c, held).await;
+        let probed = session(
+            &mut self.c,
+            create("probed", sa(POOL_PEER, 4704), sa(GW_PEER, 5704), opts),
+        )
+        .await;
+        let (p, _) = relay_ports(&probed);
+        let stranger = udp_in(&self.lab.pool.name, sa(POOL_OTHER, 4704));
+        // Bounded: 80 packets over 4 s, well past the 1 s timeout; the event must come while it
+        // still runs (a probe that counted would hold it off until the probe ends).
+        let probe = std::thread::spawn(move || {
+            for seq in 0..80u16 {
+                send_rtp(&stranger, sa(POOL_RELAY, p), 666, seq..seq + 1);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
         let mut got = std::collections::HashMap::new();
+        let mut probing_at_timeout = None;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
-        while got.len() < 2 && tokio::time::Instant::now() < deadline {
+        while got.len() < 3 && tokio::time::Instant::now() < deadline {
             if let Ok(Ok(Some(e))) =
                 tokio::time::timeout(Duration::from_secs(1), events.message()).await
                 && let Some(pb::event::Kind::MediaTimeout(t)) = e.kind
             {
+                if e.session_id == "probed" {
+                    probing_at_timeout = Some(!probe.is_finished());
+                }
                 got.insert(e.session_id.clone(), t);
             }
         }
+        probe.join().expect("probe");
+        assert_eq!(
+            probing_at_timeout,
+            Some(true),
+            "the probed session timed out while the stranger was still sending"
+        );
         let idle = got.get("idle").expect("media timeout for the idle session");
         let held = got.get("held").expect("media timeout for the held session");
+        let probed = got
+            .get("probed")
+            .expect("media timeout for the session under a stranger's probe");
+        assert!(
+            (1000..2600).contains(&probed.idle_ms),
+            "the stranger's packets did not count: {probed:?}"
+        );
+        let st = stream(
+            &get(&mut self.c, "probed").await,
+            pb::Side::Pool,
+            pb::StreamKind::Rtp,
+        );
+        assert!(
+            st.counters.expect("counters").source_mismatch > 0,
+            "the probe reached the relay"
+        );
         assert!(
             !idle.on_hold && (1000..2600).contains(&idle.idle_ms),
             "{idle:?}"
