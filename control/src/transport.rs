@@ -114,6 +114,20 @@ impl Transports {
             v.sort();
             v.dedup();
         }
+        // A connection verified against other names than an address now stands for is not
+        // used again: the next request there opens one checked against every name.
+        let changed: Vec<SocketAddr> = names
+            .iter()
+            .filter(|(a, v)| self.server_names.get(a) != Some(v))
+            .map(|(a, _)| *a)
+            .collect();
+        if !changed.is_empty()
+            && let Ok(mut c) = self.conns.lock()
+        {
+            for a in changed {
+                c.remove(&a);
+            }
+        }
         self.server_names = names;
     }
 
@@ -475,7 +489,10 @@ async fn run_conn<S>(
         }
     }
     writer.abort();
-    if let Ok(mut c) = conns.lock() {
+    if let Ok(mut c) = conns.lock()
+        && c.get(&peer.remote).is_some_and(|q| q.same_channel(&pong))
+    {
+        // Only this connection's own entry: a newer one to the same address stays.
         c.remove(&peer.remote);
     }
 }
@@ -499,5 +516,37 @@ mod tests {
         assert!(first_oversize(&mut logged, a, &big));
         assert!(!first_oversize(&mut logged, a, &big), "once per peer");
         assert!(first_oversize(&mut logged, b, &big));
+    }
+
+    /// A connection to an address whose configured names changed is not used again (it was
+    /// verified against other names); one whose names stay is.
+    #[tokio::test]
+    async fn a_connection_is_dropped_from_use_when_its_address_gains_a_name() {
+        let (tx, _rx) = mpsc::channel(1);
+        let mut t = Transports::new(tx, None);
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "198.18.2.2:5061".parse().expect("addr"),
+            "198.18.2.3:5061".parse().expect("addr"),
+        );
+        let names = |v: &[(SocketAddr, &str)]| {
+            let mut m: HashMap<SocketAddr, Vec<String>> = HashMap::new();
+            for (addr, n) in v {
+                m.entry(*addr).or_default().push(n.to_string());
+            }
+            m
+        };
+        t.set_server_names(names(&[(a, "tls.lab.test"), (b, "b.lab.test")]));
+        let (qa, _ra) = mpsc::channel(1);
+        let (qb, _rb) = mpsc::channel(1);
+        t.conns.lock().expect("conns").insert(a, qa);
+        t.conns.lock().expect("conns").insert(b, qb);
+        t.set_server_names(names(&[
+            (a, "tls.lab.test"),
+            (a, "alias.lab.test"),
+            (b, "b.lab.test"),
+        ]));
+        let c = t.conns.lock().expect("conns");
+        assert!(!c.contains_key(&a), "verified against one name of two");
+        assert!(c.contains_key(&b), "its names did not change");
     }
 }

@@ -1316,13 +1316,20 @@ impl Dataplane {
                 .lock()
                 .map(|f| f.iter().map(|f| f.shared.id.clone()).collect())
                 .unwrap_or_default();
+            let mut hand_to = hand_to;
             if let Some(h) = hand_to
                 && !forks.iter().any(|f| f == h)
             {
-                return Err(invalid(
-                    "hand_ports_to",
-                    format!("'{h}' is not a fork of '{id}'"),
-                ));
+                if inner.sessions.contains_key(h) {
+                    return Err(invalid(
+                        "hand_ports_to",
+                        format!("'{h}' is not a fork of '{id}'"),
+                    ));
+                }
+                // The fork went meanwhile (its call ended, or a restart lost it): the session
+                // is deleted all the same, never left behind with nobody to delete it.
+                tracing::info!(session = %id, heir = %h, "the fork to hand the ports to is gone: deleting");
+                hand_to = None;
             }
             let entry = inner.sessions.remove(id).expect("looked up above");
             inner.deleting.insert(id.to_string());
@@ -2306,7 +2313,7 @@ mod tests {
         }
         assert_eq!(lab.dp.free_ports(), 2);
         assert!(matches!(
-            lab.dp.delete("p", Some("nobody")).await,
+            lab.dp.delete("p", Some("p")).await,
             Err(SessionError::Invalid { .. })
         ));
 
@@ -2341,9 +2348,21 @@ mod tests {
         lab.dp
             .create(spec("p", Some(at(pb)), Some(at(pb + 2)), false))
             .expect("create");
-        lab.dp.create(fork).expect("fork");
+        lab.dp.create(fork.clone()).expect("fork");
         lab.dp.delete("p", None).await.expect("delete");
         assert!(matches!(lab.dp.get("f"), Err(SessionError::NotFound(_))));
+        assert_eq!((lab.dp.free_ports(), lab.dp.session_count()), (8, 0));
+        assert_eq!(lab.free_slots(), 1024);
+        // A hand-over to a fork that went meanwhile deletes the parent all the same.
+        lab.dp
+            .create(spec("p", Some(at(pb)), Some(at(pb + 2)), false))
+            .expect("create");
+        lab.dp.create(fork).expect("fork");
+        lab.dp.delete("f", None).await.expect("the fork goes first");
+        lab.dp
+            .delete("p", Some("f"))
+            .await
+            .expect("the parent goes too");
         assert_eq!((lab.dp.free_ports(), lab.dp.session_count()), (8, 0));
         assert_eq!(lab.free_slots(), 1024);
 

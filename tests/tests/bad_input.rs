@@ -289,7 +289,7 @@ async fn other_rpcs_reject_bad_input() {
     expect_err(
         c.delete_session(pb::DeleteSessionRequest {
             session_id: "s".into(),
-            hand_ports_to: "nope".into(),
+            hand_ports_to: "s".into(),
         })
         .await,
         Code::InvalidArgument,

@@ -683,6 +683,7 @@ impl Engine {
                 forks: Vec::new(),
                 fork_tags: Vec::new(),
                 fork_create: None,
+                fork_serial: 0,
                 delayed_forks: Vec::new(),
                 delayed_fork_create: None,
                 a_policy,
@@ -1888,6 +1889,19 @@ impl Engine {
                 && call.delayed_forks.iter().any(|f| f.tag == callee))
             .then_some(callee)
         });
+        if self.offer_in_other_early_dialog(id, side, &m) {
+            // Its answer would come back to the call's own early dialog's media (and with the
+            // caller's offer, to sessions whose gateway side another dialog's SDP answers).
+            self.reply(
+                &key,
+                &m,
+                488,
+                "an offer in another early dialog of a forked INVITE is not supported",
+                out,
+                now,
+            );
+            return;
+        }
         if let Some(t) = &fork_tag {
             self.swap_delayed_fork(id, t);
         }
@@ -1895,6 +1909,38 @@ impl Engine {
         if let Some(t) = &fork_tag {
             self.swap_delayed_fork(id, t);
         }
+    }
+
+    /// An early UPDATE with SDP in an early dialog other than the one whose SDP the call's
+    /// sessions hold (a forked INVITE's): either side's.
+    fn offer_in_other_early_dialog(&self, id: CallId, side: Side, m: &Message) -> bool {
+        let Some(call) = self.calls.get(&id) else {
+            return false;
+        };
+        let Some(att) = call.attempt.as_ref() else {
+            return false;
+        };
+        if call.b.is_some() || m.method() != Some("UPDATE") || !is_sdp(m) {
+            return false;
+        }
+        let callee_tag = if side == call.a_side {
+            m.summary
+                .to_tag
+                .as_deref()
+                .and_then(|t| att.dialog_of(t, &call.a.local_tag))
+                .and_then(|i| att.early.get(i))
+                .and_then(|l| l.remote_tag.clone())
+        } else {
+            m.summary.from_tag.clone()
+        };
+        let own = if call.offerer != call.a_side {
+            call.early_tag.clone()
+        } else {
+            att.media_owner
+                .and_then(|i| att.early.get(i))
+                .and_then(|l| l.remote_tag.clone())
+        };
+        own.is_some() && callee_tag.is_some() && callee_tag != own
     }
 
     fn relay_request_in(

@@ -261,6 +261,8 @@ pub(super) struct Call {
     pub(super) fork_tags: Vec<String>,
     /// Forks being made; one creation is in flight per call at a time.
     pub(super) fork_create: Option<Box<fork::ForkCreate>>,
+    /// Forks made so far: each creation's session ids carry its number, never reused.
+    pub(super) fork_serial: u32,
     /// With a delayed offer, the early offers of early dialogs other than the call's own, each
     /// with its sessions (see `fork.rs`).
     pub(super) delayed_forks: Vec<fork::DelayedFork>,

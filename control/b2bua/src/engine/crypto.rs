@@ -365,10 +365,11 @@ impl Sec {
 
     /// Another early dialog's SDP `sdp` (the callee's leg answering Mediator's offer there),
     /// for forks of the call's sessions: checked against that leg's policy as the first early
-    /// dialog's answer is; per stream the relay's keys for its fork (the fork's own key on the
-    /// callee's side, and on the caller's a fresh key of Mediator's, never the call's own: two
-    /// forks' packets to the caller may share an SSRC) and what Mediator writes toward the caller
-    /// for each m-line. The call's own state does not change.
+    /// dialog's answer is, and refused when it is SRTP there (the INVITE's one key of Mediator's
+    /// cannot protect a second relay context); per stream the relay's keys for its fork (on the
+    /// caller's side a fresh key of Mediator's, never the call's own: two forks' packets to the
+    /// caller may share an SSRC) and what Mediator writes toward the caller for each m-line.
+    /// The call's own state does not change.
     pub(super) fn fork(&self, a_side: Side, sdp: &Sdp) -> Result<ForkSec, Refused> {
         let (a, b) = (slot(a_side), slot(a_side.other()));
         let live = anchored(sdp);
@@ -386,14 +387,21 @@ impl Sec {
         for s in self.streams.iter().filter(|s| live.contains(&s.index)) {
             let mut keys = [None, None];
             if let Some(plan) = &s.legs[b].plan
-                && let Use::Srtp { peer, ours } = accept_answer(
+                && let Use::Srtp { .. } = accept_answer(
                     self.policy[b],
                     side_name(a_side.other()),
                     plan,
                     &stream_crypto(sdp, s.index),
                 )?
             {
-                keys[b] = Some(SrtpKeys::of(&peer, &ours));
+                // The INVITE offered every early dialog the same key of Mediator's: a second
+                // relay context under it would count its SRTCP index from 0 again, repeating
+                // keystream (with GCM, nonces) the first context used.
+                return Err(refused(
+                    a_side.other(),
+                    "SRTP in another early dialog: Mediator's one offered key cannot protect \
+                     a second early dialog's media",
+                ));
             }
             let proto = s.legs[a].proto.as_str();
             let (written, caller) = match &s.legs[a].used {

@@ -16,6 +16,10 @@ pub(super) struct ForkMedia {
     pub(super) streams: Vec<ForkStream>,
     /// What Mediator writes toward the caller for each m-line of its SDP (its own keys there).
     rewrites: Vec<Option<CryptoRewrite>>,
+    /// The last SDP the callee of this early dialog sent, and what the caller got for it: the
+    /// call's own once this dialog answers (session refreshes repeat them).
+    recv: Option<Vec<u8>>,
+    sent: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug)]
@@ -98,8 +102,12 @@ impl Engine {
             return false;
         };
         let dialog = att.current;
+        if !is_sdp(m) {
+            return false;
+        }
+        // The first early dialog to send SDP answers the call's sessions.
         let owner = *att.media_owner.get_or_insert(dialog);
-        if owner == dialog || !is_sdp(m) {
+        if owner == dialog {
             return false;
         }
         let key = att.key.clone();
@@ -120,11 +128,25 @@ impl Engine {
             // Its sessions exist: followed where its SDP moved, relayed with their addresses.
             match sdp {
                 Ok(sdp) if usable => {
-                    let body = self.fork_body(id, &f, &sdp, out);
+                    let body = self.fork_body(id, &f, &sdp, m.body(), out);
                     self.relay_provisional(id, m, body, out, now);
                 }
                 _ => self.relay_provisional(id, m, None, out, now),
             }
+            return true;
+        }
+        if call
+            .fork_create
+            .as_ref()
+            .is_some_and(|f| f.dialog == dialog)
+        {
+            // Its forks are on their way: a retransmission now would reach the caller before
+            // its SDP (with a reliable 18x, under the same RSeq).
+            tracing::debug!(
+                call = id,
+                dialog,
+                "a provisional while its forks are made: not relayed"
+            );
             return true;
         }
         let busy = call.fork_create.is_some()
@@ -181,9 +203,12 @@ impl Engine {
             self.relay_provisional(id, m, None, out, now);
             return true;
         }
+        // Never an id of an earlier attempt's fork (its deletion may still be on its way).
+        call.fork_serial += 1;
+        let serial = call.fork_serial;
         for (r, (index, parent, relay, remote)) in requests.iter_mut().zip(&streams) {
             let st = call.streams.iter().find(|s| s.index == *index);
-            r.session_id = format!("{parent}-f{dialog}");
+            r.session_id = format!("{parent}-f{serial}");
             r.pool = st.and_then(|s| s.remotes[0]).unwrap_or_default();
             r.gateway = *remote;
             r.rtcp_mux = st.is_some_and(|s| s.mux);
@@ -272,12 +297,14 @@ impl Engine {
             dialog: fc.dialog,
             streams,
             rewrites: fc.sec.rewrites.clone(),
+            recv: None,
+            sent: None,
         };
         call.forks.push(f.clone());
         let body = std::str::from_utf8(fc.m.body())
             .ok()
             .and_then(|t| Sdp::parse(t).ok())
-            .and_then(|sdp| self.fork_body(id, &f, &sdp, out));
+            .and_then(|sdp| self.fork_body(id, &f, &sdp, fc.m.body(), out));
         self.relay_fork_provisional(id, fc.dialog, &fc.m, body, out, now);
     }
 
@@ -302,13 +329,14 @@ impl Engine {
         }
     }
 
-    /// An early dialog's SDP re-pointed at its forks' pool-side addresses; the forks follow
-    /// where its SDP moved.
+    /// An early dialog's SDP (`recv`, parsed: `sdp`) re-pointed at its forks' pool-side
+    /// addresses; the forks follow where its SDP moved, and the dialog remembers both.
     fn fork_body(
         &mut self,
         id: CallId,
         f: &ForkMedia,
         sdp: &Sdp,
+        recv: &[u8],
         out: &mut Vec<Action>,
     ) -> Option<Vec<u8>> {
         let call = self.calls.get_mut(&id)?;
@@ -343,9 +371,15 @@ impl Engine {
                 }
             }
         }
-        sdp.rewrite_with(&anchors, &f.rewrites)
+        let body = sdp
+            .rewrite_with(&anchors, &f.rewrites)
             .ok()
-            .map(String::into_bytes)
+            .map(String::into_bytes)?;
+        if let Some(cf) = call.forks.iter_mut().find(|x| x.dialog == f.dialog) {
+            cf.recv = Some(recv.to_vec());
+            cf.sent = Some(body.clone());
+        }
+        Some(body)
     }
 
     /// Early dialog `winner` answered: its forks (if it has any) inherit their parents' ports and
@@ -357,6 +391,16 @@ impl Engine {
         let forks = std::mem::take(&mut call.forks);
         let mut handed = Vec::new();
         let mut doomed = Vec::new();
+        if let Some(w) = forks
+            .iter()
+            .find(|f| f.dialog == winner && f.sent.is_some())
+        {
+            // The caller's SDP and the callee's are the winning early dialog's now: what a
+            // session refresh repeats (a 2xx with SDP replaces them as usual).
+            let (a, b) = (slot(call.a_side), slot(call.a_side.other()));
+            call.sent_sdp[a] = w.sent.clone();
+            call.recv_sdp[b] = w.recv.clone();
+        }
         for f in forks {
             for fs in f.streams {
                 if f.dialog == winner {
@@ -587,8 +631,13 @@ impl Engine {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        if call.early == EarlyOffer::Anchoring || !matches!(call.early, EarlyOffer::Sent) {
-            // Being made, or answered in a PRACK: on without SDP.
+        if call.early == EarlyOffer::Anchoring {
+            // Its sessions are on their way: a retransmission now would reach the caller before
+            // the offer (with a reliable 18x, under the same RSeq).
+            return;
+        }
+        if call.early != EarlyOffer::Sent {
+            // Answered in a PRACK already: on without SDP.
             self.relay_provisional(id, m, None, out, now);
             return;
         }

@@ -253,6 +253,19 @@ impl Engine {
             None => e.reply(key, m, status, why, out, now),
             Some((r, _)) => e.refuse_in_dialog_answer(id, side, key, m, r, why, out, now),
         };
+        if self.calls.get(&id).is_some_and(|c| {
+            c.fork_create.is_some() || c.delayed_fork_create.is_some() || c.orphan_create
+        }) {
+            // Sessions are being made for the call already (one creation in flight per call):
+            // refused before anything changes.
+            refuse(
+                self,
+                491,
+                "sessions are being made for this call; retry",
+                out,
+            );
+            return true;
+        }
         // Each new stream against the sender's leg policy, Mediator's offer planned for the
         // other leg under its own (SRTP or plain, as the policies say).
         let checked = match self.calls.get_mut(&id).and_then(|c| c.sec.as_mut()) {

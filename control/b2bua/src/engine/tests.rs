@@ -1291,6 +1291,10 @@ fn a_forked_invite_gives_each_early_dialog_its_own_and_a_fork_that_answers_inher
         .replace(p1.summary.to_tag.as_deref().expect("tag"), "nope");
     let a = r.msg(stranger.as_bytes(), fe());
     assert_eq!(statuses(&sent_to(&a, fe())), [481]);
+    // An offer (early UPDATE with SDP) in fork B's early dialog, from either side: refused.
+    let a = r.msg(&fe_in_dialog_sdp("UPDATE", &p2, 3, "upd-b", OFFER), fe());
+    assert_eq!(finals(&sent_to(&a, fe())), [488]);
+    assert!(sent_to(&a, gw(5060, 5060)).is_empty());
     // Fork B's own early INFO reaches the caller in fork B's early dialog there.
     let info = format!(
         "INFO sip:mediator@198.18.2.1:5060 SIP/2.0\r\n\
@@ -1307,6 +1311,20 @@ fn a_forked_invite_gives_each_early_dialog_its_own_and_a_fork_that_answers_inher
         (to_fe[0].method(), to_fe[0].summary.from_tag.as_deref()),
         (Some("INFO"), p2.summary.to_tag.as_deref())
     );
+    let update = info
+        .replace("INFO sip:", "UPDATE sip:")
+        .replace("CSeq: 1 INFO", "CSeq: 2 UPDATE")
+        .replace("gw-info-b", "gw-upd-b")
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{FORK_B}",
+                FORK_B.len()
+            ),
+        );
+    let a = r.msg(update.as_bytes(), gw(5060, 5060));
+    assert_eq!(statuses(&sent_to(&a, gw(5060, 5060))), [488]);
+    assert!(sent_to(&a, fe()).is_empty());
 
     // Fork B answers.
     let a = r.msg(&respond(&inv, 200, "forkB", Some(FORK_B)), gw(5060, 5060));
@@ -1399,6 +1417,19 @@ fn a_forked_invite_answered_by_the_first_early_dialog_deletes_the_forks() {
         Some("forkA")
     );
     assert_eq!(r.e.call(id, r.now).expect("the call").state, "confirmed");
+}
+
+/// A fork answers with a 2xx without SDP (its early answer stands): the SDP the call keeps for
+/// session refreshes is that early dialog's (the caller's points at its fork), not the first's.
+#[test]
+fn a_fork_that_answers_without_sdp_leaves_its_own_sdp_for_refreshes() {
+    let (mut r, id, inv, _, _) = forked("fork-nosdp");
+    r.msg(&respond(&inv, 200, "forkB", None), gw(5060, 5060));
+    let call = r.e.calls.get(&id).expect("the call");
+    let sent = String::from_utf8_lossy(call.sent_sdp[0].as_deref().unwrap_or_default()).to_string();
+    let recv = String::from_utf8_lossy(call.recv_sdp[1].as_deref().unwrap_or_default()).to_string();
+    assert!(sent.contains("m=audio 30008 "), "{sent}");
+    assert!(recv.contains("m=audio 7002 "), "{recv}");
 }
 
 /// A failover while an early dialog's forks are being made: the late forks are deleted on
