@@ -98,18 +98,20 @@ impl Run {
     }
 
     fn created(&mut self, call: CallId) -> Vec<Action> {
+        self.answered(call, "s", 30000, 30002)
+    }
+
+    /// The relays' answer: one session `id` at `pool` and `gateway` (RTCP on the next ports).
+    fn answered(&mut self, call: CallId, id: &str, pool: u16, gateway: u16) -> Vec<Action> {
+        let anchor = |addr: &str, rtp_port: u16| Anchor {
+            addr: addr.parse().expect("ip"),
+            rtp_port,
+            rtcp_port: rtp_port + 1,
+        };
         let session = MediaAnswer {
-            session_id: "s".into(),
-            pool: Some(Anchor {
-                addr: "198.18.1.1".parse().expect("ip"),
-                rtp_port: 30000,
-                rtcp_port: 30001,
-            }),
-            gateway: Some(Anchor {
-                addr: "198.18.2.1".parse().expect("ip"),
-                rtp_port: 30002,
-                rtcp_port: 30003,
-            }),
+            session_id: id.into(),
+            pool: Some(anchor("198.18.1.1", pool)),
+            gateway: Some(anchor("198.18.2.1", gateway)),
         };
         self.e.on_media_created(
             call,
@@ -121,22 +123,7 @@ impl Run {
 
     /// The relays' answer for a second stream (a video session "v" at 30004–30007).
     fn created_video(&mut self, call: CallId) -> Vec<Action> {
-        let anchor = |addr: &str, rtp_port| Anchor {
-            addr: addr.parse().expect("ip"),
-            rtp_port,
-            rtcp_port: rtp_port + 1,
-        };
-        let video = MediaAnswer {
-            session_id: "v".into(),
-            pool: Some(anchor("198.18.1.1", 30004)),
-            gateway: Some(anchor("198.18.2.1", 30006)),
-        };
-        self.e.on_media_created(
-            call,
-            "pool.lab.mediator",
-            Ok(vec![("relay".into(), video)]),
-            self.now,
-        )
+        self.answered(call, "v", 30004, 30006)
     }
 
     fn advance(&mut self, d: Duration) -> Vec<Action> {
@@ -1184,25 +1171,7 @@ fn a_redirect_is_followed_to_the_gateways_it_names_when_the_trunk_says_so() {
 /// The relays' answer for an early dialog's fork of session "s": "s-f1" with its own pool-side
 /// port 30008 (the gateway side is the parent's).
 fn fork_made(r: &mut Run, call: CallId) -> Vec<Action> {
-    let session = MediaAnswer {
-        session_id: "s-f1".into(),
-        pool: Some(Anchor {
-            addr: "198.18.1.1".parse().expect("ip"),
-            rtp_port: 30008,
-            rtcp_port: 30009,
-        }),
-        gateway: Some(Anchor {
-            addr: "198.18.2.1".parse().expect("ip"),
-            rtp_port: 30002,
-            rtcp_port: 30003,
-        }),
-    };
-    r.e.on_media_created(
-        call,
-        "pool.lab.mediator",
-        Ok(vec![("relay".into(), session)]),
-        r.now,
-    )
+    r.answered(call, "s-f1", 30008, 30002)
 }
 
 /// A forked INVITE up to where fork B (To tag forkB) has its own early media: fork A's 180

@@ -53,6 +53,11 @@ fn prack_with(p: &Message, branch: &str, sdp: &str) -> Vec<u8> {
         .into_bytes()
 }
 
+/// The relays' answer for fork B's own sessions: "sb", at 30010 (pool) and 30012 (gateway).
+fn fork_b_made(r: &mut Run, id: CallId) -> Vec<Action> {
+    r.answered(id, "sb", 30010, 30012)
+}
+
 fn updates(actions: &[Action]) -> Vec<&MediaUpdate> {
     actions
         .iter()
@@ -893,25 +898,7 @@ fn each_early_dialog_s_offer_is_anchored_on_its_own() {
         reqs[0].fork_of, None,
         "sessions of its own, not forks: no port was offered"
     );
-    let b_session = MediaAnswer {
-        session_id: "sb".into(),
-        pool: Some(Anchor {
-            addr: "198.18.1.1".parse().expect("ip"),
-            rtp_port: 30010,
-            rtcp_port: 30011,
-        }),
-        gateway: Some(Anchor {
-            addr: "198.18.2.1".parse().expect("ip"),
-            rtp_port: 30012,
-            rtcp_port: 30013,
-        }),
-    };
-    let a = r.e.on_media_created(
-        id,
-        "pool.lab.mediator",
-        Ok(vec![("relay".into(), b_session)]),
-        r.now,
-    );
+    let a = fork_b_made(&mut r, id);
     let pb = sent_to(&a, fe())[0].clone();
     assert_eq!(pb.status(), Some(183));
     assert!(
@@ -1018,25 +1005,7 @@ fn each_early_dialog_s_offer_is_answered_in_its_own_prack() {
     let fork_b_sdp = ANSWER.replace("7000", "7008");
     let a = r.msg(&reliable("forkB", 1, &fork_b_sdp), gw(5060, 5060));
     assert!(sent_to(&a, fe()).is_empty());
-    let b_session = MediaAnswer {
-        session_id: "sb".into(),
-        pool: Some(Anchor {
-            addr: "198.18.1.1".parse().expect("ip"),
-            rtp_port: 30010,
-            rtcp_port: 30011,
-        }),
-        gateway: Some(Anchor {
-            addr: "198.18.2.1".parse().expect("ip"),
-            rtp_port: 30012,
-            rtcp_port: 30013,
-        }),
-    };
-    let a = r.e.on_media_created(
-        id,
-        "pool.lab.mediator",
-        Ok(vec![("relay".into(), b_session)]),
-        r.now,
-    );
+    let a = fork_b_made(&mut r, id);
     let pb = sent_to(&a, fe())[0].clone();
     assert!(String::from_utf8_lossy(pb.body()).contains("m=audio 30010 "));
     // The caller answers fork B's offer in fork B's early dialog.
@@ -1126,25 +1095,7 @@ fn an_early_dialog_that_answers_while_its_sessions_are_made_wins_once_they_exist
         [("relay".into(), "s".into())],
         "the call's own sessions go"
     );
-    let b_session = MediaAnswer {
-        session_id: "sb".into(),
-        pool: Some(Anchor {
-            addr: "198.18.1.1".parse().expect("ip"),
-            rtp_port: 30010,
-            rtcp_port: 30011,
-        }),
-        gateway: Some(Anchor {
-            addr: "198.18.2.1".parse().expect("ip"),
-            rtp_port: 30012,
-            rtcp_port: 30013,
-        }),
-    };
-    let a = r.e.on_media_created(
-        id,
-        "pool.lab.mediator",
-        Ok(vec![("relay".into(), b_session)]),
-        r.now,
-    );
+    let a = fork_b_made(&mut r, id);
     let to_fe = sent_to(&a, fe());
     assert_eq!(statuses(&to_fe), [183, 200]);
     assert!(

@@ -51,6 +51,16 @@ fn fe_invite(call_id: &str, offer: &str) -> Vec<u8> {
     with_body(invite("+14255550100", call_id), OFFER, offer)
 }
 
+/// The Front End's INVITE without SDP (a delayed offer).
+fn fe_invite_without_sdp(call_id: &str) -> Vec<u8> {
+    let full = String::from_utf8(fe_invite(call_id, &fe_offer("RTP/SAVP", &[]))).expect("utf8");
+    format!(
+        "{}Content-Length: 0\r\n\r\n",
+        full.split("Content-Type:").next().expect("head")
+    )
+    .into_bytes()
+}
+
 fn gw_tls() -> Peer {
     Peer {
         transport: mediator_sip::Transport::Tls,
@@ -969,12 +979,7 @@ fn a_delayed_offer_is_keyed_per_leg() {
         SrtpMode::Required,
         false,
     );
-    let full = String::from_utf8(fe_invite("s20", &fe_offer("RTP/SAVP", &[]))).expect("utf8");
-    let no_sdp = format!(
-        "{}Content-Length: 0\r\n\r\n",
-        full.split("Content-Type:").next().expect("head")
-    );
-    let a = r.msg(no_sdp.as_bytes(), fe());
+    let a = r.msg(&fe_invite_without_sdp("s20"), fe());
     assert!(create(&a).is_none());
     let inv = requests(&sent_to(&a, gw_tls()))[0].clone();
     assert!(inv.body().is_empty());
@@ -1255,12 +1260,7 @@ fn passthrough_applies_to_a_delayed_offer_and_to_added_streams() {
         SrtpMode::Required,
         true,
     );
-    let full = String::from_utf8(fe_invite("s60", &fe_offer("RTP/SAVP", &[]))).expect("utf8");
-    let no_sdp = format!(
-        "{}Content-Length: 0\r\n\r\n",
-        full.split("Content-Type:").next().expect("head")
-    );
-    let a = r.msg(no_sdp.as_bytes(), fe());
+    let a = r.msg(&fe_invite_without_sdp("s60"), fe());
     let inv = requests(&sent_to(&a, gw_tls()))[0].clone();
     let gw_attr = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{GW_KEY}");
     let offer = gw_sdp("RTP/SAVP", std::slice::from_ref(&gw_attr));
