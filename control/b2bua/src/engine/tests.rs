@@ -1370,14 +1370,7 @@ fn a_forked_invite_answered_by_the_first_early_dialog_deletes_the_forks() {
         .expect("200");
     assert_eq!(ok.summary.to_tag, p1.summary.to_tag);
     assert!(String::from_utf8_lossy(ok.body()).contains("m=audio 30000 "));
-    let deleted: Vec<(String, String)> = a
-        .iter()
-        .filter_map(|x| match x {
-            Action::DeleteMedia { sessions, .. } => Some(sessions.clone()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
+    let deleted = deleted(&a);
     assert_eq!(deleted, [("relay".into(), "s-f1".into())]);
     assert!(!a.iter().any(|x| matches!(x, Action::HandOverMedia { .. })));
     let a = r.msg(&fe_in_dialog("ACK", &ok, 1, "ack-a"), fe());
@@ -1421,14 +1414,7 @@ fn a_failover_while_forks_are_made_deletes_them_on_arrival() {
         "one creation in flight per call"
     );
     let a = fork_made(&mut r, id);
-    let deleted: Vec<(String, String)> = a
-        .iter()
-        .filter_map(|x| match x {
-            Action::DeleteMedia { sessions, .. } => Some(sessions.clone()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
+    let deleted = deleted(&a);
     assert!(
         deleted.contains(&("relay".into(), "s-f1".into())),
         "{deleted:?}"
@@ -1437,6 +1423,18 @@ fn a_failover_while_forks_are_made_deletes_them_on_arrival() {
         sent_to(&a, fe()).iter().all(|m| m.status() != Some(183)),
         "the given-up fork's 183 never reaches the caller"
     );
+}
+
+/// The sessions `actions` delete (not those of an ended call).
+fn deleted(actions: &[Action]) -> Vec<(String, String)> {
+    actions
+        .iter()
+        .filter_map(|x| match x {
+            Action::DeleteMedia { sessions, .. } => Some(sessions.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
 }
 
 fn finals(ms: &[Message]) -> Vec<u16> {

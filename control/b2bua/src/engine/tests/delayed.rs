@@ -920,14 +920,7 @@ fn each_early_dialog_s_offer_is_anchored_on_its_own() {
         Some(("application/sdp", fork_b_sdp.as_bytes())),
     );
     let a = r.msg(&ok_b, gw(5060, 5060));
-    let deleted: Vec<(String, String)> = a
-        .iter()
-        .filter_map(|x| match x {
-            Action::DeleteMedia { sessions, .. } => Some(sessions.clone()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
+    let deleted = deleted(&a);
     assert_eq!(deleted, [("relay".into(), "s".into())], "fork A's sessions");
     let ok = sent_to(&a, fe())
         .into_iter()
@@ -1039,14 +1032,7 @@ fn each_early_dialog_s_offer_is_answered_in_its_own_prack() {
         None,
     );
     let a = r.msg(&ok_a, gw(5060, 5060));
-    let deleted: Vec<(String, String)> = a
-        .iter()
-        .filter_map(|x| match x {
-            Action::DeleteMedia { sessions, .. } => Some(sessions.clone()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
+    let deleted = deleted(&a);
     assert_eq!(deleted, [("relay".into(), "sb".into())]);
     let ok = sent_to(&a, fe())
         .into_iter()
@@ -1082,14 +1068,7 @@ fn an_early_dialog_that_answers_while_its_sessions_are_made_wins_once_they_exist
     r.msg(&fork_b(183), gw(5060, 5060));
     let a = r.msg(&fork_b(200), gw(5060, 5060));
     assert!(sent_to(&a, fe()).is_empty(), "waits for its sessions");
-    let deleted: Vec<(String, String)> = a
-        .iter()
-        .filter_map(|x| match x {
-            Action::DeleteMedia { sessions, .. } => Some(sessions.clone()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
+    let deleted = deleted(&a);
     assert_eq!(
         deleted,
         [("relay".into(), "s".into())],
