@@ -8,6 +8,7 @@ pub mod abi;
 pub mod config;
 pub mod floor;
 pub mod forwarder;
+pub mod host;
 pub mod manager;
 pub mod netif;
 pub mod relay;

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::abi::{StreamEntry, StreamKey};
 use crate::config::Config;
 use crate::forwarder::Forwarder;
+use crate::host::{self, HostAddrs};
 use crate::relay::{self, Notice, SessionShared};
 use crate::session::{Kind, Leg, Media, Options, Remote, Side, StreamId, StreamState};
 use crate::srtp::{InboundContext, MasterKey, Mki, OutboundContext, Suite};
@@ -347,6 +348,7 @@ pub struct Dataplane {
     events: broadcast::Sender<Event>,
     sequence: AtomicU64,
     notify: mpsc::UnboundedSender<Notice>,
+    host: HostAddrs,
 }
 
 fn unix_ms() -> u64 {
@@ -407,6 +409,7 @@ impl Dataplane {
             events,
             sequence: AtomicU64::new(0),
             notify,
+            host: HostAddrs::default(),
         });
         dp.readopt();
         Ok((dp, notices))
@@ -489,7 +492,7 @@ impl Dataplane {
             ("remote_rtp", req.remote.rtp),
             ("remote_rtcp", req.remote.rtcp),
         ] {
-            self.check_not_self(format!("{}.{name}", side.name()), a)?;
+            self.check_remote(format!("{}.{name}", side.name()), a, local)?;
             if let Some(a) = a
                 && a.is_ipv4() != local.is_ipv4()
             {
@@ -502,13 +505,18 @@ impl Dataplane {
         Ok(local)
     }
 
-    /// A remote must not be one of this relay's own media sockets: one packet would loop forever.
-    fn check_not_self(
+    /// A remote must not be one of this relay's own media sockets (one packet would loop
+    /// forever), nor loopback or another address of this host ([`host::refuse_remote`]).
+    fn check_remote(
         &self,
         field: String,
         remote: Option<SocketAddr>,
+        local: IpAddr,
     ) -> Result<(), SessionError> {
         let Some(a) = remote else { return Ok(()) };
+        if let Some(why) = host::refuse_remote(a.ip(), local, |ip| self.host.contains(ip)) {
+            return Err(invalid(field, why));
+        }
         let ours = self.cfg.pool_addresses.contains(&a.ip())
             || self.cfg.gateway_addresses.contains(&a.ip());
         if ours && (self.cfg.port_min..=self.cfg.port_max).contains(&a.port()) {
@@ -765,7 +773,7 @@ impl Dataplane {
                     ),
                 ));
             }
-            self.check_not_self("gateway.remote_rtp".into(), Some(source))?;
+            self.check_remote("gateway.remote_rtp".into(), Some(source), gw.local)?;
             let forks = parent_shared.forks.lock().map_err(lock_err)?;
             // Told apart by what each early dialog's SDP says (the parent may have latched the
             // fork's source before the fork existed: see below).
@@ -1127,7 +1135,7 @@ impl Dataplane {
                     ("remote_rtp", req.remote.rtp),
                     ("remote_rtcp", req.remote.rtcp),
                 ] {
-                    self.check_not_self(format!("{}.{name}", side.name()), a)?;
+                    self.check_remote(format!("{}.{name}", side.name()), a, leg.local)?;
                     if let Some(a) = a
                         && a.is_ipv4() != leg.local.is_ipv4()
                     {
@@ -1275,7 +1283,9 @@ impl Dataplane {
         if let Ok(mut inner) = self.inner.lock()
             && let Some(e) = inner.sessions.get_mut(&spec.id)
         {
-            e.timed_out = false;
+            // A silence already reported stays reported: an update (a re-INVITE of the dead
+            // call, a hold) is no sign of media, and the next event comes only after media has
+            // come back and stopped again. The timeout may have changed: look again.
             e.next_check = None;
             e.rtcp_timed_out = false;
             e.rtcp_next_check = None;
@@ -3112,6 +3122,20 @@ mod tests {
         assert!(
             matches!(e.kind, EventKind::MediaTimeout { on_hold: false, .. }),
             "{e:?}"
+        );
+
+        // An update during the silence (a re-INVITE of the dead call) is no new silence.
+        lab.dp
+            .update(UpdateSpec {
+                id: "t1".into(),
+                on_hold: Some(false),
+                ..Default::default()
+            })
+            .expect("update");
+        lab.dp.check_timeouts();
+        assert!(
+            lab.drain_events().is_empty(),
+            "one event per silence across updates"
         );
 
         // On hold the hold timeout (an hour) applies instead.
