@@ -253,6 +253,19 @@ static __always_inline int match_stream(const void *daddr, const void *saddr, in
 	return -1;
 }
 
+/*
+ * Whether the UDP length is the IP length less the IP header and the frame holds all of it: a
+ * datagram whose lengths disagree (a forged or truncated one) is the stack's to judge (it drops
+ * it and counts the error), never forwarded with a false length.
+ */
+static __always_inline int lengths_agree(struct udphdr *udp, void *end, __u32 ip_len, __u32 ip_hdr)
+{
+	__u32 udp_len = bpf_ntohs(udp->len);
+	if (udp_len < sizeof(*udp) || ip_len < ip_hdr || udp_len != ip_len - ip_hdr)
+		return 0;
+	return (void *)udp + udp_len <= end;
+}
+
 /* The FIB query for the rewritten packet: from the relay's other side to the peer. */
 static __always_inline void fib_init(struct bpf_fib_lookup *fib, struct xdp_md *ctx,
 				     const struct mdp_stream_entry *e, __u8 af, __u16 tot_len)
@@ -276,6 +289,8 @@ static __always_inline int relay_v4(struct xdp_md *ctx, struct iphdr *ip, void *
 	struct udphdr *udp = (void *)(ip + 1);
 	if ((void *)(udp + 1) > end)
 		return XDP_PASS;
+	if (!lengths_agree(udp, end, bpf_ntohs(ip->tot_len), sizeof(*ip)))
+		return XDP_PASS;
 
 	struct stream_match m;
 	int verdict = match_stream(&ip->daddr, &ip->saddr, 4, MDP_AF_INET, udp, &m);
@@ -283,8 +298,6 @@ static __always_inline int relay_v4(struct xdp_md *ctx, struct iphdr *ip, void *
 		return verdict;
 	struct mdp_stream_entry *e = m.e;
 	struct mdp_stream_stats *st = m.st;
-	if (ip->ttl <= 1) /* the stack answers with ICMP time exceeded */
-		return XDP_PASS;
 
 	struct bpf_fib_lookup fib = {};
 	fib_init(&fib, ctx, e, AF_INET, bpf_ntohs(ip->tot_len));
@@ -302,7 +315,7 @@ static __always_inline int relay_v4(struct xdp_md *ctx, struct iphdr *ip, void *
 	__u32 ports = csum_sub16(0, udp->source) + e->src_port;
 	ports = csum_sub16(ports, udp->dest) + e->dst_port;
 	__u16 old_ttl = *(__u16 *)&ip->ttl; /* ttl and protocol share one checksum word */
-	ip->ttl--;
+	ip->ttl = MDP_RELAY_TTL;
 	__u32 ipd = csum_sub16(addrs, old_ttl) + *(__u16 *)&ip->ttl;
 	ip->check = csum_finish(ip->check, ipd);
 	if (udp->check) { /* 0 = no checksum on IPv4 (RFC 768): leave it so */
@@ -327,6 +340,8 @@ static __always_inline int relay_v6(struct xdp_md *ctx, struct ipv6hdr *ip, void
 		return XDP_PASS;
 	if (udp->check == 0) /* invalid on IPv6 (RFC 8200): the stack drops it, so do not forward it */
 		return XDP_PASS;
+	if (!lengths_agree(udp, end, bpf_ntohs(ip->payload_len) + sizeof(*ip), sizeof(*ip)))
+		return XDP_PASS;
 
 	struct stream_match m;
 	int verdict = match_stream(&ip->daddr, &ip->saddr, 16, MDP_AF_INET6, udp, &m);
@@ -334,8 +349,6 @@ static __always_inline int relay_v6(struct xdp_md *ctx, struct ipv6hdr *ip, void
 		return verdict;
 	struct mdp_stream_entry *e = m.e;
 	struct mdp_stream_stats *st = m.st;
-	if (ip->hop_limit <= 1)
-		return XDP_PASS;
 
 	struct bpf_fib_lookup fib = {};
 	fib_init(&fib, ctx, e, AF_INET6, bpf_ntohs(ip->payload_len) + sizeof(*ip));
@@ -353,7 +366,7 @@ static __always_inline int relay_v6(struct xdp_md *ctx, struct ipv6hdr *ip, void
 	d = csum_sub16(d, udp->dest) + e->dst_port;
 	__u16 c = csum_finish(udp->check, d);
 	udp->check = c ? c : 0xffff;
-	ip->hop_limit--;
+	ip->hop_limit = MDP_RELAY_TTL;
 	__builtin_memcpy(&ip->saddr, e->src_addr, 16);
 	__builtin_memcpy(&ip->daddr, e->dst_addr, 16);
 	udp->source = e->src_port;

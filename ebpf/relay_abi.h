@@ -28,6 +28,13 @@
 /* The benchmark probe mdp_inject writes after the RTP header (tests/src/probe.rs reads it). */
 #define MDP_PROBE_MAGIC 0x4d445042
 
+/*
+ * TTL / hop limit of every relayed packet, on both paths: the relay is the packet's destination
+ * and sends it on as its own (as rtpengine and the userspace relay's sockets do), not a router
+ * that decrements. The userspace relay sets it on its sockets (IP_TTL, IPV6_UNICAST_HOPS).
+ */
+#define MDP_RELAY_TTL 64
+
 /* mdp_stream_key.family / mdp_stream_entry.family */
 #define MDP_AF_INET 4
 #define MDP_AF_INET6 6

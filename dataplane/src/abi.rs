@@ -26,6 +26,8 @@ pub const AF_INET6: u8 = 6;
 
 pub const POLICY_ACCEPT_ANY: u8 = 0;
 pub const POLICY_DROP_MISMATCH: u8 = 1;
+/// TTL / hop limit of every relayed packet, on both paths (`MDP_RELAY_TTL`).
+pub const RELAY_TTL: u8 = 64;
 pub const POLICY_PASS_MISMATCH: u8 = 2;
 
 pub const FLAG_RTP_STATS: u32 = 0x1;

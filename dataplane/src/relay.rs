@@ -63,11 +63,16 @@ pub struct Fork {
     pub tx: [Arc<UdpSocket>; 2],
 }
 
-/// Binds a non-blocking UDP socket for relaying on `addr`, with SO_RXQ_OVFL on.
+/// Binds a non-blocking UDP socket for relaying on `addr`, with SO_RXQ_OVFL on and the relay's
+/// TTL / hop limit.
 pub fn bind(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // The same TTL / hop limit as XDP writes, whatever the host's default (abi::RELAY_TTL).
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;
+        sock.set_unicast_hops_v6(u32::from(crate::abi::RELAY_TTL))?;
+    } else {
+        sock.set_ttl_v4(u32::from(crate::abi::RELAY_TTL))?;
     }
     sock.set_nonblocking(true)?;
     // Room for bursts: past net.core.rmem_max when privileged (SO_RCVBUFFORCE), else up to it.

@@ -171,6 +171,7 @@ fn map_names_and_constants_match_the_c_header() {
         ("MDP_POLICY_DROP_MISMATCH", POLICY_DROP_MISMATCH.to_string()),
         ("MDP_POLICY_PASS_MISMATCH", POLICY_PASS_MISMATCH.to_string()),
         ("MDP_FLAG_RTP_STATS", format!("0x{FLAG_RTP_STATS:x}")),
+        ("MDP_RELAY_TTL", RELAY_TTL.to_string()),
     ] {
         let line = header
             .lines()
