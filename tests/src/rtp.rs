@@ -143,6 +143,63 @@ pub fn set_opt(sock: &UdpSocket, level: i32, opt: i32, value: &[u8]) {
     );
 }
 
+/// The TTL (IPv4) or hop limit (IPv6) of each datagram `sock` receives until it has been quiet
+/// for `quiet` (IP_RECVTTL / IPV6_RECVHOPLIMIT, read from each datagram's control message).
+pub fn drain_hop_limits(sock: &UdpSocket, v6: bool, quiet: Duration) -> Vec<u8> {
+    let on = 1i32.to_ne_bytes();
+    if v6 {
+        set_opt(sock, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, &on);
+    } else {
+        set_opt(sock, libc::IPPROTO_IP, libc::IP_RECVTTL, &on);
+    }
+    let fd = std::os::fd::AsRawFd::as_raw_fd(sock);
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let mut last = Instant::now();
+    while last.elapsed() < quiet {
+        // An aligned control buffer with room for one int-sized message.
+        let mut ctrl = [0u64; 8];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: an all-zero msghdr is valid; its pointers are set to live locals below.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = ctrl.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&ctrl);
+        // SAFETY: recvmsg writes into the buffers msg points at, all alive for the call (the
+        // socket's read timeout bounds the wait).
+        let n = unsafe { libc::recvmsg(fd, &mut msg, 0) };
+        if n < 0 {
+            continue;
+        }
+        last = Instant::now();
+        // SAFETY: the CMSG macros walk the control buffer recvmsg filled, within its length.
+        let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        let mut found = None;
+        while !c.is_null() {
+            // SAFETY: c points at a complete cmsghdr inside ctrl (CMSG_FIRSTHDR/NXTHDR say so).
+            let h = unsafe { &*c };
+            let wanted = if v6 {
+                (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT)
+            } else {
+                (libc::IPPROTO_IP, libc::IP_TTL)
+            };
+            if (h.cmsg_level, h.cmsg_type) == wanted {
+                // SAFETY: both messages carry one int.
+                found =
+                    Some(unsafe { (libc::CMSG_DATA(c) as *const libc::c_int).read_unaligned() });
+            }
+            // SAFETY: as above.
+            c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
+        }
+        out.push(found.map_or(0, |t| t as u8));
+    }
+    out
+}
+
 /// Sends every (destination, payload) pair with `sendmmsg`, in batches; returns how many went out.
 /// IPv4 destinations only (the load generators use the IPv4 lab addresses).
 pub fn send_many(sock: &UdpSocket, packets: &[(SocketAddr, &[u8])]) -> usize {

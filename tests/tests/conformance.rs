@@ -9,7 +9,8 @@ use mediator_tests::daemon::{Client, Daemon};
 use mediator_tests::fixture::{create, ep, leg, relay_daemon, relay_ports, sa, stream, strict};
 use mediator_tests::lab::*;
 use mediator_tests::rtp::{
-    capture_udp_checksums, drain, rtcp_packet, rtp_packet, set_opt, udp_errors, udp_in,
+    capture_udp_checksums, drain, drain_hop_limits, parse_mac, raw_socket, rtcp_packet, rtp_packet,
+    send_frame, set_opt, udp_errors, udp_in, udp4_frame,
 };
 
 const QUIET: Duration = Duration::from_millis(300);
@@ -194,6 +195,24 @@ impl Suite {
                 pb::ForwardingPath::Userspace
             } as i32
         );
+
+        // Every path sends with the relay's own TTL / hop limit, whatever the packet came with
+        // (a router would decrement; the relay is the packet's destination).
+        let (level, opt) = if v6 {
+            (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS)
+        } else {
+            (libc::IPPROTO_IP, libc::IP_TTL)
+        };
+        for ttl in [1i32, 5, 200] {
+            set_opt(&pool_rtp, level, opt, &ttl.to_ne_bytes());
+            send_rtp(&pool_rtp, sa(pr, p), 0x1111, 400..410);
+            let got = drain_hop_limits(&gw_rtp, v6, QUIET);
+            assert_eq!(
+                got,
+                vec![mediator_dataplane::abi::RELAY_TTL; 10],
+                "sent with TTL {ttl}: relayed with the relay's own"
+            );
+        }
     }
 
     /// Strict source: a spoofer's packets are dropped and counted (RTP bleed).
@@ -535,21 +554,61 @@ impl Suite {
             "packets with IP options relayed"
         );
         set_opt(&src, libc::IPPROTO_IP, libc::IP_OPTIONS, &[]);
-        set_opt(&src, libc::IPPROTO_IP, libc::IP_TTL, &1i32.to_ne_bytes());
-        send_rtp(&src, to, 1, 15..18);
-        assert_eq!(
-            drain(&dst, QUIET).len(),
-            3,
-            "TTL 1: delivered locally and relayed, not forwarded by XDP"
-        );
-        set_opt(&src, libc::IPPROTO_IP, libc::IP_TTL, &64i32.to_ne_bytes());
         let after = Self::counters(&get(&mut self.c, "passup").await);
         assert_eq!(
             after.userspace_packets - before.userspace_packets,
-            9,
+            6,
             "went up the stack, not dropped"
         );
-        assert_eq!(after.packets - before.packets, 9);
+        assert_eq!(after.packets - before.packets, 6);
+
+        // A datagram whose UDP length disagrees with its IP length is the stack's to judge, on
+        // every path: one that overstates its length is dropped (never forwarded, never counted
+        // with its false length); one that understates it is trimmed to it and relayed so.
+        let raw = raw_socket(&pool, "p0");
+        let (src_mac, dst_mac) = (
+            parse_mac(&mac(&self.lab.pool, "p0").expect("mac")),
+            parse_mac(&mac(&self.lab.relay, "rp").expect("mac")),
+        );
+        let (from, to4) = (
+            format!("{POOL_PEER}:4800").parse().expect("addr"),
+            format!("{to}").parse().expect("addr"),
+        );
+        let lying = |seq: u16, udp_len: u16| {
+            let mut f = udp4_frame(
+                src_mac,
+                dst_mac,
+                None,
+                from,
+                to4,
+                &rtp_packet(seq, 0, 1, 160),
+            );
+            f[14 + 24..14 + 26].copy_from_slice(&udp_len.to_be_bytes());
+            f[14 + 26..14 + 28].copy_from_slice(&[0, 0]); // no checksum (IPv4)
+            f
+        };
+        send_frame(&raw, &lying(40, 8 + 172 + 40));
+        assert!(drain(&dst, QUIET).is_empty(), "overstated length: dropped");
+        let now = Self::counters(&get(&mut self.c, "passup").await);
+        assert_eq!(
+            (now.packets, now.bytes),
+            (after.packets, after.bytes),
+            "nothing forwarded or counted for it"
+        );
+        send_frame(&raw, &lying(41, 8 + 100));
+        let got = drain(&dst, QUIET);
+        assert_eq!(
+            got.iter().map(|(p, _)| p.len()).collect::<Vec<_>>(),
+            [100],
+            "understated length: trimmed to it"
+        );
+        let now = Self::counters(&get(&mut self.c, "passup").await);
+        assert_eq!(
+            (now.userspace_packets, now.bytes),
+            (after.userspace_packets + 1, after.bytes + 100),
+            "relayed by the stack's path, counted with its own length"
+        );
+        let after = now;
 
         self.lab
             .relay
@@ -607,7 +666,8 @@ impl Suite {
                 .counters
                 .expect("c")
                 .packets,
-            300
+            330,
+            "the 300 of `forwarding` and its 30 of the TTL check"
         );
         send_rtp(&src, sa(POOL_RELAY, p), 1, 0..10);
         assert!(
@@ -713,6 +773,71 @@ impl Suite {
         );
         assert!(held.on_hold && held.idle_ms >= 3000, "{held:?}");
     }
+
+    /// Media is never aimed into the relay's own host: loopback and the host's own addresses are
+    /// refused as remote endpoints, on create and on update, naming the field.
+    async fn refused_remotes(&mut self) {
+        let ok = create("remotes", sa(POOL_PEER, 4900), sa(GW_PEER, 5900), strict());
+        for (bad, what) in [
+            (sa("127.0.0.1", 5060), "loopback"),
+            (sa("::1", 5060), "loopback"),
+            (sa(GW_RELAY, 5060), "an address of this host"),
+            (sa(POOL_RELAY, 22), "an address of this host"),
+        ] {
+            let v6 = bad.is_ipv6();
+            let mut req = ok.clone();
+            req.gateway = leg(bad);
+            if v6 {
+                req.pool = leg(sa(POOL_PEER6, 4900));
+            }
+            let e = self.c.create_session(req).await.expect_err("refused");
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+            assert!(
+                e.message().starts_with("gateway.remote_rtp:") && e.message().contains(what),
+                "{bad}: {}",
+                e.message()
+            );
+        }
+        session(&mut self.c, ok).await;
+        let e = self
+            .c
+            .update_session(pb::UpdateSessionRequest {
+                session_id: "remotes".into(),
+                pool: Some(pb::LegSpec {
+                    remote_rtcp: ep(sa("127.0.0.1", 4901)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert!(
+            e.message().starts_with("pool.remote_rtcp:"),
+            "{}",
+            e.message()
+        );
+        assert!(
+            self.c
+                .list_sessions(pb::ListSessionsRequest::default())
+                .await
+                .expect("list")
+                .into_inner()
+                .sessions
+                .iter()
+                .filter(|s| s.session_id.starts_with("remotes"))
+                .count()
+                == 1,
+            "nothing half-created"
+        );
+        self.c
+            .delete_session(pb::DeleteSessionRequest {
+                session_id: "remotes".into(),
+                hand_ports_to: String::new(),
+            })
+            .await
+            .expect("delete");
+    }
 }
 
 async fn conformance(mode: &str) {
@@ -731,6 +856,7 @@ async fn conformance(mode: &str) {
     s.update_and_events().await;
     s.delete().await;
     s.media_timeouts().await;
+    s.refused_remotes().await;
     let log = s.daemon.log();
     assert!(!log.contains("panicked"), "the daemon panicked:\n{log}");
 }
