@@ -121,16 +121,26 @@ fn flow_text(f: &pb::MediaFlow, live: bool) -> String {
         )
     };
     format!(
-        "{} from {}: {} pkts / {} bytes, by xdp {} / userspace {}{now}; lost {}, jitter {:.2} ms{srtp}",
+        "{} from {}: {} pkts / {} bytes, by xdp {} / userspace {}{now}; {}, jitter {:.2} ms{srtp}",
         f.kind,
         f.from_side,
         f.packets,
         f.bytes,
         f.xdp_packets,
         f.userspace_packets,
-        f.lost,
+        loss_text(f.lost),
         f.jitter_ms
     )
+}
+
+/// RFC 3550's cumulative loss is expected less received: negative when duplicates outnumber
+/// the losses, which is what it then says.
+fn loss_text(lost: i64) -> String {
+    if lost < 0 {
+        format!("lost 0 ({} duplicates)", lost.unsigned_abs())
+    } else {
+        format!("lost {lost}")
+    }
 }
 
 /// A stream's encryption per leg, e.g. "pool side AES_CM_128_HMAC_SHA1_80, gateway side RTP".
@@ -305,5 +315,26 @@ impl Show for pb::Call {
             }
         }
         f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_negative_loss_is_shown_as_duplicates() {
+        assert_eq!(loss_text(3), "lost 3");
+        assert_eq!(loss_text(0), "lost 0");
+        assert_eq!(loss_text(-2), "lost 0 (2 duplicates)");
+        let f = pb::MediaFlow {
+            lost: -2,
+            ..Default::default()
+        };
+        let text = flow_text(&f, false);
+        assert!(
+            text.contains("lost 0 (2 duplicates)") && !text.contains("-2"),
+            "{text}"
+        );
     }
 }
