@@ -407,10 +407,18 @@ async fn tcp_trunk_media_bypass_and_refused_strangers() {
             "Call-ID: stranger\r\n",
             "Call-ID: stranger\r\nCall-ID: another\r\n",
         );
-        (
+        let replies = (
             ask(POOL_OTHER, invite(POOL_OTHER).as_bytes()),
             ask(POOL_PEER, two_call_ids.as_bytes()),
-        )
+        );
+        // A burst of both (bounded: 300 each): the log gets a bounded number of lines.
+        let s = std::net::UdpSocket::bind(format!("{POOL_OTHER}:0")).expect("bind");
+        let m = std::net::UdpSocket::bind(format!("{POOL_PEER}:0")).expect("bind");
+        for _ in 0..300 {
+            let _ = s.send_to(invite(POOL_OTHER).as_bytes(), format!("{POOL_RELAY}:5060"));
+            let _ = m.send_to(two_call_ids.as_bytes(), format!("{POOL_RELAY}:5060"));
+        }
+        replies
     });
     assert!(
         replies.0.starts_with("SIP/2.0 403"),
@@ -419,6 +427,21 @@ async fn tcp_trunk_media_bypass_and_refused_strangers() {
     assert!(
         replies.1.starts_with("SIP/2.0 400"),
         "malformed: {replies:?}"
+    );
+    let log = lab.log();
+    let lines = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    let (strangers, malformed) = (
+        lines("not a configured peer"),
+        lines("refused a malformed request"),
+    );
+    let most = mediator_b2bua::log_budget::PER_WINDOW as usize * 2;
+    assert!(
+        (1..=most).contains(&strangers) && (1..=most).contains(&malformed),
+        "301 of each logged in at most {most} lines: {strangers} and {malformed}"
+    );
+    assert!(
+        !log.contains('\x1b'),
+        "no colour codes in a log that is not a terminal"
     );
     let run = caller.join().expect("uac thread").expect("uac");
     assert_eq!(

@@ -16,6 +16,7 @@ use crate::dns;
 use crate::encryption::Refused;
 use crate::encryption::{LegPolicy, gateway_policy, pool_policy};
 use crate::leg::{Leg, contact, transport_param, via};
+use crate::log_budget::LogBudget;
 use crate::media::{MediaAnswer, MediaOptions, MediaRequest, MediaUpdate, Remote, SrtpChange};
 use crate::sdp::{Anchor, Sdp};
 use crate::{
@@ -190,6 +191,12 @@ pub struct Engine {
     health: HashMap<String, TrunkProbes>,
     /// The last DNS answer for every name the topology uses (the edge resolves, see [`dns`]).
     dns: Dns,
+    /// Log lines network input provokes, bounded per kind (a flood writes a bounded log).
+    stranger_log: LogBudget,
+    malformed_log: LogBudget,
+    /// Requests from addresses that are not configured peers, and malformed ones, since start.
+    strangers: u64,
+    malformed: u64,
 }
 
 /// DNS answers by query.
@@ -216,7 +223,17 @@ impl Engine {
             not_tls_logged: HashSet::new(),
             health: HashMap::new(),
             dns: HashMap::new(),
+            stranger_log: LogBudget::default(),
+            malformed_log: LogBudget::default(),
+            strangers: 0,
+            malformed: 0,
         }
+    }
+
+    /// Requests refused since start because they came from an address that is not a configured
+    /// peer (`strangers`), or could not be parsed (`malformed`).
+    pub fn refused_counts(&self) -> (u64, u64) {
+        (self.strangers, self.malformed)
     }
 
     pub fn active_calls(&self) -> usize {
@@ -301,18 +318,23 @@ impl Engine {
             if let Ok(m) = Message::parse(bytes)
                 && m.method().is_some_and(|m| m != "ACK")
             {
-                tracing::info!(peer = %from.remote, local = %from.local, "refused a request from an address that is not a configured peer");
-                out.push(Action::Send {
-                    to: from,
-                    bytes: build_response(
-                        &m,
-                        403,
-                        "Forbidden",
-                        "refused",
-                        &[("Warning", warning("not a configured peer"))],
-                        None,
-                    ),
-                });
+                self.strangers += 1;
+                if let Some(left_out) = self.stranger_log.allow(now) {
+                    tracing::info!(peer = %from.remote, local = %from.local, left_out, "refused a request from an address that is not a configured peer");
+                }
+                // Never larger than what provoked it (no amplifier toward a spoofed source):
+                // without its Warning if need be, not at all if even that is larger.
+                let with = [("Warning", warning("not a configured peer"))];
+                let reply = [&with[..], &[]]
+                    .into_iter()
+                    .map(|extra| build_response(&m, 403, "Forbidden", "refused", extra, None))
+                    .find(|reply| reply.len() <= bytes.len());
+                if let Some(reply) = reply {
+                    out.push(Action::Send {
+                        to: from,
+                        bytes: reply,
+                    });
+                }
             }
             return out;
         }
@@ -335,7 +357,10 @@ impl Engine {
                 status,
                 reason,
             } => {
-                tracing::info!(peer = %from.remote, status, reason, "refused a malformed request");
+                self.malformed += 1;
+                if let Some(left_out) = self.malformed_log.allow(now) {
+                    tracing::info!(peer = %from.remote, status, reason = %mediator_sip::message::short(&reason), left_out, "refused a malformed request");
+                }
             }
         }
     }

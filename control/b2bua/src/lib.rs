@@ -15,6 +15,7 @@ pub mod dns;
 pub mod encryption;
 mod engine;
 mod leg;
+pub mod log_budget;
 pub mod media;
 pub mod sdes;
 pub mod sdp;
