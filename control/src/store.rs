@@ -320,6 +320,7 @@ mod tests {
         global.value.settings.options_failures = None;
         global.value.settings.follow_redirects = None;
         global.value.settings.large_requests_over_tcp = None;
+        global.value.settings.ring_limit_secs = None;
         let ch = Changes {
             puts: vec![(
                 Kind::TrunkConfiguration,
@@ -337,9 +338,10 @@ mod tests {
                 s.options_interval_secs,
                 s.options_failures,
                 s.follow_redirects,
-                s.large_requests_over_tcp
+                s.large_requests_over_tcp,
+                s.ring_limit_secs
             ),
-            (Some(60), Some(5), Some(false), Some(false))
+            (Some(60), Some(5), Some(false), Some(false), Some(240))
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -877,10 +877,12 @@ impl Engine {
             leg,
             provisional: false,
             deadline: t.fast_failover.map(|d| now + d),
+            ring_until: now + t.ring_limit,
         });
         if let Some(d) = t.fast_failover {
             self.wake.push(Reverse((now + d, id)));
         }
+        self.wake.push(Reverse((now + t.ring_limit, id)));
         self.by_client.insert(key, Purpose::Invite { call: id });
         emit(out, step);
     }
@@ -1077,6 +1079,8 @@ impl Engine {
                 };
                 att.provisional = true;
                 att.deadline = None;
+                att.ring_until = now + call.targets[att.target].ring_limit;
+                self.wake.push(Reverse((att.ring_until, id)));
                 if m.summary.to_tag.is_some() {
                     let max = call.targets[att.target].max_early_dialogs;
                     if !att.fork(&m, max) {
@@ -2468,11 +2472,16 @@ impl Engine {
             let expired = call
                 .attempt
                 .as_ref()
-                .and_then(|a| a.deadline)
-                .is_some_and(|d| d <= now);
+                .is_some_and(|a| a.deadline.is_some_and(|d| d <= now) || a.ring_until <= now);
             if expired && let Some(att) = call.attempt.take() {
                 let t = &call.targets[att.target];
-                tracing::info!(call = id, trunk = %t.trunk, "fast failover: no provisional in time");
+                if att.provisional {
+                    tracing::info!(call = id, trunk = %t.trunk, limit_s = t.ring_limit.as_secs(), "ring limit: no final answer in time (Timer C); cancelled");
+                } else if att.ring_until <= now {
+                    tracing::info!(call = id, trunk = %t.trunk, limit_s = t.ring_limit.as_secs(), "ring limit: no answer in time (Timer C)");
+                } else {
+                    tracing::info!(call = id, trunk = %t.trunk, "fast failover: no provisional in time");
+                }
                 call.tried.push((t.label(), 408));
                 if call.last.is_none() {
                     call.last = Some((408, "Request Timeout".into()));

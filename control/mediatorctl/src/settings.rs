@@ -96,6 +96,10 @@ const WORDS: &[(&str, &str)] = &[
         "large_requests_over_tcp",
         "Send requests over 1300 bytes to a UDP trunk's gateway over TCP (RFC 3261 18.1.1)",
     ),
+    (
+        "ring_limit_secs",
+        "Seconds a call may ring before it is cancelled and fails over (RFC 3261 Timer C, 10-3600)",
+    ),
 ];
 
 /// How a list is named by the flags that empty it or give it back to the wider scope.

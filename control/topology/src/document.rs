@@ -481,6 +481,7 @@ options_interval_secs = 60
 options_failures = 5
 follow_redirects = false
 large_requests_over_tcp = false
+ring_limit_secs = 240
 
 [[trunk_configuration]]
 name = "trunk:gw1-5068"

@@ -204,6 +204,9 @@ pub struct ResponseCodeRule {
     pub translated: u16,
 }
 
+/// The default ring limit: four minutes, past RFC 3261's "larger than 3 minutes" for Timer C.
+pub const DEFAULT_RING_LIMIT_SECS: u32 = 240;
+
 /// Lync's trunk configuration settings. `None` is "inherited" (never at global scope).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -263,6 +266,10 @@ pub struct Settings {
     /// address and port (RFC 3261 §18.1.1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub large_requests_over_tcp: Option<bool>,
+    /// Seconds a call may ring (a provisional, no final answer) before the INVITE is cancelled
+    /// and the call fails over like a timeout (RFC 3261 Timer C).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ring_limit_secs: Option<u32>,
 }
 
 /// Applies `$m!` to every setting: `$m!(field_name)`. One list, so merging, masks, effective
@@ -293,6 +300,7 @@ macro_rules! for_each_setting {
         $m!(options_failures);
         $m!(follow_redirects);
         $m!(large_requests_over_tcp);
+        $m!(ring_limit_secs);
     };
 }
 
@@ -320,6 +328,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "options_failures",
     "follow_redirects",
     "large_requests_over_tcp",
+    "ring_limit_secs",
 ];
 
 impl Settings {
@@ -349,6 +358,7 @@ impl Settings {
             options_failures: Some(5),
             follow_redirects: Some(false),
             large_requests_over_tcp: Some(false),
+            ring_limit_secs: Some(DEFAULT_RING_LIMIT_SECS),
         }
     }
 
@@ -405,6 +415,14 @@ impl Settings {
             return Err(field_error(
                 format!("{prefix}options_failures"),
                 format!("{n} is outside 1-100"),
+            ));
+        }
+        if let Some(n) = self.ring_limit_secs
+            && !(10..=3600).contains(&n)
+        {
+            return Err(field_error(
+                format!("{prefix}ring_limit_secs"),
+                format!("{n} is outside 10-3600"),
             ));
         }
         if let Some(n) = self.fast_failover_timeout_secs

@@ -324,6 +324,7 @@ pub fn settings_from_pb_unchecked(s: &pb::TrunkSettings) -> Result<Settings, Fie
         options_failures: s.options_failures,
         follow_redirects: s.follow_redirects,
         large_requests_over_tcp: s.large_requests_over_tcp,
+        ring_limit_secs: s.ring_limit_secs,
     };
     Ok(settings)
 }
@@ -364,6 +365,7 @@ pub fn settings_to_pb(s: &Settings) -> pb::TrunkSettings {
         options_failures: s.options_failures,
         follow_redirects: s.follow_redirects,
         large_requests_over_tcp: s.large_requests_over_tcp,
+        ring_limit_secs: s.ring_limit_secs,
     }
 }
 

@@ -51,7 +51,11 @@ pub(super) struct Attempt {
     /// others' is anchored in forks (see `fork.rs`).
     pub(super) media_owner: Option<usize>,
     pub(super) provisional: bool,
+    /// Fast failover: no provisional by then, the next target.
     pub(super) deadline: Option<Instant>,
+    /// Timer C (RFC 3261 §16.6 step 11): no final answer by then, the INVITE is cancelled and
+    /// the next target tried. Restarted by every provisional but a 100.
+    pub(super) ring_until: Instant,
 }
 
 impl Attempt {

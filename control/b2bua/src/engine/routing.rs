@@ -32,6 +32,8 @@ pub(super) struct Target {
     /// `max_early_dialogs`: early dialogs of a forked INVITE followed at most.
     pub(super) max_early_dialogs: usize,
     pub(super) fast_failover: Option<Duration>,
+    /// `ring_limit_secs`: how long the target may ring without a final answer (Timer C).
+    pub(super) ring_limit: Duration,
     pub(super) code_rules: Vec<(u16, u16)>,
     /// The callee's leg's media encryption policy on this target.
     pub(super) srtp: LegPolicy,
@@ -92,6 +94,10 @@ impl Target {
             fast_failover: s.fast_failover.unwrap_or(false).then(|| {
                 Duration::from_secs(u64::from(s.fast_failover_timeout_secs.unwrap_or(10)))
             }),
+            ring_limit: Duration::from_secs(u64::from(
+                s.ring_limit_secs
+                    .unwrap_or(mediator_topology::model::DEFAULT_RING_LIMIT_SECS),
+            )),
             code_rules: s
                 .response_code_rules
                 .iter()

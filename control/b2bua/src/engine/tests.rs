@@ -320,6 +320,64 @@ fn fast_failover_tries_the_next_trunk_when_no_provisional_comes_in_time() {
 }
 
 #[test]
+fn a_call_that_rings_past_the_ring_limit_is_cancelled_and_answered_408() {
+    let mut r = Run::new("ring");
+    let a = r.msg(&invite("+14255550100", "c3r"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    r.msg(&respond(&inv, 180, "gw1", None), gw(5060, 5060));
+    let a = r.advance(Duration::from_secs(239));
+    assert!(sent_to(&a, gw(5060, 5060)).is_empty(), "rings on");
+    // Every provisional restarts Timer C.
+    r.msg(&respond(&inv, 183, "gw1", None), gw(5060, 5060));
+    let a = r.advance(Duration::from_secs(239));
+    assert!(
+        requests(&sent_to(&a, gw(5060, 5060))).is_empty(),
+        "240 s from the last provisional, not from the first"
+    );
+    let a = r.advance(Duration::from_secs(2));
+    let to_gw = sent_to(&a, gw(5060, 5060));
+    let c = requests(&to_gw);
+    assert_eq!(c.len(), 1, "{to_gw:?}");
+    assert_eq!(c[0].method(), Some("CANCEL"));
+    assert_eq!(c[0].summary.branch, inv.summary.branch);
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![408], "the caller's answer");
+    let rec = ended(&a).expect("record");
+    assert_eq!(rec.status, 408);
+    assert_eq!(rec.attempts, vec![("198.18.2.2".to_string(), 408)]);
+}
+
+#[test]
+fn the_ring_limit_is_a_trunk_setting_and_fails_over_like_a_timeout() {
+    let mut r = Run::new("ring2");
+    r.t.configs
+        .get_mut("global")
+        .expect("global")
+        .value
+        .settings
+        .ring_limit_secs = Some(30);
+    let a = r.msg(&invite("+16665550100", "c3s"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw(5064, 5064)))[0].clone();
+    r.msg(&respond(&inv, 180, "gw1", None), gw(5064, 5064));
+    let a = r.advance(Duration::from_secs(29));
+    assert!(sent_to(&a, gw(5060, 5060)).is_empty());
+    let a = r.advance(Duration::from_secs(2));
+    assert_eq!(
+        requests(&sent_to(&a, gw(5064, 5064)))
+            .iter()
+            .map(|m| m.method())
+            .collect::<Vec<_>>(),
+        [Some("CANCEL")]
+    );
+    let next = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    assert_eq!(next.method(), Some("INVITE"), "the next trunk");
+    assert!(statuses(&sent_to(&a, fe())).is_empty(), "the caller waits on");
+}
+
+#[test]
 fn an_invite_the_transport_could_not_deliver_fails_over_at_once_as_a_503() {
     let mut r = Run::new("transport");
     let a = r.msg(&invite("+15555550100", "c3t"), fe());
