@@ -324,6 +324,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         let (dp, notices) = Dataplane::new(cfg.clone(), forwarder, relay.handle().clone())?;
         tokio::spawn(dp.clone().run_notices(notices));
         tokio::spawn(dp.clone().run_timeouts(Duration::from_secs(1)));
+        tokio::spawn(dp.clone().run_leases(Duration::from_secs(1)));
         tracing::info!(
             sessions = dp.session_count(),
             "sessions re-adopted from the state directory"

@@ -142,6 +142,9 @@ pub struct CreateSpec {
     pub on_hold: bool,
     /// An early dialog of a forked INVITE: the session whose gateway-side ports it shares.
     pub fork_of: Option<String>,
+    /// Who owns the session, and the lease it asks for (see [`Dataplane::renew_lease`]).
+    pub owner: Option<String>,
+    pub lease: Duration,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -171,6 +174,10 @@ pub enum EventKind {
     Withdrawn {
         kind: Kind,
         reason: String,
+    },
+    /// The session was deleted: its owner's lease lapsed.
+    LeaseExpired {
+        owner: String,
     },
 }
 
@@ -216,6 +223,7 @@ pub struct SessionView {
     pub fork_of: Option<String>,
     /// Forks sharing this session's gateway-side ports.
     pub forks: usize,
+    pub owner: Option<String>,
 }
 
 impl SessionView {
@@ -337,6 +345,8 @@ struct Inner {
     pairs: IndexPool,
     slots: IndexPool,
     retired: Totals,
+    /// When each owner's lease lapses (monotonic ns).
+    leases: HashMap<String, u64>,
 }
 
 pub struct Dataplane {
@@ -349,6 +359,8 @@ pub struct Dataplane {
     sequence: AtomicU64,
     notify: mpsc::UnboundedSender<Notice>,
     host: HostAddrs,
+    /// Sessions deleted because their owner's lease lapsed, since start.
+    lease_expired: AtomicU64,
 }
 
 fn unix_ms() -> u64 {
@@ -359,6 +371,26 @@ fn unix_ms() -> u64 {
 
 fn lock_err<T>(_: T) -> SessionError {
     SessionError::Internal("internal lock poisoned".into())
+}
+
+/// The lease a relay gives each owner of re-adopted sessions after a restart: time for the owner
+/// to renew it before its sessions go.
+pub const READOPTED_LEASE: Duration = Duration::from_secs(120);
+
+/// An owner is named like a session id (1-128 of A-Z a-z 0-9 . _ : @ -).
+fn validate_owner(owner: &str) -> Result<(), SessionError> {
+    validate_id(owner).map_err(|e| match e {
+        SessionError::Invalid { reason, .. } => invalid("owner", reason),
+        other => other,
+    })
+}
+
+fn validate_lease(field: &str, lease: Duration) -> Result<(), SessionError> {
+    let secs = lease.as_secs();
+    if !(5..=86_400).contains(&secs) || lease.subsec_nanos() != 0 {
+        return Err(invalid(field, format!("{secs} is outside 5-86400 seconds")));
+    }
+    Ok(())
 }
 
 pub fn validate_id(id: &str) -> Result<(), SessionError> {
@@ -401,6 +433,7 @@ impl Dataplane {
                 pairs: IndexPool::new(cfg.port_pairs() as usize),
                 slots: IndexPool::new(slots),
                 retired: Totals::default(),
+                leases: HashMap::new(),
             }),
             cfg,
             forwarder,
@@ -410,6 +443,7 @@ impl Dataplane {
             sequence: AtomicU64::new(0),
             notify,
             host: HostAddrs::default(),
+            lease_expired: AtomicU64::new(0),
         });
         dp.readopt();
         Ok((dp, notices))
@@ -595,6 +629,10 @@ impl Dataplane {
     pub fn create(&self, spec: CreateSpec) -> Result<SessionView, SessionError> {
         validate_id(&spec.id)?;
         Self::validate_options(&spec.options)?;
+        if let Some(owner) = &spec.owner {
+            validate_owner(owner)?;
+            validate_lease("lease_secs", spec.lease)?;
+        }
         for (side, leg) in [(Side::Pool, &spec.pool), (Side::Gateway, &spec.gateway)] {
             if leg.srtp_off {
                 return Err(invalid(
@@ -671,6 +709,7 @@ impl Dataplane {
                     .map(|k| k.as_ref().map(|k| k.suite().name().to_string())),
                 fork_of: None,
                 forks: 0,
+                owner: spec.owner.clone(),
             };
             let rec = Record {
                 id: spec.id.clone(),
@@ -703,8 +742,104 @@ impl Dataplane {
             shared = entry.shared.clone();
             inner.sessions.insert(spec.id.clone(), entry);
         }
+        if let Some(owner) = &spec.owner {
+            self.extend_lease(owner, spec.lease);
+        }
         self.evaluate(&shared);
         self.get(&spec.id)
+    }
+
+    /// Extends `owner`'s lease to at least now + `lease`.
+    fn extend_lease(&self, owner: &str, lease: Duration) {
+        let until = monotonic_ns().saturating_add(lease.as_nanos() as u64);
+        if let Ok(mut inner) = self.inner.lock() {
+            let at = inner.leases.entry(owner.to_string()).or_insert(until);
+            *at = (*at).max(until);
+        }
+    }
+
+    /// Renews `owner`'s lease: it runs until now + `lease` (shorter or longer than before).
+    /// Returns how many sessions the owner has here.
+    pub fn renew_lease(&self, owner: &str, lease: Duration) -> Result<usize, SessionError> {
+        validate_owner(owner)?;
+        validate_lease("lease_secs", lease)?;
+        let until = monotonic_ns().saturating_add(lease.as_nanos() as u64);
+        let shared: Vec<Arc<SessionShared>> = {
+            let mut inner = self.inner.lock().map_err(lock_err)?;
+            inner.leases.insert(owner.to_string(), until);
+            inner.sessions.values().map(|e| e.shared.clone()).collect()
+        };
+        Ok(shared
+            .iter()
+            .filter(|s| {
+                s.media
+                    .lock()
+                    .is_ok_and(|m| m.owner.as_deref() == Some(owner))
+            })
+            .count())
+    }
+
+    /// Deletes every session of each owner whose lease has lapsed, with a `LeaseExpired` event
+    /// each. Runs from [`Self::run_leases`]; also callable directly (tests).
+    pub async fn expire_leases(self: &Arc<Self>) {
+        let now = monotonic_ns();
+        let (lapsed, shared): (Vec<String>, Vec<Arc<SessionShared>>) = {
+            let Ok(mut inner) = self.inner.lock() else {
+                return;
+            };
+            let lapsed: Vec<String> = inner
+                .leases
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(o, _)| o.clone())
+                .collect();
+            if lapsed.is_empty() {
+                return;
+            }
+            for o in &lapsed {
+                inner.leases.remove(o);
+            }
+            (
+                lapsed,
+                inner.sessions.values().map(|e| e.shared.clone()).collect(),
+            )
+        };
+        for s in shared {
+            let owner = match s.media.lock() {
+                Ok(m) => m.owner.clone(),
+                Err(_) => continue,
+            };
+            let Some(owner) = owner.filter(|o| lapsed.contains(o)) else {
+                continue;
+            };
+            // A fork goes with its parent; one whose parent is gone already is NotFound.
+            match self.delete(&s.id, None).await {
+                Ok(_) => {
+                    self.lease_expired.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(session = %s.id, owner = %owner, "lease lapsed: session deleted");
+                    self.emit(&s.id, EventKind::LeaseExpired { owner });
+                }
+                Err(SessionError::NotFound(_)) => {}
+                Err(e) => {
+                    tracing::warn!(session = %s.id, error = %e, "lease lapsed, but the session could not be deleted (retried)");
+                    self.extend_lease(&owner, Duration::ZERO);
+                }
+            }
+        }
+    }
+
+    /// Sessions deleted because their owner's lease lapsed, since start.
+    pub fn lease_expired_sessions(&self) -> u64 {
+        self.lease_expired.load(Ordering::Relaxed)
+    }
+
+    /// Expires lapsed leases every `every`. Runs until the daemon stops.
+    pub async fn run_leases(self: Arc<Self>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            self.expire_leases().await;
+        }
     }
 
     /// Creates an early dialog of a forked INVITE: pool-side ports of its own, the gateway-side
@@ -834,6 +969,7 @@ impl Dataplane {
                     .map(|k| k.as_ref().map(|k| k.suite().name().to_string())),
                 fork_of: Some(parent.to_string()),
                 forks: 0,
+                owner: spec.owner.clone(),
             };
             let mux = media.options.rtcp_mux;
             let wrap = |s: std::net::UdpSocket| {
@@ -1520,21 +1656,32 @@ impl Dataplane {
     }
 
     /// Sessions after `after`, in id order, at most `limit`; and the total count.
+    /// A page of sessions (ids after `after`, at most `limit`), only `owner`'s when given; with
+    /// whether more follow and how many there are in all.
     pub fn list(
         &self,
         after: &str,
         limit: usize,
+        owner: Option<&str>,
     ) -> Result<(Vec<SessionView>, bool, usize), SessionError> {
+        let owned = |s: &SessionShared| {
+            owner.is_none_or(|o| s.media.lock().is_ok_and(|m| m.owner.as_deref() == Some(o)))
+        };
         let (page, total) = {
             let inner = self.inner.lock().map_err(lock_err)?;
             let range = inner
                 .sessions
                 .range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded));
             let page: Vec<_> = range
-                .take(limit + 1)
                 .map(|(_, e)| e.shared.clone())
+                .filter(|s| owned(s))
+                .take(limit + 1)
                 .collect();
-            (page, inner.sessions.len())
+            let total = match owner {
+                None => inner.sessions.len(),
+                Some(_) => inner.sessions.values().filter(|e| owned(&e.shared)).count(),
+            };
+            (page, total)
         };
         let more = page.len() > limit;
         Ok((
@@ -1595,6 +1742,7 @@ impl Dataplane {
             streams,
             fork_of: m.fork_of.clone(),
             forks: m.forks,
+            owner: m.owner.clone(),
         }
     }
 
@@ -1942,6 +2090,13 @@ impl Dataplane {
                 let _ = self.forwarder.remove(key);
             }
         }
+        let owners: std::collections::HashSet<String> = adopted
+            .iter()
+            .filter_map(|s| s.media.lock().ok().and_then(|m| m.owner.clone()))
+            .collect();
+        for owner in owners {
+            self.extend_lease(&owner, READOPTED_LEASE);
+        }
         for shared in adopted {
             self.evaluate(&shared);
         }
@@ -2113,6 +2268,8 @@ mod tests {
             options: options(latching),
             on_hold: false,
             fork_of: None,
+            owner: None,
+            lease: Duration::ZERO,
         }
     }
 
@@ -2246,7 +2403,7 @@ mod tests {
         assert_eq!(recs[0].id, "c1");
         assert_eq!(recs[0].media.legs, v.legs);
         assert_eq!(recs[0].media.options, options(true));
-        let (page, more, total) = lab.dp.list("", 10).expect("list");
+        let (page, more, total) = lab.dp.list("", 10, None).expect("list");
         assert_eq!((page.len(), more, total), (1, false, 1));
         assert_eq!(lab.dp.get("c1").expect("get").legs, v.legs);
     }
@@ -2787,10 +2944,10 @@ mod tests {
         let cfg = config(6, 2, &state);
         let (pool_peer, gw_peer) = (peer(b + 4).await, peer(b + 5).await);
         let lab = Lab::start(cfg.clone(), Arc::default());
-        let v = lab
-            .dp
-            .create(spec("r1", Some(at(b + 4)), Some(at(b + 5)), false))
-            .expect("create");
+        let mut owned = spec("r1", Some(at(b + 4)), Some(at(b + 5)), false);
+        owned.owner = Some("ctl".into());
+        owned.lease = Duration::from_secs(5);
+        let v = lab.dp.create(owned).expect("create");
         let slots: Vec<u32> = StreamId::ALL.iter().map(|&s| lab.slot("r1", s)).collect();
         let entries = lab.entries();
         assert_eq!(entries.len(), 4);
@@ -2808,8 +2965,21 @@ mod tests {
         assert_eq!(lab.dp.session_count(), 1);
         let w = lab.dp.get("r1").expect("re-adopted");
         assert_eq!(
-            (w.legs, w.options, w.created_unix_ms),
-            (v.legs, v.options, v.created_unix_ms)
+            (w.legs, w.options, w.created_unix_ms, w.owner.as_deref()),
+            (v.legs, v.options, v.created_unix_ms, Some("ctl"))
+        );
+        // Its owner gets a fresh lease (READOPTED_LEASE): nothing lapses at once.
+        lab.dp.expire_leases().await;
+        assert_eq!(lab.dp.session_count(), 1, "kept until the owner can renew");
+        assert!(
+            lab.dp
+                .inner
+                .lock()
+                .expect("lock")
+                .leases
+                .get("ctl")
+                .is_some_and(|at| *at > monotonic_ns() + 100_000_000_000),
+            "about READOPTED_LEASE from now"
         );
         for s in &w.streams {
             assert!(s.offloaded && s.reason == "offloaded", "{s:?}");

@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mediator_proto::dataplane::v1 as pb;
 use pb::dataplane_service_server::DataplaneService;
@@ -330,6 +331,7 @@ pub fn pb_session(v: &SessionView) -> pb::Session {
         created_unix_ms: v.created_unix_ms,
         fork_of: v.fork_of.clone().unwrap_or_default(),
         forks: v.forks as u32,
+        owner: v.owner.clone().unwrap_or_default(),
     }
 }
 
@@ -348,6 +350,9 @@ fn pb_event(e: Event) -> pb::Event {
             kind: pb_kind(kind),
             reason,
         }),
+        EventKind::LeaseExpired { owner } => {
+            pb::event::Kind::LeaseExpired(pb::LeaseExpired { owner })
+        }
     };
     pb::Event {
         sequence: e.sequence,
@@ -416,6 +421,8 @@ impl DataplaneService for Service {
                 options: options(&self.dp, r.options.as_ref()),
                 on_hold: r.on_hold,
                 fork_of: Some(r.fork_of.clone()).filter(|f| !f.is_empty()),
+                owner: Some(r.owner.clone()).filter(|o| !o.is_empty()),
+                lease: Duration::from_secs(u64::from(r.lease_secs)),
             })
         })()
         .map_err(status)?;
@@ -508,7 +515,8 @@ impl DataplaneService for Service {
                 Status::invalid_argument("page_token: not a token from a previous response")
             })?;
         }
-        let (views, more, total) = self.dp.list(&r.page_token, size).map_err(status)?;
+        let owner = Some(r.owner.as_str()).filter(|o| !o.is_empty());
+        let (views, more, total) = self.dp.list(&r.page_token, size, owner).map_err(status)?;
         let next = if more {
             views.last().map(|v| v.id.clone()).unwrap_or_default()
         } else {
@@ -518,6 +526,18 @@ impl DataplaneService for Service {
             sessions: views.iter().map(pb_session).collect(),
             next_page_token: next,
             total: total as u32,
+        }))
+    }
+
+    async fn renew_lease(
+        &self,
+        req: Request<pb::RenewLeaseRequest>,
+    ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
+        let r = req.into_inner();
+        let lease = Duration::from_secs(u64::from(r.lease_secs));
+        let sessions = self.dp.renew_lease(&r.owner, lease).map_err(status)?;
+        Ok(Response::new(pb::RenewLeaseResponse {
+            sessions: sessions as u32,
         }))
     }
 
@@ -558,6 +578,7 @@ impl DataplaneService for Service {
             source_mismatch: t.src_mismatch,
             dropped: t.dropped,
             socket_overflow: t.socket_overflow,
+            lease_expired_sessions: self.dp.lease_expired_sessions(),
             sessions: self.dp.session_count() as u32,
             offloaded_streams: self.dp.offloaded_streams(),
         }))

@@ -185,6 +185,9 @@ pub struct Media {
     /// Forks sharing this session's gateway-side ports.
     #[serde(skip)]
     pub forks: usize,
+    /// Who owns the session (a mediator-control instance); it lives on that owner's lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// What the relay does with one received packet.
@@ -369,6 +372,7 @@ mod tests {
             srtp: Default::default(),
             fork_of: None,
             forks: 0,
+            owner: None,
             legs: [
                 Leg {
                     local: "198.18.1.1".parse().expect("ip"),

@@ -36,7 +36,7 @@ pub fn create(
         gateway: leg(gw),
         options: Some(opts),
         on_hold: false,
-        fork_of: String::new(),
+        ..Default::default()
     }
 }
 

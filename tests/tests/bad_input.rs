@@ -29,7 +29,7 @@ fn good(id: &str) -> pb::CreateSessionRequest {
         gateway: leg("127.0.0.1", 6002),
         options: Some(pb::SessionOptions::default()),
         on_hold: false,
-        fork_of: String::new(),
+        ..Default::default()
     }
 }
 
@@ -378,6 +378,7 @@ async fn other_rpcs_reject_bad_input() {
         .list_sessions(pb::ListSessionsRequest {
             page_size: 1,
             page_token: p1.next_page_token,
+            ..Default::default()
         })
         .await
         .expect("p2")
