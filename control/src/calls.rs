@@ -48,6 +48,8 @@ enum Cmd {
     Get(CallId, oneshot::Sender<Option<CallInfo>>),
     /// A relay reported a session's media stopped: (relay, session id).
     MediaTimeout(String, String, crate::media::Silence),
+    /// Every (relay, session id) the calls in progress own.
+    Sessions(oneshot::Sender<std::collections::HashSet<(String, String)>>),
     /// The resolver's answer for a name the topology uses.
     Dns(Query, Resolution),
     /// Ends a call; answered with its record once its sessions are deleted.
@@ -83,9 +85,18 @@ pub struct CallHandle {
     health: HealthView,
     health_events: tokio::sync::broadcast::Sender<TrunkChange>,
     dns: DnsView,
+    /// Sessions found on a relay under this daemon's lease that no call owned, and deleted.
+    orphans_deleted: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl CallHandle {
+    /// Sessions found on a relay under this daemon's lease that no call owned, and deleted,
+    /// since start.
+    pub fn orphans_deleted(&self) -> u64 {
+        self.orphans_deleted
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The trunks' health, shared with the topology API (for Trunk.health).
     pub fn health_view(&self) -> HealthView {
         self.health.clone()
@@ -199,6 +210,9 @@ pub struct Options {
     /// Where FQDNs are resolved; `None`: nowhere (FQDN gateways and next hops stay unresolved,
     /// and calls to them get 503).
     pub resolver: Option<crate::dns::Resolver>,
+    /// The lease dataplane sessions are created under (`None`: none, they are kept until
+    /// deleted), renewed and reconciled by [`lease_upkeep`].
+    pub lease: Option<crate::media::Lease>,
 }
 
 impl Default for Options {
@@ -206,6 +220,61 @@ impl Default for Options {
         Options {
             media_timeout_ends_calls: true,
             resolver: None,
+            lease: None,
+        }
+    }
+}
+
+/// A session younger than this may be one whose creation is still in flight (its call does not
+/// know it yet): reconciliation leaves it for the next pass. Well past the bound on a dataplane
+/// call (`MEDIA_TIMEOUT`).
+const SETTLE_MS: u64 = 10_000;
+
+/// Renews the lease on every pool's relays every third of it, and deletes each session held
+/// under it that no call owns (older than [`SETTLE_MS`]): what a crash or restart of this daemon,
+/// a lost answer or a flood left behind. The first pass runs at once, so a restarted daemon
+/// clears what its previous run left within seconds. Runs until the runtime stops.
+async fn lease_upkeep(handle: CallHandle, lease: crate::media::Lease) {
+    let every = Duration::from_secs(u64::from(lease.secs / 3).max(1));
+    let mut tick = tokio::time::interval(every);
+    // The relay clients appear with the runtime's first look at the topology.
+    tokio::time::sleep(RECONCILE * 2).await;
+    loop {
+        tick.tick().await;
+        let relays: Vec<Arc<Relays>> = handle
+            .relays
+            .lock()
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default();
+        for r in relays {
+            let held = r.leased_sessions().await;
+            if held.is_empty() {
+                continue;
+            }
+            let (tx, rx) = oneshot::channel();
+            if handle.cmd.send(Cmd::Sessions(tx)).await.is_err() {
+                return;
+            }
+            let Ok(owned) = rx.await else { return };
+            let now = crate::clock::unix_ms();
+            for (relay, id, created) in held {
+                if owned.contains(&(relay.clone(), id.clone()))
+                    || created.saturating_add(SETTLE_MS) > now
+                {
+                    continue;
+                }
+                match r.delete_session(&relay, &id).await {
+                    Ok(_) => {
+                        tracing::warn!(relay, session = id, "deleted a session no call owns");
+                        handle
+                            .orphans_deleted
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::info!(relay, session = id, error = %e, "a session no call owns could not be deleted yet")
+                    }
+                }
+            }
         }
     }
 }
@@ -231,7 +300,11 @@ pub fn start_with(
         health: Arc::new(Mutex::new(HashMap::new())),
         health_events: tokio::sync::broadcast::channel(HEALTH_EVENTS).0,
         dns: Arc::new(Mutex::new(Vec::new())),
+        orphans_deleted: Arc::default(),
     };
+    if let Some(lease) = options.lease.clone() {
+        tokio::spawn(lease_upkeep(handle.clone(), lease));
+    }
     let (dns_wanted, wanted_rx) = tokio::sync::watch::channel(BTreeSet::new());
     if let Some(resolver) = options.resolver.clone() {
         let (tx, mut rx) = mpsc::channel::<(Query, Resolution)>(256);
@@ -351,6 +424,9 @@ impl Runtime {
             }
             Cmd::List(tx) => {
                 let _ = tx.send(self.engine.calls(now));
+            }
+            Cmd::Sessions(tx) => {
+                let _ = tx.send(self.engine.media_sessions());
             }
             Cmd::Get(id, tx) => {
                 let _ = tx.send(self.engine.call(id, now));
@@ -477,7 +553,7 @@ impl Runtime {
             }
             let mut map = HashMap::new();
             for (pool, addrs) in &pools {
-                match Relays::new(addrs, MEDIA_TIMEOUT) {
+                match Relays::new(addrs, MEDIA_TIMEOUT, self.options.lease.clone()) {
                     Ok(r) => {
                         map.insert(pool.clone(), Arc::new(r));
                     }

@@ -53,6 +53,10 @@ struct Args {
     /// End a call whose media timed out (BYE on both legs with a Reason): true or false.
     #[arg(long, env = "MEDIATOR_MEDIA_TIMEOUT_ENDS_CALLS")]
     media_timeout_ends_calls: Option<bool>,
+    /// Seconds a relay keeps this daemon's sessions without hearing from it (5-86400; 0: no
+    /// lease, sessions are kept until deleted).
+    #[arg(long, env = "MEDIATOR_RELAY_LEASE_SECS")]
+    relay_lease_secs: Option<u32>,
     /// The session interval asked of and offered to peers with session timers (RFC 4028
     /// Session-Expires), seconds.
     #[arg(long, env = "MEDIATOR_SESSION_EXPIRES_SECS")]
@@ -106,6 +110,7 @@ struct FileConfig {
     media_timeout_secs: Option<u32>,
     hold_timeout_secs: Option<u32>,
     media_timeout_ends_calls: Option<bool>,
+    relay_lease_secs: Option<u32>,
     session_expires_secs: Option<u32>,
     min_se_secs: Option<u32>,
     rtcp_timeout_secs: Option<u32>,
@@ -124,6 +129,7 @@ struct Config {
     media_timeout_secs: u32,
     hold_timeout_secs: u32,
     media_timeout_ends_calls: bool,
+    relay_lease_secs: u32,
     session_expires_secs: u32,
     min_se_secs: u32,
     rtcp_timeout_secs: u32,
@@ -176,6 +182,10 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
             .media_timeout_ends_calls
             .or(file.media_timeout_ends_calls)
             .unwrap_or(true),
+        relay_lease_secs: args
+            .relay_lease_secs
+            .or(file.relay_lease_secs)
+            .unwrap_or(60),
         session_expires_secs: args
             .session_expires_secs
             .or(file.session_expires_secs)
@@ -222,6 +232,12 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(s) = cfg.dns_servers.iter().find(|s| s.port() == 0) {
         anyhow::bail!("dns_servers: {s}: port 0");
+    }
+    if cfg.relay_lease_secs != 0 && !(5..=86_400).contains(&cfg.relay_lease_secs) {
+        anyhow::bail!(
+            "relay_lease_secs: {} is outside 5-86400 (0: no lease)",
+            cfg.relay_lease_secs
+        );
     }
     if cfg.max_calls == 0 {
         anyhow::bail!("max_calls: must be at least 1");
@@ -331,6 +347,13 @@ fn main() -> ExitCode {
 
 fn run(cfg: Config) -> anyhow::Result<()> {
     let registry = Arc::new(Registry::open(&cfg.data_dir)?);
+    let lease = match cfg.relay_lease_secs {
+        0 => None,
+        secs => Some(
+            mediator_control::media::Lease::of_data_dir(&cfg.data_dir, secs)
+                .context("relay_lease_secs: the owner name of this daemon's sessions")?,
+        ),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("mediator-control")
@@ -367,6 +390,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             mediator_control::calls::Options {
                 media_timeout_ends_calls: cfg.media_timeout_ends_calls,
                 resolver,
+                lease,
             },
         );
         let (health, health_service) = tonic_health::server::health_reporter();

@@ -1,7 +1,12 @@
 //! The control plane's side of a pool's dataplanes (stand-alone media relays), over gRPC only:
-//! sessions are created round-robin among the healthy relays, every call is bounded in time, and a
-//! relay that cannot be reached is skipped and marked down — so a call attempt fails cleanly
-//! (SIP 503) instead of hanging. A session stays on the relay that created it.
+//! sessions are created round-robin among the healthy relays, every call is bounded in time and
+//! their number in flight is bounded, and a relay that cannot be reached is skipped and marked
+//! down — so a call attempt fails cleanly (SIP 503) instead of hanging. A session stays on the
+//! relay that created it.
+//!
+//! No session without an owner: every session is created under this control plane's lease
+//! ([`Lease`]), which [`reconcile`] renews and uses to delete what no call owns; a create that
+//! failed or timed out after the relay may have acted is followed at once by a delete of its id.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -42,6 +47,55 @@ impl MediaError {
     }
 }
 
+/// Who owns the sessions this control plane creates, and for how long a relay keeps them
+/// without hearing from it (CreateSessionRequest.owner, RenewLease).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub secs: u32,
+}
+
+impl Lease {
+    /// This daemon's lease: its owner name is kept in `data_dir/relay-owner` (made on first
+    /// start), so a restarted daemon finds the sessions its previous run created.
+    pub fn of_data_dir(data_dir: &std::path::Path, secs: u32) -> std::io::Result<Lease> {
+        use std::hash::{BuildHasher, Hasher};
+        let path = data_dir.join("relay-owner");
+        let owner = match std::fs::read_to_string(&path) {
+            Ok(s) => s.trim().to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                h.write_u128(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos()),
+                );
+                let owner = format!("mediator-control-{:016x}", h.finish());
+                let tmp = data_dir.join(".relay-owner.tmp");
+                std::fs::write(&tmp, format!("{owner}\n"))?;
+                std::fs::rename(&tmp, &path)?;
+                owner
+            }
+            Err(e) => return Err(e),
+        };
+        let valid = (1..=128).contains(&owner.len())
+            && owner
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._:@-".contains(c));
+        if !valid {
+            return Err(std::io::Error::other(format!(
+                "{}: not an owner name (1-128 of A-Z a-z 0-9 . _ : @ -)",
+                path.display()
+            )));
+        }
+        Ok(Lease { owner, secs })
+    }
+}
+
+/// Dataplane calls in flight at most per pool: beyond it a call attempt gets 503 at once rather
+/// than pile requests onto a relay that is already behind.
+pub const MAX_IN_FLIGHT: usize = 64;
+
 struct Relay {
     addr: String,
     client: DataplaneServiceClient<Channel>,
@@ -54,6 +108,8 @@ pub struct Relays {
     relays: Vec<Relay>,
     next: AtomicUsize,
     timeout: Duration,
+    lease: Option<Lease>,
+    in_flight: tokio::sync::Semaphore,
 }
 
 /// Whether a status means the relay itself is unreachable or broken (try another) rather than a
@@ -95,7 +151,12 @@ fn session_of<T>(
 
 impl Relays {
     /// `addrs` are host:port of mediator-dataplane gRPC services. Connections are made lazily.
-    pub fn new(addrs: &[String], timeout: Duration) -> Result<Relays, MediaError> {
+    /// Sessions are created under `lease` when given.
+    pub fn new(
+        addrs: &[String],
+        timeout: Duration,
+        lease: Option<Lease>,
+    ) -> Result<Relays, MediaError> {
         let relays = addrs
             .iter()
             .map(|addr| {
@@ -115,7 +176,51 @@ impl Relays {
             relays,
             next: AtomicUsize::new(0),
             timeout,
+            lease,
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
         })
+    }
+
+    /// A place among the dataplane calls in flight, waited for at most the call timeout.
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, MediaError> {
+        match tokio::time::timeout(self.timeout, self.in_flight.acquire()).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(MediaError::Unavailable(format!(
+                "{MAX_IN_FLIGHT} dataplane calls already in flight"
+            ))),
+        }
+    }
+
+    /// The request with this control plane's lease on it.
+    fn owned(&self, mut req: pb::CreateSessionRequest) -> pb::CreateSessionRequest {
+        if let Some(l) = &self.lease {
+            req.owner = l.owner.clone();
+            req.lease_secs = l.secs;
+        }
+        req
+    }
+
+    /// A create that failed without an answer may still have made the session (the relay got
+    /// the request, its answer was lost): delete that id on that relay, in the background
+    /// (idempotent: NOT_FOUND is the usual answer). What this misses, [`reconcile`] finds.
+    fn forget(&self, i: usize, session_id: &str) {
+        let mut client = self.relays[i].client.clone();
+        let (addr, timeout) = (self.relays[i].addr.clone(), self.timeout);
+        let req = pb::DeleteSessionRequest {
+            session_id: session_id.into(),
+            hand_ports_to: String::new(),
+        };
+        tokio::spawn(async move {
+            match tokio::time::timeout(timeout, client.delete_session(req.clone())).await {
+                Ok(Ok(_)) => {
+                    tracing::warn!(relay = %addr, session = %req.session_id, "deleted a session whose creation had failed");
+                }
+                Ok(Err(s)) if s.code() == tonic::Code::NotFound => {}
+                _ => {
+                    tracing::info!(relay = %addr, session = %req.session_id, "a failed creation could not be undone yet; the lease reconciliation will")
+                }
+            }
+        });
     }
 
     /// (address, healthy, last error) of every relay.
@@ -164,6 +269,8 @@ impl Relays {
         if self.relays.is_empty() {
             return Err(MediaError::Unavailable("the pool has no dataplanes".into()));
         }
+        let req = self.owned(req);
+        let _permit = self.permit().await?;
         let mut errors = Vec::new();
         for i in self.order() {
             let relay = &self.relays[i];
@@ -188,9 +295,11 @@ impl Relays {
                 Ok(Err(status)) => {
                     self.mark(i, false, status.message());
                     errors.push(format!("{}: {}", relay.addr, status.message()));
+                    self.forget(i, &req.session_id);
                 }
                 Err(_) => {
                     self.mark(i, false, "timed out");
+                    self.forget(i, &req.session_id);
                     errors.push(format!(
                         "{}: no answer within {:?}",
                         relay.addr, self.timeout
@@ -207,6 +316,10 @@ impl Relays {
         })
     }
 
+    fn index(&self, addr: &str) -> Option<usize> {
+        self.relays.iter().position(|r| r.addr == addr)
+    }
+
     /// Updates a session on the relay that holds it.
     pub async fn update_session(
         &self,
@@ -215,6 +328,7 @@ impl Relays {
     ) -> Result<pb::Session, MediaError> {
         let r = self.relay(relay)?;
         let mut client = r.client.clone();
+        let _permit = self.permit().await?;
         let answer = tokio::time::timeout(self.timeout, client.update_session(req)).await;
         session_of(relay, self.timeout, answer, |r| r.session)
     }
@@ -241,6 +355,7 @@ impl Relays {
             session_id: session_id.into(),
             hand_ports_to: heir.unwrap_or_default().into(),
         };
+        let _permit = self.permit().await?;
         let answer = tokio::time::timeout(self.timeout, client.delete_session(req)).await;
         session_of(relay, self.timeout, answer, |r| r.session)
     }
@@ -253,8 +368,15 @@ impl Relays {
     ) -> Result<(String, pb::Session), MediaError> {
         let r = self.relay(relay)?;
         let mut client = r.client.clone();
+        let req = self.owned(req);
+        let id = req.session_id.clone();
+        let _permit = self.permit().await?;
         let answer = tokio::time::timeout(self.timeout, client.create_session(req)).await;
-        session_of(relay, self.timeout, answer, |r| r.session).map(|s| (relay.to_string(), s))
+        let result = session_of(relay, self.timeout, answer, |r| r.session);
+        if let (Err(MediaError::Unavailable(_)), Some(i)) = (&result, self.index(relay)) {
+            self.forget(i, &id);
+        }
+        result.map(|s| (relay.to_string(), s))
     }
 
     /// A session's current figures from the relay that holds it.
@@ -270,6 +392,56 @@ impl Relays {
         };
         let answer = tokio::time::timeout(self.timeout, client.get_session(req)).await;
         session_of(relay, self.timeout, answer, |r| r.session)
+    }
+
+    /// Renews this control plane's lease on every relay and lists the sessions held under it:
+    /// (relay, session id, created at, ms since the Unix epoch). A relay that does not answer is
+    /// skipped (its lease runs on until the next pass, or lapses).
+    pub async fn leased_sessions(&self) -> Vec<(String, String, u64)> {
+        let Some(lease) = &self.lease else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for r in &self.relays {
+            let mut client = r.client.clone();
+            let renew = pb::RenewLeaseRequest {
+                owner: lease.owner.clone(),
+                lease_secs: lease.secs,
+            };
+            match tokio::time::timeout(self.timeout, client.renew_lease(renew)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(s)) => {
+                    tracing::warn!(relay = %r.addr, error = %s.message(), "cannot renew the lease on the relay's sessions");
+                    continue;
+                }
+                Err(_) => continue,
+            }
+            let mut token = String::new();
+            // Bounded: 1000 pages of 1000 (the most sessions a relay can hold is far less).
+            for _ in 0..1000 {
+                let req = pb::ListSessionsRequest {
+                    page_size: 1000,
+                    page_token: token.clone(),
+                    owner: lease.owner.clone(),
+                };
+                let Ok(Ok(page)) =
+                    tokio::time::timeout(self.timeout, client.list_sessions(req)).await
+                else {
+                    break;
+                };
+                let page = page.into_inner();
+                out.extend(
+                    page.sessions
+                        .into_iter()
+                        .map(|s| (r.addr.clone(), s.session_id, s.created_unix_ms)),
+                );
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+        }
+        out
     }
 
     /// Asks every relay for its capabilities and marks it up or down accordingly.
@@ -400,6 +572,9 @@ pub fn create_request(r: MediaRequest) -> pb::CreateSessionRequest {
         }),
         on_hold: r.on_hold,
         fork_of: r.fork_of.map(|(_, s)| s).unwrap_or_default(),
+        // Set by the pool's relays (Relays::owned).
+        owner: String::new(),
+        lease_secs: 0,
     }
 }
 

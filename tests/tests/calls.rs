@@ -1775,3 +1775,93 @@ async fn info_update_refer_and_notify_cross_the_b2bua() {
         "{c:?}"
     );
 }
+
+/// Sessions on a relay that no call owns are deleted: one left under mediator-control's lease
+/// (as a lost answer or a crash leaves it) goes while a call's own sessions stay; after a
+/// `kill -9` and a restart, the sessions of the calls the daemon lost go too.
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_no_call_owns_are_deleted_and_a_calls_are_kept() {
+    use mediator_proto::dataplane::v1 as dp;
+    use mediator_tests::fixture::{create, sa, strict};
+    if !privileged("sessions_no_call_owns_are_deleted_and_a_calls_are_kept") {
+        return;
+    }
+    let mut lab = CallLab::build("orph", &["30000-30999"], &["--relay-lease-secs", "9"])
+        .await
+        .expect("call lab");
+    let _gw = uas(&lab, 5060, "uas");
+    let owner = std::fs::read_to_string(lab.control.data_dir.join("relay-owner"))
+        .expect("the daemon's owner name")
+        .trim()
+        .to_string();
+    let mut c = lab.dataplane.client().await.expect("dataplane");
+    let list = |c: &mut mediator_tests::daemon::Client| {
+        let mut c = c.clone();
+        async move {
+            c.list_sessions(dp::ListSessionsRequest::default())
+                .await
+                .expect("list")
+                .into_inner()
+                .sessions
+        }
+    };
+    let call = |ms: &'static str| {
+        let ns = lab.lab.pool.name.clone();
+        std::thread::spawn(move || {
+            mediator_tests::calls::call_from(
+                &ns,
+                POOL_PEER,
+                &format!("{POOL_RELAY}:5060"),
+                "+14255550100",
+                1,
+                &["-sn", "uac", "-d", ms],
+            )
+        })
+    };
+
+    let caller = call("20000");
+    let mut orphan = create("orphan", sa(POOL_PEER, 4990), sa(GW_PEER, 5990), strict());
+    orphan.owner = owner.clone();
+    orphan.lease_secs = 9;
+    c.create_session(orphan).await.expect("an orphan");
+    let started = std::time::Instant::now();
+    let mut left = Vec::new();
+    while started.elapsed() < Duration::from_secs(18) {
+        left = list(&mut c).await;
+        if !left.iter().any(|s| s.session_id == "orphan") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        left.len() == 1 && left[0].session_id != "orphan" && left[0].owner == owner,
+        "the orphan went, the call's session stayed: {:?}\n{}",
+        left.iter().map(|s| &s.session_id).collect::<Vec<_>>(),
+        lab.log()
+    );
+    let run = caller.join().expect("uac thread").expect("uac");
+    assert_eq!((run.successful, run.failed), (1, 0), "{run:?}");
+    assert!(lab.log().contains("deleted a session no call owns"));
+
+    // kill -9 mid-call: the restarted daemon has lost the call (see the README), and deletes
+    // its session instead of leaving it until the media timeout.
+    let caller = call("12000");
+    let started = std::time::Instant::now();
+    while list(&mut c).await.is_empty() && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(list(&mut c).await.len(), 1, "the call's session");
+    lab.control.kill9();
+    lab.control.restart().expect("restart");
+    lab.control.client().await.expect("back");
+    let started = std::time::Instant::now();
+    while !list(&mut c).await.is_empty() && started.elapsed() < Duration::from_secs(25) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        list(&mut c).await.is_empty(),
+        "the lost call's session was deleted:\n{}",
+        lab.log()
+    );
+    let _ = caller.join();
+}

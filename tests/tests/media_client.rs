@@ -1,11 +1,12 @@
 //! mediator-control's dataplane client against real mediator-dataplane daemons (loopback, XDP
 //! off, no root needed): sessions spread round-robin over the healthy relays; an unreachable relay
 //! and one that accepts connections but never answers are skipped within the timeout and marked
-//! down; with no relay left, the attempt fails fast with 503 instead of hanging.
+//! down; with no relay left, the attempt fails fast with 503 instead of hanging. Sessions live on
+//! their owner's lease.
 
 use std::time::{Duration, Instant};
 
-use mediator_control::media::{MediaError, Relays};
+use mediator_control::media::{Lease, MediaError, Relays};
 use mediator_proto::dataplane::v1 as pb;
 use mediator_tests::daemon::{Daemon, free_port};
 
@@ -25,7 +26,7 @@ fn request(id: &str) -> pb::CreateSessionRequest {
         gateway: leg(6002),
         options: None,
         on_hold: false,
-        fork_of: String::new(),
+        ..Default::default()
     }
 }
 
@@ -63,6 +64,7 @@ async fn round_robin_over_healthy_relays_and_fail_fast_when_none() {
     let relays = Relays::new(
         &[refused.clone(), a1.clone(), silent_addr.clone(), a2.clone()],
         Duration::from_millis(500),
+        None,
     )
     .expect("relays");
 
@@ -156,4 +158,113 @@ async fn round_robin_over_healthy_relays_and_fail_fast_when_none() {
         started.elapsed()
     );
     drop(silent);
+}
+
+/// Sessions live on their owner's lease: renewed, they stay; an owner that stops renewing loses
+/// its sessions (each with a `lease_expired` event, counted); unowned sessions are kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_live_on_their_owners_lease() {
+    let (mut d, a) = relay("mcl", "42200-42299").await;
+    let lease = |owner: &str| {
+        Some(Lease {
+            owner: owner.into(),
+            secs: 5,
+        })
+    };
+    let mine = Relays::new(
+        std::slice::from_ref(&a),
+        Duration::from_secs(2),
+        lease("ctl-a"),
+    )
+    .expect("r");
+    let theirs = Relays::new(
+        std::slice::from_ref(&a),
+        Duration::from_secs(2),
+        lease("ctl-b"),
+    )
+    .expect("r");
+    let (_, s) = mine.create_session(request("a-1")).await.expect("create");
+    assert_eq!(s.owner, "ctl-a");
+    mine.create_session(request("a-2")).await.expect("create");
+    theirs.create_session(request("b-1")).await.expect("create");
+    let mut c = d.client().await.expect("client");
+    c.create_session(request("free")).await.expect("unowned");
+    let mut events = c
+        .watch_events(pb::WatchEventsRequest {})
+        .await
+        .expect("watch")
+        .into_inner();
+
+    let held: Vec<String> = mine
+        .leased_sessions()
+        .await
+        .into_iter()
+        .map(|(relay, id, _)| {
+            assert_eq!(relay, a);
+            id
+        })
+        .collect();
+    assert_eq!(held, ["a-1", "a-2"], "the owner's sessions, no other");
+
+    // ctl-a renews every second for 8 s; ctl-b never again.
+    for _ in 0..8 {
+        mine.leased_sessions().await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let ids: Vec<String> = c
+        .list_sessions(pb::ListSessionsRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .sessions
+        .into_iter()
+        .map(|s| s.session_id)
+        .collect();
+    assert_eq!(ids, ["a-1", "a-2", "free"], "ctl-b's session went");
+    let e = tokio::time::timeout(Duration::from_secs(2), events.message())
+        .await
+        .expect("an event")
+        .expect("stream")
+        .expect("event");
+    assert_eq!(e.session_id, "b-1");
+    assert!(
+        matches!(&e.kind, Some(pb::event::Kind::LeaseExpired(l)) if l.owner == "ctl-b"),
+        "{e:?}"
+    );
+    let stats = c
+        .get_stats(pb::GetStatsRequest {})
+        .await
+        .expect("stats")
+        .into_inner();
+    assert_eq!(stats.lease_expired_sessions, 1);
+
+    // Bad owners and leases are refused, naming the field; nothing is created.
+    for (owner, secs, field) in [
+        ("ctl-a", 0, "lease_secs"),
+        ("ctl-a", 86_401, "lease_secs"),
+        ("no spaces", 30, "owner"),
+    ] {
+        let mut r = request("bad");
+        r.owner = owner.into();
+        r.lease_secs = secs;
+        let e = c.create_session(r).await.expect_err("refused");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().starts_with(&format!("{field}:")), "{e:?}");
+        let e = c
+            .renew_lease(pb::RenewLeaseRequest {
+                owner: owner.into(),
+                lease_secs: secs,
+            })
+            .await
+            .expect_err("refused");
+        assert!(e.message().starts_with(&format!("{field}:")), "{e:?}");
+    }
+    assert_eq!(
+        c.list_sessions(pb::ListSessionsRequest::default())
+            .await
+            .expect("list")
+            .into_inner()
+            .total,
+        3
+    );
 }

@@ -342,7 +342,11 @@ fn a_call_that_rings_past_the_ring_limit_is_cancelled_and_answered_408() {
     assert_eq!(c.len(), 1, "{to_gw:?}");
     assert_eq!(c[0].method(), Some("CANCEL"));
     assert_eq!(c[0].summary.branch, inv.summary.branch);
-    assert_eq!(statuses(&sent_to(&a, fe())), vec![408], "the caller's answer");
+    assert_eq!(
+        statuses(&sent_to(&a, fe())),
+        vec![408],
+        "the caller's answer"
+    );
     let rec = ended(&a).expect("record");
     assert_eq!(rec.status, 408);
     assert_eq!(rec.attempts, vec![("198.18.2.2".to_string(), 408)]);
@@ -374,7 +378,10 @@ fn the_ring_limit_is_a_trunk_setting_and_fails_over_like_a_timeout() {
     );
     let next = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
     assert_eq!(next.method(), Some("INVITE"), "the next trunk");
-    assert!(statuses(&sent_to(&a, fe())).is_empty(), "the caller waits on");
+    assert!(
+        statuses(&sent_to(&a, fe())).is_empty(),
+        "the caller waits on"
+    );
 }
 
 #[test]

@@ -14,6 +14,28 @@ impl Engine {
         let now = now.mono;
         self.calls.get(&id).map(|c| info(c, now))
     }
+
+    /// Every dataplane session the calls in progress own, as (relay, session id): their
+    /// streams', their early dialogs' forks' and delayed-offer forks'. A session a relay holds
+    /// for this owner and not listed here (and not being created) belongs to no call.
+    pub fn media_sessions(&self) -> std::collections::HashSet<(String, String)> {
+        let mut all = std::collections::HashSet::new();
+        for c in self.calls.values() {
+            all.extend(
+                c.streams
+                    .iter()
+                    .map(|s| (s.relay.clone(), s.session_id.clone())),
+            );
+            all.extend(
+                c.forks
+                    .iter()
+                    .flat_map(|f| &f.streams)
+                    .map(|s| (s.relay.clone(), s.session_id.clone())),
+            );
+            all.extend(c.delayed_forks.iter().flat_map(|f| f.sessions()));
+        }
+        all
+    }
 }
 
 pub(super) fn leg_info(l: &Leg) -> LegInfo {
