@@ -63,6 +63,8 @@ impl FromStr for XdpMode {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub grpc_listen: Option<SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub insecure_listen: Option<bool>,
     pub interfaces: Option<Vec<String>>,
     pub pool_addresses: Option<Vec<IpAddr>>,
     pub gateway_addresses: Option<Vec<IpAddr>>,
@@ -102,6 +104,10 @@ impl FromStr for LogFormat {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub grpc_listen: SocketAddr,
+    /// Where Prometheus scrapes `/metrics` (None: not served).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Listening off loopback without authentication is accepted (and warned about).
+    pub insecure_listen: bool,
     pub interfaces: Vec<String>,
     pub pool_addresses: Vec<IpAddr>,
     pub gateway_addresses: Vec<IpAddr>,
@@ -124,6 +130,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            metrics_listen: None,
+            insecure_listen: false,
             interfaces: Vec::new(),
             pool_addresses: vec![IpAddr::from([127, 0, 0, 1])],
             gateway_addresses: vec![IpAddr::from([127, 0, 0, 1])],
@@ -175,12 +183,25 @@ impl Config {
             media_timeout_secs,
             hold_timeout_secs
         );
-        take!(log_format, enable_forwarding);
+        take!(log_format, enable_forwarding, insecure_listen);
+        if f.metrics_listen.is_some() {
+            cfg.metrics_listen = f.metrics_listen;
+        }
         Ok(cfg)
     }
 
     /// Checks everything that can be checked without starting: ranges, interfaces, addresses.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for (field, addr) in [
+            ("grpc_listen", Some(self.grpc_listen)),
+            ("metrics_listen", self.metrics_listen),
+        ] {
+            if let Some(why) =
+                addr.and_then(|a| mediator_serve::listen_refusal(a, self.insecure_listen))
+            {
+                return Err(invalid(field, why));
+            }
+        }
         if self.port_min < 1024 {
             return Err(invalid(
                 "port_min",

@@ -10,6 +10,7 @@ pub mod floor;
 pub mod forwarder;
 pub mod host;
 pub mod manager;
+pub mod metrics;
 pub mod netif;
 pub mod relay;
 pub mod service;

@@ -36,9 +36,17 @@ struct Args {
     /// TOML settings file.
     #[arg(long, env = "MEDIATOR_CONFIG")]
     config: Option<PathBuf>,
-    /// gRPC listen address.
+    /// gRPC listen address (loopback unless --insecure-listen).
     #[arg(long, env = "MEDIATOR_GRPC_LISTEN")]
     grpc_listen: Option<SocketAddr>,
+    /// Where Prometheus scrapes /metrics (not served unless given; loopback unless
+    /// --insecure-listen).
+    #[arg(long, env = "MEDIATOR_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Accept listening off loopback although the APIs have no authentication yet (warned at
+    /// start): anyone who reaches the address can program media relaying.
+    #[arg(long, env = "MEDIATOR_INSECURE_LISTEN")]
+    insecure_listen: bool,
     /// Interface to attach the XDP program to (repeat, or comma-separate in the env variable).
     #[arg(long = "interface", env = "MEDIATOR_INTERFACES", value_delimiter = ',')]
     interfaces: Vec<String>,
@@ -113,6 +121,12 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
     let mut cfg = Config::from_file(args.config.as_deref())?;
     if let Some(v) = args.grpc_listen {
         cfg.grpc_listen = v;
+    }
+    if args.metrics_listen.is_some() {
+        cfg.metrics_listen = args.metrics_listen;
+    }
+    if args.insecure_listen {
+        cfg.insecure_listen = true;
     }
     if !args.interfaces.is_empty() {
         cfg.interfaces = args
@@ -338,9 +352,20 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             .register_encoded_file_descriptor_set(mediator_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("building the reflection service")?;
+        if let Some(addr) = cfg.metrics_listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics_listen: cannot listen on {addr}"))?;
+            mediator_serve::warn_insecure("metrics_listen", addr);
+            let registry =
+                std::sync::Arc::new(mediator_dataplane::metrics::registry(dp.clone(), info.mode));
+            tracing::info!(listen = %addr, "serving Prometheus metrics at /metrics");
+            tokio::spawn(mediator_serve::serve_metrics(listener, registry));
+        }
         let listener = tokio::net::TcpListener::bind(cfg.grpc_listen)
             .await
             .with_context(|| format!("grpc_listen: cannot listen on {}", cfg.grpc_listen))?;
+        mediator_serve::warn_insecure("grpc_listen", cfg.grpc_listen);
         tracing::info!(listen = %cfg.grpc_listen, "serving mediator.dataplane.v1");
         tonic::transport::Server::builder()
             .add_service(health_service)

@@ -361,6 +361,8 @@ pub struct Dataplane {
     host: HostAddrs,
     /// Sessions deleted because their owner's lease lapsed, since start.
     lease_expired: AtomicU64,
+    /// Media and RTCP timeout events raised since start.
+    timeouts: [AtomicU64; 2],
 }
 
 fn unix_ms() -> u64 {
@@ -444,6 +446,7 @@ impl Dataplane {
             notify,
             host: HostAddrs::default(),
             lease_expired: AtomicU64::new(0),
+            timeouts: Default::default(),
         });
         dp.readopt();
         Ok((dp, notices))
@@ -457,7 +460,17 @@ impl Dataplane {
         self.events.subscribe()
     }
 
+    /// Media (`[0]`) and RTCP (`[1]`) timeout events raised since start.
+    pub fn timeouts_raised(&self) -> [u64; 2] {
+        self.timeouts.each_ref().map(|t| t.load(Ordering::Relaxed))
+    }
+
     fn emit(&self, session_id: &str, kind: EventKind) {
+        match kind {
+            EventKind::MediaTimeout { .. } => self.timeouts[0].fetch_add(1, Ordering::Relaxed),
+            EventKind::RtcpTimeout { .. } => self.timeouts[1].fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::info!(session = session_id, event = ?kind, "session event");
         let _ = self.events.send(Event {
