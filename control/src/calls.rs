@@ -87,9 +87,34 @@ pub struct CallHandle {
     dns: DnsView,
     /// Sessions found on a relay under this daemon's lease that no call owned, and deleted.
     orphans_deleted: Arc<std::sync::atomic::AtomicU64>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl CallHandle {
+    /// The counters the runtime moves, for the metrics endpoint.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// (pool, relay address, answering) of every pool's dataplanes.
+    pub fn relay_health(&self) -> Vec<(String, String, bool)> {
+        let pools: Vec<(String, Arc<Relays>)> = self
+            .relays
+            .lock()
+            .map(|r| r.iter().map(|(p, r)| (p.clone(), r.clone())).collect())
+            .unwrap_or_default();
+        let mut out: Vec<(String, String, bool)> = pools
+            .into_iter()
+            .flat_map(|(pool, r)| {
+                r.health()
+                    .into_iter()
+                    .map(move |(addr, up, _)| (pool.clone(), addr, up))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Sessions found on a relay under this daemon's lease that no call owned, and deleted,
     /// since start.
     pub fn orphans_deleted(&self) -> u64 {
@@ -301,6 +326,7 @@ pub fn start_with(
         health_events: tokio::sync::broadcast::channel(HEALTH_EVENTS).0,
         dns: Arc::new(Mutex::new(Vec::new())),
         orphans_deleted: Arc::default(),
+        metrics: Arc::default(),
     };
     if let Some(lease) = options.lease.clone() {
         tokio::spawn(lease_upkeep(handle.clone(), lease));
@@ -410,6 +436,7 @@ impl Runtime {
         let actions = if m.undelivered {
             self.engine.on_transport_error(&topology, &m.bytes, now)
         } else {
+            self.handle.metrics.sip(&m.bytes, false);
             self.engine.on_message(&topology, &m.bytes, m.peer, now)
         };
         self.act(actions);
@@ -572,6 +599,11 @@ impl Runtime {
     }
 
     fn act(&mut self, actions: Vec<Action>) {
+        self.handle.metrics.engine(
+            self.engine.active_calls(),
+            self.engine.transactions(),
+            self.engine.refused_counts(),
+        );
         let mut health_changed = false;
         for a in actions {
             match a {
@@ -588,7 +620,10 @@ impl Runtime {
                     let _ = self.handle.health_events.send(*c);
                     health_changed = true;
                 }
-                Action::Send { to, bytes } => self.transports.send(to, bytes),
+                Action::Send { to, bytes } => {
+                    self.handle.metrics.sip(&bytes, true);
+                    self.transports.send(to, bytes)
+                }
                 Action::CreateMedia {
                     call,
                     pool,
@@ -644,6 +679,7 @@ impl Runtime {
                     pool,
                     sessions,
                 } => {
+                    self.handle.metrics.ended(&record);
                     let relays = self.relays(&pool);
                     let recent = self.handle.recent.clone();
                     let waiter = self.end_waiters.remove(&record.id);

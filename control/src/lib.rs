@@ -12,6 +12,7 @@ pub mod calls_api;
 pub mod clock;
 pub mod dns;
 pub mod media;
+pub mod metrics;
 pub mod registry;
 pub(crate) mod store;
 pub mod tls;

@@ -38,9 +38,17 @@ struct Args {
     /// Where the topology store lives.
     #[arg(long, env = "MEDIATOR_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// gRPC listen address.
+    /// gRPC listen address (loopback unless --insecure-listen).
     #[arg(long, env = "MEDIATOR_GRPC_LISTEN")]
     grpc_listen: Option<SocketAddr>,
+    /// Where Prometheus scrapes /metrics (not served unless given; loopback unless
+    /// --insecure-listen).
+    #[arg(long, env = "MEDIATOR_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Accept listening off loopback although the APIs have no authentication yet (warned at
+    /// start): anyone who reaches the address can change the topology and end calls.
+    #[arg(long, env = "MEDIATOR_INSECURE_LISTEN")]
+    insecure_listen: bool,
     /// Calls held at most; beyond it a new call is answered 503.
     #[arg(long, env = "MEDIATOR_MAX_CALLS")]
     max_calls: Option<usize>,
@@ -106,6 +114,8 @@ enum LogFormat {
 struct FileConfig {
     data_dir: Option<PathBuf>,
     grpc_listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
+    insecure_listen: Option<bool>,
     max_calls: Option<usize>,
     media_timeout_secs: Option<u32>,
     hold_timeout_secs: Option<u32>,
@@ -125,6 +135,8 @@ struct FileConfig {
 struct Config {
     data_dir: PathBuf,
     grpc_listen: SocketAddr,
+    metrics_listen: Option<SocketAddr>,
+    insecure_listen: bool,
     max_calls: usize,
     media_timeout_secs: u32,
     hold_timeout_secs: u32,
@@ -169,6 +181,8 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
             .grpc_listen
             .or(file.grpc_listen)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7300))),
+        metrics_listen: args.metrics_listen.or(file.metrics_listen),
+        insecure_listen: args.insecure_listen || file.insecure_listen.unwrap_or(false),
         max_calls: args.max_calls.or(file.max_calls).unwrap_or(20_000),
         media_timeout_secs: args
             .media_timeout_secs
@@ -232,6 +246,15 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
     }
     if let Some(s) = cfg.dns_servers.iter().find(|s| s.port() == 0) {
         anyhow::bail!("dns_servers: {s}: port 0");
+    }
+    for (field, addr) in [
+        ("grpc_listen", Some(cfg.grpc_listen)),
+        ("metrics_listen", cfg.metrics_listen),
+    ] {
+        if let Some(why) = addr.and_then(|a| mediator_serve::listen_refusal(a, cfg.insecure_listen))
+        {
+            anyhow::bail!("{field}: {why}");
+        }
     }
     if cfg.relay_lease_secs != 0 && !(5..=86_400).contains(&cfg.relay_lease_secs) {
         anyhow::bail!(
@@ -393,6 +416,16 @@ fn run(cfg: Config) -> anyhow::Result<()> {
                 lease,
             },
         );
+        if let Some(addr) = cfg.metrics_listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics_listen: cannot listen on {addr}"))?;
+            mediator_serve::warn_insecure("metrics_listen", addr);
+            let registry = Arc::new(mediator_control::metrics::registry(&calls));
+            tracing::info!(listen = %addr, "serving Prometheus metrics at /metrics");
+            tokio::spawn(mediator_serve::serve_metrics(listener, registry));
+        }
+        mediator_serve::warn_insecure("grpc_listen", cfg.grpc_listen);
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<TopologyServiceServer<Api>>().await;
         health.set_serving::<CallServiceServer<CallApi>>().await;
