@@ -103,8 +103,19 @@ impl CallLab {
         control_args: &[&str],
         control_binary: Option<&std::path::Path>,
     ) -> anyhow::Result<CallLab> {
+        Self::build_full(tag, ranges, control_args, &[], control_binary).await
+    }
+
+    /// [`Self::build_using`] with extra flags for the first (XDP) dataplane too.
+    pub async fn build_full(
+        tag: &str,
+        ranges: &[&str],
+        control_args: &[&str],
+        dataplane_args: &[&str],
+        control_binary: Option<&std::path::Path>,
+    ) -> anyhow::Result<CallLab> {
         let lab = Lab::new(tag)?;
-        let mut dataplane = relay_daemon(&lab, tag, "native", ranges[0], &[])?;
+        let mut dataplane = relay_daemon(&lab, tag, "native", ranges[0], dataplane_args)?;
         dataplane.client().await?;
         let mut extra = Vec::new();
         let mut addrs = vec!["127.0.0.1:7400".to_string()];

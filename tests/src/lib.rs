@@ -12,6 +12,7 @@ pub mod dnsmasq;
 pub mod fixture;
 pub mod lab;
 pub mod process;
+pub mod prometheus;
 pub mod rtp;
 pub mod sipp;
 pub mod tls;

@@ -421,6 +421,13 @@ fn run(args: &[&str]) -> (i32, String) {
 fn bad_settings_and_flags_are_named() {
     let (code, text) = run(&["--check-config"]);
     assert_eq!(code, 0, "defaults are valid: {text}");
+    let (code, text) = run(&[
+        "--check-config",
+        "--insecure-listen",
+        "--grpc-listen",
+        "198.18.0.1:7400",
+    ]);
+    assert_eq!(code, 0, "accepted when the operator says so: {text}");
     for (args, field) in [
         (
             vec!["--check-config", "--port-range", "30001-30010"],
@@ -441,6 +448,15 @@ fn bad_settings_and_flags_are_named() {
         (
             vec!["--check-config", "--relay-threads", "0"],
             "relay_threads",
+        ),
+        // Off loopback without authentication only when the operator says so.
+        (
+            vec!["--check-config", "--grpc-listen", "198.18.0.1:7400"],
+            "grpc_listen: 198.18.0.1:7400 is not a loopback address",
+        ),
+        (
+            vec!["--check-config", "--metrics-listen", "198.18.0.1:9400"],
+            "metrics_listen: 198.18.0.1:9400 is not a loopback address",
         ),
     ] {
         let (code, text) = run(&args);

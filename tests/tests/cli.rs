@@ -409,6 +409,30 @@ fn control_daemon_settings_errors_are_named() {
     );
     let (code, _) = run(&["--grpc-listen", "nonsense"], &[]);
     assert_eq!(code, 64);
+    // Off loopback without authentication only when the operator says so.
+    for (flag, field) in [
+        ("--grpc-listen", "grpc_listen"),
+        ("--metrics-listen", "metrics_listen"),
+    ] {
+        let (code, text) = run(&["--check-config", flag, "198.18.0.1:7399"], &[]);
+        assert!(
+            code == 78
+                && text.contains(&format!(
+                    "{field}: 198.18.0.1:7399 is not a loopback address"
+                )),
+            "{text}"
+        );
+        let (code, text) = run(
+            &[
+                "--check-config",
+                "--insecure-listen",
+                flag,
+                "198.18.0.1:7399",
+            ],
+            &[],
+        );
+        assert_eq!(code, 0, "{text}");
+    }
     // Session timers: no Min-SE below RFC 4028's 90 s, no interval below the Min-SE.
     let (code, text) = run(&["--check-config", "--min-se-secs", "60"], &[]);
     assert!(code == 78 && text.contains("min_se_secs: 60"), "{text}");
