@@ -1,6 +1,9 @@
 //! Cutting a TCP or TLS byte stream into SIP messages (RFC 3261 18.3: Content-Length is
 //! mandatory on streams) and answering RFC 5626 CRLF keep-alives. Bounded: a peer that never ends
-//! its headers, or announces a body too large, gets an error and its connection closed.
+//! its headers, or announces a body too large, gets an error and its connection closed. Linear:
+//! the search for the end of the headers resumes where the last one stopped, and once they have
+//! ended the message's length is known, so a message sent a byte at a time costs no more to frame
+//! than one sent at once.
 
 use super::message::MAX_MESSAGE_BYTES;
 
@@ -26,6 +29,13 @@ pub enum Frame {
 #[derive(Debug, Default)]
 pub struct Framer {
     buf: Vec<u8>,
+    /// Bytes of `buf` already searched for the end of the headers without finding it.
+    scanned: usize,
+    /// The length of the message at the front of `buf`, once its headers have ended.
+    total: Option<usize>,
+    /// Bytes examined by the header search since the start (a test's measure of linearity).
+    #[cfg(test)]
+    examined: usize,
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -56,34 +66,55 @@ impl Framer {
 
     /// The next complete frame, if the buffer holds one.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
-        if self.buf.starts_with(b"\r\n\r\n") {
-            self.buf.drain(..4);
-            return Ok(Some(Frame::Ping));
-        }
-        // Stray CRLFs between messages (RFC 3261 7.5) are skipped.
-        let leading = self
-            .buf
-            .iter()
-            .take_while(|&&b| b == b'\r' || b == b'\n')
-            .count();
-        if leading > 0 && leading < self.buf.len() {
-            self.buf.drain(..leading);
-        }
-        let Some(end) = find(&self.buf, b"\r\n\r\n") else {
-            if self.buf.len() > MAX_MESSAGE_BYTES {
-                return Err(FrameError::HeadersTooLong);
+        let total = match self.total {
+            Some(total) => total,
+            None => {
+                if self.scanned == 0 {
+                    // Between messages.
+                    if self.buf.starts_with(b"\r\n\r\n") {
+                        self.buf.drain(..4);
+                        return Ok(Some(Frame::Ping));
+                    }
+                    // Stray CRLFs between messages (RFC 3261 7.5) are skipped.
+                    let leading = self
+                        .buf
+                        .iter()
+                        .take_while(|&&b| b == b'\r' || b == b'\n')
+                        .count();
+                    if leading == self.buf.len() {
+                        return Ok(None); // only CRLFs so far: a ping may be arriving
+                    }
+                    self.buf.drain(..leading);
+                }
+                // Resume the search where it stopped (less the 3 bytes a terminator split
+                // across reads may have begun with).
+                let from = self.scanned.saturating_sub(3);
+                #[cfg(test)]
+                {
+                    self.examined += self.buf.len() - from;
+                }
+                let Some(i) = find(&self.buf[from..], b"\r\n\r\n") else {
+                    self.scanned = self.buf.len();
+                    if self.buf.len() > MAX_MESSAGE_BYTES {
+                        return Err(FrameError::HeadersTooLong);
+                    }
+                    return Ok(None);
+                };
+                let end = from + i;
+                let body = content_length(&self.buf[..end])?;
+                let total = (end + 4).checked_add(body).ok_or(FrameError::TooLarge)?;
+                if total > MAX_MESSAGE_BYTES {
+                    return Err(FrameError::TooLarge);
+                }
+                self.total = Some(total);
+                total
             }
-            return Ok(None);
         };
-        let header_end = end + 4;
-        let body = content_length(&self.buf[..end])?;
-        let total = header_end.checked_add(body).ok_or(FrameError::TooLarge)?;
-        if total > MAX_MESSAGE_BYTES {
-            return Err(FrameError::TooLarge);
-        }
         if self.buf.len() < total {
             return Ok(None);
         }
+        self.total = None;
+        self.scanned = 0;
         Ok(Some(Frame::Message(self.buf.drain(..total).collect())))
     }
 }
@@ -91,6 +122,35 @@ impl Framer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 60 KB of headers and body sent a byte at a time: framed with each byte examined a
+    /// bounded number of times (a rescan on every read would examine ~1.8 G).
+    #[test]
+    fn a_message_trickled_a_byte_at_a_time_is_framed_in_linear_work() {
+        let body = vec![b'x'; 30_000];
+        let mut msg = b"MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\n".to_vec();
+        for i in 0..600 {
+            msg.extend_from_slice(format!("X-Pad-{i}: {}\r\n", "y".repeat(40)).as_bytes());
+        }
+        msg.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+        msg.extend_from_slice(&body);
+        assert!(msg.len() > 60_000 && msg.len() <= MAX_MESSAGE_BYTES);
+        let mut f = Framer::default();
+        let mut frames = Vec::new();
+        for b in &msg {
+            f.push(std::slice::from_ref(b));
+            while let Some(frame) = f.next_frame().expect("frames") {
+                frames.push(frame);
+            }
+        }
+        assert_eq!(frames, [Frame::Message(msg.clone())]);
+        assert!(
+            f.examined < 4 * msg.len(),
+            "{} bytes examined for a {}-byte message",
+            f.examined,
+            msg.len()
+        );
+    }
 
     const MSG: &[u8] = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nContent-Length: 5\r\n\r\nhello";
 
