@@ -59,6 +59,12 @@ pub fn counter(
         None,
         prometheus_client::metrics::MetricType::Counter,
     )?;
+    if let [(labels, v)] = series
+        && labels.is_empty()
+    {
+        // One series without labels: `name_total 3`, not `name_total{} 3`.
+        return ConstCounter::new(*v).encode(m);
+    }
     for (labels, v) in series {
         ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
     }
@@ -80,6 +86,11 @@ pub fn gauge(
         None,
         prometheus_client::metrics::MetricType::Gauge,
     )?;
+    if let [(labels, v)] = series
+        && labels.is_empty()
+    {
+        return ConstGauge::new(*v).encode(m);
+    }
     for (labels, v) in series {
         ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
     }
@@ -191,12 +202,54 @@ mod tests {
             respond(&req, &registry)
         };
         let ok = get(Method::GET, "/metrics");
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        assert!(text.contains("\nmediator_test_total 3\n"), "{text}");
         assert_eq!(ok.status(), StatusCode::OK);
         assert_eq!(ok.headers()[hyper::header::CONTENT_TYPE], CONTENT_TYPE);
         assert_eq!(get(Method::GET, "/").status(), StatusCode::NOT_FOUND);
         assert_eq!(
             get(Method::POST, "/metrics").status(),
             StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+}
+
+#[cfg(test)]
+mod collector_tests {
+    use super::*;
+    use prometheus_client::collector::Collector;
+    use prometheus_client::encoding::DescriptorEncoder;
+
+    #[derive(Debug)]
+    struct Two;
+
+    impl Collector for Two {
+        fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+            counter(&mut enc, "mediator_plain", "One series", &[(Vec::new(), 7)])?;
+            gauge(
+                &mut enc,
+                "mediator_by_path",
+                "Two series",
+                &[
+                    (vec![("path", "xdp".into())], 1),
+                    (vec![("path", "userspace".into())], 2),
+                ],
+            )
+        }
+    }
+
+    #[test]
+    fn series_are_written_with_and_without_labels() {
+        let mut r = Registry::default();
+        r.register_collector(Box::new(Two));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &r).expect("encode");
+        assert!(text.contains("\nmediator_plain_total 7\n"), "{text}");
+        assert!(
+            text.contains("mediator_by_path{path=\"xdp\"} 1\n")
+                && text.contains("mediator_by_path{path=\"userspace\"} 2\n"),
+            "{text}"
         );
     }
 }
