@@ -3,11 +3,16 @@
 //! `mediator_sip::framing`; TLS verifies the peer against the configured CAs), and
 //! one channel of [`Inbound`] messages for the engine. Bounded everywhere: a datagram is at most
 //! 64 KiB, a TCP peer that sends an unframeable stream is disconnected, and a full engine queue
-//! drops UDP (the peer retransmits) rather than growing.
+//! drops UDP (the peer retransmits) rather than growing. A TCP or TLS connection is accepted only
+//! from a configured peer of the address it reached, within [`MAX_CONNECTIONS`] in all and
+//! [`MAX_PER_SOURCE`] per address (the [`Gate`]); it is closed when idle for [`IDLE`] or when a
+//! message has been arriving for longer than [`PARTIAL`] (slowloris).
 
-use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
@@ -44,6 +49,87 @@ const CONN_QUEUE: usize = 1024;
 
 type Conns = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
 
+/// Accepted TCP and TLS connections held at once, at most.
+pub(crate) const MAX_CONNECTIONS: usize = 1024;
+/// The same from one address (a Front End pool behind one address opens a handful).
+pub(crate) const MAX_PER_SOURCE: usize = 32;
+/// A connection with no byte for this long is closed (peers keep theirs with CRLF pings).
+pub(crate) const IDLE: Duration = Duration::from_secs(15 * 60);
+/// A message may take this long to arrive whole; longer, its connection is closed (slowloris).
+pub(crate) const PARTIAL: Duration = Duration::from_secs(30);
+
+/// Whether a connection may be accepted: from a configured peer of the address it reached
+/// (`known`), with fewer than [`MAX_CONNECTIONS`] held in all (`total`) and
+/// [`MAX_PER_SOURCE`] from its address (`from_source`). Why not, otherwise.
+fn admit(known: bool, total: usize, from_source: usize) -> Result<(), &'static str> {
+    if !known {
+        Err("not a configured peer of this address")
+    } else if total >= MAX_CONNECTIONS {
+        Err("connections at their limit")
+    } else if from_source >= MAX_PER_SOURCE {
+        Err("connections from this address at their limit")
+    } else {
+        Ok(())
+    }
+}
+
+/// Who may hold an accepted connection, and how many are held (see [`admit`]).
+#[derive(Default)]
+pub(crate) struct Gate {
+    /// (listening address, transport, peer IP) of every configured peer.
+    peers: RwLock<HashSet<(SocketAddr, Transport, IpAddr)>>,
+    held: Mutex<HashMap<IpAddr, usize>>,
+    refused: AtomicU64,
+}
+
+/// An accepted connection's place at the [`Gate`], given back when it closes.
+pub(crate) struct Held {
+    gate: Arc<Gate>,
+    ip: IpAddr,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Ok(mut h) = self.gate.held.lock()
+            && let Some(n) = h.get_mut(&self.ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                h.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Gate {
+    fn try_hold(self: &Arc<Self>, listen: Peer, remote: IpAddr) -> Result<Held, &'static str> {
+        let known = self
+            .peers
+            .read()
+            .is_ok_and(|p| p.contains(&(listen.local, listen.transport, remote)));
+        let Ok(mut held) = self.held.lock() else {
+            return Err("internal lock poisoned");
+        };
+        let total: usize = held.values().sum();
+        let verdict = admit(known, total, held.get(&remote).copied().unwrap_or(0));
+        if verdict.is_err() {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        verdict?;
+        *held.entry(remote).or_insert(0) += 1;
+        Ok(Held {
+            gate: self.clone(),
+            ip: remote,
+        })
+    }
+
+    /// (connections held, connections refused since start).
+    pub(crate) fn counts(&self) -> (usize, u64) {
+        let held = self.held.lock().map_or(0, |h| h.values().sum());
+        (held, self.refused.load(Ordering::Relaxed))
+    }
+}
+
 /// RFC 3261 §18.1.1: a request over 1300 bytes (the path MTU being unknown) must go over a
 /// congestion-controlled transport. The engine moves it to TCP where the trunk's
 /// `large_requests_over_tcp` says so; one still sent over UDP is logged once per peer.
@@ -76,6 +162,7 @@ pub(crate) struct Transports {
     /// The FQDNs each TLS address was resolved from: its certificate must name every one of
     /// them (RFC 5922), sorted (the first is the handshake's SNI).
     server_names: HashMap<SocketAddr, Vec<String>>,
+    pub(crate) gate: Arc<Gate>,
 }
 
 fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
@@ -104,6 +191,16 @@ impl Transports {
             conns: Arc::new(Mutex::new(HashMap::new())),
             tx,
             server_names: HashMap::new(),
+            gate: Arc::default(),
+        }
+    }
+
+    /// Who may connect: (listening address, transport, peer IP) of every configured peer.
+    pub(crate) fn set_peers(&mut self, peers: HashSet<(SocketAddr, Transport, IpAddr)>) {
+        if let Ok(mut p) = self.gate.peers.write()
+            && *p != peers
+        {
+            *p = peers;
         }
     }
 
@@ -182,6 +279,7 @@ impl Transports {
                             None,
                             self.conns.clone(),
                             self.tx.clone(),
+                            self.gate.clone(),
                         ));
                         tracing::info!(listen = %addr, "SIP/TCP listening");
                         self.tcp.insert(*addr, task);
@@ -207,6 +305,7 @@ impl Transports {
                                 Some(tls.clone()),
                                 self.conns.clone(),
                                 self.tx.clone(),
+                                self.gate.clone(),
                             ));
                             tracing::info!(listen = %addr, "SIP/TLS listening");
                             self.tls_listeners.insert(*addr, task);
@@ -322,20 +421,31 @@ async fn accept_loop(
     tls: Option<Tls>,
     conns: Conns,
     tx: mpsc::Sender<Inbound>,
+    gate: Arc<Gate>,
 ) {
+    let mut backoff = Duration::from_millis(10);
     loop {
         match l.accept().await {
             Ok((stream, remote)) => {
+                backoff = Duration::from_millis(10);
+                // Refused before a byte is read: a stranger costs a count, no task, no log.
+                let Ok(held) = gate.try_hold(listen, remote.ip()) else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let peer = Peer { remote, ..listen };
                 let (conns, tx) = (conns.clone(), tx.clone());
                 match &tls {
                     None => {
-                        tokio::spawn(run_conn(stream, peer, conns, tx, None));
+                        tokio::spawn(async move {
+                            run_conn(stream, peer, conns, tx, None).await;
+                            drop(held);
+                        });
                     }
                     Some(tls) => {
                         let acceptor = tls.acceptor.clone();
                         tokio::spawn(async move {
+                            let _held = held;
                             match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
                                 Ok(Ok(s)) => run_conn(s, peer, conns, tx, None).await,
                                 Ok(Err(e)) => {
@@ -348,8 +458,11 @@ async fn accept_loop(
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "TCP accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                // Out of file descriptors, typically: back off (up to a second) instead of
+                // spinning on a listener that stays readable.
+                tracing::warn!(error = %e, pause_ms = backoff.as_millis() as u64, "TCP accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
     }
@@ -461,10 +574,25 @@ async fn run_conn<S>(
     const UNFRAMEABLE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
     let mut framer = Framer::default();
     let mut buf = vec![0u8; 16 * 1024];
+    // When the message now arriving began to (None: between messages).
+    let mut partial_since: Option<tokio::time::Instant> = None;
     'read: loop {
-        let n = match rd.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let limit = match partial_since {
+            Some(t) => (t + PARTIAL).saturating_duration_since(tokio::time::Instant::now()),
+            None => IDLE,
+        };
+        let n = match tokio::time::timeout(limit, rd.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => n,
+            Err(_) => {
+                let why = if partial_since.is_some() {
+                    "a message took too long to arrive"
+                } else {
+                    "idle"
+                };
+                tracing::debug!(peer = %peer.remote, why, "closing a SIP/TCP connection");
+                break;
+            }
         };
         framer.push(&buf[..n]);
         loop {
@@ -477,7 +605,14 @@ async fn run_conn<S>(
                 Ok(Some(Frame::Ping)) => {
                     let _ = pong.try_send(b"\r\n".to_vec());
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    partial_since = match (framer.is_between_messages(), partial_since) {
+                        (true, _) => None,
+                        (false, None) => Some(tokio::time::Instant::now()),
+                        (false, since) => since,
+                    };
+                    break;
+                }
                 Err(e) => {
                     tracing::info!(peer = %peer.remote, error = ?e, "closing a SIP/TCP connection: unframeable stream");
                     // The messages framed before the error are still being answered: their
@@ -500,6 +635,46 @@ async fn run_conn<S>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_are_admitted_from_configured_peers_within_the_limits() {
+        assert_eq!(
+            admit(false, 0, 0),
+            Err("not a configured peer of this address")
+        );
+        assert_eq!(admit(true, 0, 0), Ok(()));
+        assert!(admit(true, MAX_CONNECTIONS, 0).is_err());
+        assert!(admit(true, 10, MAX_PER_SOURCE).is_err());
+
+        let gate = Arc::new(Gate::default());
+        let listen = Peer {
+            remote: "198.18.2.1:5068".parse().expect("addr"),
+            local: "198.18.2.1:5068".parse().expect("addr"),
+            transport: Transport::Tcp,
+        };
+        let (gw, stranger): (IpAddr, IpAddr) = (
+            "198.18.2.2".parse().expect("ip"),
+            "198.18.2.99".parse().expect("ip"),
+        );
+        gate.peers
+            .write()
+            .expect("lock")
+            .insert((listen.local, Transport::Tcp, gw));
+        assert!(gate.try_hold(listen, stranger).is_err(), "a stranger");
+        let tls = Peer {
+            transport: Transport::Tls,
+            ..listen
+        };
+        assert!(gate.try_hold(tls, gw).is_err(), "another transport");
+        let held: Vec<Held> = (0..MAX_PER_SOURCE)
+            .map(|_| gate.try_hold(listen, gw).expect("within the limit"))
+            .collect();
+        assert!(gate.try_hold(listen, gw).is_err(), "one too many");
+        assert_eq!(gate.counts(), (MAX_PER_SOURCE, 3));
+        drop(held);
+        assert_eq!(gate.counts().0, 0, "given back on close");
+        assert!(gate.try_hold(listen, gw).is_ok());
+    }
 
     #[test]
     fn an_oversize_udp_request_is_noted_once_per_peer() {

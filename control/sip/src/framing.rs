@@ -64,6 +64,12 @@ impl Framer {
         self.buf.extend_from_slice(data);
     }
 
+    /// After [`Self::next_frame`] answered `None`: whether nothing but CRLFs is buffered (no
+    /// message has begun to arrive). Constant time: a message that has begun has been searched.
+    pub fn is_between_messages(&self) -> bool {
+        self.total.is_none() && self.scanned == 0
+    }
+
     /// The next complete frame, if the buffer holds one.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
         let total = match self.total {
