@@ -476,6 +476,8 @@ impl Runtime {
                 let topology = self.registry.snapshot();
                 let actions = self.engine.on_dns(&topology, q, r, now);
                 self.act(actions);
+                self.transports
+                    .set_peers(self.engine.peer_addresses(&topology));
                 self.publish_dns();
                 self.publish_health();
             }
@@ -530,6 +532,9 @@ impl Runtime {
         let topology = self.registry.snapshot();
         let actions = self.engine.on_topology(&topology, crate::clock::now());
         self.act(actions);
+        // Before any listener binds: who may connect over TCP and TLS.
+        self.transports
+            .set_peers(self.engine.peer_addresses(&topology));
         self.publish_health();
         let names = mediator_b2bua::dns::wanted(&topology);
         let changed = self.dns_wanted.send_if_modified(|w| {
@@ -603,7 +608,11 @@ impl Runtime {
             self.engine.active_calls(),
             self.engine.transactions(),
             self.engine.refused_counts(),
+            self.engine.calls_refused(),
         );
+        self.handle
+            .metrics
+            .connections(self.transports.gate.counts());
         let mut health_changed = false;
         for a in actions {
             match a {

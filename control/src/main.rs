@@ -52,6 +52,16 @@ struct Args {
     /// Calls held at most; beyond it a new call is answered 503.
     #[arg(long, env = "MEDIATOR_MAX_CALLS")]
     max_calls: Option<usize>,
+    /// Calls in progress on one pool at most (0: no limit); beyond it 503 with Retry-After.
+    #[arg(long, env = "MEDIATOR_MAX_CALLS_PER_POOL")]
+    max_calls_per_pool: Option<usize>,
+    /// Calls in progress on one trunk at most (0: no limit): an inbound call beyond it gets 503
+    /// with Retry-After, an outbound one tries the route's next trunk.
+    #[arg(long, env = "MEDIATOR_MAX_CALLS_PER_TRUNK")]
+    max_calls_per_trunk: Option<usize>,
+    /// New calls a second from one peer address (bursts of twice that; 0: no limit).
+    #[arg(long, env = "MEDIATOR_CALLS_PER_SECOND_PER_PEER")]
+    calls_per_second_per_peer: Option<u32>,
     /// Seconds without media before a relay reports a call's stream dead (0: the relay's default).
     #[arg(long, env = "MEDIATOR_MEDIA_TIMEOUT_SECS")]
     media_timeout_secs: Option<u32>,
@@ -117,6 +127,9 @@ struct FileConfig {
     metrics_listen: Option<SocketAddr>,
     insecure_listen: Option<bool>,
     max_calls: Option<usize>,
+    max_calls_per_pool: Option<usize>,
+    max_calls_per_trunk: Option<usize>,
+    calls_per_second_per_peer: Option<u32>,
     media_timeout_secs: Option<u32>,
     hold_timeout_secs: Option<u32>,
     media_timeout_ends_calls: Option<bool>,
@@ -138,6 +151,7 @@ struct Config {
     metrics_listen: Option<SocketAddr>,
     insecure_listen: bool,
     max_calls: usize,
+    admission: mediator_b2bua::AdmissionLimits,
     media_timeout_secs: u32,
     hold_timeout_secs: u32,
     media_timeout_ends_calls: bool,
@@ -184,6 +198,20 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
         metrics_listen: args.metrics_listen.or(file.metrics_listen),
         insecure_listen: args.insecure_listen || file.insecure_listen.unwrap_or(false),
         max_calls: args.max_calls.or(file.max_calls).unwrap_or(20_000),
+        admission: mediator_b2bua::AdmissionLimits {
+            calls_per_pool: args
+                .max_calls_per_pool
+                .or(file.max_calls_per_pool)
+                .unwrap_or(0),
+            calls_per_trunk: args
+                .max_calls_per_trunk
+                .or(file.max_calls_per_trunk)
+                .unwrap_or(0),
+            calls_per_second_per_peer: args
+                .calls_per_second_per_peer
+                .or(file.calls_per_second_per_peer)
+                .unwrap_or(0),
+        },
         media_timeout_secs: args
             .media_timeout_secs
             .or(file.media_timeout_secs)
@@ -407,6 +435,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
                 session_expires: cfg.session_expires_secs,
                 min_se: cfg.min_se_secs,
                 rtcp_timeout_secs: cfg.rtcp_timeout_secs,
+                admission: cfg.admission,
                 ..Default::default()
             },
             tls,

@@ -32,6 +32,9 @@ pub struct Metrics {
     transactions: Gauge,
     strangers: AtomicU64,
     malformed: AtomicU64,
+    tcp_held: Gauge,
+    tcp_refused: AtomicU64,
+    calls_refused: AtomicU64,
 }
 
 /// The SIP methods counted by name; any other is `other`.
@@ -136,9 +139,22 @@ impl Metrics {
         }
     }
 
+    /// Accepted TCP/TLS connections held, and refused since start.
+    pub fn connections(&self, (held, refused): (usize, u64)) {
+        self.tcp_held.set(held as i64);
+        self.tcp_refused.store(refused, Ordering::Relaxed);
+    }
+
     /// The engine's own figures, after each input: calls in progress, transactions, and the
     /// requests it refused since start (strangers, malformed).
-    pub fn engine(&self, active: usize, transactions: usize, refused: (u64, u64)) {
+    pub fn engine(
+        &self,
+        active: usize,
+        transactions: usize,
+        refused: (u64, u64),
+        calls_refused: u64,
+    ) {
+        self.calls_refused.store(calls_refused, Ordering::Relaxed);
         self.active.set(active as i64);
         self.transactions.set(transactions as i64);
         self.strangers.store(refused.0, Ordering::Relaxed);
@@ -178,6 +194,18 @@ impl Collector for Scraped {
                     m.malformed.load(Ordering::Relaxed),
                 ),
             ],
+        )?;
+        counter(
+            &mut enc,
+            "mediator_calls_refused",
+            "New calls refused by admission (a pool's or trunk's limit, a peer's call rate)",
+            &[(Vec::new(), m.calls_refused.load(Ordering::Relaxed))],
+        )?;
+        counter(
+            &mut enc,
+            "mediator_sip_connections_refused",
+            "TCP/TLS connections refused at accept (not a configured peer, or over the limits)",
+            &[(Vec::new(), m.tcp_refused.load(Ordering::Relaxed))],
         )?;
         let trunks: Vec<(Labels, i64)> = self
             .handle
@@ -251,6 +279,11 @@ pub fn registry(handle: &crate::calls::CallHandle) -> Registry {
         "mediator_sip_transactions",
         "SIP transactions held",
         m.transactions.clone(),
+    );
+    r.register(
+        "mediator_sip_connections",
+        "Accepted TCP/TLS connections held",
+        m.tcp_held.clone(),
     );
     r.register_collector(Box::new(Scraped {
         handle: handle.clone(),

@@ -1,11 +1,12 @@
 //! Operations (issue 14) in the namespace lab: a real Prometheus (Debian's) scrapes both daemons
 //! during a SIPp call with RTP, and the test reads the call and packet counters back through
-//! Prometheus's HTTP API.
+//! Prometheus's HTTP API; TCP connections are bounded, strangers refused at accept, a slowloris
+//! cut off, while a call completes.
 
 use std::time::Duration;
 
 use mediator_tests::calls::CallLab;
-use mediator_tests::lab::{GW_PEER, privileged};
+use mediator_tests::lab::{GW_PEER, GW_RELAY, in_netns, privileged};
 use mediator_tests::prometheus::{Prometheus, scrape};
 use mediator_tests::sipp::Uas;
 
@@ -68,4 +69,132 @@ async fn prometheus_scrapes_calls_and_packets_from_both_daemons() {
     });
     want("mediator_dataplane_sessions", |v| v == 0.0);
     want(r#"mediator_relay_up{relay="127.0.0.1:7400"}"#, |v| v == 1.0);
+}
+
+/// A TCP connection from `src` (an address of namespace `ns`) to `dst`, with a short read
+/// timeout.
+fn connect_from(ns: &str, src: &str, dst: &str) -> std::net::TcpStream {
+    let (src, dst): (std::net::SocketAddr, std::net::SocketAddr) = (
+        format!("{src}:0").parse().expect("src"),
+        dst.parse().expect("dst"),
+    );
+    let s = in_netns(ns, move || {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        s.bind(&src.into()).expect("bind");
+        s.connect_timeout(&dst.into(), Duration::from_secs(2))
+            .expect("connect");
+        std::net::TcpStream::from(s)
+    });
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    s
+}
+
+/// Whether Mediator closed `s` (EOF or reset) rather than keeping it open.
+fn closed(s: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    let mut b = [0u8; 64];
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+/// TCP connections to a trunk's port: a stranger's are closed at accept (counted, not logged),
+/// a peer holds at most 32, a message trickled byte by byte (slowloris) is cut off after 30 s,
+/// and a call over the TCP trunk completes meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn tcp_connections_are_bounded_and_strangers_refused_at_accept() {
+    use std::io::Write;
+    if !privileged("tcp_connections_are_bounded_and_strangers_refused_at_accept") {
+        return;
+    }
+    let metrics = "127.0.0.1:9302";
+    let lab = CallLab::build("tcpcap", &["30000-30999"], &["--metrics-listen", metrics])
+        .await
+        .expect("call lab");
+    let (gw, relay) = (lab.lab.gw.name.clone(), lab.lab.relay.name.clone());
+    lab.lab
+        .gw
+        .ip(&["addr", "add", "198.18.2.9/24", "dev", "g0"])
+        .expect("a stranger's address");
+    let port = format!("{GW_RELAY}:5070");
+    let metric = |name: &str| -> f64 {
+        scrape(&relay, metrics)
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with(&format!("{name} ")))
+                    .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            })
+            .unwrap_or(-1.0)
+    };
+    // The daemon publishes its connection figures within a second.
+    let settle = |name: &str, want: f64| -> f64 {
+        let started = std::time::Instant::now();
+        let mut got = metric(name);
+        while got != want && started.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(200));
+            got = metric(name);
+        }
+        got
+    };
+
+    // 200 strangers: each closed at once.
+    let before = lab.log().lines().count();
+    for _ in 0..200 {
+        let mut s = connect_from(&gw, "198.18.2.9", &port);
+        assert!(closed(&mut s), "a stranger's connection is closed");
+    }
+    assert_eq!(
+        settle("mediator_sip_connections_refused_total", 200.0),
+        200.0
+    );
+    assert!(
+        lab.log().lines().count() < before + 5,
+        "no log line per stranger:\n{}",
+        lab.log()
+    );
+
+    // A configured peer: 32 held, the rest closed.
+    let mut held: Vec<std::net::TcpStream> =
+        (0..40).map(|_| connect_from(&gw, GW_PEER, &port)).collect();
+    let open = held.iter_mut().map(|s| !closed(s)).filter(|o| *o).count();
+    assert_eq!(open, 32, "MAX_PER_SOURCE connections from one address");
+    assert_eq!(settle("mediator_sip_connections", 32.0), 32.0);
+
+    // Slowloris on one of them, while a call goes over the TCP trunk.
+    let mut slow = held.remove(0);
+    slow.write_all(b"OPTIONS sip:mediator@198.18.2.1 SIP/2.0\r\nVia: SIP/2.0/TCP 198.18.2.2;branch=z9hG4bK-slow\r\n")
+        .expect("write");
+    let _uas = Uas::start(&gw, GW_PEER, 5070, &["-sn", "uas", "-t", "t1"]).expect("uas");
+    let run = lab.from_pool("+17775550100", 1, &[]).expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "{run:?}\n{}",
+        lab.log()
+    );
+    let started = std::time::Instant::now();
+    let mut cut = false;
+    while started.elapsed() < Duration::from_secs(40) {
+        let _ = slow.write_all(b"X");
+        if closed(&mut slow) {
+            cut = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert!(cut, "a message trickled for over 30 s is cut off");
+    drop(held);
+    drop(slow);
+    assert_eq!(
+        settle("mediator_sip_connections", 0.0),
+        0.0,
+        "all given back"
+    );
 }

@@ -55,6 +55,8 @@ pub struct Config {
     /// Seconds without RTCP (once seen) that end a call on trunks with `rtcp_active_calls` /
     /// `rtcp_calls_on_hold` (Lync's 30); 0 turns RTCP dead-call detection off.
     pub rtcp_timeout_secs: u32,
+    /// Limits of concurrent calls per pool and trunk, and of the call rate per peer.
+    pub admission: admission::Limits,
 }
 
 impl Default for Config {
@@ -67,6 +69,7 @@ impl Default for Config {
             session_expires: 1800,
             min_se: timer::MIN_SE_FLOOR,
             rtcp_timeout_secs: 30,
+            admission: admission::Limits::default(),
         }
     }
 }
@@ -197,6 +200,10 @@ pub struct Engine {
     /// Requests from addresses that are not configured peers, and malformed ones, since start.
     strangers: u64,
     malformed: u64,
+    /// Each peer's call rate (admission).
+    rates: admission::Rates,
+    /// Calls refused by admission since start.
+    refused_calls: u64,
 }
 
 /// DNS answers by query.
@@ -227,7 +234,42 @@ impl Engine {
             malformed_log: LogBudget::default(),
             strangers: 0,
             malformed: 0,
+            rates: admission::Rates::default(),
+            refused_calls: 0,
         }
+    }
+
+    /// New calls refused since start by admission (a pool's or trunk's limit, a peer's rate).
+    pub fn calls_refused(&self) -> u64 {
+        self.refused_calls
+    }
+
+    /// Calls in progress on `pool`.
+    fn calls_on_pool(&self, pool: &str) -> usize {
+        self.calls.values().filter(|c| c.pool == pool).count()
+    }
+
+    /// Calls in progress on `trunk` (from its gateway, or tried on or answered by it), but
+    /// `except`.
+    fn calls_on_trunk(&self, trunk: &str, except: Option<CallId>) -> usize {
+        self.calls
+            .values()
+            .filter(|c| Some(c.id) != except && c.target().is_some_and(|t| t.trunk == trunk))
+            .count()
+    }
+
+    /// Refuses a new call with 503 and Retry-After (admission), saying why.
+    fn refuse_call(
+        &mut self,
+        key: &TxKey,
+        m: &Message,
+        why: &str,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
+        self.refused_calls += 1;
+        tracing::info!(why, "call refused by admission");
+        self.reply_with(key, m, 503, why, vec![admission::retry_after()], out, now);
     }
 
     /// Requests refused since start because they came from an address that is not a configured
@@ -551,6 +593,11 @@ impl Engine {
             self.reply(&key, &m, 503, "too many calls", out, now);
             return;
         }
+        // A peer over its call rate costs nothing more than this answer.
+        if let Some(why) = self.rates.take(&self.cfg.admission, from.remote.ip(), now) {
+            self.refuse_call(&key, &m, &why, out, now);
+            return;
+        }
         let offer = if m.body().is_empty() {
             None
         } else if !is_sdp(&m) {
@@ -636,6 +683,31 @@ impl Engine {
             }
             None => return,
         };
+        let limits = self.cfg.admission;
+        if limits.calls_per_pool > 0 || (limits.calls_per_trunk > 0 && !outbound) {
+            // An outbound call's trunks are checked as each is tried (a full one is skipped).
+            let on_pool = if limits.calls_per_pool > 0 {
+                self.calls_on_pool(&pool)
+            } else {
+                0
+            };
+            let trunk = (!outbound)
+                .then(|| targets.first().map(|t| t.trunk.clone()))
+                .flatten();
+            let on_trunk = match (&trunk, limits.calls_per_trunk) {
+                (Some(t), n) if n > 0 => self.calls_on_trunk(t, None),
+                _ => 0,
+            };
+            if let Some(why) = admission::refuse_by_count(
+                &limits,
+                &pool,
+                on_pool,
+                trunk.as_deref().map(|t| (t, on_trunk)),
+            ) {
+                self.refuse_call(&key, &m, &why, out, now);
+                return;
+            }
+        }
         let a_side = if outbound { Side::Pool } else { Side::Gateway };
         // The caller's leg's session timer (RFC 4028 §9), refused before anything is created.
         let timer_on = a_side == Side::Pool || targets.first().is_some_and(|t| t.session_timer);
@@ -2392,6 +2464,20 @@ impl Engine {
         out
     }
 
+    /// Every (listening address, transport, peer IP) a configured peer may reach Mediator on
+    /// under `topo` and the DNS answers in use: the transports refuse a TCP or TLS connection
+    /// from anywhere else before reading from it.
+    pub fn peer_addresses(
+        &self,
+        topo: &Topology,
+    ) -> HashSet<(
+        std::net::SocketAddr,
+        mediator_sip::Transport,
+        std::net::IpAddr,
+    )> {
+        routing::peer_addresses(topo, &self.dns)
+    }
+
     /// The DNS answers in use, by query.
     pub fn resolutions(&self) -> Vec<(dns::Query, dns::Resolution)> {
         let mut v: Vec<_> = self
@@ -2694,6 +2780,7 @@ fn warning(why: &str) -> String {
     format!("399 mediator \"{text}\"")
 }
 
+pub(crate) mod admission;
 mod call;
 mod crypto;
 mod fork;

@@ -20,6 +20,7 @@ pub mod media;
 pub mod sdes;
 pub mod sdp;
 
+pub use engine::admission::Limits as AdmissionLimits;
 pub use engine::{Config, EndRefused, Engine, MAX_SE, MIN_SE_FLOOR};
 pub use mediator_sip::{Peer, Transport};
 

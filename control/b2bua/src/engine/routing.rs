@@ -186,6 +186,45 @@ pub(super) fn identify(topo: &Topology, dns: &Dns, from: &Peer) -> Option<Origin
     None
 }
 
+/// Every (listening address, transport, peer IP) on which a configured peer may reach Mediator:
+/// each pool's Front End next hop on the pool-side address, each trunk's gateway on its port —
+/// the IP literal, or every address the name last resolved to. What [`identify`] accepts, as a
+/// set the transports can check a connection against before reading a byte of it.
+pub(super) fn peer_addresses(
+    topo: &Topology,
+    dns: &Dns,
+) -> HashSet<(SocketAddr, Transport, IpAddr)> {
+    let mut out = HashSet::new();
+    let mut add = |local: SocketAddr, transport: Transport, host: &str| match host.parse::<IpAddr>()
+    {
+        Ok(ip) => {
+            out.insert((local, transport, ip));
+        }
+        Err(_) => {
+            for ip in host_ips(dns, host, transport) {
+                out.insert((local, transport, ip));
+            }
+        }
+    };
+    for p in topo.pools.values().map(|p| &p.value) {
+        add(
+            p.pool_side_listen,
+            sip_transport(p.next_hop.transport),
+            &p.next_hop.host,
+        );
+    }
+    for t in topo.trunks.values().map(|t| &t.value) {
+        if let Some(p) = topo.pools.get(&t.pool).map(|p| &p.value) {
+            add(
+                SocketAddr::new(p.gateway_side_address, t.pool_port),
+                sip_transport(t.transport),
+                &t.gateway,
+            );
+        }
+    }
+    out
+}
+
 /// Whether `ip` is `host`: the same IP literal, or an address `host` resolved to for
 /// `transport` (whatever the port: a peer sends from the address it listens on, rarely from the
 /// port).
@@ -668,6 +707,33 @@ impl Engine {
             return;
         };
         call.next_target += 1;
+        let limit = self.cfg.admission.calls_per_trunk;
+        if limit > 0 && call.outbound {
+            // A trunk at its limit of concurrent calls is skipped like one that answered 503.
+            let (trunk, label) = (call.targets[i].trunk.clone(), call.targets[i].label());
+            let on_trunk = self.calls_on_trunk(&trunk, Some(id));
+            if on_trunk >= limit {
+                tracing::info!(
+                    call = id,
+                    trunk,
+                    on_trunk,
+                    "trunk at its call limit (max_calls_per_trunk): skipped"
+                );
+                if let Some(call) = self.calls.get_mut(&id) {
+                    call.tried.push((label, 503));
+                    call.last.get_or_insert((
+                        503,
+                        format!(
+                            "trunk {trunk} has {on_trunk} calls, its limit (max_calls_per_trunk)"
+                        ),
+                    ));
+                }
+                return self.next_attempt(id, out, now);
+            }
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
         call.current = Some(i);
         // Each trunk is asked Mediator's own session interval first.
         call.b_se = self.cfg.session_expires;

@@ -384,6 +384,106 @@ fn the_ring_limit_is_a_trunk_setting_and_fails_over_like_a_timeout() {
     );
 }
 
+/// Admission: a peer over its call rate, a pool at its limit, and a trunk at its limit (an
+/// outbound call skips it for the route's next trunk).
+#[test]
+fn admission_refuses_with_retry_after_or_skips_a_full_trunk() {
+    let mut r = Run::new("adm-rate");
+    r.e = Engine::new(Config {
+        admission: crate::AdmissionLimits {
+            calls_per_second_per_peer: 2,
+            ..Default::default()
+        },
+        ..Config::default()
+    });
+    let refused: Vec<bool> = (0..5)
+        .map(|i| {
+            let a = r.msg(&invite("+14255550100", &format!("rate{i}")), fe());
+            statuses(&sent_to(&a, fe())).contains(&503)
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [false, false, false, false, true],
+        "a burst of 4, then 503"
+    );
+    let a = r.msg(&invite("+14255550100", "rate5"), fe());
+    let sent = sent_to(&a, fe());
+    let refused = sent
+        .iter()
+        .find(|m| statuses(std::slice::from_ref(*m)) == [503])
+        .expect("503");
+    assert_eq!(refused.header("retry-after").as_deref(), Some("5"));
+    assert!(
+        refused
+            .header("warning")
+            .is_some_and(|w| w.contains("calls_per_second_per_peer")),
+        "{refused:?}"
+    );
+    assert_eq!(r.e.calls_refused(), 2);
+    r.now += Duration::from_secs(1);
+    let a = r.msg(&invite("+14255550100", "rate6"), fe());
+    assert!(
+        !statuses(&sent_to(&a, fe())).contains(&503),
+        "two more a second later"
+    );
+
+    let mut r = Run::new("adm-pool");
+    r.e = Engine::new(Config {
+        admission: crate::AdmissionLimits {
+            calls_per_pool: 1,
+            ..Default::default()
+        },
+        ..Config::default()
+    });
+    r.msg(&invite("+14255550100", "pool1"), fe());
+    let a = r.msg(&invite("+14255550100", "pool2"), fe());
+    let sent = sent_to(&a, fe());
+    let refused = sent
+        .iter()
+        .find(|m| statuses(std::slice::from_ref(*m)) == [503])
+        .expect("503");
+    assert!(
+        refused
+            .header("warning")
+            .is_some_and(|w| w.contains("max_calls_per_pool"))
+    );
+
+    let mut r = Run::new("adm-trunk");
+    r.e = Engine::new(Config {
+        admission: crate::AdmissionLimits {
+            calls_per_trunk: 1,
+            ..Default::default()
+        },
+        ..Config::default()
+    });
+    let a = r.msg(&invite("+16665550100", "trunk1"), fe());
+    let first = media_call(&a);
+    let a = r.created(first);
+    assert_eq!(
+        requests(&sent_to(&a, gw(5064, 5064))).len(),
+        1,
+        "the route's first trunk"
+    );
+    let a = r.msg(&invite("+16665550101", "trunk2"), fe());
+    let second = media_call(&a);
+    let a = r.answered(second, "s2", 30004, 30006);
+    assert!(
+        sent_to(&a, gw(5064, 5064)).is_empty(),
+        "the first trunk has its one call"
+    );
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    assert_eq!(inv.method(), Some("INVITE"), "the route's next trunk");
+    let a = r.msg(&respond(&inv, 486, "t2", None), gw(5060, 5060));
+    assert_eq!(
+        ended(&a).expect("record").attempts,
+        vec![
+            ("gw-silent".to_string(), 503),
+            ("198.18.2.2".to_string(), 486)
+        ]
+    );
+}
+
 #[test]
 fn an_invite_the_transport_could_not_deliver_fails_over_at_once_as_a_503() {
     let mut r = Run::new("transport");
