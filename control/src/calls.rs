@@ -535,6 +535,10 @@ impl Runtime {
         // Before any listener binds: who may connect over TCP and TLS.
         self.transports
             .set_peers(self.engine.peer_addresses(&topology));
+        // Once a second, not per message: the figures are the gate's, read under its lock.
+        self.handle
+            .metrics
+            .connections(self.transports.gate.counts());
         self.publish_health();
         let names = mediator_b2bua::dns::wanted(&topology);
         let changed = self.dns_wanted.send_if_modified(|w| {
@@ -610,9 +614,7 @@ impl Runtime {
             self.engine.refused_counts(),
             self.engine.calls_refused(),
         );
-        self.handle
-            .metrics
-            .connections(self.transports.gate.counts());
+
         let mut health_changed = false;
         for a in actions {
             match a {

@@ -82,15 +82,7 @@ impl Prometheus {
     }
 
     fn get(&self, path: &str) -> Option<String> {
-        let (web, path) = (self.web.clone(), path.to_string());
-        in_netns(&self.ns, move || {
-            let mut s = std::net::TcpStream::connect(&web).ok()?;
-            s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-            write!(s, "GET {path} HTTP/1.0\r\nHost: {web}\r\n\r\n").ok()?;
-            let mut out = String::new();
-            s.read_to_string(&mut out).ok()?;
-            out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
-        })
+        http_get(&self.ns, &self.web, path)
     }
 
     /// The log of the Prometheus process.
@@ -121,11 +113,16 @@ fn encode(s: &str) -> String {
 
 /// One scrape of `addr`'s `/metrics` from inside namespace `ns`: the body (None on failure).
 pub fn scrape(ns: &str, addr: &str) -> Option<String> {
-    let addr = addr.to_string();
+    http_get(ns, addr, "/metrics")
+}
+
+/// The body of `GET path` (HTTP/1.0) to `addr` from inside namespace `ns` (None on failure).
+fn http_get(ns: &str, addr: &str, path: &str) -> Option<String> {
+    let (addr, path) = (addr.to_string(), path.to_string());
     in_netns(ns, move || {
         let mut s = std::net::TcpStream::connect(&addr).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
         out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
