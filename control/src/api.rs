@@ -255,6 +255,7 @@ impl TopologyService for Api {
                 "gateway_side_address",
                 "next_hop",
                 "media_encryption",
+                "draining",
             ],
         )?;
         let item = self
@@ -288,6 +289,7 @@ impl TopologyService for Api {
                             cur.media_encryption =
                                 media_encryption_from_pb("media_encryption", p.media_encryption)?
                         }
+                        "draining" => cur.draining = p.draining,
                         _ => {
                             let hop = p
                                 .next_hop

@@ -30,6 +30,11 @@ const RECONCILE: Duration = Duration::from_secs(1);
 const MEDIA_TIMEOUT: Duration = Duration::from_secs(2);
 /// Trunk state changes held for a slow watcher before it is told it missed some.
 const HEALTH_EVENTS: usize = 256;
+/// How often a graceful stop looks at the calls still in progress.
+const STOP_POLL: Duration = Duration::from_millis(500);
+/// How long a graceful stop waits for one call it ends at its deadline (BYE answered, sessions
+/// deleted).
+const STOP_END: Duration = Duration::from_secs(5);
 
 /// Every probed trunk's health by trunk name, as of the runtime's last look (at most a second
 /// old; at once after a change).
@@ -52,6 +57,8 @@ enum Cmd {
     Sessions(oneshot::Sender<std::collections::HashSet<(String, String)>>),
     /// The resolver's answer for a name the topology uses.
     Dns(Query, Resolution),
+    /// A graceful stop has begun: refuse new calls on every pool.
+    StopAccepting,
     /// Ends a call; answered with its record once its sessions are deleted.
     End(
         CallId,
@@ -193,6 +200,53 @@ impl CallHandle {
             return Err(EndRefused::NotInProgress);
         }
         rx.await.unwrap_or(Err(EndRefused::NotInProgress))
+    }
+
+    /// A graceful stop (SIGTERM): new calls are refused on every pool (503 with Retry-After, so
+    /// Front Ends and gateways fail over) while the calls in progress go on, for up to
+    /// `deadline`; those still up then are ended (BYE on both legs, their sessions deleted).
+    /// Returns how many had to be ended.
+    pub async fn stop(&self, deadline: Duration) -> usize {
+        if self.cmd.send(Cmd::StopAccepting).await.is_err() {
+            return 0;
+        }
+        let until = Instant::now() + deadline;
+        let mut said = None;
+        let left = loop {
+            let calls = self.list().await;
+            if calls.is_empty() {
+                return 0;
+            }
+            let now = Instant::now();
+            if now >= until {
+                break calls;
+            }
+            if said != Some(calls.len()) {
+                tracing::info!(
+                    calls = calls.len(),
+                    left_secs = (until - now).as_secs(),
+                    "stopping: new calls refused, waiting for the calls in progress to end"
+                );
+                said = Some(calls.len());
+            }
+            tokio::time::sleep((until - now).min(STOP_POLL)).await;
+        };
+        tracing::warn!(
+            calls = left.len(),
+            "stop deadline reached: ending the calls still in progress"
+        );
+        let mut ends = tokio::task::JoinSet::new();
+        for c in &left {
+            let handle = self.clone();
+            let id = c.info.id;
+            ends.spawn(async move {
+                let reason = "Mediator stopped (stop_deadline_secs reached)".to_string();
+                // Bounded: a peer that never answers the BYE does not hold the stop up.
+                tokio::time::timeout(STOP_END, handle.end(id, reason)).await
+            });
+        }
+        while ends.join_next().await.is_some() {}
+        left.len()
     }
 
     /// Ended calls, newest first.
@@ -372,6 +426,7 @@ pub fn start_with(
         },
         options,
         dns_wanted,
+        stopping: false,
     };
     tokio::spawn(rt.run(cmd_rx, in_rx));
     handle
@@ -394,6 +449,8 @@ struct Runtime {
     options: Options,
     /// The names the topology uses, for the resolver task.
     dns_wanted: tokio::sync::watch::Sender<BTreeSet<Query>>,
+    /// A graceful stop has begun (no new calls on any pool).
+    stopping: bool,
 }
 
 impl Runtime {
@@ -481,6 +538,10 @@ impl Runtime {
                 self.publish_dns();
                 self.publish_health();
             }
+            Cmd::StopAccepting => {
+                self.stopping = true;
+                self.engine.stop_accepting();
+            }
             Cmd::End(id, reason, tx) => match self.engine.end_call(id, &reason, now) {
                 Ok(actions) => {
                     self.end_waiters.insert(id, tx);
@@ -539,6 +600,14 @@ impl Runtime {
         self.handle
             .metrics
             .connections(self.transports.gate.counts());
+        let stopping = self.stopping;
+        self.handle.metrics.pools(
+            self.engine
+                .calls_by_pool(&topology)
+                .into_iter()
+                .map(|(pool, calls, draining)| (pool, calls, draining || stopping))
+                .collect(),
+        );
         self.publish_health();
         let names = mediator_b2bua::dns::wanted(&topology);
         let changed = self.dns_wanted.send_if_modified(|w| {
@@ -612,7 +681,10 @@ impl Runtime {
             self.engine.active_calls(),
             self.engine.transactions(),
             self.engine.refused_counts(),
-            self.engine.calls_refused(),
+            (
+                self.engine.calls_refused(),
+                self.engine.calls_refused_draining(),
+            ),
         );
 
         let mut health_changed = false;

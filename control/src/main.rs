@@ -75,6 +75,11 @@ struct Args {
     /// lease, sessions are kept until deleted).
     #[arg(long, env = "MEDIATOR_RELAY_LEASE_SECS")]
     relay_lease_secs: Option<u32>,
+    /// On SIGTERM, seconds to wait for calls in progress to end (new calls get 503 meanwhile)
+    /// before ending the rest with BYE and exiting (0-86400; 0: end them at once). A second
+    /// SIGTERM or Ctrl-C stops at once.
+    #[arg(long, env = "MEDIATOR_STOP_DEADLINE_SECS")]
+    stop_deadline_secs: Option<u32>,
     /// The session interval asked of and offered to peers with session timers (RFC 4028
     /// Session-Expires), seconds.
     #[arg(long, env = "MEDIATOR_SESSION_EXPIRES_SECS")]
@@ -134,6 +139,7 @@ struct FileConfig {
     hold_timeout_secs: Option<u32>,
     media_timeout_ends_calls: Option<bool>,
     relay_lease_secs: Option<u32>,
+    stop_deadline_secs: Option<u32>,
     session_expires_secs: Option<u32>,
     min_se_secs: Option<u32>,
     rtcp_timeout_secs: Option<u32>,
@@ -156,6 +162,7 @@ struct Config {
     hold_timeout_secs: u32,
     media_timeout_ends_calls: bool,
     relay_lease_secs: u32,
+    stop_deadline_secs: u32,
     session_expires_secs: u32,
     min_se_secs: u32,
     rtcp_timeout_secs: u32,
@@ -228,6 +235,10 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
             .relay_lease_secs
             .or(file.relay_lease_secs)
             .unwrap_or(60),
+        stop_deadline_secs: args
+            .stop_deadline_secs
+            .or(file.stop_deadline_secs)
+            .unwrap_or(60),
         session_expires_secs: args
             .session_expires_secs
             .or(file.session_expires_secs)
@@ -288,6 +299,12 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
         anyhow::bail!(
             "relay_lease_secs: {} is outside 5-86400 (0: no lease)",
             cfg.relay_lease_secs
+        );
+    }
+    if cfg.stop_deadline_secs > 86_400 {
+        anyhow::bail!(
+            "stop_deadline_secs: {} is over 86400",
+            cfg.stop_deadline_secs
         );
     }
     if cfg.max_calls == 0 {
@@ -466,6 +483,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("grpc_listen: cannot listen on {}", cfg.grpc_listen))?;
         tracing::info!(listen = %cfg.grpc_listen, data_dir = %cfg.data_dir.display(), "serving mediator.control.v1");
+        let stopping = calls.clone();
         tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
@@ -482,20 +500,35 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             )
             // No Nagle: a response's frames leave at once instead of waiting for the peer's
             // delayed ACK (40 ms a request).
-            .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), async {
-                // SIGTERM or Ctrl-C; every acknowledged write is already durable.
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(mut term) => tokio::select! {
-                        _ = term.recv() => {}
-                        _ = tokio::signal::ctrl_c() => {}
-                    },
-                    Err(_) => {
-                        let _ = tokio::signal::ctrl_c().await;
+            .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), async move {
+                // SIGTERM or Ctrl-C: a graceful stop (the API keeps answering meanwhile); a
+                // second one stops at once. Every acknowledged topology write is already durable.
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                stop_signal(&mut term).await;
+                let deadline = std::time::Duration::from_secs(u64::from(cfg.stop_deadline_secs));
+                tracing::info!(deadline_secs = cfg.stop_deadline_secs, "graceful stop: new calls refused on every pool");
+                tokio::select! {
+                    ended = stopping.stop(deadline) => {
+                        tracing::info!(ended_at_deadline = ended, "graceful stop: no call left");
                     }
+                    _ = stop_signal(&mut term) => tracing::warn!("stopping at once (second signal): calls in progress are left to the relays' lease"),
                 }
             })
             .await
             .context("gRPC server")?;
         Ok::<_, anyhow::Error>(())
     })
+}
+
+/// SIGTERM or Ctrl-C (Ctrl-C alone where SIGTERM cannot be followed).
+async fn stop_signal(term: &mut Option<tokio::signal::unix::Signal>) {
+    match term {
+        Some(t) => tokio::select! {
+            _ = t.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        },
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

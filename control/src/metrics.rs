@@ -35,6 +35,10 @@ pub struct Metrics {
     tcp_held: Gauge,
     tcp_refused: AtomicU64,
     calls_refused: AtomicU64,
+    calls_refused_draining: AtomicU64,
+    /// Each pool's calls in progress and whether it refuses new calls (draining, or the daemon
+    /// stopping), published once a second.
+    pools: std::sync::Mutex<Vec<(String, usize, bool)>>,
 }
 
 /// The SIP methods counted by name; any other is `other`.
@@ -139,6 +143,13 @@ impl Metrics {
         }
     }
 
+    /// Each pool's calls in progress and whether it takes new calls.
+    pub fn pools(&self, pools: Vec<(String, usize, bool)>) {
+        if let Ok(mut p) = self.pools.lock() {
+            *p = pools;
+        }
+    }
+
     /// Accepted TCP/TLS connections held, and refused since start.
     pub fn connections(&self, (held, refused): (usize, u64)) {
         self.tcp_held.set(held as i64);
@@ -152,9 +163,11 @@ impl Metrics {
         active: usize,
         transactions: usize,
         refused: (u64, u64),
-        calls_refused: u64,
+        (calls_refused, draining): (u64, u64),
     ) {
         self.calls_refused.store(calls_refused, Ordering::Relaxed);
+        self.calls_refused_draining
+            .store(draining, Ordering::Relaxed);
         self.active.set(active as i64);
         self.transactions.set(transactions as i64);
         self.strangers.store(refused.0, Ordering::Relaxed);
@@ -198,8 +211,36 @@ impl Collector for Scraped {
         counter(
             &mut enc,
             "mediator_calls_refused",
-            "New calls refused by admission (a pool's or trunk's limit, a peer's call rate)",
-            &[(Vec::new(), m.calls_refused.load(Ordering::Relaxed))],
+            "New calls refused with 503 and Retry-After, by reason (admission: a pool's or trunk's limit, a peer's call rate; draining: the pool drains or the daemon stops)",
+            &[
+                (
+                    labels([("reason", "admission".into())]),
+                    m.calls_refused.load(Ordering::Relaxed),
+                ),
+                (
+                    labels([("reason", "draining".into())]),
+                    m.calls_refused_draining.load(Ordering::Relaxed),
+                ),
+            ],
+        )?;
+        let pools = m.pools.lock().map(|p| p.clone()).unwrap_or_default();
+        let by_pool = |f: fn(&(String, usize, bool)) -> i64| -> Vec<(Labels, i64)> {
+            pools
+                .iter()
+                .map(|p| (labels([("pool", p.0.clone())]), f(p)))
+                .collect()
+        };
+        gauge(
+            &mut enc,
+            "mediator_pool_calls_active",
+            "Calls in progress, by pool",
+            &by_pool(|p| p.1 as i64),
+        )?;
+        gauge(
+            &mut enc,
+            "mediator_pool_draining",
+            "1 while the pool refuses new calls (drained, or the daemon stopping gracefully)",
+            &by_pool(|p| i64::from(p.2)),
         )?;
         counter(
             &mut enc,

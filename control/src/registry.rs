@@ -146,7 +146,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mediator_topology::model::{GatewayKind, Transport};
+    use mediator_topology::model::{GatewayKind, Pool, Transport};
     use mediator_topology::testing::{pool, trunk};
 
     fn registry(tag: &str) -> (Registry, std::path::PathBuf) {
@@ -364,9 +364,26 @@ mod tests {
                 .values()
                 .all(|x| x.value.pool == "pool2.contoso.com")
         }));
+        assert!(
+            r.read(|t| t.pools["pool1.contoso.com"].value.draining),
+            "the pool every trunk left drains"
+        );
+        let refused = r
+            .move_trunks(Some("gw1-5068"), None, "pool1.contoso.com", Some(6000))
+            .expect_err("onto a draining pool");
+        assert!(refused.to_string().contains("draining"), "{refused}");
+        r.update::<Pool>("pool1.contoso.com", 0, |p| {
+            p.draining = false;
+            Ok(())
+        })
+        .expect("resume");
         let m2 = r
             .move_trunks(Some("gw1-5068"), None, "pool1.contoso.com", Some(6000))
             .expect("move one");
+        assert!(
+            !r.read(|t| t.pools["pool2.contoso.com"].value.draining),
+            "a pool that keeps trunks does not drain"
+        );
         assert_eq!((m2.id, m2.from_pool.as_str()), (2, "pool2.contoso.com"));
         assert!(
             r.move_trunks(Some("gw1-5068"), None, "pool1.contoso.com", None)

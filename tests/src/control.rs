@@ -118,6 +118,16 @@ impl Control {
         self.proc.restart()
     }
 
+    /// SIGTERM (a graceful stop) without waiting.
+    pub fn signal_term(&self) {
+        self.proc.signal_term();
+    }
+
+    /// `Some(status)` once the daemon has exited by itself.
+    pub fn exited(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        self.proc.exited()
+    }
+
     pub fn log(&self) -> String {
         self.proc.log()
     }

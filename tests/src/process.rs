@@ -100,12 +100,18 @@ impl Process {
 
     /// SIGTERM and wait: a graceful stop.
     pub fn terminate(&mut self) -> Option<ExitStatus> {
-        let mut c = self.child.take()?;
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(c.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        c.wait().ok()
+        self.signal_term();
+        self.child.take()?.wait().ok()
+    }
+
+    /// SIGTERM without waiting (see [`Self::exited`]).
+    pub fn signal_term(&self) {
+        if let Some(c) = &self.child {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
     }
 
     /// Killed (as in a crash) and started again with the same arguments.

@@ -29,6 +29,7 @@ fn pool(name: &str, site: &str) -> pb::Pool {
         }),
         // Unspecified: the default, required.
         media_encryption: 0,
+        draining: false,
         meta: None,
         next_hop_resolved: Vec::new(),
     }

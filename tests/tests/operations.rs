@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use mediator_tests::calls::CallLab;
-use mediator_tests::lab::{GW_PEER, GW_RELAY, in_netns, privileged};
+use mediator_tests::lab::{GW_PEER, GW_RELAY, POOL_PEER, POOL_RELAY, in_netns, privileged};
 use mediator_tests::prometheus::{Prometheus, scrape};
-use mediator_tests::sipp::Uas;
+use mediator_tests::sipp::{Uac, Uas};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_scrapes_calls_and_packets_from_both_daemons() {
@@ -197,4 +197,169 @@ async fn tcp_connections_are_bounded_and_strangers_refused_at_accept() {
         0.0,
         "all given back"
     );
+}
+
+/// Waits (at most 10 s) until `n` calls are confirmed.
+async fn confirmed(lab: &CallLab, n: usize) {
+    for _ in 0..100 {
+        let up = lab.active().await.expect("calls");
+        if up.iter().filter(|c| c.state == "confirmed").count() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{n} calls were not up in time:\n{}", lab.log());
+}
+
+/// Draining a pool during calls: new calls get 503 with Retry-After while the calls in progress
+/// complete, `pool drain --wait` returns when the last has ended, the metrics show it, and
+/// `pool resume` takes calls again. Then a graceful stop (SIGTERM) during calls: new calls are
+/// refused while a short call completes on its own, the call still up at the deadline is ended
+/// with a BYE to both sides, and the daemon exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_and_graceful_stop_keep_calls_in_progress() {
+    if !privileged("drain_and_graceful_stop_keep_calls_in_progress") {
+        return;
+    }
+    const POOL: &str = "pool.lab.mediator";
+    let metrics = "127.0.0.1:9303";
+    let mut lab = CallLab::build(
+        "drain",
+        &["30000-30999"],
+        &["--metrics-listen", metrics, "--stop-deadline-secs", "6"],
+    )
+    .await
+    .expect("call lab");
+    let ns = lab.lab.relay.name.clone();
+    let gw = Uas::start(&lab.lab.gw.name, GW_PEER, 5060, &[]).expect("gateway uas");
+    let target = format!("{POOL_RELAY}:5060");
+    let long = |calls: u32, pause_ms: &str| {
+        Uac::start(
+            &lab.lab.pool.name,
+            POOL_PEER,
+            &target,
+            calls,
+            10,
+            Duration::from_secs(40),
+            &["-s", "+14255550100", "-sn", "uac", "-d", pause_ms],
+        )
+        .expect("uac")
+    };
+
+    let callers = long(4, "5000");
+    confirmed(&lab, 4).await;
+    let (code, text) = lab.ctl(&["pool", "drain", POOL]).expect("mediatorctl");
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("draining") && text.contains("yes"), "{text}");
+    let refused = lab
+        .from_pool("+14255550100", 1, &["-sn", "uac"])
+        .expect("uac");
+    assert_eq!((refused.successful, refused.failed), (0, 1), "{refused:?}");
+    // The pools' figures are published once a second.
+    let lines = [
+        format!("mediator_pool_draining{{pool=\"{POOL}\"}} 1"),
+        format!("mediator_pool_calls_active{{pool=\"{POOL}\"}} 4"),
+        "mediator_calls_refused_total{reason=\"draining\"} 1".to_string(),
+    ];
+    let mut text = String::new();
+    for _ in 0..30 {
+        text = scrape(&ns, metrics).expect("scrape");
+        if lines.iter().all(|l| text.contains(l)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for line in &lines {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+    let (code, text) = lab
+        .ctl(&["pool", "drain", POOL, "--wait", "30"])
+        .expect("mediatorctl");
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains(&format!("pool {POOL} drained")), "{text}");
+    let run = callers.wait().expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (4, 0),
+        "the calls in progress completed: {run:?}"
+    );
+    let (code, text) = lab.ctl(&["pool", "resume", POOL]).expect("mediatorctl");
+    assert_eq!(code, 0, "{text}");
+    let run = lab
+        .from_pool("+14255550100", 1, &["-sn", "uac"])
+        .expect("uac");
+    assert_eq!((run.successful, run.failed), (1, 0), "resumed: {run:?}");
+
+    // A graceful stop: one call ends by itself within the deadline, one would never end.
+    let short = long(1, "2000");
+    let waiting = Uac::start(
+        &lab.lab.pool.name,
+        POOL_PEER,
+        &target,
+        1,
+        10,
+        Duration::from_secs(40),
+        &[
+            "-s",
+            "+14255550100",
+            "-sf",
+            &mediator_tests::calls::scenario("uac_wait_bye"),
+        ],
+    )
+    .expect("uac");
+    confirmed(&lab, 2).await;
+    let stopped_at = std::time::Instant::now();
+    lab.control.signal_term();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = lab
+        .from_pool("+14255550100", 1, &["-sn", "uac"])
+        .expect("uac");
+    assert_eq!(
+        (refused.successful, refused.failed),
+        (0, 1),
+        "no new call while stopping: {refused:?}"
+    );
+    let run = short.wait().expect("uac");
+    assert_eq!((run.successful, run.failed), (1, 0), "{run:?}");
+    let run = waiting.wait().expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "the caller got Mediator's BYE at the deadline: {run:?}"
+    );
+    let status = loop {
+        if let Some(s) = lab.control.exited().expect("wait") {
+            break s;
+        }
+        assert!(
+            stopped_at.elapsed() < Duration::from_secs(20),
+            "mediator-control did not stop:\n{}",
+            lab.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status:?}\n{}", lab.log());
+    let waited = stopped_at.elapsed();
+    assert!(
+        waited >= Duration::from_secs(5),
+        "it waited for the deadline: {waited:?}"
+    );
+    let log = lab.log();
+    assert!(
+        log.contains("stop deadline reached") && log.contains("no call left"),
+        "{log}"
+    );
+    assert!(
+        gw.messages().matches("BYE sip:").count() >= 7,
+        "every call's BYE reached the gateway, the last one Mediator's"
+    );
+    // Every session was deleted with its call.
+    let mut relay = lab.dataplane.client().await.expect("relay");
+    let left = relay
+        .list_sessions(mediator_proto::dataplane::v1::ListSessionsRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .sessions;
+    assert!(left.is_empty(), "{left:?}");
 }

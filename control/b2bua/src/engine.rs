@@ -204,6 +204,10 @@ pub struct Engine {
     rates: admission::Rates,
     /// Calls refused by admission since start.
     refused_calls: u64,
+    /// Calls refused since start because their pool was draining or the daemon stopping.
+    refused_draining: u64,
+    /// The daemon is stopping gracefully: every pool refuses new calls as if draining.
+    stopping: bool,
 }
 
 /// DNS answers by query.
@@ -236,12 +240,51 @@ impl Engine {
             malformed: 0,
             rates: admission::Rates::default(),
             refused_calls: 0,
+            refused_draining: 0,
+            stopping: false,
         }
     }
 
     /// New calls refused since start by admission (a pool's or trunk's limit, a peer's rate).
     pub fn calls_refused(&self) -> u64 {
         self.refused_calls
+    }
+
+    /// New calls refused since start because their pool drained or the daemon was stopping.
+    pub fn calls_refused_draining(&self) -> u64 {
+        self.refused_draining
+    }
+
+    /// A graceful stop: from now on every pool refuses new calls (503 with Retry-After, and
+    /// out-of-dialog OPTIONS the same, RFC 3261 §11.2) while calls in progress continue.
+    pub fn stop_accepting(&mut self) {
+        self.stopping = true;
+    }
+
+    /// Calls in progress by pool (every pool of `topo`, with 0 for those without calls).
+    pub fn calls_by_pool(&self, topo: &Topology) -> Vec<(String, usize, bool)> {
+        let mut n: HashMap<&str, usize> = HashMap::new();
+        for c in self.calls.values() {
+            *n.entry(c.pool.as_str()).or_default() += 1;
+        }
+        topo.pools
+            .values()
+            .map(|p| {
+                let p = &p.value;
+                let calls = n.get(p.name.as_str()).copied().unwrap_or(0);
+                (p.name.clone(), calls, p.draining)
+            })
+            .collect()
+    }
+
+    /// Why new calls for `pool` are refused now: the pool drains or the daemon stops.
+    fn draining(&self, topo: &Topology, pool: &str) -> Option<String> {
+        if self.stopping {
+            return Some("Mediator is stopping (graceful stop); calls in progress continue".into());
+        }
+        topo.get::<mediator_topology::model::Pool>(pool)
+            .is_ok_and(|p| p.value.draining)
+            .then(|| format!("pool {pool} is draining; calls in progress continue"))
     }
 
     /// Calls in progress on `pool`.
@@ -517,6 +560,24 @@ impl Engine {
             "INVITE" => self.invite(key, from, m, out, topo, now),
             "CANCEL" => self.cancel(key, m, out, now),
             "OPTIONS" => {
+                // Answered as an INVITE would be (RFC 3261 §11.2): a draining pool says 503,
+                // so peers that probe with OPTIONS take it out of their rotation.
+                let pool = match identify(topo, &self.dns, &from) {
+                    Some(Origin::Pool { pool }) | Some(Origin::Gateway { pool, .. }) => Some(pool),
+                    None => None,
+                };
+                if let Some(why) = pool.and_then(|p| self.draining(topo, &p)) {
+                    self.reply_with(
+                        &key,
+                        &m,
+                        503,
+                        &why,
+                        vec![admission::retry_after()],
+                        out,
+                        now,
+                    );
+                    return;
+                }
                 let bytes = build_response(
                     &m,
                     200,
@@ -683,6 +744,20 @@ impl Engine {
             }
             None => return,
         };
+        if let Some(why) = self.draining(topo, &pool) {
+            self.refused_draining += 1;
+            tracing::info!(why, "call refused: draining");
+            self.reply_with(
+                &key,
+                &m,
+                503,
+                &why,
+                vec![admission::retry_after()],
+                out,
+                now,
+            );
+            return;
+        }
         let limits = self.cfg.admission;
         if limits.calls_per_pool > 0 || (limits.calls_per_trunk > 0 && !outbound) {
             // An outbound call's trunks are checked as each is tried (a full one is skipped).

@@ -164,6 +164,8 @@ pub enum Failure {
     Output(String),
     /// The reader of stdout went away; nothing to report.
     ClosedOutput,
+    /// What was asked was done but what it waits for did not happen in time (exit 1).
+    Unfinished(String),
 }
 
 impl From<tonic::Status> for Failure {
@@ -305,6 +307,7 @@ fn report(failure: &Failure, url: &str) -> (Option<String>, u8) {
     match failure {
         Failure::Usage(m) => (Some(m.clone()), EX_USAGE),
         Failure::BadReply(m) => (Some(m.clone()), 1),
+        Failure::Unfinished(m) => (Some(m.clone()), 1),
         Failure::Output(m) => (Some(format!("cannot write the output: {m}")), EX_IOERR),
         Failure::ClosedOutput => (None, 0),
         Failure::Rpc(s) if timed_out(s) => (

@@ -7,12 +7,12 @@ use mediator_proto::control::v1 as pb;
 use mediator_topology::proto as convert;
 use serde_json::Value;
 
-use crate::output::{self, Show, bad_reply, host_port_text, joined, revision};
+use crate::output::{self, Show, bad_reply, emit_line, host_port_text, joined, revision};
 use crate::parse::{self, EncryptionArg, HostPort, TransportArg};
 use crate::resource::{
-    Help, NoMoreVerbs, PAGE_SIZE, Resource, RevisionArg, VerbHelp, field_mask, rpcs,
+    Help, MoreVerbs, PAGE_SIZE, Resource, RevisionArg, VerbHelp, field_mask, rpcs,
 };
-use crate::{Failure, usage_error};
+use crate::{Ctx, Failure, usage_error};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -20,7 +20,18 @@ Examples:
       --gateway-side-address 198.18.2.10 --next-hop fe1.contoso.com:5061
   mediatorctl pool set pool1.contoso.com --dataplane 198.18.1.20:7400 --dataplane 198.18.1.21:7400
   mediatorctl pool list --site redmond
+  mediatorctl pool drain pool1.contoso.com --wait 600
+  mediatorctl pool resume pool1.contoso.com
   mediatorctl pool remove pool1.contoso.com";
+
+const DRAIN_EXAMPLES: &str = "\
+Examples:
+  mediatorctl pool drain pool1.contoso.com
+  mediatorctl pool drain pool1.contoso.com --wait 600   # until its last call ends (or 600 s)";
+
+const RESUME_EXAMPLES: &str = "\
+Examples:
+  mediatorctl pool resume pool1.contoso.com";
 
 const ADD_EXAMPLES: &str = "\
 Examples:
@@ -77,7 +88,7 @@ impl Resource for Pools {
     type Add = PoolAdd;
     type Set = PoolSet;
     type Filter = PoolFilter;
-    type More = NoMoreVerbs;
+    type More = PoolVerbs;
     type CreateRequest = pb::CreatePoolRequest;
     type UpdateRequest = pb::UpdatePoolRequest;
     type ListRequest = pb::ListPoolsRequest;
@@ -96,6 +107,7 @@ impl Resource for Pools {
                     transport: a.next_hop_transport.pb(),
                 }),
                 media_encryption: a.media_encryption.pb(),
+                draining: false,
                 meta: None,
                 next_hop_resolved: Vec::new(),
             }),
@@ -189,6 +201,109 @@ impl Resource for Pools {
         update: update_pool,
         delete: delete_pool,
         list: list_pools => pools,
+    }
+}
+
+/// `pool drain` and `pool resume`.
+#[derive(clap::Subcommand, Debug)]
+pub enum PoolVerbs {
+    /// Stop new calls on the pool (503 with Retry-After, so Front Ends and gateways fail over;
+    /// OPTIONS answered the same); calls in progress continue.
+    #[command(after_help = DRAIN_EXAMPLES)]
+    Drain(DrainArgs),
+    /// Take new calls on a drained pool again.
+    #[command(after_help = RESUME_EXAMPLES)]
+    Resume {
+        /// The pool's FQDN.
+        name: String,
+        #[command(flatten)]
+        revision: RevisionArg,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct DrainArgs {
+    /// The pool's FQDN.
+    pub name: String,
+    /// Then wait until no call is left on the pool, at most this many seconds (exit 1 if calls
+    /// remain), printing the count as it falls.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub wait: Option<u64>,
+    #[command(flatten)]
+    pub revision: RevisionArg,
+}
+
+/// The update that sets or clears `name`'s draining flag (nothing else).
+pub fn draining_request(
+    name: &str,
+    draining: bool,
+    revision: &RevisionArg,
+) -> pb::UpdatePoolRequest {
+    pb::UpdatePoolRequest {
+        pool: Some(pb::Pool {
+            name: name.to_string(),
+            draining,
+            ..Default::default()
+        }),
+        update_mask: field_mask(&["draining"]),
+        expected_revision: revision.expected(),
+    }
+}
+
+impl MoreVerbs for PoolVerbs {
+    async fn run(self, ctx: &mut Ctx) -> Result<(), Failure> {
+        match self {
+            PoolVerbs::Drain(a) => {
+                let p = ctx
+                    .client
+                    .update_pool(draining_request(&a.name, true, &a.revision))
+                    .await?
+                    .into_inner();
+                output::print_one(ctx.out, &p)?;
+                match a.wait {
+                    Some(secs) => wait_drained(ctx, &a.name, secs).await,
+                    None => Ok(()),
+                }
+            }
+            PoolVerbs::Resume { name, revision } => {
+                let p = ctx
+                    .client
+                    .update_pool(draining_request(&name, false, &revision))
+                    .await?
+                    .into_inner();
+                output::print_one(ctx.out, &p)
+            }
+        }
+    }
+}
+
+/// Waits until `pool` has no call in progress, at most `secs`.
+async fn wait_drained(ctx: &mut Ctx, pool: &str, secs: u64) -> Result<(), Failure> {
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut said = None;
+    loop {
+        let calls = ctx
+            .calls
+            .list_calls(pb::ListCallsRequest {})
+            .await?
+            .into_inner()
+            .calls;
+        let left = calls.iter().filter(|c| c.pool == pool).count();
+        if left == 0 {
+            return emit_line(&format!("pool {pool} drained: no call in progress"));
+        }
+        if said != Some(left) {
+            if ctx.out == crate::output::Output::Table {
+                emit_line(&format!("{left} calls in progress on {pool}"))?;
+            }
+            said = Some(left);
+        }
+        if tokio::time::Instant::now() >= until {
+            return Err(Failure::Unfinished(format!(
+                "{left} calls still in progress on {pool} after {secs} s (it stays draining)"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 
@@ -286,6 +401,7 @@ impl Show for pb::Pool {
         "NEXT HOP",
         "ENCRYPTION",
         "DATAPLANES",
+        "DRAINING",
         "REVISION",
     ];
 
@@ -293,6 +409,9 @@ impl Show for pb::Pool {
         let pool = mediator_topology::model::Pool::try_from(self)
             .map_err(|e| bad_reply("pool", &self.name, e))?;
         let mut v = convert::view(&pool, self.meta.as_ref());
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("draining".into(), Value::Bool(self.draining));
+        }
         if let Some(obj) = v.as_object_mut()
             && !self.next_hop_resolved.is_empty()
         {
@@ -313,6 +432,7 @@ impl Show for pb::Pool {
             host_port_text(self.next_hop.as_ref()),
             encryption_text(self.media_encryption).to_string(),
             joined(&self.dataplanes),
+            yes_no(self.draining).into(),
             revision(self.meta.as_ref()),
         ]
     }
@@ -331,6 +451,7 @@ impl Show for pb::Pool {
                 "media encryption".into(),
                 encryption_text(self.media_encryption).to_string(),
             ),
+            ("draining".into(), yes_no(self.draining).into()),
         ];
         f.extend(output::resolution_fields(
             "next hop resolved",
@@ -346,6 +467,10 @@ impl Show for pb::Pool {
         f.extend(output::meta_fields(self.meta.as_ref()));
         f
     }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
 }
 
 /// The level's name as the topology document spells it.
@@ -462,6 +587,7 @@ mod tests {
                 transport: TransportArg::Tls.pb(),
             }),
             media_encryption: EncryptionArg::Supported.pb(),
+            draining: true,
             meta: Some(pb::Meta {
                 revision: 3,
                 ..Default::default()
@@ -474,10 +600,36 @@ mod tests {
         assert_eq!(p.row()[4], "fe1.contoso.com:5061 (tls)");
         assert_eq!(v["media_encryption"], "supported");
         assert_eq!(p.row()[5], "supported");
+        assert_eq!(v["draining"], true);
+        assert_eq!(p.row()[7], "yes");
+        assert!(p.fields().contains(&("draining".into(), "yes".into())));
         let bad = pb::Pool {
             pool_side_listen: "nonsense".into(),
             ..p
         };
         assert!(matches!(bad.json(), Err(Failure::BadReply(_))));
+    }
+
+    #[test]
+    fn drain_and_resume_change_only_the_draining_flag() {
+        let drain = match parse::<Pools>(&["drain", "pool1.contoso.com", "--wait", "60"]) {
+            Ok(Verb::More(PoolVerbs::Drain(a))) => a,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(drain.wait, Some(60));
+        let r = draining_request(&drain.name, true, &drain.revision);
+        assert_eq!(paths(&r), ["draining"]);
+        assert_eq!(r.expected_revision, 0);
+        let p = r.pool.unwrap_or_default();
+        assert!(p.draining && p.name == "pool1.contoso.com");
+        match parse::<Pools>(&["resume", "pool1.contoso.com", "--revision", "4"]) {
+            Ok(Verb::More(PoolVerbs::Resume { name, revision })) => {
+                let r = draining_request(&name, false, &revision);
+                assert_eq!(r.expected_revision, 4);
+                assert!(!r.pool.unwrap_or_default().draining);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse::<Pools>(&["drain", "pool1.contoso.com", "--wait", "0"]).is_err());
     }
 }

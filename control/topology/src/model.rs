@@ -125,6 +125,10 @@ pub struct Pool {
     /// SRTP toward the Front End pool (Lync's EncryptionLevel); `required` when absent.
     #[serde(default)]
     pub media_encryption: MediaEncryption,
+    /// Draining (`mediatorctl pool drain`): new calls on the pool are refused with 503 and
+    /// Retry-After so the Front End and gateways fail over; calls in progress continue.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -143,6 +143,7 @@ fn pool_from_pb(p: &pb::Pool) -> Result<Pool, FieldError> {
             transport: transport_from_pb("next_hop.transport", hop.transport)?,
         },
         media_encryption: media_encryption_from_pb("media_encryption", p.media_encryption)?,
+        draining: p.draining,
     };
     pool.validate()?;
     Ok(pool)
@@ -162,6 +163,7 @@ pub fn pool_to_pb(item: &Item<Pool>) -> pb::Pool {
             transport: transport_to_pb(p.next_hop.transport),
         }),
         media_encryption: media_encryption_to_pb(p.media_encryption),
+        draining: p.draining,
         meta: meta_to_pb(&item.meta),
         // Filled by the API from the resolver's cache, not stored.
         next_hop_resolved: Vec::new(),

@@ -33,6 +33,7 @@ pub fn pool(name: &str) -> Pool {
         // SRTP when the Front End offers it: the engine tests' peers send plain RTP unless a
         // test says otherwise.
         media_encryption: crate::model::MediaEncryption::Supported,
+        draining: false,
     }
 }
 

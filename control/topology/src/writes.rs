@@ -57,12 +57,16 @@ impl Topology {
         now: u64,
         ch: &mut Changes,
     ) -> Result<TrunkMove, TopologyError> {
-        self.get::<Pool>(to_pool).map_err(|_| {
-            TopologyError::Invalid(field_error(
-                "to_pool",
-                format!("pool '{to_pool}' does not exist"),
-            ))
-        })?;
+        let draining = self
+            .get::<Pool>(to_pool)
+            .map_err(|_| {
+                TopologyError::Invalid(field_error(
+                    "to_pool",
+                    format!("pool '{to_pool}' does not exist"),
+                ))
+            })?
+            .value
+            .draining;
         let (from, names): (String, Vec<String>) = match (trunk, from_pool) {
             (Some(name), None) => {
                 let tr = self.get::<Trunk>(name)?;
@@ -98,6 +102,13 @@ impl Topology {
             )
             .into());
         }
+        if draining {
+            return Err(TopologyError::Precondition {
+                what: format!(
+                    "pool '{to_pool}' is draining (it refuses new calls); resume it first"
+                ),
+            });
+        }
         for name in &names {
             self.update::<Trunk>(name, 0, now, ch, |tr| {
                 tr.pool = to_pool.to_string();
@@ -112,6 +123,14 @@ impl Topology {
                     format!("trunk '{name}' cannot move: {}: {}", f.field, f.reason),
                 )),
                 other => other,
+            })?;
+        }
+        if from_pool.is_some() {
+            // Every trunk left it: the old pool drains, so its Front End fails over at once
+            // (503 with Retry-After) while its calls in progress end where they are.
+            self.update::<Pool>(&from, 0, now, ch, |p| {
+                p.draining = true;
+                Ok(())
             })?;
         }
         let id = self.moves.iter().map(|m| m.id).max().unwrap_or(0) + 1;

@@ -384,6 +384,103 @@ fn the_ring_limit_is_a_trunk_setting_and_fails_over_like_a_timeout() {
     );
 }
 
+/// An OPTIONS from `peer` outside any dialog.
+fn options(call_id: &str, peer: &str) -> Vec<u8> {
+    format!(
+        "OPTIONS sip:mediator@198.18.1.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {peer};branch=z9hG4bK-opt-{call_id}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:probe@{peer}>;tag=o1\r\n\
+         To: <sip:mediator@198.18.1.1>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// The 503 among `ms`, with its Retry-After and Warning.
+fn refusal(ms: &[Message]) -> (Option<String>, String) {
+    let m = ms
+        .iter()
+        .find(|m| m.status() == Some(503))
+        .unwrap_or_else(|| panic!("a 503 among {:?}", statuses(ms)));
+    (
+        m.header("retry-after"),
+        m.header("warning").unwrap_or_default(),
+    )
+}
+
+/// A draining pool refuses new calls and answers OPTIONS 503 with Retry-After (RFC 3261
+/// §11.2: as an INVITE would be), while a call in progress goes on to its BYE; undrained, it
+/// takes calls again; a graceful stop refuses on every pool.
+#[test]
+fn a_draining_pool_refuses_new_calls_and_keeps_the_calls_in_progress() {
+    let mut r = Run::new("drain");
+    let a = r.msg(&invite("+14255550100", "d1"), fe());
+    let id = media_call(&a);
+    let a = r.created(id);
+    let inv = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    let a = r.msg(&respond(&inv, 200, "gw1", Some(ANSWER)), gw(5060, 5060));
+    let ok = sent_to(&a, fe())[0].clone();
+    r.msg(&fe_in_dialog("ACK", &ok, 7, "ack-d1"), fe());
+    let pool = r.e.calls(r.now)[0].pool.clone();
+    assert_eq!(r.e.calls_by_pool(&r.t), vec![(pool.clone(), 1, false)]);
+
+    if let Some(p) = r.t.pools.get_mut(&pool) {
+        p.value.draining = true;
+    }
+    let a = r.msg(&invite("+14255550100", "d2"), fe());
+    let (retry, warning) = refusal(&sent_to(&a, fe()));
+    assert_eq!(retry.as_deref(), Some("5"));
+    assert!(warning.contains("draining"), "{warning}");
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::CreateMedia { .. })),
+        "nothing is created for a refused call"
+    );
+    let a = r.msg(&options("o1", "198.18.1.2:5060"), fe());
+    assert_eq!(refusal(&sent_to(&a, fe())).0.as_deref(), Some("5"));
+    let a = r.msg(&options("o2", "198.18.2.2:5060"), gw(5060, 5060));
+    // (No Warning here: an error reply never outgrows a request this small.)
+    assert_eq!(
+        refusal(&sent_to(&a, gw(5060, 5060))).0.as_deref(),
+        Some("5"),
+        "a gateway of the pool's trunks is told the same"
+    );
+    assert_eq!(r.e.calls_refused_draining(), 1);
+    assert_eq!(r.e.calls_refused(), 0, "not counted as admission");
+    assert_eq!(r.e.calls_by_pool(&r.t), vec![(pool.clone(), 1, true)]);
+
+    // The call in progress: its BYE is answered and goes on to the gateway.
+    let a = r.msg(&fe_in_dialog("BYE", &ok, 8, "bye-d1"), fe());
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![200]);
+    let bye = requests(&sent_to(&a, gw(5060, 5060)))[0].clone();
+    assert_eq!(bye.method(), Some("BYE"));
+    assert_eq!(ended(&a).map(|c| c.status), Some(200));
+    r.msg(&respond(&bye, 200, "gw1", None), gw(5060, 5060));
+    assert!(r.e.calls(r.now).is_empty());
+
+    if let Some(p) = r.t.pools.get_mut(&pool) {
+        p.value.draining = false;
+    }
+    let a = r.msg(&options("o3", "198.18.1.2:5060"), fe());
+    assert_eq!(statuses(&sent_to(&a, fe())), vec![200]);
+    let a = r.msg(&invite("+14255550100", "d3"), fe());
+    media_call(&a);
+
+    r.e.stop_accepting();
+    let a = r.msg(&invite("+14255550100", "d4"), fe());
+    let (retry, warning) = refusal(&sent_to(&a, fe()));
+    assert_eq!(retry.as_deref(), Some("5"));
+    assert!(warning.contains("stopping"), "{warning}");
+    assert_eq!(r.e.calls_refused_draining(), 2);
+    assert_eq!(
+        r.e.calls(r.now).len(),
+        1,
+        "the call set up before the stop stays"
+    );
+}
+
 /// Admission: a peer over its call rate, a pool at its limit, and a trunk at its limit (an
 /// outbound call skips it for the route's next trunk).
 #[test]
