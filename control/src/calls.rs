@@ -292,6 +292,8 @@ pub struct Options {
     /// The lease dataplane sessions are created under (`None`: none, they are kept until
     /// deleted), renewed and reconciled by [`lease_upkeep`].
     pub lease: Option<crate::media::Lease>,
+    /// How the relays are reached: TLS (their CA, a client certificate) and a bearer token.
+    pub relay_auth: mediator_serve::auth::ClientAuth,
 }
 
 impl Default for Options {
@@ -300,6 +302,7 @@ impl Default for Options {
             media_timeout_ends_calls: true,
             resolver: None,
             lease: None,
+            relay_auth: Default::default(),
         }
     }
 }
@@ -646,7 +649,12 @@ impl Runtime {
             });
             for addr in wanted {
                 if !self.watchers.contains_key(addr) {
-                    match crate::media::watch_relay(addr, MEDIA_TIMEOUT, self.timeouts.clone()) {
+                    match crate::media::watch_relay(
+                        addr,
+                        MEDIA_TIMEOUT,
+                        self.timeouts.clone(),
+                        &self.options.relay_auth,
+                    ) {
                         Ok(w) => {
                             self.watchers.insert(addr.clone(), w);
                         }
@@ -658,7 +666,12 @@ impl Runtime {
             }
             let mut map = HashMap::new();
             for (pool, addrs) in &pools {
-                match Relays::new(addrs, MEDIA_TIMEOUT, self.options.lease.clone()) {
+                match Relays::new(
+                    addrs,
+                    MEDIA_TIMEOUT,
+                    self.options.lease.clone(),
+                    &self.options.relay_auth,
+                ) {
                     Ok(r) => {
                         map.insert(pool.clone(), Arc::new(r));
                     }

@@ -45,10 +45,25 @@ struct Args {
     /// --insecure-listen).
     #[arg(long, env = "MEDIATOR_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
-    /// Accept listening off loopback although the APIs have no authentication yet (warned at
-    /// start): anyone who reaches the address can change the topology and end calls.
+    /// Accept listening off loopback without authentication (warned at start): anyone who
+    /// reaches the address can change the topology and end calls.
     #[arg(long, env = "MEDIATOR_INSECURE_LISTEN")]
     insecure_listen: bool,
+    #[command(flatten)]
+    api: mediator_serve::auth::ServerFlags,
+    /// The CA (PEM) the dataplanes' API certificates chain to: given, the relays are reached
+    /// over TLS (https).
+    #[arg(long, env = "MEDIATOR_RELAY_TLS_CA", value_name = "PEM")]
+    relay_tls_ca: Option<PathBuf>,
+    /// This daemon's client certificate chain (PEM) for relays that require one.
+    #[arg(long, env = "MEDIATOR_RELAY_TLS_CERTIFICATE", value_name = "PEM")]
+    relay_tls_certificate: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "MEDIATOR_RELAY_TLS_PRIVATE_KEY", value_name = "PEM")]
+    relay_tls_private_key: Option<PathBuf>,
+    /// The bearer token to send the relays (a file).
+    #[arg(long, env = "MEDIATOR_RELAY_TOKEN_FILE", value_name = "FILE")]
+    relay_token_file: Option<PathBuf>,
     /// Calls held at most; beyond it a new call is answered 503.
     #[arg(long, env = "MEDIATOR_MAX_CALLS")]
     max_calls: Option<usize>,
@@ -131,6 +146,14 @@ struct FileConfig {
     grpc_listen: Option<SocketAddr>,
     metrics_listen: Option<SocketAddr>,
     insecure_listen: Option<bool>,
+    api_tls_certificate: Option<PathBuf>,
+    api_tls_private_key: Option<PathBuf>,
+    api_tls_client_ca: Option<PathBuf>,
+    api_token_file: Option<PathBuf>,
+    relay_tls_ca: Option<PathBuf>,
+    relay_tls_certificate: Option<PathBuf>,
+    relay_tls_private_key: Option<PathBuf>,
+    relay_token_file: Option<PathBuf>,
     max_calls: Option<usize>,
     max_calls_per_pool: Option<usize>,
     max_calls_per_trunk: Option<usize>,
@@ -156,6 +179,8 @@ struct Config {
     grpc_listen: SocketAddr,
     metrics_listen: Option<SocketAddr>,
     insecure_listen: bool,
+    api: mediator_serve::auth::ServerFiles,
+    relay_client: mediator_serve::auth::ClientFiles,
     max_calls: usize,
     admission: mediator_b2bua::AdmissionLimits,
     media_timeout_secs: u32,
@@ -204,6 +229,24 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7300))),
         metrics_listen: args.metrics_listen.or(file.metrics_listen),
         insecure_listen: args.insecure_listen || file.insecure_listen.unwrap_or(false),
+        api: args.api.over(mediator_serve::auth::ServerFiles {
+            certificate: file.api_tls_certificate,
+            private_key: file.api_tls_private_key,
+            client_ca: file.api_tls_client_ca,
+            token_file: file.api_token_file,
+        }),
+        relay_client: mediator_serve::auth::ClientFiles {
+            ca: args.relay_tls_ca.clone().or(file.relay_tls_ca),
+            certificate: args
+                .relay_tls_certificate
+                .clone()
+                .or(file.relay_tls_certificate),
+            private_key: args
+                .relay_tls_private_key
+                .clone()
+                .or(file.relay_tls_private_key),
+            token_file: args.relay_token_file.clone().or(file.relay_token_file),
+        },
         max_calls: args.max_calls.or(file.max_calls).unwrap_or(20_000),
         admission: mediator_b2bua::AdmissionLimits {
             calls_per_pool: args
@@ -286,11 +329,14 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
     if let Some(s) = cfg.dns_servers.iter().find(|s| s.port() == 0) {
         anyhow::bail!("dns_servers: {s}: port 0");
     }
+    let auth = mediator_serve::ServerAuth::load(&cfg.api)?;
+    mediator_serve::auth::ClientAuth::load(&cfg.relay_client, RELAY_NAMES)?;
     for (field, addr) in [
         ("grpc_listen", Some(cfg.grpc_listen)),
         ("metrics_listen", cfg.metrics_listen),
     ] {
-        if let Some(why) = addr.and_then(|a| mediator_serve::listen_refusal(a, cfg.insecure_listen))
+        if let Some(why) =
+            addr.and_then(|a| mediator_serve::listen_refusal(a, cfg.insecure_listen, &auth))
         {
             anyhow::bail!("{field}: {why}");
         }
@@ -460,18 +506,20 @@ fn run(cfg: Config) -> anyhow::Result<()> {
                 media_timeout_ends_calls: cfg.media_timeout_ends_calls,
                 resolver,
                 lease,
+                relay_auth: mediator_serve::auth::ClientAuth::load(&cfg.relay_client, RELAY_NAMES)?,
             },
         );
+        let auth = mediator_serve::ServerAuth::load(&cfg.api)?;
         if let Some(addr) = cfg.metrics_listen {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("metrics_listen: cannot listen on {addr}"))?;
-            mediator_serve::warn_insecure("metrics_listen", addr);
+            mediator_serve::warn_insecure("metrics_listen", addr, &auth);
             let registry = Arc::new(mediator_control::metrics::registry(&calls));
-            tracing::info!(listen = %addr, "serving Prometheus metrics at /metrics");
-            tokio::spawn(mediator_serve::serve_metrics(listener, registry));
+            tracing::info!(listen = %addr, clients_need = auth.describe(), "serving Prometheus metrics at /metrics");
+            tokio::spawn(mediator_serve::serve_metrics(listener, registry, auth.clone()));
         }
-        mediator_serve::warn_insecure("grpc_listen", cfg.grpc_listen);
+        mediator_serve::warn_insecure("grpc_listen", cfg.grpc_listen, &auth);
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<TopologyServiceServer<Api>>().await;
         health.set_serving::<CallServiceServer<CallApi>>().await;
@@ -482,9 +530,14 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(cfg.grpc_listen)
             .await
             .with_context(|| format!("grpc_listen: cannot listen on {}", cfg.grpc_listen))?;
-        tracing::info!(listen = %cfg.grpc_listen, data_dir = %cfg.data_dir.display(), "serving mediator.control.v1");
+        tracing::info!(listen = %cfg.grpc_listen, data_dir = %cfg.data_dir.display(), clients_need = auth.describe(), "serving mediator.control.v1");
         let stopping = calls.clone();
-        tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = auth.grpc_tls() {
+            server = server.tls_config(tls).context("api_tls_certificate")?;
+        }
+        server
+            .layer(tonic::service::InterceptorLayer::new(auth.interceptor()))
             .add_service(health_service)
             .add_service(reflection)
             // Topology documents may be large: up to the 16 MiB the importer accepts.
@@ -532,3 +585,11 @@ async fn stop_signal(term: &mut Option<tokio::signal::unix::Signal>) {
         }
     }
 }
+
+/// How the relay client's settings are named in errors.
+const RELAY_NAMES: mediator_serve::auth::ClientNames = mediator_serve::auth::ClientNames {
+    ca: "relay_tls_ca",
+    certificate: "relay_tls_certificate",
+    private_key: "relay_tls_private_key",
+    token_file: "relay_token_file",
+};

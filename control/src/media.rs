@@ -16,8 +16,8 @@ use mediator_b2bua::media::{
     Anchor, MediaAnswer, MediaRequest, MediaUpdate, Mki, Remote, SrtpChange, SrtpKeys,
 };
 use mediator_proto::dataplane::v1 as pb;
+use mediator_serve::auth::{AuthChannel, ClientAuth};
 use pb::dataplane_service_client::DataplaneServiceClient;
-use tonic::transport::{Channel, Endpoint};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
@@ -98,7 +98,7 @@ pub const MAX_IN_FLIGHT: usize = 64;
 
 struct Relay {
     addr: String,
-    client: DataplaneServiceClient<Channel>,
+    client: DataplaneServiceClient<AuthChannel>,
     healthy: AtomicBool,
     last_error: Mutex<String>,
 }
@@ -150,23 +150,28 @@ fn session_of<T>(
 }
 
 impl Relays {
-    /// `addrs` are host:port of mediator-dataplane gRPC services. Connections are made lazily.
-    /// Sessions are created under `lease` when given.
+    /// `addrs` are host:port of mediator-dataplane gRPC services, reached as `auth` says (TLS,
+    /// token). Connections are made lazily. Sessions are created under `lease` when given.
     pub fn new(
         addrs: &[String],
         timeout: Duration,
         lease: Option<Lease>,
+        auth: &ClientAuth,
     ) -> Result<Relays, MediaError> {
         let relays = addrs
             .iter()
             .map(|addr| {
-                let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-                    .map_err(|e| MediaError::Unavailable(format!("{addr}: {e}")))?
+                let endpoint = auth
+                    .endpoint(addr)
+                    .map_err(MediaError::Unavailable)?
                     .connect_timeout(timeout)
                     .timeout(timeout);
                 Ok(Relay {
                     addr: addr.clone(),
-                    client: DataplaneServiceClient::new(endpoint.connect_lazy()),
+                    client: DataplaneServiceClient::with_interceptor(
+                        endpoint.connect_lazy(),
+                        auth.add_token(),
+                    ),
                     healthy: AtomicBool::new(true),
                     last_error: Mutex::new(String::new()),
                 })
@@ -479,14 +484,17 @@ pub fn watch_relay(
     addr: &str,
     connect_timeout: Duration,
     tx: tokio::sync::mpsc::Sender<(String, String, Silence)>,
+    auth: &ClientAuth,
 ) -> Result<tokio::task::AbortHandle, MediaError> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| MediaError::Unavailable(format!("{addr}: {e}")))?
+    let endpoint = auth
+        .endpoint(addr)
+        .map_err(MediaError::Unavailable)?
         .connect_timeout(connect_timeout)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true);
-    let mut client = DataplaneServiceClient::new(endpoint.connect_lazy());
+    let mut client =
+        DataplaneServiceClient::with_interceptor(endpoint.connect_lazy(), auth.add_token());
     let addr = addr.to_string();
     Ok(tokio::spawn(async move {
         loop {

@@ -65,6 +65,10 @@ pub struct FileConfig {
     pub grpc_listen: Option<SocketAddr>,
     pub metrics_listen: Option<SocketAddr>,
     pub insecure_listen: Option<bool>,
+    pub api_tls_certificate: Option<PathBuf>,
+    pub api_tls_private_key: Option<PathBuf>,
+    pub api_tls_client_ca: Option<PathBuf>,
+    pub api_token_file: Option<PathBuf>,
     pub interfaces: Option<Vec<String>>,
     pub pool_addresses: Option<Vec<IpAddr>>,
     pub gateway_addresses: Option<Vec<IpAddr>>,
@@ -108,6 +112,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Listening off loopback without authentication is accepted (and warned about).
     pub insecure_listen: bool,
+    /// How the gRPC and metrics listeners authenticate clients (TLS, client CA, token).
+    pub api: mediator_serve::auth::ServerFiles,
     pub interfaces: Vec<String>,
     pub pool_addresses: Vec<IpAddr>,
     pub gateway_addresses: Vec<IpAddr>,
@@ -132,6 +138,7 @@ impl Default for Config {
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
             metrics_listen: None,
             insecure_listen: false,
+            api: Default::default(),
             interfaces: Vec::new(),
             pool_addresses: vec![IpAddr::from([127, 0, 0, 1])],
             gateway_addresses: vec![IpAddr::from([127, 0, 0, 1])],
@@ -187,17 +194,29 @@ impl Config {
         if f.metrics_listen.is_some() {
             cfg.metrics_listen = f.metrics_listen;
         }
+        cfg.api = mediator_serve::auth::ServerFiles {
+            certificate: f.api_tls_certificate,
+            private_key: f.api_tls_private_key,
+            client_ca: f.api_tls_client_ca,
+            token_file: f.api_token_file,
+        };
         Ok(cfg)
+    }
+
+    /// The APIs' authentication, loaded from its files (an error names the setting).
+    pub fn auth(&self) -> Result<mediator_serve::ServerAuth, ConfigError> {
+        mediator_serve::ServerAuth::load(&self.api).map_err(|e| invalid(e.setting, e.reason))
     }
 
     /// Checks everything that can be checked without starting: ranges, interfaces, addresses.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let auth = self.auth()?;
         for (field, addr) in [
             ("grpc_listen", Some(self.grpc_listen)),
             ("metrics_listen", self.metrics_listen),
         ] {
             if let Some(why) =
-                addr.and_then(|a| mediator_serve::listen_refusal(a, self.insecure_listen))
+                addr.and_then(|a| mediator_serve::listen_refusal(a, self.insecure_listen, &auth))
             {
                 return Err(invalid(field, why));
             }

@@ -43,10 +43,12 @@ struct Args {
     /// --insecure-listen).
     #[arg(long, env = "MEDIATOR_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
-    /// Accept listening off loopback although the APIs have no authentication yet (warned at
-    /// start): anyone who reaches the address can program media relaying.
+    /// Accept listening off loopback without authentication (warned at start): anyone who
+    /// reaches the address can program media relaying.
     #[arg(long, env = "MEDIATOR_INSECURE_LISTEN")]
     insecure_listen: bool,
+    #[command(flatten)]
+    api: mediator_serve::auth::ServerFlags,
     /// Interface to attach the XDP program to (repeat, or comma-separate in the env variable).
     #[arg(long = "interface", env = "MEDIATOR_INTERFACES", value_delimiter = ',')]
     interfaces: Vec<String>,
@@ -128,6 +130,7 @@ fn settings(args: &Args) -> anyhow::Result<Config> {
     if args.insecure_listen {
         cfg.insecure_listen = true;
     }
+    cfg.api = args.api.over(std::mem::take(&mut cfg.api));
     if !args.interfaces.is_empty() {
         cfg.interfaces = args
             .interfaces
@@ -352,26 +355,32 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             .register_encoded_file_descriptor_set(mediator_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("building the reflection service")?;
+        let auth = cfg.auth()?;
         if let Some(addr) = cfg.metrics_listen {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("metrics_listen: cannot listen on {addr}"))?;
-            mediator_serve::warn_insecure("metrics_listen", addr);
+            mediator_serve::warn_insecure("metrics_listen", addr, &auth);
             let registry =
                 std::sync::Arc::new(mediator_dataplane::metrics::registry(dp.clone(), info.mode));
-            tracing::info!(listen = %addr, "serving Prometheus metrics at /metrics");
-            tokio::spawn(mediator_serve::serve_metrics(listener, registry));
+            tracing::info!(listen = %addr, clients_need = auth.describe(), "serving Prometheus metrics at /metrics");
+            tokio::spawn(mediator_serve::serve_metrics(listener, registry, auth.clone()));
         }
         let listener = tokio::net::TcpListener::bind(cfg.grpc_listen)
             .await
             .with_context(|| format!("grpc_listen: cannot listen on {}", cfg.grpc_listen))?;
-        mediator_serve::warn_insecure("grpc_listen", cfg.grpc_listen);
-        tracing::info!(listen = %cfg.grpc_listen, "serving mediator.dataplane.v1");
-        tonic::transport::Server::builder()
+        mediator_serve::warn_insecure("grpc_listen", cfg.grpc_listen, &auth);
+        tracing::info!(listen = %cfg.grpc_listen, clients_need = auth.describe(), "serving mediator.dataplane.v1");
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = auth.grpc_tls() {
+            server = server.tls_config(tls).context("api_tls_certificate")?;
+        }
+        server
+            .layer(tonic::service::InterceptorLayer::new(auth.interceptor()))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(pb::dataplane_service_server::DataplaneServiceServer::new(
-                Service::new(dp, info),
+                Service::new(dp, info).with_remote_keys(auth.client_certificates()),
             ))
             // No Nagle: a response's frames leave at once instead of waiting for the client's
             // delayed ACK (40 ms a request).

@@ -30,11 +30,25 @@ pub struct XdpInfo {
 pub struct Service {
     dp: Arc<Dataplane>,
     xdp: XdpInfo,
+    /// The listener has TLS and requires client certificates: SRTP keys may come from any
+    /// authenticated client, not only from loopback.
+    remote_keys: bool,
 }
 
 impl Service {
     pub fn new(dp: Arc<Dataplane>, xdp: XdpInfo) -> Self {
-        Self { dp, xdp }
+        Self {
+            dp,
+            xdp,
+            remote_keys: false,
+        }
+    }
+
+    /// Whether SRTP keys are taken from clients off loopback (only over TLS with client
+    /// certificates).
+    pub fn with_remote_keys(mut self, remote_keys: bool) -> Self {
+        self.remote_keys = remote_keys;
+        self
     }
 }
 
@@ -145,13 +159,18 @@ fn leg_request(
     })
 }
 
-/// SRTP keys cross this API in clear (it has no TLS yet): they are taken only from a client on
-/// loopback (mediator-control beside the relay), never over a network.
-fn keys_allowed(from: Option<SocketAddr>, legs: [Option<&pb::LegSpec>; 2]) -> Result<(), Status> {
+/// SRTP keys are taken from a client on loopback (mediator-control beside the relay), or from
+/// anywhere when `remote` (the listener has TLS and requires client certificates); never in
+/// clear over a network.
+fn keys_allowed(
+    from: Option<SocketAddr>,
+    remote: bool,
+    legs: [Option<&pb::LegSpec>; 2],
+) -> Result<(), Status> {
     let has_keys = legs.into_iter().flatten().any(|l| l.srtp.is_some());
-    if has_keys && !from.is_some_and(|a| a.ip().is_loopback()) {
+    if has_keys && !remote && !from.is_some_and(|a| a.ip().is_loopback()) {
         return Err(Status::failed_precondition(
-            "srtp: keys are accepted only from a client on loopback (the dataplane API has no TLS yet)",
+            "srtp: keys are accepted only from a client on loopback, or over TLS with client certificates (api_tls_client_ca)",
         ));
     }
     Ok(())
@@ -411,7 +430,11 @@ impl DataplaneService for Service {
     ) -> Result<Response<pb::CreateSessionResponse>, Status> {
         let from = req.remote_addr();
         let r = req.into_inner();
-        keys_allowed(from, [r.pool.as_ref(), r.gateway.as_ref()])?;
+        keys_allowed(
+            from,
+            self.remote_keys,
+            [r.pool.as_ref(), r.gateway.as_ref()],
+        )?;
         let mux = r.options.as_ref().is_some_and(|o| o.rtcp_mux);
         let spec = (|| {
             Ok(CreateSpec {
@@ -439,7 +462,11 @@ impl DataplaneService for Service {
     ) -> Result<Response<pb::UpdateSessionResponse>, Status> {
         let from = req.remote_addr();
         let r = req.into_inner();
-        keys_allowed(from, [r.pool.as_ref(), r.gateway.as_ref()])?;
+        keys_allowed(
+            from,
+            self.remote_keys,
+            [r.pool.as_ref(), r.gateway.as_ref()],
+        )?;
         crate::manager::validate_id(&r.session_id).map_err(status)?;
         let mux = self.dp.get(&r.session_id).map_err(status)?.options.rtcp_mux;
         let spec = (|| {
@@ -629,14 +656,18 @@ mod tests {
         let lo: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
         let lo6: SocketAddr = "[::1]:50000".parse().expect("addr");
         let net: SocketAddr = "198.18.1.2:50000".parse().expect("addr");
-        assert!(keys_allowed(Some(lo), [Some(&with), None]).is_ok());
-        assert!(keys_allowed(Some(lo6), [None, Some(&with)]).is_ok());
-        let e = keys_allowed(Some(net), [Some(&without), Some(&with)]).expect_err("refused");
+        assert!(keys_allowed(Some(lo), false, [Some(&with), None]).is_ok());
+        assert!(keys_allowed(Some(lo6), false, [None, Some(&with)]).is_ok());
+        let e = keys_allowed(Some(net), false, [Some(&without), Some(&with)]).expect_err("refused");
         assert_eq!(e.code(), tonic::Code::FailedPrecondition);
-        assert!(keys_allowed(None, [Some(&with), None]).is_err());
+        assert!(keys_allowed(None, false, [Some(&with), None]).is_err());
         assert!(
-            keys_allowed(Some(net), [Some(&without), None]).is_ok(),
+            keys_allowed(Some(net), false, [Some(&without), None]).is_ok(),
             "no keys, no check"
+        );
+        assert!(
+            keys_allowed(Some(net), true, [Some(&with), None]).is_ok(),
+            "over TLS with client certificates"
         );
     }
 

@@ -163,7 +163,16 @@ impl Drop for Daemon {
 /// A gRPC channel to `addr` inside namespace `ns` (or here): each connection is made from a thread
 /// that entered the namespace, so daemons can listen on their namespace's loopback.
 pub async fn ns_channel(ns: Option<String>, addr: SocketAddr) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_static("http://mediator.invalid")
+    ns_channel_via(ns, addr, Endpoint::from_static("http://mediator.invalid")).await
+}
+
+/// [`ns_channel`] with `endpoint`'s settings (its TLS, checked against its URL's host).
+pub async fn ns_channel_via(
+    ns: Option<String>,
+    addr: SocketAddr,
+    endpoint: Endpoint,
+) -> anyhow::Result<Channel> {
+    Ok(endpoint
         .connect_with_connector(tower::service_fn(move |_| {
             let ns = ns.clone();
             async move {

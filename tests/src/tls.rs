@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use rustls::pki_types::pem::PemObject;
 
-/// A CA, a certificate for Mediator (both relay addresses), one for the gateway's address and one
+/// A CA, a certificate for Mediator (both relay addresses and 127.0.0.1), one for the gateway's address and one
 /// for its DNS name `tls.lab.test`, one for `alias.lab.test` and one for both, made with openssl
 /// in `dir` (`ca.pem`, `mediator.pem`/`.key`, `gateway.pem`/`.key`, `gateway-fqdn.pem`/`.key`,
 /// `gateway-alias.pem`/`.key`, `gateway-both.pem`/`.key`).
@@ -43,7 +43,8 @@ pub fn certificates(dir: &Path) -> anyhow::Result<()> {
         "/CN=Mediator test CA",
     ])?;
     for (name, ips) in [
-        ("mediator", "IP:198.18.1.1,IP:198.18.2.1"),
+        // Also 127.0.0.1: the APIs' certificate in the authentication tests.
+        ("mediator", "IP:198.18.1.1,IP:198.18.2.1,IP:127.0.0.1"),
         ("gateway", "IP:198.18.2.2"),
         // The gateway as named in DNS (the DNS lab's `tls.lab.test`), without its address.
         ("gateway-fqdn", "DNS:tls.lab.test"),

@@ -65,6 +65,7 @@ async fn round_robin_over_healthy_relays_and_fail_fast_when_none() {
         &[refused.clone(), a1.clone(), silent_addr.clone(), a2.clone()],
         Duration::from_millis(500),
         None,
+        &Default::default(),
     )
     .expect("relays");
 
@@ -175,12 +176,14 @@ async fn sessions_live_on_their_owners_lease() {
         std::slice::from_ref(&a),
         Duration::from_secs(2),
         lease("ctl-a"),
+        &Default::default(),
     )
     .expect("r");
     let theirs = Relays::new(
         std::slice::from_ref(&a),
         Duration::from_secs(2),
         lease("ctl-b"),
+        &Default::default(),
     )
     .expect("r");
     let (_, s) = mine.create_session(request("a-1")).await.expect("create");

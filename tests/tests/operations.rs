@@ -5,7 +5,11 @@
 
 use std::time::Duration;
 
+use mediator_proto::dataplane::v1 as dp;
+use mediator_proto::dataplane::v1::dataplane_service_client::DataplaneServiceClient;
+use mediator_serve::auth::{AuthChannel, ClientAuth, ClientFiles, ClientNames};
 use mediator_tests::calls::CallLab;
+use mediator_tests::daemon::ns_channel_via;
 use mediator_tests::lab::{GW_PEER, GW_RELAY, POOL_PEER, POOL_RELAY, in_netns, privileged};
 use mediator_tests::prometheus::{Prometheus, scrape};
 use mediator_tests::sipp::{Uac, Uas};
@@ -362,4 +366,279 @@ async fn drain_and_graceful_stop_keep_calls_in_progress() {
         .into_inner()
         .sessions;
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// A client of the dataplane at `addr` in namespace `ns`, authenticating as `files` say.
+async fn dataplane_client(
+    ns: &str,
+    addr: std::net::SocketAddr,
+    files: ClientFiles,
+) -> anyhow::Result<DataplaneServiceClient<AuthChannel>> {
+    let auth = ClientAuth::load(&files, NAMES)?;
+    let endpoint = auth
+        .endpoint(&addr.to_string())
+        .map_err(anyhow::Error::msg)?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(2));
+    let channel = ns_channel_via(Some(ns.to_string()), addr, endpoint).await?;
+    Ok(DataplaneServiceClient::with_interceptor(
+        channel,
+        auth.add_token(),
+    ))
+}
+
+const NAMES: ClientNames = ClientNames {
+    ca: "ca",
+    certificate: "certificate",
+    private_key: "private_key",
+    token_file: "token_file",
+};
+
+/// mediatorctl against `endpoint` with `args`: (exit code, stdout + stderr).
+fn ctl(endpoint: &str, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(mediator_tests::daemon::built_binary("mediatorctl"))
+        .arg("--endpoint")
+        .arg(endpoint)
+        .args(args)
+        .output()
+        .expect("mediatorctl");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Authenticated APIs: a dataplane listening off loopback (no --insecure-listen) with TLS, client
+/// certificates and a token refuses a plain client, a client without a certificate and one
+/// without the token, and serves one with both; mediator-control reaches it with its relay
+/// client's certificate and token and a call through it completes; mediator-control's own API and
+/// metrics with TLS and a token serve mediatorctl and a scrape that bring them, and nothing else;
+/// a token without TLS off loopback is refused at start.
+#[tokio::test(flavor = "multi_thread")]
+async fn apis_require_tls_client_certificates_and_tokens() {
+    if !privileged("apis_require_tls_client_certificates_and_tokens") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("mediator-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    mediator_tests::tls::certificates(&dir).expect("certificates");
+    let token = "lab-token-0123456789abcdef";
+    std::fs::write(dir.join("token"), format!("{token}\n")).expect("token");
+    std::fs::write(dir.join("wrong"), "wrong-token-0123456789abcdef").expect("token");
+    let path = |f: &str| dir.join(f);
+    let p = |f: &str| dir.join(f).display().to_string();
+
+    // A token without TLS off loopback: refused at start, naming why.
+    let out =
+        std::process::Command::new(mediator_tests::daemon::built_binary("mediator-dataplane"))
+            .args([
+                "--check-config",
+                "--grpc-listen",
+                "198.18.0.1:7400",
+                "--api-token-file",
+                &p("token"),
+            ])
+            .output()
+            .expect("dataplane");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("in clear"), "{err}");
+
+    let lab = mediator_tests::lab::Lab::new("auth").expect("lab");
+    let ns = lab.relay.name.clone();
+    let addr: std::net::SocketAddr = format!("{POOL_RELAY}:7410").parse().expect("addr");
+    let (ca, cert, key, tok) = (
+        p("ca.pem"),
+        p("mediator.pem"),
+        p("mediator.key"),
+        p("token"),
+    );
+    let _relay = mediator_tests::daemon::Daemon::start(
+        "auth",
+        Some(&ns),
+        addr,
+        &[
+            "--xdp-mode",
+            "off",
+            "--pool-address",
+            POOL_RELAY,
+            "--gateway-address",
+            GW_RELAY,
+            "--port-range",
+            "31000-31099",
+            "--api-tls-certificate",
+            &cert,
+            "--api-tls-private-key",
+            &key,
+            "--api-tls-client-ca",
+            &ca,
+            "--api-token-file",
+            &tok,
+        ],
+    )
+    .expect("dataplane");
+    let full = ClientFiles {
+        ca: Some(path("ca.pem")),
+        certificate: Some(path("gateway.pem")),
+        private_key: Some(path("gateway.key")),
+        token_file: Some(path("token")),
+    };
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(mut c) = dataplane_client(&ns, addr, full.clone()).await
+            && c.get_capabilities(dp::GetCapabilitiesRequest {})
+                .await
+                .is_ok()
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the dataplane serves an authenticated client");
+    let plain = mediator_tests::daemon::ns_channel(Some(ns.clone()), addr).await;
+    if let Ok(ch) = plain {
+        let r = DataplaneServiceClient::new(ch)
+            .get_capabilities(dp::GetCapabilitiesRequest {})
+            .await;
+        assert!(r.is_err(), "a plain client is served: {r:?}");
+    }
+    let no_cert = ClientFiles {
+        certificate: None,
+        private_key: None,
+        ..full.clone()
+    };
+    let r = match dataplane_client(&ns, addr, no_cert).await {
+        Ok(mut c) => c
+            .get_capabilities(dp::GetCapabilitiesRequest {})
+            .await
+            .err(),
+        Err(e) => Some(tonic::Status::unavailable(e.to_string())),
+    };
+    assert!(r.is_some(), "a client without a certificate is served");
+    for token_file in [None, Some(path("wrong"))] {
+        let mut c = dataplane_client(
+            &ns,
+            addr,
+            ClientFiles {
+                token_file,
+                ..full.clone()
+            },
+        )
+        .await
+        .expect("client");
+        let e = c
+            .get_capabilities(dp::GetCapabilitiesRequest {})
+            .await
+            .expect_err("no token");
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+    }
+
+    // mediator-control reaches it with its certificate and token; a call goes through.
+    let gw = Uas::start(&lab.gw.name, GW_PEER, 5060, &[]).expect("gateway uas");
+    let relay_flags = [
+        "--relay-tls-ca",
+        &ca,
+        "--relay-tls-certificate",
+        &cert,
+        "--relay-tls-private-key",
+        &key,
+        "--relay-token-file",
+        &tok,
+    ];
+    let control = mediator_tests::calls::lab_control_using(
+        &lab,
+        "auth",
+        &[addr.to_string()],
+        &relay_flags,
+        None,
+    )
+    .await
+    .expect("control");
+    let run = mediator_tests::calls::call_from(
+        &lab.pool.name,
+        POOL_PEER,
+        &format!("{POOL_RELAY}:5060"),
+        "+14255550100",
+        1,
+        &[],
+    )
+    .expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "{run:?}\n{}",
+        control.log()
+    );
+    drop(gw);
+
+    // mediator-control's own API and metrics with TLS and a token (on loopback here).
+    let metrics = format!("127.0.0.1:{}", mediator_tests::daemon::free_port());
+    let api = mediator_tests::control::Control::start_in(
+        "auth-api",
+        None,
+        &[
+            "--api-tls-certificate",
+            &cert,
+            "--api-tls-private-key",
+            &key,
+            "--api-token-file",
+            &tok,
+            "--metrics-listen",
+            &metrics,
+        ],
+    )
+    .expect("control");
+    let https = api.endpoint().replace("http://", "https://");
+    let with = ["--api-ca", &ca, "--api-token-file", &tok];
+    let mut listed = (0, String::new());
+    for _ in 0..50 {
+        listed = ctl(&https, &[&with[..], &["pool", "list"]].concat());
+        if listed.0 == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed.0, 0, "{}", listed.1);
+    let (code, text) = ctl(&https, &["--api-ca", &ca, "pool", "list"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.to_lowercase().contains("bearer token"), "{text}");
+    let (code, text) = ctl(&api.endpoint(), &["--api-token-file", &tok, "pool", "list"]);
+    assert_ne!(code, 0, "plain HTTP/2 to a TLS listener: {text}");
+    assert!(
+        !text.contains(token),
+        "the token never appears in output: {text}"
+    );
+    let scrape_tls = |auth: Option<&str>| -> String {
+        let mut child = std::process::Command::new("openssl")
+            .args(["s_client", "-quiet", "-connect", &metrics, "-CAfile", &ca])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl");
+        let header = auth.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        use std::io::Write;
+        let _ = child.stdin.take().map(|mut i| {
+            i.write_all(
+                format!("GET /metrics HTTP/1.1\r\nHost: x\r\n{header}Connection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+        });
+        let out = child.wait_with_output().expect("openssl output");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ok = scrape_tls(Some(token));
+    assert!(
+        ok.starts_with("HTTP/1.1 200") && ok.contains("mediator_calls_active"),
+        "{ok}"
+    );
+    let refused = scrape_tls(None);
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert!(!api.log().contains(token) && !control.log().contains(token));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -23,13 +23,14 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser, Subcommand};
 use mediator_proto::control::v1 as pb;
 use mediator_proto::control::v1::call_service_client::CallServiceClient;
+use mediator_serve::auth::{AuthChannel, ClientAuth, ClientFiles, ClientNames};
 use pb::topology_service_client::TopologyServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::output::Output;
 use crate::resource::Verb;
 
-type Client = TopologyServiceClient<Channel>;
+type Client = TopologyServiceClient<AuthChannel>;
 
 const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7300";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -65,7 +66,7 @@ Examples:
 #[derive(Parser, Debug)]
 #[command(name = "mediatorctl", version, after_help = EXAMPLES, subcommand_required = true)]
 struct Cli {
-    /// mediator-control's gRPC address (http://HOST:PORT).
+    /// mediator-control's gRPC address (http://HOST:PORT, or https:// with --api-ca).
     #[arg(
         long,
         env = "MEDIATOR_ENDPOINT",
@@ -74,6 +75,33 @@ struct Cli {
         value_name = "URL"
     )]
     endpoint: String,
+    /// The CA (PEM) mediator-control's API certificate chains to: given, TLS (https).
+    #[arg(long, env = "MEDIATOR_API_CA", global = true, value_name = "PEM")]
+    api_ca: Option<std::path::PathBuf>,
+    /// A client certificate chain (PEM), for a server that requires one.
+    #[arg(
+        long,
+        env = "MEDIATOR_API_CERTIFICATE",
+        global = true,
+        value_name = "PEM"
+    )]
+    api_certificate: Option<std::path::PathBuf>,
+    /// Its private key (PEM).
+    #[arg(
+        long,
+        env = "MEDIATOR_API_PRIVATE_KEY",
+        global = true,
+        value_name = "PEM"
+    )]
+    api_private_key: Option<std::path::PathBuf>,
+    /// A file holding the bearer token the server requires.
+    #[arg(
+        long,
+        env = "MEDIATOR_API_TOKEN_FILE",
+        global = true,
+        value_name = "FILE"
+    )]
+    api_token_file: Option<std::path::PathBuf>,
     /// How to print results.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table, global = true)]
     output: Output,
@@ -181,25 +209,31 @@ pub fn usage_error(msg: impl Into<String>) -> Failure {
 /// The shared state of one command: the channel and how to print.
 pub struct Ctx {
     pub client: Client,
-    pub calls: CallServiceClient<Channel>,
+    pub calls: CallServiceClient<AuthChannel>,
     pub out: Output,
 }
 
-/// The endpoint as given, or with `http://` added to a bare HOST:PORT.
-fn endpoint_url(given: &str) -> Result<String, Failure> {
+/// The endpoint as given, or with `http://` (`https://` with `tls`) added to a bare HOST:PORT.
+fn endpoint_url(given: &str, tls: bool) -> Result<String, Failure> {
     let given = given.trim();
+    let scheme = if tls { "https://" } else { "http://" };
     let url = if given.contains("://") {
         given.to_string()
     } else {
-        format!("http://{given}")
+        format!("{scheme}{given}")
     };
-    if url.starts_with("https://") {
+    if url.starts_with("https://") && !tls {
         return Err(usage_error(format!(
-            "--endpoint {url}: mediatorctl speaks plain HTTP/2 (mediator-control serves no TLS); \
-             use http://HOST:PORT"
+            "--endpoint {url}: https needs the CA of mediator-control's API certificate \
+             (--api-ca)"
         )));
     }
-    if !url.starts_with("http://") || url.len() == "http://".len() {
+    if url.starts_with("http://") && tls {
+        return Err(usage_error(format!(
+            "--endpoint {url}: --api-ca asks for TLS; use https://HOST:PORT"
+        )));
+    }
+    if !url.starts_with(scheme) || url.len() == scheme.len() {
         return Err(usage_error(format!(
             "--endpoint '{given}' is not an http:// URL; use e.g. {DEFAULT_ENDPOINT}"
         )));
@@ -207,8 +241,29 @@ fn endpoint_url(given: &str) -> Result<String, Failure> {
     Ok(url)
 }
 
-fn endpoint(url: &str) -> Result<Endpoint, Failure> {
-    Endpoint::from_shared(url.to_string())
+/// The names of the API's client settings, for errors.
+const API_NAMES: ClientNames = ClientNames {
+    ca: "--api-ca",
+    certificate: "--api-certificate",
+    private_key: "--api-private-key",
+    token_file: "--api-token-file",
+};
+
+fn client_auth(cli: &Cli) -> Result<ClientAuth, Failure> {
+    ClientAuth::load(
+        &ClientFiles {
+            ca: cli.api_ca.clone(),
+            certificate: cli.api_certificate.clone(),
+            private_key: cli.api_private_key.clone(),
+            token_file: cli.api_token_file.clone(),
+        },
+        API_NAMES,
+    )
+    .map_err(|e| usage_error(e.to_string()))
+}
+
+fn endpoint(url: &str, auth: &ClientAuth) -> Result<Endpoint, Failure> {
+    auth.endpoint(url)
         .map(|e| e.connect_timeout(CONNECT_TIMEOUT).timeout(REQUEST_TIMEOUT))
         .map_err(|e| {
             usage_error(format!(
@@ -224,14 +279,14 @@ fn completions(shell: clap_complete::Shell) -> Result<(), Failure> {
     output::emit(&String::from_utf8_lossy(&buf))
 }
 
-async fn run(cli: Cli, url: &str) -> Result<(), Failure> {
-    let endpoint = endpoint(url)?;
+async fn run(cli: Cli, url: &str, auth: &ClientAuth) -> Result<(), Failure> {
+    let endpoint = endpoint(url, auth)?;
     // Lazily: commands that fail their own checks never touch the network, and an unreachable
     // server surfaces as the first RPC's status, which `report` recognises.
     let channel = endpoint.connect_lazy();
     let mut ctx = Ctx {
-        client: TopologyServiceClient::new(channel.clone()),
-        calls: CallServiceClient::new(channel),
+        client: TopologyServiceClient::with_interceptor(channel.clone(), auth.add_token()),
+        calls: CallServiceClient::with_interceptor(channel, auth.add_token()),
         out: cli.output,
     };
     match cli.command {
@@ -370,7 +425,11 @@ fn main() -> ExitCode {
             Err(f) => finish(&f, &cli.endpoint),
         };
     }
-    let url = match endpoint_url(&cli.endpoint) {
+    let auth = match client_auth(&cli) {
+        Ok(a) => a,
+        Err(f) => return finish(&f, &cli.endpoint),
+    };
+    let url = match endpoint_url(&cli.endpoint, auth.uses_tls()) {
         Ok(u) => u,
         Err(f) => return finish(&f, &cli.endpoint),
     };
@@ -384,7 +443,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_OSERR);
         }
     };
-    match runtime.block_on(run(cli, &url)) {
+    match runtime.block_on(run(cli, &url, &auth)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => finish(&f, &url),
     }
@@ -444,21 +503,36 @@ mod tests {
     #[test]
     fn endpoints() {
         assert_eq!(
-            endpoint_url("198.18.0.5:7300").ok(),
+            endpoint_url("198.18.0.5:7300", false).ok(),
             Some("http://198.18.0.5:7300".into())
         );
         assert_eq!(
-            endpoint_url(DEFAULT_ENDPOINT).ok(),
+            endpoint_url(DEFAULT_ENDPOINT, false).ok(),
             Some(DEFAULT_ENDPOINT.into())
         );
         assert!(matches!(
-            endpoint_url("https://ctl.contoso.com:7300"),
+            endpoint_url("https://ctl.contoso.com:7300", false),
             Err(Failure::Usage(_))
         ));
-        assert!(matches!(endpoint_url("ftp://x"), Err(Failure::Usage(_))));
-        assert!(matches!(endpoint_url("http://"), Err(Failure::Usage(_))));
+        assert_eq!(
+            endpoint_url("ctl.contoso.com:7300", true).ok(),
+            Some("https://ctl.contoso.com:7300".into()),
+            "TLS: https"
+        );
         assert!(matches!(
-            endpoint("http://bad host:7300"),
+            endpoint_url("http://ctl.contoso.com:7300", true),
+            Err(Failure::Usage(_))
+        ));
+        assert!(matches!(
+            endpoint_url("ftp://x", false),
+            Err(Failure::Usage(_))
+        ));
+        assert!(matches!(
+            endpoint_url("http://", false),
+            Err(Failure::Usage(_))
+        ));
+        assert!(matches!(
+            endpoint("http://bad host:7300", &ClientAuth::default()),
             Err(Failure::Usage(_))
         ));
     }

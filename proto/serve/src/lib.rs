@@ -1,10 +1,12 @@
 //! `mediator-serve`: what both daemons serve beside their gRPC APIs — the Prometheus `/metrics`
-//! endpoint (HTTP/1.1, the OpenMetrics text of a `prometheus-client` registry) — and the rule
-//! both apply before they listen anywhere: off loopback only when the operator says so, since
-//! the APIs have no authentication yet.
+//! endpoint (HTTP/1.1, the OpenMetrics text of a `prometheus-client` registry) — and the
+//! authentication of both APIs ([`auth`]), with the rule both apply before they listen anywhere:
+//! off loopback only with authentication, or when the operator says so.
+
+pub mod auth;
+pub use auth::{ServerAuth, listen_refusal, warn_insecure};
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,31 +16,6 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 pub use prometheus_client;
 use prometheus_client::registry::Registry;
-
-/// Why a daemon may not listen on `addr`, or `None` when it may: a listener off loopback
-/// carries no authentication yet, so anyone who reaches it could use it; it is allowed only with
-/// `insecure` (the operator's `--insecure-listen`), and then [`warn_insecure`] says so.
-pub fn listen_refusal(addr: SocketAddr, insecure: bool) -> Option<String> {
-    if addr.ip().is_loopback() || insecure {
-        return None;
-    }
-    Some(format!(
-        "{addr} is not a loopback address, and this listener has no authentication: anyone \
-         who reaches it could use it. Listen on loopback (e.g. 127.0.0.1), or accept that with \
-         --insecure-listen"
-    ))
-}
-
-/// The warning at start for a listener off loopback that the operator accepted.
-pub fn warn_insecure(setting: &str, addr: SocketAddr) {
-    if !addr.ip().is_loopback() {
-        tracing::warn!(
-            setting,
-            listen = %addr,
-            "listening off loopback without authentication (--insecure-listen): anyone who reaches this address can use it"
-        );
-    }
-}
 
 /// Label pairs of one series: (name, value).
 pub type Labels<'a> = Vec<(&'static str, std::borrow::Cow<'a, str>)>;
@@ -107,12 +84,22 @@ pub const CONNECTION_LIMIT: Duration = Duration::from_secs(60);
 /// The content type of the OpenMetrics text format.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Serves `GET /metrics` on `listener` with `registry`'s metrics until the task is dropped.
-/// Bounded: at most [`MAX_CONNECTIONS`] at once, headers within [`HEADER_TIMEOUT`], each
-/// connection at most [`CONNECTION_LIMIT`]; a failing accept (out of file descriptors) backs off
-/// instead of spinning.
-pub async fn serve_metrics(listener: tokio::net::TcpListener, registry: Arc<Registry>) {
+/// A TLS handshake on the metrics listener must end within this.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `GET /metrics` on `listener` with `registry`'s metrics until the task is dropped, with
+/// `auth`'s TLS and token when configured. Bounded: at most [`MAX_CONNECTIONS`] at once, a TLS
+/// handshake within [`HANDSHAKE_TIMEOUT`], headers within [`HEADER_TIMEOUT`], each connection at
+/// most [`CONNECTION_LIMIT`]; a failing accept (out of file descriptors) backs off instead of
+/// spinning.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+    auth: ServerAuth,
+) {
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let acceptor = auth.acceptor();
+    let auth = Arc::new(auth);
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -125,21 +112,59 @@ pub async fn serve_metrics(listener: tokio::net::TcpListener, registry: Arc<Regi
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             continue; // dropped: closed
         };
-        let registry = registry.clone();
+        let (registry, auth, acceptor) = (registry.clone(), auth.clone(), acceptor.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let registry = registry.clone();
-                async move { Ok::<_, Infallible>(respond(&req, &registry)) }
+                let (registry, auth) = (registry.clone(), auth.clone());
+                async move { Ok::<_, Infallible>(respond_to(&req, &registry, &auth)) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT);
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            let _ = tokio::time::timeout(CONNECTION_LIMIT, conn).await;
+            let _ = tokio::time::timeout(CONNECTION_LIMIT, async {
+                match acceptor {
+                    Some(a) => {
+                        // A failed handshake (no or a wrong client certificate) just closes.
+                        if let Ok(Ok(tls)) =
+                            tokio::time::timeout(HANDSHAKE_TIMEOUT, a.accept(stream)).await
+                        {
+                            let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+                        }
+                    }
+                    None => {
+                        let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                }
+            })
+            .await;
         });
     }
+}
+
+/// [`respond`] behind `auth`'s token: `401` with `WWW-Authenticate: Bearer` without it.
+pub fn respond_to<B>(
+    req: &Request<B>,
+    registry: &Registry,
+    auth: &ServerAuth,
+) -> Response<Full<Bytes>> {
+    let presented = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if !auth.admits(presented) {
+        let mut r = Response::new(Full::new(Bytes::from_static(
+            b"a bearer token is required\n",
+        )));
+        *r.status_mut() = StatusCode::UNAUTHORIZED;
+        r.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    respond(req, registry)
 }
 
 /// The answer to one request: the metrics for `GET /metrics`, a short error otherwise.
@@ -170,22 +195,6 @@ pub fn respond<B>(req: &Request<B>, registry: &Registry) -> Response<Full<Bytes>
 mod tests {
     use super::*;
     use prometheus_client::metrics::counter::Counter;
-
-    #[test]
-    fn only_loopback_without_the_operator_s_word() {
-        let lo: SocketAddr = "127.0.0.1:9100".parse().expect("addr");
-        let lo6: SocketAddr = "[::1]:9100".parse().expect("addr");
-        let off: SocketAddr = "198.18.0.1:9100".parse().expect("addr");
-        assert_eq!(listen_refusal(lo, false), None);
-        assert_eq!(listen_refusal(lo6, false), None);
-        let e = listen_refusal(off, false).expect("refused");
-        assert!(
-            e.starts_with("198.18.0.1:9100 is not a loopback address")
-                && e.contains("--insecure-listen"),
-            "{e}"
-        );
-        assert_eq!(listen_refusal(off, true), None);
-    }
 
     #[test]
     fn metrics_on_get_metrics_and_short_errors_elsewhere() {
