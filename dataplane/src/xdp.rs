@@ -65,7 +65,8 @@ fn is_bpffs(path: &Path) -> bool {
 /// Makes sure /sys/fs/bpf is a bpffs (mounting it if needed) and the pin directory exists.
 pub fn prepare_pin_dir(pin_dir: &Path) -> Result<(), XdpError> {
     let root = Path::new("/sys/fs/bpf");
-    if pin_dir.starts_with(root) && !is_bpffs(root) {
+    let mounting = pin_dir.starts_with(root) && !is_bpffs(root);
+    if mounting {
         nix::mount::mount(
             Some("bpf"),
             root,
@@ -86,6 +87,57 @@ pub fn prepare_pin_dir(pin_dir: &Path) -> Result<(), XdpError> {
             "{} is not on a bpffs",
             pin_dir.display()
         )));
+    }
+    let seen_by_host = std::fs::metadata(
+        Path::new("/proc/1/root").join(pin_dir.strip_prefix("/").unwrap_or(pin_dir)),
+    );
+    // The namespace of the process that started us: `ip netns exec` makes one of our own.
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    let own_namespace = match (ns("self"), ns(&nix::unistd::getppid().to_string())) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
+    };
+    if let Err(why) = pins_outlive(
+        pin_dir,
+        std::fs::metadata(pin_dir).ok(),
+        seen_by_host,
+        mounting && own_namespace,
+    ) {
+        tracing::warn!("{why}");
+    }
+    Ok(())
+}
+
+/// Whether pins in `pin_dir` (`ours`: its metadata here) outlive this process: the host's mount
+/// namespace (PID 1's, `host`: the same path's metadata there) must see the same bpffs. A
+/// private mount namespace (`ip netns exec` makes one, with its own /sys) that mounted its own
+/// bpffs loses it, and every pin in it, when its last process exits. Where the host's view
+/// cannot be read (PID 1 out of reach, as in some containers), `mounted_in_own_namespace` —
+/// this process mounted the bpffs, in a mount namespace its parent does not share — says the
+/// same. Why not, when not.
+fn pins_outlive(
+    pin_dir: &Path,
+    ours: Option<std::fs::Metadata>,
+    host: std::io::Result<std::fs::Metadata>,
+    mounted_in_own_namespace: bool,
+) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(ours) = ours else {
+        return Ok(());
+    };
+    let private = match host {
+        Ok(h) => h.dev() != ours.dev() || h.ino() != ours.ino(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(_) => mounted_in_own_namespace,
+    };
+    if private {
+        return Err(format!(
+            "pin directory {} is on a bpffs the host's mount namespace does not see (a private \
+             mount namespace, as `ip netns exec` makes): the XDP links, maps and sessions pinned \
+             there will not outlive this process, so a restart cannot re-adopt them. Start the \
+             daemon with `nsenter --net=/run/netns/NAME` (the network namespace only) instead",
+            pin_dir.display()
+        ));
     }
     Ok(())
 }
@@ -509,5 +561,38 @@ impl Forwarder for XdpForwarder {
             .iter()
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ForwardError::Map(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_outlive_only_where_the_host_sees_the_same_directory() {
+        let a = std::env::temp_dir();
+        let b = Path::new("/");
+        let meta = |p: &Path| std::fs::metadata(p);
+        assert_eq!(pins_outlive(&a, meta(&a).ok(), meta(&a), true), Ok(()));
+        let why = pins_outlive(&a, meta(&a).ok(), meta(b), false).expect_err("another directory");
+        assert!(
+            why.contains("will not outlive") && why.contains("nsenter --net="),
+            "{why}"
+        );
+        let gone = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert!(
+            pins_outlive(&a, meta(&a).ok(), Err(gone), false).is_err(),
+            "not there"
+        );
+        let denied = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            pins_outlive(&a, meta(&a).ok(), Err(denied()), false),
+            Ok(()),
+            "the host's view unreadable, and the bpffs not ours"
+        );
+        assert!(
+            pins_outlive(&a, meta(&a).ok(), Err(denied()), true).is_err(),
+            "mounted by this process in a namespace of its own"
+        );
     }
 }

@@ -642,3 +642,95 @@ async fn apis_require_tls_client_certificates_and_tokens() {
     assert!(!api.log().contains(token) && !control.log().contains(token));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A dataplane started with `ip netns exec` (a private mount namespace, whose own bpffs dies with
+/// the process) warns that its pins will not outlive it; one started with `nsenter --net` (the
+/// fixture's way, and the quick start's) does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn pins_on_a_private_bpffs_are_warned_about() {
+    if !privileged("pins_on_a_private_bpffs_are_warned_about") {
+        return;
+    }
+    let lab = mediator_tests::lab::Lab::new("pinpriv").expect("lab");
+    let ns = lab.relay.name.clone();
+    let unique = std::process::id();
+    let state = std::env::temp_dir().join(format!("mediator-pinpriv-{unique}"));
+    let port = mediator_tests::daemon::free_port().to_string();
+    let args = |pin: &str| -> Vec<String> {
+        [
+            "--interface",
+            "rp",
+            "--xdp-mode",
+            "generic",
+            "--pool-address",
+            POOL_RELAY,
+            "--gateway-address",
+            GW_RELAY,
+            "--port-range",
+            "31200-31299",
+            "--pin-dir",
+            pin,
+            "--state-dir",
+            &state.display().to_string(),
+            "--grpc-listen",
+            &format!("127.0.0.1:{port}"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let log = std::env::temp_dir().join(format!("mediator-pinpriv-{unique}.log"));
+    let out = std::fs::File::create(&log).expect("log");
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .arg(mediator_tests::daemon::built_binary("mediator-dataplane"))
+        .args(args(&format!("/sys/fs/bpf/mediator_test_priv_{unique}")))
+        .stdout(out.try_clone().expect("log"))
+        .stderr(out)
+        .spawn()
+        .expect("ip netns exec");
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("serving mediator.dataplane.v1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_dir_all(&state);
+    assert!(text.contains("serving mediator.dataplane.v1"), "{text}");
+    assert!(
+        text.contains("will not outlive this process") && text.contains("nsenter --net="),
+        "{text}"
+    );
+
+    let mut fixture = mediator_tests::daemon::Daemon::start(
+        "pinok",
+        Some(&ns),
+        format!("127.0.0.1:{}", mediator_tests::daemon::free_port())
+            .parse()
+            .expect("addr"),
+        &[
+            "--interface",
+            "rp",
+            "--xdp-mode",
+            "generic",
+            "--pool-address",
+            POOL_RELAY,
+            "--gateway-address",
+            GW_RELAY,
+            "--port-range",
+            "31300-31399",
+        ],
+    )
+    .expect("dataplane");
+    fixture.client().await.expect("serving");
+    assert!(
+        !fixture.log().contains("will not outlive"),
+        "{}",
+        fixture.log()
+    );
+}
