@@ -256,6 +256,8 @@ pub struct Totals {
     pub src_mismatch: u64,
     pub dropped: u64,
     pub socket_overflow: u64,
+    /// SRTP termination's drops (authentication, replay, MKI, other), summed over streams.
+    pub srtp: crate::srtp_stream::SrtpCounters,
 }
 
 impl Totals {
@@ -267,6 +269,10 @@ impl Totals {
         self.src_mismatch += s.merged.src_mismatch;
         self.dropped += s.dropped;
         self.socket_overflow += s.socket_overflow;
+        self.srtp.auth_failures += s.srtp.auth_failures;
+        self.srtp.replays += s.srtp.replays;
+        self.srtp.bad_mki += s.srtp.bad_mki;
+        self.srtp.other += s.srtp.other;
     }
 }
 

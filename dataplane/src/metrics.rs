@@ -72,6 +72,18 @@ impl Collector for Relay {
             "Packets the kernel dropped on full relay sockets (SO_RXQ_OVFL)",
             &[(none(), t.socket_overflow)],
         )?;
+        let reason = |r: &'static str| vec![("reason", Cow::Borrowed(r))];
+        counter(
+            &mut enc,
+            "mediator_dataplane_srtp_drops",
+            "Packets SRTP termination dropped, by reason (auth: the tag did not verify; replay; bad_mki; other)",
+            &[
+                (reason("auth"), t.srtp.auth_failures),
+                (reason("replay"), t.srtp.replays),
+                (reason("bad_mki"), t.srtp.bad_mki),
+                (reason("other"), t.srtp.other),
+            ],
+        )?;
         let [media, rtcp] = self.dp.timeouts_raised();
         counter(
             &mut enc,

@@ -606,6 +606,10 @@ impl DataplaneService for Service {
             dropped: t.dropped,
             socket_overflow: t.socket_overflow,
             lease_expired_sessions: self.dp.lease_expired_sessions(),
+            srtp_auth_failures: t.srtp.auth_failures,
+            srtp_replays: t.srtp.replays,
+            srtp_bad_mki: t.srtp.bad_mki,
+            srtp_other_drops: t.srtp.other,
             sessions: self.dp.session_count() as u32,
             offloaded_streams: self.dp.offloaded_streams(),
         }))

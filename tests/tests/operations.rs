@@ -43,6 +43,12 @@ async fn prometheus_scrapes_calls_and_packets_from_both_daemons() {
             .expect("scrape")
             .contains("# TYPE mediator_calls_active gauge")
     );
+    let text = scrape(&ns, relay).expect("scrape");
+    assert!(
+        text.contains("mediator_dataplane_srtp_drops_total{reason=\"auth\"} 0")
+            && text.contains("mediator_dataplane_srtp_drops_total{reason=\"replay\"} 0"),
+        "{text}"
+    );
 
     let run = lab.from_pool("+14255550100", 1, &[]).expect("uac");
     assert_eq!((run.successful, run.failed), (1, 0), "{run:?}");

@@ -971,6 +971,23 @@ async fn srtp_to_srtp_on_a_tls_trunk_and_passthrough() {
             && gw_flow.srtp_bad_mki == after.2,
         "the record keeps the drops: {gw_flow:?}, live {after:?}"
     );
+    // The relay's totals (GetStats; its metrics read the same figures) keep them too.
+    let stats = lab
+        .dataplane
+        .client()
+        .await
+        .expect("relay")
+        .get_stats(mediator_proto::dataplane::v1::GetStatsRequest {})
+        .await
+        .expect("stats")
+        .into_inner();
+    assert!(
+        stats.srtp_auth_failures >= gw_flow.srtp_auth_failures
+            && stats.srtp_replays >= gw_flow.srtp_replays
+            && stats.srtp_bad_mki >= gw_flow.srtp_bad_mki
+            && stats.srtp_bad_mki > 0,
+        "the relay's SRTP totals: {stats:?}"
+    );
     let (_, shown) = lab.ctl(&["call", "show", &c.id.to_string()]).expect("ctl");
     assert!(
         shown.contains(&format!(
