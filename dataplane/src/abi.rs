@@ -60,9 +60,10 @@ pub struct StreamEntry {
     pub pad: u32,
 }
 
-/// `struct mdp_stream_stats`: one CPU's counters and RTP receiver state for one stream.
+/// `struct mdp_stream_stats`: one CPU's counters and RTP receiver state for one stream. (Serde:
+/// the userspace relay's copy is kept in the session record, see `manager::COUNTERS_FLUSH`.)
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StreamStats {
     pub packets: u64,
     pub bytes: u64,

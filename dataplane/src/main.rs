@@ -342,6 +342,10 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         tokio::spawn(dp.clone().run_notices(notices));
         tokio::spawn(dp.clone().run_timeouts(Duration::from_secs(1)));
         tokio::spawn(dp.clone().run_leases(Duration::from_secs(1)));
+        tokio::spawn(
+            dp.clone()
+                .run_flush(mediator_dataplane::manager::COUNTERS_FLUSH),
+        );
         tracing::info!(
             sessions = dp.session_count(),
             "sessions re-adopted from the state directory"

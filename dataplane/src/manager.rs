@@ -276,6 +276,11 @@ impl Totals {
     }
 }
 
+/// How often the userspace relay's per-stream counters (packets, bytes, mismatches, RTP
+/// receiver state, drops) are written to the session records: what a crash of the dataplane can
+/// lose of them. The XDP path's live in the pinned statistics map and lose nothing.
+pub const COUNTERS_FLUSH: Duration = Duration::from_secs(5);
+
 /// Hands out indexes from a fixed range, round-robin so a freed one is reused last.
 #[derive(Debug)]
 struct IndexPool {
@@ -852,6 +857,45 @@ impl Dataplane {
         self.lease_expired.load(Ordering::Relaxed)
     }
 
+    /// Writes the record of every session whose userspace counters moved since its last write
+    /// (their digest differs), so a crash loses at most [`COUNTERS_FLUSH`] of them; sessions on
+    /// XDP, or silent, cost nothing. Returns how many were written.
+    pub fn flush_counters(&self) -> usize {
+        let shared: Vec<Arc<SessionShared>> = match self.inner.lock() {
+            Ok(i) => i.sessions.values().map(|e| e.shared.clone()).collect(),
+            Err(_) => return 0,
+        };
+        let mut written = 0;
+        for s in shared {
+            let m = match s.media.lock() {
+                Ok(m) => m.clone(),
+                Err(p) => p.into_inner().clone(),
+            };
+            let digest = m.streams.iter().fold(0u64, |a, st| {
+                a.wrapping_mul(31)
+                    .wrapping_add(st.user.packets)
+                    .wrapping_add(st.user.src_mismatch << 20)
+                    .wrapping_add(st.dropped << 40)
+            });
+            if digest == s.flushed.load(Ordering::Relaxed) {
+                continue;
+            }
+            self.persist(&s, &m);
+            s.flushed.store(digest, Ordering::Relaxed);
+            written += 1;
+        }
+        written
+    }
+
+    /// [`Self::flush_counters`] every `every`. Runs until the daemon stops.
+    pub async fn run_flush(self: Arc<Self>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            self.flush_counters();
+        }
+    }
+
     /// Expires lapsed leases every `every`. Runs until the daemon stops.
     pub async fn run_leases(self: Arc<Self>, every: Duration) {
         let mut tick = tokio::time::interval(every);
@@ -1015,6 +1059,7 @@ impl Dataplane {
                 crypto: crypto.map(Mutex::new),
                 forks: Mutex::new(Vec::new()),
                 has_forks: AtomicBool::new(false),
+                flushed: std::sync::atomic::AtomicU64::new(0),
             });
             // What its pool-side peer sends leaves by the shared ports; what arrives there from
             // its source is the parent's relay tasks' to hand over (see relay::Fork).
@@ -1121,6 +1166,7 @@ impl Dataplane {
             crypto: crypto.map(Mutex::new),
             forks: Mutex::new(Vec::new()),
             has_forks: AtomicBool::new(false),
+            flushed: std::sync::atomic::AtomicU64::new(0),
         });
         let mux = rec.media.options.rtcp_mux;
         let tasks = rec
@@ -2954,6 +3000,51 @@ mod tests {
         assert_eq!((lab.dp.session_count(), lab.dp.free_ports()), (1, 4));
         assert_eq!(lab.free_slots(), 2);
         assert_eq!(state.records().len(), 1);
+    }
+
+    /// The userspace relay's counters outlive a crash: written to the record when they moved
+    /// (every `COUNTERS_FLUSH` in the daemon, by hand here), re-adopted with the session. Block 18.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn userspace_counters_survive_a_crash() {
+        let state = StateDir::new("counters");
+        let b = base(18);
+        let cfg = config(18, 2, &state);
+        let lab = Lab::start(cfg.clone(), Arc::default());
+        let (pool_peer, gw_peer) = (peer(b + 4).await, peer(b + 5).await);
+        // Latching, and media one way only: it stays in userspace.
+        let v = lab
+            .dp
+            .create(spec("u1", Some(at(b + 4)), Some(at(b + 5)), true))
+            .expect("create");
+        let [pool_port, _] = ports(&v);
+        for seq in 1..=3 {
+            relay(&pool_peer, at(pool_port), &gw_peer, seq).await;
+        }
+        let before = stream(&lab.dp.get("u1").expect("get"), Side::Pool, Kind::Rtp).clone();
+        assert_eq!(before.userspace_packets, 3, "{before:?}");
+        assert!(lab.entries().is_empty(), "still in userspace");
+        assert_eq!(lab.dp.flush_counters(), 1, "the moved session is written");
+        assert_eq!(lab.dp.flush_counters(), 0, "nothing moved, nothing written");
+
+        let fake = lab.crash().await;
+        let lab = Lab::start(cfg, fake);
+        let after = lab.dp.get("u1").expect("re-adopted");
+        let s = stream(&after, Side::Pool, Kind::Rtp);
+        assert_eq!(
+            (s.userspace_packets, s.userspace_bytes, s.merged.packets),
+            (
+                before.userspace_packets,
+                before.userspace_bytes,
+                before.merged.packets
+            ),
+            "{s:?}"
+        );
+        assert_eq!(
+            s.merged.rtp.map(|r| (r.received, r.highest_seq)),
+            before.merged.rtp.map(|r| (r.received, r.highest_seq)),
+            "the RTP receiver state too"
+        );
+        lab.dp.delete("u1", None).await.expect("delete");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

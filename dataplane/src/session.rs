@@ -153,11 +153,14 @@ pub struct StreamState {
     /// Whether an XDP entry is installed, and why the stream is on the path it is on.
     pub offloaded: bool,
     pub path_reason: String,
-    /// What the userspace path forwarded (same layout as the kernel's per-CPU parts).
-    #[serde(skip)]
+    /// What the userspace path forwarded (same layout as the kernel's per-CPU parts). Kept in
+    /// the record (written every `COUNTERS_FLUSH` while it moves), so a crash loses at most that
+    /// much of it.
+    #[serde(default)]
     pub user: StreamStats,
-    /// Received by userspace but not forwarded (no destination known, send failure).
-    #[serde(skip)]
+    /// Received by userspace but not forwarded (no destination known, send failure); kept as
+    /// `user` is.
+    #[serde(default)]
     pub dropped: u64,
     /// Kernel drops on this stream's full socket (SO_RXQ_OVFL, cumulative).
     #[serde(skip)]

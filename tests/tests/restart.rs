@@ -46,10 +46,14 @@ async fn kill_9_loses_no_xdp_packet_and_sessions_come_back() {
         .session
         .expect("b");
     let (a_port, b_port) = (relay_ports(&a).0, relay_ports(&b).0);
-    b_src
-        .send_to(&rtp_packet(0, 0, 9, 160), sa(POOL_RELAY, b_port))
-        .expect("send");
-    assert_eq!(drain(&b_dst, Duration::from_millis(200)).len(), 1);
+    for seq in 0..5u16 {
+        b_src
+            .send_to(&rtp_packet(seq, 0, 9, 160), sa(POOL_RELAY, b_port))
+            .expect("send");
+    }
+    assert_eq!(drain(&b_dst, Duration::from_millis(200)).len(), 5);
+    // The userspace counters reach the session's record within COUNTERS_FLUSH (5 s).
+    tokio::time::sleep(Duration::from_millis(5600)).await;
 
     // 3000 packets at one per millisecond through session a, while the daemon is killed.
     let stop = Arc::new(AtomicBool::new(false));
@@ -118,6 +122,19 @@ async fn kill_9_loses_no_xdp_packet_and_sessions_come_back() {
         "the kernel's counters survived in the pinned map"
     );
 
+    // The userspace session's counters came back with it (from its record).
+    let user_rtp = |s: &pb::Session| {
+        s.streams
+            .iter()
+            .find(|s| s.from_side == pb::Side::Pool as i32 && s.kind == pb::StreamKind::Rtp as i32)
+            .and_then(|s| s.counters)
+            .map(|c| c.userspace_packets)
+    };
+    assert_eq!(
+        user_rtp(&list.sessions[1]),
+        Some(5),
+        "the userspace counters survived the crash"
+    );
     // The userspace session resumes on its re-bound sockets.
     for seq in 1..=20u16 {
         b_src
@@ -129,6 +146,16 @@ async fn kill_9_loses_no_xdp_packet_and_sessions_come_back() {
         20,
         "userspace session resumes"
     );
+    let b = c
+        .get_session(pb::GetSessionRequest {
+            session_id: "user".into(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .session
+        .expect("session");
+    assert_eq!(user_rtp(&b), Some(25), "counting on from where it was");
     assert!(
         d.log().contains("re-adopted the pinned XDP link"),
         "{}",
