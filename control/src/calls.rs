@@ -741,11 +741,26 @@ impl Runtime {
                         continue;
                     };
                     tokio::spawn(async move {
-                        if let Err(e) = relays
+                        match relays
                             .update_session(&relay, update_request(*request))
                             .await
                         {
-                            tracing::warn!(relay, error = %e, "updating a media session failed");
+                            Ok(_) => {}
+                            // Updates and deletes run side by side: a call that ended at once
+                            // (a peer's BYE right after its ACK) may have had its session
+                            // deleted first. Nothing is lost; a flood of such calls writes no
+                            // warning each.
+                            Err(crate::media::MediaError::Refused { status, .. })
+                                if status.code() == tonic::Code::NotFound =>
+                            {
+                                tracing::debug!(
+                                    relay,
+                                    "a media session was gone before its update (its call ended)"
+                                );
+                            }
+                            Err(e) => {
+                                tracing::warn!(relay, error = %e, "updating a media session failed")
+                            }
                         }
                     });
                 }

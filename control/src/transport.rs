@@ -58,13 +58,25 @@ pub(crate) const IDLE: Duration = Duration::from_secs(15 * 60);
 /// A message may take this long to arrive whole; longer, its connection is closed (slowloris).
 pub(crate) const PARTIAL: Duration = Duration::from_secs(30);
 
+/// File descriptors kept out of reach of SIP connections: the gRPC and metrics APIs, the relay
+/// clients, UDP sockets, DNS and the store go on working when peers hold every connection they
+/// may.
+pub(crate) const FD_RESERVE: u64 = 256;
+
+/// The connections a process allowed `nofile` open files may hold: [`MAX_CONNECTIONS`], or
+/// fewer so that [`FD_RESERVE`] stay free (at least 16, so a small limit still takes calls).
+pub(crate) fn connection_cap(nofile: u64) -> usize {
+    let room = nofile.saturating_sub(FD_RESERVE).max(16);
+    usize::try_from(room).map_or(MAX_CONNECTIONS, |r| r.min(MAX_CONNECTIONS))
+}
+
 /// Whether a connection may be accepted: from a configured peer of the address it reached
-/// (`known`), with fewer than [`MAX_CONNECTIONS`] held in all (`total`) and
+/// (`known`), with fewer than `cap` held in all (`total`, see [`connection_cap`]) and
 /// [`MAX_PER_SOURCE`] from its address (`from_source`). Why not, otherwise.
-fn admit(known: bool, total: usize, from_source: usize) -> Result<(), &'static str> {
+fn admit(known: bool, total: usize, cap: usize, from_source: usize) -> Result<(), &'static str> {
     if !known {
         Err("not a configured peer of this address")
-    } else if total >= MAX_CONNECTIONS {
+    } else if total >= cap {
         Err("connections at their limit")
     } else if from_source >= MAX_PER_SOURCE {
         Err("connections from this address at their limit")
@@ -74,12 +86,26 @@ fn admit(known: bool, total: usize, from_source: usize) -> Result<(), &'static s
 }
 
 /// Who may hold an accepted connection, and how many are held (see [`admit`]).
-#[derive(Default)]
 pub(crate) struct Gate {
     /// (listening address, transport, peer IP) of every configured peer.
     peers: RwLock<HashSet<(SocketAddr, Transport, IpAddr)>>,
-    held: Mutex<HashMap<IpAddr, usize>>,
+    held: Mutex<HeldCounts>,
     refused: AtomicU64,
+    /// Connections held at most ([`connection_cap`] of the open-files limit at start).
+    cap: usize,
+}
+
+/// Connections held, by address and in all.
+#[derive(Default)]
+struct HeldCounts {
+    by_ip: HashMap<IpAddr, usize>,
+    total: usize,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate::with_cap(MAX_CONNECTIONS)
+    }
 }
 
 /// An accepted connection's place at the [`Gate`], given back when it closes.
@@ -91,17 +117,27 @@ pub(crate) struct Held {
 impl Drop for Held {
     fn drop(&mut self) {
         if let Ok(mut h) = self.gate.held.lock()
-            && let Some(n) = h.get_mut(&self.ip)
+            && let Some(n) = h.by_ip.get_mut(&self.ip)
         {
             *n -= 1;
             if *n == 0 {
-                h.remove(&self.ip);
+                h.by_ip.remove(&self.ip);
             }
+            h.total -= 1;
         }
     }
 }
 
 impl Gate {
+    pub(crate) fn with_cap(cap: usize) -> Gate {
+        Gate {
+            peers: RwLock::default(),
+            held: Mutex::default(),
+            refused: AtomicU64::new(0),
+            cap,
+        }
+    }
+
     fn try_hold(self: &Arc<Self>, listen: Peer, remote: IpAddr) -> Result<Held, &'static str> {
         let known = self
             .peers
@@ -110,13 +146,14 @@ impl Gate {
         let Ok(mut held) = self.held.lock() else {
             return Err("internal lock poisoned");
         };
-        let total: usize = held.values().sum();
-        let verdict = admit(known, total, held.get(&remote).copied().unwrap_or(0));
+        let from_source = held.by_ip.get(&remote).copied().unwrap_or(0);
+        let verdict = admit(known, held.total, self.cap, from_source);
         if verdict.is_err() {
             self.refused.fetch_add(1, Ordering::Relaxed);
         }
         verdict?;
-        *held.entry(remote).or_insert(0) += 1;
+        *held.by_ip.entry(remote).or_insert(0) += 1;
+        held.total += 1;
         Ok(Held {
             gate: self.clone(),
             ip: remote,
@@ -125,7 +162,7 @@ impl Gate {
 
     /// (connections held, connections refused since start).
     pub(crate) fn counts(&self) -> (usize, u64) {
-        let held = self.held.lock().map_or(0, |h| h.values().sum());
+        let held = self.held.lock().map_or(0, |h| h.total);
         (held, self.refused.load(Ordering::Relaxed))
     }
 }
@@ -165,6 +202,18 @@ pub(crate) struct Transports {
     pub(crate) gate: Arc<Gate>,
 }
 
+/// This process's open-files limit (soft), after raising it to the hard limit where allowed.
+fn open_files_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return hard;
+    }
+    soft
+}
+
 fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let domain = socket2::Domain::for_address(addr);
     let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
@@ -191,7 +240,17 @@ impl Transports {
             conns: Arc::new(Mutex::new(HashMap::new())),
             tx,
             server_names: HashMap::new(),
-            gate: Arc::default(),
+            gate: {
+                let nofile = open_files_limit();
+                let cap = connection_cap(nofile);
+                tracing::info!(
+                    open_files = nofile,
+                    connections = cap,
+                    reserve = FD_RESERVE,
+                    "SIP TCP/TLS connections held at most (the open-files limit less a reserve)"
+                );
+                Arc::new(Gate::with_cap(cap))
+            },
         }
     }
 
@@ -424,6 +483,7 @@ async fn accept_loop(
     gate: Arc<Gate>,
 ) {
     let mut backoff = Duration::from_millis(10);
+    let mut failures_log = mediator_b2bua::log_budget::LogBudget::default();
     loop {
         match l.accept().await {
             Ok((stream, remote)) => {
@@ -460,7 +520,9 @@ async fn accept_loop(
             Err(e) => {
                 // Out of file descriptors, typically: back off (up to a second) instead of
                 // spinning on a listener that stays readable.
-                tracing::warn!(error = %e, pause_ms = backoff.as_millis() as u64, "TCP accept failed");
+                if let Some(left_out) = failures_log.allow(std::time::Instant::now()) {
+                    tracing::warn!(error = %e, pause_ms = backoff.as_millis() as u64, left_out, "TCP accept failed");
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
@@ -638,13 +700,19 @@ mod tests {
 
     #[test]
     fn connections_are_admitted_from_configured_peers_within_the_limits() {
+        let cap = MAX_CONNECTIONS;
         assert_eq!(
-            admit(false, 0, 0),
+            admit(false, 0, cap, 0),
             Err("not a configured peer of this address")
         );
-        assert_eq!(admit(true, 0, 0), Ok(()));
-        assert!(admit(true, MAX_CONNECTIONS, 0).is_err());
-        assert!(admit(true, 10, MAX_PER_SOURCE).is_err());
+        assert_eq!(admit(true, 0, cap, 0), Ok(()));
+        assert!(admit(true, MAX_CONNECTIONS, cap, 0).is_err());
+        assert!(admit(true, 10, cap, MAX_PER_SOURCE).is_err());
+        assert!(admit(true, 100, 100, 0).is_err(), "a smaller cap");
+        // The open-files limit leaves FD_RESERVE for everything else.
+        assert_eq!(connection_cap(1 << 20), MAX_CONNECTIONS);
+        assert_eq!(connection_cap(1024), 1024 - FD_RESERVE as usize);
+        assert_eq!(connection_cap(100), 16, "a floor, so calls still come in");
 
         let gate = Arc::new(Gate::default());
         let listen = Peer {

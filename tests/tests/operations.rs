@@ -740,3 +740,231 @@ async fn pins_on_a_private_bpffs_are_warned_about() {
         fixture.log()
     );
 }
+
+/// The daemon's resident memory (KiB) and open files.
+fn footprint(pid: u32) -> (u64, usize) {
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    (rss, fds)
+}
+
+/// INVITE floods — 3000 INVITEs at 300 a second from a configured peer (the Front End's address,
+/// another port) with `calls_per_second_per_peer` 20, and as many from a stranger — while a
+/// legitimate call from the gateway completes: the flooder's excess gets 503 with Retry-After,
+/// its admitted calls complete, the stranger gets 403s; the daemon's memory, open files and log
+/// stay bounded, and every call and session is gone afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn invite_floods_cost_bounded_memory_files_and_log_while_a_call_completes() {
+    if !privileged("invite_floods_cost_bounded_memory_files_and_log_while_a_call_completes") {
+        return;
+    }
+    let mut lab = CallLab::build(
+        "flood",
+        &["30000-30999"],
+        &["--calls-per-second-per-peer", "20"],
+    )
+    .await
+    .expect("call lab");
+    let pid = lab.control.pid().expect("pid");
+    let _gw = Uas::start(&lab.lab.gw.name, GW_PEER, 5060, &[]).expect("gateway uas");
+    let _fe = Uas::start(&lab.lab.pool.name, POOL_PEER, 5060, &[]).expect("pool uas");
+    // Warm up (the first call's allocations), then measure.
+    let run = lab
+        .from_gateway("+14255550199", 5060, 1, &["-sn", "uac", "-p", "5080"])
+        .expect("uac");
+    assert_eq!((run.successful, run.failed), (1, 0), "{run:?}");
+    let (rss0, fds0) = footprint(pid);
+    let lines0 = lab.log().lines().count();
+
+    let target = format!("{POOL_RELAY}:5060");
+    let flood = |ip: &str, port: &str| {
+        Uac::start(
+            &lab.lab.pool.name,
+            ip,
+            &target,
+            3000,
+            300,
+            Duration::from_secs(40),
+            &["-s", "+14255550100", "-sn", "uac", "-p", port],
+        )
+        .expect("flood")
+    };
+    let peer_flood = flood(POOL_PEER, "5070");
+    let stranger_flood = flood(mediator_tests::lab::POOL_OTHER, "5071");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let legit = lab
+        .from_gateway("+14255550199", 5060, 1, &["-sn", "uac", "-p", "5080"])
+        .expect("uac");
+    assert_eq!(
+        (legit.successful, legit.failed),
+        (1, 0),
+        "a legitimate call completes during the floods: {legit:?}"
+    );
+    let (rss_peak, fds_peak) = footprint(pid);
+    let peer = peer_flood.wait().expect("flood");
+    let stranger = stranger_flood.wait().expect("flood");
+    assert_eq!(peer.successful + peer.failed, 3000, "{peer:?}");
+    assert!(
+        peer.successful >= 40 && peer.successful <= 20 * 15 + 40,
+        "admitted at about 20 a second (bursts of 40): {peer:?}"
+    );
+    assert_eq!(stranger.successful, 0, "{stranger:?}");
+
+    // Every call ends; the sessions go with them.
+    let mut left = usize::MAX;
+    for _ in 0..400 {
+        left = lab.active().await.expect("calls").len();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "calls left after the flood");
+    let mut relay = lab.dataplane.client().await.expect("relay");
+    let sessions = relay
+        .list_sessions(dp::ListSessionsRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .sessions;
+    assert!(sessions.is_empty(), "sessions left: {}", sessions.len());
+    let (rss1, fds1) = footprint(pid);
+    let lines = lab.log().lines().count() - lines0;
+    eprintln!(
+        "flood: admitted {} of 3000, refused {}; stranger refused {}; control RSS {rss0} KiB -> \
+         peak {rss_peak} -> {rss1} KiB; files {fds0} -> peak {fds_peak} -> {fds1}; {lines} log lines",
+        peer.successful, peer.failed, stranger.failed
+    );
+    assert!(
+        fds1 <= fds0 + 4,
+        "open files back to where they were: {fds0} -> {fds1}"
+    );
+    assert!(
+        rss1 < rss0 + 64 * 1024,
+        "memory bounded: {rss0} KiB -> {rss1} KiB"
+    );
+    // A few lines per admitted call (its progress and record); the 5000+ refusals a bounded
+    // handful (10 per 10 s each kind, the rest counted).
+    let log = lab.log();
+    let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert!(
+        count("call refused by admission") <= 20 && count("not a configured peer") <= 20,
+        "refusals are logged within their budget"
+    );
+    assert!(
+        lines < 6 * peer.successful as usize + 100,
+        "{lines} log lines for {} admitted calls",
+        peer.successful
+    );
+}
+
+/// CPU time (clock ticks, user + system) a process has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // After the command's closing parenthesis: state is field 3, utime 14, stime 15.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
+/// Out of file descriptors: mediator-control's open-files limit is lowered (prlimit) to just
+/// above what it holds, and a configured peer opens 40 TCP connections. Accepting fails; the
+/// daemon backs off instead of spinning (its CPU over 3 s measured), logs it within a budget,
+/// its gRPC API answers on an established connection, and a UDP call completes meanwhile; with
+/// the connections gone and the limit back, it accepts again.
+#[tokio::test(flavor = "multi_thread")]
+async fn out_of_file_descriptors_backs_off_and_calls_go_on() {
+    if !privileged("out_of_file_descriptors_backs_off_and_calls_go_on") {
+        return;
+    }
+    let lab = CallLab::build("fdx", &["30000-30999"], &[])
+        .await
+        .expect("call lab");
+    let pid = lab.control.pid().expect("pid");
+    let _gw = Uas::start(&lab.lab.gw.name, GW_PEER, 5060, &[]).expect("gateway uas");
+    let run = lab
+        .from_pool("+14255550100", 1, &["-sn", "uac"])
+        .expect("uac");
+    assert_eq!((run.successful, run.failed), (1, 0), "{run:?}");
+    let mut api = lab.control.calls().await.expect("api");
+    api.list_calls(mediator_proto::control::v1::ListCallsRequest {})
+        .await
+        .expect("answers");
+
+    let (_, fds) = footprint(pid);
+    let limit = (fds + 4).to_string();
+    // The hard limit is given back as it is, so the soft one can be raised again after.
+    let hard = std::fs::read_to_string(format!("/proc/{pid}/limits"))
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(4).map(str::to_string))
+        })
+        .expect("the hard limit");
+    let prlimit = |nofile: &str| {
+        let out = std::process::Command::new("prlimit")
+            .args([
+                "--pid",
+                &pid.to_string(),
+                &format!("--nofile={nofile}:{hard}"),
+            ])
+            .output()
+            .expect("prlimit");
+        assert!(
+            out.status.success(),
+            "prlimit {nofile}: {out:?}\n{}",
+            std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default()
+        );
+    };
+    prlimit(&limit);
+    let port = format!("{GW_RELAY}:5070");
+    let conns: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| connect_from(&lab.lab.gw.name, GW_PEER, &port))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = cpu_ticks(pid) - before;
+    assert!(
+        used < 60,
+        "out of files, the daemon backs off: {used} ticks of CPU in 3 s"
+    );
+    let log = lab.log();
+    let failed = log
+        .lines()
+        .filter(|l| l.contains("TCP accept failed"))
+        .count();
+    assert!(
+        (1..=11).contains(&failed),
+        "accept failures logged within their budget: {failed}"
+    );
+    api.list_calls(mediator_proto::control::v1::ListCallsRequest {})
+        .await
+        .expect("the API answers while files are out");
+    let run = lab
+        .from_pool("+14255550100", 1, &["-sn", "uac"])
+        .expect("uac");
+    assert_eq!(
+        (run.successful, run.failed),
+        (1, 0),
+        "a UDP call completes while files are out: {run:?}"
+    );
+
+    drop(conns);
+    prlimit("1024");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut s = connect_from(&lab.lab.gw.name, GW_PEER, &port);
+    assert!(!closed(&mut s), "accepting again once files are back");
+}

@@ -197,6 +197,9 @@ pub struct Engine {
     /// Log lines network input provokes, bounded per kind (a flood writes a bounded log).
     stranger_log: LogBudget,
     malformed_log: LogBudget,
+    /// Calls refused by admission or while draining: a flood from a configured peer is refused
+    /// with a bounded log too.
+    refused_log: LogBudget,
     /// Requests from addresses that are not configured peers, and malformed ones, since start.
     strangers: u64,
     malformed: u64,
@@ -236,6 +239,7 @@ impl Engine {
             dns: HashMap::new(),
             stranger_log: LogBudget::default(),
             malformed_log: LogBudget::default(),
+            refused_log: LogBudget::default(),
             strangers: 0,
             malformed: 0,
             rates: admission::Rates::default(),
@@ -311,7 +315,9 @@ impl Engine {
         now: Instant,
     ) {
         self.refused_calls += 1;
-        tracing::info!(why, "call refused by admission");
+        if let Some(left_out) = self.refused_log.allow(now) {
+            tracing::info!(why, left_out, "call refused by admission");
+        }
         self.reply_with(key, m, 503, why, vec![admission::retry_after()], out, now);
     }
 
@@ -746,7 +752,9 @@ impl Engine {
         };
         if let Some(why) = self.draining(topo, &pool) {
             self.refused_draining += 1;
-            tracing::info!(why, "call refused: draining");
+            if let Some(left_out) = self.refused_log.allow(now) {
+                tracing::info!(why, left_out, "call refused: draining");
+            }
             self.reply_with(
                 &key,
                 &m,
