@@ -318,6 +318,18 @@ impl Engine {
         if let Some(left_out) = self.refused_log.allow(now) {
             tracing::info!(why, left_out, "call refused by admission");
         }
+        self.retry_later(key, m, why, out, now);
+    }
+
+    /// `503` with `Retry-After` (admission, draining, stopping): the peer fails over at once.
+    fn retry_later(
+        &mut self,
+        key: &TxKey,
+        m: &Message,
+        why: &str,
+        out: &mut Vec<Action>,
+        now: Instant,
+    ) {
         self.reply_with(key, m, 503, why, vec![admission::retry_after()], out, now);
     }
 
@@ -573,15 +585,7 @@ impl Engine {
                     None => None,
                 };
                 if let Some(why) = pool.and_then(|p| self.draining(topo, &p)) {
-                    self.reply_with(
-                        &key,
-                        &m,
-                        503,
-                        &why,
-                        vec![admission::retry_after()],
-                        out,
-                        now,
-                    );
+                    self.retry_later(&key, &m, &why, out, now);
                     return;
                 }
                 let bytes = build_response(
@@ -755,15 +759,7 @@ impl Engine {
             if let Some(left_out) = self.refused_log.allow(now) {
                 tracing::info!(why, left_out, "call refused: draining");
             }
-            self.reply_with(
-                &key,
-                &m,
-                503,
-                &why,
-                vec![admission::retry_after()],
-                out,
-                now,
-            );
+            self.retry_later(&key, &m, &why, out, now);
             return;
         }
         let limits = self.cfg.admission;
