@@ -59,6 +59,9 @@ enum Cmd {
     Dns(Query, Resolution),
     /// A graceful stop has begun: refuse new calls on every pool.
     StopAccepting,
+    /// A relay answered an update with NOT_FOUND: (relay, session id). Said aloud only when a
+    /// call in progress still owns it (the relay lost it); a call that ended meanwhile is no news.
+    UpdateGone(String, String),
     /// Ends a call; answered with its record once its sessions are deleted.
     End(
         CallId,
@@ -235,17 +238,30 @@ impl CallHandle {
             calls = left.len(),
             "stop deadline reached: ending the calls still in progress"
         );
-        let mut ends = tokio::task::JoinSet::new();
-        for c in &left {
-            let handle = self.clone();
-            let id = c.info.id;
-            ends.spawn(async move {
-                let reason = "Mediator stopped (stop_deadline_secs reached)".to_string();
-                // Bounded: a peer that never answers the BYE does not hold the stop up.
-                tokio::time::timeout(STOP_END, handle.end(id, reason)).await
-            });
+        // Ended side by side, each given STOP_END in all; a call that cannot be ended this
+        // instant (its 2xx is waiting for the ACK) is tried again until it can, or STOP_END.
+        let give_up = Instant::now() + STOP_END;
+        let mut calls = left.iter().map(|c| c.info.id).collect::<Vec<_>>();
+        while !calls.is_empty() && Instant::now() < give_up {
+            let mut ends = tokio::task::JoinSet::new();
+            for id in calls {
+                let handle = self.clone();
+                ends.spawn(async move {
+                    let reason = "Mediator stopped (stop_deadline_secs reached)".to_string();
+                    let ended = tokio::time::timeout_at(give_up, handle.end(id, reason)).await;
+                    (id, ended)
+                });
+            }
+            calls = Vec::new();
+            while let Some(r) = ends.join_next().await {
+                if let Ok((id, Ok(Err(EndRefused::Answering)))) = r {
+                    calls.push(id);
+                }
+            }
+            if !calls.is_empty() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
-        while ends.join_next().await.is_some() {}
         left.len()
     }
 
@@ -541,6 +557,25 @@ impl Runtime {
                 self.publish_dns();
                 self.publish_health();
             }
+            Cmd::UpdateGone(relay, session) => {
+                if self
+                    .engine
+                    .media_sessions()
+                    .contains(&(relay.clone(), session.clone()))
+                {
+                    tracing::warn!(
+                        relay,
+                        session,
+                        "the relay no longer has a call's media session (restarted without it?): the call has no media"
+                    );
+                } else {
+                    tracing::debug!(
+                        relay,
+                        session,
+                        "a media session was gone before its update: its call had ended"
+                    );
+                }
+            }
             Cmd::StopAccepting => {
                 self.stopping = true;
                 self.engine.stop_accepting();
@@ -740,7 +775,9 @@ impl Runtime {
                     let Some(relays) = self.relays(&pool) else {
                         continue;
                     };
+                    let cmd = self.cmd_tx.clone();
                     tokio::spawn(async move {
+                        let session = request.session_id.clone();
                         match relays
                             .update_session(&relay, update_request(*request))
                             .await
@@ -748,15 +785,12 @@ impl Runtime {
                             Ok(_) => {}
                             // Updates and deletes run side by side: a call that ended at once
                             // (a peer's BYE right after its ACK) may have had its session
-                            // deleted first. Nothing is lost; a flood of such calls writes no
-                            // warning each.
+                            // deleted first — the runtime tells that apart from a relay that
+                            // lost a live call's session.
                             Err(crate::media::MediaError::Refused { status, .. })
                                 if status.code() == tonic::Code::NotFound =>
                             {
-                                tracing::debug!(
-                                    relay,
-                                    "a media session was gone before its update (its call ended)"
-                                );
+                                let _ = cmd.send(Cmd::UpdateGone(relay, session)).await;
                             }
                             Err(e) => {
                                 tracing::warn!(relay, error = %e, "updating a media session failed")

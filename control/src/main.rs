@@ -532,11 +532,8 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             .with_context(|| format!("grpc_listen: cannot listen on {}", cfg.grpc_listen))?;
         tracing::info!(listen = %cfg.grpc_listen, data_dir = %cfg.data_dir.display(), clients_need = auth.describe(), "serving mediator.control.v1");
         let stopping = calls.clone();
-        let mut server = tonic::transport::Server::builder();
-        if let Some(tls) = auth.grpc_tls() {
-            server = server.tls_config(tls).context("api_tls_certificate")?;
-        }
-        server
+        auth.grpc_server()
+            .context("api_tls_certificate")?
             .layer(tonic::service::InterceptorLayer::new(auth.interceptor()))
             .add_service(health_service)
             .add_service(reflection)
@@ -553,7 +550,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             )
             // No Nagle: a response's frames leave at once instead of waiting for the peer's
             // delayed ACK (40 ms a request).
-            .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), async move {
+            .serve_with_incoming_shutdown(mediator_serve::incoming::incoming(listener, mediator_serve::incoming::GRPC_CONNECTIONS), async move {
                 // SIGTERM or Ctrl-C: a graceful stop (the API keeps answering meanwhile); a
                 // second one stops at once. Every acknowledged topology write is already durable.
                 let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

@@ -342,10 +342,9 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         tokio::spawn(dp.clone().run_notices(notices));
         tokio::spawn(dp.clone().run_timeouts(Duration::from_secs(1)));
         tokio::spawn(dp.clone().run_leases(Duration::from_secs(1)));
-        tokio::spawn(
-            dp.clone()
-                .run_flush(mediator_dataplane::manager::COUNTERS_FLUSH),
-        );
+        // Each session at most every COUNTERS_FLUSH; looked at every second, so the writes
+        // spread over the interval.
+        tokio::spawn(dp.clone().run_flush(Duration::from_secs(1)));
         tracing::info!(
             sessions = dp.session_count(),
             "sessions re-adopted from the state directory"
@@ -375,11 +374,8 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             .with_context(|| format!("grpc_listen: cannot listen on {}", cfg.grpc_listen))?;
         mediator_serve::warn_insecure("grpc_listen", cfg.grpc_listen, &auth);
         tracing::info!(listen = %cfg.grpc_listen, clients_need = auth.describe(), "serving mediator.dataplane.v1");
-        let mut server = tonic::transport::Server::builder();
-        if let Some(tls) = auth.grpc_tls() {
-            server = server.tls_config(tls).context("api_tls_certificate")?;
-        }
-        server
+        auth.grpc_server()
+            .context("api_tls_certificate")?
             .layer(tonic::service::InterceptorLayer::new(auth.interceptor()))
             .add_service(health_service)
             .add_service(reflection)
@@ -389,7 +385,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             // No Nagle: a response's frames leave at once instead of waiting for the client's
             // delayed ACK (40 ms a request).
             .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                mediator_serve::incoming::incoming(listener, mediator_serve::incoming::GRPC_CONNECTIONS),
                 shutdown(),
             )
             .await

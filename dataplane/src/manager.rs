@@ -858,18 +858,26 @@ impl Dataplane {
     }
 
     /// Writes the record of every session whose userspace counters moved since its last write
-    /// (their digest differs), so a crash loses at most [`COUNTERS_FLUSH`] of them; sessions on
-    /// XDP, or silent, cost nothing. Returns how many were written.
+    /// (their digest differs) and was written [`COUNTERS_FLUSH`] ago or more, so a crash loses at
+    /// most that much of them; sessions on XDP, or silent, cost nothing, and sessions created at
+    /// different times are written at different ticks. Each is written under its media lock, as
+    /// every other write of a record is: a deletion or an update never races it. Returns how many
+    /// were written.
     pub fn flush_counters(&self) -> usize {
         let shared: Vec<Arc<SessionShared>> = match self.inner.lock() {
             Ok(i) => i.sessions.values().map(|e| e.shared.clone()).collect(),
             Err(_) => return 0,
         };
+        let now = monotonic_ns();
+        let every = COUNTERS_FLUSH.as_nanos() as u64;
         let mut written = 0;
         for s in shared {
+            if now.saturating_sub(s.flushed_at.load(Ordering::Relaxed)) < every {
+                continue;
+            }
             let m = match s.media.lock() {
-                Ok(m) => m.clone(),
-                Err(p) => p.into_inner().clone(),
+                Ok(m) => m,
+                Err(p) => p.into_inner(),
             };
             let digest = m.streams.iter().fold(0u64, |a, st| {
                 a.wrapping_mul(31)
@@ -881,7 +889,9 @@ impl Dataplane {
                 continue;
             }
             self.persist(&s, &m);
+            drop(m);
             s.flushed.store(digest, Ordering::Relaxed);
+            s.flushed_at.store(now, Ordering::Relaxed);
             written += 1;
         }
         written
@@ -1060,6 +1070,7 @@ impl Dataplane {
                 forks: Mutex::new(Vec::new()),
                 has_forks: AtomicBool::new(false),
                 flushed: std::sync::atomic::AtomicU64::new(0),
+                flushed_at: std::sync::atomic::AtomicU64::new(0),
             });
             // What its pool-side peer sends leaves by the shared ports; what arrives there from
             // its source is the parent's relay tasks' to hand over (see relay::Fork).
@@ -1167,6 +1178,7 @@ impl Dataplane {
             forks: Mutex::new(Vec::new()),
             has_forks: AtomicBool::new(false),
             flushed: std::sync::atomic::AtomicU64::new(0),
+            flushed_at: std::sync::atomic::AtomicU64::new(0),
         });
         let mux = rec.media.options.rtcp_mux;
         let tasks = rec
@@ -3024,7 +3036,11 @@ mod tests {
         assert_eq!(before.userspace_packets, 3, "{before:?}");
         assert!(lab.entries().is_empty(), "still in userspace");
         assert_eq!(lab.dp.flush_counters(), 1, "the moved session is written");
-        assert_eq!(lab.dp.flush_counters(), 0, "nothing moved, nothing written");
+        assert_eq!(
+            lab.dp.flush_counters(),
+            0,
+            "at most one write per COUNTERS_FLUSH"
+        );
 
         let fake = lab.crash().await;
         let lab = Lab::start(cfg, fake);

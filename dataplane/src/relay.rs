@@ -52,9 +52,10 @@ pub struct SessionShared {
     /// spares the relay the lock when there are none.
     pub forks: Mutex<Vec<Fork>>,
     pub has_forks: AtomicBool,
-    /// A digest of the userspace counters as last written to the record (see
-    /// `Dataplane::flush_counters`).
+    /// A digest of the userspace counters as last written to the record, and when (monotonic
+    /// ns; see `Dataplane::flush_counters`).
     pub flushed: std::sync::atomic::AtomicU64,
+    pub flushed_at: std::sync::atomic::AtomicU64,
 }
 
 /// A fork as the session whose gateway-side ports it shares sees it: what arrives there from

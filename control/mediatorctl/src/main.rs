@@ -33,6 +33,8 @@ use crate::resource::Verb;
 type Client = TopologyServiceClient<AuthChannel>;
 
 const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7300";
+/// The default `--endpoint`, without a scheme: `http://`, or `https://` with `--api-ca`.
+const DEFAULT_ADDRESS: &str = "127.0.0.1:7300";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 // Generous because an import validates and applies a whole topology in one call; it only exists so
 // a server that accepts the connection but never answers cannot hang a script forever.
@@ -66,11 +68,11 @@ Examples:
 #[derive(Parser, Debug)]
 #[command(name = "mediatorctl", version, after_help = EXAMPLES, subcommand_required = true)]
 struct Cli {
-    /// mediator-control's gRPC address (http://HOST:PORT, or https:// with --api-ca).
+    /// mediator-control's gRPC address: HOST:PORT (http, or https with --api-ca), or a URL.
     #[arg(
         long,
         env = "MEDIATOR_ENDPOINT",
-        default_value = DEFAULT_ENDPOINT,
+        default_value = DEFAULT_ADDRESS,
         global = true,
         value_name = "URL"
     )]
@@ -514,6 +516,11 @@ mod tests {
             endpoint_url("https://ctl.contoso.com:7300", false),
             Err(Failure::Usage(_))
         ));
+        assert_eq!(
+            endpoint_url(DEFAULT_ADDRESS, true).ok(),
+            Some("https://127.0.0.1:7300".into()),
+            "the default follows --api-ca"
+        );
         assert_eq!(
             endpoint_url("ctl.contoso.com:7300", true).ok(),
             Some("https://ctl.contoso.com:7300".into()),

@@ -125,8 +125,8 @@ impl Topology {
                 other => other,
             })?;
         }
-        if from_pool.is_some() {
-            // Every trunk left it: the old pool drains, so its Front End fails over at once
+        if !self.trunks.values().any(|t| t.value.pool == from) {
+            // No trunk is left on it: the old pool drains, so its Front End fails over at once
             // (503 with Retry-After) while its calls in progress end where they are.
             self.update::<Pool>(&from, 0, now, ch, |p| {
                 p.draining = true;

@@ -311,12 +311,29 @@ impl ServerAuth {
     /// tonic's TLS settings for the gRPC listener, when TLS is configured.
     pub fn grpc_tls(&self) -> Option<ServerTlsConfig> {
         self.tls.as_ref().map(|t| {
-            let c = ServerTlsConfig::new().identity(Identity::from_pem(&t.chain, &t.key));
+            // A client that connects and never finishes its handshake is dropped.
+            let c = ServerTlsConfig::new()
+                .identity(Identity::from_pem(&t.chain, &t.key))
+                .timeout(crate::HANDSHAKE_TIMEOUT);
             match &t.client_ca {
                 Some(ca) => c.client_ca_root(Certificate::from_pem(ca)),
                 None => c,
             }
         })
+    }
+
+    /// A gRPC server builder with this authentication's TLS (handshakes within
+    /// [`crate::HANDSHAKE_TIMEOUT`]) and keep-alives that notice a vanished client (HTTP/2
+    /// pings every 30 s answered within 10 s, TCP keep-alive after 60 s idle).
+    pub fn grpc_server(&self) -> Result<tonic::transport::Server, tonic::transport::Error> {
+        let mut server = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+            .tcp_keepalive(Some(std::time::Duration::from_secs(60)));
+        if let Some(tls) = self.grpc_tls() {
+            server = server.tls_config(tls)?;
+        }
+        Ok(server)
     }
 
     /// The TLS acceptor for the metrics listener, when TLS is configured.
@@ -518,6 +535,12 @@ impl ClientAuth {
             None => format!("{scheme}://{addr}"),
         };
         let e = Endpoint::from_shared(url).map_err(|e| format!("{addr}: {e}"))?;
+        if self.token.is_some() && !self.uses_tls() && !loopback_host(e.uri().host()) {
+            return Err(format!(
+                "{addr}: a bearer token would cross the network in clear; give the server's CA \
+                 for TLS (https), or reach it on loopback"
+            ));
+        }
         match &self.tls {
             Some(t) => e.tls_config(t.clone()).map_err(|e| format!("{addr}: {e}")),
             None => Ok(e),
@@ -528,6 +551,17 @@ impl ClientAuth {
     pub fn add_token(&self) -> AddToken {
         AddToken(self.token.clone())
     }
+}
+
+/// Whether a URL's host is this machine's loopback (a literal address, or `localhost`).
+fn loopback_host(host: Option<&str>) -> bool {
+    let Some(h) = host else {
+        return false;
+    };
+    let h = h.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Adds `authorization: Bearer …` to every request.
@@ -661,7 +695,12 @@ mod tests {
         let v = r.metadata().get("authorization").expect("header");
         assert_eq!(v.as_encoded_bytes(), b"Bearer 0123456789abcdef0123");
         assert!(c.endpoint("127.0.0.1:7300").is_ok());
+        assert!(c.endpoint("[::1]:7300").is_ok());
         assert!(c.endpoint("https://127.0.0.1:7300").is_err());
+        let e = c
+            .endpoint("198.18.0.5:7300")
+            .expect_err("a token in clear off loopback");
+        assert!(e.contains("in clear"), "{e}");
         let e = ClientAuth::load(
             &ClientFiles {
                 certificate: Some(file("c6", "x")),

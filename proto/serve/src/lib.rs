@@ -4,6 +4,7 @@
 //! off loopback only with authentication, or when the operator says so.
 
 pub mod auth;
+pub mod incoming;
 pub use auth::{ServerAuth, listen_refusal, warn_insecure};
 
 use std::convert::Infallible;
