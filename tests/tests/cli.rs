@@ -317,6 +317,7 @@ fn help_has_examples_and_completions_print() {
         &[],
         &["pool", "add"],
         &["pool", "set"],
+        &["pool", "drain"],
         &["gateway", "add"],
         &["trunk", "add"],
         &["trunk", "move"],

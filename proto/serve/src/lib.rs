@@ -29,24 +29,9 @@ pub fn counter(
     help: &str,
     series: &[(Labels<'_>, u64)],
 ) -> std::fmt::Result {
-    use prometheus_client::encoding::EncodeMetric;
     use prometheus_client::metrics::counter::ConstCounter;
-    let mut m = enc.encode_descriptor(
-        name,
-        help,
-        None,
-        prometheus_client::metrics::MetricType::Counter,
-    )?;
-    if let [(labels, v)] = series
-        && labels.is_empty()
-    {
-        // One series without labels: `name_total 3`, not `name_total{} 3`.
-        return ConstCounter::new(*v).encode(m);
-    }
-    for (labels, v) in series {
-        ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
-    }
-    Ok(())
+    let series = series.iter().map(|(l, v)| (l, ConstCounter::new(*v)));
+    family(enc, name, help, series)
 }
 
 /// Writes gauge `name` with one value per label set (see [`counter`]).
@@ -56,21 +41,29 @@ pub fn gauge(
     help: &str,
     series: &[(Labels<'_>, i64)],
 ) -> std::fmt::Result {
-    use prometheus_client::encoding::EncodeMetric;
     use prometheus_client::metrics::gauge::ConstGauge;
-    let mut m = enc.encode_descriptor(
-        name,
-        help,
-        None,
-        prometheus_client::metrics::MetricType::Gauge,
-    )?;
-    if let [(labels, v)] = series
-        && labels.is_empty()
-    {
-        return ConstGauge::new(*v).encode(m);
-    }
+    let series = series.iter().map(|(l, v)| (l, ConstGauge::new(*v)));
+    family(enc, name, help, series)
+}
+
+/// One metric family of constant series, of the type of its series: one series without labels
+/// is written `name 3`, not `name{} 3`.
+fn family<'a, 'l: 'a, M>(
+    enc: &mut prometheus_client::encoding::DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    series: impl ExactSizeIterator<Item = (&'a Labels<'l>, M)>,
+) -> std::fmt::Result
+where
+    M: prometheus_client::encoding::EncodeMetric + prometheus_client::metrics::TypedMetric,
+{
+    let mut m = enc.encode_descriptor(name, help, None, M::TYPE)?;
+    let lone = series.len() == 1;
     for (labels, v) in series {
-        ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
+        if lone && labels.is_empty() {
+            return v.encode(m);
+        }
+        v.encode(m.encode_family(labels)?)?;
     }
     Ok(())
 }
