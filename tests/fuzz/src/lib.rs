@@ -321,9 +321,9 @@ mod tests {
     #[test]
     fn every_seed_runs_through_its_target() {
         let sip = SipTarget::new();
-        let seeds = seeds("sip_message");
-        assert!(!seeds.is_empty());
-        for s in &seeds {
+        let sip_seeds = seeds("sip_message");
+        assert!(!sip_seeds.is_empty());
+        for s in &sip_seeds {
             sip.run(s);
         }
         for s in seeds("sdp_rewrite") {
