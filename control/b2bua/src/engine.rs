@@ -213,6 +213,15 @@ pub struct Engine {
     stopping: bool,
 }
 
+/// Why a new call was refused with 503 (what it is counted as).
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    /// A pool's or trunk's limit, or the peer's call rate.
+    Admission,
+    /// The pool drains or the daemon stops.
+    Draining,
+}
+
 /// DNS answers by query.
 pub(super) type Dns = HashMap<dns::Query, dns::Resolution>;
 
@@ -305,18 +314,31 @@ impl Engine {
             .count()
     }
 
-    /// Refuses a new call with 503 and Retry-After (admission), saying why.
+    /// Refuses a new call with 503 and Retry-After, saying why; counted by `kind`, logged
+    /// within the refusals' budget.
     fn refuse_call(
         &mut self,
         key: &TxKey,
         m: &Message,
         why: &str,
+        kind: Refusal,
         out: &mut Vec<Action>,
         now: Instant,
     ) {
-        self.refused_calls += 1;
-        if let Some(left_out) = self.refused_log.allow(now) {
-            tracing::info!(why, left_out, "call refused by admission");
+        let allowed = self.refused_log.allow(now);
+        match kind {
+            Refusal::Admission => {
+                self.refused_calls += 1;
+                if let Some(left_out) = allowed {
+                    tracing::info!(why, left_out, "call refused by admission");
+                }
+            }
+            Refusal::Draining => {
+                self.refused_draining += 1;
+                if let Some(left_out) = allowed {
+                    tracing::info!(why, left_out, "call refused: draining");
+                }
+            }
         }
         self.retry_later(key, m, why, out, now);
     }
@@ -666,7 +688,7 @@ impl Engine {
         }
         // A peer over its call rate costs nothing more than this answer.
         if let Some(why) = self.rates.take(&self.cfg.admission, from.remote.ip(), now) {
-            self.refuse_call(&key, &m, &why, out, now);
+            self.refuse_call(&key, &m, &why, Refusal::Admission, out, now);
             return;
         }
         let offer = if m.body().is_empty() {
@@ -755,11 +777,7 @@ impl Engine {
             None => return,
         };
         if let Some(why) = self.draining(topo, &pool) {
-            self.refused_draining += 1;
-            if let Some(left_out) = self.refused_log.allow(now) {
-                tracing::info!(why, left_out, "call refused: draining");
-            }
-            self.retry_later(&key, &m, &why, out, now);
+            self.refuse_call(&key, &m, &why, Refusal::Draining, out, now);
             return;
         }
         let limits = self.cfg.admission;
@@ -783,7 +801,7 @@ impl Engine {
                 on_pool,
                 trunk.as_deref().map(|t| (t, on_trunk)),
             ) {
-                self.refuse_call(&key, &m, &why, out, now);
+                self.refuse_call(&key, &m, &why, Refusal::Admission, out, now);
                 return;
             }
         }
